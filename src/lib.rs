@@ -1,0 +1,39 @@
+//! modgate: a forward proxy for Go module traffic.
+//!
+//! # Layout
+//!
+//! The modules in the order a request meets them:
+//!
+//! - [`server`]: accepts clients, runs one task per connection, shuts down gracefully.
+//! - [`http1`]: reads the first request head of a connection; CONNECT or hyper.
+//! - [`request`]: classifies a request: tunnel, forward, or modgate's own endpoint.
+//! - [`policy`]: the rule table and the pure decision, [`policy::decide`].
+//! - [`upstream`]: `[hosts]`, DNS, the `dst` check, and connecting.
+//! - [`tunnel`]: relays CONNECT tunnels, with half-close and idle timeout.
+//! - [`forward`]: forwards absolute-form requests over pooled connections.
+//! - [`access`]: one access event per request or tunnel.
+//!
+//! Supporting modules:
+//!
+//! - [`config`]: the TOML file, resolved once into a validated [`config::Config`].
+//! - [`glob`]: host globs.
+//! - [`idle`]: the idle-timeout clock.
+//! - [`error`]: the one error type, and the `modgate:` answers clients see.
+//! - [`explain`]: the dry run behind `modgate explain`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod access;
+pub mod config;
+pub mod error;
+pub mod explain;
+pub mod forward;
+pub mod glob;
+pub mod http1;
+pub mod idle;
+pub mod policy;
+pub mod request;
+pub mod server;
+pub mod tunnel;
+pub mod upstream;
