@@ -1,0 +1,165 @@
+//! Malformed and hostile requests: each gets a clear `modgate:` answer, and
+//! the proxy keeps serving.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+async fn still_serving(proxy: std::net::SocketAddr) {
+    let origin = start_text_origin("alive").await;
+    let (status, _, body) = get_via(proxy, &format!("http://{}/", origin.addr)).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "alive"));
+}
+
+fn assert_400(reply: &str, message: &str) {
+    assert!(reply.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{reply}");
+    assert!(
+        reply.contains("content-type: text/plain; charset=utf-8\r\n"),
+        "{reply}"
+    );
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(
+        body.starts_with("modgate: bad request: ") && body.contains(message),
+        "{reply}"
+    );
+    assert_eq!(body.lines().count(), 1, "{reply}");
+}
+
+#[tokio::test]
+async fn garbage_request_lines_get_a_400() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    for garbage in [
+        &b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n"[..],
+        b"HELLO\r\n\r\n",
+        b"GET / HTTP/7.0\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"GET http://x/ HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"\x00\x00\x00\x00\r\n\r\n",
+    ] {
+        let reply = raw_exchange(proxy.addr, garbage).await;
+        assert_400(&reply, "malformed request head");
+    }
+    still_serving(proxy.addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_header_block_gets_a_400() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let mut req = b"GET http://example.test/ HTTP/1.1\r\n".to_vec();
+    for i in 0..100 {
+        req.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    let reply = raw_exchange(proxy.addr, &req).await;
+    assert_400(&reply, "request head is larger than 65536 bytes");
+    let mut many = b"GET http://example.test/ HTTP/1.1\r\n".to_vec();
+    for i in 0..200 {
+        many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    assert_400(
+        &raw_exchange(proxy.addr, &many).await,
+        "more than 128 header fields",
+    );
+    still_serving(proxy.addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn bad_connect_targets_get_a_400() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let cases: [(&str, &str); 5] = [
+        ("example.com", "has no port"),
+        ("example.com:", "has a bad port"),
+        ("example.com:0", "has a bad port"),
+        ("exa mple.com:443", "malformed request head"),
+        ("bad_host!:443", "not a valid host name"),
+    ];
+    for (target, message) in cases {
+        let reply = raw_exchange(
+            proxy.addr,
+            format!("CONNECT {target} HTTP/1.1\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_400(&reply, message);
+    }
+    still_serving(proxy.addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn requests_a_proxy_cannot_serve_get_a_400() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    for (req, message) in [
+        (
+            "GET /just/a/path HTTP/1.1\r\nHost: x\r\n\r\n",
+            "is not a proxy request",
+        ),
+        (
+            "GET https://example.test/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "https URL",
+        ),
+        (
+            "GET ftp://example.test/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "scheme 'ftp' is not supported",
+        ),
+    ] {
+        let reply = raw_exchange(
+            proxy.addr,
+            req.replace("Host: x\r\n", "Host: x\r\nConnection: close\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_400(&reply, message);
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_header_is_closed_after_the_header_timeout() {
+    let proxy = start_proxy(&config_allowing_loopback("[timeouts]\nheader = \"1s\"\n")).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let started = Instant::now();
+    let request = b"GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\n\r\n";
+    let mut reply = Vec::new();
+    for byte in request {
+        if s.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => reply.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            panic!("the proxy kept a trickling client for 10 s");
+        }
+    }
+    let _ = tokio::time::timeout(STEP, s.read_to_end(&mut reply)).await;
+    let waited = started.elapsed();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(
+        reply.contains("modgate: request header not received within 1s"),
+        "{reply}"
+    );
+    assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
+    still_serving(proxy.addr).await;
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_connects_and_says_nothing_is_closed() {
+    let proxy = start_proxy(&config_allowing_loopback("[timeouts]\nheader = \"1s\"\n")).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("closed")
+        .unwrap();
+    proxy.stop().await;
+}

@@ -1,0 +1,301 @@
+//! The command line: check, explain, and serve as a process (listening line,
+//! JSON logs, SIGTERM).
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::support::*;
+
+fn run(dir: &std::path::Path, args: &[&str]) -> Output {
+    std::process::Command::new(modgate_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn check_rejects_bad_configs_with_file_line_col() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "unknown-key.toml",
+            "listen = \"127.0.0.1:3128\"\nlisten_addr = \"x\"\n",
+            "unknown-key.toml:2:1: unknown field `listen_addr`",
+        ),
+        (
+            "bad-cidr.toml",
+            "[[rule]]\nname = \"r\"\ndst = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\naction = \"block\"\n",
+            "bad-cidr.toml:3:22: bad CIDR '10.0.0.0/40'",
+        ),
+        (
+            "bad-glob.toml",
+            "[[rule]]\nhosts = [\"git.*.com\"]\naction = \"direct\"\n",
+            "bad-glob.toml:2:10: bad host glob 'git.*.com'",
+        ),
+        (
+            "bad-duration.toml",
+            "[timeouts]\nidle = \"90 seconds\"\n",
+            "bad-duration.toml:2:8: bad duration '90 seconds'",
+        ),
+        (
+            "not-toml.toml",
+            "[[rule]\naction = \"direct\"\n",
+            "not-toml.toml:1:",
+        ),
+        (
+            "unknown-rule-key.toml",
+            "[[rule]]\nhost = [\"a.test\"]\naction = \"direct\"\n",
+            "unknown-rule-key.toml:2:1: unknown field `host`",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        write(dir.path(), name, text);
+        let out = run(dir.path(), &["check", "--config", name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.starts_with(expected),
+            "{name}: expected {expected:?}, got {stderr:?}"
+        );
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "{name}: one line: {stderr:?}"
+        );
+    }
+    let out = run(dir.path(), &["check", "--config", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("missing.toml: cannot read config"));
+}
+
+#[test]
+fn check_prints_the_rules_in_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("config:   <embedded default>"), "{stdout}");
+    assert!(
+        stdout.contains("1. 'no-internal': dst [0.0.0.0/8, 10.0.0.0/8"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2. 'default': everything -> direct"),
+        "{stdout}"
+    );
+    // ./modgate.toml wins over the embedded default.
+    write(
+        dir.path(),
+        "modgate.toml",
+        "listen = \"127.0.0.1:9999\"\n[[rule]]\nname = \"only\"\naction = \"direct\"\n",
+    );
+    let stdout = String::from_utf8(run(dir.path(), &["check"]).stdout).unwrap();
+    assert!(
+        stdout.contains("config:   modgate.toml") && stdout.contains("listen:   127.0.0.1:9999"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explain_names_the_rule_for_urls_host_ports_and_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "m.toml",
+        "[hosts]\n\"mirror.test\" = \"10.1.2.3:443\"\n\n[[rule]]\nname = \"lab\"\nsrc = [\"10.9.0.0/16\"]\nhosts = [\"*.corp.test\"]\naction = \"direct\"\n\n[[rule]]\nname = \"no-corp\"\nhosts = [\"*.corp.test\"]\naction = \"block\"\nreason = \"corp hosts are for lab clients\"\n\n[[rule]]\nname = \"no-internal\"\ndst = [\"10.0.0.0/8\"]\naction = \"block\"\n\n[[rule]]\nname = \"default\"\naction = \"direct\"\n",
+    );
+    let explain = |args: &[&str]| {
+        let mut all = vec!["explain", "--config", "m.toml"];
+        all.extend_from_slice(args);
+        let out = run(dir.path(), &all);
+        assert!(
+            out.status.success(),
+            "{:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = explain(&["https://git.corp.test/repo"]);
+    assert!(
+        out.contains("target:  CONNECT git.corp.test:443 from 127.0.0.1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule:    'no-corp'")
+            && out.contains("action:  block (corp hosts are for lab clients)"),
+        "{out}"
+    );
+    let out = explain(&["--from", "10.9.8.7", "git.corp.test:443"]);
+    assert!(
+        out.contains("rule:    'lab'") && out.contains("action:  direct"),
+        "{out}"
+    );
+    let out = explain(&["http://mirror.test/x"]);
+    assert!(
+        out.contains("address: 10.1.2.3 (from [hosts])") && out.contains("rule:    'no-internal'"),
+        "{out}"
+    );
+    let out = explain(&["example.org:443"]);
+    assert!(out.contains("rule:    'default'"), "{out}");
+    assert!(out.contains("note:    rule 'no-internal' applies instead if any address of example.org is in its dst"), "{out}");
+    let out = explain(&["10.0.0.1:22"]);
+    assert!(out.contains("rule:    'no-internal'"), "{out}");
+
+    let bad = run(
+        dir.path(),
+        &["explain", "--config", "m.toml", "example.org"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("expected a URL (https://host/path) or host:port")
+    );
+}
+
+/// A `modgate serve` child process, killed on drop.
+struct Served {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+}
+
+async fn serve(dir: &std::path::Path, args: &[&str]) -> Served {
+    let mut child = Command::new(modgate_bin())
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(STEP, lines.next_line())
+            .await
+            .expect("listening line in time")
+            .unwrap()
+            .expect("serve exited early");
+        if let Some(addr) = line.strip_prefix("modgate listening on ") {
+            let addr = addr.parse().expect("a socket address");
+            return Served { child, addr, lines };
+        }
+    }
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn serve_reports_the_real_port_logs_json_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = start_text_origin("ok").await;
+    write(dir.path(), "c.toml", &config_allowing_loopback(""));
+    let mut served = serve(
+        dir.path(),
+        &[
+            "--config",
+            "c.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ],
+    )
+    .await;
+    assert_ne!(served.addr.port(), 0);
+    let (status, _, body) = get_via(served.addr, &format!("http://{}/hello", origin.addr)).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+
+    let event = loop {
+        let line = tokio::time::timeout(STEP, served.lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("an access line");
+        if line.contains("\"message\":\"access\"") {
+            break line;
+        }
+    };
+    for field in [
+        "\"client\":\"127.0.0.1:",
+        "\"method\":\"GET\"",
+        &format!("\"target\":\"http://{}/hello\"", origin.addr),
+        "\"rule\":\"test-allow-all\"",
+        "\"action\":\"direct\"",
+        &format!("\"upstream\":\"{}\"", origin.addr),
+        "\"status\":200",
+        "\"bytes_in\":0",
+        "\"bytes_out\":2",
+        "\"duration_ms\":",
+    ] {
+        assert!(event.contains(field), "missing {field} in {event}");
+    }
+
+    sigterm(&served.child);
+    let status = tokio::time::timeout(STEP, served.child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn serve_finishes_a_download_in_flight_after_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = start_origin(std::sync::Arc::new(|_req| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            http::Response::new(full("finished"))
+        })
+    }))
+    .await;
+    write(dir.path(), "c.toml", &config_allowing_loopback(""));
+    let mut served = serve(
+        dir.path(),
+        &["--config", "c.toml", "--listen", "127.0.0.1:0"],
+    )
+    .await;
+    let addr = served.addr;
+    let url = format!("http://{}/slow", origin.addr);
+    let in_flight = tokio::spawn(async move { get_via(addr, &url).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sigterm(&served.child);
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "finished"));
+    let status = tokio::time::timeout(STEP, served.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn serve_refuses_a_bad_config_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "c.toml", "listen = \"nowhere\"\n");
+    let out = run(dir.path(), &["serve", "--config", "c.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("c.toml:1:10: invalid socket address syntax"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,207 @@
+//! Absolute-form forwarding: GET/POST, 100 MB streamed each way, keep-alive
+//! reuse, and header hygiene.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use tokio::sync::{Notify, oneshot};
+
+use crate::support::*;
+
+const HUNDRED_MB: u64 = 100 * 1024 * 1024;
+const CHUNK: usize = 256 * 1024;
+
+#[tokio::test]
+async fn get_and_post_reach_the_origin_with_hop_by_hop_headers_removed() {
+    let origin = start_origin(Arc::new(|req| {
+        Box::pin(async move {
+            let method = req.method().clone();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            Response::new(full(format!("{method} {}", String::from_utf8_lossy(&body))))
+        })
+    }))
+    .await;
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let url = format!("http://{}/echo?q=1", origin.addr);
+
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    let resp = conn
+        .send(
+            Request::get(&url)
+                .header("proxy-authorization", "Basic c2VjcmV0")
+                .header("proxy-connection", "keep-alive")
+                .header("connection", "x-hop")
+                .header("x-hop", "1")
+                .header("x-end", "2")
+                .body(full(""))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["via"], "1.1 modgate");
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "GET ");
+    let seen = origin.last_headers.lock().unwrap().clone().unwrap();
+    for gone in ["proxy-authorization", "proxy-connection", "x-hop"] {
+        assert!(
+            !seen.contains_key(gone),
+            "{gone} must not reach the origin: {seen:?}"
+        );
+    }
+    assert_eq!(seen["x-end"], "2");
+    assert_eq!(seen["via"], "1.1 modgate");
+    assert_eq!(seen["host"], origin.addr.to_string());
+
+    let resp = conn
+        .send(Request::post(&url).body(full("payload")).unwrap())
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes(),
+        "POST payload"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused_on_both_sides() {
+    let origin = start_text_origin("ok").await;
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let url = format!("http://{}/", origin.addr);
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    for _ in 0..5 {
+        let resp = conn.send(Request::get(&url).body(full("")).unwrap()).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    }
+    assert_eq!(
+        origin.connections.load(Ordering::SeqCst),
+        1,
+        "the upstream connection is pooled"
+    );
+    proxy.stop().await;
+}
+
+/// The origin sends one chunk, then waits until the client has received it
+/// before sending the remaining 100 MB. A proxy that buffered whole bodies
+/// would deadlock here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_download_streams_through() {
+    let first_seen = Arc::new(Notify::new());
+    let gate = first_seen.clone();
+    let origin = start_origin(Arc::new(move |_req| {
+        let gate = gate.clone();
+        Box::pin(async move {
+            let (tx, body) = chan_body(4);
+            tokio::spawn(async move {
+                tx.send(pattern_chunk(0, CHUNK)).await.unwrap();
+                gate.notified().await;
+                let mut sent = CHUNK as u64;
+                while sent < HUNDRED_MB {
+                    let n = CHUNK.min((HUNDRED_MB - sent) as usize);
+                    if tx.send(pattern_chunk(sent, n)).await.is_err() {
+                        return;
+                    }
+                    sent += n as u64;
+                }
+            });
+            let mut resp = Response::new(body);
+            resp.headers_mut()
+                .insert("content-length", HUNDRED_MB.into());
+            resp
+        })
+    }))
+    .await;
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    let resp = conn
+        .send(
+            Request::get(format!("http://{}/big", origin.addr))
+                .body(full(""))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], HUNDRED_MB.to_string());
+    let mut body = resp.into_body();
+    let mut got = 0u64;
+    let mut notified = false;
+    while let Some(frame) = tokio::time::timeout(STEP, body.frame())
+        .await
+        .expect("streamed in time")
+    {
+        let frame = frame.unwrap();
+        if let Some(data) = frame.data_ref() {
+            assert_eq!(data[0], pattern(got), "byte {got}");
+            assert_eq!(data[data.len() - 1], pattern(got + data.len() as u64 - 1));
+            got += data.len() as u64;
+            if !notified {
+                first_seen.notify_one();
+                notified = true;
+            }
+        }
+    }
+    assert_eq!(got, HUNDRED_MB);
+    proxy.stop().await;
+}
+
+/// The client sends one chunk, and sends the remaining 100 MB only once the
+/// origin has received it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mb_upload_streams_through() {
+    let (first_tx, first_rx) = oneshot::channel::<()>();
+    let first_tx = Arc::new(std::sync::Mutex::new(Some(first_tx)));
+    let origin = start_origin(Arc::new(move |req| {
+        let first_tx = first_tx.clone();
+        Box::pin(async move {
+            let mut body = req.into_body();
+            let mut got = 0u64;
+            let mut ok = true;
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else {
+                    ok = false;
+                    break;
+                };
+                if let Some(data) = frame.data_ref() {
+                    ok &= data
+                        .iter()
+                        .enumerate()
+                        .all(|(i, b)| *b == pattern(got + i as u64));
+                    got += data.len() as u64;
+                    if let Some(tx) = first_tx.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            Response::new(full(format!("{got} {ok}")))
+        })
+    }))
+    .await;
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let (tx, body) = chan_body(4);
+    let feeder = tokio::spawn(async move {
+        tx.send(pattern_chunk(0, CHUNK)).await.unwrap();
+        tokio::time::timeout(STEP, first_rx)
+            .await
+            .expect("origin saw the first chunk while the upload was open")
+            .unwrap();
+        let mut sent = CHUNK as u64;
+        while sent < HUNDRED_MB {
+            let n = CHUNK.min((HUNDRED_MB - sent) as usize);
+            tx.send(pattern_chunk(sent, n)).await.unwrap();
+            sent += n as u64;
+        }
+    });
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    let req = Request::post(format!("http://{}/sink", origin.addr))
+        .body(body)
+        .unwrap();
+    let resp = conn.send(req).await;
+    feeder.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text: Bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text, format!("{HUNDRED_MB} true"));
+    proxy.stop().await;
+}

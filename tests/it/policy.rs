@@ -1,0 +1,182 @@
+//! Blocking by host glob, port, client and destination, with the text the
+//! user sees; the embedded default's refusal of internal destinations.
+
+use modgate::config::{Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
+
+use crate::support::*;
+
+fn assert_blocked(status: http::StatusCode, headers: &http::HeaderMap, body: &str, expected: &str) {
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(body.trim_end(), expected);
+}
+
+#[tokio::test]
+async fn host_globs_block_subdomains_and_tunnels_too() {
+    let origin = start_text_origin("ok").await;
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[hosts]\n\"a.evil.test\" = \"{o}\"\n\"evil.test\" = \"{o}\"\n\n[[rule]]\nname = \"evil\"\nhosts = [\"*.evil.test\"]\naction = \"block\"\nreason = \"SEC-42: known malicious\"\n",
+        o = origin.addr
+    )))
+    .await;
+    let (status, headers, body) = get_via(proxy.addr, "http://A.Evil.Test/x").await;
+    assert_blocked(
+        status,
+        &headers,
+        &body,
+        "modgate: blocked by rule 'evil': SEC-42: known malicious",
+    );
+    // `*.evil.test` does not cover evil.test itself.
+    let (status, _, body) = get_via(proxy.addr, "http://evil.test/x").await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    let (_s, head) = connect_via(proxy.addr, "a.evil.test:443").await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let reply = raw_exchange(proxy.addr, b"CONNECT a.evil.test:443 HTTP/1.1\r\n\r\n").await;
+    assert!(
+        reply.ends_with("\r\n\r\nmodgate: blocked by rule 'evil': SEC-42: known malicious\n"),
+        "{reply}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn ports_are_matched() {
+    let origin = start_text_origin("ok").await;
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[[rule]]\nname = \"no-such-port\"\nports = [\"{p}-{p}\"]\naction = \"block\"\nreason = \"port {p} is closed by policy\"\n",
+        p = origin.addr.port()
+    )))
+    .await;
+    let (status, headers, body) = get_via(proxy.addr, &format!("http://{}/", origin.addr)).await;
+    assert_blocked(
+        status,
+        &headers,
+        &body,
+        &format!(
+            "modgate: blocked by rule 'no-such-port': port {} is closed by policy",
+            origin.addr.port()
+        ),
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn src_rules_match_the_client_address() {
+    let origin = start_text_origin("ok").await;
+    let url = format!("http://{}/", origin.addr);
+    let other = start_proxy(&config_allowing_loopback(
+        "[[rule]]\nname = \"lab\"\nsrc = [\"10.0.0.0/8\"]\naction = \"block\"\nreason = \"lab clients only\"\n",
+    ))
+    .await;
+    let (status, _, body) = get_via(other.addr, &url).await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "ok"),
+        "a 10/8 rule does not match 127.0.0.1"
+    );
+    other.stop().await;
+
+    let local = start_proxy(&config_allowing_loopback(
+        "[[rule]]\nname = \"locals\"\nsrc = [\"127.0.0.0/8\", \"::1\"]\naction = \"block\"\nreason = \"not from this host\"\n",
+    ))
+    .await;
+    let (status, headers, body) = get_via(local.addr, &url).await;
+    assert_blocked(
+        status,
+        &headers,
+        &body,
+        "modgate: blocked by rule 'locals': not from this host",
+    );
+    local.stop().await;
+}
+
+#[tokio::test]
+async fn dst_rules_check_the_resolved_address() {
+    let origin = start_text_origin("ok").await;
+    // Both names point at the origin; only the address says it is internal.
+    let proxy = start_proxy(&format!(
+        "[hosts]\n\"inside.test\" = \"{o}\"\n\"mixed.test\" = [\"{o}\", \"192.0.2.10:80\"]\n\n\
+         [[rule]]\nname = \"lab-net\"\ndst = [\"192.0.2.0/24\"]\naction = \"direct\"\n\n\
+         [[rule]]\nname = \"no-loopback\"\ndst = [\"127.0.0.0/8\"]\naction = \"block\"\nreason = \"destination is an internal address\"\n\n\
+         [[rule]]\nname = \"default\"\naction = \"direct\"\n",
+        o = origin.addr
+    ))
+    .await;
+    let (status, headers, body) = get_via(proxy.addr, "http://inside.test/").await;
+    assert_blocked(
+        status,
+        &headers,
+        &body,
+        "modgate: blocked by rule 'no-loopback': destination is an internal address",
+    );
+    // One refused address refuses the name, whatever the other addresses are.
+    let (status, headers, body) = get_via(proxy.addr, "http://mixed.test/").await;
+    assert_blocked(
+        status,
+        &headers,
+        &body,
+        "modgate: blocked by rule 'no-loopback': destination is an internal address",
+    );
+    let (_s, head) = connect_via(proxy.addr, "inside.test:443").await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    // IPv4-mapped IPv6 does not slip past an IPv4 rule.
+    let (_s, head) = connect_via(
+        proxy.addr,
+        &format!("[::ffff:127.0.0.1]:{}", origin.addr.port()),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedded_default_refuses_loopback_and_cloud_metadata() {
+    let origin = start_text_origin("secret").await;
+    let config = Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME).unwrap();
+    let proxy = start_proxy_with(config).await;
+    let (status, headers, body) = get_via(proxy.addr, &format!("http://{}/", origin.addr)).await;
+    assert_blocked(
+        status,
+        &headers,
+        &body,
+        "modgate: blocked by rule 'no-internal': destination is an internal address",
+    );
+    let (status, headers, body) =
+        get_via(proxy.addr, "http://169.254.169.254/latest/meta-data/").await;
+    assert_blocked(
+        status,
+        &headers,
+        &body,
+        "modgate: blocked by rule 'no-internal': destination is an internal address",
+    );
+    for target in [
+        origin.addr.to_string(),
+        "169.254.169.254:80".into(),
+        "[::1]:22".into(),
+        "0.0.0.0:22".into(),
+    ] {
+        let (_s, head) = connect_via(proxy.addr, &target).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
+    }
+    assert_eq!(
+        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached the origin"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_no_rule_matches_is_refused() {
+    let proxy = start_proxy(
+        "[[rule]]\nname = \"only-corp\"\nhosts = [\"corp.test\"]\naction = \"direct\"\n",
+    )
+    .await;
+    let (status, _, body) = get_via(proxy.addr, "http://elsewhere.test/").await;
+    assert_eq!(status, 403);
+    assert!(
+        body.starts_with("modgate: no rule matched elsewhere.test:80"),
+        "{body}"
+    );
+    proxy.stop().await;
+}

@@ -1,0 +1,422 @@
+//! Test servers and clients. Every server binds 127.0.0.1:0 and is stopped
+//! when its handle is dropped.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use modgate::config::Config;
+use modgate::server::Server;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Generous upper bound for any single step of a test.
+pub const STEP: Duration = Duration::from_secs(30);
+
+pub fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+// ---------- the proxy ----------
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    server: Option<Server>,
+}
+
+impl Proxy {
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+/// A config that allows loopback (the test origins live there), with `extra`
+/// (rules and tables) placed before the allow-all rule.
+pub fn config_allowing_loopback(extra: &str) -> String {
+    format!("{extra}\n[[rule]]\nname = \"test-allow-all\"\naction = \"direct\"\n")
+}
+
+pub async fn start_proxy(config_toml: &str) -> Proxy {
+    let config = Config::parse(config_toml, "test.toml").expect("test config is valid");
+    start_proxy_with(config).await
+}
+
+pub async fn start_proxy_with(config: Config) -> Proxy {
+    let server = Server::start(config, Some("127.0.0.1:0".parse().unwrap()))
+        .await
+        .expect("proxy binds");
+    Proxy {
+        addr: server.local_addr(),
+        server: Some(server),
+    }
+}
+
+// ---------- origins ----------
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+    /// Headers of the last request received.
+    pub last_headers: Arc<Mutex<Option<HeaderMap>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A plain HTTP/1.1 origin with keep-alive, answering with `handler`.
+pub async fn start_origin(handler: Handler) -> Origin {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let last_headers = Arc::new(Mutex::new(None));
+    let (c, h) = (connections.clone(), last_headers.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            let h = h.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    *h.lock().unwrap() = Some(req.headers().clone());
+                    let fut = handler(req);
+                    async move { Ok::<_, Infallible>(fut.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Origin {
+        addr,
+        connections,
+        last_headers,
+        task,
+    }
+}
+
+/// An origin answering every request with 200 and `text`.
+pub async fn start_text_origin(text: &'static str) -> Origin {
+    start_origin(Arc::new(move |_req| {
+        Box::pin(async move { Response::new(full(text)) })
+    }))
+    .await
+}
+
+/// A TCP server that accepts and then never answers.
+pub async fn start_silent_origin() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, task)
+}
+
+/// A port with nothing listening on it.
+pub async fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+// ---------- test PKI and a TLS origin ----------
+
+pub struct TestPki {
+    pub ca_der: CertificateDer<'static>,
+    pub ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestPki {
+    pub fn new(ca_name: &str) -> TestPki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, ca_name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let now = time_now();
+        params.not_before = now - rcgen_days(1);
+        params.not_after = now + rcgen_days(30);
+        let cert = params.self_signed(&key).unwrap();
+        TestPki {
+            ca_der: cert.der().clone(),
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf for `names`, and its key.
+    pub fn leaf(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let now = time_now();
+        params.not_before = now - rcgen_days(1);
+        params.not_after = now + rcgen_days(10);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (vec![cert.der().clone()], key)
+    }
+
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        install_crypto();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+fn rcgen_days(n: i64) -> time::Duration {
+    time::Duration::days(n)
+}
+
+/// A TLS origin for `names`, answering every request with 200 and `text`,
+/// over HTTP/1.1.
+pub async fn start_tls_origin(
+    pki: &TestPki,
+    names: &[&str],
+    text: &'static str,
+) -> (SocketAddr, JoinHandle<()>) {
+    install_crypto();
+    let (chain, key) = pki.leaf(names);
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(move |_req: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(Response::new(full(text)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+// ---------- bodies ----------
+
+pub type TestBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+pub fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A body fed through a channel, so a test controls when each chunk goes.
+pub struct ChanBody(pub mpsc::Receiver<Bytes>);
+
+impl Body for ChanBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+pub fn chan_body(depth: usize) -> (mpsc::Sender<Bytes>, TestBody) {
+    let (tx, rx) = mpsc::channel(depth);
+    (tx, ChanBody(rx).boxed())
+}
+
+/// The byte at `offset` of the test pattern, so transfers can be verified
+/// without keeping them.
+pub fn pattern(offset: u64) -> u8 {
+    (offset.wrapping_mul(31).wrapping_add(offset >> 13) % 251) as u8
+}
+
+pub fn pattern_chunk(start: u64, len: usize) -> Bytes {
+    (0..len as u64)
+        .map(|i| pattern(start + i))
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Reads a body to the end, checking it against the pattern; returns the length.
+pub async fn drain_checking_pattern(mut body: Incoming) -> u64 {
+    let mut offset = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("body frame");
+        if let Some(data) = frame.data_ref() {
+            for (i, b) in data.iter().enumerate() {
+                assert_eq!(
+                    *b,
+                    pattern(offset + i as u64),
+                    "byte {} differs",
+                    offset + i as u64
+                );
+            }
+            offset += data.len() as u64;
+        }
+    }
+    offset
+}
+
+// ---------- clients ----------
+
+/// An HTTP/1.1 client connection to the proxy.
+pub struct ProxyConn {
+    sender: hyper::client::conn::http1::SendRequest<TestBody>,
+    task: JoinHandle<()>,
+}
+
+impl ProxyConn {
+    pub async fn open(proxy: SocketAddr) -> ProxyConn {
+        let stream = TcpStream::connect(proxy).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        ProxyConn { sender, task }
+    }
+
+    /// Sends `req` (with an absolute-form URI) and returns the response.
+    pub async fn send(&mut self, req: Request<TestBody>) -> Response<Incoming> {
+        self.sender.ready().await.expect("connection ready");
+        tokio::time::timeout(STEP, self.sender.send_request(req))
+            .await
+            .expect("response in time")
+            .expect("response")
+    }
+}
+
+impl Drop for ProxyConn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// GET `url` through the proxy on a fresh connection; returns status and body text.
+pub async fn get_via(proxy: SocketAddr, url: &str) -> (StatusCode, HeaderMap, String) {
+    let mut conn = ProxyConn::open(proxy).await;
+    let resp = conn.send(Request::get(url).body(full("")).unwrap()).await;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Writes `bytes` to the proxy and reads until it closes (or `STEP` passes).
+pub async fn raw_exchange(proxy: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, s.read_to_end(&mut out))
+        .await
+        .expect("proxy closes the connection");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `CONNECT target` and returns the stream and the response head.
+pub async fn connect_via(proxy: SocketAddr, target: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    (s, head)
+}
+
+/// Reads an HTTP response head byte by byte (so nothing after it is consumed).
+pub async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(STEP, s.read(&mut byte))
+            .await
+            .expect("head in time")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A TLS client session for `name` over `stream`.
+pub async fn tls_connect(
+    stream: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    name: &str,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    tokio::time::timeout(STEP, connector.connect(name, stream))
+        .await
+        .expect("handshake in time")
+        .expect("handshake")
+}
+
+/// The path of the modgate binary built for these tests.
+pub fn modgate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modgate")
+}

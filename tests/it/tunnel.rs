@@ -1,0 +1,108 @@
+//! CONNECT tunnels: TLS end to end, half-close, early data, idle timeout.
+
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_tunnel_carries_tls_end_to_end_to_a_hosts_override() {
+    let pki = TestPki::new("modgate test root");
+    let (origin, _task) = start_tls_origin(&pki, &["origin.test"], "hello over tls").await;
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[hosts]\n\"origin.test\" = \"{origin}\"\n"
+    )))
+    .await;
+
+    let (stream, head) = connect_via(proxy.addr, "origin.test:443").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let tls = tls_connect(stream, pki.client_config(), "origin.test").await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            http::Request::get("/")
+                .header("host", "origin.test")
+                .body(full(""))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes(),
+        "hello over tls"
+    );
+    proxy.stop().await;
+}
+
+/// The origin reads until the client half-closes, then answers and closes:
+/// the tunnel must pass the half-close on and keep the other direction open.
+#[tokio::test]
+async fn half_close_is_relayed_and_early_bytes_are_kept() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        s.write_all(
+            format!("got {} bytes: {}", got.len(), String::from_utf8_lossy(&got)).as_bytes(),
+        )
+        .await
+        .unwrap();
+    });
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // The CONNECT and the first tunnel bytes in one write, as eager clients do.
+    s.write_all(format!("CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\nearly+").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s.write_all(b"late").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(STEP, s.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer, "got 10 bytes: early+late");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_after_the_idle_timeout() {
+    let (origin, _task) = start_silent_origin().await;
+    let proxy = start_proxy(&config_allowing_loopback("[timeouts]\nidle = \"1s\"\n")).await;
+    let (mut s, head) = connect_via(proxy.addr, &origin.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(STEP, s.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the tunnel closes without data");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_tunnel_to_a_refused_port_is_a_502() {
+    let port = closed_port().await;
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let (_s, head) = connect_via(proxy.addr, &port.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    proxy.stop().await;
+}
