@@ -73,7 +73,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
-            init_logging(log_format);
+            let _flush_on_exit = init_logging(log_format);
             match serve(config, listen) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

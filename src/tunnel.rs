@@ -1,25 +1,29 @@
 //! The CONNECT relay: bytes both ways until both sides have closed.
 //!
 //! After `HTTP/1.1 200 Connection established`, each direction is pumped on
-//! its own: when one side finishes sending (EOF), modgate half-closes the
+//! its own. When one side finishes sending (EOF), modgate half-closes the
 //! other side's write direction and keeps relaying the opposite direction.
 //! The tunnel ends when both directions are done, on an error, or when no
 //! byte has moved for `timeouts.idle`.
 //!
-//! A relay buffer exists only while bytes are flowing: an idle tunnel holds
-//! two sockets and a small task, no buffers.
+//! Memory: a direction copies through a buffer that exists only while bytes
+//! are flowing, so an idle tunnel holds two sockets and a small task. On
+//! Linux, a direction that has carried [`SPLICE_AFTER`] bytes switches to
+//! splice(2) through a pipe, so bulk downloads never pass through user space.
 
 use std::io;
+use std::net::Shutdown;
 use std::time::Duration;
+
+use tokio::net::TcpStream;
 
 use crate::access::Counter;
 use crate::idle::Activity;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 
-/// Bytes moved per read while a direction is busy.
-const RELAY_BUF: usize = 64 * 1024;
+/// Bytes moved per read while a direction copies through user space.
+const COPY_BUF: usize = 64 * 1024;
+/// Bytes a direction carries before it switches to splice(2).
+pub const SPLICE_AFTER: u64 = 1024 * 1024;
 
 /// How a tunnel ended.
 #[derive(Debug)]
@@ -35,19 +39,17 @@ pub enum Ended {
 /// Relays between `client` and `upstream` until the tunnel ends, counting
 /// client-to-upstream bytes in `up` and upstream-to-client bytes in `down`.
 pub async fn relay(
-    client: &mut TcpStream,
-    upstream: &mut TcpStream,
+    client: &TcpStream,
+    upstream: &TcpStream,
     idle: Duration,
     up: &Counter,
     down: &Counter,
 ) -> Ended {
     let activity = Activity::new();
-    let (client_r, client_w) = client.split();
-    let (upstream_r, upstream_w) = upstream.split();
     let both = async {
         tokio::try_join!(
-            pump(&client_r, upstream_w, &activity, up),
-            pump(&upstream_r, client_w, &activity, down),
+            pump(client, upstream, &activity, up),
+            pump(upstream, client, &activity, down),
         )
     };
     tokio::select! {
@@ -59,32 +61,160 @@ pub async fn relay(
     }
 }
 
-/// Copies `src` to `dst` until EOF, then half-closes `dst`.
+/// Moves `src` to `dst` until EOF, then half-closes `dst`.
 async fn pump(
-    src: &ReadHalf<'_>,
-    mut dst: WriteHalf<'_>,
+    src: &TcpStream,
+    dst: &TcpStream,
     activity: &Activity,
     count: &Counter,
 ) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    let mut splicer: Option<splice::Pipe> = None;
     loop {
         src.readable().await?;
-        // Allocated on demand and freed once the socket is drained, so idle
-        // tunnels cost no buffer memory.
-        let mut buf = Vec::with_capacity(RELAY_BUF);
-        loop {
-            buf.clear();
-            match src.try_read_buf(&mut buf) {
-                Ok(0) => {
-                    dst.shutdown().await?;
-                    return Ok(());
+        #[cfg(target_os = "linux")]
+        if count.get() >= SPLICE_AFTER {
+            if splicer.is_none() {
+                splicer = splice::Pipe::new().ok();
+            }
+            if let Some(pipe) = &splicer {
+                if pipe.drain_ready(src, dst, activity, count).await? {
+                    return half_close(dst);
                 }
-                Ok(n) => {
-                    dst.write_all(&buf).await?;
-                    count.add(n as u64);
-                    activity.touch();
+                continue;
+            }
+        }
+        if copy_ready(src, dst, activity, count).await? {
+            return half_close(dst);
+        }
+    }
+}
+
+/// Copies what `src` has ready; `Ok(true)` at EOF.
+async fn copy_ready(
+    src: &TcpStream,
+    dst: &TcpStream,
+    activity: &Activity,
+    count: &Counter,
+) -> io::Result<bool> {
+    // Allocated here and freed once the socket is drained, so idle tunnels
+    // hold no buffer.
+    let mut buf = Vec::with_capacity(COPY_BUF);
+    loop {
+        buf.clear();
+        match src.try_read_buf(&mut buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => {
+                write_all(dst, &buf).await?;
+                let before = count.get();
+                count.add(n as u64);
+                activity.touch();
+                // A bulk transfer never drains the socket: hand back so the
+                // caller can switch to splice.
+                if cfg!(target_os = "linux")
+                    && before < SPLICE_AFTER
+                    && before + n as u64 >= SPLICE_AFTER
+                {
+                    return Ok(false);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn write_all(dst: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        dst.writable().await?;
+        match dst.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn half_close(dst: &TcpStream) -> io::Result<()> {
+    match socket2::SockRef::from(dst).shutdown(Shutdown::Write) {
+        Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod splice {
+    //! socket → pipe → socket with splice(2): the bytes stay in the kernel.
+
+    use std::io;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    use crate::access::Counter;
+    use crate::idle::Activity;
+
+    /// Requested pipe capacity; the kernel may grant less.
+    const PIPE_SIZE: usize = 1024 * 1024;
+
+    pub struct Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+        size: usize,
+    }
+
+    impl Pipe {
+        pub fn new() -> io::Result<Pipe> {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+            let size = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
+                .map_or(64 * 1024, |n| n as usize);
+            Ok(Pipe { read, write, size })
+        }
+
+        /// Splices what `src` has ready into `dst`; `Ok(true)` at EOF.
+        pub async fn drain_ready(
+            &self,
+            src: &TcpStream,
+            dst: &TcpStream,
+            activity: &Activity,
+            count: &Counter,
+        ) -> io::Result<bool> {
+            let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+            loop {
+                let moved = src.try_io(Interest::READABLE, || {
+                    splice(
+                        src.as_fd(),
+                        None,
+                        self.write.as_fd(),
+                        None,
+                        self.size,
+                        flags,
+                    )
+                    .map_err(io::Error::from)
+                });
+                let mut in_pipe = match moved {
+                    Ok(0) => return Ok(true),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                count.add(in_pipe as u64);
+                while in_pipe > 0 {
+                    dst.writable().await?;
+                    let sent = dst.try_io(Interest::WRITABLE, || {
+                        splice(self.read.as_fd(), None, dst.as_fd(), None, in_pipe, flags)
+                            .map_err(io::Error::from)
+                    });
+                    match sent {
+                        Ok(n) => in_pipe -= n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                activity.touch();
             }
         }
     }

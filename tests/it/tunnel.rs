@@ -106,3 +106,50 @@ async fn a_tunnel_to_a_refused_port_is_a_502() {
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     proxy.stop().await;
 }
+
+/// 48 MiB each way through an echo server: both directions cross the point
+/// where the relay switches from copying to splice(2), and every byte is
+/// checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_transfers_are_byte_exact_in_both_directions() {
+    const TOTAL: u64 = 48 * 1024 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        tokio::io::copy(&mut r, &mut w).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let (s, head) = connect_via(proxy.addr, &echo.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while sent < TOTAL {
+            let chunk = pattern_chunk(sent, 200_000.min((TOTAL - sent) as usize));
+            w.write_all(&chunk).await.unwrap();
+            sent += chunk.len() as u64;
+        }
+        w.shutdown().await.unwrap();
+    });
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 128 * 1024];
+    loop {
+        let n = tokio::time::timeout(STEP, r.read(&mut buf))
+            .await
+            .expect("echo in time")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        for (i, b) in buf[..n].iter().enumerate() {
+            assert_eq!(*b, pattern(got + i as u64), "byte {}", got + i as u64);
+        }
+        got += n as u64;
+    }
+    writer.await.unwrap();
+    assert_eq!(got, TOTAL);
+    proxy.stop().await;
+}
