@@ -182,8 +182,8 @@ async fn serve_tunnel(
     access.bytes_in.add(early.len() as u64);
     let idle = shared.config.timeouts.idle;
     match tunnel::relay(
-        &mut client,
-        &mut upstream,
+        &client,
+        &upstream,
         idle,
         &access.bytes_in,
         &access.bytes_out,
