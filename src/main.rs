@@ -1,5 +1,6 @@
 //! The `modgate` command: serve, check, explain.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,12 +116,19 @@ fn usage_error(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a background writer, so a request never waits
+/// on the terminal or the journal. Nothing is dropped: when the writer falls
+/// behind, logging slows down instead. The guard flushes on exit.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder
@@ -129,6 +137,7 @@ fn init_logging(format: LogFormat) {
             .with_current_span(false)
             .init(),
     }
+    guard
 }
 
 fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
