@@ -7,6 +7,7 @@
 //! - [`server`]: accepts clients, runs one task per connection, shuts down gracefully.
 //! - [`http1`]: reads the first request head of a connection; CONNECT or hyper.
 //! - [`request`]: classifies a request: tunnel, forward, or modgate's own endpoint.
+//! - [`module`]: classifies GOPROXY and sumdb paths into module requests.
 //! - [`policy`]: the rule table and the pure decision, [`policy::decide`].
 //! - [`upstream`]: `[hosts]`, DNS, the `dst` check, and connecting.
 //! - [`tunnel`]: relays CONNECT tunnels, with half-close and idle timeout.
@@ -16,7 +17,7 @@
 //! Supporting modules:
 //!
 //! - [`config`]: the TOML file, resolved once into a validated [`config::Config`].
-//! - [`glob`]: host globs.
+//! - [`glob`]: host globs and module-path globs (GOPRIVATE semantics).
 //! - [`idle`]: the idle-timeout clock.
 //! - [`error`]: the one error type, and the `modgate:` answers clients see.
 //! - [`explain`]: the dry run behind `modgate explain`.
@@ -32,6 +33,7 @@ pub mod forward;
 pub mod glob;
 pub mod http1;
 pub mod idle;
+pub mod module;
 pub mod policy;
 pub mod request;
 pub mod server;
