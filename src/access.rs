@@ -29,8 +29,9 @@ pub struct Access {
     pub rule: Option<String>,
     /// The action taken: direct, block, or error when no rule was reached.
     pub action: &'static str,
-    /// The upstream address modgate connected to.
-    pub upstream: Option<SocketAddr>,
+    /// Where the answer came from: the upstream address, a mirror URL, or
+    /// the origin URL.
+    pub upstream: Option<String>,
     /// The status sent to the client (200 for an established tunnel).
     pub status: u16,
     /// Bytes from the client to the upstream (body or tunnel bytes).
@@ -84,7 +85,6 @@ impl Access {
 
     /// Emits the event.
     pub fn emit(&self) {
-        let upstream = self.upstream.map(|a| a.to_string());
         tracing::info!(
             target: "modgate::access",
             client = %self.client,
@@ -92,7 +92,7 @@ impl Access {
             target = %self.target,
             rule = self.rule.as_deref().unwrap_or("-"),
             action = self.action,
-            upstream = upstream.as_deref().unwrap_or("-"),
+            upstream = self.upstream.as_deref().unwrap_or("-"),
             status = self.status,
             bytes_in = self.bytes_in.get(),
             bytes_out = self.bytes_out.get(),
@@ -147,10 +147,7 @@ impl<B: Body> Body for Metered<B> {
     type Data = B::Data;
     type Error = B::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &frame {

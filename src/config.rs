@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::{self, Display, Write as _};
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -16,9 +16,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use toml::Spanned;
 
-use crate::glob::HostGlob;
+use crate::glob::{HostGlob, ModuleGlob};
+use crate::mirror::MirrorList;
 use crate::policy::{Action, Cidr, PortRange, Rule};
 use crate::request::Host;
+use crate::trust::PublicRoots;
 
 /// The config compiled into the binary; `serve` uses it when there is no
 /// `--config` and no `./modgate.toml`.
@@ -38,8 +40,33 @@ pub struct Config {
     pub hosts: HostOverrides,
     /// Connection and request timeouts.
     pub timeouts: Timeouts,
+    /// The local CA, interception, and upstream trust.
+    pub tls: TlsSettings,
     /// The rule table, in evaluation order.
     pub rules: Vec<Rule>,
+}
+
+/// The `[tls]` table. Relative paths are resolved against the config
+/// file's directory (the working directory for the embedded default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The local CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// The local CA private key (PEM, mode 0600).
+    pub ca_key: PathBuf,
+    /// Hosts whose CONNECT tunnels modgate terminates with its local CA.
+    pub intercept: Vec<HostGlob>,
+    /// Roots trusted beyond the system store.
+    pub extra_roots: Vec<PathBuf>,
+    /// What counts as the public web PKI.
+    pub public_roots: PublicRoots,
+}
+
+impl TlsSettings {
+    /// Whether CONNECTs to `host` are intercepted.
+    pub fn intercepts(&self, host: &Host) -> bool {
+        self.intercept.iter().any(|g| g.matches(host))
+    }
 }
 
 /// Timeouts, all positive.
@@ -97,13 +124,10 @@ impl FromStr for OverrideAddr {
         if let Ok(sa) = s.parse::<SocketAddr>() {
             return Ok(OverrideAddr::Socket(sa));
         }
-        let bare = s
-            .strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .unwrap_or(s);
-        bare.parse::<IpAddr>().map(OverrideAddr::Ip).map_err(|_| {
-            format!("bad address '{s}': expected an IP address or IP:port, e.g. 127.0.0.1:8443")
-        })
+        let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+        bare.parse::<IpAddr>()
+            .map(OverrideAddr::Ip)
+            .map_err(|_| format!("bad address '{s}': expected an IP address or IP:port, e.g. 127.0.0.1:8443"))
     }
 }
 
@@ -158,8 +182,18 @@ impl Config {
         Config::parse(&text, &name)
     }
 
-    /// Parses and validates config text; `source` names it in errors.
+    /// Parses and validates config text; `source` names it in errors, and
+    /// relative paths in it are resolved against `source`'s directory.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        let base = match source {
+            EMBEDDED_NAME => PathBuf::new(),
+            path => Path::new(path).parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        Config::parse_in(text, source, &base)
+    }
+
+    /// Like [`Config::parse`], with relative paths resolved against `base`.
+    pub fn parse_in(text: &str, source: &str, base: &Path) -> Result<Config, ConfigError> {
         let at = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
             location: match span {
                 Some(span) => {
@@ -174,7 +208,7 @@ impl Config {
             let message = e.message().trim().replace('\n', "; ");
             at(e.span(), message)
         })?;
-        file.resolve(source)
+        file.resolve(source, base)
             .map_err(|(span, message)| at(Some(span), message))
     }
 
@@ -193,6 +227,17 @@ impl Config {
             fmt_duration(t.idle),
             fmt_duration(t.shutdown)
         );
+        if self.tls.intercept.is_empty() {
+            let _ = writeln!(out, "intercept: none (CONNECT tunnels are relayed, not terminated)");
+        } else {
+            let list: Vec<String> = self.tls.intercept.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "intercept: {} (CA {})",
+                list.join(", "),
+                self.tls.ca_cert.display()
+            );
+        }
         for (name, addrs) in self.hosts.sorted() {
             let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
             let _ = writeln!(out, "hosts:    {name} -> {}", list.join(", "));
@@ -202,7 +247,7 @@ impl Config {
             let _ = writeln!(out, "  {}. {}", i + 1, describe_rule(rule));
         }
         let catch_all = self.rules.last().is_some_and(|r| {
-            r.hosts.is_none() && r.ports.is_none() && r.src.is_none() && r.dst.is_none()
+            r.hosts.is_none() && r.ports.is_none() && r.src.is_none() && r.dst.is_none() && r.modules.is_none()
         });
         if !catch_all {
             let _ = writeln!(
@@ -218,11 +263,7 @@ impl Config {
 /// One line describing a rule: name, match fields, action.
 pub fn describe_rule(rule: &Rule) -> String {
     fn list<T: Display>(items: &[T]) -> String {
-        items
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     }
     let mut fields = Vec::new();
     if let Some(h) = &rule.hosts {
@@ -237,6 +278,9 @@ pub fn describe_rule(rule: &Rule) -> String {
     if let Some(d) = &rule.dst {
         fields.push(format!("dst [{}]", list(d)));
     }
+    if let Some(m) = &rule.modules {
+        fields.push(format!("modules [{}]", list(m)));
+    }
     let matches = if fields.is_empty() {
         "everything".to_owned()
     } else {
@@ -245,6 +289,7 @@ pub fn describe_rule(rule: &Rule) -> String {
     let action = match &rule.action {
         Action::Direct => "direct".to_owned(),
         Action::Block { reason } => format!("block: {reason}"),
+        Action::Mirror { mirrors } => format!("mirror: {mirrors}"),
     };
     format!("'{}': {} -> {}", rule.name, matches, action)
 }
@@ -281,9 +326,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -330,10 +373,7 @@ where
 
 /// A port written as a number (`443`) or a range string (`"8000-8100"`).
 #[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a port number or a range string such as \"8000-8100\""
-)]
+#[serde(untagged, expecting = "a port number or a range string such as \"8000-8100\"")]
 enum FilePort {
     Number(i64),
     Text(String),
@@ -357,11 +397,7 @@ fn parse_list<T: FromStr<Err = String>, R>(
     let Some(list) = list else { return Ok(None) };
     list.0
         .iter()
-        .map(|item| {
-            text(item.get_ref())
-                .parse::<T>()
-                .map_err(|e| (item.span(), e))
-        })
+        .map(|item| text(item.get_ref()).parse::<T>().map_err(|e| (item.span(), e)))
         .collect::<Result<Vec<T>, Located>>()
         .map(Some)
 }
@@ -382,6 +418,8 @@ struct FileConfig {
     hosts: BTreeMap<Spanned<String>, Spanned<OneOrMany>>,
     #[serde(default)]
     timeouts: FileTimeouts,
+    #[serde(default)]
+    tls: FileTls,
     #[serde(default, rename = "rule")]
     rules: Vec<FileRule>,
 }
@@ -393,6 +431,58 @@ struct FileTimeouts {
     header: Option<Parsed<ConfigDuration>>,
     idle: Option<Parsed<ConfigDuration>>,
     shutdown: Option<Parsed<ConfigDuration>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    ca_cert: Option<Spanned<String>>,
+    ca_key: Option<Spanned<String>>,
+    intercept: Option<Vec<Spanned<String>>>,
+    extra_roots: Option<Vec<Spanned<String>>>,
+    public_roots: Option<Spanned<String>>,
+}
+
+impl FileTls {
+    fn resolve(self, base: &Path) -> Result<TlsSettings, Located> {
+        let path = |p: Option<Spanned<String>>, default: &str| -> Result<PathBuf, Located> {
+            match p {
+                Some(p) if p.get_ref().trim().is_empty() => Err((p.span(), "empty path".into())),
+                Some(p) => Ok(base.join(p.get_ref())),
+                None => Ok(base.join(default)),
+            }
+        };
+        let intercept = self
+            .intercept
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g.get_ref().parse::<HostGlob>().map_err(|e| (g.span(), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(ip) = intercept.iter().find(|g| matches!(g, HostGlob::Ip(_))) {
+            return Err((
+                0..0,
+                format!("tls.intercept: '{ip}' is an address; the local CA issues for host names"),
+            ));
+        }
+        let extra_roots = self
+            .extra_roots
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| path(Some(p), ""))
+            .collect::<Result<Vec<_>, _>>()?;
+        let public_roots = match self.public_roots {
+            None => PublicRoots::Webpki,
+            Some(p) if p.get_ref() == "webpki" => PublicRoots::Webpki,
+            Some(p) => PublicRoots::File(path(Some(p), "")?),
+        };
+        Ok(TlsSettings {
+            ca_cert: path(self.ca_cert, "certs/modgate-ca.pem")?,
+            ca_key: path(self.ca_key, "certs/modgate-ca.key")?,
+            intercept,
+            extra_roots,
+            public_roots,
+        })
+    }
 }
 
 struct ConfigDuration(Duration);
@@ -409,6 +499,7 @@ impl FromStr for ConfigDuration {
 enum FileAction {
     Direct,
     Block,
+    Mirror,
 }
 
 #[derive(Deserialize)]
@@ -419,8 +510,10 @@ struct FileRule {
     ports: Option<MatchList<Spanned<FilePort>>>,
     src: Option<MatchList<Spanned<String>>>,
     dst: Option<MatchList<Spanned<String>>>,
+    modules: Option<MatchList<Spanned<String>>>,
     action: Spanned<FileAction>,
     reason: Option<Spanned<String>>,
+    mirrors: Option<Spanned<String>>,
 }
 
 type Located = (std::ops::Range<usize>, String);
@@ -442,7 +535,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for MatchList<T> {
 }
 
 impl FileConfig {
-    fn resolve(self, source: &str) -> Result<Config, Located> {
+    fn resolve(self, source: &str, base: &Path) -> Result<Config, Located> {
         let defaults = Timeouts::default();
         let pick = |v: Option<Parsed<ConfigDuration>>, d: Duration| v.map_or(d, |p| p.0.0);
         let timeouts = Timeouts {
@@ -459,10 +552,7 @@ impl FileConfig {
                 Ok(Host::Ip(_)) => {
                     return Err((
                         name.span(),
-                        format!(
-                            "[hosts] key '{}' must be a host name, not an address",
-                            name.get_ref()
-                        ),
+                        format!("[hosts] key '{}' must be a host name, not an address", name.get_ref()),
                     ));
                 }
                 Err(e) => return Err((name.span(), format!("[hosts] key: {e}"))),
@@ -497,18 +587,33 @@ impl FileConfig {
                 let span = r.name.as_ref().map_or(r.action.span(), Spanned::span);
                 return Err((span, format!("rule name '{name}' is used twice")));
             }
-            let action = match (*r.action.get_ref(), r.reason) {
-                (FileAction::Direct, Some(reason)) => {
-                    return Err((
-                        reason.span(),
-                        "reason is only used with action = \"block\"".into(),
-                    ));
-                }
-                (FileAction::Direct, None) => Action::Direct,
-                (FileAction::Block, reason) => Action::Block {
-                    reason: reason
+            let kind = *r.action.get_ref();
+            if let (Some(reason), false) = (&r.reason, kind == FileAction::Block) {
+                return Err((reason.span(), "reason is only used with action = \"block\"".into()));
+            }
+            if let (Some(mirrors), false) = (&r.mirrors, kind == FileAction::Mirror) {
+                return Err((mirrors.span(), "mirrors is only used with action = \"mirror\"".into()));
+            }
+            let action = match kind {
+                FileAction::Direct => Action::Direct,
+                FileAction::Block => Action::Block {
+                    reason: r
+                        .reason
                         .map_or_else(|| "refused by policy".to_owned(), |r| r.into_inner()),
                 },
+                FileAction::Mirror => {
+                    let Some(mirrors) = r.mirrors else {
+                        return Err((
+                            r.action.span(),
+                            "action = \"mirror\" needs mirrors, e.g. mirrors = \"https://proxy.golang.org\"".into(),
+                        ));
+                    };
+                    let list = mirrors
+                        .get_ref()
+                        .parse::<MirrorList>()
+                        .map_err(|e| (mirrors.span(), e))?;
+                    Action::Mirror { mirrors: list }
+                }
             };
             rules.push(Rule {
                 name,
@@ -516,6 +621,7 @@ impl FileConfig {
                 ports: parse_list::<PortRange, _>(r.ports, FilePort::text)?,
                 src: parse_list::<Cidr, _>(r.src, String::clone)?,
                 dst: parse_list::<Cidr, _>(r.dst, String::clone)?,
+                modules: parse_list::<ModuleGlob, _>(r.modules, String::clone)?,
                 action,
             });
         }
@@ -527,6 +633,7 @@ impl FileConfig {
                 .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0),
             hosts: HostOverrides(hosts),
             timeouts,
+            tls: self.tls.resolve(base)?,
             rules,
         })
     }
@@ -562,24 +669,13 @@ mod tests {
         let e = err("[[rule]]\nhosts = [\"ex*ample.com\"]\naction = \"block\"\n");
         assert!(e.starts_with("t.toml:2:10: bad host glob"), "{e}");
         let e = err("[[rule]]\naction = \"mirorr\"\n");
-        assert!(
-            e.starts_with("t.toml:2:10: unknown variant `mirorr`"),
-            "{e}"
-        );
-        let e = err(
-            "[[rule]]\nname = \"a\"\naction = \"direct\"\n[[rule]]\nname = \"a\"\naction = \"direct\"\n",
-        );
-        assert!(
-            e.starts_with("t.toml:5:8: rule name 'a' is used twice"),
-            "{e}"
-        );
+        assert!(e.starts_with("t.toml:2:10: unknown variant `mirorr`"), "{e}");
+        let e = err("[[rule]]\nname = \"a\"\naction = \"direct\"\n[[rule]]\nname = \"a\"\naction = \"direct\"\n");
+        assert!(e.starts_with("t.toml:5:8: rule name 'a' is used twice"), "{e}");
         let e = err("[[rule]]\naction = \"direct\"\nreason = \"x\"\n");
         assert!(e.starts_with("t.toml:3:10: reason is only used"), "{e}");
         let e = err("[[rule]]\nports = []\naction = \"direct\"\n");
-        assert!(
-            e.starts_with("t.toml:2:9: empty list would match nothing"),
-            "{e}"
-        );
+        assert!(e.starts_with("t.toml:2:9: empty list would match nothing"), "{e}");
         let e = err("[[rule]]\nports = [0]\naction = \"direct\"\n");
         assert!(e.contains("t.toml:2:10: bad port"), "{e}");
         let e = err("[hosts]\n\"a.test\" = \"nowhere\"\n");
@@ -619,12 +715,7 @@ mod tests {
 
     #[test]
     fn durations_round_trip() {
-        for (text, d) in [
-            ("10s", 10_000),
-            ("1m30s", 90_000),
-            ("250ms", 250),
-            ("2h", 7_200_000),
-        ] {
+        for (text, d) in [("10s", 10_000), ("1m30s", 90_000), ("250ms", 250), ("2h", 7_200_000)] {
             let parsed = parse_duration(text).unwrap();
             assert_eq!(parsed, Duration::from_millis(d));
             assert_eq!(fmt_duration(parsed), text);

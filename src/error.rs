@@ -78,6 +78,15 @@ pub enum Error {
         after: Duration,
     },
 
+    /// The TLS handshake with the upstream failed.
+    #[error("TLS handshake with upstream {target} failed: {reason}")]
+    Tls {
+        /// The upstream, as a URL.
+        target: String,
+        /// What rustls reported.
+        reason: String,
+    },
+
     /// The upstream accepted the connection but did not send a response head
     /// within `timeouts.header`.
     #[error("upstream {target} did not answer within {}", crate::config::fmt_duration(*after))]
@@ -112,6 +121,7 @@ impl Error {
             | Error::Connect { .. }
             | Error::ConnectTimeout { .. }
             | Error::UpstreamTimeout { .. }
+            | Error::Tls { .. }
             | Error::Upstream { .. } => Side::Upstream,
             Error::Internal(_) => Side::Internal,
         }
@@ -123,10 +133,8 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::HeaderTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Blocked { .. } | Error::NoRule(_) => StatusCode::FORBIDDEN,
-            Error::ConnectTimeout { .. } | Error::UpstreamTimeout { .. } => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
-            Error::Resolve { .. } | Error::Connect { .. } | Error::Upstream { .. } => {
+            Error::ConnectTimeout { .. } | Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Resolve { .. } | Error::Connect { .. } | Error::Tls { .. } | Error::Upstream { .. } => {
                 StatusCode::BAD_GATEWAY
             }
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,10 +146,7 @@ impl Error {
     pub fn body(&self) -> String {
         let mut line = format!("modgate: {self}");
         line.retain(|c| c != '\r');
-        let mut line: String = line
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
+        let mut line: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         line.push('\n');
         line
     }

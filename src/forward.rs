@@ -24,7 +24,7 @@ use crate::upstream::{Connector, Resolver};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type modgate sends and answers with.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-/// The pooled client for plain-HTTP origins.
+/// The pooled client for origins and mirrors, over plain TCP or TLS.
 pub type HttpClient = Client<Connector, Body>;
 
 /// The `Via` value modgate adds (RFC 9110 §7.6.3).
@@ -32,12 +32,17 @@ const VIA: &str = "1.1 modgate";
 
 /// Builds the pooled client. Idle pooled connections are closed after
 /// `idle`.
-pub fn client(resolver: Arc<Resolver>, connect_timeout: Duration, idle: Duration) -> HttpClient {
+pub fn client(
+    resolver: Arc<Resolver>,
+    connect_timeout: Duration,
+    idle: Duration,
+    tls: Arc<rustls::ClientConfig>,
+) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(idle)
         .timer(TokioTimer::new())
-        .build(Connector::new(resolver, connect_timeout))
+        .build(Connector::new(resolver, connect_timeout, tls))
 }
 
 /// A body from bytes, for modgate's own answers.
@@ -58,12 +63,14 @@ pub fn error_response(err: &Error) -> Response<Body> {
     resp
 }
 
-/// Forwards `req` to `dest`. When the policy checked the destination's
-/// addresses, `connect_to` is the checked address to use. The request body
-/// is counted into `bytes_in`.
+/// Forwards `req` to `dest` over `scheme` (http, or https for intercepted
+/// connections). When the policy checked the destination's addresses,
+/// `connect_to` is the checked address to use (plain HTTP only: TLS needs
+/// the name). The request body is counted into `bytes_in`.
 pub async fn forward(
     client: &HttpClient,
     req: Request<Incoming>,
+    scheme: Scheme,
     dest: &Authority,
     connect_to: Option<SocketAddr>,
     header_timeout: Duration,
@@ -71,16 +78,13 @@ pub async fn forward(
 ) -> Result<Response<Incoming>, Error> {
     let (mut parts, body) = req.into_parts();
     let host_header = host_header(&parts.uri, dest)?;
-    parts.uri = upstream_uri(&parts.uri, dest, connect_to)?;
+    let connect_to = connect_to.filter(|_| scheme == Scheme::HTTP);
+    parts.uri = upstream_uri(&parts.uri, &scheme, dest, connect_to)?;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, host_header);
-    parts
-        .headers
-        .append(header::VIA, HeaderValue::from_static(VIA));
+    parts.headers.append(header::VIA, HeaderValue::from_static(VIA));
     parts.version = http::Version::HTTP_11;
-    let body = Metered::new(body, bytes_in)
-        .map_err(BoxError::from)
-        .boxed_unsync();
+    let body = Metered::new(body, bytes_in).map_err(BoxError::from).boxed_unsync();
 
     let request = client.request(Request::from_parts(parts, body));
     let mut resp = match tokio::time::timeout(header_timeout, request).await {
@@ -90,18 +94,17 @@ pub async fn forward(
                 after: header_timeout,
             });
         }
-        Ok(Err(e)) => return Err(upstream_error(dest, &e)),
+        Ok(Err(e)) => return Err(client_error(&format!("{scheme}://{dest}"), &e)),
         Ok(Ok(resp)) => resp,
     };
     strip_hop_by_hop(resp.headers_mut());
-    resp.headers_mut()
-        .append(header::VIA, HeaderValue::from_static(VIA));
+    resp.headers_mut().append(header::VIA, HeaderValue::from_static(VIA));
     Ok(resp)
 }
 
 /// Turns a pooled-client error into modgate's error, keeping the
-/// connector's own error (DNS, connect, timeout) when that is the cause.
-fn upstream_error(dest: &Authority, err: &hyper_util::client::legacy::Error) -> Error {
+/// connector's own error (DNS, connect, TLS, timeout) when that is the cause.
+pub fn client_error(target: &str, err: &hyper_util::client::legacy::Error) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(own) = e.downcast_ref::<Error>() {
@@ -110,7 +113,7 @@ fn upstream_error(dest: &Authority, err: &hyper_util::client::legacy::Error) -> 
         source = e.source();
     }
     Error::Upstream {
-        target: dest.to_string(),
+        target: target.to_owned(),
         reason: error::chain(err),
     }
 }
@@ -120,6 +123,7 @@ fn upstream_error(dest: &Authority, err: &hyper_util::client::legacy::Error) -> 
 fn host_header(uri: &Uri, dest: &Authority) -> Result<HeaderValue, Error> {
     let text = match uri.authority() {
         Some(a) => a.as_str().to_owned(),
+        None if dest.port == 443 || dest.port == 80 => dest.host.to_string(),
         None => dest.to_string(),
     };
     HeaderValue::from_str(&text).map_err(|_| Error::BadRequest(format!("bad host '{text}'")))
@@ -127,7 +131,7 @@ fn host_header(uri: &Uri, dest: &Authority) -> Result<HeaderValue, Error> {
 
 /// The URI the pooled client uses: the checked address when there is one,
 /// so the connection goes exactly where the policy looked.
-fn upstream_uri(uri: &Uri, dest: &Authority, connect_to: Option<SocketAddr>) -> Result<Uri, Error> {
+fn upstream_uri(uri: &Uri, scheme: &Scheme, dest: &Authority, connect_to: Option<SocketAddr>) -> Result<Uri, Error> {
     let authority = match connect_to {
         Some(addr) => UriAuthority::try_from(addr.to_string().as_str()),
         None => UriAuthority::try_from(dest.to_string().as_str()),
@@ -138,7 +142,7 @@ fn upstream_uri(uri: &Uri, dest: &Authority, connect_to: Option<SocketAddr>) -> 
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     Uri::builder()
-        .scheme(Scheme::HTTP)
+        .scheme(scheme.clone())
         .authority(authority)
         .path_and_query(path)
         .build()
@@ -184,10 +188,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("connection", HeaderValue::from_static("close, X-Secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert(
-            "proxy-authorization",
-            HeaderValue::from_static("Basic eA=="),
-        );
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic eA=="));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("accept", HeaderValue::from_static("*/*"));
@@ -200,10 +201,10 @@ mod tests {
     fn checked_address_replaces_the_name() {
         let dest = Authority::parse_connect("example.com:8080").unwrap();
         let uri: Uri = "http://example.com:8080/a?b=c".parse().unwrap();
-        let up = upstream_uri(&uri, &dest, Some("[2001:db8::1]:8080".parse().unwrap())).unwrap();
+        let up = upstream_uri(&uri, &Scheme::HTTP, &dest, Some("[2001:db8::1]:8080".parse().unwrap())).unwrap();
         assert_eq!(up.to_string(), "http://[2001:db8::1]:8080/a?b=c");
         assert_eq!(host_header(&uri, &dest).unwrap(), "example.com:8080");
-        let up = upstream_uri(&uri, &dest, None).unwrap();
+        let up = upstream_uri(&uri, &Scheme::HTTP, &dest, None).unwrap();
         assert_eq!(up.to_string(), "http://example.com:8080/a?b=c");
     }
 }

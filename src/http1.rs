@@ -52,10 +52,7 @@ impl FirstRequest {
 
 /// Reads one request head. `Ok(None)` means the client closed the connection
 /// before sending anything.
-pub async fn read_first(
-    stream: &mut TcpStream,
-    timeout: Duration,
-) -> Result<Option<FirstRequest>, Error> {
+pub async fn read_first(stream: &mut TcpStream, timeout: Duration) -> Result<Option<FirstRequest>, Error> {
     match tokio::time::timeout(timeout, read_head(stream)).await {
         Ok(result) => result,
         Err(_) => Err(Error::HeaderTimeout(timeout)),
@@ -84,8 +81,7 @@ async fn read_head(stream: &mut TcpStream) -> Result<Option<FirstRequest>, Error
         // Parse only once the end of the head can be in the buffer, so a
         // client that trickles bytes does not make us re-parse every time.
         let window = &buf[before.saturating_sub(3)..];
-        let ended =
-            window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n");
+        let ended = window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n");
         if ended {
             if let Some(first) = parse(&buf)? {
                 return Ok(Some(FirstRequest { buf, ..first }));
@@ -107,9 +103,7 @@ fn parse(buf: &[u8]) -> Result<Option<FirstRequest>, Error> {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(Error::BadRequest(format!(
-                "more than {MAX_HEADERS} header fields"
-            )));
+            return Err(Error::BadRequest(format!("more than {MAX_HEADERS} header fields")));
         }
         Err(e) => return Err(Error::BadRequest(format!("malformed request head: {e}"))),
     };
@@ -143,11 +137,7 @@ impl<T> Rewind<T> {
 }
 
 impl<T: AsyncRead> AsyncRead for Rewind<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
@@ -159,11 +149,7 @@ impl<T: AsyncRead> AsyncRead for Rewind<T> {
 }
 
 impl<T: AsyncWrite> AsyncWrite for Rewind<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.project().inner.poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -196,11 +182,7 @@ mod tests {
         assert_eq!(r.method, "CONNECT");
         assert_eq!(r.target, "example.com:443");
         assert_eq!(r.head_len, 59);
-        assert!(
-            parse(b"GET http://x/ HTTP/1.1\r\nHost: x\r\n")
-                .unwrap()
-                .is_none()
-        );
+        assert!(parse(b"GET http://x/ HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
     }
 
     #[test]
@@ -213,8 +195,7 @@ mod tests {
         ] {
             let err = parse(garbage).unwrap_err();
             assert!(
-                err.to_string()
-                    .starts_with("bad request: malformed request head"),
+                err.to_string().starts_with("bad request: malformed request head"),
                 "{err}"
             );
         }

@@ -16,6 +16,8 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use crate::access::Counter;
+
 /// The time of the last byte moved on a connection.
 #[derive(Debug)]
 pub struct Activity {
@@ -58,47 +60,59 @@ impl Activity {
 }
 
 pin_project! {
-    /// A stream that records every read and write in an [`Activity`].
+    /// A stream that records every read and write in an [`Activity`], and
+    /// optionally counts the bytes.
     pub struct Watched<T> {
         #[pin]
         inner: T,
         activity: Arc<Activity>,
+        counters: Option<(Counter, Counter)>,
     }
 }
 
 impl<T> Watched<T> {
     /// Wraps `inner`, recording into `activity`.
     pub fn new(inner: T, activity: Arc<Activity>) -> Watched<T> {
-        Watched { inner, activity }
+        Watched {
+            inner,
+            activity,
+            counters: None,
+        }
+    }
+
+    /// Wraps `inner`, recording into `activity` and counting bytes read
+    /// into `read` and bytes written into `written`.
+    pub fn counting(inner: T, activity: Arc<Activity>, read: Counter, written: Counter) -> Watched<T> {
+        Watched {
+            inner,
+            activity,
+            counters: Some((read, written)),
+        }
     }
 }
 
 impl<T: AsyncRead> AsyncRead for Watched<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let n = buf.filled().len() - before;
+        if n > 0 {
             this.activity.touch();
+            if let Some((read, _)) = this.counters {
+                read.add(n as u64);
+            }
         }
         result
     }
 }
 
 impl<T: AsyncWrite> AsyncWrite for Watched<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.project();
         let result = this.inner.poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+        if let Poll::Ready(Ok(n)) = result {
+            wrote(this.activity, this.counters, n);
         }
         result
     }
@@ -115,12 +129,21 @@ impl<T: AsyncWrite> AsyncWrite for Watched<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let result = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
+        if let Poll::Ready(Ok(n)) = result {
+            wrote(this.activity, this.counters, n);
         }
         result
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+fn wrote(activity: &Activity, counters: &Option<(Counter, Counter)>, n: usize) {
+    if n > 0 {
+        activity.touch();
+        if let Some((_, written)) = counters {
+            written.add(n as u64);
+        }
     }
 }

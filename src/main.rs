@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use modgate::ca;
 use modgate::config::Config;
 use modgate::explain::{self, ExplainTarget};
 use modgate::server::Server;
@@ -40,6 +41,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Manage the local CA used for intercepted hosts.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Show which rule a target meets, and why (a dry run: no DNS, no I/O).
     Explain {
         /// Config file [default: ./modgate.toml if present, else the embedded default]
@@ -48,8 +54,33 @@ enum Command {
         /// The client address to evaluate `src` rules for.
         #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
         from: IpAddr,
-        /// A URL (https://host/path, http://host/path) or host:port.
+        /// A URL (https://host/path, http://host/path), host:port, or module[@version].
         target: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the CA, name-constrained to tls.intercept.
+    Init {
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Write modgate-ca.pem and modgate-ca.key here instead of tls.ca_cert/tls.ca_key.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Replace an existing CA (clients must then trust the new one).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the system roots plus the modgate CA as one PEM bundle (for SSL_CERT_FILE).
+    Bundle {
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Read modgate-ca.pem from here instead of tls.ca_cert.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -64,7 +95,9 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
+        Command::Ca { command } => ca_command(command),
         Command::Serve {
             config,
             listen,
@@ -111,6 +144,61 @@ fn main() -> ExitCode {
     }
 }
 
+fn ca_paths(config: &Config, dir: Option<PathBuf>) -> (PathBuf, PathBuf) {
+    match dir {
+        Some(dir) => (dir.join("modgate-ca.pem"), dir.join("modgate-ca.key")),
+        None => (config.tls.ca_cert.clone(), config.tls.ca_key.clone()),
+    }
+}
+
+fn ca_command(command: CaCommand) -> ExitCode {
+    match command {
+        CaCommand::Init { config, dir, force } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            let (cert, key) = ca_paths(&config, dir);
+            let new = match ca::generate(&config.tls.intercept) {
+                Ok(new) => new,
+                Err(e) => return usage_error(format!("modgate: {e}")),
+            };
+            if let Err(e) = ca::write(&new, &cert, &key, force) {
+                return usage_error(format!("modgate: {e}"));
+            }
+            if new.unconstrained {
+                eprintln!(
+                    "modgate: warning: tls.intercept contains '*', so this CA has no name constraints and can impersonate any site; keep {} safe",
+                    key.display()
+                );
+            }
+            let hosts: Vec<String> = config.tls.intercept.iter().map(ToString::to_string).collect();
+            println!("wrote {} and {} (key mode 0600)", cert.display(), key.display());
+            println!("valid for: {}", hosts.join(", "));
+            println!("next: modgate ca bundle > modgate-bundle.pem && export SSL_CERT_FILE=$PWD/modgate-bundle.pem");
+            ExitCode::SUCCESS
+        }
+        CaCommand::Bundle { config, dir } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            let (cert, _) = ca_paths(&config, dir);
+            let ca_pem = match std::fs::read_to_string(&cert) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => pem,
+                Ok(_) => return usage_error(format!("modgate: {}: not a PEM certificate", cert.display())),
+                Err(e) => {
+                    return usage_error(format!("modgate: {}: {e} (run `modgate ca init` first)", cert.display()));
+                }
+            };
+            let (bundle, system) = ca::bundle(&ca_pem);
+            print!("{bundle}");
+            eprintln!("modgate: bundle of {system} system roots plus the modgate CA from {}", cert.display());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn usage_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("{e}");
     ExitCode::from(EXIT_USAGE)
@@ -144,11 +232,8 @@ fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     raise_fd_limit();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
-        let bind = listen.unwrap_or(config.listen);
         let source = config.source.clone();
-        let server = Server::start(config, listen)
-            .await
-            .with_context(|| format!("cannot listen on {bind}"))?;
+        let server = Server::start(config, listen).await?;
         eprintln!("modgate listening on {}", server.local_addr());
         tracing::info!(config = %source, listen = %server.local_addr(), "started");
         wait_for_signal().await?;

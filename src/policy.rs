@@ -12,7 +12,8 @@ use std::str::FromStr;
 
 use ipnet::IpNet;
 
-use crate::glob::HostGlob;
+use crate::glob::{HostGlob, ModuleGlob};
+use crate::mirror::MirrorList;
 use crate::request::Authority;
 
 /// One `[[rule]]` entry, validated.
@@ -29,6 +30,9 @@ pub struct Rule {
     /// Destination networks, checked against every resolved address; `None`
     /// matches every destination.
     pub dst: Option<Vec<Cidr>>,
+    /// Module-path globs (GOPRIVATE semantics); a rule with `modules` matches
+    /// only requests whose module path is known. `None` matches everything.
+    pub modules: Option<Vec<ModuleGlob>>,
     /// What to do with a matching request.
     pub action: Action,
 }
@@ -43,6 +47,11 @@ pub enum Action {
         /// Shown to the user after the rule name.
         reason: String,
     },
+    /// Fetch module requests from a list of module proxies.
+    Mirror {
+        /// The list, in GOPROXY syntax.
+        mirrors: MirrorList,
+    },
 }
 
 impl Action {
@@ -51,13 +60,13 @@ impl Action {
         match self {
             Action::Direct => "direct",
             Action::Block { .. } => "block",
+            Action::Mirror { .. } => "mirror",
         }
     }
 }
 
 /// The reason given when no rule matches: modgate refuses by default.
-pub const NO_MATCH_REASON: &str =
-    "no rule matched; add a rule, e.g. a last rule with action = \"direct\"";
+pub const NO_MATCH_REASON: &str = "no rule matched; add a rule, e.g. a last rule with action = \"direct\"";
 
 /// What is known about a request when the policy is consulted.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +77,8 @@ pub struct Facts<'a> {
     pub dest: Option<&'a Authority>,
     /// One resolved address of `dest`, once known.
     pub addr: Option<IpAddr>,
+    /// The module path, for GOPROXY and sumdb lookup requests.
+    pub module: Option<&'a str>,
 }
 
 /// The outcome of [`decide`].
@@ -107,6 +118,10 @@ pub enum Mismatch {
     Dst,
     /// The rule has `dst` and the address is not known yet.
     AddressUnknown,
+    /// The rule has `modules` and the request has no known module path.
+    NoModule,
+    /// The module path is not in `modules`.
+    Module,
 }
 
 impl fmt::Display for Mismatch {
@@ -118,6 +133,8 @@ impl fmt::Display for Mismatch {
             Mismatch::Src => "client not in src",
             Mismatch::Dst => "address not in dst",
             Mismatch::AddressUnknown => "depends on the resolved address",
+            Mismatch::NoModule => "no module path is known here",
+            Mismatch::Module => "module not in modules",
         })
     }
 }
@@ -129,6 +146,14 @@ impl Rule {
         if let Some(src) = &self.src {
             if !src.iter().any(|c| c.contains(facts.src)) {
                 return Err(Mismatch::Src);
+            }
+        }
+        if let Some(modules) = &self.modules {
+            let Some(module) = facts.module else {
+                return Err(Mismatch::NoModule);
+            };
+            if !modules.iter().any(|g| g.matches(module)) {
+                return Err(Mismatch::Module);
             }
         }
         let needs_dest = self.hosts.is_some() || self.ports.is_some() || self.dst.is_some();
@@ -187,12 +212,10 @@ pub fn decide_resolved<'a>(rules: &'a [Rule], facts: &Facts<'_>, addrs: &[IpAddr
         let decision = decide(rules, &each);
         match decision.rule() {
             Some(Rule {
-                action: Action::Direct,
-                ..
+                action: Action::Direct, ..
             }) if i == 0 => first = decision,
             Some(Rule {
-                action: Action::Direct,
-                ..
+                action: Action::Direct, ..
             }) => {}
             _ => return decision,
         }
@@ -268,9 +291,9 @@ impl FromStr for Cidr {
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Cidr(IpNet::from(ip)));
         }
-        let net: IpNet = s.parse().map_err(|_| {
-            format!("bad CIDR '{s}': expected an address or address/prefix, e.g. 10.0.0.0/8")
-        })?;
+        let net: IpNet = s
+            .parse()
+            .map_err(|_| format!("bad CIDR '{s}': expected an address or address/prefix, e.g. 10.0.0.0/8"))?;
         if net.trunc() != net {
             return Err(format!(
                 "bad CIDR '{s}': host bits are set; did you mean {}?",
@@ -299,6 +322,7 @@ mod tests {
             ports: None,
             src: None,
             dst: None,
+            modules: None,
             action: Action::Direct,
         };
         f(&mut r);
@@ -306,9 +330,7 @@ mod tests {
     }
 
     fn block(reason: &str) -> Action {
-        Action::Block {
-            reason: reason.into(),
-        }
+        Action::Block { reason: reason.into() }
     }
 
     fn dest(s: &str) -> Authority {
@@ -320,6 +342,7 @@ mod tests {
             src: src.parse().unwrap(),
             dest,
             addr: None,
+            module: None,
         }
     }
 
@@ -334,17 +357,11 @@ mod tests {
                 r.action = block("mail");
             }),
             rule("evil", |r| {
-                r.hosts = Some(vec![
-                    "evil.test".parse().unwrap(),
-                    "*.evil.test".parse().unwrap(),
-                ]);
+                r.hosts = Some(vec!["evil.test".parse().unwrap(), "*.evil.test".parse().unwrap()]);
                 r.action = block("evil");
             }),
             rule("no-internal", |r| {
-                r.dst = Some(vec![
-                    "10.0.0.0/8".parse().unwrap(),
-                    "127.0.0.0/8".parse().unwrap(),
-                ]);
+                r.dst = Some(vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.0/8".parse().unwrap()]);
                 r.action = block("internal");
             }),
             rule("default", |_| {}),
@@ -363,25 +380,13 @@ mod tests {
     fn first_match_wins_and_fields_are_anded() {
         let rules = table();
         let corp = dest("git.corp.example:443");
-        assert_eq!(
-            name(decide(&rules, &facts("10.9.1.1", Some(&corp)))),
-            "corp-clients"
-        );
+        assert_eq!(name(decide(&rules, &facts("10.9.1.1", Some(&corp)))), "corp-clients");
         // Same host from another client: corp-clients needs both src and host.
-        assert_eq!(
-            name(decide(&rules, &facts("10.8.1.1", Some(&corp)))),
-            "<needs address>"
-        );
+        assert_eq!(name(decide(&rules, &facts("10.8.1.1", Some(&corp)))), "<needs address>");
         let smtp = dest("mail.corp.example:587");
-        assert_eq!(
-            name(decide(&rules, &facts("10.8.1.1", Some(&smtp)))),
-            "no-smtp"
-        );
+        assert_eq!(name(decide(&rules, &facts("10.8.1.1", Some(&smtp)))), "no-smtp");
         let evil = dest("a.evil.test:443");
-        assert_eq!(
-            name(decide(&rules, &facts("10.9.1.1", Some(&evil)))),
-            "evil"
-        );
+        assert_eq!(name(decide(&rules, &facts("10.9.1.1", Some(&evil)))), "evil");
     }
 
     #[test]
@@ -391,15 +396,9 @@ mod tests {
         let f = facts("192.0.2.1", Some(&name_dest));
         assert!(matches!(decide(&rules, &f), Decision::NeedsAddress));
         let literal = dest("127.0.0.1:8080");
-        assert_eq!(
-            name(decide(&rules, &facts("192.0.2.1", Some(&literal)))),
-            "no-internal"
-        );
+        assert_eq!(name(decide(&rules, &facts("192.0.2.1", Some(&literal)))), "no-internal");
         let public = dest("[2001:db8::1]:443");
-        assert_eq!(
-            name(decide(&rules, &facts("192.0.2.1", Some(&public)))),
-            "default"
-        );
+        assert_eq!(name(decide(&rules, &facts("192.0.2.1", Some(&public)))), "default");
     }
 
     #[test]
@@ -410,14 +409,8 @@ mod tests {
         let public: IpAddr = "203.0.113.5".parse().unwrap();
         let internal: IpAddr = "10.1.2.3".parse().unwrap();
         assert_eq!(name(decide_resolved(&rules, &f, &[public])), "default");
-        assert_eq!(
-            name(decide_resolved(&rules, &f, &[public, internal])),
-            "no-internal"
-        );
-        assert_eq!(
-            name(decide_resolved(&rules, &f, &[internal, public])),
-            "no-internal"
-        );
+        assert_eq!(name(decide_resolved(&rules, &f, &[public, internal])), "no-internal");
+        assert_eq!(name(decide_resolved(&rules, &f, &[internal, public])), "no-internal");
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         assert_eq!(name(decide_resolved(&rules, &f, &[mapped])), "no-internal");
     }
@@ -428,6 +421,44 @@ mod tests {
         let f = facts("10.9.1.1", None);
         assert_eq!(name(decide(&rules, &f)), "default");
         assert_eq!(rules[3].check(&f), Err(Mismatch::NoDestination));
+    }
+
+    #[test]
+    fn module_rules_need_a_known_module_path() {
+        let rules = vec![
+            rule("private", |r| {
+                r.modules = Some(vec!["git.corp.example/*".parse().unwrap()])
+            }),
+            rule("banned", |r| {
+                r.modules = Some(vec!["github.com/evil".parse().unwrap()]);
+                r.action = block("SEC-42");
+            }),
+            rule("mirror", |r| {
+                r.hosts = Some(vec!["proxy.golang.org".parse().unwrap()]);
+                r.action = Action::Mirror {
+                    mirrors: "https://mirror.test".parse().unwrap(),
+                };
+            }),
+            rule("endpoint", |r| r.modules = Some(vec!["*".parse().unwrap()])),
+        ];
+        let proxy = dest("proxy.golang.org:443");
+        // At CONNECT time the module is unknown: module rules are skipped.
+        let connect = facts("10.0.0.1", Some(&proxy));
+        assert_eq!(name(decide(&rules, &connect)), "mirror");
+        assert_eq!(rules[0].check(&connect), Err(Mismatch::NoModule));
+        let inner = |m| Facts {
+            module: Some(m),
+            ..connect
+        };
+        assert_eq!(name(decide(&rules, &inner("git.corp.example/team/repo"))), "private");
+        assert_eq!(name(decide(&rules, &inner("github.com/evil/pkg"))), "banned");
+        assert_eq!(name(decide(&rules, &inner("github.com/evilcorp/pkg"))), "mirror");
+        // On the module endpoint there is no destination: host rules are skipped.
+        let endpoint = Facts {
+            module: Some("golang.org/x/mod"),
+            ..facts("10.0.0.1", None)
+        };
+        assert_eq!(name(decide(&rules, &endpoint)), "endpoint");
     }
 
     #[test]
@@ -457,10 +488,7 @@ mod tests {
         assert!("0".parse::<PortRange>().is_err());
         assert!("70000".parse::<PortRange>().is_err());
         assert!("90-80".parse::<PortRange>().is_err());
-        assert_eq!(
-            "80-90".parse::<PortRange>().unwrap(),
-            PortRange { lo: 80, hi: 90 }
-        );
+        assert_eq!("80-90".parse::<PortRange>().unwrap(), PortRange { lo: 80, hi: 90 });
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("10.0.0.1/8".parse::<Cidr>().is_err());
         assert!("banana".parse::<Cidr>().is_err());

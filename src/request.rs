@@ -26,10 +26,7 @@ impl Host {
     /// Parses a host: a DNS name, an IPv4 literal, or an IPv6 literal with or
     /// without brackets.
     pub fn parse(s: &str) -> Result<Host, String> {
-        let bare = s
-            .strip_prefix('[')
-            .and_then(|rest| rest.strip_suffix(']'))
-            .unwrap_or(s);
+        let bare = s.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).unwrap_or(s);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(Host::Ip(ip));
         }
@@ -89,18 +86,16 @@ pub struct Authority {
 impl Authority {
     /// Parses `host:port` as written after CONNECT. The port is required.
     pub fn parse_connect(s: &str) -> Result<Authority, Error> {
-        let (host, port) = s.rsplit_once(':').ok_or_else(|| {
-            Error::BadRequest(format!("CONNECT target '{s}' has no port; use host:port"))
-        })?;
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{s}' has no port; use host:port")))?;
         if host.contains(':') && !host.starts_with('[') {
             return Err(Error::BadRequest(format!(
                 "CONNECT target '{s}' has an IPv6 address without brackets; use [addr]:port"
             )));
         }
-        let port = parse_port(port)
-            .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{s}' has a bad port")))?;
-        let host =
-            Host::parse(host).map_err(|e| Error::BadRequest(format!("CONNECT target: {e}")))?;
+        let port = parse_port(port).ok_or_else(|| Error::BadRequest(format!("CONNECT target '{s}' has a bad port")))?;
+        let host = Host::parse(host).map_err(|e| Error::BadRequest(format!("CONNECT target: {e}")))?;
         Ok(Authority { host, port })
     }
 }

@@ -2,20 +2,22 @@
 //!
 //! One task per client connection:
 //! 1. [`http1::read_first`] reads the first request head;
-//! 2. a CONNECT goes to [`serve_tunnel`]: policy, connect, relay;
+//! 2. a CONNECT goes to [`serve_tunnel`]: policy, then either a relayed
+//!    tunnel or, for hosts in `tls.intercept`, [`intercept::serve`];
 //! 3. anything else goes to hyper, which calls [`route`] for each request:
-//!    classify, policy, forward.
+//!    an absolute URL is forwarded, an origin-form path goes to modgate's
+//!    own module endpoint ([`endpoint`]).
 //!
 //! On shutdown the listener closes at once, idle keep-alive connections are
 //! closed, and in-flight requests and tunnels get `timeouts.shutdown` to
 //! finish before they are cut.
 
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::uri::Scheme;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -28,23 +30,50 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access::{Access, Metered};
-use crate::config::Config;
+use crate::ca::{CaError, LocalCa};
+use crate::config::{Config, fmt_duration};
 use crate::error::Error;
 use crate::forward::{self, Body, BoxError, HttpClient};
 use crate::http1::{self, FirstRequest, Rewind};
 use crate::idle::{Activity, Watched};
+use crate::intercept::{self, Interceptor};
 use crate::policy::{Action, Decision, Facts, Rule};
 use crate::request::{self, Authority, Target};
-use crate::tunnel;
+use crate::trust::{Trust, TrustError};
 use crate::upstream::{self, Resolver, UpstreamAddr};
+use crate::{endpoint, tunnel};
 
 /// What every connection task shares.
-struct Shared {
-    config: Config,
-    resolver: Arc<Resolver>,
-    client: HttpClient,
+pub(crate) struct Shared {
+    /// The validated config.
+    pub config: Config,
+    /// `[hosts]` and DNS.
+    pub resolver: Arc<Resolver>,
+    /// The pooled client for origins and mirrors.
+    pub client: HttpClient,
+    /// TLS termination for `tls.intercept` hosts, when configured.
+    pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work.
-    draining: CancellationToken,
+    pub draining: CancellationToken,
+}
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// A root file in `[tls]` is unusable.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The local CA is missing or does not fit `tls.intercept`.
+    #[error(transparent)]
+    Ca(#[from] CaError),
 }
 
 /// A running proxy.
@@ -55,25 +84,40 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.listen` (or `listen` when given) and starts serving.
-    pub async fn start(config: Config, listen: Option<SocketAddr>) -> io::Result<Server> {
-        let listener = TcpListener::bind(listen.unwrap_or(config.listen)).await?;
-        let addr = listener.local_addr()?;
+    /// Loads the roots and the CA, binds `config.listen` (or `listen` when
+    /// given), and starts serving.
+    pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Server, StartError> {
+        let trust = Trust::load(&config.tls.public_roots, &config.tls.extra_roots)?;
+        let interceptor = match config.tls.intercept.is_empty() {
+            true => None,
+            false => {
+                let tls = &config.tls;
+                Some(Interceptor::new(LocalCa::load(
+                    &tls.ca_cert,
+                    &tls.ca_key,
+                    &tls.intercept,
+                )?))
+            }
+        };
+        let addr = listen.unwrap_or(config.listen);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
         let resolver = Arc::new(Resolver::new(config.hosts.clone()));
         let t = config.timeouts;
         let shared = Arc::new(Shared {
-            client: forward::client(resolver.clone(), t.connect, t.idle),
+            client: forward::client(resolver.clone(), t.connect, t.idle, trust.client_config()),
             resolver,
+            interceptor,
             config,
             draining: CancellationToken::new(),
         });
         let draining = shared.draining.clone();
         let task = tokio::spawn(accept_loop(listener, shared));
-        Ok(Server {
-            addr,
-            draining,
-            task,
-        })
+        Ok(Server { addr, draining, task })
     }
 
     /// The address the listener is bound to.
@@ -128,7 +172,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_client(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) {
+async fn serve_client(shared: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let first = tokio::select! {
         first = http1::read_first(&mut stream, shared.config.timeouts.header) => first,
@@ -141,115 +185,120 @@ async fn serve_client(shared: &Shared, mut stream: TcpStream, peer: SocketAddr) 
         Err(err) => {
             let mut access = Access::new(peer, "-", "-");
             access.fail(&err);
-            let _ = stream.write_all(&err.raw_response()).await;
-            let _ = stream.shutdown().await;
+            refuse(&mut stream, &err).await;
             access.emit();
         }
     }
 }
 
-/// `CONNECT host:port`: policy, connect, `200`, relay.
-async fn serve_tunnel(
-    shared: &Shared,
-    mut client: TcpStream,
-    peer: SocketAddr,
-    first: FirstRequest,
-) {
+async fn refuse(stream: &mut TcpStream, err: &Error) {
+    let _ = stream.write_all(&err.raw_response()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// What a CONNECT turns into.
+enum TunnelPlan {
+    /// Relay bytes to this upstream.
+    Relay(TcpStream),
+    /// Terminate TLS with the local CA and route each request inside.
+    Intercept(Authority),
+}
+
+/// `CONNECT host:port`: policy, then relay or intercept.
+async fn serve_tunnel(shared: &Arc<Shared>, mut client: TcpStream, peer: SocketAddr, first: FirstRequest) {
     let mut access = Access::new(peer, "CONNECT", first.target.clone());
-    let mut upstream = match open_tunnel(shared, &mut access, &first.target).await {
-        Ok(upstream) => upstream,
+    let plan = match plan_tunnel(shared, &mut access, &first.target).await {
+        Ok(plan) => plan,
         Err(err) => {
             access.fail(&err);
-            let _ = client.write_all(&err.raw_response()).await;
-            let _ = client.shutdown().await;
+            refuse(&mut client, &err).await;
             access.emit();
             return;
         }
     };
     access.status = 200;
     let early = first.after_head();
-    let opened = async {
-        client
-            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await?;
-        upstream.write_all(&early).await
+    if let Err(e) = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await {
+        access.error = Some(format!("tunnel setup: {e}"));
+        access.emit();
+        return;
+    }
+    let mut upstream = match plan {
+        TunnelPlan::Relay(upstream) => upstream,
+        TunnelPlan::Intercept(dest) => {
+            access.action = "intercept";
+            intercept::serve(shared, client, early, peer, dest, &mut access).await;
+            access.emit();
+            return;
+        }
     };
-    if let Err(e) = opened.await {
+    if let Err(e) = upstream.write_all(&early).await {
         access.error = Some(format!("tunnel setup: {e}"));
         access.emit();
         return;
     }
     access.bytes_in.add(early.len() as u64);
     let idle = shared.config.timeouts.idle;
-    match tunnel::relay(
-        &client,
-        &upstream,
-        idle,
-        &access.bytes_in,
-        &access.bytes_out,
-    )
-    .await
-    {
+    match tunnel::relay(&client, &upstream, idle, &access.bytes_in, &access.bytes_out).await {
         tunnel::Ended::Closed => {}
-        tunnel::Ended::Idle => {
-            access.error = Some(format!(
-                "closed after {} idle",
-                crate::config::fmt_duration(idle)
-            ))
-        }
+        tunnel::Ended::Idle => access.error = Some(format!("closed after {} idle", fmt_duration(idle))),
         tunnel::Ended::Failed(e) => access.error = Some(format!("tunnel: {e}")),
     }
     access.emit();
 }
 
-async fn open_tunnel(
-    shared: &Shared,
-    access: &mut Access,
-    target: &str,
-) -> Result<TcpStream, Error> {
+async fn plan_tunnel(shared: &Shared, access: &mut Access, target: &str) -> Result<TunnelPlan, Error> {
     let dest = Authority::parse_connect(target)?;
     let connect = shared.config.timeouts.connect;
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(&dest),
         addr: None,
+        module: None,
     };
     let checked = upstream::check(&shared.config.rules, &shared.resolver, facts, connect).await?;
-    permit(checked.decision, access, &dest)?;
+    let rule = decided(checked.decision, access, &dest.to_string())?;
+    if shared.interceptor.is_some() && shared.config.tls.intercepts(&dest.host) {
+        return Ok(TunnelPlan::Intercept(dest));
+    }
+    if let Action::Mirror { .. } = rule.action {
+        return Err(Error::Blocked {
+            rule: rule.name.clone(),
+            reason: format!(
+                "it mirrors module requests, but {} is not in tls.intercept, so modgate cannot see inside this tunnel; add it to tls.intercept or use GOPROXY=http://<modgate>",
+                dest.host
+            ),
+        });
+    }
     let (stream, addr) = match checked.addrs {
         Some(addrs) => upstream::connect(&dest, &addrs, connect).await?,
         None => upstream::dial(&shared.resolver, &dest, connect).await?,
     };
-    access.upstream = Some(addr);
-    Ok(stream)
+    access.upstream = Some(addr.to_string());
+    Ok(TunnelPlan::Relay(stream))
 }
 
-/// Records the decision and refuses anything but `direct`.
-fn permit<'a>(
-    decision: Decision<'a>,
-    access: &mut Access,
-    dest: &Authority,
-) -> Result<&'a Rule, Error> {
+/// Records the decision in the access record, and turns a refusal into an
+/// error. `what` names the target in the no-match message.
+pub(crate) fn decided<'a>(decision: Decision<'a>, access: &mut Access, what: &str) -> Result<&'a Rule, Error> {
     let rule = match decision {
         Decision::Matched(rule) => rule,
         Decision::NoMatch => {
             access.action = "block";
-            return Err(Error::NoRule(dest.to_string()));
+            return Err(Error::NoRule(what.to_owned()));
         }
         Decision::NeedsAddress => {
-            return Err(Error::Internal(format!(
-                "the policy for {dest} still needs an address"
-            )));
+            return Err(Error::Internal(format!("the policy for {what} still needs an address")));
         }
     };
     access.rule = Some(rule.name.clone());
     access.action = rule.action.name();
     match &rule.action {
-        Action::Direct => Ok(rule),
         Action::Block { reason } => Err(Error::Blocked {
             rule: rule.name.clone(),
             reason: reason.clone(),
         }),
+        Action::Direct | Action::Mirror { .. } => Ok(rule),
     }
 }
 
@@ -258,12 +307,11 @@ async fn serve_http(shared: &Shared, stream: TcpStream, peer: SocketAddr, first:
     let t = shared.config.timeouts;
     let activity = Arc::new(Activity::new());
     let io = Watched::new(Rewind::new(first.buf.freeze(), stream), activity.clone());
-    let service =
-        service_fn(|req| async move { Ok::<_, Infallible>(route(shared, peer, req).await) });
+    let service = service_fn(|req| async move { Ok::<_, Infallible>(route(shared, peer, req).await) });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(t.header)
-        .max_buf_size(http1::MAX_HEAD_BYTES.max(64 * 1024))
+        .max_buf_size(http1::MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut draining = false;
@@ -287,17 +335,27 @@ async fn serve_http(shared: &Shared, stream: TcpStream, peer: SocketAddr, first:
     }
 }
 
-/// One request on a hyper-served connection: classify, decide, forward.
+/// One request on a hyper-served connection: classify, then forward or
+/// answer from the module endpoint.
 async fn route(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let mut access = Access::new(peer, req.method().as_str(), req.uri().to_string());
-    match forward_request(shared, &mut access, req).await {
+    let result = match request::classify(&req) {
+        Ok(Target::Forward(dest)) => forward_request(shared, &mut access, req, dest).await,
+        Ok(Target::Endpoint) => endpoint::serve(shared, &mut access, req).await,
+        Ok(Target::Tunnel(_)) => Err(Error::BadRequest(
+            "CONNECT must be the first request on a connection; open a new connection for each tunnel".into(),
+        )),
+        Err(e) => Err(e),
+    };
+    respond(result, access)
+}
+
+/// The response to send, with the access event emitted when its body ends.
+pub(crate) fn respond(result: Result<Response<Body>, Error>, mut access: Access) -> Response<Body> {
+    match result {
         Ok(resp) => {
             access.status = resp.status().as_u16();
-            resp.map(|body| {
-                Metered::logged(body, access)
-                    .map_err(BoxError::from)
-                    .boxed_unsync()
-            })
+            resp.map(|body| Metered::logged(body, access).boxed_unsync())
         }
         Err(err) => {
             access.fail(&err);
@@ -311,40 +369,27 @@ async fn forward_request(
     shared: &Shared,
     access: &mut Access,
     req: Request<Incoming>,
-) -> Result<Response<Incoming>, Error> {
-    let dest = match request::classify(&req)? {
-        Target::Forward(dest) => dest,
-        Target::Tunnel(_) => {
-            return Err(Error::BadRequest(
-                "CONNECT must be the first request on a connection; open a new connection for each tunnel".into(),
-            ));
-        }
-        Target::Endpoint => {
-            return Err(Error::BadRequest(format!(
-                "'{} {}' is not a proxy request; send an absolute URL (http://host/path) or CONNECT host:port",
-                req.method(),
-                req.uri().path()
-            )));
-        }
-    };
+    dest: Authority,
+) -> Result<Response<Body>, Error> {
     let t = shared.config.timeouts;
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(&dest),
         addr: None,
+        module: None,
     };
     let checked = upstream::check(&shared.config.rules, &shared.resolver, facts, t.connect).await?;
-    permit(checked.decision, access, &dest)?;
+    let rule = decided(checked.decision, access, &dest.to_string())?;
+    if let Action::Mirror { .. } = rule.action {
+        return Err(Error::Blocked {
+            rule: rule.name.clone(),
+            reason: "it mirrors module requests; send them to modgate's module endpoint (GOPROXY=http://<modgate>)"
+                .into(),
+        });
+    }
     let connect_to = checked.addrs.as_ref().and_then(|a| a.first().copied());
-    let resp = forward::forward(
-        &shared.client,
-        req,
-        &dest,
-        connect_to,
-        t.header,
-        access.bytes_in.clone(),
-    )
-    .await?;
-    access.upstream = resp.extensions().get::<UpstreamAddr>().map(|u| u.0);
-    Ok(resp)
+    let bytes_in = access.bytes_in.clone();
+    let resp = forward::forward(&shared.client, req, Scheme::HTTP, &dest, connect_to, t.header, bytes_in).await?;
+    access.upstream = resp.extensions().get::<UpstreamAddr>().map(|u| u.0.to_string());
+    Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
 }

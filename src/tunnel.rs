@@ -38,13 +38,7 @@ pub enum Ended {
 
 /// Relays between `client` and `upstream` until the tunnel ends, counting
 /// client-to-upstream bytes in `up` and upstream-to-client bytes in `down`.
-pub async fn relay(
-    client: &TcpStream,
-    upstream: &TcpStream,
-    idle: Duration,
-    up: &Counter,
-    down: &Counter,
-) -> Ended {
+pub async fn relay(client: &TcpStream, upstream: &TcpStream, idle: Duration, up: &Counter, down: &Counter) -> Ended {
     let activity = Activity::new();
     let both = async {
         tokio::try_join!(
@@ -62,12 +56,7 @@ pub async fn relay(
 }
 
 /// Moves `src` to `dst` until EOF, then half-closes `dst`.
-async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
-    activity: &Activity,
-    count: &Counter,
-) -> io::Result<()> {
+async fn pump(src: &TcpStream, dst: &TcpStream, activity: &Activity, count: &Counter) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     let mut splicer: Option<splice::Pipe> = None;
     loop {
@@ -91,12 +80,7 @@ async fn pump(
 }
 
 /// Copies what `src` has ready; `Ok(true)` at EOF.
-async fn copy_ready(
-    src: &TcpStream,
-    dst: &TcpStream,
-    activity: &Activity,
-    count: &Counter,
-) -> io::Result<bool> {
+async fn copy_ready(src: &TcpStream, dst: &TcpStream, activity: &Activity, count: &Counter) -> io::Result<bool> {
     // Allocated here and freed once the socket is drained, so idle tunnels
     // hold no buffer.
     let mut buf = Vec::with_capacity(COPY_BUF);
@@ -111,10 +95,7 @@ async fn copy_ready(
                 activity.touch();
                 // A bulk transfer never drains the socket: hand back so the
                 // caller can switch to splice.
-                if cfg!(target_os = "linux")
-                    && before < SPLICE_AFTER
-                    && before + n as u64 >= SPLICE_AFTER
-                {
+                if cfg!(target_os = "linux") && before < SPLICE_AFTER && before + n as u64 >= SPLICE_AFTER {
                     return Ok(false);
                 }
             }
@@ -169,8 +150,7 @@ mod splice {
     impl Pipe {
         pub fn new() -> io::Result<Pipe> {
             let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-            let size = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32))
-                .map_or(64 * 1024, |n| n as usize);
+            let size = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32)).map_or(64 * 1024, |n| n as usize);
             Ok(Pipe { read, write, size })
         }
 
@@ -185,15 +165,7 @@ mod splice {
             let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
             loop {
                 let moved = src.try_io(Interest::READABLE, || {
-                    splice(
-                        src.as_fd(),
-                        None,
-                        self.write.as_fd(),
-                        None,
-                        self.size,
-                        flags,
-                    )
-                    .map_err(io::Error::from)
+                    splice(src.as_fd(), None, self.write.as_fd(), None, self.size, flags).map_err(io::Error::from)
                 });
                 let mut in_pipe = match moved {
                     Ok(0) => return Ok(true),
@@ -205,8 +177,7 @@ mod splice {
                 while in_pipe > 0 {
                     dst.writable().await?;
                     let sent = dst.try_io(Interest::WRITABLE, || {
-                        splice(self.read.as_fd(), None, dst.as_fd(), None, in_pipe, flags)
-                            .map_err(io::Error::from)
+                        splice(self.read.as_fd(), None, dst.as_fd(), None, in_pipe, flags).map_err(io::Error::from)
                     });
                     match sent {
                         Ok(n) => in_pipe -= n,

@@ -59,10 +59,7 @@ impl Resolver {
             return Ok(fixed.iter().map(|a| a.with_port(dest.port)).collect());
         }
         if let Some(ips) = self.cached(name) {
-            return Ok(ips
-                .iter()
-                .map(|ip| SocketAddr::new(*ip, dest.port))
-                .collect());
+            return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, dest.port)).collect());
         }
         let lookup = tokio::net::lookup_host((name.as_str(), dest.port)).await;
         let addrs: Vec<SocketAddr> = lookup
@@ -120,10 +117,7 @@ pub async fn check<'a>(
 ) -> Result<Checked<'a>, Error> {
     let decision = policy::decide(rules, &facts);
     let (Decision::NeedsAddress, Some(dest)) = (decision, facts.dest) else {
-        return Ok(Checked {
-            decision,
-            addrs: None,
-        });
+        return Ok(Checked { decision, addrs: None });
     };
     let addrs = tokio::time::timeout(timeout, resolver.resolve(dest))
         .await
@@ -176,11 +170,7 @@ pub async fn connect(
 }
 
 /// Resolves and connects to `dest` within `timeout`.
-pub async fn dial(
-    resolver: &Resolver,
-    dest: &Authority,
-    timeout: Duration,
-) -> Result<(TcpStream, SocketAddr), Error> {
+pub async fn dial(resolver: &Resolver, dest: &Authority, timeout: Duration) -> Result<(TcpStream, SocketAddr), Error> {
     let deadline = Instant::now() + timeout;
     let addrs = tokio::time::timeout_at(deadline, resolver.resolve(dest))
         .await
@@ -188,12 +178,7 @@ pub async fn dial(
             host: dest.host.to_string(),
             reason: format!("no answer within {}", fmt_duration(timeout)),
         })??;
-    connect(
-        dest,
-        &addrs,
-        deadline.saturating_duration_since(Instant::now()),
-    )
-    .await
+    connect(dest, &addrs, deadline.saturating_duration_since(Instant::now())).await
 }
 
 /// The address of the upstream a pooled response came from, put into the
@@ -201,95 +186,140 @@ pub async fn dial(
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamAddr(pub SocketAddr);
 
-/// A plain TCP connection from the pool, remembering its peer.
-pub struct PooledTcp {
-    io: TokioIo<TcpStream>,
-    peer: SocketAddr,
+/// A pooled upstream connection: plain TCP, or TLS over TCP.
+pub enum PooledStream {
+    /// `http://` origins and mirrors.
+    Plain(TokioIo<TcpStream>, SocketAddr),
+    /// `https://` origins and mirrors.
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>, SocketAddr),
 }
 
-impl Connection for PooledTcp {
+impl Connection for PooledStream {
     fn connected(&self) -> Connected {
-        Connected::new().extra(UpstreamAddr(self.peer))
+        match self {
+            PooledStream::Plain(_, peer) => Connected::new().extra(UpstreamAddr(*peer)),
+            PooledStream::Tls(io, peer) => {
+                let h2 = io.inner().get_ref().1.alpn_protocol() == Some(b"h2");
+                let connected = Connected::new().extra(UpstreamAddr(*peer));
+                if h2 { connected.negotiated_h2() } else { connected }
+            }
+        }
     }
 }
 
-impl hyper::rt::Read for PooledTcp {
+impl hyper::rt::Read for PooledStream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_read(cx, buf),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
     }
 }
 
-impl hyper::rt::Write for PooledTcp {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+impl hyper::rt::Write for PooledStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_write(cx, buf),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
     }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_flush(cx),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
     }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_shutdown(cx),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
     }
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        match self {
+            PooledStream::Plain(io, _) => io.is_write_vectored(),
+            PooledStream::Tls(io, _) => io.is_write_vectored(),
+        }
     }
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_write_vectored(cx, bufs),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+        }
     }
 }
 
-/// The connector behind the pooled HTTP client: resolves through
-/// [`Resolver`] and connects within the connect timeout. Forwarded requests
-/// whose rule checked addresses arrive with an IP literal in the URI, so the
-/// connector connects exactly there.
+/// The connector behind the pooled client: resolves through [`Resolver`],
+/// connects within the connect timeout, and for `https://` runs a verified
+/// TLS handshake (offering h2 and http/1.1) within the same timeout.
+/// Forwarded requests whose rule checked addresses arrive with an IP literal
+/// in the URI, so the connector connects exactly there.
 #[derive(Clone)]
 pub struct Connector {
     resolver: Arc<Resolver>,
     timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Connector {
-    /// A connector using `resolver` and the connect `timeout`.
-    pub fn new(resolver: Arc<Resolver>, timeout: Duration) -> Connector {
-        Connector { resolver, timeout }
+    /// A connector using `resolver`, the connect `timeout`, and `tls` for
+    /// `https://` upstreams.
+    pub fn new(resolver: Arc<Resolver>, timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Connector {
+        Connector { resolver, timeout, tls }
+    }
+
+    async fn open(self, uri: Uri) -> Result<PooledStream, Error> {
+        let https = uri.scheme_str() == Some("https");
+        let host = Host::parse(uri.host().unwrap_or_default())
+            .map_err(|e| Error::Internal(format!("pooled connect to '{uri}': {e}")))?;
+        let dest = Authority {
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            host,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let (stream, peer) = dial(&self.resolver, &dest, self.timeout).await?;
+        if !https {
+            return Ok(PooledStream::Plain(TokioIo::new(stream), peer));
+        }
+        let name = match &dest.host {
+            Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
+                .map_err(|e| Error::Internal(format!("server name {n}: {e}")))?,
+            Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
+        };
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let tls = tokio::time::timeout_at(deadline, connector.connect(name, stream))
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                target: dest.to_string(),
+                addr: peer,
+                after: self.timeout,
+            })?
+            .map_err(|e| Error::Tls {
+                target: format!("https://{dest}"),
+                reason: crate::error::chain(&e),
+            })?;
+        Ok(PooledStream::Tls(Box::new(TokioIo::new(tls)), peer))
     }
 }
 
 impl tower_service::Service<Uri> for Connector {
-    type Response = PooledTcp;
+    type Response = PooledStream;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<PooledTcp, Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<PooledStream, Error>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let host = uri.host().unwrap_or_default();
-            let host = Host::parse(host)
-                .map_err(|e| Error::Internal(format!("pooled connect to '{uri}': {e}")))?;
-            let dest = Authority {
-                host,
-                port: uri.port_u16().unwrap_or(80),
-            };
-            let (stream, peer) = dial(&this.resolver, &dest, this.timeout).await?;
-            Ok(PooledTcp {
-                io: TokioIo::new(stream),
-                peer,
-            })
-        })
+        Box::pin(self.clone().open(uri))
     }
 }

@@ -15,10 +15,7 @@ async fn still_serving(proxy: std::net::SocketAddr) {
 
 fn assert_400(reply: &str, message: &str) {
     assert!(reply.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{reply}");
-    assert!(
-        reply.contains("content-type: text/plain; charset=utf-8\r\n"),
-        "{reply}"
-    );
+    assert!(reply.contains("content-type: text/plain; charset=utf-8\r\n"), "{reply}");
     let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
     assert!(
         body.starts_with("modgate: bad request: ") && body.contains(message),
@@ -60,10 +57,7 @@ async fn an_oversized_header_block_gets_a_400() {
         many.extend_from_slice(format!("x-{i}: 1\r\n").as_bytes());
     }
     many.extend_from_slice(b"\r\n");
-    assert_400(
-        &raw_exchange(proxy.addr, &many).await,
-        "more than 128 header fields",
-    );
+    assert_400(&raw_exchange(proxy.addr, &many).await, "more than 128 header fields");
     still_serving(proxy.addr).await;
     proxy.stop().await;
 }
@@ -79,11 +73,7 @@ async fn bad_connect_targets_get_a_400() {
         ("bad_host!:443", "not a valid host name"),
     ];
     for (target, message) in cases {
-        let reply = raw_exchange(
-            proxy.addr,
-            format!("CONNECT {target} HTTP/1.1\r\n\r\n").as_bytes(),
-        )
-        .await;
+        let reply = raw_exchange(proxy.addr, format!("CONNECT {target} HTTP/1.1\r\n\r\n").as_bytes()).await;
         assert_400(&reply, message);
     }
     still_serving(proxy.addr).await;
@@ -94,14 +84,8 @@ async fn bad_connect_targets_get_a_400() {
 async fn requests_a_proxy_cannot_serve_get_a_400() {
     let proxy = start_proxy(&config_allowing_loopback("")).await;
     for (req, message) in [
-        (
-            "GET /just/a/path HTTP/1.1\r\nHost: x\r\n\r\n",
-            "is not a proxy request",
-        ),
-        (
-            "GET https://example.test/ HTTP/1.1\r\nHost: x\r\n\r\n",
-            "https URL",
-        ),
+        ("GET /just/a/path HTTP/1.1\r\nHost: x\r\n\r\n", "is neither a proxy request nor a module request"),
+        ("GET https://example.test/ HTTP/1.1\r\nHost: x\r\n\r\n", "https URL"),
         (
             "GET ftp://example.test/ HTTP/1.1\r\nHost: x\r\n\r\n",
             "scheme 'ftp' is not supported",

@@ -45,11 +45,7 @@ fn check_rejects_bad_configs_with_file_line_col() {
             "[timeouts]\nidle = \"90 seconds\"\n",
             "bad-duration.toml:2:8: bad duration '90 seconds'",
         ),
-        (
-            "not-toml.toml",
-            "[[rule]\naction = \"direct\"\n",
-            "not-toml.toml:1:",
-        ),
+        ("not-toml.toml", "[[rule]\naction = \"direct\"\n", "not-toml.toml:1:"),
         (
             "unknown-rule-key.toml",
             "[[rule]]\nhost = [\"a.test\"]\naction = \"direct\"\n",
@@ -65,11 +61,7 @@ fn check_rejects_bad_configs_with_file_line_col() {
             stderr.starts_with(expected),
             "{name}: expected {expected:?}, got {stderr:?}"
         );
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{name}: one line: {stderr:?}"
-        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: one line: {stderr:?}");
     }
     let out = run(dir.path(), &["check", "--config", "missing.toml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -87,10 +79,8 @@ fn check_prints_the_rules_in_effect() {
         stdout.contains("1. 'no-internal': dst [0.0.0.0/8, 10.0.0.0/8"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("2. 'default': everything -> direct"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("2. 'modules': modules [*] -> mirror: https://proxy.golang.org"), "{stdout}");
+    assert!(stdout.contains("3. 'default': everything -> direct"), "{stdout}");
     // ./modgate.toml wins over the embedded default.
     write(
         dir.path(),
@@ -116,11 +106,7 @@ fn explain_names_the_rule_for_urls_host_ports_and_clients() {
         let mut all = vec!["explain", "--config", "m.toml"];
         all.extend_from_slice(args);
         let out = run(dir.path(), &all);
-        assert!(
-            out.status.success(),
-            "{:?}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{:?}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
     let out = explain(&["https://git.corp.test/repo"]);
@@ -129,8 +115,7 @@ fn explain_names_the_rule_for_urls_host_ports_and_clients() {
         "{out}"
     );
     assert!(
-        out.contains("rule:    'no-corp'")
-            && out.contains("action:  block (corp hosts are for lab clients)"),
+        out.contains("rule:    'no-corp'") && out.contains("action:  block (corp hosts are for lab clients)"),
         "{out}"
     );
     let out = explain(&["--from", "10.9.8.7", "git.corp.test:443"]);
@@ -145,19 +130,16 @@ fn explain_names_the_rule_for_urls_host_ports_and_clients() {
     );
     let out = explain(&["example.org:443"]);
     assert!(out.contains("rule:    'default'"), "{out}");
-    assert!(out.contains("note:    rule 'no-internal' applies instead if any address of example.org is in its dst"), "{out}");
+    assert!(
+        out.contains("note:    rule 'no-internal' applies instead if any address of example.org is in its dst"),
+        "{out}"
+    );
     let out = explain(&["10.0.0.1:22"]);
     assert!(out.contains("rule:    'no-internal'"), "{out}");
 
-    let bad = run(
-        dir.path(),
-        &["explain", "--config", "m.toml", "example.org"],
-    );
+    let bad = run(dir.path(), &["explain", "--config", "m.toml", "example.org"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&bad.stderr)
-            .contains("expected a URL (https://host/path) or host:port")
-    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected a URL (https://host/path), host:port, or module[@version]"));
 }
 
 /// A `modgate serve` child process, killed on drop.
@@ -209,14 +191,7 @@ async fn serve_reports_the_real_port_logs_json_and_stops_on_sigterm() {
     write(dir.path(), "c.toml", &config_allowing_loopback(""));
     let mut served = serve(
         dir.path(),
-        &[
-            "--config",
-            "c.toml",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
+        &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
     )
     .await;
     assert_ne!(served.addr.port(), 0);
@@ -267,11 +242,7 @@ async fn serve_finishes_a_download_in_flight_after_sigterm() {
     }))
     .await;
     write(dir.path(), "c.toml", &config_allowing_loopback(""));
-    let mut served = serve(
-        dir.path(),
-        &["--config", "c.toml", "--listen", "127.0.0.1:0"],
-    )
-    .await;
+    let mut served = serve(dir.path(), &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
     let addr = served.addr;
     let url = format!("http://{}/slow", origin.addr);
     let in_flight = tokio::spawn(async move { get_via(addr, &url).await });
@@ -279,10 +250,7 @@ async fn serve_finishes_a_download_in_flight_after_sigterm() {
     sigterm(&served.child);
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!((status.as_u16(), body.as_str()), (200, "finished"));
-    let status = tokio::time::timeout(STEP, served.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::time::timeout(STEP, served.child.wait()).await.unwrap().unwrap();
     assert!(status.success());
 }
 
@@ -293,8 +261,7 @@ fn serve_refuses_a_bad_config_with_exit_2() {
     let out = run(dir.path(), &["serve", "--config", "c.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .starts_with("c.toml:1:10: invalid socket address syntax"),
+        String::from_utf8_lossy(&out.stderr).starts_with("c.toml:1:10: invalid socket address syntax"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

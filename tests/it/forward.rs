@@ -45,23 +45,15 @@ async fn get_and_post_reach_the_origin_with_hop_by_hop_headers_removed() {
     assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "GET ");
     let seen = origin.last_headers.lock().unwrap().clone().unwrap();
     for gone in ["proxy-authorization", "proxy-connection", "x-hop"] {
-        assert!(
-            !seen.contains_key(gone),
-            "{gone} must not reach the origin: {seen:?}"
-        );
+        assert!(!seen.contains_key(gone), "{gone} must not reach the origin: {seen:?}");
     }
     assert_eq!(seen["x-end"], "2");
     assert_eq!(seen["via"], "1.1 modgate");
     assert_eq!(seen["host"], origin.addr.to_string());
 
-    let resp = conn
-        .send(Request::post(&url).body(full("payload")).unwrap())
-        .await;
+    let resp = conn.send(Request::post(&url).body(full("payload")).unwrap()).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.into_body().collect().await.unwrap().to_bytes(),
-        "POST payload"
-    );
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "POST payload");
     proxy.stop().await;
 }
 
@@ -108,8 +100,7 @@ async fn a_100_mb_download_streams_through() {
                 }
             });
             let mut resp = Response::new(body);
-            resp.headers_mut()
-                .insert("content-length", HUNDRED_MB.into());
+            resp.headers_mut().insert("content-length", HUNDRED_MB.into());
             resp
         })
     }))
@@ -165,10 +156,7 @@ async fn a_100_mb_upload_streams_through() {
                     break;
                 };
                 if let Some(data) = frame.data_ref() {
-                    ok &= data
-                        .iter()
-                        .enumerate()
-                        .all(|(i, b)| *b == pattern(got + i as u64));
+                    ok &= data.iter().enumerate().all(|(i, b)| *b == pattern(got + i as u64));
                     got += data.len() as u64;
                     if let Some(tx) = first_tx.lock().unwrap().take() {
                         let _ = tx.send(());

@@ -37,11 +37,7 @@ async fn shutdown_lets_in_flight_requests_and_tunnels_finish() {
     let mut conn = ProxyConn::open(addr).await;
     let request = tokio::spawn(async move {
         let resp = conn
-            .send(
-                Request::get(format!("http://{}/", origin.addr))
-                    .body(full(""))
-                    .unwrap(),
-            )
+            .send(Request::get(format!("http://{}/", origin.addr)).body(full("")).unwrap())
             .await;
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         drop(origin);
@@ -71,10 +67,7 @@ async fn shutdown_lets_in_flight_requests_and_tunnels_finish() {
 #[tokio::test]
 async fn shutdown_cuts_work_that_outlives_the_grace_period() {
     let (silent, _task) = start_silent_origin().await;
-    let proxy = start_proxy(&config_allowing_loopback(
-        "[timeouts]\nshutdown = \"500ms\"\n",
-    ))
-    .await;
+    let proxy = start_proxy(&config_allowing_loopback("[timeouts]\nshutdown = \"500ms\"\n")).await;
     let (mut tunnel, head) = connect_via(proxy.addr, &silent.to_string()).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let started = std::time::Instant::now();

@@ -120,11 +120,7 @@ async fn dst_rules_check_the_resolved_address() {
     let (_s, head) = connect_via(proxy.addr, "inside.test:443").await;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     // IPv4-mapped IPv6 does not slip past an IPv4 rule.
-    let (_s, head) = connect_via(
-        proxy.addr,
-        &format!("[::ffff:127.0.0.1]:{}", origin.addr.port()),
-    )
-    .await;
+    let (_s, head) = connect_via(proxy.addr, &format!("[::ffff:127.0.0.1]:{}", origin.addr.port())).await;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     proxy.stop().await;
 }
@@ -141,8 +137,7 @@ async fn the_embedded_default_refuses_loopback_and_cloud_metadata() {
         &body,
         "modgate: blocked by rule 'no-internal': destination is an internal address",
     );
-    let (status, headers, body) =
-        get_via(proxy.addr, "http://169.254.169.254/latest/meta-data/").await;
+    let (status, headers, body) = get_via(proxy.addr, "http://169.254.169.254/latest/meta-data/").await;
     assert_blocked(
         status,
         &headers,
@@ -168,15 +163,9 @@ async fn the_embedded_default_refuses_loopback_and_cloud_metadata() {
 
 #[tokio::test]
 async fn a_request_no_rule_matches_is_refused() {
-    let proxy = start_proxy(
-        "[[rule]]\nname = \"only-corp\"\nhosts = [\"corp.test\"]\naction = \"direct\"\n",
-    )
-    .await;
+    let proxy = start_proxy("[[rule]]\nname = \"only-corp\"\nhosts = [\"corp.test\"]\naction = \"direct\"\n").await;
     let (status, _, body) = get_via(proxy.addr, "http://elsewhere.test/").await;
     assert_eq!(status, 403);
-    assert!(
-        body.starts_with("modgate: no rule matched elsewhere.test:80"),
-        "{body}"
-    );
+    assert!(body.starts_with("modgate: no rule matched elsewhere.test:80"), "{body}");
     proxy.stop().await;
 }

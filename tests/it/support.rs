@@ -88,11 +88,8 @@ impl Drop for Origin {
     }
 }
 
-pub type Handler = Arc<
-    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>>
-        + Send
-        + Sync,
->;
+pub type Handler =
+    Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<TestBody>> + Send>> + Send + Sync>;
 
 /// A plain HTTP/1.1 origin with keep-alive, answering with `handler`.
 pub async fn start_origin(handler: Handler) -> Origin {
@@ -131,10 +128,7 @@ pub async fn start_origin(handler: Handler) -> Origin {
 
 /// An origin answering every request with 200 and `text`.
 pub async fn start_text_origin(text: &'static str) -> Origin {
-    start_origin(Arc::new(move |_req| {
-        Box::pin(async move { Response::new(full(text)) })
-    }))
-    .await
+    start_origin(Arc::new(move |_req| Box::pin(async move { Response::new(full(text)) }))).await
 }
 
 /// A TCP server that accepts and then never answers.
@@ -169,13 +163,8 @@ impl TestPki {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, ca_name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
+        params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
         let now = time_now();
         params.not_before = now - rcgen_days(1);
         params.not_after = now + rcgen_days(30);
@@ -191,8 +180,7 @@ impl TestPki {
     pub fn leaf(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let now = time_now();
         params.not_before = now - rcgen_days(1);
         params.not_after = now + rcgen_days(10);
@@ -224,11 +212,7 @@ fn rcgen_days(n: i64) -> time::Duration {
 
 /// A TLS origin for `names`, answering every request with 200 and `text`,
 /// over HTTP/1.1.
-pub async fn start_tls_origin(
-    pki: &TestPki,
-    names: &[&str],
-    text: &'static str,
-) -> (SocketAddr, JoinHandle<()>) {
+pub async fn start_tls_origin(pki: &TestPki, names: &[&str], text: &'static str) -> (SocketAddr, JoinHandle<()>) {
     install_crypto();
     let (chain, key) = pki.leaf(names);
     let config = rustls::ServerConfig::builder()
@@ -245,9 +229,10 @@ pub async fn start_tls_origin(
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
-                let service = service_fn(move |_req: Request<Incoming>| async move {
-                    Ok::<_, Infallible>(Response::new(full(text)))
-                });
+                let service =
+                    service_fn(
+                        move |_req: Request<Incoming>| async move { Ok::<_, Infallible>(Response::new(full(text))) },
+                    );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
@@ -259,8 +244,7 @@ pub async fn start_tls_origin(
 
 // ---------- bodies ----------
 
-pub type TestBody =
-    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+pub type TestBody = http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 pub fn full(b: impl Into<Bytes>) -> TestBody {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
@@ -272,10 +256,7 @@ pub struct ChanBody(pub mpsc::Receiver<Bytes>);
 impl Body for ChanBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -292,10 +273,7 @@ pub fn pattern(offset: u64) -> u8 {
 }
 
 pub fn pattern_chunk(start: u64, len: usize) -> Bytes {
-    (0..len as u64)
-        .map(|i| pattern(start + i))
-        .collect::<Vec<u8>>()
-        .into()
+    (0..len as u64).map(|i| pattern(start + i)).collect::<Vec<u8>>().into()
 }
 
 /// Reads a body to the end, checking it against the pattern; returns the length.
@@ -305,12 +283,7 @@ pub async fn drain_checking_pattern(mut body: Incoming) -> u64 {
         let frame = frame.expect("body frame");
         if let Some(data) = frame.data_ref() {
             for (i, b) in data.iter().enumerate() {
-                assert_eq!(
-                    *b,
-                    pattern(offset + i as u64),
-                    "byte {} differs",
-                    offset + i as u64
-                );
+                assert_eq!(*b, pattern(offset + i as u64), "byte {} differs", offset + i as u64);
             }
             offset += data.len() as u64;
         }

@@ -20,10 +20,9 @@ async fn a_tunnel_carries_tls_end_to_end_to_a_hosts_override() {
     let (stream, head) = connect_via(proxy.addr, "origin.test:443").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let tls = tls_connect(stream, pki.client_config(), "origin.test").await;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = sender
         .send_request(
@@ -35,10 +34,7 @@ async fn a_tunnel_carries_tls_end_to_end_to_a_hosts_override() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.into_body().collect().await.unwrap().to_bytes(),
-        "hello over tls"
-    );
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "hello over tls");
     proxy.stop().await;
 }
 
@@ -52,11 +48,9 @@ async fn half_close_is_relayed_and_early_bytes_are_kept() {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut got = Vec::new();
         s.read_to_end(&mut got).await.unwrap();
-        s.write_all(
-            format!("got {} bytes: {}", got.len(), String::from_utf8_lossy(&got)).as_bytes(),
-        )
-        .await
-        .unwrap();
+        s.write_all(format!("got {} bytes: {}", got.len(), String::from_utf8_lossy(&got)).as_bytes())
+            .await
+            .unwrap();
     });
     let proxy = start_proxy(&config_allowing_loopback("")).await;
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();

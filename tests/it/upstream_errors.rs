@@ -53,10 +53,7 @@ async fn an_upstream_that_never_answers_is_a_504_within_the_header_timeout() {
     let (status, _, body) = get_via(proxy.addr, &format!("http://{silent}/")).await;
     let waited = started.elapsed();
     assert_eq!(status, 504, "{body}");
-    assert_eq!(
-        body,
-        format!("modgate: upstream {silent} did not answer within 1s\n")
-    );
+    assert_eq!(body, format!("modgate: upstream {silent} did not answer within 1s\n"));
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "answered after {waited:?}"

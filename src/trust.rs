@@ -1,0 +1,116 @@
+//! What modgate trusts upstream: the public roots (webpki-roots, or
+//! `tls.public_roots`), the system store, and `tls.extra_roots`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// Where the public roots come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicRoots {
+    /// The Mozilla set compiled in (webpki-roots).
+    Webpki,
+    /// A PEM bundle.
+    File(PathBuf),
+}
+
+/// A root file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct TrustError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The root stores and the TLS client configuration built from them.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The public web PKI.
+    pub public: Arc<RootCertStore>,
+    /// The system store plus `tls.extra_roots`.
+    pub local: Arc<RootCertStore>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl Trust {
+    /// Loads the roots. The system store honours SSL_CERT_FILE and SSL_CERT_DIR.
+    pub fn load(public: &PublicRoots, extra: &[PathBuf]) -> Result<Trust, TrustError> {
+        let public = match public {
+            PublicRoots::Webpki => {
+                let mut store = RootCertStore::empty();
+                store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                store
+            }
+            PublicRoots::File(path) => store_from(&read_pem_certs(path)?, path)?,
+        };
+        let mut local = RootCertStore::empty();
+        let system = rustls_native_certs::load_native_certs();
+        let _ = local.add_parsable_certificates(system.certs);
+        for path in extra {
+            for cert in read_pem_certs(path)? {
+                local.add(cert).map_err(|e| TrustError {
+                    path: path.clone(),
+                    reason: format!("not a usable root: {e}"),
+                })?;
+            }
+        }
+        let mut all = public.clone();
+        all.roots.extend(local.roots.iter().cloned());
+        let client = client_config(all).map_err(|e| TrustError {
+            path: PathBuf::from("tls"),
+            reason: e.to_string(),
+        })?;
+        Ok(Trust {
+            public: Arc::new(public),
+            local: Arc::new(local),
+            client,
+        })
+    }
+
+    /// The TLS client configuration for upstream connections: verifies
+    /// against every trusted root and offers h2 and http/1.1.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.client.clone()
+    }
+}
+
+fn client_config(roots: RootCertStore) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn store_from(certs: &[CertificateDer<'static>], path: &Path) -> Result<RootCertStore, TrustError> {
+    let mut store = RootCertStore::empty();
+    for cert in certs {
+        store.add(cert.clone()).map_err(|e| TrustError {
+            path: path.to_owned(),
+            reason: format!("not a usable root: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
+/// Every certificate in a PEM file; at least one.
+pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+    let err = |reason: String| TrustError {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(format!("bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(err("no CERTIFICATE blocks in the file".into()));
+    }
+    Ok(certs)
+}
