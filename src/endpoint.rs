@@ -24,7 +24,7 @@ pub(crate) async fn serve(
     access: &mut Access,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    let path = req.uri().path();
+    let path = &module::decode_path(req.uri().path()).map_err(Error::BadRequest)?;
     let Some(request) = module::classify_proxy_path(path).map_err(Error::BadRequest)? else {
         return Err(Error::BadRequest(format!(
             "'{} {path}' is neither a proxy request nor a module request; send an absolute URL (http://host/path), CONNECT host:port, or a GOPROXY path such as /golang.org/x/mod/@v/list",
@@ -43,7 +43,7 @@ pub(crate) async fn serve(
         addr: None,
         module: request.module(),
     };
-    let what = request.module().unwrap_or(path).to_owned();
+    let what = request.module().unwrap_or(path.as_str()).to_owned();
     let rule = decided(policy::decide(&shared.config.rules, &facts), access, &what)?;
     let Action::Mirror { mirrors } = &rule.action else {
         return Ok(mirror::direct_answer(&rule.name, &what));

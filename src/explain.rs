@@ -54,7 +54,7 @@ fn parse_url(s: &str) -> Result<ExplainTarget, String> {
                 host,
                 port: uri.port_u16().unwrap_or(443),
             };
-            let path = uri.path();
+            let path = &module::decode_path(uri.path()).map_err(|e| format!("URL '{s}': {e}"))?;
             let request = match module::classify_proxy_path(path).map_err(|e| format!("URL '{s}': {e}"))? {
                 Some(r) => Some(r),
                 None => {

@@ -213,12 +213,14 @@ fn origin_url(dest: &Authority) -> String {
     }
 }
 
-/// A classified module request and its path relative to a GOPROXY base.
-fn classify(host: &str, path: &str) -> Result<Option<(ModuleRequest, String)>, Error> {
-    if let Some(request) = module::classify_proxy_path(path).map_err(Error::BadRequest)? {
-        return Ok(Some((request, path.to_owned())));
+/// A classified module request and its (decoded) path relative to a
+/// GOPROXY base.
+fn classify(host: &str, raw_path: &str) -> Result<Option<(ModuleRequest, String)>, Error> {
+    let path = module::decode_path(raw_path).map_err(Error::BadRequest)?;
+    if let Some(request) = module::classify_proxy_path(&path).map_err(Error::BadRequest)? {
+        return Ok(Some((request, path)));
     }
-    match module::classify_sumdb_path(host, path).map_err(Error::BadRequest)? {
+    match module::classify_sumdb_path(host, &path).map_err(Error::BadRequest)? {
         Some(request) => Ok(Some((request, format!("/sumdb/{host}{path}")))),
         None => Ok(None),
     }

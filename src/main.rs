@@ -124,11 +124,7 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(e),
         },
-        Command::Explain {
-            config,
-            from,
-            target,
-        } => {
+        Command::Explain { config, from, target } => {
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
@@ -188,12 +184,18 @@ fn ca_command(command: CaCommand) -> ExitCode {
                 Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => pem,
                 Ok(_) => return usage_error(format!("modgate: {}: not a PEM certificate", cert.display())),
                 Err(e) => {
-                    return usage_error(format!("modgate: {}: {e} (run `modgate ca init` first)", cert.display()));
+                    return usage_error(format!(
+                        "modgate: {}: {e} (run `modgate ca init` first)",
+                        cert.display()
+                    ));
                 }
             };
             let (bundle, system) = ca::bundle(&ca_pem);
             print!("{bundle}");
-            eprintln!("modgate: bundle of {system} system roots plus the modgate CA from {}", cert.display());
+            eprintln!(
+                "modgate: bundle of {system} system roots plus the modgate CA from {}",
+                cert.display()
+            );
             ExitCode::SUCCESS
         }
     }
@@ -219,11 +221,7 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
     guard
 }
@@ -263,8 +261,6 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("installing the Ctrl-C handler")?;
+    tokio::signal::ctrl_c().await.context("installing the Ctrl-C handler")?;
     Ok(())
 }

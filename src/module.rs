@@ -125,6 +125,31 @@ const MAX_VERSION: usize = 256;
 /// The longest checksum-database name accepted, in bytes (a DNS name).
 const MAX_DB_NAME: usize = 253;
 
+/// Percent-decodes a request path. `go` escapes URL paths, so `!azure`
+/// arrives as `%21azure`; the classifiers take the decoded path.
+pub fn decode_path(raw: &str) -> Result<String, String> {
+    if !raw.contains('%') {
+        return Ok(raw.to_owned());
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) else {
+            return Err(format!("bad percent-encoding in {}", quote(raw)));
+        };
+        out.push(byte);
+        i += 3;
+    }
+    String::from_utf8(out).map_err(|_| format!("{} is not UTF-8 once percent-decoded", quote(raw)))
+}
+
 /// Classifies a GOPROXY-protocol path relative to the proxy base, e.g.
 /// "/github.com/!azure/foo/@v/v1.2.3.info" or
 /// "/sumdb/sum.golang.org/lookup/golang.org/x/mod@v0.20.0".
@@ -470,7 +495,7 @@ fn check_chars(path: &str) -> Result<(), String> {
     };
     let what = match c {
         '\\' => "a backslash",
-        '%' => "'%' (go does not percent-encode module paths)",
+        '%' => "'%' after percent-decoding",
         _ => "a control character",
     };
     Err(format!("bad module request path {}: contains {what}", quote(path)))
@@ -483,6 +508,25 @@ fn quote(s: &str) -> String {
     match s.char_indices().nth(MAX_CHARS) {
         Some((end, _)) => format!("{:?}...", &s[..end]),
         None => format!("{s:?}"),
+    }
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+
+    #[test]
+    fn go_escapes_are_decoded() {
+        assert_eq!(
+            decode_path("/github.com/%21azure/x/@v/v1.0.0.mod").unwrap(),
+            "/github.com/!azure/x/@v/v1.0.0.mod"
+        );
+        assert_eq!(decode_path("/plain/@v/list").unwrap(), "/plain/@v/list");
+        assert!(decode_path("/a%2").is_err());
+        assert!(decode_path("/a%zz").is_err());
+        assert!(decode_path("/a%ff").is_err());
+        let decoded = decode_path("/a.com/x%2525/@v/list").unwrap();
+        assert!(classify_proxy_path(&decoded).is_err(), "double encoding is refused");
     }
 }
 

@@ -84,7 +84,10 @@ async fn bad_connect_targets_get_a_400() {
 async fn requests_a_proxy_cannot_serve_get_a_400() {
     let proxy = start_proxy(&config_allowing_loopback("")).await;
     for (req, message) in [
-        ("GET /just/a/path HTTP/1.1\r\nHost: x\r\n\r\n", "is neither a proxy request nor a module request"),
+        (
+            "GET /just/a/path HTTP/1.1\r\nHost: x\r\n\r\n",
+            "is neither a proxy request nor a module request",
+        ),
         ("GET https://example.test/ HTTP/1.1\r\nHost: x\r\n\r\n", "https URL"),
         (
             "GET ftp://example.test/ HTTP/1.1\r\nHost: x\r\n\r\n",

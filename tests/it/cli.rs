@@ -79,7 +79,10 @@ fn check_prints_the_rules_in_effect() {
         stdout.contains("1. 'no-internal': dst [0.0.0.0/8, 10.0.0.0/8"),
         "{stdout}"
     );
-    assert!(stdout.contains("2. 'modules': modules [*] -> mirror: https://proxy.golang.org"), "{stdout}");
+    assert!(
+        stdout.contains("2. 'modules': modules [*] -> mirror: https://proxy.golang.org"),
+        "{stdout}"
+    );
     assert!(stdout.contains("3. 'default': everything -> direct"), "{stdout}");
     // ./modgate.toml wins over the embedded default.
     write(
@@ -137,9 +140,58 @@ fn explain_names_the_rule_for_urls_host_ports_and_clients() {
     let out = explain(&["10.0.0.1:22"]);
     assert!(out.contains("rule:    'no-internal'"), "{out}");
 
+    // Module targets: as a module-endpoint request, and inside each
+    // intercepted host.
+    write(
+        dir.path(),
+        "g.toml",
+        "[tls]\nintercept = [\"proxy.golang.org\"]\n\n[[rule]]\nname = \"private\"\nmodules = [\"git.corp.test/*\"]\naction = \"direct\"\n\n[[rule]]\nname = \"go-modules\"\nhosts = [\"proxy.golang.org\"]\naction = \"mirror\"\nmirrors = \"https://goproxy.test,https://proxy.golang.org\"\n\n[[rule]]\nname = \"endpoint\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"https://proxy.golang.org\"\n",
+    );
+    let out = run(
+        dir.path(),
+        &["explain", "--config", "g.toml", "golang.org/x/mod@v0.20.0"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("target:  module golang.org/x/mod@v0.20.0"), "{text}");
+    assert!(text.contains("rule:    'endpoint'"), "via the endpoint: {text}");
+    assert!(
+        text.contains("via:     an intercepted tunnel to proxy.golang.org"),
+        "{text}"
+    );
+    assert!(text.contains("rule:    'go-modules'"), "inside the tunnel: {text}");
+    let out = run(
+        dir.path(),
+        &[
+            "explain",
+            "--config",
+            "g.toml",
+            "https://proxy.golang.org/git.corp.test/team/x/@v/list",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("module:  git.corp.test/team/x") && text.contains("rule:    'private'"),
+        "{text}"
+    );
+    let out = run(
+        dir.path(),
+        &[
+            "explain",
+            "--config",
+            "g.toml",
+            "https://proxy.golang.org/github.com/%21azure/x/@v/list",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("module:  github.com/Azure/x"));
+    let out = run(dir.path(), &["explain", "--config", "g.toml", "proxy.golang.org:443"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tunnel:  intercepted (tls.intercept)"));
+
     let bad = run(dir.path(), &["explain", "--config", "m.toml", "example.org"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected a URL (https://host/path), host:port, or module[@version]"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("expected a URL (https://host/path), host:port, or module[@version]")
+    );
 }
 
 /// A `modgate serve` child process, killed on drop.

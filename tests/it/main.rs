@@ -1,12 +1,15 @@
 //! Integration tests: real sockets on 127.0.0.1:0, real TLS, one binary with
 //! one module per topic.
 
+mod gotool;
 mod support;
 
 mod bad_input;
 mod cli;
 mod forward;
+mod go_e2e;
 mod lifecycle;
+mod modules;
 mod policy;
 mod tunnel;
 mod upstream_errors;
