@@ -38,6 +38,10 @@ pub struct Access {
     pub bytes_in: Counter,
     /// Bytes from the upstream to the client (body or tunnel bytes).
     pub bytes_out: Counter,
+    /// The verdict on the upstream's certificate chain, for TLS upstreams.
+    pub verdict: Option<crate::verdict::Verdict>,
+    /// The interception product, when the chain failed the public roots.
+    pub vendor: Option<String>,
     /// What failed, for requests modgate refused or could not complete.
     pub error: Option<String>,
     /// When the request arrived.
@@ -72,6 +76,8 @@ impl Access {
             status: 0,
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
+            verdict: None,
+            vendor: None,
             error: None,
             started: Instant::now(),
         }
@@ -81,6 +87,10 @@ impl Access {
     pub fn fail(&mut self, err: &crate::error::Error) {
         self.status = err.status().as_u16();
         self.error = Some(err.to_string());
+        if let crate::error::Error::Chain { verdict, vendor, .. } = err {
+            self.verdict = Some(*verdict);
+            self.vendor = Some(vendor.clone());
+        }
     }
 
     /// Emits the event.
@@ -97,6 +107,8 @@ impl Access {
             bytes_in = self.bytes_in.get(),
             bytes_out = self.bytes_out.get(),
             duration_ms = self.started.elapsed().as_millis() as u64,
+            verdict = self.verdict.map(|v| v.as_str()),
+            vendor = self.vendor.as_deref(),
             error = self.error.as_deref(),
             "access"
         );

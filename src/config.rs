@@ -21,6 +21,7 @@ use crate::mirror::MirrorList;
 use crate::policy::{Action, Cidr, PortRange, Rule};
 use crate::request::Host;
 use crate::trust::PublicRoots;
+use crate::verdict::OnInterception;
 
 /// The config compiled into the binary; `serve` uses it when there is no
 /// `--config` and no `./modgate.toml`.
@@ -60,6 +61,26 @@ pub struct TlsSettings {
     pub extra_roots: Vec<PathBuf>,
     /// What counts as the public web PKI.
     pub public_roots: PublicRoots,
+    /// What to do with an intercepted upstream chain.
+    pub on_interception: OnInterception,
+    /// How tunnels that modgate does not terminate are checked.
+    pub probe: Probe,
+    /// Where intercepting chains and `index.jsonl` are kept.
+    pub intercepted_dir: PathBuf,
+}
+
+/// `tls.probe`: how tunnels that modgate does not terminate are checked for
+/// interception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// Not checked.
+    Off,
+    /// The server's TLS 1.2 Certificate message is read from the relayed bytes.
+    Passive,
+    /// Passive, plus one probe handshake for TLS 1.3 servers, cached per
+    /// host:port for 10 minutes.
+    Active,
 }
 
 impl TlsSettings {
@@ -441,6 +462,17 @@ struct FileTls {
     intercept: Option<Vec<Spanned<String>>>,
     extra_roots: Option<Vec<Spanned<String>>>,
     public_roots: Option<Spanned<String>>,
+    on_interception: Option<FileOnInterception>,
+    probe: Option<Probe>,
+    intercepted_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum FileOnInterception {
+    Allow,
+    Warn,
+    Block,
 }
 
 impl FileTls {
@@ -481,6 +513,13 @@ impl FileTls {
             intercept,
             extra_roots,
             public_roots,
+            on_interception: match self.on_interception {
+                Some(FileOnInterception::Allow) => OnInterception::Allow,
+                Some(FileOnInterception::Block) => OnInterception::Block,
+                Some(FileOnInterception::Warn) | None => OnInterception::Warn,
+            },
+            probe: self.probe.unwrap_or(Probe::Active),
+            intercepted_dir: path(self.intercepted_dir, "certs/intercepted")?,
         })
     }
 }

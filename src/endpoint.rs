@@ -16,7 +16,7 @@ use crate::forward::Body;
 use crate::mirror::{self, Fetch};
 use crate::module;
 use crate::policy::{self, Action, Facts};
-use crate::server::{Shared, decided};
+use crate::server::{Shared, decided, note_upstream};
 
 /// Answers one request addressed to modgate itself.
 pub(crate) async fn serve(
@@ -58,5 +58,8 @@ pub(crate) async fn serve(
     };
     let (result, source) = mirror::fetch(mirrors, &fetch).await;
     access.upstream = Some(source);
+    if let Ok(resp) = &result {
+        note_upstream(access, resp.extensions());
+    }
     result
 }

@@ -87,6 +87,23 @@ pub enum Error {
         reason: String,
     },
 
+    /// The upstream's certificate chain was refused: untrusted, or
+    /// intercepted with `tls.on_interception = "block"`.
+    #[error("upstream {target} {refusal}")]
+    Chain {
+        /// The upstream, as a URL.
+        target: String,
+        /// What the chain was and what to do, one line.
+        refusal: String,
+        /// True when `tls.on_interception = "block"` refused a locally
+        /// trusted (intercepted) chain.
+        by_policy: bool,
+        /// The verdict on the chain.
+        verdict: crate::verdict::Verdict,
+        /// The interception product, or `unknown`.
+        vendor: String,
+    },
+
     /// The upstream accepted the connection but did not send a response head
     /// within `timeouts.header`.
     #[error("upstream {target} did not answer within {}", crate::config::fmt_duration(*after))]
@@ -122,6 +139,7 @@ impl Error {
             | Error::ConnectTimeout { .. }
             | Error::UpstreamTimeout { .. }
             | Error::Tls { .. }
+            | Error::Chain { .. }
             | Error::Upstream { .. } => Side::Upstream,
             Error::Internal(_) => Side::Internal,
         }
@@ -137,6 +155,8 @@ impl Error {
             Error::Resolve { .. } | Error::Connect { .. } | Error::Tls { .. } | Error::Upstream { .. } => {
                 StatusCode::BAD_GATEWAY
             }
+            Error::Chain { by_policy: true, .. } => StatusCode::FORBIDDEN,
+            Error::Chain { .. } => StatusCode::BAD_GATEWAY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

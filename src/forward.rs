@@ -37,12 +37,13 @@ pub fn client(
     connect_timeout: Duration,
     idle: Duration,
     tls: Arc<rustls::ClientConfig>,
+    verifier: Arc<crate::verdict::VerdictVerifier>,
 ) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(idle)
         .timer(TokioTimer::new())
-        .build(Connector::new(resolver, connect_timeout, tls))
+        .build(Connector::new(resolver, connect_timeout, tls, verifier))
 }
 
 /// A body from bytes, for modgate's own answers.

@@ -31,7 +31,7 @@ use crate::mirror::{self, Fetch};
 use crate::module::{self, ModuleRequest};
 use crate::policy::{Action, Facts};
 use crate::request::{Authority, Host};
-use crate::server::{Shared, decided, respond};
+use crate::server::{Shared, decided, note_upstream, respond};
 use crate::upstream;
 
 /// How long a per-host TLS server configuration is reused.
@@ -258,6 +258,9 @@ async fn inner(
             };
             let (result, source) = mirror::fetch(mirrors, &fetch).await;
             access.upstream = Some(source);
+            if let Ok(resp) = &result {
+                note_upstream(access, resp.extensions());
+            }
             result
         }
         (Action::Mirror { .. }, None) => Ok(mirror::text(
@@ -272,6 +275,7 @@ async fn inner(
             let bytes_in = access.bytes_in.clone();
             access.upstream = Some(origin);
             let resp = forward::forward(&shared.client, req, Scheme::HTTPS, dest, None, t.header, bytes_in).await?;
+            note_upstream(access, resp.extensions());
             Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
         }
     }

@@ -23,6 +23,9 @@
 //! - [`config`]: the TOML file, resolved once into a validated [`config::Config`].
 //! - [`glob`]: host globs and module-path globs (GOPRIVATE semantics).
 //! - [`trust`]: the roots upstream chains are verified against.
+//! - [`verdict`]: verdicts on upstream chains (public, intercepted, untrusted) and the verifier.
+//! - [`evidence`]: intercepting chains saved as PEM, `index.jsonl`, the interception event.
+//! - [`vendor`]: names the TLS-interception product from issuer names.
 //! - [`idle`]: the idle-timeout clock.
 //! - [`error`]: the one error type, and the `modgate:` answers clients see.
 //! - [`explain`]: the dry run behind `modgate explain`.
@@ -35,6 +38,7 @@ pub mod ca;
 pub mod config;
 pub mod endpoint;
 pub mod error;
+pub mod evidence;
 pub mod explain;
 pub mod forward;
 pub mod glob;
@@ -49,3 +53,5 @@ pub mod server;
 pub mod trust;
 pub mod tunnel;
 pub mod upstream;
+pub mod verdict;
+pub mod vendor;

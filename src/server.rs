@@ -40,7 +40,7 @@ use crate::intercept::{self, Interceptor};
 use crate::policy::{Action, Decision, Facts, Rule};
 use crate::request::{self, Authority, Target};
 use crate::trust::{Trust, TrustError};
-use crate::upstream::{self, Resolver, UpstreamAddr};
+use crate::upstream::{self, Resolver, UpstreamInfo};
 use crate::{endpoint, tunnel};
 
 /// What every connection task shares.
@@ -51,6 +51,10 @@ pub(crate) struct Shared {
     pub resolver: Arc<Resolver>,
     /// The pooled client for origins and mirrors.
     pub client: HttpClient,
+    /// The verifier behind every upstream TLS connection.
+    pub verifier: Arc<crate::verdict::VerdictVerifier>,
+    /// The roots, for probes.
+    pub trust: Trust,
     /// TLS termination for `tls.intercept` hosts, when configured.
     pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work.
@@ -108,8 +112,13 @@ impl Server {
             .map_err(|source| StartError::Bind { addr, source })?;
         let resolver = Arc::new(Resolver::new(config.hosts.clone()));
         let t = config.timeouts;
+        let verifier = trust.verdict_verifier(config.tls.on_interception, &config.tls.intercepted_dir);
+        let tls = crate::trust::client_config(verifier.clone())
+            .map_err(|e| StartError::Trust(TrustError { path: "tls".into(), reason: e.to_string() }))?;
         let shared = Arc::new(Shared {
-            client: forward::client(resolver.clone(), t.connect, t.idle, trust.client_config()),
+            client: forward::client(resolver.clone(), t.connect, t.idle, tls, verifier.clone()),
+            verifier,
+            trust,
             resolver,
             interceptor,
             config,
@@ -390,6 +399,20 @@ async fn forward_request(
     let connect_to = checked.addrs.as_ref().and_then(|a| a.first().copied());
     let bytes_in = access.bytes_in.clone();
     let resp = forward::forward(&shared.client, req, Scheme::HTTP, &dest, connect_to, t.header, bytes_in).await?;
-    access.upstream = resp.extensions().get::<UpstreamAddr>().map(|u| u.0.to_string());
+    note_upstream(access, resp.extensions());
     Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+}
+
+/// Records where a pooled response came from, and the verdict on the
+/// upstream's chain, in the access record.
+pub(crate) fn note_upstream(access: &mut Access, extensions: &http::Extensions) {
+    if let Some(info) = extensions.get::<UpstreamInfo>() {
+        if access.upstream.is_none() {
+            access.upstream = Some(info.addr.to_string());
+        }
+        if let Some((verdict, vendor)) = &info.verdict {
+            access.verdict = Some(*verdict);
+            access.vendor = vendor.clone();
+        }
+    }
 }

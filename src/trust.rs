@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
+
+use crate::evidence::Evidence;
+use crate::verdict::{OnInterception, VerdictVerifier, Verifiers};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -34,7 +37,8 @@ pub struct Trust {
     pub public: Arc<RootCertStore>,
     /// The system store plus `tls.extra_roots`.
     pub local: Arc<RootCertStore>,
-    client: Arc<rustls::ClientConfig>,
+    /// Both, as verifiers.
+    pub verifiers: Verifiers,
 }
 
 impl Trust {
@@ -59,30 +63,26 @@ impl Trust {
                 })?;
             }
         }
-        let mut all = public.clone();
-        all.roots.extend(local.roots.iter().cloned());
-        let client = client_config(all).map_err(|e| TrustError {
-            path: PathBuf::from("tls"),
-            reason: e.to_string(),
-        })?;
-        Ok(Trust {
-            public: Arc::new(public),
-            local: Arc::new(local),
-            client,
-        })
+        let (public, local) = (Arc::new(public), Arc::new(local));
+        let verifiers = Verifiers::new(public.clone(), local.clone())
+            .map_err(|reason| TrustError { path: PathBuf::from("tls"), reason })?;
+        Ok(Trust { public, local, verifiers })
     }
 
-    /// The TLS client configuration for upstream connections: verifies
-    /// against every trusted root and offers h2 and http/1.1.
-    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        self.client.clone()
+    /// The verifier every upstream connection uses: verdicts, evidence and
+    /// `tls.on_interception`.
+    pub fn verdict_verifier(&self, policy: OnInterception, evidence_dir: &Path) -> Arc<VerdictVerifier> {
+        Arc::new(VerdictVerifier::new(self.verifiers.clone(), policy, Arc::new(Evidence::open(evidence_dir))))
     }
 }
 
-fn client_config(roots: RootCertStore) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+/// The TLS client configuration for upstream connections: every chain goes
+/// through `verifier`; h2 and http/1.1 are offered.
+pub fn client_config(verifier: Arc<VerdictVerifier>) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))

@@ -23,6 +23,7 @@ use crate::config::{HostOverrides, fmt_duration};
 use crate::error::Error;
 use crate::policy::{self, Decision, Facts, Rule};
 use crate::request::{Authority, Host};
+use crate::verdict::{Verdict, VerdictVerifier};
 
 /// How long a DNS answer is reused. getaddrinfo does not report TTLs; this
 /// keeps lookups off the per-request path without holding stale answers long.
@@ -181,26 +182,31 @@ pub async fn dial(resolver: &Resolver, dest: &Authority, timeout: Duration) -> R
     connect(dest, &addrs, deadline.saturating_duration_since(Instant::now())).await
 }
 
-/// The address of the upstream a pooled response came from, put into the
-/// response's extensions for the access log.
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamAddr(pub SocketAddr);
+/// Where a pooled response came from, put into the response's extensions
+/// for the access log.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    /// The upstream's address.
+    pub addr: SocketAddr,
+    /// The verdict on its chain and the vendor, for TLS upstreams.
+    pub verdict: Option<(Verdict, Option<String>)>,
+}
 
 /// A pooled upstream connection: plain TCP, or TLS over TCP.
 pub enum PooledStream {
     /// `http://` origins and mirrors.
     Plain(TokioIo<TcpStream>, SocketAddr),
     /// `https://` origins and mirrors.
-    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>, SocketAddr),
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>, UpstreamInfo),
 }
 
 impl Connection for PooledStream {
     fn connected(&self) -> Connected {
         match self {
-            PooledStream::Plain(_, peer) => Connected::new().extra(UpstreamAddr(*peer)),
-            PooledStream::Tls(io, peer) => {
+            PooledStream::Plain(_, peer) => Connected::new().extra(UpstreamInfo { addr: *peer, verdict: None }),
+            PooledStream::Tls(io, info) => {
                 let h2 = io.inner().get_ref().1.alpn_protocol() == Some(b"h2");
-                let connected = Connected::new().extra(UpstreamAddr(*peer));
+                let connected = Connected::new().extra(info.clone());
                 if h2 { connected.negotiated_h2() } else { connected }
             }
         }
@@ -267,13 +273,19 @@ pub struct Connector {
     resolver: Arc<Resolver>,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
+    verifier: Arc<VerdictVerifier>,
 }
 
 impl Connector {
-    /// A connector using `resolver`, the connect `timeout`, and `tls` for
-    /// `https://` upstreams.
-    pub fn new(resolver: Arc<Resolver>, timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Connector {
-        Connector { resolver, timeout, tls }
+    /// A connector using `resolver`, the connect `timeout`, and `tls` (whose
+    /// chains go through `verifier`) for `https://` upstreams.
+    pub fn new(
+        resolver: Arc<Resolver>,
+        timeout: Duration,
+        tls: Arc<rustls::ClientConfig>,
+        verifier: Arc<VerdictVerifier>,
+    ) -> Connector {
+        Connector { resolver, timeout, tls, verifier }
     }
 
     async fn open(self, uri: Uri) -> Result<PooledStream, Error> {
@@ -297,16 +309,27 @@ impl Connector {
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         let tls = tokio::time::timeout_at(deadline, connector.connect(name, stream))
             .await
-            .map_err(|_| Error::ConnectTimeout {
-                target: dest.to_string(),
-                addr: peer,
-                after: self.timeout,
-            })?
-            .map_err(|e| Error::Tls {
-                target: format!("https://{dest}"),
-                reason: crate::error::chain(&e),
-            })?;
-        Ok(PooledStream::Tls(Box::new(TokioIo::new(tls)), peer))
+            .map_err(|_| Error::ConnectTimeout { target: dest.to_string(), addr: peer, after: self.timeout })?
+            .map_err(|e| tls_error(&format!("https://{dest}"), &e))?;
+        let host = dest.host.to_string();
+        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        let verdict = leaf.and_then(|leaf| self.verifier.known(leaf, &host));
+        Ok(PooledStream::Tls(Box::new(TokioIo::new(tls)), UpstreamInfo { addr: peer, verdict }))
+    }
+}
+
+/// A failed handshake as modgate's error: the verifier's refusal (naming
+/// the issuer, the product and the fix) when it refused the chain.
+pub fn tls_error(target: &str, e: &std::io::Error) -> Error {
+    match crate::verdict::refusal_in(e) {
+        Some(refusal) => Error::Chain {
+            target: target.to_owned(),
+            refusal: refusal.to_string(),
+            by_policy: refusal.by_policy,
+            verdict: refusal.report.verdict,
+            vendor: refusal.report.vendor.clone().unwrap_or_else(|| "unknown".into()),
+        },
+        None => Error::Tls { target: target.to_owned(), reason: crate::error::chain(e) },
     }
 }
 

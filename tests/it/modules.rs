@@ -276,3 +276,43 @@ async fn ca_init_refuses_what_it_should_and_serve_checks_the_constraints() {
         "{out:?}"
     );
 }
+
+/// Python 3.13 turns on OpenSSL's strict X.509 checks by default; modgate's
+/// CA and leaves must pass them (Go's verifier is covered by go_e2e).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaves_pass_python_strict_x509_verification() {
+    let s = setup(Behavior::Serve, MIRROR_ALL).await;
+    let script = r#"
+import socket, ssl, sys
+proxy_port, cafile = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+s = socket.create_connection(("127.0.0.1", proxy_port))
+s.sendall(b"CONNECT proxy.golang.org:443 HTTP/1.1\r\nHost: proxy.golang.org:443\r\n\r\n")
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    head += s.recv(1)
+assert b" 200 " in head, head
+t = ctx.wrap_socket(s, server_hostname="proxy.golang.org")
+t.sendall(b"GET /example.test/alpha/@v/list HTTP/1.1\r\nHost: proxy.golang.org\r\nConnection: close\r\n\r\n")
+data = b""
+while True:
+    chunk = t.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode().split("\r\n")[0])
+print(data.decode().split("\r\n\r\n", 1)[1].strip())
+"#;
+    let ca = s.dir.path().join("ca.pem");
+    let port = s.proxy.addr.port().to_string();
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", script, &port, ca.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "python failed: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout, "HTTP/1.1 200 OK\nv1.0.0\n");
+    s.proxy.stop().await;
+}
