@@ -310,12 +310,17 @@ impl Connector {
         let tls = tokio::time::timeout_at(deadline, connector.connect(name, stream))
             .await
             .map_err(|_| Error::ConnectTimeout { target: dest.to_string(), addr: peer, after: self.timeout })?
-            .map_err(|e| tls_error(&format!("https://{dest}"), &e))?;
+            .map_err(|e| tls_error(&https_url(&dest), &e))?;
         let host = dest.host.to_string();
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
         let verdict = leaf.and_then(|leaf| self.verifier.known(leaf, &host));
         Ok(PooledStream::Tls(Box::new(TokioIo::new(tls)), UpstreamInfo { addr: peer, verdict }))
     }
+}
+
+/// `https://host`, with the port only when it is not 443.
+fn https_url(dest: &Authority) -> String {
+    if dest.port == 443 { format!("https://{}", dest.host) } else { format!("https://{dest}") }
 }
 
 /// A failed handshake as modgate's error: the verifier's refusal (naming

@@ -240,7 +240,10 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         expired: parsed.iter().any(|c| c.validity().not_after.timestamp() < now_ts),
         not_yet_valid: parsed.iter().any(|c| c.validity().not_before.timestamp() > now_ts),
         self_signed_leaf: self_signed,
-        missing_intermediates: chain.len() == 1 && !self_signed && unknown_issuer && verdict == Verdict::Untrusted,
+        // A leaf alone whose issuer is reachable by URL (AIA) is the usual
+        // sign of a server that forgot its intermediate; interceptor leaves
+        // signed straight by their root carry no such pointer.
+        missing_intermediates: chain.len() == 1 && !self_signed && unknown_issuer && has_ca_issuers(leaf),
     };
     let top = certs.last().map(|c| c.spki_sha256.clone()).unwrap_or_default();
     Ok(ChainReport {
@@ -281,6 +284,13 @@ fn names(name: &X509Name<'_>) -> Names {
 /// The CN of a name, or the whole DN.
 fn display_name(name: &X509Name<'_>) -> String {
     name.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map_or_else(|| name.to_string(), str::to_owned)
+}
+
+fn has_ca_issuers(cert: &X509Certificate<'_>) -> bool {
+    cert.extensions().iter().any(|ext| {
+        matches!(ext.parsed_extension(), ParsedExtension::AuthorityInfoAccess(aia)
+            if aia.accessdescs.iter().any(|d| d.access_method.to_id_string() == "1.3.6.1.5.5.7.48.2"))
+    })
 }
 
 fn leaf_covers(sans: &[String], host: &str) -> bool {
@@ -408,11 +418,9 @@ impl fmt::Display for Refusal {
                 r.issuer
             )
         } else {
-            let flags = r.flags.names();
-            let extra = if flags.is_empty() { String::new() } else { format!(" [{}]", flags.join(", ")) };
             write!(
                 f,
-                "presented a chain issued by '{}' ({vendor}), which is not trusted{extra}; add its root to tls.extra_roots{saved}",
+                "presented a chain issued by '{}' ({vendor}), which is not trusted; add its root to tls.extra_roots{saved}",
                 r.issuer
             )
         }

@@ -85,9 +85,15 @@ impl World {
     /// A config intercepting proxy.golang.org and sum.golang.org, with the
     /// test PKI as the public roots, `hosts` overrides, and `rules`.
     fn write_config(&self, name: &str, hosts: &[(&str, std::net::SocketAddr)], rules: &str) -> PathBuf {
+        self.write_config_tls(name, hosts, rules, "")
+    }
+
+    /// Like `write_config`, with `tls_extra` lines added to `[tls]`.
+    fn write_config_tls(&self, name: &str, hosts: &[(&str, std::net::SocketAddr)], rules: &str, tls_extra: &str) -> PathBuf {
         let mut text = String::from(
             "[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"proxy.golang.org\", \"sum.golang.org\"]\npublic_roots = \"public-root.pem\"\n\n[hosts]\n",
         );
+        text = text.replace("[hosts]\n", &format!("{tls_extra}\n[hosts]\n"));
         for (host, addr) in hosts {
             text.push_str(&format!("\"{host}\" = \"{addr}\"\n"));
         }
@@ -99,7 +105,11 @@ impl World {
     }
 
     async fn proxy(&self, hosts: &[(&str, std::net::SocketAddr)], rules: &str) -> Proxy {
-        let path = self.write_config("modgate.toml", hosts, rules);
+        self.proxy_tls(hosts, rules, "").await
+    }
+
+    async fn proxy_tls(&self, hosts: &[(&str, std::net::SocketAddr)], rules: &str, tls_extra: &str) -> Proxy {
+        let path = self.write_config_tls("modgate.toml", hosts, rules, tls_extra);
         let text = std::fs::read_to_string(&path).unwrap();
         let config = modgate::config::Config::parse(&text, path.to_str().unwrap()).unwrap();
         start_proxy_with(config).await
@@ -351,5 +361,43 @@ async fn other_hosts_still_tunnel_untouched() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    proxy.stop().await;
+}
+
+/// The mirror sits behind a simulated Zscaler box that re-signs TLS with
+/// "Zscaler Intermediate Root CA (zscaler.net)" under "Zscaler Root CA".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_behind_zscaler_works_with_its_root_and_is_named_without_it() {
+    let world = World::new();
+    let root = TestPki::named("Zscaler Root CA", Some("Zscaler Inc."));
+    let zscaler = root.intermediate("Zscaler Intermediate Root CA (zscaler.net)", Some("Zscaler Inc."));
+    std::fs::write(world.path("zscaler-root.pem"), &root.ca_pem).unwrap();
+    let mirror = start_module_origin(&zscaler, &["mirror.test"], &world.fixture(), Behavior::Serve).await;
+    let hosts = [("mirror.test", mirror.addr)];
+
+    // With the interceptor's root in extra_roots: intercepted, warn, works.
+    let proxy = world
+        .proxy_tls(&hosts, &mirror_rule("https://mirror.test"), "extra_roots = [\"zscaler-root.pem\"]\nintercepted_dir = \"seen\"")
+        .await;
+    let run = GoProject::new(REQUIRES).download(&world.via_proxy(&proxy)).await;
+    run.assert_ok();
+    assert_eq!(run.modules, direct_from_fixture(&world).await.modules);
+    proxy.stop().await;
+    let index = std::fs::read_to_string(world.path("seen/index.jsonl")).expect("the interception is indexed");
+    assert!(index.contains("\"vendor\":\"Zscaler\"") && index.contains("\"verdict\":\"intercepted\""), "{index}");
+    assert!(index.contains("\"hosts\":[\"mirror.test\"]"), "{index}");
+
+    // Without it: untrusted, and go's stderr names Zscaler and the fix.
+    let proxy = world.proxy_tls(&hosts, &mirror_rule("https://mirror.test"), "intercepted_dir = \"seen2\"").await;
+    let run = GoProject::new(REQUIRES).download(&world.via_proxy(&proxy)).await;
+    assert!(!run.ok);
+    let output = run.output();
+    let saved: Vec<_> = std::fs::read_dir(world.path("seen2")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".pem")).collect();
+    assert_eq!(saved.len(), 1, "the chain is saved once: {saved:?}");
+    let expected = format!(
+        "modgate: upstream https://mirror.test presented a chain issued by 'Zscaler Intermediate Root CA (zscaler.net)' (Zscaler), which is not trusted; add its root to tls.extra_roots (saved in {})",
+        world.path("seen2").join(&saved[0]).display()
+    );
+    assert!(output.contains(&expected), "expected {expected:?} in:\n{output}");
     proxy.stop().await;
 }

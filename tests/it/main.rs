@@ -13,3 +13,4 @@ mod modules;
 mod policy;
 mod tunnel;
 mod upstream_errors;
+mod verdicts;

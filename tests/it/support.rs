@@ -156,49 +156,68 @@ pub struct TestPki {
     pub ca_der: CertificateDer<'static>,
     pub ca_pem: String,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// Certificates sent after a leaf (the intermediates), leaf-side first.
+    tail: Vec<CertificateDer<'static>>,
+}
+
+fn ca_params(cn: &str, org: Option<&str>) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    if let Some(org) = org {
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, org);
+    }
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let now = time_now();
+    params.not_before = now - rcgen_days(1);
+    params.not_after = now + rcgen_days(30);
+    params
 }
 
 impl TestPki {
+    /// A root CA named `ca_name`.
     pub fn new(ca_name: &str) -> TestPki {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let now = time_now();
-        params.not_before = now - rcgen_days(1);
-        params.not_after = now + rcgen_days(30);
-        let cert = params.self_signed(&key).unwrap();
-        TestPki {
-            ca_der: cert.der().clone(),
-            ca_pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
+        TestPki::named(ca_name, None)
     }
 
-    /// A leaf for `names`, and its key.
+    /// A root CA with a CN and an optional O, e.g. an interceptor's root.
+    pub fn named(cn: &str, org: Option<&str>) -> TestPki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = ca_params(cn, org);
+        let cert = params.self_signed(&key).unwrap();
+        TestPki { ca_der: cert.der().clone(), ca_pem: cert.pem(), issuer: rcgen::Issuer::new(params, key), tail: Vec::new() }
+    }
+
+    /// An intermediate CA signed by this one; its leaves carry it in their chain.
+    pub fn intermediate(&self, cn: &str, org: Option<&str>) -> TestPki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = ca_params(cn, org);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let mut tail = vec![cert.der().clone()];
+        tail.extend(self.tail.iter().cloned());
+        TestPki { ca_der: cert.der().clone(), ca_pem: cert.pem(), issuer: rcgen::Issuer::new(params, key), tail }
+    }
+
+    /// A leaf for `names`, with the chain to send (leaf first), and its key.
     pub fn leaf(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let now = time_now();
         params.not_before = now - rcgen_days(1);
         params.not_after = now + rcgen_days(10);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        (vec![cert.der().clone()], key)
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.tail.iter().cloned());
+        (chain, key)
     }
 
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         install_crypto();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_der.clone()).unwrap();
-        Arc::new(
-            rustls::ClientConfig::builder()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
     }
 }
 
