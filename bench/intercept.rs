@@ -56,6 +56,7 @@ where
     tokio::spawn(conn);
     let started = Instant::now();
     for _ in 0..n {
+        sender.ready().await.unwrap();
         let resp = sender.send_request(Request::get(path).header("host", host).body(full("")).unwrap()).await.unwrap();
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
