@@ -23,7 +23,10 @@ fn env_or(name: &str, default: usize) -> usize {
 async fn start_origin(pki: &TestPki) -> std::net::SocketAddr {
     install_crypto();
     let (chain, key) = pki.leaf(&["mirror.test"]);
-    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -35,7 +38,8 @@ async fn start_origin(pki: &TestPki) -> std::net::SocketAddr {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
                 let service = hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
                     let mut r = Response::new(full("v1.0.0\nv1.1.0\n"));
-                    r.headers_mut().insert("content-type", "text/plain; charset=utf-8".parse().unwrap());
+                    r.headers_mut()
+                        .insert("content-type", "text/plain; charset=utf-8".parse().unwrap());
                     Ok::<_, std::convert::Infallible>(r)
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -52,12 +56,17 @@ async fn sequential<S>(stream: S, host: &str, path: &str, n: usize) -> Duration
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let started = Instant::now();
     for _ in 0..n {
         sender.ready().await.unwrap();
-        let resp = sender.send_request(Request::get(path).header("host", host).body(full("")).unwrap()).await.unwrap();
+        let resp = sender
+            .send_request(Request::get(path).header("host", host).body(full("")).unwrap())
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body.len(), 14);
@@ -92,8 +101,14 @@ async fn main() {
     let proxy = start_proxy_with(config).await;
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(ca_der(&ca.cert_pem))).unwrap();
-    let modgate_client = Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth());
+    roots
+        .add(rustls::pki_types::CertificateDer::from(ca_der(&ca.cert_pem)))
+        .unwrap();
+    let modgate_client = Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
     let origin_client = pki.client_config();
     let gopath = "/example.test/m/@v/list";
 
@@ -110,13 +125,26 @@ async fn main() {
     }
     let (d, t) = (median(direct), median(through));
     println!("intercept_sequential requests={n} rounds={rounds}");
-    println!("  direct TLS to origin:      {:>8.1} ms  ({:.0} req/s)", d.as_secs_f64() * 1e3, n as f64 / d.as_secs_f64());
-    println!("  modgate intercept+mirror:  {:>8.1} ms  ({:.0} req/s)", t.as_secs_f64() * 1e3, n as f64 / t.as_secs_f64());
-    println!("  ratio modgate/direct: {:.2} (target <= 1.5)", t.as_secs_f64() / d.as_secs_f64());
+    println!(
+        "  direct TLS to origin:      {:>8.1} ms  ({:.0} req/s)",
+        d.as_secs_f64() * 1e3,
+        n as f64 / d.as_secs_f64()
+    );
+    println!(
+        "  modgate intercept+mirror:  {:>8.1} ms  ({:.0} req/s)",
+        t.as_secs_f64() * 1e3,
+        n as f64 / t.as_secs_f64()
+    );
+    println!(
+        "  ratio modgate/direct: {:.2} (target <= 1.5)",
+        t.as_secs_f64() / d.as_secs_f64()
+    );
     proxy.stop().await;
 }
 
 fn ca_der(pem: &str) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec()
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
 }

@@ -67,6 +67,8 @@ pub struct TlsSettings {
     pub probe: Probe,
     /// Where intercepting chains and `index.jsonl` are kept.
     pub intercepted_dir: PathBuf,
+    /// How long an active probe's result is reused per host:port.
+    pub probe_ttl: Duration,
 }
 
 /// `tls.probe`: how tunnels that modgate does not terminate are checked for
@@ -465,6 +467,7 @@ struct FileTls {
     on_interception: Option<FileOnInterception>,
     probe: Option<Probe>,
     intercepted_dir: Option<Spanned<String>>,
+    probe_ttl: Option<Parsed<ConfigDuration>>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -520,6 +523,7 @@ impl FileTls {
             },
             probe: self.probe.unwrap_or(Probe::Active),
             intercepted_dir: path(self.intercepted_dir, "certs/intercepted")?,
+            probe_ttl: self.probe_ttl.map_or(Duration::from_secs(600), |d| d.0.0),
         })
     }
 }

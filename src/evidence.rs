@@ -58,7 +58,10 @@ impl Evidence {
                 }
             }
         }
-        Evidence { dir: dir.to_owned(), index: Mutex::new(index) }
+        Evidence {
+            dir: dir.to_owned(),
+            index: Mutex::new(index),
+        }
     }
 
     /// The directory.
@@ -131,7 +134,10 @@ impl Evidence {
 
     /// The current index records.
     pub fn sightings(&self) -> Vec<Sighting> {
-        self.index.lock().map(|i| i.values().cloned().collect()).unwrap_or_default()
+        self.index
+            .lock()
+            .map(|i| i.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -164,7 +170,9 @@ fn log_event(report: &ChainReport, saved: Option<&str>, policy: OnInterception) 
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

@@ -15,6 +15,7 @@
 //! - [`mirror`]: the mirror list (GOPROXY syntax) and fetching from it.
 //! - [`tunnel`]: relays CONNECT tunnels, with half-close and idle timeout.
 //! - [`forward`]: forwards absolute-form requests over pooled connections.
+//! - [`probe`]: checks tunnels modgate does not terminate (passive TLS 1.2 parse, active probe).
 //! - [`access`]: one access event per request or tunnel.
 //!
 //! Supporting modules:
@@ -48,10 +49,11 @@ pub mod intercept;
 pub mod mirror;
 pub mod module;
 pub mod policy;
+pub mod probe;
 pub mod request;
 pub mod server;
 pub mod trust;
 pub mod tunnel;
 pub mod upstream;
-pub mod verdict;
 pub mod vendor;
+pub mod verdict;

@@ -12,10 +12,11 @@
 //! closed, and in-flight requests and tunnels get `timeouts.shutdown` to
 //! finish before they are cut.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http::uri::Scheme;
 use http::{Request, Response};
@@ -31,6 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::{Access, Metered};
 use crate::ca::{CaError, LocalCa};
+use crate::config::Probe;
 use crate::config::{Config, fmt_duration};
 use crate::error::Error;
 use crate::forward::{self, Body, BoxError, HttpClient};
@@ -38,9 +40,11 @@ use crate::http1::{self, FirstRequest, Rewind};
 use crate::idle::{Activity, Watched};
 use crate::intercept::{self, Interceptor};
 use crate::policy::{Action, Decision, Facts, Rule};
+use crate::probe::{self, Flight, Seen};
 use crate::request::{self, Authority, Target};
 use crate::trust::{Trust, TrustError};
 use crate::upstream::{self, Resolver, UpstreamInfo};
+use crate::verdict::{self, Verdict};
 use crate::{endpoint, tunnel};
 
 /// What every connection task shares.
@@ -53,8 +57,9 @@ pub(crate) struct Shared {
     pub client: HttpClient,
     /// The verifier behind every upstream TLS connection.
     pub verifier: Arc<crate::verdict::VerdictVerifier>,
-    /// The roots, for probes.
-    pub trust: Trust,
+    /// Active probe results per host:port: when probed, and the verdict
+    /// (`None` while running or when the probe failed).
+    pub probes: Mutex<HashMap<String, (Instant, Option<(Verdict, Option<String>)>)>>,
     /// TLS termination for `tls.intercept` hosts, when configured.
     pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work.
@@ -113,12 +118,16 @@ impl Server {
         let resolver = Arc::new(Resolver::new(config.hosts.clone()));
         let t = config.timeouts;
         let verifier = trust.verdict_verifier(config.tls.on_interception, &config.tls.intercepted_dir);
-        let tls = crate::trust::client_config(verifier.clone())
-            .map_err(|e| StartError::Trust(TrustError { path: "tls".into(), reason: e.to_string() }))?;
+        let tls = crate::trust::client_config(verifier.clone()).map_err(|e| {
+            StartError::Trust(TrustError {
+                path: "tls".into(),
+                reason: e.to_string(),
+            })
+        })?;
         let shared = Arc::new(Shared {
             client: forward::client(resolver.clone(), t.connect, t.idle, tls, verifier.clone()),
             verifier,
-            trust,
+            probes: Mutex::new(HashMap::new()),
             resolver,
             interceptor,
             config,
@@ -208,7 +217,7 @@ async fn refuse(stream: &mut TcpStream, err: &Error) {
 /// What a CONNECT turns into.
 enum TunnelPlan {
     /// Relay bytes to this upstream.
-    Relay(TcpStream),
+    Relay(TcpStream, SocketAddr, Authority),
     /// Terminate TLS with the local CA and route each request inside.
     Intercept(Authority),
 }
@@ -232,8 +241,8 @@ async fn serve_tunnel(shared: &Arc<Shared>, mut client: TcpStream, peer: SocketA
         access.emit();
         return;
     }
-    let mut upstream = match plan {
-        TunnelPlan::Relay(upstream) => upstream,
+    let (mut upstream, addr, dest) = match plan {
+        TunnelPlan::Relay(upstream, addr, dest) => (upstream, addr, dest),
         TunnelPlan::Intercept(dest) => {
             access.action = "intercept";
             intercept::serve(shared, client, early, peer, dest, &mut access).await;
@@ -248,7 +257,38 @@ async fn serve_tunnel(shared: &Arc<Shared>, mut client: TcpStream, peer: SocketA
     }
     access.bytes_in.add(early.len() as u64);
     let idle = shared.config.timeouts.idle;
-    match tunnel::relay(&client, &upstream, idle, &access.bytes_in, &access.bytes_out).await {
+    let seen = Seen::default();
+    let ended = if shared.config.tls.probe == Probe::Off {
+        tunnel::relay(
+            &client,
+            &upstream,
+            idle,
+            &access.bytes_in,
+            &access.bytes_out,
+            tunnel::Taps::default(),
+        )
+        .await
+    } else {
+        let (mut hello_tap, client_hello) = probe::client_hello_tap(&early);
+        let (mut flight_tap, flight) = probe::server_flight_tap();
+        let watch = probe::Watch { client_hello, flight };
+        let watcher = tokio::spawn(watch_tunnel(shared.clone(), dest, addr, watch, seen.clone()));
+        let taps = tunnel::Taps {
+            up: Some(&mut hello_tap),
+            down: Some(&mut flight_tap),
+        };
+        let ended = tunnel::relay(&client, &upstream, idle, &access.bytes_in, &access.bytes_out, taps).await;
+        drop((hello_tap, flight_tap));
+        // The verdict for this tunnel's access event; the relay is over, so
+        // waiting here delays nobody.
+        let _ = tokio::time::timeout(Duration::from_secs(2), watcher).await;
+        ended
+    };
+    if let Ok(Some((verdict, vendor))) = seen.lock().map(|s| s.clone()) {
+        access.verdict = Some(verdict);
+        access.vendor = vendor;
+    }
+    match ended {
         tunnel::Ended::Closed => {}
         tunnel::Ended::Idle => access.error = Some(format!("closed after {} idle", fmt_duration(idle))),
         tunnel::Ended::Failed(e) => access.error = Some(format!("tunnel: {e}")),
@@ -284,7 +324,7 @@ async fn plan_tunnel(shared: &Shared, access: &mut Access, target: &str) -> Resu
         None => upstream::dial(&shared.resolver, &dest, connect).await?,
     };
     access.upstream = Some(addr.to_string());
-    Ok(TunnelPlan::Relay(stream))
+    Ok(TunnelPlan::Relay(stream, addr, dest))
 }
 
 /// Records the decision in the access record, and turns a refusal into an
@@ -415,4 +455,89 @@ pub(crate) fn note_upstream(access: &mut Access, extensions: &http::Extensions) 
             access.vendor = vendor.clone();
         }
     }
+}
+
+/// Judges a relayed tunnel's upstream chain: from the server's TLS 1.2
+/// Certificate message when there is one, else (TLS 1.3, `probe =
+/// "active"`) from one probe handshake per host:port and TTL.
+async fn watch_tunnel(shared: Arc<Shared>, dest: Authority, addr: SocketAddr, mut watch: probe::Watch, seen: Seen) {
+    let Ok(flight) = (&mut watch.flight).await else { return };
+    let sni = watch
+        .client_hello
+        .try_recv()
+        .ok()
+        .and_then(|bytes| probe::client_sni(&bytes));
+    let host = sni.unwrap_or_else(|| dest.host.to_string());
+    match flight {
+        Flight::Chain(chain) => {
+            judge(&shared, &chain, &host, &seen);
+        }
+        Flight::Tls13 if shared.config.tls.probe == Probe::Active => active_probe(&shared, &host, &dest, addr, seen),
+        _ => {}
+    }
+}
+
+/// Analyzes a chain for `host`, records evidence, and notes the verdict.
+fn judge(
+    shared: &Shared,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    host: &str,
+    seen: &Seen,
+) -> Option<(Verdict, Option<String>)> {
+    let report = match verdict::analyze(shared.verifier.verifiers(), chain, Some(host)) {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::debug!(host, error = %e, "cannot judge the tunnel's chain");
+            return None;
+        }
+    };
+    shared.verifier.observe(&report, chain);
+    let result = (report.verdict, report.vendor.clone());
+    if let Ok(mut slot) = seen.lock() {
+        *slot = Some(result.clone());
+    }
+    Some(result)
+}
+
+/// One probe handshake per host:port and `tls.probe_ttl`, in its own task,
+/// so the tunnel is never delayed.
+fn active_probe(shared: &Arc<Shared>, host: &str, dest: &Authority, addr: SocketAddr, seen: Seen) {
+    let key = format!("{host}:{}", dest.port);
+    let ttl = shared.config.tls.probe_ttl;
+    let Ok(mut probes) = shared.probes.lock() else { return };
+    if let Some((at, known)) = probes.get(&key) {
+        if at.elapsed() < ttl {
+            if let (Some(known), Ok(mut slot)) = (known, seen.lock()) {
+                *slot = Some(known.clone());
+            }
+            return;
+        }
+    }
+    if probes.len() >= 4096 {
+        probes.retain(|_, (at, _)| at.elapsed() < ttl);
+    }
+    probes.insert(key.clone(), (Instant::now(), None));
+    drop(probes);
+    let (shared, host) = (shared.clone(), host.to_owned());
+    tokio::spawn(async move {
+        let t = shared.config.timeouts;
+        let chain = async {
+            let tcp = tokio::time::timeout(t.connect, TcpStream::connect(addr))
+                .await
+                .map_err(|_| "connect timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+            tokio::time::timeout(t.header, probe::handshake(tcp, &host))
+                .await
+                .map_err(|_| "handshake timed out".to_owned())?
+        };
+        match chain.await {
+            Ok(chain) => {
+                let result = judge(&shared, &chain, &host, &seen);
+                if let Ok(mut probes) = shared.probes.lock() {
+                    probes.insert(key, (Instant::now(), result));
+                }
+            }
+            Err(e) => tracing::debug!(host = %host, addr = %addr, error = %e, "active probe failed"),
+        }
+    });
 }

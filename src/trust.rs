@@ -64,15 +64,25 @@ impl Trust {
             }
         }
         let (public, local) = (Arc::new(public), Arc::new(local));
-        let verifiers = Verifiers::new(public.clone(), local.clone())
-            .map_err(|reason| TrustError { path: PathBuf::from("tls"), reason })?;
-        Ok(Trust { public, local, verifiers })
+        let verifiers = Verifiers::new(public.clone(), local.clone()).map_err(|reason| TrustError {
+            path: PathBuf::from("tls"),
+            reason,
+        })?;
+        Ok(Trust {
+            public,
+            local,
+            verifiers,
+        })
     }
 
     /// The verifier every upstream connection uses: verdicts, evidence and
     /// `tls.on_interception`.
     pub fn verdict_verifier(&self, policy: OnInterception, evidence_dir: &Path) -> Arc<VerdictVerifier> {
-        Arc::new(VerdictVerifier::new(self.verifiers.clone(), policy, Arc::new(Evidence::open(evidence_dir))))
+        Arc::new(VerdictVerifier::new(
+            self.verifiers.clone(),
+            policy,
+            Arc::new(Evidence::open(evidence_dir)),
+        ))
     }
 }
 

@@ -36,14 +36,34 @@ pub enum Ended {
     Failed(io::Error),
 }
 
+/// A look at relayed bytes, after they were written on: it returns false
+/// once it has seen enough. It never changes or holds back the bytes.
+pub type Tap<'a> = &'a mut (dyn FnMut(&[u8]) -> bool + Send);
+
+/// The taps of a tunnel, one per direction.
+#[derive(Default)]
+pub struct Taps<'a> {
+    /// Client-to-upstream bytes.
+    pub up: Option<Tap<'a>>,
+    /// Upstream-to-client bytes.
+    pub down: Option<Tap<'a>>,
+}
+
 /// Relays between `client` and `upstream` until the tunnel ends, counting
 /// client-to-upstream bytes in `up` and upstream-to-client bytes in `down`.
-pub async fn relay(client: &TcpStream, upstream: &TcpStream, idle: Duration, up: &Counter, down: &Counter) -> Ended {
+pub async fn relay(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    idle: Duration,
+    up: &Counter,
+    down: &Counter,
+    taps: Taps<'_>,
+) -> Ended {
     let activity = Activity::new();
     let both = async {
         tokio::try_join!(
-            pump(client, upstream, &activity, up),
-            pump(upstream, client, &activity, down),
+            pump(client, upstream, &activity, up, taps.up),
+            pump(upstream, client, &activity, down, taps.down),
         )
     };
     tokio::select! {
@@ -56,7 +76,13 @@ pub async fn relay(client: &TcpStream, upstream: &TcpStream, idle: Duration, up:
 }
 
 /// Moves `src` to `dst` until EOF, then half-closes `dst`.
-async fn pump(src: &TcpStream, dst: &TcpStream, activity: &Activity, count: &Counter) -> io::Result<()> {
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    activity: &Activity,
+    count: &Counter,
+    mut tap: Option<Tap<'_>>,
+) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     let mut splicer: Option<splice::Pipe> = None;
     loop {
@@ -73,14 +99,20 @@ async fn pump(src: &TcpStream, dst: &TcpStream, activity: &Activity, count: &Cou
                 continue;
             }
         }
-        if copy_ready(src, dst, activity, count).await? {
+        if copy_ready(src, dst, activity, count, &mut tap).await? {
             return half_close(dst);
         }
     }
 }
 
 /// Copies what `src` has ready; `Ok(true)` at EOF.
-async fn copy_ready(src: &TcpStream, dst: &TcpStream, activity: &Activity, count: &Counter) -> io::Result<bool> {
+async fn copy_ready(
+    src: &TcpStream,
+    dst: &TcpStream,
+    activity: &Activity,
+    count: &Counter,
+    tap: &mut Option<Tap<'_>>,
+) -> io::Result<bool> {
     // Allocated here and freed once the socket is drained, so idle tunnels
     // hold no buffer.
     let mut buf = Vec::with_capacity(COPY_BUF);
@@ -90,6 +122,11 @@ async fn copy_ready(src: &TcpStream, dst: &TcpStream, activity: &Activity, count
             Ok(0) => return Ok(true),
             Ok(n) => {
                 write_all(dst, &buf).await?;
+                if let Some(look) = tap {
+                    if !look(&buf) {
+                        *tap = None;
+                    }
+                }
                 let before = count.get();
                 count.add(n as u64);
                 activity.touch();

@@ -203,7 +203,10 @@ pub enum PooledStream {
 impl Connection for PooledStream {
     fn connected(&self) -> Connected {
         match self {
-            PooledStream::Plain(_, peer) => Connected::new().extra(UpstreamInfo { addr: *peer, verdict: None }),
+            PooledStream::Plain(_, peer) => Connected::new().extra(UpstreamInfo {
+                addr: *peer,
+                verdict: None,
+            }),
             PooledStream::Tls(io, info) => {
                 let h2 = io.inner().get_ref().1.alpn_protocol() == Some(b"h2");
                 let connected = Connected::new().extra(info.clone());
@@ -285,7 +288,12 @@ impl Connector {
         tls: Arc<rustls::ClientConfig>,
         verifier: Arc<VerdictVerifier>,
     ) -> Connector {
-        Connector { resolver, timeout, tls, verifier }
+        Connector {
+            resolver,
+            timeout,
+            tls,
+            verifier,
+        }
     }
 
     async fn open(self, uri: Uri) -> Result<PooledStream, Error> {
@@ -309,18 +317,29 @@ impl Connector {
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         let tls = tokio::time::timeout_at(deadline, connector.connect(name, stream))
             .await
-            .map_err(|_| Error::ConnectTimeout { target: dest.to_string(), addr: peer, after: self.timeout })?
+            .map_err(|_| Error::ConnectTimeout {
+                target: dest.to_string(),
+                addr: peer,
+                after: self.timeout,
+            })?
             .map_err(|e| tls_error(&https_url(&dest), &e))?;
         let host = dest.host.to_string();
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
         let verdict = leaf.and_then(|leaf| self.verifier.known(leaf, &host));
-        Ok(PooledStream::Tls(Box::new(TokioIo::new(tls)), UpstreamInfo { addr: peer, verdict }))
+        Ok(PooledStream::Tls(
+            Box::new(TokioIo::new(tls)),
+            UpstreamInfo { addr: peer, verdict },
+        ))
     }
 }
 
 /// `https://host`, with the port only when it is not 443.
 fn https_url(dest: &Authority) -> String {
-    if dest.port == 443 { format!("https://{}", dest.host) } else { format!("https://{dest}") }
+    if dest.port == 443 {
+        format!("https://{}", dest.host)
+    } else {
+        format!("https://{dest}")
+    }
 }
 
 /// A failed handshake as modgate's error: the verifier's refusal (naming
@@ -334,7 +353,10 @@ pub fn tls_error(target: &str, e: &std::io::Error) -> Error {
             verdict: refusal.report.verdict,
             vendor: refusal.report.vendor.clone().unwrap_or_else(|| "unknown".into()),
         },
-        None => Error::Tls { target: target.to_owned(), reason: crate::error::chain(e) },
+        None => Error::Tls {
+            target: target.to_owned(),
+            reason: crate::error::chain(e),
+        },
     }
 }
 

@@ -23,14 +23,22 @@ enum Field {
 const PATTERNS: &[(&str, Field, &str)] = &[
     ("Zscaler", Field::Organization, r"Zscaler Inc\."),
     ("Zscaler", Field::CommonName, r"Zscaler Root CA"),
-    ("Zscaler", Field::CommonName, r"Zscaler Intermediate Root CA \((zscloud|zscaler|zscalerthree)\.net\)"),
+    (
+        "Zscaler",
+        Field::CommonName,
+        r"Zscaler Intermediate Root CA \((zscloud|zscaler|zscalerthree)\.net\)",
+    ),
     ("Netskope", Field::Organization, r"Netskope Inc\."),
     ("Netskope", Field::CommonName, r"certadmin"),
     ("Netskope", Field::CommonName, r"ca\..*\.goskope\.com"),
     ("Netskope", Field::CommonName, r"caadmin\.netskope\.com"),
     ("Fortinet", Field::CommonName, r"FortiGate CA"),
     ("Fortinet", Field::Organization, r"Fortinet( Ltd\.)?"),
-    ("Cisco Umbrella", Field::CommonName, r"Cisco Umbrella (Root CA|Primary SubCA)"),
+    (
+        "Cisco Umbrella",
+        Field::CommonName,
+        r"Cisco Umbrella (Root CA|Primary SubCA)",
+    ),
     ("Cisco Umbrella", Field::Organization, r"Cisco"),
     ("Blue Coat / Symantec", Field::Organization, r"Blue Coat.*"),
     ("Forcepoint", Field::CommonName, r"Forcepoint Cloud CA"),
@@ -40,20 +48,52 @@ const PATTERNS: &[(&str, Field, &str)] = &[
     ("Sophos", Field::CommonName, r"Sophos_CA_[A-Z0-9]+"),
     ("Sophos", Field::CommonName, r"sophosutm Proxy CA"),
     ("Sophos", Field::CommonName, r"Sophos Web Appliance"),
-    ("Kaspersky", Field::CommonName, r"Kaspersky Anti-Virus Personal Root Certificate"),
+    (
+        "Kaspersky",
+        Field::CommonName,
+        r"Kaspersky Anti-Virus Personal Root Certificate",
+    ),
     ("ESET", Field::CommonName, r"ESET SSL Filter CA"),
     ("ESET", Field::Organization, r"ESET, spol\. s r\. o\."),
-    ("Avast / AVG / Norton", Field::CommonName, r"(avast! |AVG |Norton )Web/Mail Shield Root"),
-    ("Bitdefender", Field::CommonName, r"Bitdefender Personal CA\.Net-Defender"),
+    (
+        "Avast / AVG / Norton",
+        Field::CommonName,
+        r"(avast! |AVG |Norton )Web/Mail Shield Root",
+    ),
+    (
+        "Bitdefender",
+        Field::CommonName,
+        r"Bitdefender Personal CA\.Net-Defender",
+    ),
     ("Bitdefender", Field::Organization, r"Bitdefender"),
-    ("Cloudflare Gateway", Field::CommonName, r"Cloudflare for Teams ECC Certificate Authority"),
-    ("Cloudflare Gateway", Field::OrganizationalUnit, r"Gateway Intermediate ECC Certificate Authority"),
+    (
+        "Cloudflare Gateway",
+        Field::CommonName,
+        r"Cloudflare for Teams ECC Certificate Authority",
+    ),
+    (
+        "Cloudflare Gateway",
+        Field::OrganizationalUnit,
+        r"Gateway Intermediate ECC Certificate Authority",
+    ),
     ("Menlo Security", Field::CommonName, r"Menlo Security Intermediate CA"),
     ("Menlo Security", Field::Organization, r"Menlo Security Inc\."),
-    ("ContentKeeper", Field::CommonName, r"ContentKeeper Appliance CA \(\d+\)"),
+    (
+        "ContentKeeper",
+        Field::CommonName,
+        r"ContentKeeper Appliance CA \(\d+\)",
+    ),
     ("Cyberoam", Field::Organization, r"Cyberoam Certificate Authority"),
-    ("SmoothWall", Field::CommonName, r"Smoothwall-default-root-certificate-authority"),
-    ("SonicWall", Field::Organization, r"HTTPS Management Certificate for SonicWALL"),
+    (
+        "SmoothWall",
+        Field::CommonName,
+        r"Smoothwall-default-root-certificate-authority",
+    ),
+    (
+        "SonicWall",
+        Field::Organization,
+        r"HTTPS Management Certificate for SonicWALL",
+    ),
     ("Trend Micro IWSS", Field::CommonName, r"IWSS\.TREND"),
     ("NetSpark", Field::CommonName, r"www\.netspark\.com"),
     ("Charles Proxy", Field::CommonName, r"Charles Proxy CA.*"),
@@ -72,7 +112,9 @@ fn table() -> &'static [(&'static str, Field, Regex)] {
             .iter()
             .filter_map(|(product, field, pattern)| {
                 // Anchored: the whole attribute must match, as Chromium's list does.
-                Regex::new(&format!("^(?:{pattern})$")).ok().map(|re| (*product, *field, re))
+                Regex::new(&format!("^(?:{pattern})$"))
+                    .ok()
+                    .map(|re| (*product, *field, re))
             })
             .collect()
     })
@@ -106,11 +148,17 @@ mod tests {
     use super::*;
 
     fn cn(s: &str) -> Names {
-        Names { cn: vec![s.into()], ..Names::default() }
+        Names {
+            cn: vec![s.into()],
+            ..Names::default()
+        }
     }
 
     fn o(s: &str) -> Names {
-        Names { o: vec![s.into()], ..Names::default() }
+        Names {
+            o: vec![s.into()],
+            ..Names::default()
+        }
     }
 
     #[test]
@@ -120,8 +168,14 @@ mod tests {
 
     #[test]
     fn products_are_named_from_issuer_names() {
-        assert_eq!(product(&cn("Zscaler Intermediate Root CA (zscaler.net)")), Some("Zscaler"));
-        assert_eq!(product(&cn("Zscaler Intermediate Root CA (zscalerthree.net)")), Some("Zscaler"));
+        assert_eq!(
+            product(&cn("Zscaler Intermediate Root CA (zscaler.net)")),
+            Some("Zscaler")
+        );
+        assert_eq!(
+            product(&cn("Zscaler Intermediate Root CA (zscalerthree.net)")),
+            Some("Zscaler")
+        );
         assert_eq!(product(&o("Zscaler Inc.")), Some("Zscaler"));
         assert_eq!(product(&cn("ca.acme.goskope.com")), Some("Netskope"));
         assert_eq!(product(&cn("FortiGate CA")), Some("Fortinet"));
@@ -129,7 +183,10 @@ mod tests {
         assert_eq!(product(&cn("Sophos SSL CA_C1234-XY")), Some("Sophos"));
         assert_eq!(product(&cn("ContentKeeper Appliance CA (42)")), Some("ContentKeeper"));
         assert_eq!(product(&cn("AVG Web/Mail Shield Root")), Some("Avast / AVG / Norton"));
-        let cloudflare = Names { ou: vec!["Gateway Intermediate ECC Certificate Authority".into()], ..Names::default() };
+        let cloudflare = Names {
+            ou: vec!["Gateway Intermediate ECC Certificate Authority".into()],
+            ..Names::default()
+        };
         assert_eq!(product(&cloudflare), Some("Cloudflare Gateway"));
         assert_eq!(product(&cn("mitmproxy")), Some("mitmproxy"));
     }

@@ -168,10 +168,16 @@ impl Verifiers {
     pub fn new(public: Arc<RootCertStore>, local: Arc<RootCertStore>) -> Result<Verifiers, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let build = |roots: Arc<RootCertStore>| {
-            WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build().map_err(|e| e.to_string())
+            WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| e.to_string())
         };
         let local = if local.is_empty() { None } else { Some(build(local)?) };
-        Ok(Verifiers { public: build(public)?, local, provider })
+        Ok(Verifiers {
+            public: build(public)?,
+            local,
+            provider,
+        })
     }
 }
 
@@ -185,7 +191,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
-fn check(verifier: &WebPkiServerVerifier, chain: &[CertificateDer<'_>], name: &ServerName<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+fn check(
+    verifier: &WebPkiServerVerifier,
+    chain: &[CertificateDer<'_>],
+    name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
     let (leaf, rest) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
     verifier.verify_server_cert(leaf, rest, name, &[], now).map(|_| ())
 }
@@ -207,16 +218,23 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         .iter()
         .enumerate()
         .map(|(i, der)| {
-            X509Certificate::from_der(der).map(|(_, c)| c).map_err(|e| format!("certificate {} is not valid X.509: {e}", i + 1))
+            X509Certificate::from_der(der)
+                .map(|(_, c)| c)
+                .map_err(|e| format!("certificate {} is not valid X.509: {e}", i + 1))
         })
         .collect::<Result<_, _>>()?;
     let certs: Vec<CertInfo> = parsed.iter().zip(chain).map(|(c, der)| info(c, der)).collect();
     let leaf = &parsed[0];
     let name_text = match host {
         Some(h) => h.to_owned(),
-        None => certs[0].sans.first().cloned().unwrap_or_else(|| "invalid.invalid".into()),
+        None => certs[0]
+            .sans
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "invalid.invalid".into()),
     };
-    let name = ServerName::try_from(name_text.clone()).map_err(|e| format!("'{name_text}' is not a server name: {e}"))?;
+    let name =
+        ServerName::try_from(name_text.clone()).map_err(|e| format!("'{name_text}' is not a server name: {e}"))?;
     let now = UnixTime::now();
     let public = check(&verifiers.public, chain, &name, now);
     let local = match &verifiers.local {
@@ -234,7 +252,10 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
     };
     let now_ts = now.as_secs() as i64;
     let self_signed = leaf.subject().as_raw() == leaf.issuer().as_raw();
-    let unknown_issuer = matches!(public, Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)));
+    let unknown_issuer = matches!(
+        public,
+        Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
+    );
     let flags = Flags {
         hostname_mismatch: host.is_some() && !leaf_covers(&certs[0].sans, &name_text),
         expired: parsed.iter().any(|c| c.validity().not_after.timestamp() < now_ts),
@@ -272,7 +293,8 @@ fn name_product(chain: &[X509Certificate<'_>]) -> Option<&'static str> {
 
 fn names(name: &X509Name<'_>) -> Names {
     let collect = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| {
-        it.filter_map(|a| a.as_str().ok().map(str::to_owned)).collect::<Vec<_>>()
+        it.filter_map(|a| a.as_str().ok().map(str::to_owned))
+            .collect::<Vec<_>>()
     };
     Names {
         cn: collect(&mut name.iter_common_name()),
@@ -283,7 +305,10 @@ fn names(name: &X509Name<'_>) -> Names {
 
 /// The CN of a name, or the whole DN.
 fn display_name(name: &X509Name<'_>) -> String {
-    name.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map_or_else(|| name.to_string(), str::to_owned)
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map_or_else(|| name.to_string(), str::to_owned)
 }
 
 fn has_ca_issuers(cert: &X509Certificate<'_>) -> bool {
@@ -298,7 +323,9 @@ fn leaf_covers(sans: &[String], host: &str) -> bool {
     sans.iter().any(|san| {
         let san = san.to_ascii_lowercase();
         match san.strip_prefix("*.") {
-            Some(suffix) => host.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            Some(suffix) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
             None => san == host,
         }
     })
@@ -410,7 +437,11 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.report;
         let vendor = r.vendor.as_deref().unwrap_or("unknown");
-        let saved = self.saved.as_deref().map(|s| format!(" (saved in {s})")).unwrap_or_default();
+        let saved = self
+            .saved
+            .as_deref()
+            .map(|s| format!(" (saved in {s})"))
+            .unwrap_or_default();
         if self.by_policy {
             write!(
                 f,
@@ -453,14 +484,36 @@ pub struct VerdictVerifier {
 
 impl fmt::Debug for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outcome").field("verdict", &self.report.verdict).finish()
+        f.debug_struct("Outcome")
+            .field("verdict", &self.report.verdict)
+            .finish()
     }
 }
 
 impl VerdictVerifier {
     /// A verifier applying `policy` and recording into `evidence`.
     pub fn new(verifiers: Verifiers, policy: OnInterception, evidence: Arc<Evidence>) -> VerdictVerifier {
-        VerdictVerifier { verifiers, policy, evidence, cache: Mutex::new(HashMap::new()) }
+        VerdictVerifier {
+            verifiers,
+            policy,
+            evidence,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The verifiers, for checks outside a handshake (probes).
+    pub fn verifiers(&self) -> &Verifiers {
+        &self.verifiers
+    }
+
+    /// Records a chain seen outside modgate's own connections (a probe):
+    /// evidence and the interception event when it fails the public roots.
+    /// Returns where it was saved.
+    pub fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>]) -> Option<String> {
+        match report.verdict {
+            Verdict::Public => None,
+            _ => self.evidence.record(report, chain, self.policy),
+        }
     }
 
     fn key(leaf: &CertificateDer<'_>, host: &str) -> String {
@@ -472,7 +525,9 @@ impl VerdictVerifier {
     /// is the one verified before).
     pub fn known(&self, leaf: &CertificateDer<'_>, host: &str) -> Option<(Verdict, Option<String>)> {
         let cache = self.cache.lock().ok()?;
-        cache.get(&Self::key(leaf, host)).map(|o| (o.report.verdict, o.report.vendor.clone()))
+        cache
+            .get(&Self::key(leaf, host))
+            .map(|o| (o.report.verdict, o.report.vendor.clone()))
     }
 
     fn outcome(&self, chain: &[CertificateDer<'_>], host: &str) -> Result<Outcome, rustls::Error> {
@@ -482,19 +537,32 @@ impl VerdictVerifier {
                 return Ok(o.clone());
             }
         }
-        let report = analyze(&self.verifiers, chain, Some(host))
-            .map_err(|e| rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(Plain(e))))))?;
+        let report = analyze(&self.verifiers, chain, Some(host)).map_err(|e| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(Plain(e)))))
+        })?;
         let report = Arc::new(report);
         let saved = match report.verdict {
             Verdict::Public => None,
             _ => self.evidence.record(&report, chain, self.policy),
         };
         let refusal = match (report.verdict, self.policy) {
-            (Verdict::Untrusted, _) => Some(Refusal { report: report.clone(), saved, by_policy: false }),
-            (Verdict::Intercepted, OnInterception::Block) => Some(Refusal { report: report.clone(), saved, by_policy: true }),
+            (Verdict::Untrusted, _) => Some(Refusal {
+                report: report.clone(),
+                saved,
+                by_policy: false,
+            }),
+            (Verdict::Intercepted, OnInterception::Block) => Some(Refusal {
+                report: report.clone(),
+                saved,
+                by_policy: true,
+            }),
             _ => None,
         };
-        let outcome = Outcome { at: Instant::now(), report, refusal };
+        let outcome = Outcome {
+            at: Instant::now(),
+            report,
+            refusal,
+        };
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= VERDICT_CACHE_MAX {
                 cache.retain(|_, o| o.at.elapsed() < VERDICT_TTL);
@@ -536,7 +604,9 @@ impl ServerCertVerifier for VerdictVerifier {
         let outcome = self.outcome(&chain, &host)?;
         match outcome.refusal {
             None => Ok(ServerCertVerified::assertion()),
-            Some(refusal) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(refusal))))),
+            Some(refusal) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(refusal)),
+            ))),
         }
     }
 
@@ -546,7 +616,12 @@ impl ServerCertVerifier for VerdictVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.verifiers.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.verifiers.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -555,11 +630,19 @@ impl ServerCertVerifier for VerdictVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.verifiers.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.verifiers.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.verifiers.provider.signature_verification_algorithms.supported_schemes()
+        self.verifiers
+            .provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -567,7 +650,9 @@ impl ServerCertVerifier for VerdictVerifier {
 pub fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
     let mut source = Some(err);
     while let Some(e) = source {
-        if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) = e.downcast_ref::<rustls::Error>() {
+        if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) =
+            e.downcast_ref::<rustls::Error>()
+        {
             if let Some(r) = other.0.downcast_ref::<Refusal>() {
                 return Some(r.clone());
             }

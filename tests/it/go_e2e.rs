@@ -89,7 +89,13 @@ impl World {
     }
 
     /// Like `write_config`, with `tls_extra` lines added to `[tls]`.
-    fn write_config_tls(&self, name: &str, hosts: &[(&str, std::net::SocketAddr)], rules: &str, tls_extra: &str) -> PathBuf {
+    fn write_config_tls(
+        &self,
+        name: &str,
+        hosts: &[(&str, std::net::SocketAddr)],
+        rules: &str,
+        tls_extra: &str,
+    ) -> PathBuf {
         let mut text = String::from(
             "[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"proxy.golang.org\", \"sum.golang.org\"]\npublic_roots = \"public-root.pem\"\n\n[hosts]\n",
         );
@@ -377,22 +383,40 @@ async fn a_mirror_behind_zscaler_works_with_its_root_and_is_named_without_it() {
 
     // With the interceptor's root in extra_roots: intercepted, warn, works.
     let proxy = world
-        .proxy_tls(&hosts, &mirror_rule("https://mirror.test"), "extra_roots = [\"zscaler-root.pem\"]\nintercepted_dir = \"seen\"")
+        .proxy_tls(
+            &hosts,
+            &mirror_rule("https://mirror.test"),
+            "extra_roots = [\"zscaler-root.pem\"]\nintercepted_dir = \"seen\"",
+        )
         .await;
     let run = GoProject::new(REQUIRES).download(&world.via_proxy(&proxy)).await;
     run.assert_ok();
     assert_eq!(run.modules, direct_from_fixture(&world).await.modules);
     proxy.stop().await;
     let index = std::fs::read_to_string(world.path("seen/index.jsonl")).expect("the interception is indexed");
-    assert!(index.contains("\"vendor\":\"Zscaler\"") && index.contains("\"verdict\":\"intercepted\""), "{index}");
+    assert!(
+        index.contains("\"vendor\":\"Zscaler\"") && index.contains("\"verdict\":\"intercepted\""),
+        "{index}"
+    );
     assert!(index.contains("\"hosts\":[\"mirror.test\"]"), "{index}");
 
     // Without it: untrusted, and go's stderr names Zscaler and the fix.
-    let proxy = world.proxy_tls(&hosts, &mirror_rule("https://mirror.test"), "intercepted_dir = \"seen2\"").await;
+    let proxy = world
+        .proxy_tls(
+            &hosts,
+            &mirror_rule("https://mirror.test"),
+            "intercepted_dir = \"seen2\"",
+        )
+        .await;
     let run = GoProject::new(REQUIRES).download(&world.via_proxy(&proxy)).await;
     assert!(!run.ok);
     let output = run.output();
-    let saved: Vec<_> = std::fs::read_dir(world.path("seen2")).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".pem")).collect();
+    let saved: Vec<_> = std::fs::read_dir(world.path("seen2"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pem"))
+        .collect();
     assert_eq!(saved.len(), 1, "the chain is saved once: {saved:?}");
     let expected = format!(
         "modgate: upstream https://mirror.test presented a chain issued by 'Zscaler Intermediate Root CA (zscaler.net)' (Zscaler), which is not trusted; add its root to tls.extra_roots (saved in {})",

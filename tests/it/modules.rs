@@ -312,7 +312,11 @@ print(data.decode().split("\r\n\r\n", 1)[1].strip())
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python failed: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout, "HTTP/1.1 200 OK\nv1.0.0\n");
     s.proxy.stop().await;
 }

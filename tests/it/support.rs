@@ -185,7 +185,12 @@ impl TestPki {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = ca_params(cn, org);
         let cert = params.self_signed(&key).unwrap();
-        TestPki { ca_der: cert.der().clone(), ca_pem: cert.pem(), issuer: rcgen::Issuer::new(params, key), tail: Vec::new() }
+        TestPki {
+            ca_der: cert.der().clone(),
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+            tail: Vec::new(),
+        }
     }
 
     /// An intermediate CA signed by this one; its leaves carry it in their chain.
@@ -195,13 +200,19 @@ impl TestPki {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let mut tail = vec![cert.der().clone()];
         tail.extend(self.tail.iter().cloned());
-        TestPki { ca_der: cert.der().clone(), ca_pem: cert.pem(), issuer: rcgen::Issuer::new(params, key), tail }
+        TestPki {
+            ca_der: cert.der().clone(),
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+            tail,
+        }
     }
 
     /// A leaf for `names`, with the chain to send (leaf first), and its key.
     pub fn leaf(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let now = time_now();
         params.not_before = now - rcgen_days(1);
         params.not_after = now + rcgen_days(10);
@@ -217,7 +228,11 @@ impl TestPki {
         install_crypto();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_der.clone()).unwrap();
-        Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+        Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
     }
 }
 
@@ -232,9 +247,19 @@ fn rcgen_days(n: i64) -> time::Duration {
 /// A TLS origin for `names`, answering every request with 200 and `text`,
 /// over HTTP/1.1.
 pub async fn start_tls_origin(pki: &TestPki, names: &[&str], text: &'static str) -> (SocketAddr, JoinHandle<()>) {
+    start_tls_origin_with(pki, names, text, rustls::DEFAULT_VERSIONS).await
+}
+
+/// A TLS origin limited to `versions` (e.g. TLS 1.2 only).
+pub async fn start_tls_origin_with(
+    pki: &TestPki,
+    names: &[&str],
+    text: &'static str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (SocketAddr, JoinHandle<()>) {
     install_crypto();
     let (chain, key) = pki.leaf(names);
-    let config = rustls::ServerConfig::builder()
+    let config = rustls::ServerConfig::builder_with_protocol_versions(versions)
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();

@@ -42,7 +42,14 @@ struct Env {
 async fn env(p: &Pkis, signer: &TestPki, extra_roots: &[&TestPki], on_interception: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fixture");
-    write_fixture(&root, &[FixtureModule { path: "example.test/alpha", version: "v1.0.0", payload: 0 }]);
+    write_fixture(
+        &root,
+        &[FixtureModule {
+            path: "example.test/alpha",
+            version: "v1.0.0",
+            payload: 0,
+        }],
+    );
     std::fs::write(dir.path().join("public.pem"), &p.public.ca_pem).unwrap();
     let mut extra = Vec::new();
     for (i, r) in extra_roots.iter().enumerate() {
@@ -60,19 +67,27 @@ async fn env(p: &Pkis, signer: &TestPki, extra_roots: &[&TestPki], on_intercepti
     std::fs::write(&path, &text).unwrap();
     let config = modgate::config::Config::parse(&text, path.to_str().unwrap()).unwrap();
     let proxy = start_proxy_with(config).await;
-    Env { dir, proxy, _mirror: mirror }
+    Env {
+        dir,
+        proxy,
+        _mirror: mirror,
+    }
 }
 
 async fn get(env: &Env, path: &str) -> (u16, String) {
     let mut conn = ProxyConn::open(env.proxy.addr).await;
-    let resp = conn.send(Request::get(path).header("host", "modgate").body(full("")).unwrap()).await;
+    let resp = conn
+        .send(Request::get(path).header("host", "modgate").body(full("")).unwrap())
+        .await;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 fn saved_pems(env: &Env) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(env.dir.path().join("seen")) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir(env.dir.path().join("seen")) else {
+        return Vec::new();
+    };
     dir.filter_map(|e| e.ok())
         .map(|e| e.path().display().to_string())
         .filter(|n| n.ends_with(".pem"))
@@ -185,9 +200,86 @@ async fn a_public_chain_named_like_an_interceptor_is_still_public() {
     let config = modgate::config::Config::parse(&text, env.dir.path().join("modgate.toml").to_str().unwrap()).unwrap();
     let proxy = start_proxy_with(config).await;
     let mut conn = ProxyConn::open(proxy.addr).await;
-    let resp = conn.send(Request::get(LIST).header("host", "modgate").body(full("")).unwrap()).await;
+    let resp = conn
+        .send(Request::get(LIST).header("host", "modgate").body(full("")).unwrap())
+        .await;
     assert_eq!(resp.status(), 200, "block does not apply to a public chain");
     assert!(saved_pems(&env).is_empty());
     proxy.stop().await;
     env.proxy.stop().await;
+}
+
+/// A relayed (not intercepted) tunnel to a TLS origin presenting `signer`'s
+/// chain, with `probe` set; returns the proxy's evidence directory.
+async fn probe_tunnel(
+    signer: &TestPki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    probe: &str,
+) -> (tempfile::TempDir, String) {
+    let p_public = TestPki::new("Test Public Root CA");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("public.pem"), &p_public.ca_pem).unwrap();
+    let (origin, _task) = start_tls_origin_with(signer, &["git.test"], "hello through the tunnel", versions).await;
+    let text = format!(
+        "[tls]\npublic_roots = \"public.pem\"\nprobe = \"{probe}\"\nintercepted_dir = \"seen\"\n[hosts]\n\"git.test\" = \"{origin}\"\n[[rule]]\naction = \"direct\"\n"
+    );
+    let path = dir.path().join("modgate.toml");
+    let config = modgate::config::Config::parse(&text, path.to_str().unwrap()).unwrap();
+    let proxy = start_proxy_with(config).await;
+    let (stream, head) = connect_via(proxy.addr, "git.test:443").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The client trusts the interceptor itself (as a machine behind it does).
+    let tls = tls_connect(stream, signer.client_config(), "git.test").await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(Request::get("/").header("host", "git.test").body(full("")).unwrap())
+        .await
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "hello through the tunnel", "the relayed bytes are untouched");
+    drop(sender);
+    // Evidence is written off the tunnel's path; give it a moment.
+    let index = dir.path().join("seen/index.jsonl");
+    for _ in 0..50 {
+        if index.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    proxy.stop().await;
+    let text = std::fs::read_to_string(&index).unwrap_or_default();
+    (dir, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_detection_reads_a_tls12_tunnel() {
+    let p = pkis();
+    let (_dir, index) = probe_tunnel(&p.zscaler, &[&rustls::version::TLS12], "passive").await;
+    assert!(
+        index.contains("\"vendor\":\"Zscaler\"") && index.contains("\"hosts\":[\"git.test\"]"),
+        "{index}"
+    );
+    assert!(index.contains("\"verdict\":\"untrusted\""), "{index}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_detection_cannot_see_tls13_but_an_active_probe_does() {
+    let p = pkis();
+    let (_dir, index) = probe_tunnel(&p.fortigate, &[&rustls::version::TLS13], "passive").await;
+    assert!(index.is_empty(), "TLS 1.3 certificates are encrypted: {index}");
+    let (_dir, index) = probe_tunnel(&p.fortigate, &[&rustls::version::TLS13], "active").await;
+    assert!(
+        index.contains("\"vendor\":\"Fortinet\"") && index.contains("\"hosts\":[\"git.test\"]"),
+        "{index}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_off_look_at_nothing() {
+    let p = pkis();
+    let (_dir, index) = probe_tunnel(&p.zscaler, &[&rustls::version::TLS12], "off").await;
+    assert!(index.is_empty(), "{index}");
 }
