@@ -242,6 +242,65 @@ where
     Ok(chain)
 }
 
+/// What is known about a tunnel's upstream chain: verdict and vendor.
+pub type Seen = Arc<std::sync::Mutex<Option<crate::verdict::Judged>>>;
+
+/// The taps' channels for one tunnel.
+pub struct Watch {
+    /// Receives the first client bytes (for the SNI).
+    pub client_hello: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    /// Receives the passive parser's result.
+    pub flight: tokio::sync::oneshot::Receiver<Flight>,
+}
+
+/// A tap collecting the client's first bytes until a ClientHello parses
+/// (or 16 KiB), then sending them.
+pub fn client_hello_tap(
+    early: &[u8],
+) -> (
+    impl FnMut(&[u8]) -> bool + Send + use<>,
+    tokio::sync::oneshot::Receiver<Vec<u8>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut tx = Some(tx);
+    let mut seen = early.to_vec();
+    let mut look = move |bytes: &[u8]| {
+        seen.extend_from_slice(bytes);
+        if client_sni(&seen).is_some() || seen.len() >= 16 * 1024 {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(std::mem::take(&mut seen));
+            }
+            return false;
+        }
+        true
+    };
+    // Early bytes may already hold the whole ClientHello.
+    if !early.is_empty() {
+        look(&[]);
+    }
+    (look, rx)
+}
+
+/// A tap running the passive parser on the server's bytes.
+pub fn server_flight_tap() -> (
+    impl FnMut(&[u8]) -> bool + Send + use<>,
+    tokio::sync::oneshot::Receiver<Flight>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut tx = Some(tx);
+    let mut parser = ServerFlight::new();
+    let look = move |bytes: &[u8]| match parser.feed(bytes) {
+        Some(result) => {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(result.clone());
+            }
+            false
+        }
+        None => true,
+    };
+    (look, rx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,63 +402,4 @@ mod tests {
         assert!(p.result().is_some());
         assert!(p.records.len() <= MAX_FLIGHT);
     }
-}
-
-/// What is known about a tunnel's upstream chain: verdict and vendor.
-pub type Seen = Arc<std::sync::Mutex<Option<(crate::verdict::Verdict, Option<String>)>>>;
-
-/// The taps' channels for one tunnel.
-pub struct Watch {
-    /// Receives the first client bytes (for the SNI).
-    pub client_hello: tokio::sync::oneshot::Receiver<Vec<u8>>,
-    /// Receives the passive parser's result.
-    pub flight: tokio::sync::oneshot::Receiver<Flight>,
-}
-
-/// A tap collecting the client's first bytes until a ClientHello parses
-/// (or 16 KiB), then sending them.
-pub fn client_hello_tap(
-    early: &[u8],
-) -> (
-    impl FnMut(&[u8]) -> bool + Send + use<>,
-    tokio::sync::oneshot::Receiver<Vec<u8>>,
-) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut tx = Some(tx);
-    let mut seen = early.to_vec();
-    let mut look = move |bytes: &[u8]| {
-        seen.extend_from_slice(bytes);
-        if client_sni(&seen).is_some() || seen.len() >= 16 * 1024 {
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(std::mem::take(&mut seen));
-            }
-            return false;
-        }
-        true
-    };
-    // Early bytes may already hold the whole ClientHello.
-    if !early.is_empty() {
-        look(&[]);
-    }
-    (look, rx)
-}
-
-/// A tap running the passive parser on the server's bytes.
-pub fn server_flight_tap() -> (
-    impl FnMut(&[u8]) -> bool + Send + use<>,
-    tokio::sync::oneshot::Receiver<Flight>,
-) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut tx = Some(tx);
-    let mut parser = ServerFlight::new();
-    let look = move |bytes: &[u8]| match parser.feed(bytes) {
-        Some(result) => {
-            if let Some(tx) = tx.take() {
-                let _ = tx.send(result.clone());
-            }
-            false
-        }
-        None => true,
-    };
-    (look, rx)
 }

@@ -44,7 +44,7 @@ use crate::probe::{self, Flight, Seen};
 use crate::request::{self, Authority, Target};
 use crate::trust::{Trust, TrustError};
 use crate::upstream::{self, Resolver, UpstreamInfo};
-use crate::verdict::{self, Verdict};
+use crate::verdict::{self, Judged};
 use crate::{endpoint, tunnel};
 
 /// What every connection task shares.
@@ -59,7 +59,7 @@ pub(crate) struct Shared {
     pub verifier: Arc<crate::verdict::VerdictVerifier>,
     /// Active probe results per host:port: when probed, and the verdict
     /// (`None` while running or when the probe failed).
-    pub probes: Mutex<HashMap<String, (Instant, Option<(Verdict, Option<String>)>)>>,
+    pub probes: Mutex<HashMap<String, (Instant, Option<Judged>)>>,
     /// TLS termination for `tls.intercept` hosts, when configured.
     pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work.
@@ -483,7 +483,7 @@ fn judge(
     chain: &[rustls::pki_types::CertificateDer<'static>],
     host: &str,
     seen: &Seen,
-) -> Option<(Verdict, Option<String>)> {
+) -> Option<Judged> {
     let report = match verdict::analyze(shared.verifier.verifiers(), chain, Some(host)) {
         Ok(report) => report,
         Err(e) => {

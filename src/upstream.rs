@@ -23,7 +23,7 @@ use crate::config::{HostOverrides, fmt_duration};
 use crate::error::Error;
 use crate::policy::{self, Decision, Facts, Rule};
 use crate::request::{Authority, Host};
-use crate::verdict::{Verdict, VerdictVerifier};
+use crate::verdict::{Judged, VerdictVerifier};
 
 /// How long a DNS answer is reused. getaddrinfo does not report TTLs; this
 /// keeps lookups off the per-request path without holding stale answers long.
@@ -189,7 +189,7 @@ pub struct UpstreamInfo {
     /// The upstream's address.
     pub addr: SocketAddr,
     /// The verdict on its chain and the vendor, for TLS upstreams.
-    pub verdict: Option<(Verdict, Option<String>)>,
+    pub verdict: Option<Judged>,
 }
 
 /// A pooled upstream connection: plain TCP, or TLS over TCP.

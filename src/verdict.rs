@@ -57,6 +57,9 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// A verdict and the product named, as carried into access events.
+pub type Judged = (Verdict, Option<String>);
+
 /// What `tls.on_interception` says to do with an intercepted chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInterception {
@@ -523,7 +526,7 @@ impl VerdictVerifier {
     /// The verdict and vendor already reached for this leaf and host, for
     /// the access log (a resumed session skips verification, but its chain
     /// is the one verified before).
-    pub fn known(&self, leaf: &CertificateDer<'_>, host: &str) -> Option<(Verdict, Option<String>)> {
+    pub fn known(&self, leaf: &CertificateDer<'_>, host: &str) -> Option<Judged> {
         let cache = self.cache.lock().ok()?;
         cache
             .get(&Self::key(leaf, host))
