@@ -6,7 +6,7 @@
 //! Run: `cargo bench --bench intercept` (env: ROUNDS, REQUESTS).
 
 #[path = "../tests/it/support.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::sync::Arc;
