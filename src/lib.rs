@@ -29,6 +29,7 @@
 //! - [`vendor`]: names the TLS-interception product from issuer names.
 //! - [`idle`]: the idle-timeout clock.
 //! - [`error`]: the one error type, and the `modgate:` answers clients see.
+//! - [`inspect`]: `modgate inspect`, the interception diagnosis for a host or a saved chain.
 //! - [`explain`]: the dry run behind `modgate explain`.
 
 #![forbid(unsafe_code)]
@@ -45,6 +46,7 @@ pub mod forward;
 pub mod glob;
 pub mod http1;
 pub mod idle;
+pub mod inspect;
 pub mod intercept;
 pub mod mirror;
 pub mod module;

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use modgate::ca;
 use modgate::config::Config;
 use modgate::explain::{self, ExplainTarget};
 use modgate::server::Server;
+use modgate::{ca, inspect};
 
 /// A forward proxy for Go module traffic.
 #[derive(Parser)]
@@ -40,6 +40,29 @@ enum Command {
         /// Config file [default: ./modgate.toml if present, else the embedded default]
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+    /// Diagnose TLS interception for a host (one handshake) or a saved chain.
+    ///
+    /// Exit codes: 0 public, 3 intercepted, 4 untrusted, 2 error.
+    Inspect {
+        /// HOST[:PORT] to connect to (port 443 by default).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        target: Option<String>,
+        /// Read the chain from a PEM file instead (e.g. from openssl s_client -showcerts).
+        #[arg(long, value_name = "CHAIN.pem")]
+        file: Option<PathBuf>,
+        /// Take tls.public_roots, tls.extra_roots, [hosts] and tls.intercepted_dir from this config.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Connect through this HTTP proxy with CONNECT, e.g. http://127.0.0.1:3128.
+        #[arg(long, value_name = "URL")]
+        proxy: Option<String>,
+        /// The SNI to send (default: the host).
+        #[arg(long, value_name = "NAME")]
+        sni: Option<String>,
+        /// Print JSON (see docs/inspect.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Manage the local CA used for intercepted hosts.
     Ca {
@@ -98,6 +121,42 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Ca { command } => ca_command(command),
+        Command::Inspect {
+            target,
+            file,
+            config,
+            proxy,
+            sni,
+            json,
+        } => {
+            let config = match config.as_deref().map(|p| Config::load(Some(p))).transpose() {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            let source = match (target, file) {
+                (_, Some(file)) => inspect::Source::File(file),
+                (Some(target), None) => inspect::Source::Host { target, proxy, sni },
+                (None, None) => return usage_error("modgate: give HOST[:PORT] or --file CHAIN.pem"),
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => return usage_error(format!("modgate: {e}")),
+            };
+            match runtime.block_on(inspect::inspect(source, config.as_ref())) {
+                Ok(result) => {
+                    if json {
+                        match serde_json::to_string_pretty(&result) {
+                            Ok(text) => println!("{text}"),
+                            Err(e) => return usage_error(format!("modgate: {e}")),
+                        }
+                    } else {
+                        print!("{}", inspect::render(&result));
+                    }
+                    ExitCode::from(result.exit_code)
+                }
+                Err(e) => usage_error(format!("modgate: inspect: {e}")),
+            }
+        }
         Command::Serve {
             config,
             listen,

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod forward;
 mod go_e2e;
+mod inspect;
 mod lifecycle;
 mod modules;
 mod policy;
