@@ -671,3 +671,49 @@ pub fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(names: &[&str], days_from_now: (i64, i64)) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let now = ::time::OffsetDateTime::now_utc();
+        params.not_before = now + ::time::Duration::days(days_from_now.0);
+        params.not_after = now + ::time::Duration::days(days_from_now.1);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn verifiers() -> Verifiers {
+        let mut public = RootCertStore::empty();
+        public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Verifiers::new(Arc::new(public), Arc::new(RootCertStore::empty())).unwrap()
+    }
+
+    #[test]
+    fn flags_describe_what_else_is_wrong() {
+        let v = verifiers();
+        let report = analyze(&v, &[cert(&["a.test"], (-1, 10))], Some("b.test")).unwrap();
+        assert_eq!(report.verdict, Verdict::Untrusted);
+        assert_eq!(report.vendor.as_deref(), Some("unknown"));
+        assert_eq!(report.flags.names(), ["hostname_mismatch", "self_signed_leaf"]);
+        let report = analyze(&v, &[cert(&["*.a.test"], (-10, -1))], Some("x.a.test")).unwrap();
+        assert_eq!(report.flags.names(), ["expired", "self_signed_leaf"]);
+        assert!(report.certs[0].days_left < 0);
+        let report = analyze(&v, &[cert(&["a.test"], (2, 10))], None).unwrap();
+        assert_eq!(
+            report.flags.names(),
+            ["not_yet_valid", "self_signed_leaf"],
+            "no hostname check without a host"
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let v = verifiers();
+        assert!(analyze(&v, &[], Some("a.test")).is_err());
+        assert!(analyze(&v, &[CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])], Some("a.test")).is_err());
+    }
+}
