@@ -321,6 +321,18 @@ async fn from_dir(dir: &Path, f: &Fetch<'_>) -> Outcome {
     }
     let path = dir.join(rel);
     let source = format!("file://{}", dir.display());
+    let not_here = || {
+        Outcome::NotFound(text(
+            StatusCode::NOT_FOUND,
+            &format!("modgate: {rel} is not in {source}"),
+        ))
+    };
+    let failed = |e: std::io::Error| {
+        Outcome::Failed(Error::Upstream {
+            target: source.clone(),
+            reason: format!("{rel}: {e}"),
+        })
+    };
     let file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
         Err(e)
@@ -329,32 +341,14 @@ async fn from_dir(dir: &Path, f: &Fetch<'_>) -> Outcome {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
             ) =>
         {
-            return Outcome::NotFound(text(
-                StatusCode::NOT_FOUND,
-                &format!("modgate: {rel} is not in {source}"),
-            ));
+            return not_here();
         }
-        Err(e) => {
-            return Outcome::Failed(Error::Upstream {
-                target: source,
-                reason: format!("{rel}: {e}"),
-            });
-        }
+        Err(e) => return failed(e),
     };
     let meta = match file.metadata().await {
         Ok(m) if m.is_file() => m,
-        Ok(_) => {
-            return Outcome::NotFound(text(
-                StatusCode::NOT_FOUND,
-                &format!("modgate: {rel} is not in {source}"),
-            ));
-        }
-        Err(e) => {
-            return Outcome::Failed(Error::Upstream {
-                target: source,
-                reason: format!("{rel}: {e}"),
-            });
-        }
+        Ok(_) => return not_here(),
+        Err(e) => return failed(e),
     };
     if matches!(f.request, ModuleRequest::Zip { .. }) && meta.len() > MAX_ZIP_BYTES {
         return Outcome::Failed(too_large(&source, f));
