@@ -1,7 +1,7 @@
 //! The load client of the benchmark harness (bench/run): HTTPS requests
 //! directly or through an HTTP proxy (CONNECT), trusting a given CA.
 //!
-//! `cargo bench --bench client -- MODE --url URL [--proxy URL] [--ca PEM] [...]`
+//! `target/release/examples/bench-client MODE --url URL [--proxy URL] [--ca PEM] [...]`
 //! - `seq -n N`: N sequential GETs on one connection; prints total ms.
 //! - `conc --clients C --secs S`: C connections in a loop for S seconds;
 //!   prints req/s.
@@ -32,7 +32,7 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
+    let mut it = std::env::args().skip(1);
     let mode = it.next().unwrap_or_default();
     let mut a = Args {
         mode,

@@ -24,11 +24,10 @@ MODGATE = ROOT / "target" / "release" / "modgate"
 
 
 def client_binary():
-    found = sorted((ROOT / "target" / "release" / "deps").glob("client-*"), key=lambda p: p.stat().st_mtime)
-    found = [p for p in found if os.access(p, os.X_OK) and p.suffix == ""]
-    if not found:
+    path = ROOT / "target" / "release" / "examples" / "bench-client"
+    if not os.access(path, os.X_OK):
         sys.exit("bench client not built: run bench/run")
-    return found[-1]
+    return path
 
 
 def free_port():

@@ -3,7 +3,7 @@
 //! modgate's CA, mirror to the same origin). Contenders are interleaved over
 //! ROUNDS rounds (default 5) and medians are reported.
 //!
-//! Run: `cargo bench --bench intercept` (env: ROUNDS, REQUESTS).
+//! Run: `cargo run --release --example bench-intercept` (env: ROUNDS, REQUESTS).
 
 #[path = "../tests/it/support.rs"]
 #[allow(unused_imports)]
@@ -88,9 +88,9 @@ async fn main() {
     std::fs::write(dir.path().join("public-root.pem"), &pki.ca_pem).unwrap();
     let origin = start_origin(&pki).await;
 
-    let intercept: Vec<modgate::glob::HostGlob> = vec!["proxy.golang.org".parse().unwrap()];
-    let ca = modgate::ca::generate(&intercept).unwrap();
-    modgate::ca::write(&ca, &dir.path().join("ca.pem"), &dir.path().join("ca.key"), true).unwrap();
+    let intercept: Vec<modgate::policy::glob::HostGlob> = vec!["proxy.golang.org".parse().unwrap()];
+    let ca = modgate::tls::ca::generate(&intercept).unwrap();
+    modgate::tls::ca::write(&ca, &dir.path().join("ca.pem"), &dir.path().join("ca.key"), true).unwrap();
     let config = format!(
         "[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca.key\"\nintercept = [\"proxy.golang.org\"]\npublic_roots = \"public-root.pem\"\n[hosts]\n\"mirror.test\" = \"{origin}\"\n[[rule]]\nname = \"go-modules\"\nhosts = [\"proxy.golang.org\"]\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n"
     );

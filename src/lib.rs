@@ -2,60 +2,39 @@
 //!
 //! # Layout
 //!
-//! The modules in the order a request meets them:
+//! One folder per subsystem; dependencies point down this list, never up
+//! (`tests/it/layout.rs` checks it). In the order a request meets them:
 //!
-//! - [`server`]: accepts clients, runs one task per connection, shuts down gracefully.
-//! - [`http1`]: reads the first request head of a connection; CONNECT or hyper.
-//! - [`request`]: classifies a request: tunnel, forward, or modgate's own endpoint.
-//! - [`module`]: classifies GOPROXY and sumdb paths into module requests.
-//! - [`intercept`]: terminates TLS for `tls.intercept` hosts and routes each request inside.
-//! - [`endpoint`]: modgate's own GOPROXY endpoint (`GOPROXY=http://<modgate>`).
-//! - [`policy`]: the rule table and the pure decision, [`policy::decide`].
-//! - [`upstream`]: `[hosts]`, DNS, the `dst` check, and connecting.
-//! - [`mirror`]: the mirror list (GOPROXY syntax) and fetching from it.
-//! - [`tunnel`]: relays CONNECT tunnels, with half-close and idle timeout.
-//! - [`forward`]: forwards absolute-form requests over pooled connections.
-//! - [`probe`]: checks tunnels modgate does not terminate (passive TLS 1.2 parse, active probe).
-//! - [`access`]: one access event per request or tunnel.
-//!
-//! Supporting modules:
-//!
-//! - [`ca`]: the local CA: `ca init`, and leaves for intercepted hosts.
-//! - [`config`]: the TOML file, resolved once into a validated [`config::Config`].
-//! - [`glob`]: host globs and module-path globs (GOPRIVATE semantics).
-//! - [`trust`]: the roots upstream chains are verified against.
-//! - [`verdict`]: verdicts on upstream chains (public, intercepted, untrusted) and the verifier.
-//! - [`evidence`]: intercepting chains saved as PEM, `index.jsonl`, the interception event.
-//! - [`vendor`]: names the TLS-interception product from issuer names.
-//! - [`idle`]: the idle-timeout clock.
-//! - [`error`]: the one error type, and the `modgate:` answers clients see.
-//! - [`inspect`]: `modgate inspect`, the interception diagnosis for a host or a saved chain.
-//! - [`explain`]: the dry run behind `modgate explain`.
+//! - [`cli`]: the commands; `serve` starts the [`proxy`].
+//! - [`proxy`]: listeners and the request path: first head → classify →
+//!   route (the policy's plan, with DNS) → tunnel / intercept / endpoint /
+//!   forward → respond.
+//! - [`modules`]: answering module requests from sources (mirrors,
+//!   directories, origins) through the fall-through loop.
+//! - [`upstream`]: reaching upstreams: resolve, dial, the pooled client.
+//! - [`telemetry`]: the access event of each request and tunnel.
+//! - [`tls`]: the local CA, trust, verdicts on upstream chains, evidence,
+//!   probes.
+//! - [`config`]: the TOML file, resolved once into a validated
+//!   [`Config`](config::Config).
+//! - [`policy`]: the rule table and the one decision made from it, the
+//!   [`Plan`](policy::plan::Plan) that `serve` carries out and `explain`
+//!   prints. Pure.
+//! - [`gomod`]: the Go module protocol on the wire: GOPROXY and sumdb
+//!   paths, escapings, path and version checks. Pure.
+//! - [`core`]: host, authority, the error type, bodies and answers,
+//!   durations, the bounded cache.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod access;
-pub mod ca;
+pub mod cli;
 pub mod config;
-pub mod endpoint;
-pub mod error;
-pub mod evidence;
-pub mod explain;
-pub mod forward;
-pub mod glob;
-pub mod http1;
-pub mod idle;
-pub mod inspect;
-pub mod intercept;
-pub mod mirror;
-pub mod module;
+pub mod core;
+pub mod gomod;
+pub mod modules;
 pub mod policy;
-pub mod probe;
-pub mod request;
-pub mod server;
-pub mod trust;
-pub mod tunnel;
+pub mod proxy;
+pub mod telemetry;
+pub mod tls;
 pub mod upstream;
-pub mod vendor;
-pub mod verdict;

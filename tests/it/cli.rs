@@ -1,11 +1,8 @@
 //! The command line: check, explain, and serve as a process (listening line,
 //! JSON logs, SIGTERM).
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use crate::support::*;
 
@@ -194,54 +191,12 @@ fn explain_names_the_rule_for_urls_host_ports_and_clients() {
     );
 }
 
-/// A `modgate serve` child process, killed on drop.
-struct Served {
-    child: tokio::process::Child,
-    addr: std::net::SocketAddr,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
-}
-
-async fn serve(dir: &std::path::Path, args: &[&str]) -> Served {
-    let mut child = Command::new(modgate_bin())
-        .arg("serve")
-        .args(args)
-        .current_dir(dir)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = tokio::time::timeout(STEP, lines.next_line())
-            .await
-            .expect("listening line in time")
-            .unwrap()
-            .expect("serve exited early");
-        if let Some(addr) = line.strip_prefix("modgate listening on ") {
-            let addr = addr.parse().expect("a socket address");
-            return Served { child, addr, lines };
-        }
-    }
-}
-
-fn sigterm(child: &tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
 #[tokio::test]
 async fn serve_reports_the_real_port_logs_json_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let origin = start_text_origin("ok").await;
     write(dir.path(), "c.toml", &config_allowing_loopback(""));
-    let mut served = serve(
+    let mut served = start_served(
         dir.path(),
         &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
     )
@@ -250,16 +205,7 @@ async fn serve_reports_the_real_port_logs_json_and_stops_on_sigterm() {
     let (status, _, body) = get_via(served.addr, &format!("http://{}/hello", origin.addr)).await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
 
-    let event = loop {
-        let line = tokio::time::timeout(STEP, served.lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("an access line");
-        if line.contains("\"message\":\"access\"") {
-            break line;
-        }
-    };
+    let event = served.next_access_line().await;
     for field in [
         "\"client\":\"127.0.0.1:",
         "\"method\":\"GET\"",
@@ -294,7 +240,7 @@ async fn serve_finishes_a_download_in_flight_after_sigterm() {
     }))
     .await;
     write(dir.path(), "c.toml", &config_allowing_loopback(""));
-    let mut served = serve(dir.path(), &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
+    let mut served = start_served(dir.path(), &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
     let addr = served.addr;
     let url = format!("http://{}/slow", origin.addr);
     let in_flight = tokio::spawn(async move { get_via(addr, &url).await });

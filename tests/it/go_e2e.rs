@@ -151,7 +151,7 @@ async fn direct_from_fixture(world: &World) -> GoRun {
 }
 
 fn zip_in_cache(project: &GoProject, module: &str, version: &str) -> bool {
-    let encoded = modgate::module::encode_case(module);
+    let encoded = modgate::gomod::escape::encode_case(module);
     project
         .dir
         .path()

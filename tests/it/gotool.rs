@@ -167,9 +167,9 @@ pub struct FixtureModule {
 pub fn write_fixture(root: &Path, modules: &[FixtureModule]) {
     let mut lists: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for m in modules {
-        let dir = root.join(modgate::module::encode_case(m.path)).join("@v");
+        let dir = root.join(modgate::gomod::escape::encode_case(m.path)).join("@v");
         std::fs::create_dir_all(&dir).unwrap();
-        let version = modgate::module::encode_case(m.version);
+        let version = modgate::gomod::escape::encode_case(m.version);
         let gomod = format!("module {}\n\ngo 1.21\n", m.path);
         std::fs::write(dir.join(format!("{version}.mod")), &gomod).unwrap();
         std::fs::write(

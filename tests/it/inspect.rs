@@ -40,7 +40,7 @@ fn config(dir: &Path, public: &TestPki, extra: Option<&TestPki>, hosts: &str) {
 
 fn chain_pem(pki: &TestPki, name: &str) -> String {
     let (chain, _) = pki.leaf(&[name]);
-    chain.iter().map(|c| modgate::ca::to_pem(c)).collect()
+    chain.iter().map(|c| modgate::tls::pem::to_pem(c)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,9 +6,11 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod explain_serve;
 mod forward;
 mod go_e2e;
 mod inspect;
+mod layout;
 mod lifecycle;
 mod modules;
 mod policy;

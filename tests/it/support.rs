@@ -18,7 +18,7 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use modgate::config::Config;
-use modgate::server::Server;
+use modgate::proxy::server::Server;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -431,6 +431,75 @@ pub async fn tls_connect(
         .await
         .expect("handshake in time")
         .expect("handshake")
+}
+
+// ---------- modgate as a process ----------
+
+/// A `modgate serve` child process, killed on drop.
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub addr: std::net::SocketAddr,
+    pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+/// Runs `modgate serve ARGS` in `dir` and waits for its listening line.
+pub async fn start_served(dir: &std::path::Path, args: &[&str]) -> Served {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(modgate_bin())
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(STEP, lines.next_line())
+            .await
+            .expect("listening line in time")
+            .unwrap()
+            .expect("serve exited early");
+        if let Some(addr) = line.strip_prefix("modgate listening on ") {
+            let addr = addr.parse().expect("a socket address");
+            return Served { child, addr, lines };
+        }
+    }
+}
+
+/// Sends SIGTERM to a child.
+pub fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+impl Served {
+    /// The next line of its log that is an access event (`--log-format json`).
+    pub async fn next_access_line(&mut self) -> String {
+        loop {
+            let line = tokio::time::timeout(STEP, self.lines.next_line())
+                .await
+                .expect("an access line in time")
+                .unwrap()
+                .expect("an access line before the log ends");
+            if line.contains("\"message\":\"access\"") {
+                return line;
+            }
+        }
+    }
+
+    /// The next access event, parsed.
+    pub async fn next_access(&mut self) -> serde_json::Value {
+        let line = self.next_access_line().await;
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
 }
 
 /// The path of the modgate binary built for these tests.

@@ -1,0 +1,74 @@
+//! `modgate ca init` and `modgate ca bundle`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::{CaCommand, usage_error};
+use crate::config::Config;
+use crate::tls::ca;
+
+/// Runs a `ca` subcommand.
+pub(crate) fn run(command: CaCommand) -> ExitCode {
+    ca_command(command)
+}
+
+fn ca_paths(config: &Config, dir: Option<PathBuf>) -> (PathBuf, PathBuf) {
+    match dir {
+        Some(dir) => (dir.join("modgate-ca.pem"), dir.join("modgate-ca.key")),
+        None => (config.tls.ca_cert.clone(), config.tls.ca_key.clone()),
+    }
+}
+
+fn ca_command(command: CaCommand) -> ExitCode {
+    match command {
+        CaCommand::Init { config, dir, force } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            let (cert, key) = ca_paths(&config, dir);
+            let new = match ca::generate(&config.policy.intercept) {
+                Ok(new) => new,
+                Err(e) => return usage_error(format!("modgate: {e}")),
+            };
+            if let Err(e) = ca::write(&new, &cert, &key, force) {
+                return usage_error(format!("modgate: {e}"));
+            }
+            if new.unconstrained {
+                eprintln!(
+                    "modgate: warning: tls.intercept contains '*', so this CA has no name constraints and can impersonate any site; keep {} safe",
+                    key.display()
+                );
+            }
+            let hosts: Vec<String> = config.policy.intercept.iter().map(ToString::to_string).collect();
+            println!("wrote {} and {} (key mode 0600)", cert.display(), key.display());
+            println!("valid for: {}", hosts.join(", "));
+            println!("next: modgate ca bundle > modgate-bundle.pem && export SSL_CERT_FILE=$PWD/modgate-bundle.pem");
+            ExitCode::SUCCESS
+        }
+        CaCommand::Bundle { config, dir } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            let (cert, _) = ca_paths(&config, dir);
+            let ca_pem = match std::fs::read_to_string(&cert) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => pem,
+                Ok(_) => return usage_error(format!("modgate: {}: not a PEM certificate", cert.display())),
+                Err(e) => {
+                    return usage_error(format!(
+                        "modgate: {}: {e} (run `modgate ca init` first)",
+                        cert.display()
+                    ));
+                }
+            };
+            let (bundle, system) = ca::bundle(&ca_pem);
+            print!("{bundle}");
+            eprintln!(
+                "modgate: bundle of {system} system roots plus the modgate CA from {}",
+                cert.display()
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}

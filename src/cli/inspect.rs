@@ -1,0 +1,297 @@
+//! `modgate inspect`: the interception diagnosis for one host or one saved
+//! chain, with the fix spelled out. The handshake goes through the same
+//! dialers as `serve` (direct, or CONNECT through `--proxy`).
+//!
+//! Exit codes: 0 public, 3 intercepted, 4 untrusted, 2 error.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cli::usage_error;
+use crate::config::{Config, OnInterception, PublicRoots};
+use crate::core::host::{Authority, HostOverrides};
+use crate::tls::chain::{ChainReport, Verdict, analyze};
+use crate::tls::evidence::Evidence;
+use crate::tls::pem::read_chain;
+use crate::tls::probe;
+use crate::tls::trust::Trust;
+use crate::upstream::dial::{Dialer, DirectDialer, ProxyDialer};
+use crate::upstream::resolve::Resolver;
+
+/// How long connecting and the handshake may take.
+const STEP: Duration = Duration::from_secs(10);
+
+/// `modgate inspect`: runs the inspection and prints it; the exit code is
+/// the verdict's.
+pub fn run(
+    target: Option<String>,
+    file: Option<PathBuf>,
+    config: Option<PathBuf>,
+    proxy: Option<String>,
+    sni: Option<String>,
+    json: bool,
+) -> ExitCode {
+    let config = match config.as_deref().map(|p| Config::load(Some(p))).transpose() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let source = match (target, file) {
+        (_, Some(file)) => Source::File(file),
+        (Some(target), None) => Source::Host { target, proxy, sni },
+        (None, None) => return usage_error("modgate: give HOST[:PORT] or --file CHAIN.pem"),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return usage_error(format!("modgate: {e}")),
+    };
+    match runtime.block_on(inspect(source, config.as_ref())) {
+        Ok(result) => {
+            if json {
+                match serde_json::to_string_pretty(&result) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => return usage_error(format!("modgate: {e}")),
+                }
+            } else {
+                print!("{}", render(&result));
+            }
+            ExitCode::from(result.exit_code)
+        }
+        Err(e) => usage_error(format!("modgate: inspect: {e}")),
+    }
+}
+
+/// Where the chain comes from.
+pub enum Source {
+    /// One handshake with `target`, directly or through `proxy` (CONNECT).
+    Host {
+        /// `host[:port]`; the port defaults to 443.
+        target: String,
+        /// A parent HTTP proxy URL, e.g. `http://127.0.0.1:3128`.
+        proxy: Option<String>,
+        /// The SNI to send; defaults to the host.
+        sni: Option<String>,
+    },
+    /// A PEM file, e.g. pasted from `openssl s_client -showcerts`.
+    File(PathBuf),
+}
+
+/// The outcome, as printed with `--json`. Documented in docs/inspect.md.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    /// `host:port` inspected, for a handshake.
+    pub target: Option<String>,
+    /// The file read, for `--file`.
+    pub file: Option<String>,
+    /// The SNI sent.
+    pub sni: Option<String>,
+    /// The parent proxy used.
+    pub proxy: Option<String>,
+    /// What the public roots are: `webpki` or a file.
+    pub public_roots: String,
+    /// The chain and its verdict.
+    #[serde(flatten)]
+    pub report: ChainReport,
+    /// Where the chain was saved, when it failed the public roots.
+    pub saved: Option<String>,
+    /// The fix, as lines to paste.
+    pub fix: Vec<String>,
+    /// The process exit code: 0 public, 3 intercepted, 4 untrusted.
+    pub exit_code: u8,
+}
+
+/// Runs the inspection. `config` gives `tls.public_roots`,
+/// `tls.extra_roots`, `[hosts]` and `tls.intercepted_dir`; without it,
+/// webpki roots, the system store and `certs/intercepted`.
+pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspection, String> {
+    let (public, extra, hosts, evidence_dir) = match config {
+        Some(c) => (
+            c.tls.public_roots.clone(),
+            c.tls.extra_roots.clone(),
+            c.hosts.clone(),
+            c.tls.intercepted_dir.clone(),
+        ),
+        None => (
+            PublicRoots::Webpki,
+            Vec::new(),
+            HostOverrides::default(),
+            PathBuf::from("certs/intercepted"),
+        ),
+    };
+    let trust = Trust::load(&public, &extra).map_err(|e| e.to_string())?;
+    let (chain, host, inspection) = match source {
+        Source::File(path) => {
+            let chain = read_chain(&path)?;
+            (chain, None, (None, Some(path.display().to_string()), None, None))
+        }
+        Source::Host { target, proxy, sni } => {
+            let with_port = if target.contains(':') && !target.ends_with(']') {
+                target.clone()
+            } else {
+                format!("{target}:443")
+            };
+            let dest = Authority::parse_connect(&with_port).map_err(|e| format!("bad target '{target}': {e}"))?;
+            let sni = sni.unwrap_or_else(|| dest.host.to_string().trim_matches(|c| c == '[' || c == ']').to_owned());
+            let resolver = Arc::new(Resolver::new(hosts));
+            let dialer: Box<dyn Dialer> = match &proxy {
+                Some(url) => Box::new(ProxyDialer::new(url, resolver)?),
+                None => Box::new(DirectDialer::new(resolver)),
+            };
+            let stream = dialer.dial(&dest, None, STEP).await.map_err(|e| e.to_string())?.stream;
+            let chain = tokio::time::timeout(STEP, probe::handshake(stream, &sni))
+                .await
+                .map_err(|_| format!("TLS handshake with {dest} timed out"))??;
+            (
+                chain,
+                Some(sni.clone()),
+                (Some(dest.to_string()), None, Some(sni), proxy),
+            )
+        }
+    };
+    let report = analyze(&trust.verifiers, &chain, host.as_deref())?;
+    let saved = match report.verdict {
+        Verdict::Public => None,
+        _ => Evidence::open(&evidence_dir).record(&report, &chain, OnInterception::Warn),
+    };
+    let fix = fix_lines(&report, saved.as_deref(), config.is_some());
+    let exit_code = match report.verdict {
+        Verdict::Public => 0,
+        Verdict::Intercepted => 3,
+        Verdict::Untrusted => 4,
+    };
+    let (target, file, sni, proxy) = inspection;
+    let public_roots = match public {
+        PublicRoots::Webpki => "webpki".into(),
+        PublicRoots::File(p) => p.display().to_string(),
+    };
+    Ok(Inspection {
+        target,
+        file,
+        sni,
+        proxy,
+        public_roots,
+        report,
+        saved,
+        fix,
+        exit_code,
+    })
+}
+
+fn system_bundle() -> String {
+    if let Ok(file) = std::env::var("SSL_CERT_FILE") {
+        return file;
+    }
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    .iter()
+    .find(|p| Path::new(p).exists())
+    .unwrap_or(&"/etc/ssl/certs/ca-certificates.crt")
+    .to_string()
+}
+
+fn fix_lines(report: &ChainReport, saved: Option<&str>, with_config: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    if report.verdict == Verdict::Public {
+        lines.push("nothing to fix: the chain verifies against the public roots".into());
+        return lines;
+    }
+    let saved = saved.unwrap_or("<the saved chain>");
+    let vendor = report.vendor.as_deref().unwrap_or("unknown");
+    let who = if vendor == "unknown" {
+        "an interceptor (admin-generated CA)".to_owned()
+    } else {
+        vendor.to_owned()
+    };
+    lines.push(format!(
+        "# The connection is re-signed by {who}; its chain was saved as:"
+    ));
+    lines.push(format!("#   {saved}"));
+    if report.verdict == Verdict::Untrusted {
+        lines.push("# 1. Trust it in modgate (modgate.toml):".into());
+        lines.push("[tls]".into());
+        lines.push(format!("extra_roots = [\"{saved}\"]"));
+    } else {
+        let source = if with_config {
+            "tls.extra_roots or the system store"
+        } else {
+            "the system store"
+        };
+        lines.push(format!("# 1. modgate already trusts its root ({source})."));
+    }
+    lines.push("# 2. Give go the system roots plus it (on Linux SSL_CERT_FILE replaces the system bundle):".into());
+    lines.push(format!("cat {} {saved} > go-bundle.pem", system_bundle()));
+    lines.push("export SSL_CERT_FILE=$PWD/go-bundle.pem".into());
+    lines
+}
+
+/// The text report.
+pub fn render(i: &Inspection) -> String {
+    let mut out = String::new();
+    let r = &i.report;
+    match (&i.target, &i.file) {
+        (Some(target), _) => {
+            let via = i.proxy.as_deref().map(|p| format!(", via {p}")).unwrap_or_default();
+            let _ = writeln!(out, "inspect {target} (SNI {}{via})", i.sni.as_deref().unwrap_or("-"));
+        }
+        (None, Some(file)) => {
+            let _ = writeln!(out, "inspect --file {file}");
+        }
+        _ => {}
+    }
+    for (n, c) in r.certs.iter().enumerate() {
+        let role = if n == 0 {
+            "leaf"
+        } else if c.is_ca {
+            "CA"
+        } else {
+            "certificate"
+        };
+        let _ = writeln!(out, "\ncertificate {} ({role})", n + 1);
+        let _ = writeln!(out, "  subject:      {}", c.subject);
+        let _ = writeln!(out, "  issuer:       {}", c.issuer);
+        let _ = writeln!(out, "  serial:       {}", c.serial);
+        let days = if c.days_left < 0 {
+            format!("expired {} days ago", -c.days_left)
+        } else {
+            format!("{} days left", c.days_left)
+        };
+        let _ = writeln!(out, "  validity:     {} .. {} ({days})", c.not_before, c.not_after);
+        if !c.sans.is_empty() {
+            let _ = writeln!(out, "  SANs:         {}", c.sans.join(", "));
+        }
+        let _ = writeln!(out, "  key:          {}", c.key);
+        let _ = writeln!(out, "  signature:    {}", c.signature);
+        let _ = writeln!(out, "  sha256:       {}", c.sha256);
+        let _ = writeln!(out, "  spki sha256:  {}", c.spki_sha256);
+    }
+    let _ = writeln!(out, "\npublic roots ({}): {}", i.public_roots, r.public_check);
+    let _ = writeln!(out, "system + extra roots: {}", r.local_check);
+    let _ = writeln!(out, "verdict:  {}", r.verdict);
+    if let Some(vendor) = &r.vendor {
+        let _ = writeln!(out, "vendor:   {vendor}");
+        let _ = writeln!(out, "issuer:   {}", r.issuer);
+    }
+    let flags = r.flags.names();
+    let _ = writeln!(
+        out,
+        "flags:    {}",
+        if flags.is_empty() {
+            "none".into()
+        } else {
+            flags.join(", ")
+        }
+    );
+    let _ = writeln!(out, "\nfix:");
+    for line in &i.fix {
+        let _ = writeln!(out, "  {line}");
+    }
+    out
+}

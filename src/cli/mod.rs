@@ -1,0 +1,177 @@
+//! The `modgate` command line: clap parses it into [`Cli`], and each
+//! command turns its result into an exit code. anyhow is used only here.
+//!
+//! - [`serve`]: `modgate serve`: logging, signals, the server.
+//! - [`ca`]: `modgate ca init|bundle`.
+//! - [`inspect`]: `modgate inspect`: the interception diagnosis.
+//! - `check` and `explain` are a few lines each, below.
+
+pub mod ca;
+pub mod inspect;
+pub mod serve;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::policy::explain::{self, ExplainTarget, Explainer};
+
+/// A forward proxy for Go module traffic.
+#[derive(Parser)]
+#[command(name = "modgate", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Listen on this address instead of the config's `listen`.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate the config and print the rules in effect.
+    Check {
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Diagnose TLS interception for a host (one handshake) or a saved chain.
+    ///
+    /// Exit codes: 0 public, 3 intercepted, 4 untrusted, 2 error.
+    Inspect {
+        /// HOST[:PORT] to connect to (port 443 by default).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        target: Option<String>,
+        /// Read the chain from a PEM file instead (e.g. from openssl s_client -showcerts).
+        #[arg(long, value_name = "CHAIN.pem")]
+        file: Option<PathBuf>,
+        /// Take tls.public_roots, tls.extra_roots, [hosts] and tls.intercepted_dir from this config.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Connect through this HTTP proxy with CONNECT, e.g. http://127.0.0.1:3128.
+        #[arg(long, value_name = "URL")]
+        proxy: Option<String>,
+        /// The SNI to send (default: the host).
+        #[arg(long, value_name = "NAME")]
+        sni: Option<String>,
+        /// Print JSON (see docs/inspect.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the local CA used for intercepted hosts.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Show which rule a target meets, and why (a dry run: no DNS, no I/O).
+    Explain {
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The client address to evaluate `src` rules for.
+        #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+        from: IpAddr,
+        /// A URL (https://host/path, http://host/path), host:port, or module[@version].
+        target: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create the CA, name-constrained to tls.intercept.
+    Init {
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Write modgate-ca.pem and modgate-ca.key here instead of tls.ca_cert/tls.ca_key.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Replace an existing CA (clients must then trust the new one).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the system roots plus the modgate CA as one PEM bundle (for SSL_CERT_FILE).
+    Bundle {
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Read modgate-ca.pem from here instead of tls.ca_cert.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Exit code for a bad config or bad arguments.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::Ca { command } => ca::run(command),
+        Command::Inspect {
+            target,
+            file,
+            config,
+            proxy,
+            sni,
+            json,
+        } => inspect::run(target, file, config, proxy, sni, json),
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => serve::run(config, listen, log_format),
+        Command::Check { config } => match Config::load(config.as_deref()) {
+            Ok(c) => {
+                print!("{}", c.describe());
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(e),
+        },
+        Command::Explain { config, from, target } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            let explainer = Explainer {
+                policy: &config.policy,
+                hosts: &config.hosts,
+            };
+            match ExplainTarget::parse(&target) {
+                Ok(t) => {
+                    print!("{}", explain::explain(&explainer, from, &t));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(e),
+            }
+        }
+    }
+}
+
+/// Prints `e` and exits with [`EXIT_USAGE`].
+pub fn usage_error(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(EXIT_USAGE)
+}

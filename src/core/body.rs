@@ -1,0 +1,53 @@
+//! The body type every response and upstream request uses, and the
+//! `text/plain` answers modgate writes itself.
+//!
+//! Every refusal or failure a client sees is one line starting with
+//! `modgate:`, as `text/plain; charset=utf-8`, so `go` shows it after
+//! "server response:".
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+
+use crate::core::error::Error;
+
+/// Errors of a streamed body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type modgate sends and answers with.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body from bytes, for modgate's own answers.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// A one-line `text/plain` answer; `line` should start with `modgate:`.
+pub fn text(status: StatusCode, line: &str) -> Response<Body> {
+    let mut resp = Response::new(full(format!("{line}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The plain-text answer for an error: its status and its `modgate:` line.
+pub fn error_response(err: &Error) -> Response<Body> {
+    let mut resp = Response::new(full(err.body()));
+    *resp.status_mut() = err.status();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

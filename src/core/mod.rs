@@ -1,0 +1,18 @@
+//! The bottom layer: what every other subsystem names and nothing here
+//! depends on the rest of the crate.
+//!
+//! - [`host`]: [`Host`](host::Host), [`Authority`](host::Authority) and the `[hosts]` table.
+//! - [`error`]: the one error type, which says which side failed.
+//! - [`body`]: the body type and modgate's own `text/plain` answers.
+//! - [`hop`]: hop-by-hop headers, removed in both directions.
+//! - [`duration`]: durations as the config writes them.
+//! - [`cache`]: the one bounded, expiring cache type.
+//! - [`verdict`]: the trust verdict on an upstream chain.
+
+pub mod body;
+pub mod cache;
+pub mod duration;
+pub mod error;
+pub mod hop;
+pub mod host;
+pub mod verdict;

@@ -1,0 +1,99 @@
+//! The two escapings on a module request's path: percent-encoding (go
+//! escapes `!` as `%21`) and the `!` case-encoding of upper-case letters.
+
+use percent_encoding::percent_decode_str;
+
+/// Percent-decodes a request path. `go` escapes URL paths, so `!azure`
+/// arrives as `%21azure`; the classifiers take the decoded path.
+pub fn decode_path(raw: &str) -> Result<String, String> {
+    if !raw.contains('%') {
+        return Ok(raw.to_owned());
+    }
+    // percent-encoding passes a stray `%` through; a request with one is
+    // malformed, so it is refused here rather than decoded leniently.
+    let bytes = raw.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(format!("bad percent-encoding in {}", quote(raw)));
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| format!("{} is not UTF-8 once percent-decoded", quote(raw)))
+}
+
+/// Decodes the `!` case-encoding: "!azure" -> "Azure". A raw upper-case
+/// letter, or '!' not followed by a-z, is an error; so is a non-ASCII
+/// character, as in Go.
+pub fn decode_case(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '!' => match chars.next() {
+                Some(l) if l.is_ascii_lowercase() => out.push(l.to_ascii_uppercase()),
+                Some(other) => {
+                    return Err(format!("'!' must be followed by a lower-case letter, not {:?}", other));
+                }
+                None => return Err("'!' at the end must be followed by a lower-case letter".into()),
+            },
+            'A'..='Z' => {
+                return Err(format!(
+                    "upper-case '{c}' must be case-encoded as '!{}'",
+                    c.to_ascii_lowercase()
+                ));
+            }
+            c if !c.is_ascii() => return Err(format!("non-ASCII character {c:?}")),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes upper case as '!' + lower case: "Azure" -> "!azure". Other
+/// characters are copied as they are.
+pub fn encode_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('!');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Quotes text from a request for an error message: escaped, so the message
+/// stays on one line, and cut short.
+pub fn quote(s: &str) -> String {
+    const MAX_CHARS: usize = 160;
+    match s.char_indices().nth(MAX_CHARS) {
+        Some((end, _)) => format!("{:?}...", &s[..end]),
+        None => format!("{s:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_escapes_are_decoded() {
+        assert_eq!(
+            decode_path("/github.com/%21azure/x/@v/v1.0.0.mod").unwrap(),
+            "/github.com/!azure/x/@v/v1.0.0.mod"
+        );
+        assert_eq!(decode_path("/plain/@v/list").unwrap(), "/plain/@v/list");
+        assert!(decode_path("/a%2").is_err());
+        assert!(decode_path("/a%zz").is_err());
+        assert!(decode_path("/a%ff").is_err());
+        assert_eq!(decode_path("/a.com/x%2525/@v/list").unwrap(), "/a.com/x%25/@v/list");
+    }
+}

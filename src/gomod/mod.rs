@@ -1,0 +1,13 @@
+//! The Go module protocol on the wire, as pure functions: which GOPROXY or
+//! checksum-database request a path is, its escapings, and what counts as a
+//! valid module path and version. No I/O.
+//!
+//! - [`request`]: [`ModuleRequest`](request::ModuleRequest), what a request asks for.
+//! - [`escape`]: percent-decoding and the `!` case-encoding.
+//! - [`check`]: module path, version and database-name validation.
+//! - [`classify`]: GOPROXY and sumdb paths into module requests.
+
+pub mod check;
+pub mod classify;
+pub mod escape;
+pub mod request;

@@ -1,0 +1,92 @@
+//! The fall-through loop: a mirror list tried in order, with GOPROXY
+//! semantics (`,` moves on after 404/410, `|` after any failure, `off`
+//! stops). Each entry is a [`ModuleSource`] from the [`SourceSet`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use http::Response;
+
+use crate::core::body::Body;
+use crate::core::error::Error;
+use crate::modules::dir_source::DirSource;
+use crate::modules::proxy_source::{OriginSource, ProxySource};
+use crate::modules::source::{Answer, ModuleSource, SourceRequest};
+use crate::policy::Policy;
+use crate::policy::mirrors::{FallThrough, Mirror, MirrorList};
+use crate::policy::rule::Action;
+use crate::upstream::pool::HttpClient;
+
+/// The source behind every mirror-list entry of the policy, built once.
+pub struct SourceSet {
+    by_entry: HashMap<Mirror, Arc<dyn ModuleSource>>,
+}
+
+impl SourceSet {
+    /// Sources for every entry of every `mirror` rule in `policy`.
+    pub fn new(policy: &Policy, client: &HttpClient) -> SourceSet {
+        let mut by_entry: HashMap<Mirror, Arc<dyn ModuleSource>> = HashMap::new();
+        let entries = policy.rules.iter().flat_map(|rule| match &rule.action {
+            Action::Mirror { mirrors } => mirrors.entries.as_slice(),
+            _ => &[],
+        });
+        for entry in entries {
+            if by_entry.contains_key(&entry.mirror) {
+                continue;
+            }
+            let source: Arc<dyn ModuleSource> = match &entry.mirror {
+                Mirror::Proxy(base) => Arc::new(ProxySource::new(base.clone(), client.clone())),
+                Mirror::Direct => Arc::new(OriginSource::new(client.clone())),
+                Mirror::Dir(dir) => Arc::new(DirSource::new(dir.clone())),
+                Mirror::Off => Arc::new(Off),
+            };
+            by_entry.insert(entry.mirror.clone(), source);
+        }
+        SourceSet { by_entry }
+    }
+
+    fn get(&self, mirror: &Mirror) -> Option<&Arc<dyn ModuleSource>> {
+        self.by_entry.get(mirror)
+    }
+}
+
+/// `off`: module downloads are disabled here.
+struct Off;
+
+impl ModuleSource for Off {
+    fn fetch<'a>(&'a self, req: SourceRequest<'a>) -> BoxFuture<'a, Answer> {
+        Box::pin(async move {
+            Answer::Failed(Error::Blocked {
+                rule: req.rule.to_owned(),
+                reason: format!("module downloads are off for {}", req.what()),
+            })
+        })
+    }
+}
+
+/// Tries the entries of `list` in order and returns the answer to stream to
+/// the client, and the entry that gave it.
+pub async fn fetch(
+    list: &MirrorList,
+    sources: &SourceSet,
+    req: SourceRequest<'_>,
+) -> (Result<Response<Body>, Error>, String) {
+    let last = list.entries.len().saturating_sub(1);
+    for (i, entry) in list.entries.iter().enumerate() {
+        let name = entry.mirror.to_string();
+        let Some(source) = sources.get(&entry.mirror) else {
+            return (Err(Error::Internal(format!("no source for mirror {name}"))), name);
+        };
+        match source.fetch(req).await {
+            Answer::Found(resp) => return (Ok(resp), name),
+            Answer::NotFound(resp) if i == last => return (Ok(resp), name),
+            Answer::NotFound(_) => {}
+            Answer::Failed(e) if i < last && entry.then == FallThrough::OnAnyError => {
+                tracing::info!(rule = req.rule, mirror = %name, error = %e, "mirror failed; trying the next (|)");
+            }
+            Answer::Failed(e) => return (Err(e), name),
+        }
+    }
+    (Err(Error::Internal("empty mirror list".into())), String::new())
+}

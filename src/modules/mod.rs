@@ -1,0 +1,12 @@
+//! Answering module requests from sources: module proxies, GOPROXY
+//! directories and original hosts, tried in a mirror list's order.
+//!
+//! - [`source`]: the [`ModuleSource`](source::ModuleSource) seam.
+//! - [`proxy_source`]: module proxies over HTTP(S), and `direct`.
+//! - [`dir_source`]: GOPROXY-layout directories (`file://`).
+//! - [`fetch`]: the fall-through loop over a mirror list.
+
+pub mod dir_source;
+pub mod fetch;
+pub mod proxy_source;
+pub mod source;

@@ -1,0 +1,319 @@
+//! `modgate explain`: which rule a target meets, why, and what modgate then
+//! does. A dry run: no DNS, no connections. Addresses are known only for IP
+//! literals and `[hosts]` entries; otherwise rules with `dst` are shown as
+//! depending on DNS, with both outcomes.
+//!
+//! The outcome printed is the [`Plan`] that `serve` would carry out, made
+//! by the same code ([`plan_decided`]), including its refusal line.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::Uri;
+
+use crate::core::host::{Authority, Host, HostOverrides};
+use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
+use crate::gomod::escape::{decode_path, encode_case};
+use crate::gomod::request::ModuleRequest;
+use crate::policy::Policy;
+use crate::policy::decide::{Decision, decide_resolved};
+use crate::policy::describe::rule_line;
+use crate::policy::glob::HostGlob;
+use crate::policy::plan::{Door, Plan, plan_decided};
+use crate::policy::rule::{Action, Facts, Mismatch, Rule};
+
+/// What a TARGET argument names.
+#[derive(Debug)]
+pub enum ExplainTarget {
+    /// `https://host/` or `host:port`: a CONNECT tunnel.
+    Tunnel(Authority),
+    /// `http://host/...`: a forwarded request.
+    Forward(Authority),
+    /// `https://host/<GOPROXY path>`: a module request to that host.
+    HostModule(Authority, ModuleRequest),
+    /// `module[@version]`: a module request, wherever it arrives.
+    Module(ModuleRequest),
+}
+
+impl ExplainTarget {
+    /// Parses a URL, `host:port`, or `module[@version]`.
+    pub fn parse(s: &str) -> Result<ExplainTarget, String> {
+        if s.contains("://") {
+            return parse_url(s);
+        }
+        if s.contains('/') || s.contains('@') {
+            return parse_module(s);
+        }
+        Authority::parse_connect(s).map(ExplainTarget::Tunnel).map_err(|_| {
+            format!("cannot read target '{s}': expected a URL (https://host/path), host:port, or module[@version]")
+        })
+    }
+}
+
+fn parse_url(s: &str) -> Result<ExplainTarget, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("bad URL '{s}': {e}"))?;
+    let host = Host::parse(uri.host().ok_or_else(|| format!("URL '{s}' has no host"))?)?;
+    match uri.scheme_str() {
+        Some("http") => Ok(ExplainTarget::Forward(Authority {
+            host,
+            port: uri.port_u16().unwrap_or(80),
+        })),
+        Some("https") => {
+            let dest = Authority {
+                host,
+                port: uri.port_u16().unwrap_or(443),
+            };
+            let path = &decode_path(uri.path()).map_err(|e| format!("URL '{s}': {e}"))?;
+            let request = match classify_proxy_path(path).map_err(|e| format!("URL '{s}': {e}"))? {
+                Some(r) => Some(r),
+                None => classify_sumdb_path(&dest.host.to_string(), path).map_err(|e| format!("URL '{s}': {e}"))?,
+            };
+            Ok(match request {
+                Some(request) => ExplainTarget::HostModule(dest, request),
+                None => ExplainTarget::Tunnel(dest),
+            })
+        }
+        _ => Err(format!("URL '{s}': only http:// and https:// are proxied")),
+    }
+}
+
+fn parse_module(s: &str) -> Result<ExplainTarget, String> {
+    let (path, version) = match s.split_once('@') {
+        Some((p, v)) => (p, Some(v)),
+        None => (s, None),
+    };
+    let encoded = encode_case(path);
+    let probe = match version {
+        Some(v) => format!("/{encoded}/@v/{}.info", encode_case(v)),
+        None => format!("/{encoded}/@v/list"),
+    };
+    match classify_proxy_path(&probe) {
+        Ok(Some(request)) => Ok(ExplainTarget::Module(request)),
+        Ok(None) => Err(format!("'{s}' is not a module path")),
+        Err(e) => Err(format!("'{s}': {e}")),
+    }
+}
+
+/// What `explain` needs: the policy and the static name table.
+pub struct Explainer<'a> {
+    /// The rules and `tls.intercept`.
+    pub policy: &'a Policy,
+    /// `[hosts]`: the only addresses a dry run knows.
+    pub hosts: &'a HostOverrides,
+}
+
+/// The explanation for `target` requested from `from`.
+pub fn explain(x: &Explainer<'_>, from: IpAddr, target: &ExplainTarget) -> String {
+    let mut out = String::new();
+    fn facts<'a>(from: IpAddr, dest: Option<&'a Authority>, module: Option<&'a str>) -> Facts<'a> {
+        Facts {
+            src: from,
+            dest,
+            addr: None,
+            module,
+        }
+    }
+    match target {
+        ExplainTarget::Tunnel(dest) => {
+            let _ = writeln!(out, "target:  CONNECT {dest} from {from}");
+            trace(
+                x,
+                Door::Tunnel,
+                &facts(from, Some(dest), None),
+                &dest.to_string(),
+                &mut out,
+            );
+        }
+        ExplainTarget::Forward(dest) => {
+            let _ = writeln!(out, "target:  GET http://{dest}/ from {from}");
+            trace(
+                x,
+                Door::Forward,
+                &facts(from, Some(dest), None),
+                &dest.to_string(),
+                &mut out,
+            );
+        }
+        ExplainTarget::HostModule(dest, request) => {
+            let module = request.module();
+            let _ = writeln!(out, "target:  {} request to https://{dest} from {from}", request.kind());
+            if let Some(m) = module {
+                let _ = writeln!(out, "module:  {m}");
+            }
+            if !x.policy.intercepts(&dest.host) {
+                let _ = writeln!(
+                    out,
+                    "note:    {} is not in tls.intercept, so modgate sees only CONNECT {dest}; module rules cannot apply there",
+                    dest.host
+                );
+                trace(
+                    x,
+                    Door::Tunnel,
+                    &facts(from, Some(dest), None),
+                    &dest.to_string(),
+                    &mut out,
+                );
+                return out;
+            }
+            tunnel_then_request(x, dest, request, &facts(from, Some(dest), module), &mut out);
+        }
+        ExplainTarget::Module(request) => {
+            let module = request.module().unwrap_or_default();
+            let version = request.version().map(|v| format!("@{v}")).unwrap_or_default();
+            let _ = writeln!(out, "target:  module {module}{version} from {from}");
+            let _ = writeln!(out, "via:     modgate's module endpoint (GOPROXY=http://<modgate>)");
+            trace(
+                x,
+                Door::Endpoint,
+                &facts(from, None, request.module()),
+                module,
+                &mut out,
+            );
+            for glob in &x.policy.intercept {
+                let HostGlob::Exact(host) = glob else { continue };
+                let dest = Authority {
+                    host: Host::Name(host.clone()),
+                    port: 443,
+                };
+                let _ = writeln!(out, "\nvia:     an intercepted tunnel to {host}");
+                tunnel_then_request(x, &dest, request, &facts(from, Some(&dest), request.module()), &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// An intercepted host's two decisions: the CONNECT (module unknown), and
+/// then, if the tunnel is intercepted, the request inside.
+fn tunnel_then_request(
+    x: &Explainer<'_>,
+    dest: &Authority,
+    request: &ModuleRequest,
+    inside: &Facts<'_>,
+    out: &mut String,
+) {
+    let connect = Facts {
+        module: None,
+        ..*inside
+    };
+    let _ = writeln!(out, "CONNECT {dest}:");
+    let plan = trace(x, Door::Tunnel, &connect, &dest.to_string(), out);
+    if !matches!(plan, Plan::Intercept(_)) {
+        return;
+    }
+    let url = format!("https://{dest}");
+    let what = request.module().map_or(url, str::to_owned);
+    let _ = writeln!(out, "then the request inside:");
+    trace(x, Door::Intercepted { module_request: true }, inside, &what, out);
+}
+
+/// Prints each rule's verdict and the plan, and returns the plan (for a name
+/// only DNS can resolve: the plan when no `dst` rule applies, with a note
+/// for each that could).
+fn trace<'a>(x: &Explainer<'a>, door: Door, facts: &Facts<'_>, what: &str, out: &mut String) -> Plan<'a> {
+    let known: Option<Vec<IpAddr>> = facts
+        .dest
+        .and_then(|dest| x.hosts.pinned(dest))
+        .map(|addrs| addrs.iter().map(|a| a.ip()).collect());
+    if let (Some(dest), Some(ips)) = (facts.dest, &known) {
+        if let Host::Name(_) = dest.host {
+            let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
+            let _ = writeln!(out, "address: {} (from [hosts])", list.join(", "));
+        }
+    } else if facts.dest.is_some() {
+        let _ = writeln!(out, "address: resolved at request time (a dry run does no DNS)");
+    }
+
+    let _ = writeln!(out, "rules:");
+    let mut depends_on_dns = Vec::new();
+    let mut chosen = None;
+    for (i, rule) in x.policy.rules.iter().enumerate() {
+        let verdict = match &known {
+            Some(ips) => check_all(rule, facts, ips),
+            None => rule.check(facts),
+        };
+        let line = rule_line(rule);
+        match verdict {
+            Ok(()) => {
+                let _ = writeln!(out, "  {}. matches     {line}", i + 1);
+                chosen = Some(rule);
+                break;
+            }
+            Err(Mismatch::AddressUnknown) => {
+                let _ = writeln!(out, "  {}. if DNS says {line}", i + 1);
+                depends_on_dns.push(rule);
+            }
+            Err(why) => {
+                let _ = writeln!(out, "  {}. skipped     {line} ({why})", i + 1);
+            }
+        }
+    }
+    // With known addresses the real decision refuses if any address is
+    // refused; use it so the outcome matches what `serve` does.
+    let decision = match &known {
+        Some(ips) => decide_resolved(&x.policy.rules, facts, ips),
+        None => chosen.map_or(Decision::NoMatch, Decision::Matched),
+    };
+    let plan = plan_decided(x.policy, door, facts, decision, what);
+    print_plan(&plan, out);
+    if let Some(dest) = facts.dest {
+        for rule in &depends_on_dns {
+            let _ = writeln!(
+                out,
+                "note:    rule '{}' applies instead if any address of {} is in its dst; modgate checks every address it resolves",
+                rule.name, dest.host
+            );
+        }
+    }
+    plan
+}
+
+fn print_plan(plan: &Plan<'_>, out: &mut String) {
+    match plan.rule() {
+        Some(rule) => {
+            let _ = writeln!(out, "rule:    '{}'", rule.name);
+        }
+        None => {
+            let _ = writeln!(out, "rule:    (none)");
+        }
+    }
+    let action = match plan {
+        Plan::Refuse { rule, error } => match (rule.map(|r| &r.action), error) {
+            (Some(Action::Block { reason }), _) => format!("block ({reason})"),
+            (_, crate::core::error::Error::Blocked { reason, .. }) => format!("block ({reason})"),
+            _ => "block".to_owned(),
+        },
+        Plan::Mirror(_, mirrors) => format!("mirror to {mirrors}"),
+        Plan::NotModule(_) => "mirror (but this is not a module request: 404)".to_owned(),
+        Plan::ClientDirect(_) => "direct (a 404 that sends go to its own direct)".to_owned(),
+        Plan::Relay(_) | Plan::Origin(_) | Plan::Intercept(_) => plan.action().as_str().to_owned(),
+    };
+    let _ = writeln!(out, "action:  {action}");
+    match plan {
+        Plan::Refuse { error, .. } => {
+            let _ = writeln!(out, "refusal: {}", error.body().trim_end());
+        }
+        Plan::Intercept(_) => {
+            let _ = writeln!(
+                out,
+                "tunnel:  intercepted (tls.intercept): modgate ends TLS with its CA and decides each request inside again, with its module path"
+            );
+        }
+        _ => {}
+    }
+}
+
+/// A rule matches a set of known addresses when it matches any of them.
+fn check_all(rule: &Rule, facts: &Facts<'_>, ips: &[IpAddr]) -> Result<(), Mismatch> {
+    let mut last = Err(Mismatch::Dst);
+    for ip in ips {
+        last = rule.check(&Facts {
+            addr: Some(*ip),
+            ..*facts
+        });
+        if last.is_ok() {
+            return last;
+        }
+    }
+    last
+}

@@ -1,0 +1,268 @@
+//! One `[[rule]]`: its match fields, its action, and how each field is
+//! checked against what is known about a request ([`Facts`]).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use crate::core::host::Authority;
+use crate::policy::glob::{HostGlob, ModuleGlob};
+use crate::policy::mirrors::MirrorList;
+
+/// One `[[rule]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The rule's name, shown in logs, errors and `explain`.
+    pub name: String,
+    /// Host globs; `None` matches every host.
+    pub hosts: Option<Vec<HostGlob>>,
+    /// Destination ports; `None` matches every port.
+    pub ports: Option<Vec<PortRange>>,
+    /// Client networks; `None` matches every client.
+    pub src: Option<Vec<Cidr>>,
+    /// Destination networks, checked against every resolved address; `None`
+    /// matches every destination.
+    pub dst: Option<Vec<Cidr>>,
+    /// Module-path globs (GOPRIVATE semantics); a rule with `modules` matches
+    /// only requests whose module path is known. `None` matches everything.
+    pub modules: Option<Vec<ModuleGlob>>,
+    /// What to do with a matching request.
+    pub action: Action,
+}
+
+/// What happens to a request that matches a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send it to the origin unchanged.
+    Direct,
+    /// Refuse it, telling the user why.
+    Block {
+        /// Shown to the user after the rule name.
+        reason: String,
+    },
+    /// Fetch module requests from a list of module proxies.
+    Mirror {
+        /// The list, in GOPROXY syntax.
+        mirrors: MirrorList,
+    },
+}
+
+impl Action {
+    /// The action's name as written in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Direct => "direct",
+            Action::Block { .. } => "block",
+            Action::Mirror { .. } => "mirror",
+        }
+    }
+}
+
+/// What is known about a request when the policy is consulted.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The client's address.
+    pub src: IpAddr,
+    /// Where the request goes; `None` for requests to modgate's own endpoint.
+    pub dest: Option<&'a Authority>,
+    /// One resolved address of `dest`, once known.
+    pub addr: Option<IpAddr>,
+    /// The module path, for GOPROXY and sumdb lookup requests.
+    pub module: Option<&'a str>,
+}
+
+/// Why a rule did not match; `explain` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The request has no destination host (module endpoint), and the rule
+    /// needs one.
+    NoDestination,
+    /// The host is not in `hosts`.
+    Host,
+    /// The port is not in `ports`.
+    Port,
+    /// The client is not in `src`.
+    Src,
+    /// The destination address is not in `dst`.
+    Dst,
+    /// The rule has `dst` and the address is not known yet.
+    AddressUnknown,
+    /// The rule has `modules` and the request has no known module path.
+    NoModule,
+    /// The module path is not in `modules`.
+    Module,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mismatch::NoDestination => "the request has no destination host",
+            Mismatch::Host => "host not in hosts",
+            Mismatch::Port => "port not in ports",
+            Mismatch::Src => "client not in src",
+            Mismatch::Dst => "address not in dst",
+            Mismatch::AddressUnknown => "depends on the resolved address",
+            Mismatch::NoModule => "no module path is known here",
+            Mismatch::Module => "module not in modules",
+        })
+    }
+}
+
+impl Rule {
+    /// Checks every match field against `facts`; the first that fails is
+    /// returned.
+    pub fn check(&self, facts: &Facts<'_>) -> Result<(), Mismatch> {
+        if let Some(src) = &self.src {
+            if !src.iter().any(|c| c.contains(facts.src)) {
+                return Err(Mismatch::Src);
+            }
+        }
+        if let Some(modules) = &self.modules {
+            let Some(module) = facts.module else {
+                return Err(Mismatch::NoModule);
+            };
+            if !modules.iter().any(|g| g.matches(module)) {
+                return Err(Mismatch::Module);
+            }
+        }
+        let needs_dest = self.hosts.is_some() || self.ports.is_some() || self.dst.is_some();
+        let Some(dest) = facts.dest else {
+            return if needs_dest {
+                Err(Mismatch::NoDestination)
+            } else {
+                Ok(())
+            };
+        };
+        if let Some(hosts) = &self.hosts {
+            if !hosts.iter().any(|g| g.matches(&dest.host)) {
+                return Err(Mismatch::Host);
+            }
+        }
+        if let Some(ports) = &self.ports {
+            if !ports.iter().any(|p| p.contains(dest.port)) {
+                return Err(Mismatch::Port);
+            }
+        }
+        if let Some(dst) = &self.dst {
+            let Some(addr) = facts.addr.or(dest.host.ip()) else {
+                return Err(Mismatch::AddressUnknown);
+            };
+            if !dst.iter().any(|c| c.contains(addr)) {
+                return Err(Mismatch::Dst);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A port or an inclusive range of ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port in the range.
+    pub lo: u16,
+    /// Last port in the range.
+    pub hi: u16,
+}
+
+impl PortRange {
+    /// Whether `port` is in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let one = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("bad port '{p}': expected 1-65535"))
+        };
+        let (lo, hi) = match s.split_once('-') {
+            Some((lo, hi)) => (one(lo)?, one(hi)?),
+            None => (one(s)?, one(s)?),
+        };
+        if lo > hi {
+            return Err(format!("bad port range '{s}': {lo} is above {hi}"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// An IP network. A bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub IpNet);
+
+impl Cidr {
+    /// Whether `ip` is in the network. IPv4-mapped IPv6 addresses
+    /// (`::ffff:10.0.0.1`) are treated as the IPv4 address they carry, so
+    /// they cannot slip past an IPv4 rule.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Cidr(IpNet::from(ip)));
+        }
+        let net: IpNet = s
+            .parse()
+            .map_err(|_| format!("bad CIDR '{s}': expected an address or address/prefix, e.g. 10.0.0.0/8"))?;
+        if net.trunc() != net {
+            return Err(format!(
+                "bad CIDR '{s}': host bits are set; did you mean {}?",
+                net.trunc()
+            ));
+        }
+        Ok(Cidr(net))
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_cidrs_parse_strictly() {
+        assert!("0".parse::<PortRange>().is_err());
+        assert!("70000".parse::<PortRange>().is_err());
+        assert!("90-80".parse::<PortRange>().is_err());
+        assert_eq!("80-90".parse::<PortRange>().unwrap(), PortRange { lo: 80, hi: 90 });
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("10.0.0.1/8".parse::<Cidr>().is_err());
+        assert!("banana".parse::<Cidr>().is_err());
+        assert!("fc00::/7".parse::<Cidr>().is_ok());
+        assert!(
+            "192.0.2.7"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("192.0.2.7".parse().unwrap())
+        );
+    }
+}

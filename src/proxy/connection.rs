@@ -1,0 +1,87 @@
+//! One client connection on the proxy port, from its first byte:
+//! 1. [`head::read_first`] reads the first request head;
+//! 2. a CONNECT goes to [`tunnel::serve`];
+//! 3. anything else goes to hyper, which calls [`serve_request`] for each
+//!    request: an absolute URL is forwarded ([`forward`]), an origin-form
+//!    path goes to modgate's own module endpoint ([`endpoint`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::core::body::Body;
+use crate::core::error::Error;
+use crate::proxy::classify::{Target, classify};
+use crate::proxy::context::Context;
+use crate::proxy::drain::{ConnEnd, serve_until_done};
+use crate::proxy::head::{self, FirstRequest, Rewind};
+use crate::proxy::idle::{Activity, Watched};
+use crate::proxy::listener::Inbound;
+use crate::proxy::respond::respond;
+use crate::proxy::{endpoint, forward, tunnel};
+use crate::telemetry::access::Access;
+
+/// Serves one client connection until it ends.
+pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, inbound: Inbound) {
+    let Inbound::Explicit = inbound;
+    let _ = stream.set_nodelay(true);
+    let first = tokio::select! {
+        first = head::read_first(&mut stream, ctx.config.timeouts.header) => first,
+        () = ctx.draining.cancelled() => return,
+    };
+    match first {
+        Ok(Some(first)) if first.is_connect() => tunnel::serve(ctx, stream, peer, first).await,
+        Ok(Some(first)) => serve_http(ctx, stream, peer, first).await,
+        Ok(None) => {}
+        Err(err) => {
+            let mut access = Access::new(peer, "-", "-");
+            access.fail(&err);
+            refuse(&mut stream, &err).await;
+            access.emit();
+        }
+    }
+}
+
+/// Writes `err`'s answer to a connection hyper does not own, and closes it.
+pub async fn refuse(stream: &mut TcpStream, err: &Error) {
+    let _ = stream.write_all(&err.raw_response()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Every first request but CONNECT: hand the connection to hyper.
+async fn serve_http(ctx: &Context, stream: TcpStream, peer: SocketAddr, first: FirstRequest) {
+    let t = ctx.config.timeouts;
+    let activity = Arc::new(Activity::new());
+    let io = Watched::new(Rewind::new(first.buf.freeze(), stream), activity.clone());
+    let service = service_fn(|req| async move { Ok::<_, Infallible>(serve_request(ctx, peer, req).await) });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(t.header)
+        .max_buf_size(head::MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(io), service);
+    if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
+        tracing::debug!(client = %peer, "closing idle client connection");
+    }
+}
+
+/// One request on a hyper-served connection: classify, then forward or
+/// answer from the module endpoint.
+async fn serve_request(ctx: &Context, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let mut access = Access::new(peer, req.method().as_str(), req.uri().to_string());
+    let result = match classify(&req) {
+        Ok(Target::Forward(dest)) => forward::serve(ctx, &mut access, req, dest).await,
+        Ok(Target::Endpoint) => endpoint::serve(ctx, &mut access, req).await,
+        Ok(Target::Tunnel(_)) => Err(Error::BadRequest(
+            "CONNECT must be the first request on a connection; open a new connection for each tunnel".into(),
+        )),
+        Err(e) => Err(e),
+    };
+    respond(result, access)
+}

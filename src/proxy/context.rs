@@ -1,0 +1,39 @@
+//! What every connection task shares: the validated config and the
+//! long-lived parts built from it once at start.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::core::cache::Bounded;
+use crate::core::verdict::Judgement;
+use crate::modules::fetch::SourceSet;
+use crate::tls::interceptor::Interceptor;
+use crate::tls::verifier::VerdictVerifier;
+use crate::upstream::dial::Dialer;
+use crate::upstream::pool::HttpClient;
+use crate::upstream::resolve::Resolver;
+
+/// The proxy's shared state, one per running server.
+pub struct Context {
+    /// The validated config.
+    pub config: Config,
+    /// `[hosts]` and DNS, for the `dst` check.
+    pub resolver: Arc<Resolver>,
+    /// How upstream connections are opened.
+    pub dialer: Arc<dyn Dialer>,
+    /// The pooled client for origins and mirrors.
+    pub client: HttpClient,
+    /// The source behind each mirror-list entry.
+    pub sources: SourceSet,
+    /// The verifier behind every upstream TLS connection.
+    pub verifier: Arc<VerdictVerifier>,
+    /// Active probe results per host:port, for `tls.probe_ttl`: `None`
+    /// while a probe runs or when it failed.
+    pub probes: Bounded<String, Option<Judgement>>,
+    /// TLS termination for `tls.intercept` hosts, when there are any.
+    pub interceptor: Option<Interceptor>,
+    /// Cancelled when shutdown begins: stop taking new work.
+    pub draining: CancellationToken,
+}

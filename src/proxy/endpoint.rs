@@ -1,0 +1,68 @@
+//! modgate's own module endpoint: `GOPROXY=http://<modgate>`.
+//!
+//! Origin-form requests (`GET /golang.org/x/mod/@v/list`) are classified as
+//! GOPROXY or sumdb requests and planned with no destination host (rules
+//! with `hosts`, `ports` or `dst` never match them). `mirror` fetches from
+//! the list; `direct` answers 404 with a `modgate:` line, so a client with
+//! `GOPROXY=http://<modgate>,direct` falls through to its own direct fetch;
+//! `block` answers 403.
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::core::body::Body;
+use crate::core::error::Error;
+use crate::gomod::classify::classify_proxy_path;
+use crate::gomod::escape::decode_path;
+use crate::modules::fetch::fetch;
+use crate::modules::proxy_source::go_direct;
+use crate::modules::source::SourceRequest;
+use crate::policy::plan::{Door, Plan};
+use crate::policy::rule::Facts;
+use crate::proxy::context::Context;
+use crate::proxy::respond::note_upstream;
+use crate::proxy::route::route;
+use crate::telemetry::access::Access;
+
+/// Answers one request addressed to modgate itself.
+pub async fn serve(ctx: &Context, access: &mut Access, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+    let path = &decode_path(req.uri().path()).map_err(Error::BadRequest)?;
+    let Some(request) = classify_proxy_path(path).map_err(Error::BadRequest)? else {
+        return Err(Error::BadRequest(format!(
+            "'{} {path}' is neither a proxy request nor a module request; send an absolute URL (http://host/path), CONNECT host:port, or a GOPROXY path such as /golang.org/x/mod/@v/list",
+            req.method()
+        )));
+    };
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(Error::BadRequest(format!(
+            "the module endpoint answers GET, not {}",
+            req.method()
+        )));
+    }
+    let facts = Facts {
+        src: access.client.ip(),
+        dest: None,
+        addr: None,
+        module: request.module(),
+    };
+    let what = request.module().unwrap_or(path.as_str()).to_owned();
+    let routed = route(ctx, Door::Endpoint, facts, &what, access).await?;
+    let (rule, mirrors) = match routed.plan {
+        Plan::Mirror(rule, mirrors) => (rule, mirrors),
+        Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, &what)),
+        other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
+    };
+    let source_request = SourceRequest {
+        request: &request,
+        rel_path: path,
+        origin_url: None,
+        rule: &rule.name,
+        header_timeout: ctx.config.timeouts.header,
+    };
+    let (result, source) = fetch(mirrors, &ctx.sources, source_request).await;
+    access.upstream = Some(source);
+    if let Ok(resp) = &result {
+        note_upstream(access, resp.extensions());
+    }
+    result
+}

@@ -1,0 +1,106 @@
+//! One request inside an intercepted tunnel: classified (GOPROXY path,
+//! sumdb path, or neither), planned with its module path known, and then
+//! mirrored, sent to the original host, or refused.
+
+use std::net::SocketAddr;
+
+use http::uri::Scheme;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::core::body::{Body, BoxError, text};
+use crate::core::error::Error;
+use crate::core::host::Authority;
+use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
+use crate::gomod::escape::decode_path;
+use crate::gomod::request::ModuleRequest;
+use crate::modules::fetch::fetch;
+use crate::modules::source::SourceRequest;
+use crate::policy::plan::{Door, Plan};
+use crate::policy::rule::Facts;
+use crate::proxy::context::Context;
+use crate::proxy::forward::forward;
+use crate::proxy::respond::{note_upstream, respond};
+use crate::proxy::route::route;
+use crate::telemetry::access::Access;
+
+/// Answers one request inside the tunnel to `dest`.
+pub async fn serve(ctx: &Context, peer: SocketAddr, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
+    let url = dest.https_url();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut access = Access::new(peer, req.method().as_str(), format!("{url}{path}"));
+    let result = carry_out(ctx, &mut access, dest, req).await;
+    respond(result, access)
+}
+
+/// A classified module request and its (decoded) path relative to a
+/// GOPROXY base.
+fn classify(host: &str, raw_path: &str) -> Result<Option<(ModuleRequest, String)>, Error> {
+    let path = decode_path(raw_path).map_err(Error::BadRequest)?;
+    if let Some(request) = classify_proxy_path(&path).map_err(Error::BadRequest)? {
+        return Ok(Some((request, path)));
+    }
+    match classify_sumdb_path(host, &path).map_err(Error::BadRequest)? {
+        Some(request) => Ok(Some((request, format!("/sumdb/{host}{path}")))),
+        None => Ok(None),
+    }
+}
+
+async fn carry_out(
+    ctx: &Context,
+    access: &mut Access,
+    dest: &Authority,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let t = ctx.config.timeouts;
+    let classified = classify(&dest.host.to_string(), req.uri().path())?;
+    let module = classified.as_ref().and_then(|(m, _)| m.module());
+    let facts = Facts {
+        src: access.client.ip(),
+        dest: Some(dest),
+        addr: None,
+        module,
+    };
+    let what = module.map_or_else(|| access.target.clone(), str::to_owned);
+    let door = Door::Intercepted {
+        module_request: classified.is_some(),
+    };
+    let routed = route(ctx, door, facts, &what, access).await?;
+    match (routed.plan, classified) {
+        (Plan::Mirror(rule, mirrors), Some((request, rel_path))) => {
+            let origin_url = access.target.clone();
+            let source_request = SourceRequest {
+                request: &request,
+                rel_path: &rel_path,
+                origin_url: Some(&origin_url),
+                rule: &rule.name,
+                header_timeout: t.header,
+            };
+            let (result, source) = fetch(mirrors, &ctx.sources, source_request).await;
+            access.upstream = Some(source);
+            if let Ok(resp) = &result {
+                note_upstream(access, resp.extensions());
+            }
+            result
+        }
+        (Plan::NotModule(rule), _) => Ok(text(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "modgate: {} is not a module request, and rule '{}' only mirrors module requests",
+                req.uri().path(),
+                rule.name
+            ),
+        )),
+        (Plan::Origin(_), _) => {
+            let bytes_in = access.bytes_in.clone();
+            access.upstream = Some(dest.https_url());
+            let resp = forward(&ctx.client, req, Scheme::HTTPS, dest, None, t.header, bytes_in).await?;
+            note_upstream(access, resp.extensions());
+            Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+        }
+        (other, _) => Err(Error::Internal(format!(
+            "a request inside a tunnel cannot be planned as {other:?}"
+        ))),
+    }
+}

@@ -1,0 +1,113 @@
+//! Terminating TLS for `tls.intercept` hosts.
+//!
+//! After `200 Connection established`, modgate reads the ClientHello, answers
+//! with a leaf from its local CA for the SNI (or the CONNECT host), offers h2
+//! and http/1.1, and serves the connection with hyper. Each request inside
+//! goes to [`inside::serve`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::core::duration::fmt_duration;
+use crate::core::error;
+use crate::core::host::{Authority, Host};
+use crate::proxy::context::Context;
+use crate::proxy::drain::{ConnEnd, serve_until_done};
+use crate::proxy::head::Rewind;
+use crate::proxy::idle::{Activity, Watched};
+use crate::proxy::inside;
+use crate::telemetry::access::Access;
+
+/// Serves an intercepted tunnel until the client closes it. `access` is the
+/// tunnel's record; each request inside gets its own.
+pub async fn serve(
+    ctx: &Arc<Context>,
+    client: TcpStream,
+    early: Bytes,
+    peer: SocketAddr,
+    dest: Authority,
+    access: &mut Access,
+) {
+    let Some(interceptor) = ctx.interceptor.as_ref() else {
+        access.error = Some("interception is not configured".into());
+        return;
+    };
+    let t = ctx.config.timeouts;
+    let activity = Arc::new(Activity::new());
+    let io = Watched::counting(
+        Rewind::new(early, client),
+        activity.clone(),
+        access.bytes_in.clone(),
+        access.bytes_out.clone(),
+    );
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match tokio::time::timeout(t.header, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
+            access.error = Some(format!("no TLS ClientHello from the client: {e}"));
+            return;
+        }
+        Err(_) => {
+            access.error = Some(format!("no TLS ClientHello within {}", fmt_duration(t.header)));
+            return;
+        }
+    };
+    let name = start
+        .client_hello()
+        .server_name()
+        .and_then(|sni| Host::parse(sni).ok())
+        .filter(|sni| ctx.config.policy.intercepts(sni))
+        .unwrap_or_else(|| dest.host.clone())
+        .to_string();
+    let config = match interceptor.server_config(&name) {
+        Ok(config) => config,
+        Err(e) => {
+            access.error = Some(e.to_string());
+            return;
+        }
+    };
+    let tls = match tokio::time::timeout(t.header, start.into_stream(config)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            access.error = Some(handshake_failure(&e));
+            tracing::warn!(client = %peer, host = %name, error = %error::chain(&e), "intercepted TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            access.error = Some("TLS handshake with the client timed out".into());
+            return;
+        }
+    };
+
+    let dest = Arc::new(dest);
+    let service_ctx = ctx.clone();
+    let service = service_fn(move |req| {
+        let ctx = service_ctx.clone();
+        let dest = dest.clone();
+        async move { Ok::<_, Infallible>(inside::serve(&ctx, peer, &dest, req).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(t.header);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(None);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
+        access.error = Some(format!("closed after {} idle", fmt_duration(t.idle)));
+    }
+}
+
+/// One line saying why the client refused modgate's certificate.
+fn handshake_failure(e: &std::io::Error) -> String {
+    let text = error::chain(e);
+    if text.contains("UnknownCA") || text.contains("BadCertificate") || text.contains("CertificateUnknown") {
+        return format!(
+            "the client does not trust modgate's CA ({text}); give it `modgate ca bundle` as SSL_CERT_FILE"
+        );
+    }
+    format!("TLS handshake with the client failed: {text}")
+}

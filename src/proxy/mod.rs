@@ -1,0 +1,37 @@
+//! The proxy: listeners and the stages a request passes through, in order.
+//!
+//! - [`server`]: start and stop; the accept loop, one task per connection.
+//! - [`listener`]: the listener seam; where connections come from.
+//! - [`connection`]: one client connection: first head, then tunnel or hyper.
+//! - [`head`]: reading the first request head ourselves.
+//! - [`classify`]: the request form: tunnel, forward, or module endpoint.
+//! - [`route`]: the policy's plan, with DNS when a `dst` rule needs it.
+//! - [`tunnel`]: CONNECT: relay or intercept.
+//! - [`relay`]: the byte relay (half-close, idle timeout, splice).
+//! - [`watch`]: the verdict on a relayed tunnel's chain (passive tap, active probe).
+//! - [`intercept`]: TLS termination with the local CA.
+//! - [`inside`]: one request inside an intercepted tunnel.
+//! - [`endpoint`]: modgate's own GOPROXY endpoint.
+//! - [`forward`]: forwarding to the origin over pooled connections.
+//! - [`respond`]: the response and its access event.
+//! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
+//! - [`idle`]: the idle-timeout clock.
+//! - [`context`]: what every connection shares.
+
+pub mod classify;
+pub mod connection;
+pub mod context;
+pub mod drain;
+pub mod endpoint;
+pub mod forward;
+pub mod head;
+pub mod idle;
+pub mod inside;
+pub mod intercept;
+pub mod listener;
+pub mod relay;
+pub mod respond;
+pub mod route;
+pub mod server;
+pub mod tunnel;
+pub mod watch;

@@ -1,0 +1,38 @@
+//! Turning a stage's result into the response sent, with its access event:
+//! emitted at once for a refusal, or when the body ends for an answer.
+
+use http::Response;
+use http_body_util::BodyExt;
+
+use crate::core::body::{Body, error_response};
+use crate::core::error::Error;
+use crate::telemetry::access::{Access, Metered};
+use crate::upstream::pool::UpstreamInfo;
+
+/// The response to send, with the access event emitted when its body ends.
+pub fn respond(result: Result<Response<Body>, Error>, mut access: Access) -> Response<Body> {
+    match result {
+        Ok(resp) => {
+            access.status = resp.status().as_u16();
+            resp.map(|body| Metered::logged(body, access).boxed_unsync())
+        }
+        Err(err) => {
+            access.fail(&err);
+            access.emit();
+            error_response(&err)
+        }
+    }
+}
+
+/// Records where a pooled response came from, and the verdict on the
+/// upstream's chain, in the access record.
+pub fn note_upstream(access: &mut Access, extensions: &http::Extensions) {
+    if let Some(info) = extensions.get::<UpstreamInfo>() {
+        if access.upstream.is_none() {
+            access.upstream = Some(info.addr.to_string());
+        }
+        if let Some(judgement) = &info.judgement {
+            access.judgement = Some(judgement.clone());
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The plan with DNS: the policy's [`Plan`], resolving the destination only
+//! when a `dst` rule needs its address, and then deciding for every
+//! address. The addresses checked are the only ones connected to.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::core::error::Error;
+use crate::policy::plan::{self, Door, NeedsAddress, Plan};
+use crate::policy::rule::Facts;
+use crate::proxy::context::Context;
+use crate::telemetry::access::Access;
+
+/// A plan, and the addresses it checked, when it checked any.
+pub struct Routed<'a> {
+    /// What to do.
+    pub plan: Plan<'a>,
+    /// The destination's addresses, each checked by the policy. Connect
+    /// only to these.
+    pub checked: Option<Vec<SocketAddr>>,
+}
+
+/// Plans a request at `door`, recording the rule and action in `access`.
+/// A refusal comes back as the error to answer with.
+pub async fn route<'a>(
+    ctx: &'a Context,
+    door: Door,
+    facts: Facts<'_>,
+    what: &str,
+    access: &mut Access,
+) -> Result<Routed<'a>, Error> {
+    let policy = &ctx.config.policy;
+    let routed = match plan::plan(policy, door, &facts, what) {
+        Ok(plan) => Routed { plan, checked: None },
+        Err(NeedsAddress) => {
+            let dest = facts
+                .dest
+                .ok_or_else(|| Error::Internal(format!("the policy for {what} needs an address but has no host")))?;
+            let addrs = ctx.resolver.resolve_within(dest, ctx.config.timeouts.connect).await?;
+            let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+            Routed {
+                plan: plan::plan_resolved(policy, door, &facts, &ips, what),
+                checked: Some(addrs),
+            }
+        }
+    };
+    access.planned(&routed.plan);
+    if let Plan::Refuse { error, .. } = &routed.plan {
+        return Err(error.clone());
+    }
+    Ok(routed)
+}

@@ -1,0 +1,190 @@
+//! The access event: one per request or tunnel, emitted when it ends.
+//!
+//! Fields: client, method, target, rule, action, upstream, status, bytes_in
+//! (client to upstream), bytes_out (upstream to client), duration_ms, and
+//! error when modgate refused or failed the request. With
+//! `--log-format json` each event is one JSON object on one line.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Buf;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::core::error::Error;
+use crate::core::verdict::Judgement;
+use crate::policy::plan::{ActionTaken, Plan};
+
+/// The record of one request or tunnel, filled in as it passes the stages.
+#[derive(Debug)]
+pub struct Access {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The request method (`CONNECT` for tunnels).
+    pub method: String,
+    /// What the client asked for: `host:port`, a URL, or a path.
+    pub target: String,
+    /// The rule that decided, if one did.
+    pub rule: Option<String>,
+    /// The action taken; `error` when no rule was reached.
+    pub action: ActionTaken,
+    /// Where the answer came from: the upstream address, a mirror URL, or
+    /// the origin URL.
+    pub upstream: Option<String>,
+    /// The status sent to the client (200 for an established tunnel).
+    pub status: u16,
+    /// Bytes from the client to the upstream (body or tunnel bytes).
+    pub bytes_in: Counter,
+    /// Bytes from the upstream to the client (body or tunnel bytes).
+    pub bytes_out: Counter,
+    /// The verdict on the upstream's certificate chain (and the interception
+    /// product, when it failed the public roots), for TLS upstreams.
+    pub judgement: Option<Judgement>,
+    /// What failed, for requests modgate refused or could not complete.
+    pub error: Option<String>,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+/// A byte counter shared between a body and its access record.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    /// Adds `n` bytes.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// The bytes counted so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Access {
+    /// A record for a request that just arrived.
+    pub fn new(client: SocketAddr, method: impl Into<String>, target: impl Into<String>) -> Access {
+        Access {
+            client,
+            method: method.into(),
+            target: target.into(),
+            rule: None,
+            action: ActionTaken::Error,
+            upstream: None,
+            status: 0,
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            judgement: None,
+            error: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Records `err` as the outcome: its status and message.
+    pub fn fail(&mut self, err: &Error) {
+        self.status = err.status().as_u16();
+        self.error = Some(err.to_string());
+        if let Error::Chain { verdict, vendor, .. } = err {
+            self.judgement = Some(Judgement {
+                verdict: *verdict,
+                vendor: Some(vendor.clone()),
+            });
+        }
+    }
+
+    /// Records the plan's rule and action.
+    pub fn planned(&mut self, plan: &Plan<'_>) {
+        self.rule = plan.rule().map(|r| r.name.clone());
+        self.action = plan.action();
+    }
+
+    /// Emits the event.
+    pub fn emit(&self) {
+        tracing::info!(
+            target: "modgate::access",
+            client = %self.client,
+            method = %self.method,
+            target = %self.target,
+            rule = self.rule.as_deref().unwrap_or("-"),
+            action = self.action.as_str(),
+            upstream = self.upstream.as_deref().unwrap_or("-"),
+            status = self.status,
+            bytes_in = self.bytes_in.get(),
+            bytes_out = self.bytes_out.get(),
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            verdict = self.judgement.as_ref().map(|j| j.verdict.as_str()),
+            vendor = self.judgement.as_ref().and_then(|j| j.vendor.as_deref()),
+            error = self.error.as_deref(),
+            "access"
+        );
+    }
+}
+
+pin_project! {
+    /// A body that counts its bytes and, when it is dropped (finished or
+    /// abandoned), emits the access record it carries.
+    pub struct Metered<B> {
+        #[pin]
+        inner: B,
+        count: Counter,
+        access: Option<Box<Access>>,
+    }
+
+    impl<B> PinnedDrop for Metered<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(access) = this.project().access.take() {
+                access.emit();
+            }
+        }
+    }
+}
+
+impl<B> Metered<B> {
+    /// Counts `inner`'s bytes into `count`.
+    pub fn new(inner: B, count: Counter) -> Metered<B> {
+        Metered {
+            inner,
+            count,
+            access: None,
+        }
+    }
+
+    /// Counts `inner`'s bytes into the record's `bytes_out`, and emits the
+    /// record when the body is dropped.
+    pub fn logged(inner: B, access: Access) -> Metered<B> {
+        Metered {
+            inner,
+            count: access.bytes_out.clone(),
+            access: Some(Box::new(access)),
+        }
+    }
+}
+
+impl<B: Body> Body for Metered<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &frame {
+            if let Some(data) = f.data_ref() {
+                this.count.add(data.remaining() as u64);
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

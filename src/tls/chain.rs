@@ -1,0 +1,295 @@
+//! Verdicts on upstream certificate chains: is this connection to the real
+//! site, re-signed by an interceptor, or neither?
+//!
+//! - `public`: the chain verifies against the public roots;
+//! - `intercepted`: it fails against the public roots but verifies against a
+//!   locally trusted root (system store or `tls.extra_roots`);
+//! - `untrusted`: it verifies against neither.
+//!
+//! [`analyze`] produces the full [`ChainReport`], used by `inspect`, probes,
+//! evidence and the verifier behind every upstream connection.
+
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, RootCertStore};
+use serde::Serialize;
+use x509_parser::prelude::*;
+
+pub use crate::core::verdict::{Judgement, Verdict};
+use crate::tls::certinfo::{CertInfo, info};
+pub use crate::tls::certinfo::{hex, sha256_hex};
+use crate::tls::vendor::{self, Names};
+
+/// Problems seen in a chain, besides trust.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Flags {
+    /// The leaf is not valid for the host name asked for.
+    pub hostname_mismatch: bool,
+    /// A certificate in the chain has expired.
+    pub expired: bool,
+    /// A certificate in the chain is not valid yet.
+    pub not_yet_valid: bool,
+    /// The leaf signed itself.
+    pub self_signed_leaf: bool,
+    /// The server sent only the leaf, and its issuer is not a known root.
+    pub missing_intermediates: bool,
+}
+
+impl Flags {
+    /// The set flags, by name.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (set, name) in [
+            (self.hostname_mismatch, "hostname_mismatch"),
+            (self.expired, "expired"),
+            (self.not_yet_valid, "not_yet_valid"),
+            (self.self_signed_leaf, "self_signed_leaf"),
+            (self.missing_intermediates, "missing_intermediates"),
+        ] {
+            if set {
+                v.push(name);
+            }
+        }
+        v
+    }
+}
+
+/// Everything modgate concludes about a chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    /// The host the chain was for, when known.
+    pub host: Option<String>,
+    /// The certificates, leaf first, as presented.
+    pub certs: Vec<CertInfo>,
+    /// Verification against the public roots: `ok` or the error.
+    pub public_check: String,
+    /// Verification against the system store plus `tls.extra_roots`.
+    pub local_check: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The product, for chains that fail the public roots: a name from the
+    /// interceptor table, or `unknown`.
+    pub vendor: Option<String>,
+    /// The leaf's issuer, as a user would recognise it (its CN, else the DN).
+    pub issuer: String,
+    /// Other problems.
+    pub flags: Flags,
+    /// SHA-256 of the top certificate's SPKI: names the evidence file.
+    pub top_spki_sha256: String,
+}
+
+/// The two verifiers a verdict needs.
+#[derive(Debug, Clone)]
+pub struct Verifiers {
+    public: Arc<WebPkiServerVerifier>,
+    local: Option<Arc<WebPkiServerVerifier>>,
+    pub(crate) provider: Arc<CryptoProvider>,
+}
+
+impl Verifiers {
+    /// Verifiers for the public roots and for the local (system + extra) roots.
+    pub fn new(public: Arc<RootCertStore>, local: Arc<RootCertStore>) -> Result<Verifiers, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let build = |roots: Arc<RootCertStore>| {
+            WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+                .build()
+                .map_err(|e| e.to_string())
+        };
+        let local = if local.is_empty() { None } else { Some(build(local)?) };
+        Ok(Verifiers {
+            public: build(public)?,
+            local,
+            provider,
+        })
+    }
+}
+
+fn check(
+    verifier: &WebPkiServerVerifier,
+    chain: &[CertificateDer<'_>],
+    name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let (leaf, rest) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
+    verifier.verify_server_cert(leaf, rest, name, &[], now).map(|_| ())
+}
+
+fn describe_check(result: &Result<(), rustls::Error>) -> String {
+    match result {
+        Ok(()) => "ok".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Analyzes `chain` (leaf first) for `host`. With no host (a saved chain),
+/// the leaf's first DNS name is used and no hostname check is reported.
+pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option<&str>) -> Result<ChainReport, String> {
+    if chain.is_empty() {
+        return Err("no certificates".into());
+    }
+    let parsed: Vec<X509Certificate<'_>> = chain
+        .iter()
+        .enumerate()
+        .map(|(i, der)| {
+            X509Certificate::from_der(der)
+                .map(|(_, c)| c)
+                .map_err(|e| format!("certificate {} is not valid X.509: {e}", i + 1))
+        })
+        .collect::<Result<_, _>>()?;
+    let certs: Vec<CertInfo> = parsed.iter().zip(chain).map(|(c, der)| info(c, der)).collect();
+    let leaf = &parsed[0];
+    let name_text = match host {
+        Some(h) => h.to_owned(),
+        None => certs[0]
+            .sans
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "invalid.invalid".into()),
+    };
+    let name =
+        ServerName::try_from(name_text.clone()).map_err(|e| format!("'{name_text}' is not a server name: {e}"))?;
+    let now = UnixTime::now();
+    let public = check(&verifiers.public, chain, &name, now);
+    let local = match &verifiers.local {
+        Some(v) => check(v, chain, &name, now),
+        None => Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+    };
+    let verdict = match (&public, &local) {
+        (Ok(()), _) => Verdict::Public,
+        (Err(_), Ok(())) => Verdict::Intercepted,
+        _ => Verdict::Untrusted,
+    };
+    let vendor = match verdict {
+        Verdict::Public => None,
+        _ => Some(name_product(&parsed).unwrap_or("unknown").to_owned()),
+    };
+    let now_ts = now.as_secs() as i64;
+    let self_signed = leaf.subject().as_raw() == leaf.issuer().as_raw();
+    let unknown_issuer = matches!(
+        public,
+        Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
+    );
+    let flags = Flags {
+        hostname_mismatch: host.is_some() && !leaf_covers(&certs[0].sans, &name_text),
+        expired: parsed.iter().any(|c| c.validity().not_after.timestamp() < now_ts),
+        not_yet_valid: parsed.iter().any(|c| c.validity().not_before.timestamp() > now_ts),
+        self_signed_leaf: self_signed,
+        // A leaf alone whose issuer is reachable by URL (AIA) is the usual
+        // sign of a server that forgot its intermediate; interceptor leaves
+        // signed straight by their root carry no such pointer.
+        missing_intermediates: chain.len() == 1 && !self_signed && unknown_issuer && has_ca_issuers(leaf),
+    };
+    let top = certs.last().map(|c| c.spki_sha256.clone()).unwrap_or_default();
+    Ok(ChainReport {
+        host: host.map(str::to_owned),
+        issuer: display_name(leaf.issuer()),
+        certs,
+        public_check: describe_check(&public),
+        local_check: describe_check(&local),
+        verdict,
+        vendor,
+        flags,
+        top_spki_sha256: top,
+    })
+}
+
+/// The product named by the issuers in the chain (the leaf's issuer first,
+/// then the CA certificates' subjects and issuers).
+fn name_product(chain: &[X509Certificate<'_>]) -> Option<&'static str> {
+    let mut candidates = vec![names(chain[0].issuer())];
+    for ca in &chain[1..] {
+        candidates.push(names(ca.subject()));
+        candidates.push(names(ca.issuer()));
+    }
+    candidates.iter().find_map(vendor::product)
+}
+
+fn names(name: &X509Name<'_>) -> Names {
+    let collect = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| {
+        it.filter_map(|a| a.as_str().ok().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    Names {
+        cn: collect(&mut name.iter_common_name()),
+        o: collect(&mut name.iter_organization()),
+        ou: collect(&mut name.iter_organizational_unit()),
+    }
+}
+
+/// The CN of a name, or the whole DN.
+fn display_name(name: &X509Name<'_>) -> String {
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map_or_else(|| name.to_string(), str::to_owned)
+}
+
+fn has_ca_issuers(cert: &X509Certificate<'_>) -> bool {
+    cert.extensions().iter().any(|ext| {
+        matches!(ext.parsed_extension(), ParsedExtension::AuthorityInfoAccess(aia)
+            if aia.accessdescs.iter().any(|d| d.access_method.to_id_string() == "1.3.6.1.5.5.7.48.2"))
+    })
+}
+
+fn leaf_covers(sans: &[String], host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    sans.iter().any(|san| {
+        let san = san.to_ascii_lowercase();
+        match san.strip_prefix("*.") {
+            Some(suffix) => host
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            None => san == host,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(names: &[&str], days_from_now: (i64, i64)) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let now = ::time::OffsetDateTime::now_utc();
+        params.not_before = now + ::time::Duration::days(days_from_now.0);
+        params.not_after = now + ::time::Duration::days(days_from_now.1);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn verifiers() -> Verifiers {
+        let mut public = RootCertStore::empty();
+        public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Verifiers::new(Arc::new(public), Arc::new(RootCertStore::empty())).unwrap()
+    }
+
+    #[test]
+    fn flags_describe_what_else_is_wrong() {
+        let v = verifiers();
+        let report = analyze(&v, &[cert(&["a.test"], (-1, 10))], Some("b.test")).unwrap();
+        assert_eq!(report.verdict, Verdict::Untrusted);
+        assert_eq!(report.vendor.as_deref(), Some("unknown"));
+        assert_eq!(report.flags.names(), ["hostname_mismatch", "self_signed_leaf"]);
+        let report = analyze(&v, &[cert(&["*.a.test"], (-10, -1))], Some("x.a.test")).unwrap();
+        assert_eq!(report.flags.names(), ["expired", "self_signed_leaf"]);
+        assert!(report.certs[0].days_left < 0);
+        let report = analyze(&v, &[cert(&["a.test"], (2, 10))], None).unwrap();
+        assert_eq!(
+            report.flags.names(),
+            ["not_yet_valid", "self_signed_leaf"],
+            "no hostname check without a host"
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let v = verifiers();
+        assert!(analyze(&v, &[], Some("a.test")).is_err());
+        assert!(analyze(&v, &[CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])], Some("a.test")).is_err());
+    }
+}

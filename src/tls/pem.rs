@@ -1,0 +1,66 @@
+//! PEM in and out: reading a certificate chain someone pasted (parsing is
+//! rustls-pki-types'), and writing DER certificates as PEM (the `pem` crate,
+//! which rcgen already brings; pki-types only decodes).
+
+use std::path::Path;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::{self, SectionKind};
+
+/// PEM for a DER certificate.
+pub fn to_pem(der: &[u8]) -> String {
+    ::pem::encode(&::pem::Pem::new("CERTIFICATE", der.to_vec()))
+}
+
+/// Reads a PEM chain, leaf first. Text around the blocks (as in `openssl
+/// s_client -showcerts` output) and non-certificate blocks are ignored.
+pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let name = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!("{name}: the file is empty"));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    if !text.contains("-----BEGIN") {
+        if bytes.first() == Some(&0x30) {
+            return Err(format!(
+                "{name}: this looks like DER, not PEM; convert it with: openssl x509 -inform der -in {name} -out chain.pem"
+            ));
+        }
+        return Err(format!(
+            "{name}: no PEM certificates found (expected -----BEGIN CERTIFICATE----- blocks, e.g. from openssl s_client -showcerts)"
+        ));
+    }
+    let mut reader = bytes.as_slice();
+    let mut certs = Vec::new();
+    let mut other = Vec::new();
+    loop {
+        match pem::from_buf(&mut reader) {
+            Ok(Some((SectionKind::Certificate, der))) => certs.push(CertificateDer::from(der)),
+            Ok(Some((kind, _))) => other.push(format!("{kind:?}")),
+            Ok(None) => break,
+            Err(pem::Error::MissingSectionEnd { .. }) => {
+                return Err(format!(
+                    "{name}: a PEM block begins but never ends; the file looks truncated"
+                ));
+            }
+            Err(e) => return Err(format!("{name}: malformed PEM: {e}")),
+        }
+    }
+    let begun = text.matches("-----BEGIN CERTIFICATE-----").count();
+    if certs.len() < begun {
+        return Err(format!(
+            "{name}: {begun} certificate blocks begin but only {} are complete; the file looks truncated",
+            certs.len()
+        ));
+    }
+    if certs.is_empty() {
+        let found = if other.is_empty() {
+            "only unrecognised blocks".to_owned()
+        } else {
+            other.join(", ")
+        };
+        return Err(format!("{name}: PEM blocks found ({found}), but no CERTIFICATE"));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,120 @@
+//! What modgate trusts upstream: the public roots (webpki-roots, or
+//! `tls.public_roots`), the system store, and `tls.extra_roots`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::config::{OnInterception, PublicRoots};
+use crate::tls::chain::Verifiers;
+use crate::tls::evidence::Evidence;
+use crate::tls::verifier::VerdictVerifier;
+
+/// A root file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct TrustError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The root stores and the TLS client configuration built from them.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// The public web PKI.
+    pub public: Arc<RootCertStore>,
+    /// The system store plus `tls.extra_roots`.
+    pub local: Arc<RootCertStore>,
+    /// Both, as verifiers.
+    pub verifiers: Verifiers,
+}
+
+impl Trust {
+    /// Loads the roots. The system store honours SSL_CERT_FILE and SSL_CERT_DIR.
+    pub fn load(public: &PublicRoots, extra: &[PathBuf]) -> Result<Trust, TrustError> {
+        let public = match public {
+            PublicRoots::Webpki => {
+                let mut store = RootCertStore::empty();
+                store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                store
+            }
+            PublicRoots::File(path) => store_from(&read_pem_certs(path)?, path)?,
+        };
+        let mut local = RootCertStore::empty();
+        let system = rustls_native_certs::load_native_certs();
+        let _ = local.add_parsable_certificates(system.certs);
+        for path in extra {
+            for cert in read_pem_certs(path)? {
+                local.add(cert).map_err(|e| TrustError {
+                    path: path.clone(),
+                    reason: format!("not a usable root: {e}"),
+                })?;
+            }
+        }
+        let (public, local) = (Arc::new(public), Arc::new(local));
+        let verifiers = Verifiers::new(public.clone(), local.clone()).map_err(|reason| TrustError {
+            path: PathBuf::from("tls"),
+            reason,
+        })?;
+        Ok(Trust {
+            public,
+            local,
+            verifiers,
+        })
+    }
+
+    /// The verifier every upstream connection uses: verdicts, evidence and
+    /// `tls.on_interception`.
+    pub fn verdict_verifier(&self, policy: OnInterception, evidence_dir: &Path) -> Arc<VerdictVerifier> {
+        Arc::new(VerdictVerifier::new(
+            self.verifiers.clone(),
+            policy,
+            Arc::new(Evidence::open(evidence_dir)),
+        ))
+    }
+}
+
+/// The TLS client configuration for upstream connections: every chain goes
+/// through `verifier`; h2 and http/1.1 are offered.
+pub fn client_config(verifier: Arc<VerdictVerifier>) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn store_from(certs: &[CertificateDer<'static>], path: &Path) -> Result<RootCertStore, TrustError> {
+    let mut store = RootCertStore::empty();
+    for cert in certs {
+        store.add(cert.clone()).map_err(|e| TrustError {
+            path: path.to_owned(),
+            reason: format!("not a usable root: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
+/// Every certificate in a PEM file; at least one.
+pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+    let err = |reason: String| TrustError {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(format!("bad PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(err("no CERTIFICATE blocks in the file".into()));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,235 @@
+//! The pooled client for origins and mirrors: keep-alive connections over
+//! plain TCP or verified TLS (h2 and http/1.1 offered), opened through the
+//! [`Dialer`].
+//!
+//! Every TLS chain goes through the verdict verifier; the verdict travels
+//! with each response (as [`UpstreamInfo`]) into the access event.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::core::body::Body;
+use crate::core::error::{self, Error};
+use crate::core::host::{Authority, Host};
+use crate::core::verdict::Judgement;
+use crate::tls::verifier::{VerdictVerifier, refusal_in};
+use crate::upstream::dial::Dialer;
+
+/// The pooled client for origins and mirrors, over plain TCP or TLS.
+pub type HttpClient = Client<Connector, Body>;
+
+/// Builds the pooled client. Idle pooled connections are closed after
+/// `idle`.
+pub fn client(
+    dialer: Arc<dyn Dialer>,
+    connect_timeout: Duration,
+    idle: Duration,
+    tls: Arc<rustls::ClientConfig>,
+    verifier: Arc<VerdictVerifier>,
+) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(idle)
+        .timer(TokioTimer::new())
+        .build(Connector {
+            dialer,
+            timeout: connect_timeout,
+            tls,
+            verifier,
+        })
+}
+
+/// Turns a pooled-client error into modgate's error, keeping the
+/// connector's own error (DNS, connect, TLS, timeout) when that is the cause.
+pub fn client_error(target: &str, err: &hyper_util::client::legacy::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(own) = e.downcast_ref::<Error>() {
+            return own.clone();
+        }
+        source = e.source();
+    }
+    Error::Upstream {
+        target: target.to_owned(),
+        reason: error::chain(err),
+    }
+}
+
+/// Where a pooled response came from, put into the response's extensions
+/// for the access log.
+#[derive(Debug, Clone)]
+pub struct UpstreamInfo {
+    /// The upstream's address.
+    pub addr: SocketAddr,
+    /// The verdict on its chain and the vendor, for TLS upstreams.
+    pub judgement: Option<Judgement>,
+}
+
+/// A pooled upstream connection: plain TCP, or TLS over TCP.
+pub enum PooledStream {
+    /// `http://` origins and mirrors.
+    Plain(TokioIo<TcpStream>, SocketAddr),
+    /// `https://` origins and mirrors.
+    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>, UpstreamInfo),
+}
+
+impl Connection for PooledStream {
+    fn connected(&self) -> Connected {
+        match self {
+            PooledStream::Plain(_, peer) => Connected::new().extra(UpstreamInfo {
+                addr: *peer,
+                judgement: None,
+            }),
+            PooledStream::Tls(io, info) => {
+                let h2 = io.inner().get_ref().1.alpn_protocol() == Some(b"h2");
+                let connected = Connected::new().extra(info.clone());
+                if h2 { connected.negotiated_h2() } else { connected }
+            }
+        }
+    }
+}
+
+impl hyper::rt::Read for PooledStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_read(cx, buf),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for PooledStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_write(cx, buf),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_flush(cx),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_shutdown(cx),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_shutdown(cx),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            PooledStream::Plain(io, _) => io.is_write_vectored(),
+            PooledStream::Tls(io, _) => io.is_write_vectored(),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            PooledStream::Plain(io, _) => Pin::new(io).poll_write_vectored(cx, bufs),
+            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+}
+
+/// The connector behind the pooled client: dials through the [`Dialer`]
+/// within the connect timeout, and for `https://` runs a verified TLS
+/// handshake (offering h2 and http/1.1) within the same timeout. Forwarded
+/// requests whose rule checked addresses arrive with an IP literal in the
+/// URI, so the connection goes exactly there.
+#[derive(Clone)]
+pub struct Connector {
+    dialer: Arc<dyn Dialer>,
+    timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
+    verifier: Arc<VerdictVerifier>,
+}
+
+impl Connector {
+    async fn open(self, uri: Uri) -> Result<PooledStream, Error> {
+        let https = uri.scheme_str() == Some("https");
+        let host = Host::parse(uri.host().unwrap_or_default())
+            .map_err(|e| Error::Internal(format!("pooled connect to '{uri}': {e}")))?;
+        let dest = Authority {
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            host,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let dialed = self.dialer.dial(&dest, None, self.timeout).await?;
+        let (stream, peer) = (dialed.stream, dialed.peer);
+        if !https {
+            return Ok(PooledStream::Plain(TokioIo::new(stream), peer));
+        }
+        let name = match &dest.host {
+            Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
+                .map_err(|e| Error::Internal(format!("server name {n}: {e}")))?,
+            Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
+        };
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let tls = tokio::time::timeout_at(deadline, connector.connect(name, stream))
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                target: dest.to_string(),
+                addr: peer,
+                after: self.timeout,
+            })?
+            .map_err(|e| tls_error(&dest.https_url(), &e))?;
+        let host = dest.host.to_string();
+        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        let judgement = leaf.and_then(|leaf| self.verifier.known(leaf, &host));
+        Ok(PooledStream::Tls(
+            Box::new(TokioIo::new(tls)),
+            UpstreamInfo { addr: peer, judgement },
+        ))
+    }
+}
+
+/// A failed handshake as modgate's error: the verifier's refusal (naming
+/// the issuer, the product and the fix) when it refused the chain.
+pub fn tls_error(target: &str, e: &std::io::Error) -> Error {
+    match refusal_in(e) {
+        Some(refusal) => Error::Chain {
+            target: target.to_owned(),
+            refusal: refusal.to_string(),
+            by_policy: refusal.by_policy,
+            verdict: refusal.report.verdict,
+            vendor: refusal.report.vendor.clone().unwrap_or_else(|| "unknown".into()),
+        },
+        None => Error::Tls {
+            target: target.to_owned(),
+            reason: error::chain(e),
+        },
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = PooledStream;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<PooledStream, Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        Box::pin(self.clone().open(uri))
+    }
+}
