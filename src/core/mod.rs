@@ -3,6 +3,7 @@
 //!
 //! - [`host`]: [`Host`](host::Host), [`Authority`](host::Authority) and the `[hosts]` table.
 //! - [`error`]: the one error type, which says which side failed.
+//! - [`escape`]: peer text made safe for logs, terminals and PEM comments.
 //! - [`body`]: the body type and modgate's own `text/plain` answers.
 //! - [`hop`]: hop-by-hop headers, removed in both directions.
 //! - [`duration`]: durations as the config writes them.
@@ -13,6 +14,7 @@ pub mod body;
 pub mod cache;
 pub mod duration;
 pub mod error;
+pub mod escape;
 pub mod hop;
 pub mod host;
 pub mod verdict;

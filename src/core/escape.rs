@@ -1,0 +1,71 @@
+//! Text from a peer (certificate fields, request targets, upstream errors)
+//! made safe for human-readable output: logs, terminals, PEM comments and
+//! the `modgate:` lines clients see.
+//!
+//! Control characters (C0, DEL, C1 such as U+0085 and U+009B), line and
+//! paragraph separators (U+2028, U+2029) and bidirectional overrides are
+//! written as `\u{..}` escapes, and a backslash as `\\`, so an escaped
+//! string is one line that shows exactly what was received and cannot move
+//! the cursor, clear the screen, forge a log line or reorder text.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether `c` must not reach a terminal or a line-oriented log raw.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `s` with every unsafe character escaped; borrowed when nothing needs it.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| is_unsafe(c) || c == '\\') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if is_unsafe(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Lossily decodes bytes from a peer and escapes them.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    escape(&String::from_utf8_lossy(bytes)).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_text_is_borrowed_unchanged() {
+        assert!(matches!(escape("proxy.golang.org: Zscaler Root CA"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn every_line_breaking_or_terminal_character_is_escaped() {
+        let hostile = "CN\n-----BEGIN CERTIFICATE-----\r\x1b[2J\u{2028}x\u{85}y\u{9b}z\u{202e}\\";
+        let e = escape(hostile);
+        assert_eq!(
+            e,
+            "CN\\u{a}-----BEGIN CERTIFICATE-----\\u{d}\\u{1b}[2J\\u{2028}x\\u{85}y\\u{9b}z\\u{202e}\\\\"
+        );
+        assert!(!e.chars().any(is_unsafe));
+        assert_eq!(e.lines().count(), 1);
+    }
+
+    #[test]
+    fn bytes_are_decoded_lossily() {
+        assert_eq!(escape_bytes(b"a\xffb\x07"), "a\u{fffd}b\\u{7}");
+    }
+}
