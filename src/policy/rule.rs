@@ -2,7 +2,7 @@
 //! checked against what is known about a request ([`Facts`]).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use ipnet::IpNet;
@@ -210,12 +210,49 @@ impl fmt::Display for PortRange {
 pub struct Cidr(pub IpNet);
 
 impl Cidr {
-    /// Whether `ip` is in the network. IPv4-mapped IPv6 addresses
-    /// (`::ffff:10.0.0.1`) are treated as the IPv4 address they carry, so
-    /// they cannot slip past an IPv4 rule.
+    /// Whether `ip` is in the network. An IPv6 address that carries an IPv4
+    /// address (mapped, compatible, NAT64 or 6to4; see [`embedded_ipv4`])
+    /// is also checked as that IPv4 address, so it cannot slip past an IPv4
+    /// rule such as `127.0.0.0/8`.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.contains(&ip.to_canonical())
+        if self.0.contains(&ip) {
+            return true;
+        }
+        match ip {
+            IpAddr::V6(v6) => embedded_ipv4(v6).is_some_and(|v4| self.0.contains(&IpAddr::V4(v4))),
+            IpAddr::V4(_) => false,
+        }
     }
+}
+
+/// The IPv4 address an IPv6 address leads to, where the network would
+/// deliver it to that IPv4 host:
+/// - IPv4-mapped `::ffff:a.b.c.d`;
+/// - IPv4-compatible `::a.b.c.d` (deprecated, still routed by some stacks);
+/// - NAT64, the well-known prefix `64:ff9b::/96` (RFC 6052) and the
+///   local-use prefix `64:ff9b:1::/48` (RFC 8215, address in bits 48-87
+///   around the zero `u` octet);
+/// - 6to4 `2002:AABB:CCDD::/16` (RFC 3056).
+pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let o = ip.octets();
+    let seg = ip.segments();
+    let v4 = |a: u8, b: u8, c: u8, d: u8| Some(Ipv4Addr::new(a, b, c, d));
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return Some(mapped);
+    }
+    if seg[..6] == [0; 6] && ip.segments()[6] != 0 {
+        return v4(o[12], o[13], o[14], o[15]);
+    }
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return v4(o[12], o[13], o[14], o[15]);
+    }
+    if seg[..3] == [0x64, 0xff9b, 1] {
+        return v4(o[6], o[7], o[9], o[10]);
+    }
+    if seg[0] == 0x2002 {
+        return v4(o[2], o[3], o[4], o[5]);
+    }
+    None
 }
 
 impl FromStr for Cidr {
@@ -247,6 +284,32 @@ impl fmt::Display for Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_inside_ipv6_is_checked_as_ipv4() {
+        let loopback: Cidr = "127.0.0.0/8".parse().unwrap();
+        let metadata: Cidr = "169.254.0.0/16".parse().unwrap();
+        for ip in [
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b:1:7f00:0:100::",
+            "2002:7f00:1::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(loopback.contains(ip), "{ip} carries 127.0.0.1");
+        }
+        assert!(metadata.contains("64:ff9b::a9fe:a9fe".parse().unwrap()));
+        assert!(metadata.contains("2002:a9fe:a9fe::".parse().unwrap()));
+        // Ordinary IPv6 addresses carry nothing.
+        for ip in ["2001:db8::7f00:1", "::", "fe80::7f00:1"] {
+            assert!(!loopback.contains(ip.parse().unwrap()), "{ip}");
+        }
+        // An IPv6 rule still matches the IPv6 address itself.
+        let nat64: Cidr = "64:ff9b::/96".parse().unwrap();
+        assert!(nat64.contains("64:ff9b::8.8.8.8".parse().unwrap()));
+    }
 
     #[test]
     fn ports_and_cidrs_parse_strictly() {

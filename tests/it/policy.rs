@@ -127,6 +127,7 @@ async fn dst_rules_check_the_resolved_address() {
 
 #[tokio::test]
 async fn the_embedded_default_refuses_loopback_and_cloud_metadata() {
+    // Also the regression test for issue 9 item 9 (IPv4 embedded in IPv6).
     let origin = start_text_origin("secret").await;
     let config = Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME).unwrap();
     let proxy = start_proxy_with(config).await;
@@ -149,6 +150,12 @@ async fn the_embedded_default_refuses_loopback_and_cloud_metadata() {
         "169.254.169.254:80".into(),
         "[::1]:22".into(),
         "0.0.0.0:22".into(),
+        // IPv4 inside IPv6 (issue 9, item 9): NAT64, IPv4-compatible, 6to4.
+        format!("[64:ff9b::127.0.0.1]:{}", origin.addr.port()),
+        "[64:ff9b::a9fe:a9fe]:80".into(),
+        "[64:ff9b:1:7f00:0:100::]:80".into(),
+        format!("[::127.0.0.1]:{}", origin.addr.port()),
+        "[2002:a9fe:a9fe::1]:80".into(),
     ] {
         let (_s, head) = connect_via(proxy.addr, &target).await;
         assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
