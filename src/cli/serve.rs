@@ -42,7 +42,15 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        // The tracing target (modgate::access, modgate::interception) is
+        // left out: an access event has its own `target` field, and a JSON
+        // object must not carry a key twice. `message` names the event.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_target(false)
+            .init(),
     }
     guard
 }

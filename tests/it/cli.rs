@@ -206,6 +206,8 @@ async fn serve_reports_the_real_port_logs_json_and_stops_on_sigterm() {
     assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
 
     let event = served.next_access_line().await;
+    // Issue 9 item 13: every key once; parsers keep only the last of two.
+    assert_eq!(event.matches("\"target\":").count(), 1, "{event}");
     for field in [
         "\"client\":\"127.0.0.1:",
         "\"method\":\"GET\"",
