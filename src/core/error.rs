@@ -162,11 +162,11 @@ impl Error {
     }
 
     /// The body a client receives: one line starting with `modgate:`, with
-    /// control characters replaced so `go` will display it.
+    /// peer text escaped (`core::escape`) so `go` displays it and nothing
+    /// in it can break the line.
+
     pub fn body(&self) -> String {
-        let mut line = format!("modgate: {self}");
-        line.retain(|c| c != '\r');
-        let mut line: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let mut line = crate::core::escape::escape(&format!("modgate: {self}")).into_owned();
         line.push('\n');
         line
     }

@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::core::error::Error;
+use crate::core::escape::escape;
 use crate::core::verdict::Judgement;
 use crate::policy::plan::{ActionTaken, Plan};
 
@@ -86,9 +87,12 @@ impl Access {
     }
 
     /// Records `err` as the outcome: its status and message.
+    /// modgate answers it with `err`'s `modgate:` line, whose bytes are
+    /// counted as sent.
     pub fn fail(&mut self, err: &Error) {
         self.status = err.status().as_u16();
         self.error = Some(err.to_string());
+        self.bytes_out.add(err.body().len() as u64);
         if let Error::Chain { verdict, vendor, .. } = err {
             self.judgement = Some(Judgement {
                 verdict: *verdict,
@@ -105,21 +109,24 @@ impl Access {
 
     /// Emits the event.
     pub fn emit(&self) {
+        // Everything a peer chose (method, target, upstream errors) is
+        // escaped: one event is one line, and no byte reaches a terminal raw.
+        let error = self.error.as_deref().map(escape);
         tracing::info!(
             target: "modgate::access",
             client = %self.client,
-            method = %self.method,
-            target = %self.target,
+            method = %escape(&self.method),
+            target = %escape(&self.target),
             rule = self.rule.as_deref().unwrap_or("-"),
             action = self.action.as_str(),
-            upstream = self.upstream.as_deref().unwrap_or("-"),
+            upstream = %escape(self.upstream.as_deref().unwrap_or("-")),
             status = self.status,
             bytes_in = self.bytes_in.get(),
             bytes_out = self.bytes_out.get(),
             duration_ms = self.started.elapsed().as_millis() as u64,
             verdict = self.judgement.as_ref().map(|j| j.verdict.as_str()),
-            vendor = self.judgement.as_ref().and_then(|j| j.vendor.as_deref()),
-            error = self.error.as_deref(),
+            vendor = self.judgement.as_ref().and_then(|j| j.vendor.as_deref()).map(escape).as_deref(),
+            error = error.as_deref(),
             "access"
         );
     }
@@ -127,19 +134,29 @@ impl Access {
 
 pin_project! {
     /// A body that counts its bytes and, when it is dropped (finished or
-    /// abandoned), emits the access record it carries.
+    /// abandoned), emits the access record it carries. A body that failed
+    /// or was cut off before its end is logged with the error and the bytes
+    /// actually sent, never as a plain success.
     pub struct Metered<B> {
         #[pin]
         inner: B,
         count: Counter,
         access: Option<Box<Access>>,
+        // The body reached its end (or had none).
+        ended: bool,
     }
 
     impl<B> PinnedDrop for Metered<B> {
         fn drop(this: Pin<&mut Self>) {
-            if let Some(access) = this.project().access.take() {
-                access.emit();
+            let this = this.project();
+            let Some(mut access) = this.access.take() else { return };
+            if !*this.ended && access.error.is_none() {
+                access.error = Some(format!(
+                    "response cut off after {} bytes: the client went away or the connection closed",
+                    this.count.get()
+                ));
             }
+            access.emit();
         }
     }
 }
@@ -151,13 +168,17 @@ impl<B> Metered<B> {
             inner,
             count,
             access: None,
+            ended: false,
         }
     }
+}
 
+impl<B: Body> Metered<B> {
     /// Counts `inner`'s bytes into the record's `bytes_out`, and emits the
     /// record when the body is dropped.
     pub fn logged(inner: B, access: Access) -> Metered<B> {
         Metered {
+            ended: inner.is_end_stream(),
             inner,
             count: access.bytes_out.clone(),
             access: Some(Box::new(access)),
@@ -165,17 +186,37 @@ impl<B> Metered<B> {
     }
 }
 
-impl<B: Body> Body for Metered<B> {
+impl<B: Body> Body for Metered<B>
+where
+    B::Error: std::fmt::Display,
+{
     type Data = B::Data;
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(f))) = &frame {
-            if let Some(data) = f.data_ref() {
-                this.count.add(data.remaining() as u64);
+        let mut this = self.project();
+        let frame = this.inner.as_mut().poll_frame(cx);
+        match &frame {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(data) = f.data_ref() {
+                    this.count.add(data.remaining() as u64);
+                }
+                if this.inner.is_end_stream() {
+                    *this.ended = true;
+                }
             }
+            Poll::Ready(Some(Err(e))) => {
+                *this.ended = true;
+                if let Some(access) = this.access.as_mut() {
+                    access.error = Some(format!(
+                        "the body failed after {} bytes: {}",
+                        this.count.get(),
+                        escape(&e.to_string())
+                    ));
+                }
+            }
+            Poll::Ready(None) => *this.ended = true,
+            Poll::Pending => {}
         }
         frame
     }

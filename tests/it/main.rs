@@ -4,6 +4,7 @@
 mod gotool;
 mod support;
 
+mod access;
 mod bad_input;
 mod cli;
 mod explain_serve;
