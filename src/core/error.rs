@@ -164,7 +164,6 @@ impl Error {
     /// The body a client receives: one line starting with `modgate:`, with
     /// peer text escaped (`core::escape`) so `go` displays it and nothing
     /// in it can break the line.
-
     pub fn body(&self) -> String {
         let mut line = crate::core::escape::escape(&format!("modgate: {self}")).into_owned();
         line.push('\n');
