@@ -107,7 +107,7 @@ pub struct Inspection {
 
 /// Runs the inspection. `config` gives `tls.public_roots`,
 /// `tls.extra_roots`, `[hosts]` and `tls.intercepted_dir`; without it,
-/// webpki roots, the system store and `certs/intercepted`.
+/// webpki roots, the system store and `<state dir>/intercepted`.
 pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspection, String> {
     let (public, extra, hosts, evidence_dir) = match config {
         Some(c) => (
@@ -120,7 +120,7 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
             PublicRoots::Webpki,
             Vec::new(),
             HostOverrides::default(),
-            PathBuf::from("certs/intercepted"),
+            crate::config::paths::state_dir().join("intercepted"),
         ),
     };
     let trust = Trust::load(&public, &extra).map_err(|e| e.to_string())?;

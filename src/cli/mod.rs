@@ -145,6 +145,10 @@ pub fn main() -> ExitCode {
         Command::Check { config } => match Config::load(config.as_deref()) {
             Ok(c) => {
                 print!("{}", c.describe());
+                // The same checks `serve` makes before it listens.
+                if let Err(e) = crate::proxy::server::validate(&c) {
+                    return usage_error(format!("{}: {e}", c.source));
+                }
                 println!("ok");
                 ExitCode::SUCCESS
             }

@@ -8,13 +8,14 @@
 
 pub mod describe;
 pub(crate) mod hosts;
+pub mod paths;
 pub(crate) mod rules;
 pub(crate) mod syntax;
 pub mod timeouts;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -76,7 +77,7 @@ struct FileConfig {
 
 impl FileConfig {
     fn resolve(self, source: &str, base: &Path) -> Result<Config, Located> {
-        let (tls, intercept) = self.tls.resolve(base)?;
+        let (tls, intercept) = self.tls.resolve(base, source == EMBEDDED_NAME)?;
         Ok(Config {
             source: source.to_owned(),
             listen: self
@@ -112,12 +113,10 @@ impl Config {
     }
 
     /// Parses and validates config text; `source` names it in errors, and
-    /// relative paths in it are resolved against `source`'s directory.
+    /// relative paths in it are resolved against `source`'s directory (the
+    /// state directory for the embedded default), made absolute.
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-        let base = match source {
-            EMBEDDED_NAME => PathBuf::new(),
-            path => Path::new(path).parent().map(Path::to_path_buf).unwrap_or_default(),
-        };
+        let base = paths::base_for(source, source == EMBEDDED_NAME);
         Config::parse_in(text, source, &base)
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config::paths::absolute;
 use crate::config::syntax::{ConfigDuration, Located, Parsed, duration_or};
 use crate::policy::glob::HostGlob;
 
@@ -84,12 +85,14 @@ pub(crate) struct FileTls {
 
 impl FileTls {
     /// The settings, and the `intercept` list (which belongs to the policy).
-    pub(crate) fn resolve(self, base: &Path) -> Result<(TlsSettings, Vec<HostGlob>), Located> {
+    /// `embedded`: the embedded default keeps evidence in
+    /// `<state dir>/intercepted` rather than `certs/intercepted`.
+    pub(crate) fn resolve(self, base: &Path, embedded: bool) -> Result<(TlsSettings, Vec<HostGlob>), Located> {
         let path = |p: Option<Spanned<String>>, default: &str| -> Result<PathBuf, Located> {
             match p {
                 Some(p) if p.get_ref().trim().is_empty() => Err((p.span(), "empty path".into())),
-                Some(p) => Ok(base.join(p.get_ref())),
-                None => Ok(base.join(default)),
+                Some(p) => Ok(absolute(&base.join(p.get_ref()))),
+                None => Ok(absolute(&base.join(default))),
             }
         };
         let mut intercept = Vec::new();
@@ -121,7 +124,10 @@ impl FileTls {
             public_roots,
             on_interception: self.on_interception.unwrap_or(OnInterception::Warn),
             probe: self.probe.unwrap_or(Probe::Active),
-            intercepted_dir: path(self.intercepted_dir, "certs/intercepted")?,
+            intercepted_dir: path(
+                self.intercepted_dir,
+                if embedded { "intercepted" } else { "certs/intercepted" },
+            )?,
             probe_ttl: duration_or(self.probe_ttl, Duration::from_secs(600)),
         };
         Ok((settings, intercept))

@@ -86,8 +86,14 @@ impl Server {
     }
 }
 
-/// Everything the connections share, built once from the config.
-fn build_context(config: Config) -> Result<Context, StartError> {
+/// What `serve` checks before it listens, beyond the config's syntax: the
+/// root files load, and the CA exists and covers `tls.intercept`. `check`
+/// runs the same checks, so a config it passes is one `serve` starts with.
+pub fn validate(config: &Config) -> Result<(), StartError> {
+    load_trust_and_ca(config).map(|_| ())
+}
+
+fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), StartError> {
     let trust = Trust::load(&config.tls.public_roots, &config.tls.extra_roots)?;
     let interceptor = match config.policy.intercept.is_empty() {
         true => None,
@@ -97,6 +103,12 @@ fn build_context(config: Config) -> Result<Context, StartError> {
             &config.policy.intercept,
         )?)),
     };
+    Ok((trust, interceptor))
+}
+
+/// Everything the connections share, built once from the config.
+fn build_context(config: Config) -> Result<Context, StartError> {
+    let (trust, interceptor) = load_trust_and_ca(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone()));
     let dialer: Arc<dyn Dialer> = Arc::new(DirectDialer::new(resolver.clone()));
     let t = config.timeouts;

@@ -266,3 +266,110 @@ fn serve_refuses_a_bad_config_with_exit_2() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 9 item 17: `check` makes the checks `serve` makes before it
+/// listens, and exits 2 where `serve` would refuse to start.
+#[test]
+fn check_refuses_what_serve_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "roots.toml",
+            "[tls]\nextra_roots = [\"missing-root.pem\"]\n[[rule]]\naction = \"direct\"\n",
+            "missing-root.pem: cannot read",
+        ),
+        (
+            "no-ca.toml",
+            "[tls]\nintercept = [\"proxy.golang.org\"]\n[[rule]]\naction = \"direct\"\n",
+            "no CA at ",
+        ),
+    ];
+    for (name, text, want) in cases {
+        write(dir.path(), name, text);
+        let out = run(dir.path(), &["check", "--config", name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("{name}: ")) && stderr.contains(want),
+            "{name}: {stderr}"
+        );
+        let serve = run(dir.path(), &["serve", "--config", name, "--listen", "127.0.0.1:0"]);
+        assert!(!serve.status.success(), "serve refuses {name} too");
+    }
+    // A CA that does not cover tls.intercept.
+    write(
+        dir.path(),
+        "ca.toml",
+        "[tls]\nintercept = [\"proxy.golang.org\"]\n[[rule]]\naction = \"direct\"\n",
+    );
+    assert!(run(dir.path(), &["ca", "init", "--config", "ca.toml"]).status.success());
+    write(
+        dir.path(),
+        "ca.toml",
+        "[tls]\nintercept = [\"proxy.golang.org\", \"goproxy.cn\"]\n[[rule]]\naction = \"direct\"\n",
+    );
+    let out = run(dir.path(), &["check", "--config", "ca.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid for 'goproxy.cn'"));
+}
+
+/// A table whose last rule does not match everything says what happens to
+/// the rest.
+#[test]
+fn check_warns_about_a_table_with_no_catch_all() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "c.toml",
+        "[[rule]]\nname = \"only\"\nhosts = [\"a.test\"]\naction = \"direct\"\n",
+    );
+    let out = run(dir.path(), &["check", "--config", "c.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("(no rule matched: block, \"no rule matched; add a rule"),
+        "{stdout}"
+    );
+    write(dir.path(), "d.toml", "[[rule]]\nname = \"all\"\naction = \"direct\"\n");
+    let stdout = String::from_utf8(run(dir.path(), &["check", "--config", "d.toml"]).stdout).unwrap();
+    assert!(!stdout.contains("no rule matched"), "{stdout}");
+}
+
+/// Issue 9 item 18: without a config, modgate writes nothing into the
+/// working directory: evidence and the CA go under the state directory, and
+/// the paths it prints are absolute.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_default_writes_into_the_state_dir_not_the_working_dir() {
+    let cwd = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let pki = TestPki::new("Unknown Self-Made Root");
+    let (addr, _origin) = start_tls_origin(&pki, &["localhost"], "x").await;
+    let out = std::process::Command::new(modgate_bin())
+        .args(["inspect", &format!("localhost:{}", addr.port()), "--json"])
+        .current_dir(cwd.path())
+        .env("XDG_STATE_HOME", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let saved = json["saved"].as_str().expect("the chain is saved");
+    assert!(std::path::Path::new(saved).is_absolute(), "{saved}");
+    assert!(
+        saved.starts_with(state.path().join("modgate/intercepted").to_str().unwrap()),
+        "{saved}"
+    );
+    let out = std::process::Command::new(modgate_bin())
+        .args(["ca", "init"])
+        .current_dir(cwd.path())
+        .env("XDG_STATE_HOME", state.path())
+        .output()
+        .unwrap();
+    // The embedded default intercepts nothing, so there is no CA to make;
+    // what matters is that nothing was written here.
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "the working directory stays empty"
+    );
+}
