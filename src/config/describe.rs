@@ -22,6 +22,13 @@ impl Config {
             fmt_duration(t.idle),
             fmt_duration(t.shutdown)
         );
+        let limit = |v: Option<usize>| v.map_or_else(|| "derived from the fd limit".to_owned(), |n| n.to_string());
+        let _ = writeln!(
+            out,
+            "limits:   max_connections {}, per_client {}",
+            limit(self.limits.max_connections),
+            limit(self.limits.per_client)
+        );
         if self.policy.intercept.is_empty() {
             let _ = writeln!(out, "intercept: none (CONNECT tunnels are relayed, not terminated)");
         } else {

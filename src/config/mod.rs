@@ -8,6 +8,7 @@
 
 pub mod describe;
 pub(crate) mod hosts;
+pub mod limits;
 pub mod paths;
 pub(crate) mod rules;
 pub(crate) mod syntax;
@@ -48,6 +49,8 @@ pub struct Config {
     /// The rule table and the intercepted hosts: everything the decision
     /// depends on.
     pub policy: Policy,
+    /// Connection limits.
+    pub limits: limits::LimitSettings,
 }
 
 /// A config that cannot be used, with where the problem is.
@@ -71,6 +74,8 @@ struct FileConfig {
     timeouts: timeouts::FileTimeouts,
     #[serde(default)]
     tls: tls::FileTls,
+    #[serde(default)]
+    limits: limits::FileLimits,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -90,6 +95,7 @@ impl FileConfig {
                 rules: rules::resolve(self.rules)?,
                 intercept,
             },
+            limits: self.limits.resolve()?,
         })
     }
 }

@@ -123,6 +123,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// modgate is at a connection limit.
+    #[error("{0}")]
+    Overloaded(String),
+
     /// modgate itself failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -141,7 +145,7 @@ impl Error {
             | Error::Tls { .. }
             | Error::Chain { .. }
             | Error::Upstream { .. } => Side::Upstream,
-            Error::Internal(_) => Side::Internal,
+            Error::Internal(_) | Error::Overloaded(_) => Side::Internal,
         }
     }
 
@@ -158,6 +162,7 @@ impl Error {
             Error::Chain { by_policy: true, .. } => StatusCode::FORBIDDEN,
             Error::Chain { .. } => StatusCode::BAD_GATEWAY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`server`]: start and stop; the accept loop, one task per connection.
 //! - [`listener`]: the listener seam; where connections come from.
+//! - [`limits`]: admission: connection limits, global and per client.
 //! - [`connection`]: one client connection: first head, then tunnel or hyper.
 //! - [`head`]: reading the first request head ourselves.
 //! - [`classify`]: the request form: tunnel, forward, or module endpoint.
@@ -28,6 +29,7 @@ pub mod head;
 pub mod idle;
 pub mod inside;
 pub mod intercept;
+pub mod limits;
 pub mod listener;
 pub mod relay;
 pub mod respond;

@@ -19,7 +19,9 @@ use crate::core::cache::bounded;
 use crate::modules::fetch::SourceSet;
 use crate::proxy::connection;
 use crate::proxy::context::Context;
-use crate::proxy::listener::{ExplicitListener, Listener};
+use crate::proxy::limits::Limits;
+use crate::proxy::listener::{Accepted, ExplicitListener, Listener};
+use crate::telemetry::access::Access;
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
 use crate::tls::trust::{Trust, TrustError, client_config};
@@ -69,7 +71,13 @@ impl Server {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         let draining = ctx.draining.clone();
-        let task = tokio::spawn(accept_loop(Box::new(listener), ctx));
+        let limits = Arc::new(Limits::new(ctx.config.limits));
+        tracing::debug!(
+            max_connections = limits.max_connections(),
+            per_client = limits.per_client(),
+            "connection limits"
+        );
+        let task = tokio::spawn(accept_loop(Box::new(listener), ctx, limits));
         Ok(Server { addr, draining, task })
     }
 
@@ -133,9 +141,41 @@ fn build_context(config: Config) -> Result<Context, StartError> {
     })
 }
 
-async fn accept_loop(listener: Box<dyn Listener>, ctx: Arc<Context>) {
+/// Connections being turned away that may linger, reading what the client
+/// already sent, so that closing does not reset the connection before the
+/// client reads its `503`. Beyond this many, they are closed at once.
+const LINGERING_MAX: usize = 64;
+/// How long a turned-away connection may linger.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Answers a connection over a limit with its `503` line, without making
+/// the accept loop wait: what the socket takes at once is sent, then the
+/// connection is closed after a short, bounded linger.
+fn turn_away(accepted: Accepted, over: &crate::core::error::Error, lingering: &Arc<tokio::sync::Semaphore>) {
+    let mut access = Access::new(accepted.peer, "-", "-");
+    access.fail(over);
+    access.emit();
+    let stream = accepted.stream;
+    let _ = stream.try_write(&over.raw_response());
+    let Ok(permit) = lingering.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut stream = stream;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    });
+}
+
+async fn accept_loop(listener: Box<dyn Listener>, ctx: Arc<Context>, limits: Arc<Limits>) {
     let tracker = TaskTracker::new();
     let cut = CancellationToken::new();
+    let lingering = Arc::new(tokio::sync::Semaphore::new(LINGERING_MAX));
     loop {
         let accepted = tokio::select! {
             () = ctx.draining.cancelled() => break,
@@ -143,9 +183,17 @@ async fn accept_loop(listener: Box<dyn Listener>, ctx: Arc<Context>) {
         };
         match accepted {
             Ok(accepted) => {
+                let admitted = match limits.admit(accepted.peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(over) => {
+                        turn_away(accepted, &over, &lingering);
+                        continue;
+                    }
+                };
                 let ctx = ctx.clone();
                 let cut = cut.clone();
                 tracker.spawn(async move {
+                    let _place = admitted;
                     tokio::select! {
                         () = connection::serve(&ctx, accepted.stream, accepted.peer, accepted.inbound) => {}
                         () = cut.cancelled() => {}

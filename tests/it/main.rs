@@ -13,6 +13,7 @@ mod go_e2e;
 mod inspect;
 mod layout;
 mod lifecycle;
+mod limits;
 mod modules;
 mod policy;
 mod tunnel;
