@@ -14,6 +14,7 @@ mod layout;
 mod lifecycle;
 mod modules;
 mod policy;
+mod sumdb;
 mod tunnel;
 mod upstream_errors;
 mod verdicts;
