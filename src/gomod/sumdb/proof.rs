@@ -2,7 +2,7 @@
 //! and that an older tree is a prefix of a newer one (consistency).
 //!
 //! A proof is a list of hashes, each the hash of a run of records. Which
-//! runs is pure arithmetic on the tree sizes ([`ProofShape`]); each run's
+//! runs is pure arithmetic on the tree sizes (`ProofShape`); each run's
 //! hash is folded from the stored hashes of the complete subtrees that
 //! cover it, so a proof can be assembled from stored hashes read out of
 //! tiles and then checked against a signed root.

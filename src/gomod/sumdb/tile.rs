@@ -5,7 +5,7 @@
 //! levels between follow from them. A full tile is immutable; the last
 //! tile of each level is partial (`.p/W`, W hashes) until the log grows.
 //!
-//! [`tile_read`](super::tile_read) reads stored hashes out of them.
+//! `tile_read` reads stored hashes out of them.
 
 use std::ops::Range;
 

@@ -1,7 +1,7 @@
 //! Reading stored hashes of a signed tree through tiles, every byte of
 //! every tile checked against the tree.
 //!
-//! [`TileRead`] plans which tiles are needed (the right-edge tiles, which
+//! `TileRead` plans which tiles are needed (the right-edge tiles, which
 //! must hash to the tree's root, and the full tiles below them down to the
 //! hashes asked for, each of which must hash to its entry in the tile
 //! above), then checks the fetched bytes and reads the hashes out.

@@ -2,13 +2,13 @@
 //! enters the cache: the async client around the pure checks of
 //! [`gomod::sumdb`](crate::gomod::sumdb).
 //!
-//! - [`verifier`]: [`SumdbVerifier`](verifier::SumdbVerifier): lookup,
+//! - [`verifier`]: [`SumdbVerifier`]: lookup,
 //!   signature, inclusion, consistency with the kept tree.
-//! - [`seams`]: where answers come from ([`TileFetcher`](seams::TileFetcher))
-//!   and where the verified tree is kept ([`TreeStore`](seams::TreeStore),
-//!   [`FileTreeStore`](seams::FileTreeStore)).
-//! - [`tiles`]: fetching the tiles a check needs, with a bounded cache.
-//! - [`error`]: [`SumdbError`](error::SumdbError), which check failed.
+//! - [`seams`]: where answers come from ([`TileFetcher`])
+//!   and where the verified tree is kept ([`TreeStore`],
+//!   [`FileTreeStore`]).
+//! - `tiles`: fetching the tiles a check needs, with a bounded cache.
+//! - [`error`]: [`SumdbError`], which check failed.
 
 pub mod error;
 pub mod seams;
