@@ -113,6 +113,9 @@ impl TileRead {
         if self.tiles.is_empty() {
             return Ok(Vec::new());
         }
+        // From here on, every position held in `roots` and `wanted` (and
+        // every `at` below) indexes `tiles`, and `data` is as long as
+        // `tiles`: the indexing below cannot fail.
         self.check_edge(data)?;
         self.check_below_edge(data)?;
         self.wanted
