@@ -10,7 +10,8 @@
 //!   route (the policy's plan, with DNS) → tunnel / intercept / endpoint /
 //!   forward → respond.
 //! - [`modules`]: answering module requests from sources (mirrors,
-//!   directories, origins) through the fall-through loop.
+//!   directories, origins) through the fall-through loop; verifying module
+//!   hashes against a checksum database.
 //! - [`upstream`]: reaching upstreams: resolve, dial, the pooled client.
 //! - [`telemetry`]: the access event of each request and tunnel.
 //! - [`tls`]: the local CA, trust, verdicts on upstream chains, evidence,
@@ -21,7 +22,8 @@
 //!   [`Plan`](policy::plan::Plan) that `serve` carries out and `explain`
 //!   prints. Pure.
 //! - [`gomod`]: the Go module protocol on the wire: GOPROXY and sumdb
-//!   paths, escapings, path and version checks. Pure.
+//!   paths, escapings, path and version checks, sumdb proofs and `h1:`
+//!   hashes. Pure.
 //! - [`core`]: host, authority, the error type, bodies and answers,
 //!   durations, the bounded cache.
 

@@ -6,8 +6,11 @@
 //! - [`escape`]: percent-decoding and the `!` case-encoding.
 //! - [`check`]: module path, version and database-name validation.
 //! - [`classify`]: GOPROXY and sumdb paths into module requests.
+//! - [`sumdb`]: verifying module hashes against a checksum database: signed
+//!   notes, tree proofs through tiles, `h1:` hashes.
 
 pub mod check;
 pub mod classify;
 pub mod escape;
 pub mod request;
+pub mod sumdb;

@@ -5,8 +5,10 @@
 //! - [`proxy_source`]: module proxies over HTTP(S), and `direct`.
 //! - [`dir_source`]: GOPROXY-layout directories (`file://`).
 //! - [`fetch`]: the fall-through loop over a mirror list.
+//! - [`sumdb`]: verifying module hashes against a checksum database.
 
 pub mod dir_source;
 pub mod fetch;
 pub mod proxy_source;
 pub mod source;
+pub mod sumdb;

@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod modules;
 mod policy;
+mod sumdb;
 mod tunnel;
 mod upstream_errors;
 mod verdicts;
