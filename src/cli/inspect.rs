@@ -137,7 +137,8 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
             };
             let dest = Authority::parse_connect(&with_port).map_err(|e| format!("bad target '{target}': {e}"))?;
             let sni = sni.unwrap_or_else(|| dest.host.to_string().trim_matches(|c| c == '[' || c == ']').to_owned());
-            let resolver = Arc::new(Resolver::new(hosts));
+            let dns = config.map(|c| c.dns.clone()).unwrap_or_default();
+            let resolver = Arc::new(Resolver::new(hosts, &dns));
             let dialer: Box<dyn Dialer> = match &proxy {
                 Some(url) => Box::new(ProxyDialer::new(url, resolver)?),
                 None => Box::new(DirectDialer::new(resolver)),

@@ -7,6 +7,7 @@
 //! [`timeouts`], [`tls`], [`rules`]; [`describe`] prints what `check` shows.
 
 pub mod describe;
+pub mod dns;
 pub(crate) mod hosts;
 pub mod limits;
 pub mod paths;
@@ -51,6 +52,8 @@ pub struct Config {
     pub policy: Policy,
     /// Connection limits.
     pub limits: limits::LimitSettings,
+    /// Name servers.
+    pub dns: dns::DnsSettings,
 }
 
 /// A config that cannot be used, with where the problem is.
@@ -76,6 +79,8 @@ struct FileConfig {
     tls: tls::FileTls,
     #[serde(default)]
     limits: limits::FileLimits,
+    #[serde(default)]
+    dns: dns::FileDns,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -96,6 +101,7 @@ impl FileConfig {
                 intercept,
             },
             limits: self.limits.resolve()?,
+            dns: self.dns.resolve()?,
         })
     }
 }

@@ -56,6 +56,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// No answer for the host name within `timeouts.connect`.
+    #[error("cannot resolve {host}: no answer within {}", crate::core::duration::fmt_duration(*after))]
+    ResolveTimeout {
+        /// The name that was looked up.
+        host: String,
+        /// The time allowed.
+        after: Duration,
+    },
+
     /// Connecting to the upstream failed on every checked address.
     #[error("cannot connect to {target} ({addr}): {reason}")]
     Connect {
@@ -139,6 +148,7 @@ impl Error {
             Error::BadRequest(_) | Error::HeaderTimeout(_) => Side::Client,
             Error::Blocked { .. } | Error::NoRule(_) => Side::Policy,
             Error::Resolve { .. }
+            | Error::ResolveTimeout { .. }
             | Error::Connect { .. }
             | Error::ConnectTimeout { .. }
             | Error::UpstreamTimeout { .. }
@@ -155,7 +165,9 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::HeaderTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Blocked { .. } | Error::NoRule(_) => StatusCode::FORBIDDEN,
-            Error::ConnectTimeout { .. } | Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::ConnectTimeout { .. } | Error::UpstreamTimeout { .. } | Error::ResolveTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Error::Resolve { .. } | Error::Connect { .. } | Error::Tls { .. } | Error::Upstream { .. } => {
                 StatusCode::BAD_GATEWAY
             }

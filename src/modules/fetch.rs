@@ -16,7 +16,7 @@ use crate::modules::source::{Answer, ModuleSource, SourceRequest};
 use crate::policy::Policy;
 use crate::policy::mirrors::{FallThrough, Mirror, MirrorList};
 use crate::policy::rule::Action;
-use crate::upstream::pool::HttpClient;
+use crate::upstream::pool::Clients;
 
 /// The source behind every mirror-list entry of the policy, built once.
 pub struct SourceSet {
@@ -25,7 +25,7 @@ pub struct SourceSet {
 
 impl SourceSet {
     /// Sources for every entry of every `mirror` rule in `policy`.
-    pub fn new(policy: &Policy, client: &HttpClient) -> SourceSet {
+    pub fn new(policy: &Policy, clients: &Clients) -> SourceSet {
         let mut by_entry: HashMap<Mirror, Arc<dyn ModuleSource>> = HashMap::new();
         let entries = policy.rules.iter().flat_map(|rule| match &rule.action {
             Action::Mirror { mirrors } => mirrors.entries.as_slice(),
@@ -36,8 +36,8 @@ impl SourceSet {
                 continue;
             }
             let source: Arc<dyn ModuleSource> = match &entry.mirror {
-                Mirror::Proxy(base) => Arc::new(ProxySource::new(base.clone(), client.clone())),
-                Mirror::Direct => Arc::new(OriginSource::new(client.clone())),
+                Mirror::Proxy(base) => Arc::new(ProxySource::new(base.clone(), clients.clone())),
+                Mirror::Direct => Arc::new(OriginSource::new(clients.clone())),
                 Mirror::Dir(dir) => Arc::new(DirSource::new(dir.clone())),
                 Mirror::Off => Arc::new(Off),
             };

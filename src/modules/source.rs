@@ -4,6 +4,7 @@
 //! trait, so a cache or a health-checked mirror is one more implementation
 //! or wrapper.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -11,19 +12,39 @@ use http::Response;
 
 use crate::core::body::Body;
 use crate::core::error::Error;
+use crate::core::host::Authority;
 use crate::gomod::request::ModuleRequest;
 
-/// One module request, as every source sees it.
+/// The original host of an intercepted tunnel, for `direct`.
 #[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The original URL, `https://host/path`.
+    pub url: &'a str,
+    /// The host's addresses the policy checked, when it checked any:
+    /// connect only to these.
+    pub checked: Option<&'a [SocketAddr]>,
+}
+
+/// Checks a host an upstream redirected to, the way the policy checks a
+/// request to it: refused, or allowed with the addresses it checked.
+pub trait RedirectPolicy: Send + Sync {
+    /// Whether modgate may follow a redirect to `dest`.
+    fn admit<'a>(&'a self, dest: &'a Authority) -> BoxFuture<'a, Result<Option<Vec<SocketAddr>>, Error>>;
+}
+
+/// One module request, as every source sees it.
+#[derive(Clone, Copy)]
 pub struct SourceRequest<'a> {
     /// The request, classified.
     pub request: &'a ModuleRequest,
     /// The path relative to a GOPROXY base, e.g. `/golang.org/x/mod/@v/list`
     /// or `/sumdb/sum.golang.org/latest`.
     pub rel_path: &'a str,
-    /// The original URL, when there is an original host (an intercepted
-    /// tunnel); `None` on modgate's own endpoint.
-    pub origin_url: Option<&'a str>,
+    /// The original host, inside an intercepted tunnel; `None` on
+    /// modgate's own endpoint.
+    pub origin: Option<Origin<'a>>,
+    /// Checks each redirect target before it is followed.
+    pub redirects: &'a dyn RedirectPolicy,
     /// The rule that sent the request here, for messages.
     pub rule: &'a str,
     /// Time allowed for an upstream's response head.

@@ -12,7 +12,7 @@ use crate::modules::fetch::SourceSet;
 use crate::tls::interceptor::Interceptor;
 use crate::tls::verifier::VerdictVerifier;
 use crate::upstream::dial::Dialer;
-use crate::upstream::pool::HttpClient;
+use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
 
 /// The proxy's shared state, one per running server.
@@ -23,8 +23,8 @@ pub struct Context {
     pub resolver: Arc<Resolver>,
     /// How upstream connections are opened.
     pub dialer: Arc<dyn Dialer>,
-    /// The pooled client for origins and mirrors.
-    pub client: HttpClient,
+    /// The pooled clients for origins and mirrors.
+    pub clients: Clients,
     /// The source behind each mirror-list entry.
     pub sources: SourceSet,
     /// The verifier behind every upstream TLS connection.

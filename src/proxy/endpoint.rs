@@ -21,7 +21,7 @@ use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
 use crate::proxy::context::Context;
 use crate::proxy::respond::note_upstream;
-use crate::proxy::route::route;
+use crate::proxy::route::{RedirectCheck, route};
 use crate::telemetry::access::Access;
 
 /// Answers one request addressed to modgate itself.
@@ -52,10 +52,16 @@ pub async fn serve(ctx: &Context, access: &mut Access, req: Request<Incoming>) -
         Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, &what)),
         other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
     };
+    let redirects = RedirectCheck {
+        ctx,
+        src: access.client.ip(),
+        module: request.module(),
+    };
     let source_request = SourceRequest {
         request: &request,
         rel_path: path,
-        origin_url: None,
+        origin: None,
+        redirects: &redirects,
         rule: &rule.name,
         header_timeout: ctx.config.timeouts.header,
     };

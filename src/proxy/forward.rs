@@ -2,7 +2,6 @@
 //! streaming bodies both ways: absolute-form requests (`GET
 //! http://host/path`), and `direct` requests inside intercepted tunnels.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -23,9 +22,6 @@ use crate::proxy::route::route;
 use crate::telemetry::access::{Access, Counter, Metered};
 use crate::upstream::pool::{HttpClient, client_error};
 
-/// The `Via` value modgate adds (RFC 9110 §7.6.3).
-const VIA: &str = "1.1 modgate";
-
 /// `GET http://host/path`: plan, then forward to a checked address.
 pub async fn serve(
     ctx: &Context,
@@ -40,10 +36,10 @@ pub async fn serve(
         module: None,
     };
     let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
-    let connect_to = routed.checked.as_ref().and_then(|a| a.first().copied());
+    let client = ctx.clients.for_checked(routed.checked.as_deref());
     let bytes_in = access.bytes_in.clone();
     let t = ctx.config.timeouts;
-    let resp = forward(&ctx.client, req, Scheme::HTTP, &dest, connect_to, t.header, bytes_in).await?;
+    let resp = forward(&client, req, Scheme::HTTP, &dest, t.header, bytes_in).await?;
     note_upstream(access, resp.extensions());
     Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
 }
@@ -57,17 +53,15 @@ pub async fn forward(
     req: Request<Incoming>,
     scheme: Scheme,
     dest: &Authority,
-    connect_to: Option<SocketAddr>,
     header_timeout: Duration,
     bytes_in: Counter,
 ) -> Result<Response<Incoming>, Error> {
     let (mut parts, body) = req.into_parts();
     let host_header = host_header(&parts.uri, dest)?;
-    let connect_to = connect_to.filter(|_| scheme == Scheme::HTTP);
-    parts.uri = upstream_uri(&parts.uri, &scheme, dest, connect_to)?;
+    parts.uri = upstream_uri(&parts.uri, &scheme, dest)?;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, host_header);
-    parts.headers.append(header::VIA, HeaderValue::from_static(VIA));
+    parts.headers.append(header::VIA, via(parts.version));
     parts.version = http::Version::HTTP_11;
     let body = Metered::new(body, bytes_in).map_err(BoxError::from).boxed_unsync();
 
@@ -83,8 +77,20 @@ pub async fn forward(
         Ok(Ok(resp)) => resp,
     };
     strip_hop_by_hop(resp.headers_mut());
-    resp.headers_mut().append(header::VIA, HeaderValue::from_static(VIA));
+    let received = via(resp.version());
+    resp.headers_mut().append(header::VIA, received);
     Ok(resp)
+}
+
+/// The `Via` entry for a message modgate received over `version` (RFC 9110
+/// §7.6.3): `1.1 modgate`, or `2 modgate` for HTTP/2.
+fn via(version: http::Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        http::Version::HTTP_2 => "2 modgate",
+        http::Version::HTTP_3 => "3 modgate",
+        http::Version::HTTP_10 => "1.0 modgate",
+        _ => "1.1 modgate",
+    })
 }
 
 /// The Host header for the origin: the authority of the request URI
@@ -98,14 +104,10 @@ fn host_header(uri: &Uri, dest: &Authority) -> Result<HeaderValue, Error> {
     HeaderValue::from_str(&text).map_err(|_| Error::BadRequest(format!("bad host '{text}'")))
 }
 
-/// The URI the pooled client uses: the checked address when there is one,
-/// so the connection goes exactly where the policy looked.
-fn upstream_uri(uri: &Uri, scheme: &Scheme, dest: &Authority, connect_to: Option<SocketAddr>) -> Result<Uri, Error> {
-    let authority = match connect_to {
-        Some(addr) => UriAuthority::try_from(addr.to_string().as_str()),
-        None => UriAuthority::try_from(dest.to_string().as_str()),
-    }
-    .map_err(|e| Error::Internal(format!("upstream authority for {dest}: {e}")))?;
+/// The URI the pooled client uses: the destination and the request's path.
+fn upstream_uri(uri: &Uri, scheme: &Scheme, dest: &Authority) -> Result<Uri, Error> {
+    let authority = UriAuthority::try_from(dest.to_string().as_str())
+        .map_err(|e| Error::Internal(format!("upstream authority for {dest}: {e}")))?;
     let path = uri
         .path_and_query()
         .cloned()
@@ -123,13 +125,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checked_address_replaces_the_name() {
+    fn the_upstream_uri_keeps_the_name_and_path() {
         let dest = Authority::parse_connect("example.com:8080").unwrap();
         let uri: Uri = "http://example.com:8080/a?b=c".parse().unwrap();
-        let up = upstream_uri(&uri, &Scheme::HTTP, &dest, Some("[2001:db8::1]:8080".parse().unwrap())).unwrap();
-        assert_eq!(up.to_string(), "http://[2001:db8::1]:8080/a?b=c");
-        assert_eq!(host_header(&uri, &dest).unwrap(), "example.com:8080");
-        let up = upstream_uri(&uri, &Scheme::HTTP, &dest, None).unwrap();
+        let up = upstream_uri(&uri, &Scheme::HTTP, &dest).unwrap();
         assert_eq!(up.to_string(), "http://example.com:8080/a?b=c");
+        assert_eq!(host_header(&uri, &dest).unwrap(), "example.com:8080");
+        assert_eq!(via(http::Version::HTTP_2), "2 modgate");
+        assert_eq!(via(http::Version::HTTP_11), "1.1 modgate");
     }
 }

@@ -16,13 +16,13 @@ use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
 use crate::gomod::escape::decode_path;
 use crate::gomod::request::ModuleRequest;
 use crate::modules::fetch::fetch;
-use crate::modules::source::SourceRequest;
+use crate::modules::source::{Origin, SourceRequest};
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
 use crate::proxy::context::Context;
 use crate::proxy::forward::forward;
 use crate::proxy::respond::{note_upstream, respond};
-use crate::proxy::route::route;
+use crate::proxy::route::{RedirectCheck, route};
 use crate::telemetry::access::Access;
 
 /// Answers one request inside the tunnel to `dest`.
@@ -67,13 +67,22 @@ async fn carry_out(
         module_request: classified.is_some(),
     };
     let routed = route(ctx, door, facts, &what, access).await?;
-    match (routed.plan, classified) {
+    match (routed.plan.clone(), classified) {
         (Plan::Mirror(rule, mirrors), Some((request, rel_path))) => {
             let origin_url = access.target.clone();
+            let redirects = RedirectCheck {
+                ctx,
+                src: access.client.ip(),
+                module: request.module(),
+            };
             let source_request = SourceRequest {
                 request: &request,
                 rel_path: &rel_path,
-                origin_url: Some(&origin_url),
+                origin: Some(Origin {
+                    url: &origin_url,
+                    checked: routed.checked.as_deref(),
+                }),
+                redirects: &redirects,
                 rule: &rule.name,
                 header_timeout: t.header,
             };
@@ -95,7 +104,8 @@ async fn carry_out(
         (Plan::Origin(_), _) => {
             let bytes_in = access.bytes_in.clone();
             access.upstream = Some(dest.https_url());
-            let resp = forward(&ctx.client, req, Scheme::HTTPS, dest, None, t.header, bytes_in).await?;
+            let client = ctx.clients.for_checked(routed.checked.as_deref());
+            let resp = forward(&client, req, Scheme::HTTPS, dest, t.header, bytes_in).await?;
             note_upstream(access, resp.extensions());
             Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
         }

@@ -4,9 +4,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use futures_util::future::BoxFuture;
+
 use crate::core::error::Error;
+use crate::core::host::Authority;
+use crate::modules::source::RedirectPolicy;
+use crate::policy::decide::{Decision, decide, decide_resolved};
 use crate::policy::plan::{self, Door, NeedsAddress, Plan};
-use crate::policy::rule::Facts;
+use crate::policy::rule::{Action, Facts};
 use crate::proxy::context::Context;
 use crate::telemetry::access::Access;
 
@@ -48,4 +53,52 @@ pub async fn route<'a>(
         return Err(error.clone());
     }
     Ok(routed)
+}
+
+/// The policy's check of a host an upstream redirected to, for the request
+/// from `src` for `module`: a refusal, or the addresses it checked.
+pub struct RedirectCheck<'a> {
+    /// The proxy.
+    pub ctx: &'a Context,
+    /// The client that made the request.
+    pub src: IpAddr,
+    /// The module requested, when known.
+    pub module: Option<&'a str>,
+}
+
+impl RedirectPolicy for RedirectCheck<'_> {
+    fn admit<'a>(&'a self, dest: &'a Authority) -> BoxFuture<'a, Result<Option<Vec<SocketAddr>>, Error>> {
+        Box::pin(async move {
+            let rules = &self.ctx.config.policy.rules;
+            let facts = Facts {
+                src: self.src,
+                dest: Some(dest),
+                addr: None,
+                module: self.module,
+            };
+            let (decision, checked) = match decide(rules, &facts) {
+                Decision::NeedsAddress => {
+                    let addrs = self
+                        .ctx
+                        .resolver
+                        .resolve_within(dest, self.ctx.config.timeouts.connect)
+                        .await?;
+                    let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+                    (decide_resolved(rules, &facts, &ips), Some(addrs))
+                }
+                decision => (decision, None),
+            };
+            match decision {
+                Decision::Matched(rule) => match &rule.action {
+                    Action::Block { reason } => Err(Error::Blocked {
+                        rule: rule.name.clone(),
+                        reason: format!("a redirect to {dest}: {reason}"),
+                    }),
+                    Action::Direct | Action::Mirror { .. } => Ok(checked),
+                },
+                Decision::NoMatch => Err(Error::NoRule(format!("{dest} (a redirect)"))),
+                Decision::NeedsAddress => Err(Error::Internal(format!("the policy for {dest} still needs an address"))),
+            }
+        })
+    }
 }

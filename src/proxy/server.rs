@@ -26,7 +26,7 @@ use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
 use crate::tls::trust::{Trust, TrustError, client_config};
 use crate::upstream::dial::{Dialer, DirectDialer};
-use crate::upstream::pool;
+use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
 
 /// Active probe results kept (host:port).
@@ -117,7 +117,7 @@ fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), St
 /// Everything the connections share, built once from the config.
 fn build_context(config: Config) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
-    let resolver = Arc::new(Resolver::new(config.hosts.clone()));
+    let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
     let dialer: Arc<dyn Dialer> = Arc::new(DirectDialer::new(resolver.clone()));
     let t = config.timeouts;
     let verifier = trust.verdict_verifier(config.tls.on_interception, &config.tls.intercepted_dir);
@@ -127,10 +127,10 @@ fn build_context(config: Config) -> Result<Context, StartError> {
             reason: e.to_string(),
         })
     })?;
-    let client = pool::client(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
+    let clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
     Ok(Context {
-        sources: SourceSet::new(&config.policy, &client),
-        client,
+        sources: SourceSet::new(&config.policy, &clients),
+        clients,
         verifier,
         probes: bounded(PROBE_CACHE_MAX, config.tls.probe_ttl),
         resolver,

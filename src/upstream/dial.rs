@@ -73,37 +73,75 @@ impl Dialer for DirectDialer {
     }
 }
 
-/// Connects to the first of `addrs` that accepts, before `deadline`.
+/// How long one connection attempt runs alone before the next address is
+/// tried beside it (RFC 8305's Connection Attempt Delay).
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to `addrs` with Happy Eyeballs (RFC 8305): the first address
+/// at once, and each next one when the previous has not connected within
+/// [`ATTEMPT_DELAY`] or has failed; the first to connect wins and the rest
+/// are dropped. A black-holed address costs one delay, not the whole
+/// `timeout`.
 async fn connect(
     target: &Authority,
     addrs: &[SocketAddr],
     deadline: Instant,
     timeout: Duration,
 ) -> Result<Dialed, Error> {
-    let mut last = None;
-    for &addr in addrs {
-        match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(Dialed { stream, peer: addr });
-            }
-            Ok(Err(e)) => {
-                last = Some(Error::Connect {
-                    target: target.to_string(),
-                    addr,
-                    reason: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(Error::ConnectTimeout {
-                    target: target.to_string(),
-                    addr,
-                    after: timeout,
-                });
+    let Some(&first) = addrs.first() else {
+        return Err(Error::Resolve {
+            host: target.host.to_string(),
+            reason: "no addresses".into(),
+        });
+    };
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut pending = addrs.iter().copied();
+    let mut last_error = None;
+    let mut last_addr = first;
+    loop {
+        if let Some(addr) = pending.next() {
+            last_addr = addr;
+            attempts.spawn(async move { (addr, TcpStream::connect(addr).await) });
+        }
+        if attempts.is_empty() {
+            break;
+        }
+        let next_try = Instant::now() + ATTEMPT_DELAY;
+        let wake = if pending.len() > 0 {
+            next_try.min(deadline)
+        } else {
+            deadline
+        };
+        tokio::select! {
+            joined = attempts.join_next() => match joined {
+                Some(Ok((addr, Ok(stream)))) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Dialed { stream, peer: addr });
+                }
+                Some(Ok((addr, Err(e)))) => {
+                    last_error = Some(Error::Connect {
+                        target: target.to_string(),
+                        addr,
+                        reason: e.to_string(),
+                    });
+                    // A failure starts the next attempt at once.
+                    continue;
+                }
+                Some(Err(e)) => last_error = Some(Error::Internal(format!("connect task: {e}"))),
+                None => break,
+            },
+            () = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= deadline {
+                    return Err(Error::ConnectTimeout {
+                        target: target.to_string(),
+                        addr: last_addr,
+                        after: timeout,
+                    });
+                }
             }
         }
     }
-    Err(last.unwrap_or_else(|| Error::Resolve {
+    Err(last_error.unwrap_or_else(|| Error::Resolve {
         host: target.host.to_string(),
         reason: "no addresses".into(),
     }))

@@ -20,34 +20,84 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::core::body::Body;
+use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{self, Error};
 use crate::core::host::{Authority, Host};
 use crate::core::verdict::Judgement;
 use crate::tls::verifier::{VerdictVerifier, refusal_in};
 use crate::upstream::dial::Dialer;
 
-/// The pooled client for origins and mirrors, over plain TCP or TLS.
+/// A pooled client for origins and mirrors, over plain TCP or TLS.
 pub type HttpClient = Client<Connector, Body>;
 
-/// Builds the pooled client. Idle pooled connections are closed after
-/// `idle`.
-pub fn client(
-    dialer: Arc<dyn Dialer>,
-    connect_timeout: Duration,
+/// Address sets with a pooled client of their own.
+const PINNED_CLIENTS_MAX: u64 = 1024;
+
+/// The pooled clients. The default one resolves names itself, for upstreams
+/// no rule asked about (configured mirrors). A request whose plan checked
+/// the destination's addresses gets a client pinned to exactly those
+/// addresses, with its own pool: a name that resolves differently later
+/// (DNS rebinding) can never be reached at an address the policy did not
+/// check.
+#[derive(Clone)]
+pub struct Clients {
+    connector: Connector,
     idle: Duration,
-    tls: Arc<rustls::ClientConfig>,
-    verifier: Arc<VerdictVerifier>,
-) -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(idle)
-        .timer(TokioTimer::new())
-        .build(Connector {
+    default: HttpClient,
+    pinned: Bounded<Arc<[SocketAddr]>, HttpClient>,
+}
+
+impl Clients {
+    /// Clients dialing through `dialer`, verifying TLS chains with
+    /// `verifier`; idle pooled connections close after `idle`.
+    pub fn new(
+        dialer: Arc<dyn Dialer>,
+        connect_timeout: Duration,
+        idle: Duration,
+        tls: Arc<rustls::ClientConfig>,
+        verifier: Arc<VerdictVerifier>,
+    ) -> Clients {
+        let connector = Connector {
             dialer,
             timeout: connect_timeout,
             tls,
             verifier,
+            pin: None,
+        };
+        Clients {
+            default: build(connector.clone(), idle),
+            connector,
+            idle,
+            pinned: bounded(PINNED_CLIENTS_MAX, idle.max(Duration::from_secs(60))),
+        }
+    }
+
+    /// The client that resolves names itself.
+    pub fn default_client(&self) -> &HttpClient {
+        &self.default
+    }
+
+    /// The client for a request whose plan checked `checked` (when it
+    /// checked any): connections go only to those addresses.
+    pub fn for_checked(&self, checked: Option<&[SocketAddr]>) -> HttpClient {
+        let Some(addrs) = checked else {
+            return self.default.clone();
+        };
+        let key: Arc<[SocketAddr]> = Arc::from(addrs);
+        self.pinned.get_with(key.clone(), || {
+            let mut connector = self.connector.clone();
+            connector.pin = Some(key);
+            build(connector, self.idle)
         })
+    }
+}
+
+fn build(connector: Connector, idle: Duration) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(idle)
+        .timer(TokioTimer::new())
+        .build(connector)
 }
 
 /// Turns a pooled-client error into modgate's error, keeping the
@@ -150,17 +200,18 @@ impl hyper::rt::Write for PooledStream {
     }
 }
 
-/// The connector behind the pooled client: dials through the [`Dialer`]
-/// within the connect timeout, and for `https://` runs a verified TLS
-/// handshake (offering h2 and http/1.1) within the same timeout. Forwarded
-/// requests whose rule checked addresses arrive with an IP literal in the
-/// URI, so the connection goes exactly there.
+/// The connector behind a pooled client: dials through the [`Dialer`]
+/// (only to its pinned addresses, when it has them) within the connect
+/// timeout, and for `https://` runs a verified TLS handshake (offering h2
+/// and http/1.1) within the same timeout.
 #[derive(Clone)]
 pub struct Connector {
     dialer: Arc<dyn Dialer>,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
     verifier: Arc<VerdictVerifier>,
+    /// The only addresses this connector may connect to, when pinned.
+    pin: Option<Arc<[SocketAddr]>>,
 }
 
 impl Connector {
@@ -173,7 +224,7 @@ impl Connector {
             host,
         };
         let deadline = Instant::now() + self.timeout;
-        let dialed = self.dialer.dial(&dest, None, self.timeout).await?;
+        let dialed = self.dialer.dial(&dest, self.pin.as_deref(), self.timeout).await?;
         let (stream, peer) = (dialed.stream, dialed.peer);
         if !https {
             return Ok(PooledStream::Plain(TokioIo::new(stream), peer));

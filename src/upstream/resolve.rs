@@ -1,34 +1,62 @@
-//! Name resolution: `[hosts]` first, then the system resolver, with a short
-//! bounded cache of answers.
+//! Name resolution: `[hosts]` first, then DNS (hickory), asking both A and
+//! AAAA and caching answers for their own TTLs. Answers come back in the
+//! order to try them: address families interleaved, IPv6 first (RFC 8305).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::cache::{Bounded, bounded};
-use crate::core::duration::fmt_duration;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::xfer::Protocol;
+
+use crate::config::dns::DnsSettings;
 use crate::core::error::Error;
 use crate::core::host::{Authority, Host, HostOverrides};
 
-/// How long a DNS answer is reused. getaddrinfo does not report TTLs; this
-/// keeps lookups off the per-request path without holding stale answers long.
-const DNS_CACHE_TTL: Duration = Duration::from_secs(30);
-/// Names whose answers are kept; the least recently used go first.
-const DNS_CACHE_MAX: u64 = 4096;
+/// Names whose answers are cached (the cache is bounded and honours TTLs).
+const DNS_CACHE_ENTRIES: usize = 4096;
 
-/// Name resolution: `[hosts]` first, then the system resolver.
-#[derive(Debug)]
+/// Name resolution: `[hosts]` first, then DNS.
 pub struct Resolver {
     overrides: HostOverrides,
-    cache: Bounded<String, Arc<[IpAddr]>>,
+    dns: TokioResolver,
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver").finish_non_exhaustive()
+    }
 }
 
 impl Resolver {
-    /// A resolver with the given `[hosts]` table.
-    pub fn new(overrides: HostOverrides) -> Resolver {
+    /// A resolver with the given `[hosts]` table and name servers (the
+    /// system's when `dns.servers` is empty).
+    pub fn new(overrides: HostOverrides, dns: &DnsSettings) -> Resolver {
+        let provider = TokioConnectionProvider::default();
+        let mut builder = if dns.servers.is_empty() {
+            match TokioResolver::builder_tokio() {
+                Ok(builder) => builder,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the system's DNS configuration; names resolve through [hosts] only");
+                    TokioResolver::builder_with_config(ResolverConfig::new(), provider)
+                }
+            }
+        } else {
+            let mut config = ResolverConfig::new();
+            for addr in &dns.servers {
+                config.add_name_server(NameServerConfig::new(*addr, Protocol::Udp));
+                config.add_name_server(NameServerConfig::new(*addr, Protocol::Tcp));
+            }
+            TokioResolver::builder_with_config(config, provider)
+        };
+        let opts: &mut ResolverOpts = builder.options_mut();
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        opts.cache_size = DNS_CACHE_ENTRIES;
+        opts.use_hosts_file = ResolveHosts::Auto;
         Resolver {
             overrides,
-            cache: bounded(DNS_CACHE_MAX, DNS_CACHE_TTL),
+            dns: builder.build(),
         }
     }
 
@@ -40,34 +68,68 @@ impl Resolver {
         let Host::Name(name) = &dest.host else {
             return Err(Error::Internal(format!("{dest} is neither a name nor pinned")));
         };
-        if let Some(ips) = self.cache.get(name) {
-            return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, dest.port)).collect());
-        }
-        let lookup = tokio::net::lookup_host((name.as_str(), dest.port)).await;
-        let addrs: Vec<SocketAddr> = lookup
+        // A trailing dot makes the name absolute: no search domains.
+        let lookup = self
+            .dns
+            .lookup_ip(format!("{name}."))
+            .await
             .map_err(|e| Error::Resolve {
                 host: name.clone(),
-                reason: e.to_string(),
-            })?
-            .collect();
-        if addrs.is_empty() {
+                reason: if e.is_no_records_found() {
+                    "no such host".to_owned()
+                } else {
+                    e.to_string()
+                },
+            })?;
+        let ips: Vec<IpAddr> = lookup.iter().collect();
+        if ips.is_empty() {
             return Err(Error::Resolve {
                 host: name.clone(),
                 reason: "no addresses".into(),
             });
         }
-        self.cache
-            .insert(name.clone(), addrs.iter().map(SocketAddr::ip).collect());
-        Ok(addrs)
+        Ok(interleave(ips)
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, dest.port))
+            .collect())
     }
 
-    /// [`Resolver::resolve`] within `timeout`.
+    /// [`Resolver::resolve`] within `timeout`; no answer in time is a `504`.
     pub async fn resolve_within(&self, dest: &Authority, timeout: Duration) -> Result<Vec<SocketAddr>, Error> {
         tokio::time::timeout(timeout, self.resolve(dest))
             .await
-            .map_err(|_| Error::Resolve {
+            .map_err(|_| Error::ResolveTimeout {
                 host: dest.host.to_string(),
-                reason: format!("no answer within {}", fmt_duration(timeout)),
+                after: timeout,
             })?
+    }
+}
+
+/// Addresses with the families alternating, IPv6 first (RFC 8305 §4), so a
+/// broken family costs one connection attempt delay, not all of them.
+fn interleave(ips: Vec<IpAddr>) -> Vec<IpAddr> {
+    let (v6, v4): (Vec<IpAddr>, Vec<IpAddr>) = ips.into_iter().partition(IpAddr::is_ipv6);
+    let mut out = Vec::with_capacity(v6.len() + v4.len());
+    let (mut a, mut b) = (v6.into_iter(), v4.into_iter());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return out,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_alternate_ipv6_first() {
+        let ips: Vec<IpAddr> = ["192.0.2.1", "192.0.2.2", "2001:db8::1", "192.0.2.3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let got: Vec<String> = interleave(ips).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["2001:db8::1", "192.0.2.1", "192.0.2.2", "192.0.2.3"]);
     }
 }
