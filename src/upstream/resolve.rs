@@ -51,6 +51,11 @@ impl Resolver {
             TokioResolver::builder_with_config(config, provider)
         };
         let opts: &mut ResolverOpts = builder.options_mut();
+        if !dns.servers.is_empty() {
+            // Each server is listed for UDP and for TCP: ask over UDP, and
+            // over TCP only when that fails, not both at once.
+            opts.num_concurrent_reqs = 1;
+        }
         opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         opts.cache_size = DNS_CACHE_ENTRIES;
         opts.use_hosts_file = ResolveHosts::Auto;

@@ -1,12 +1,14 @@
 //! Integration tests: real sockets on 127.0.0.1:0, real TLS, one binary with
 //! one module per topic.
 
+mod fake_dns;
 mod gotool;
 mod support;
 
 mod access;
 mod bad_input;
 mod cli;
+mod dns;
 mod explain_serve;
 mod forward;
 mod go_e2e;
