@@ -4,8 +4,10 @@
 //! Every problem is reported as `file:line:col: message`. Durations, CIDRs,
 //! globs and ports are parsed here, at load time; nothing downstream sees a
 //! string it has to check again. Each table has its own room: [`hosts`],
-//! [`timeouts`], [`tls`], [`rules`]; [`describe`] prints what `check` shows.
+//! [`timeouts`], [`tls`], [`cache`], [`rules`]; [`describe`] prints what
+//! `check` shows.
 
+pub mod cache;
 pub mod describe;
 pub(crate) mod hosts;
 pub(crate) mod rules;
@@ -20,6 +22,7 @@ use serde::Deserialize;
 
 use crate::core::host::HostOverrides;
 use crate::policy::Policy;
+pub use cache::{CacheLocation, CacheSettings};
 use syntax::{Located, Parsed};
 pub use timeouts::Timeouts;
 pub use tls::{OnInterception, Probe, PublicRoots, TlsSettings};
@@ -44,6 +47,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// The local CA and upstream trust.
     pub tls: TlsSettings,
+    /// The module cache: where it is kept and its times.
+    pub cache: CacheSettings,
     /// The rule table and the intercepted hosts: everything the decision
     /// depends on.
     pub policy: Policy,
@@ -70,6 +75,8 @@ struct FileConfig {
     timeouts: timeouts::FileTimeouts,
     #[serde(default)]
     tls: tls::FileTls,
+    #[serde(default)]
+    cache: cache::FileCache,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -85,6 +92,7 @@ impl FileConfig {
             hosts: hosts::resolve(self.hosts)?,
             timeouts: self.timeouts.resolve(),
             tls,
+            cache: self.cache.resolve(base)?,
             policy: Policy {
                 rules: rules::resolve(self.rules)?,
                 intercept,
