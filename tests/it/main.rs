@@ -2,9 +2,11 @@
 //! one module per topic.
 
 mod gotool;
+mod moto;
 mod support;
 
 mod bad_input;
+mod cache_store;
 mod cli;
 mod explain_serve;
 mod forward;
