@@ -1,6 +1,7 @@
 //! The module cache's storage layer (issue 10): atomic writes, LRU eviction
-//! with pins, the directory as a GOPROXY tree for the real go, and the same
-//! store on S3 (moto) and file:// URLs.
+//! with pins, the directory as a GOPROXY tree for the real go, the
+//! `modgate cache` commands, and the same store on S3 (moto) and file://
+//! URLs.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -14,7 +15,7 @@ use modgate::gomod::request::ModuleRequest;
 
 use crate::gotool::{FixtureModule, GoProject, write_fixture};
 use crate::moto::{Moto, eventually, start_moto};
-use crate::support::{STEP, pattern_chunk};
+use crate::support::{STEP, modgate_bin, pattern_chunk};
 
 /// Settings for a cache directory of at most `max_size` bytes.
 fn dir_settings(dir: &Path, max_size: &str) -> CacheSettings {
@@ -395,6 +396,168 @@ async fn the_cache_dir_is_a_goproxy_tree_for_the_real_go() {
     drop(pending);
 }
 
+// ---------- the commands ----------
+
+fn modgate(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(modgate_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[tokio::test]
+async fn the_cache_commands_work_on_a_populated_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("modgate.toml");
+    std::fs::write(&config, "[cache]\ndir = \"cache\"\nmax_size = \"1MiB\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let cache_dir = root.path().join("cache");
+    {
+        let store = open_dir(&cache_dir, "1MiB").await;
+        store_fixture(&store, GO_FIXTURE).await;
+        let lookup = Key::sumdb("sum.golang.org", "lookup/example.com/plain-mod@v0.3.1").unwrap();
+        store.put(&lookup, Bytes::from_static(b"record\n")).await.unwrap();
+    }
+    let crash = cache_dir.join("example.com/plain-mod/@v/.modgate-tmp-crash");
+    std::fs::write(&crash, b"half").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&crash)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+
+    // ls: everything, then a module glob (decoded, case and all).
+    let (code, out, err) = modgate(root.path(), &["cache", "ls", "--json", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    let all = json(&out);
+    let keys: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 9, "{keys:?}");
+    assert!(keys.contains(&"example.com/!upper/!case/@v/v1.2.0.zip"), "{keys:?}");
+    assert!(keys.contains(&"sumdb/sum.golang.org/lookup/example.com/plain-mod@v0.3.1"));
+    let zip = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "example.com/!upper/!case/@v/v1.2.0.zip")
+        .unwrap();
+    assert_eq!(zip["kind"], "zip");
+    assert_eq!(zip["module"], "example.com/Upper/Case");
+    assert_eq!(zip["version"], "v1.2.0");
+    assert!(zip["size"].as_u64().unwrap() > 1000);
+    assert!(zip["stored_at"].as_str().unwrap().ends_with('Z'));
+
+    let (code, out, _) = modgate(root.path(), &["cache", "ls", "example.com/Upper/*", "--config", config]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.ends_with(".zip") || l.ends_with(".mod") || l.ends_with(".info") || l.ends_with("list"))
+    );
+    let (code, out, _) = modgate(root.path(), &["cache", "ls", "sumdb/", "--config", config]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+
+    // stats.
+    let (code, out, err) = modgate(root.path(), &["cache", "stats", "--json", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    let stats = json(&out);
+    assert_eq!(stats["objects"], 9);
+    assert_eq!(stats["by_kind"]["zip"]["objects"], 2);
+    assert_eq!(stats["by_kind"]["list"]["objects"], 2);
+    assert_eq!(stats["by_kind"]["sumdb"]["objects"], 1);
+    assert_eq!(stats["max_size"], 1 << 20);
+    let backend = stats["backend"].as_str().unwrap();
+    assert_eq!(
+        backend,
+        format!("dir {}", cache_dir.display()),
+        "the path printed is absolute"
+    );
+    let (code, out, _) = modgate(root.path(), &["cache", "stats", "--config", config]);
+    assert_eq!(code, 0);
+    assert!(out.contains("objects: 9"), "{out}");
+    assert!(out.contains(&cache_dir.display().to_string()), "{out}");
+
+    // rm by glob.
+    let (code, out, err) = modgate(
+        root.path(),
+        &["cache", "rm", "example.com/Upper/Case", "--config", config],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed 4 objects"), "{out}");
+    assert!(!cache_dir.join("example.com/!upper").exists());
+    let (_, out, _) = modgate(root.path(), &["cache", "ls", "--json", "--config", config]);
+    assert_eq!(json(&out).as_array().unwrap().len(), 5);
+
+    // gc: the crash's temp file goes.
+    let (code, out, err) = modgate(root.path(), &["cache", "gc", "--json", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    let gc = json(&out);
+    assert_eq!(gc["temp_files_removed"], 1, "{gc}");
+    assert_eq!(gc["temp_bytes_removed"], 4);
+    assert_eq!(gc["objects"], 5);
+    assert!(!crash.exists());
+    let (code, out, _) = modgate(root.path(), &["cache", "gc", "--config", config]);
+    assert_eq!(code, 0);
+    assert!(out.contains("removed 0 temp files"), "{out}");
+}
+
+#[test]
+fn the_cache_commands_exit_2_on_usage_errors_and_1_on_storage_failures() {
+    let root = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = root.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let ok = write("ok.toml", "[cache]\ndir = \"c\"\n");
+    let (code, _, err) = modgate(root.path(), &["cache", "ls", "github.com/[x", "--config", &ok]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("modgate: bad pattern 'github.com/[x'"), "{err}");
+
+    let off = write("off.toml", "[cache]\ndir = \"\"\n");
+    let (code, _, err) = modgate(root.path(), &["cache", "stats", "--config", &off]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the cache is off"), "{err}");
+
+    let bad = write("bad.toml", "[cache]\ndir = \"c\"\nmax_size = \"lots\"\n");
+    let (code, _, err) = modgate(root.path(), &["cache", "gc", "--config", &bad]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with(&format!("{bad}:3:12: bad size 'lots'")), "{err}");
+
+    // The cache dir is a file: storage failure.
+    write("blocker", "not a directory");
+    let blocked = write("blocked.toml", "[cache]\ndir = \"blocker\"\n");
+    let (code, _, err) = modgate(root.path(), &["cache", "ls", "--config", &blocked]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("modgate: cache dir "), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // check shows the cache line.
+    let (code, out, err) = modgate(root.path(), &["check", "--config", &ok]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with("cache:")).expect("a cache line");
+    assert!(
+        line.contains(&root.path().join("c").display().to_string()) && line.contains("max 20GiB"),
+        "{line}"
+    );
+}
+
 // ---------- S3 (moto) ----------
 
 /// Settings and a store for `s3://BUCKET/PREFIX` on `moto`.
@@ -553,6 +716,60 @@ async fn s3_uncommitted_writes_leave_nothing_against_moto() {
 
     assert!(store.list("").await.unwrap().is_empty());
     assert!(tokio::task::block_in_place(|| moto.object_names("atomic")).is_empty());
+}
+
+#[test]
+fn the_cache_commands_work_on_s3_with_credentials_from_the_environment() {
+    let moto = start_moto();
+    moto.create_bucket("cli");
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("modgate.toml");
+    std::fs::write(&config, "[cache]\nurl = \"s3://cli/modules\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    moto.boto3(
+        "s3.put_object(Bucket='cli', Key='modules/example.com/m/@v/v1.0.0.mod', Body=b'module example.com/m\\n')\n\
+         s3.put_object(Bucket='cli', Key='modules/example.com/m/@v/list', Body=b'v1.0.0\\n')\n\
+         s3.put_object(Bucket='cli', Key='modules/not-a-key.txt', Body=b'x')",
+    );
+    let env = moto.env();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(modgate_bin())
+            .args(args)
+            .current_dir(root.path())
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["cache", "ls", "--json", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    let keys: Vec<String> = json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, vec!["example.com/m/@v/list", "example.com/m/@v/v1.0.0.mod"]);
+    let (code, out, err) = run(&["cache", "stats", "--json", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    let stats = json(&out);
+    assert_eq!(stats["objects"], 2);
+    assert_eq!(stats["backend"], "s3://cli/modules");
+    assert_eq!(stats["max_size"], serde_json::Value::Null);
+    let (code, out, err) = run(&["cache", "rm", "example.com/*", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed 2 objects"), "{out}");
+    assert_eq!(moto.object_names("cli"), vec!["modules/not-a-key.txt"]);
+
+    // An unreachable endpoint is a storage failure.
+    drop(moto);
+    let (code, _, err) = run(&["cache", "ls", "--config", config]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("modgate: cache s3://cli/modules: list"), "{err}");
 }
 
 // ---------- the other object-storage URLs ----------
