@@ -12,6 +12,8 @@
 //! - [`modules`]: answering module requests from sources (mirrors,
 //!   directories, origins) through the fall-through loop; verifying module
 //!   hashes against a checksum database.
+//! - [`cache`]: the module cache's storage: GOPROXY-layout keys on a
+//!   directory (LRU to a size limit) or in object storage.
 //! - [`upstream`]: reaching upstreams: resolve, dial, the pooled client.
 //! - [`telemetry`]: the access event of each request and tunnel.
 //! - [`tls`]: the local CA, trust, verdicts on upstream chains, evidence,
@@ -30,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod core;

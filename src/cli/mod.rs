@@ -3,10 +3,12 @@
 //!
 //! - [`serve`]: `modgate serve`: logging, signals, the server.
 //! - [`ca`]: `modgate ca init|bundle`.
+//! - [`cache`]: `modgate cache ls|stats|rm|gc`.
 //! - [`inspect`]: `modgate inspect`: the interception diagnosis.
 //! - `check` and `explain` are a few lines each, below.
 
 pub mod ca;
+pub mod cache;
 pub mod inspect;
 pub mod serve;
 
@@ -75,6 +77,13 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Look into and maintain the module cache ([cache] in the config).
+    ///
+    /// Exit codes: 0 ok, 2 bad config or pattern, 1 storage failure.
+    Cache {
+        #[command(subcommand)]
+        command: cache::CacheCommand,
+    },
     /// Show which rule a target meets, and why (a dry run: no DNS, no I/O).
     Explain {
         /// Config file [default: ./modgate.toml if present, else the embedded default]
@@ -129,6 +138,7 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Ca { command } => ca::run(command),
+        Command::Cache { command } => cache::run(command),
         Command::Inspect {
             target,
             file,

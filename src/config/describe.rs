@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use crate::config::Config;
+use crate::config::cache::CacheLocation;
 use crate::core::duration::fmt_duration;
+use crate::core::size::fmt_size;
 use crate::policy::decide::NO_MATCH_REASON;
 use crate::policy::describe::rule_line;
 
@@ -29,6 +31,25 @@ impl Config {
             limit(self.limits.max_connections),
             limit(self.limits.per_client)
         );
+        let c = &self.cache;
+        match &c.location {
+            CacheLocation::Off { why } => {
+                let _ = writeln!(out, "cache:    off ({why})");
+            }
+            location => {
+                let limit = match location {
+                    CacheLocation::Dir { max_size, .. } => format!(" (max {})", fmt_size(*max_size)),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "cache:    {location}{limit}; list_ttl {}, stale_if_error {}, negative_ttl {}",
+                    fmt_duration(c.list_ttl),
+                    fmt_duration(c.stale_if_error),
+                    fmt_duration(c.negative_ttl)
+                );
+            }
+        }
         if self.policy.intercept.is_empty() {
             let _ = writeln!(out, "intercept: none (CONNECT tunnels are relayed, not terminated)");
         } else {

@@ -4,8 +4,10 @@
 //! Every problem is reported as `file:line:col: message`. Durations, CIDRs,
 //! globs and ports are parsed here, at load time; nothing downstream sees a
 //! string it has to check again. Each table has its own room: [`hosts`],
-//! [`timeouts`], [`tls`], [`rules`]; [`describe`] prints what `check` shows.
+//! [`timeouts`], [`tls`], [`cache`], [`rules`]; [`describe`] prints what
+//! `check` shows.
 
+pub mod cache;
 pub mod describe;
 pub mod dns;
 pub(crate) mod hosts;
@@ -23,6 +25,7 @@ use serde::Deserialize;
 
 use crate::core::host::HostOverrides;
 use crate::policy::Policy;
+pub use cache::{CacheLocation, CacheSettings};
 use syntax::{Located, Parsed};
 pub use timeouts::Timeouts;
 pub use tls::{OnInterception, Probe, PublicRoots, TlsSettings};
@@ -47,6 +50,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// The local CA and upstream trust.
     pub tls: TlsSettings,
+    /// The module cache: where it is kept and its times.
+    pub cache: CacheSettings,
     /// The rule table and the intercepted hosts: everything the decision
     /// depends on.
     pub policy: Policy,
@@ -81,6 +86,8 @@ struct FileConfig {
     limits: limits::FileLimits,
     #[serde(default)]
     dns: dns::FileDns,
+    #[serde(default)]
+    cache: cache::FileCache,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -96,6 +103,7 @@ impl FileConfig {
             hosts: hosts::resolve(self.hosts)?,
             timeouts: self.timeouts.resolve(),
             tls,
+            cache: self.cache.resolve(base)?,
             policy: Policy {
                 rules: rules::resolve(self.rules)?,
                 intercept,

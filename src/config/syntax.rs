@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer};
 use toml::Spanned;
 
 use crate::core::duration::parse_duration;
+use crate::core::size::parse_size;
 
 /// A problem and the byte range of the config text it is about.
 pub(crate) type Located = (std::ops::Range<usize>, String);
@@ -36,6 +37,16 @@ impl FromStr for ConfigDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         parse_duration(s).map(ConfigDuration)
+    }
+}
+
+/// A size as the config writes it (`512MiB`, `20GiB`), in bytes.
+pub(crate) struct ConfigSize(pub u64);
+
+impl FromStr for ConfigSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_size(s).map(ConfigSize)
     }
 }
 

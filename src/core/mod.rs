@@ -7,6 +7,7 @@
 //! - [`body`]: the body type and modgate's own `text/plain` answers.
 //! - [`hop`]: hop-by-hop headers, removed in both directions.
 //! - [`duration`]: durations as the config writes them.
+//! - [`size`]: sizes as the config writes them.
 //! - [`cache`]: the one bounded, expiring cache type.
 //! - [`verdict`]: the trust verdict on an upstream chain.
 
@@ -17,4 +18,5 @@ pub mod error;
 pub mod escape;
 pub mod hop;
 pub mod host;
+pub mod size;
 pub mod verdict;

@@ -3,10 +3,12 @@
 
 mod fake_dns;
 mod gotool;
+mod moto;
 mod support;
 
 mod access;
 mod bad_input;
+mod cache_store;
 mod cli;
 mod dns;
 mod explain_serve;

@@ -502,7 +502,9 @@ impl Served {
     }
 }
 
-/// The path of the modgate binary built for these tests.
+/// The path of the modgate binary built for these tests. Cargo sets the
+/// variable for integration tests only; the bench examples that include
+/// this file compile it too (never calling it), so it must not be `env!`.
 pub fn modgate_bin() -> &'static str {
     // Defined for integration tests; examples that reuse this file (the
     // benchmark load generators) never call it.

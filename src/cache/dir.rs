@@ -1,0 +1,473 @@
+//! The cache on a local directory, whose files are the GOPROXY tree itself.
+//!
+//! This is modgate's own tokio/std file code rather than object_store's
+//! `LocalFileSystem`, because the requirements are about exactly the things
+//! that crate decides for you:
+//! - file names must be exactly the keys, so `GOPROXY=file://DIR` works
+//!   (`LocalFileSystem` percent-encodes `~`, which module paths may contain);
+//! - a commit is a temp file in the object's own directory, fsync, rename,
+//!   and an fsync of the directory; the temp file's name
+//!   (`.modgate-tmp-*`) lets `gc` find those a crash left behind;
+//! - reads pin objects in the same index that eviction uses, and eviction
+//!   unlinks only under that index's lock, so a pinned object (being
+//!   served) is never removed.
+//!
+//! Blocking file-system calls run on tokio's blocking pool; bodies are read
+//! and written in chunks. Files that are not valid keys (or not regular
+//! files) are left alone: never listed, never evicted.
+
+use std::fs::{self, File, FileTimes};
+use std::io::{self, ErrorKind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use tempfile::TempPath;
+use tokio::io::AsyncWriteExt;
+
+use crate::cache::entry::{CounterSnapshot, Counters, Entry, GcReport, Stats};
+use crate::cache::error::CacheError;
+use crate::cache::key::Key;
+use crate::cache::lru::{Index, PinGuard};
+use crate::cache::object::{CachedObject, ObjectStream};
+
+/// Temp files start with this; no key element starts with '.'.
+pub(crate) const TEMP_PREFIX: &str = ".modgate-tmp-";
+/// The hidden top-level directory for the cache's own files (the readiness
+/// probe). `go` never reads it: no module path starts with '.'.
+pub(crate) const HIDDEN_DIR: &str = ".modgate";
+/// A temp file untouched for this long belongs to no live writer (a writer
+/// touches its file on every chunk, and the proxy's idle timeout is far
+/// shorter), so `gc` removes it.
+pub const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+/// Chunk size of a body read from disk.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A cache directory and its index.
+pub(crate) struct DirStore {
+    root: PathBuf,
+    /// `dir /abs/path`, for messages.
+    name: String,
+    max_size: u64,
+    index: Arc<Index>,
+    counters: Counters,
+}
+
+impl DirStore {
+    /// Creates `root` if needed and indexes what it holds, oldest use first.
+    pub(crate) async fn open(root: &Path, max_size: u64) -> Result<Arc<DirStore>, CacheError> {
+        let store = Arc::new(DirStore {
+            root: root.to_owned(),
+            name: format!("dir {}", root.display()),
+            max_size,
+            index: Arc::new(Index::default()),
+            counters: Counters::default(),
+        });
+        let this = store.clone();
+        blocking(&store.name, "open", move || this.build_index()).await?;
+        Ok(store)
+    }
+
+    fn build_index(&self) -> Result<(), CacheError> {
+        let open_error = |e: io::Error| CacheError::Open {
+            backend: self.name.clone(),
+            detail: format!("{}: {e}", self.root.display()),
+        };
+        fs::create_dir_all(self.root.join(HIDDEN_DIR)).map_err(open_error)?;
+        let mut found = Vec::new();
+        walk(&self.root, &self.root, &mut |rel, meta| {
+            let Some(name) = rel.rsplit('/').next() else { return };
+            if name.starts_with(TEMP_PREFIX) {
+                return;
+            }
+            if let Ok(key) = Key::parse(rel) {
+                let stored_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                // The access time modgate sets on every read survives a
+                // restart; it is never earlier than the commit.
+                let last_used = meta.accessed().map_or(stored_at, |a| a.max(stored_at));
+                found.push((key, meta.len(), stored_at, last_used));
+            }
+        })
+        .map_err(open_error)?;
+        found.sort_by_key(|(_, _, _, last_used)| *last_used);
+        let mut state = self.index.lock();
+        for (key, size, stored_at, last_used) in found {
+            state.upsert(key, size, stored_at, last_used);
+        }
+        Ok(())
+    }
+
+    /// `dir /abs/path`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn path_of(&self, key: &Key) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn io(&self, op: &'static str, key: &Key, e: &io::Error) -> CacheError {
+        CacheError::io(&self.name, op, key.as_str(), e)
+    }
+
+    /// The object under `key`, pinned, or `None`.
+    pub(crate) async fn get(self: &Arc<Self>, key: &Key) -> Result<Option<CachedObject>, CacheError> {
+        let (this, k) = (self.clone(), key.clone());
+        let Some((file, size, stored_at, pin)) = blocking(&self.name, "read", move || this.open_pinned(&k)).await?
+        else {
+            return Ok(None);
+        };
+        let (name, k) = (self.name.clone(), key.clone());
+        let chunks = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), READ_CHUNK)
+            .map_err(move |e| CacheError::io(&name, "read", k.as_str(), &e))
+            .boxed();
+        Ok(Some(CachedObject::new(
+            key.clone(),
+            size,
+            stored_at,
+            ObjectStream::new(chunks, Some(pin)),
+        )))
+    }
+
+    /// Pins `key` (indexing it first if another process wrote it), then
+    /// opens its file. The pin comes first: from then on eviction skips it.
+    #[allow(clippy::type_complexity)]
+    fn open_pinned(&self, key: &Key) -> Result<Option<(File, u64, SystemTime, PinGuard)>, CacheError> {
+        let path = self.path_of(key);
+        let now = SystemTime::now();
+        let pin = {
+            let mut state = self.index.lock();
+            if !state.contains(key.as_str()) {
+                match fs::symlink_metadata(&path) {
+                    Ok(meta) if meta.is_file() => {
+                        let stored_at = meta.modified().unwrap_or(now);
+                        state.upsert(key.clone(), meta.len(), stored_at, now);
+                    }
+                    Ok(_) => return Ok(None),
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(self.io("read", key, &e)),
+                }
+            }
+            PinGuard::take(&self.index, &mut state, key.as_str(), now)
+        };
+        let Some(pin) = pin else { return Ok(None) };
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Removed by another process: forget it.
+                drop(pin);
+                self.index.lock().remove(key.as_str());
+                return Ok(None);
+            }
+            Err(e) => return Err(self.io("read", key, &e)),
+        };
+        let meta = file.metadata().map_err(|e| self.io("read", key, &e))?;
+        let stored_at = meta.modified().unwrap_or(now);
+        // Recency that survives a restart; the mtime (stored_at) is kept.
+        let _ = file.set_times(FileTimes::new().set_accessed(now));
+        Ok(Some((file, meta.len(), stored_at, pin)))
+    }
+
+    /// A writer whose temp file sits in the object's own directory.
+    pub(crate) async fn writer(self: &Arc<Self>, key: &Key) -> Result<DirWriter, CacheError> {
+        let (this, k) = (self.clone(), key.clone());
+        let (file, temp) = blocking(&self.name, "write", move || this.create_temp(&k)).await?;
+        Ok(DirWriter {
+            store: self.clone(),
+            key: key.clone(),
+            file: tokio::fs::File::from_std(file),
+            temp: Some(temp),
+        })
+    }
+
+    fn create_temp(&self, key: &Key) -> Result<(File, TempPath), CacheError> {
+        let path = self.path_of(key);
+        let parent = path.parent().unwrap_or(&self.root);
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TEMP_PREFIX);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Readable like any file `go` would serve from a GOPROXY tree.
+            builder.permissions(fs::Permissions::from_mode(0o644));
+        }
+        // Eviction prunes empty directories; one may vanish between the
+        // two calls, so try again.
+        let mut attempt = 0;
+        let temp = loop {
+            attempt += 1;
+            fs::create_dir_all(parent).map_err(|e| self.io("write", key, &e))?;
+            match builder.tempfile_in(parent) {
+                Ok(temp) => break temp,
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => continue,
+                Err(e) => return Err(self.io("write", key, &e)),
+            }
+        };
+        Ok(temp.into_parts())
+    }
+
+    /// Makes a synced temp file the object under `key`: rename, fsync the
+    /// directory, index it, and evict down to `max_size`.
+    fn publish(&self, temp: TempPath, key: &Key, size: u64) -> Result<(), CacheError> {
+        let path = self.path_of(key);
+        temp.persist(&path).map_err(|e| self.io("commit", key, &e.error))?;
+        if let Some(parent) = path.parent() {
+            File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| self.io("commit", key, &e))?;
+        }
+        let now = SystemTime::now();
+        self.index.lock().upsert(key.clone(), size, now, now);
+        self.counters.stored(size);
+        self.evict_to_fit();
+        Ok(())
+    }
+
+    /// Evicts least recently used, unpinned objects until the total is at
+    /// most `max_size`, or only pinned objects are left. Each unlink
+    /// happens under the index lock, so no reader can pin a victim.
+    fn evict_to_fit(&self) -> (u64, u64) {
+        let (mut objects, mut bytes) = (0, 0);
+        loop {
+            let mut state = self.index.lock();
+            if state.total() <= self.max_size {
+                break;
+            }
+            let Some(victim) = state.lru_unpinned().map(str::to_owned) else {
+                tracing::debug!(backend = %self.name, total = state.total(), "cache over max_size, every object is pinned");
+                break;
+            };
+            let Some(slot) = state.remove(&victim) else { break };
+            let path = self.root.join(&victim);
+            if let Err(e) = fs::remove_file(&path).or_else(not_found_is_ok) {
+                tracing::warn!(backend = %self.name, key = %victim, error = %e, "cache eviction could not remove a file");
+            }
+            drop(state);
+            self.prune_dirs(&path);
+            self.counters.evicted(slot.size);
+            objects += 1;
+            bytes += slot.size;
+        }
+        (objects, bytes)
+    }
+
+    /// Removes the now-empty directories above a removed file, up to the
+    /// root.
+    fn prune_dirs(&self, removed: &Path) {
+        let mut dir = removed.parent();
+        while let Some(d) = dir.filter(|d| *d != self.root && d.starts_with(&self.root)) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+
+    /// Removes the object under `key`, pinned or not (a reader that has it
+    /// open keeps reading the old file). Whether there was one.
+    pub(crate) async fn delete(self: &Arc<Self>, key: &Key) -> Result<bool, CacheError> {
+        let (this, k) = (self.clone(), key.clone());
+        blocking(&self.name, "delete", move || {
+            let path = this.path_of(&k);
+            let existed = {
+                let mut state = this.index.lock();
+                state.remove(k.as_str());
+                match fs::remove_file(&path) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == ErrorKind::NotFound => false,
+                    Err(e) => return Err(this.io("delete", &k, &e)),
+                }
+            };
+            this.prune_dirs(&path);
+            Ok(existed)
+        })
+        .await
+    }
+
+    /// Indexed objects whose key starts with `prefix`, sorted by key.
+    pub(crate) fn list(&self, prefix: &str) -> Vec<Entry> {
+        let state = self.index.lock();
+        let mut entries: Vec<Entry> = state
+            .slots()
+            .filter(|s| s.key.as_str().starts_with(prefix))
+            .map(|s| Entry {
+                key: s.key.clone(),
+                size: s.size,
+                stored_at: s.stored_at,
+                last_used: Some(s.last_used),
+            })
+            .collect();
+        drop(state);
+        entries.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+        entries
+    }
+
+    /// Totals from the index.
+    pub(crate) fn stats(&self) -> Stats {
+        let state = self.index.lock();
+        Stats::of(
+            &self.name,
+            Some(self.max_size),
+            state.slots().map(|s| (&s.key, s.size)),
+            self.counters.snapshot(),
+        )
+    }
+
+    /// The counters, without locking the index.
+    pub(crate) fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Removes temp files older than [`ORPHAN_AGE`] and evicts down to
+    /// `max_size`.
+    pub(crate) async fn gc(self: &Arc<Self>) -> Result<GcReport, CacheError> {
+        let this = self.clone();
+        blocking(&self.name, "gc", move || {
+            let mut report = GcReport::default();
+            let now = SystemTime::now();
+            let mut orphans = Vec::new();
+            walk(&this.root, &this.root, &mut |rel, meta| {
+                let is_temp = rel.rsplit('/').next().is_some_and(|n| n.starts_with(TEMP_PREFIX));
+                let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok());
+                if is_temp && age.is_some_and(|a| a >= ORPHAN_AGE) {
+                    orphans.push((this.root.join(rel), meta.len()));
+                }
+            })
+            .map_err(|e| CacheError::io(&this.name, "gc", "-", &e))?;
+            for (path, size) in orphans {
+                match fs::remove_file(&path) {
+                    Ok(()) => {
+                        report.temp_files += 1;
+                        report.temp_bytes += size;
+                        this.prune_dirs(&path);
+                    }
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(CacheError::io(&this.name, "gc", &path.display().to_string(), &e)),
+                }
+            }
+            (report.evicted_objects, report.evicted_bytes) = this.evict_to_fit();
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Writes, syncs and removes a small file under the hidden prefix.
+    pub(crate) async fn ready(self: &Arc<Self>) -> Result<(), CacheError> {
+        let this = self.clone();
+        blocking(&self.name, "ready", move || {
+            let hidden = this.root.join(HIDDEN_DIR);
+            let probe = || -> io::Result<()> {
+                fs::create_dir_all(&hidden)?;
+                let mut file = tempfile::Builder::new().prefix("ready-").tempfile_in(&hidden)?;
+                io::Write::write_all(&mut file, b"ok\n")?;
+                file.as_file().sync_all()?;
+                file.close()
+            };
+            probe().map_err(|e| CacheError::io(&this.name, "ready", HIDDEN_DIR, &e))
+        })
+        .await
+    }
+}
+
+/// An object being written to a directory: a temp file next to where it
+/// will live. Dropped without [`DirWriter::commit`], the temp file is
+/// removed.
+pub(crate) struct DirWriter {
+    store: Arc<DirStore>,
+    key: Key,
+    file: tokio::fs::File,
+    /// Removes the temp file when dropped; `None` once committed.
+    temp: Option<TempPath>,
+}
+
+impl DirWriter {
+    pub(crate) fn backend(&self) -> &str {
+        &self.store.name
+    }
+
+    pub(crate) async fn write(&mut self, chunk: &Bytes) -> Result<(), CacheError> {
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| self.store.io("write", &self.key, &e))
+    }
+
+    pub(crate) async fn commit(mut self, size: u64) -> Result<(), CacheError> {
+        let synced = async {
+            self.file.flush().await?;
+            self.file.sync_all().await
+        };
+        synced.await.map_err(|e| self.store.io("commit", &self.key, &e))?;
+        let Some(temp) = self.temp.take() else {
+            return Err(CacheError::backend(
+                &self.store.name,
+                "commit",
+                self.key.as_str(),
+                "committed twice",
+            ));
+        };
+        let (store, key) = (self.store.clone(), self.key.clone());
+        blocking(&self.store.name, "commit", move || store.publish(temp, &key, size)).await
+    }
+
+    pub(crate) async fn abort(mut self) -> Result<(), CacheError> {
+        let Some(temp) = self.temp.take() else { return Ok(()) };
+        let (name, key) = (self.store.name.clone(), self.key.clone());
+        blocking(&self.store.name, "abort", move || {
+            temp.close()
+                .map_err(|e| CacheError::io(&name, "abort", key.as_str(), &e))
+        })
+        .await
+    }
+}
+
+/// Runs blocking file-system work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    backend: &str,
+    op: &'static str,
+    work: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> Result<T, CacheError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CacheError::backend(backend, op, "-", format!("task failed: {e}")))?
+}
+
+fn not_found_is_ok(e: io::Error) -> io::Result<()> {
+    if e.kind() == ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Calls `visit` with the `/`-separated relative path and metadata of every
+/// regular file under `dir`, skipping the hidden top-level directory.
+/// Symbolic links are not followed. Entries that vanish meanwhile are
+/// skipped.
+fn walk(root: &Path, dir: &Path, visit: &mut dyn FnMut(&str, &fs::Metadata)) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound && dir != root => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let Ok(entry) = entry else { continue };
+        let Ok(file_type) = entry.file_type() else { continue };
+        let path = entry.path();
+        if file_type.is_dir() {
+            if dir == root && entry.file_name() == HIDDEN_DIR {
+                continue;
+            }
+            walk(root, &path, visit)?;
+        } else if file_type.is_file() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let Some(rel) = path.strip_prefix(root).ok().and_then(Path::to_str) else {
+                continue;
+            };
+            visit(&rel.replace(std::path::MAIN_SEPARATOR, "/"), &meta);
+        }
+    }
+    Ok(())
+}
