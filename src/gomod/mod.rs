@@ -6,6 +6,7 @@
 //! - [`escape`]: percent-decoding and the `!` case-encoding.
 //! - [`check`]: module path, version and database-name validation.
 //! - [`classify`]: GOPROXY and sumdb paths into module requests.
+//! - [`semver`]: semantic versions as go reads, compares and canonicalises them.
 //! - [`sumdb`]: verifying module hashes against a checksum database: signed
 //!   notes, tree proofs through tiles, `h1:` hashes.
 
@@ -13,4 +14,5 @@ pub mod check;
 pub mod classify;
 pub mod escape;
 pub mod request;
+pub mod semver;
 pub mod sumdb;
