@@ -297,6 +297,27 @@ fn rand_suffix() -> String {
     format!("{nanos:08x}{:04x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Starts a multipart upload with the chunks buffered so far. It owns
+/// what it needs, so the future stays `Send` (a writer's multipart state is
+/// not `Sync` and must not be borrowed across the await).
+async fn start_multipart(
+    store: Arc<RemoteStore>,
+    key: Key,
+    path: ObjectPath,
+    buffered: Vec<Bytes>,
+) -> Result<WriteMultipart, CacheError> {
+    let upload = store
+        .store
+        .put_multipart(&path)
+        .await
+        .map_err(|e| store.error("write", key.as_str(), e))?;
+    let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    for chunk in buffered {
+        upload.put(chunk);
+    }
+    Ok(upload)
+}
+
 /// Where an object-storage write is.
 enum Upload {
     /// Chunks so far, and their length: below one part.
@@ -335,7 +356,7 @@ impl RemoteWriter {
                 return Ok(());
             }
             let buffered = std::mem::take(chunks);
-            let upload = self.start_multipart(buffered).await?;
+            let upload = start_multipart(self.store.clone(), self.key.clone(), self.path.clone(), buffered).await?;
             self.state = Upload::Multipart(upload);
         }
         let Upload::Multipart(upload) = &mut self.state else {
@@ -354,20 +375,6 @@ impl RemoteWriter {
             }
             Err(e) => Err(self.error("write", e)),
         }
-    }
-
-    async fn start_multipart(&self, buffered: Vec<Bytes>) -> Result<WriteMultipart, CacheError> {
-        let upload = self
-            .store
-            .store
-            .put_multipart(&self.path)
-            .await
-            .map_err(|e| self.error("write", e))?;
-        let mut upload = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        for chunk in buffered {
-            upload.put(chunk);
-        }
-        Ok(upload)
     }
 
     /// Completes the object (one PUT, or the multipart upload) and counts

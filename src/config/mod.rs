@@ -14,6 +14,7 @@ pub(crate) mod hosts;
 pub mod limits;
 pub mod paths;
 pub(crate) mod rules;
+pub mod sumdb;
 pub(crate) mod syntax;
 pub mod timeouts;
 pub mod tls;
@@ -59,6 +60,8 @@ pub struct Config {
     pub limits: limits::LimitSettings,
     /// Name servers.
     pub dns: dns::DnsSettings,
+    /// The checksum database.
+    pub sumdb: sumdb::SumdbSettings,
 }
 
 /// A config that cannot be used, with where the problem is.
@@ -88,6 +91,8 @@ struct FileConfig {
     dns: dns::FileDns,
     #[serde(default)]
     cache: cache::FileCache,
+    #[serde(default)]
+    sumdb: sumdb::FileSumdb,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -110,6 +115,7 @@ impl FileConfig {
             },
             limits: self.limits.resolve()?,
             dns: self.dns.resolve()?,
+            sumdb: self.sumdb.resolve()?,
         })
     }
 }

@@ -49,6 +49,7 @@ pub(crate) struct FileRule {
     action: Spanned<FileAction>,
     reason: Option<Spanned<String>>,
     mirrors: Option<Spanned<String>>,
+    cache: Option<bool>,
 }
 
 /// Validates the rule table: unique names, fields that fit the action.
@@ -76,6 +77,7 @@ pub(crate) fn resolve(file: Vec<FileRule>) -> Result<Vec<Rule>, Located> {
             dst: parse_list::<Cidr, _>(r.dst, String::clone)?,
             modules: parse_list::<ModuleGlob, _>(r.modules, String::clone)?,
             action,
+            cache: r.cache.unwrap_or(true),
         });
     }
     Ok(rules)

@@ -157,7 +157,19 @@ mod tests {
         ] {
             assert!(is_canonical(v), "{v}");
         }
-        for v in ["master", "v1", "v1.2", "1.2.3", "v1.2.3+meta", "v01.2.3", "v1.2.3-01", "abcdef1", "latest", "v1.2.3.4", "v1.2.3-"] {
+        for v in [
+            "master",
+            "v1",
+            "v1.2",
+            "1.2.3",
+            "v1.2.3+meta",
+            "v01.2.3",
+            "v1.2.3-01",
+            "abcdef1",
+            "latest",
+            "v1.2.3.4",
+            "v1.2.3-",
+        ] {
             assert!(!is_canonical(v), "{v}");
         }
     }

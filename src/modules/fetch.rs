@@ -27,6 +27,9 @@ impl SourceSet {
     /// Sources for every entry of every `mirror` rule in `policy`.
     pub fn new(policy: &Policy, clients: &Clients) -> SourceSet {
         let mut by_entry: HashMap<Mirror, Arc<dyn ModuleSource>> = HashMap::new();
+        // `direct` is always there: an intercepted `direct` module request
+        // is carried out as a one-entry list.
+        by_entry.insert(Mirror::Direct, Arc::new(OriginSource::new(clients.clone())));
         let entries = policy.rules.iter().flat_map(|rule| match &rule.action {
             Action::Mirror { mirrors } => mirrors.entries.as_slice(),
             _ => &[],
@@ -63,6 +66,17 @@ impl ModuleSource for Off {
             })
         })
     }
+}
+
+/// The list `direct`: the original host, alone.
+pub fn direct_only() -> &'static MirrorList {
+    static DIRECT: std::sync::OnceLock<MirrorList> = std::sync::OnceLock::new();
+    DIRECT.get_or_init(|| MirrorList {
+        entries: vec![crate::policy::mirrors::MirrorEntry {
+            mirror: Mirror::Direct,
+            then: FallThrough::OnNotFound,
+        }],
+    })
 }
 
 /// Tries the entries of `list` in order and returns the answer to stream to

@@ -7,8 +7,12 @@
 //! - [`fetch`]: the fall-through loop over a mirror list.
 //! - [`sumdb`]: verifying module hashes against a checksum database.
 
+pub mod cached;
 pub mod dir_source;
 pub mod fetch;
+pub mod flight;
 pub mod proxy_source;
 pub mod source;
 pub mod sumdb;
+pub mod sumdb_upstream;
+pub mod verify;

@@ -83,6 +83,7 @@ mod tests {
             dst: None,
             modules: None,
             action: Action::Direct,
+            cache: true,
         };
         f(&mut r);
         r

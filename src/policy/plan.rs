@@ -207,6 +207,7 @@ mod tests {
                 dst: None,
                 modules: None,
                 action,
+                cache: true,
             }],
             intercept: intercept.iter().map(|h| h.parse().unwrap()).collect(),
         }

@@ -30,6 +30,9 @@ pub struct Rule {
     pub modules: Option<Vec<ModuleGlob>>,
     /// What to do with a matching request.
     pub action: Action,
+    /// Whether module requests it serves may use the module cache
+    /// (`cache = false` bypasses it).
+    pub cache: bool,
 }
 
 /// What happens to a request that matches a rule.

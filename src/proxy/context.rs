@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::core::cache::Bounded;
 use crate::core::verdict::Judgement;
+use crate::modules::cached::ModuleCache;
 use crate::modules::fetch::SourceSet;
+use crate::modules::proxy_source::ProxySource;
 use crate::tls::interceptor::Interceptor;
 use crate::tls::verifier::VerdictVerifier;
 use crate::upstream::dial::Dialer;
@@ -27,6 +29,11 @@ pub struct Context {
     pub clients: Clients,
     /// The source behind each mirror-list entry.
     pub sources: SourceSet,
+    /// The checksum database as a source (`sumdb.url`), for the sumdb
+    /// requests of the configured database.
+    pub sumdb_source: ProxySource,
+    /// The module cache, when it is on.
+    pub cache: Option<Arc<ModuleCache>>,
     /// The verifier behind every upstream TLS connection.
     pub verifier: Arc<VerdictVerifier>,
     /// Active probe results per host:port, for `tls.probe_ttl`: `None`

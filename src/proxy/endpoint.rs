@@ -14,14 +14,12 @@ use crate::core::body::Body;
 use crate::core::error::Error;
 use crate::gomod::classify::classify_proxy_path;
 use crate::gomod::escape::decode_path;
-use crate::modules::fetch::fetch;
 use crate::modules::proxy_source::go_direct;
-use crate::modules::source::SourceRequest;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
+use crate::proxy::answer::answer;
 use crate::proxy::context::Context;
-use crate::proxy::respond::note_upstream;
-use crate::proxy::route::{RedirectCheck, route};
+use crate::proxy::route::route;
 use crate::telemetry::access::Access;
 
 /// Answers one request addressed to modgate itself.
@@ -52,23 +50,5 @@ pub async fn serve(ctx: &Context, access: &mut Access, req: Request<Incoming>) -
         Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, &what)),
         other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
     };
-    let redirects = RedirectCheck {
-        ctx,
-        src: access.client.ip(),
-        module: request.module(),
-    };
-    let source_request = SourceRequest {
-        request: &request,
-        rel_path: path,
-        origin: None,
-        redirects: &redirects,
-        rule: &rule.name,
-        header_timeout: ctx.config.timeouts.header,
-    };
-    let (result, source) = fetch(mirrors, &ctx.sources, source_request).await;
-    access.upstream = Some(source);
-    if let Ok(resp) = &result {
-        note_upstream(access, resp.extensions());
-    }
-    result
+    answer(ctx, access, &request, path, rule, mirrors, None).await
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use http::uri::Scheme;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -15,14 +15,14 @@ use crate::core::host::Authority;
 use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
 use crate::gomod::escape::decode_path;
 use crate::gomod::request::ModuleRequest;
-use crate::modules::fetch::fetch;
-use crate::modules::source::{Origin, SourceRequest};
+use crate::modules::fetch::direct_only;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
+use crate::proxy::answer::{Original, answer};
 use crate::proxy::context::Context;
 use crate::proxy::forward::forward;
 use crate::proxy::respond::{note_upstream, respond};
-use crate::proxy::route::{RedirectCheck, route};
+use crate::proxy::route::route;
 use crate::telemetry::access::Access;
 
 /// Answers one request inside the tunnel to `dest`.
@@ -69,29 +69,21 @@ async fn carry_out(
     let routed = route(ctx, door, facts, &what, access).await?;
     match (routed.plan.clone(), classified) {
         (Plan::Mirror(rule, mirrors), Some((request, rel_path))) => {
-            let origin_url = access.target.clone();
-            let redirects = RedirectCheck {
-                ctx,
-                src: access.client.ip(),
-                module: request.module(),
+            let original = Original {
+                url: &access.target.clone(),
+                checked: routed.checked.as_deref(),
             };
-            let source_request = SourceRequest {
-                request: &request,
-                rel_path: &rel_path,
-                origin: Some(Origin {
-                    url: &origin_url,
-                    checked: routed.checked.as_deref(),
-                }),
-                redirects: &redirects,
-                rule: &rule.name,
-                header_timeout: t.header,
+            answer(ctx, access, &request, &rel_path, rule, mirrors, Some(original)).await
+        }
+        // An intercepted `direct` module GET: the original host as a
+        // one-entry list, so the cache serves it too.
+        (Plan::Origin(rule), Some((request, rel_path))) if req.method() == Method::GET => {
+            let url = access.target.clone();
+            let original = Original {
+                url: &url,
+                checked: routed.checked.as_deref(),
             };
-            let (result, source) = fetch(mirrors, &ctx.sources, source_request).await;
-            access.upstream = Some(source);
-            if let Ok(resp) = &result {
-                note_upstream(access, resp.extensions());
-            }
-            result
+            answer(ctx, access, &request, &rel_path, rule, direct_only(), Some(original)).await
         }
         (Plan::NotModule(rule), _) => Ok(text(
             StatusCode::NOT_FOUND,

@@ -13,12 +13,14 @@
 //! - [`intercept`]: TLS termination with the local CA.
 //! - [`inside`]: one request inside an intercepted tunnel.
 //! - [`endpoint`]: modgate's own GOPROXY endpoint.
+//! - [`answer`]: a module request answered through the cache, the mirror list or the sumdb.
 //! - [`forward`]: forwarding to the origin over pooled connections.
 //! - [`respond`]: the response and its access event.
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
 //! - [`idle`]: the idle-timeout clock.
 //! - [`context`]: what every connection shares.
 
+pub mod answer;
 pub mod classify;
 pub mod connection;
 pub mod context;

@@ -14,9 +14,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cache::{CacheError, Store};
 use crate::config::Config;
 use crate::core::cache::bounded;
+use crate::modules::cached::{ModuleCache, state_dir_for};
 use crate::modules::fetch::SourceSet;
+use crate::modules::proxy_source::ProxySource;
+use crate::modules::sumdb::{FileTreeStore, SumdbVerifier};
+use crate::modules::sumdb_upstream::SumdbFetcher;
+use crate::modules::verify::ContentCheck;
 use crate::proxy::connection;
 use crate::proxy::context::Context;
 use crate::proxy::limits::Limits;
@@ -49,6 +55,9 @@ pub enum StartError {
     /// The local CA is missing or does not fit `tls.intercept`.
     #[error(transparent)]
     Ca(#[from] CaError),
+    /// The module cache cannot be opened.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 /// A running proxy.
@@ -62,7 +71,7 @@ impl Server {
     /// Loads the roots and the CA, binds `config.listen` (or `listen` when
     /// given), and starts serving.
     pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Server, StartError> {
-        let ctx = Arc::new(build_context(config)?);
+        let ctx = Arc::new(build_context(config).await?);
         let addr = listen.unwrap_or(ctx.config.listen);
         let listener = ExplicitListener::bind(addr)
             .await
@@ -115,7 +124,7 @@ fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), St
 }
 
 /// Everything the connections share, built once from the config.
-fn build_context(config: Config) -> Result<Context, StartError> {
+async fn build_context(config: Config) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
     let dialer: Arc<dyn Dialer> = Arc::new(DirectDialer::new(resolver.clone()));
@@ -128,8 +137,11 @@ fn build_context(config: Config) -> Result<Context, StartError> {
         })
     })?;
     let clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
+    let cache = open_cache(&config, &clients).await?;
     Ok(Context {
         sources: SourceSet::new(&config.policy, &clients),
+        sumdb_source: ProxySource::new(config.sumdb.url.clone(), clients.clone()),
+        cache,
         clients,
         verifier,
         probes: bounded(PROBE_CACHE_MAX, config.tls.probe_ttl),
@@ -170,6 +182,34 @@ fn turn_away(accepted: Accepted, over: &crate::core::error::Error, lingering: &A
         })
         .await;
     });
+}
+
+/// The module cache, when `[cache]` turns it on: the store, and the
+/// checksum-database verifier behind it when `sumdb.verify` is set.
+async fn open_cache(config: &Config, clients: &Clients) -> Result<Option<Arc<ModuleCache>>, StartError> {
+    let Some(store) = Store::open(&config.cache).await? else {
+        return Ok(None);
+    };
+    let check = match (config.sumdb.verify, state_dir_for(&config.cache)) {
+        (true, Some(state)) => {
+            let sumdb = &config.sumdb;
+            let fetcher = Arc::new(SumdbFetcher::new(
+                sumdb.name(),
+                &sumdb.url,
+                clients.clone(),
+                config.timeouts.header,
+                Some(store.clone()),
+            ));
+            let trees = Arc::new(FileTreeStore::new(
+                state.join("sumdb").join(sumdb.name()).join("latest"),
+            ));
+            let verifier = Arc::new(SumdbVerifier::new(sumdb.key.clone(), fetcher, trees));
+            Some(Arc::new(ContentCheck::new(sumdb.clone(), verifier, state.join("tofu"))))
+        }
+        _ => None,
+    };
+    let cache = ModuleCache::new(store, config.cache.clone(), check)?;
+    Ok(Some(Arc::new(cache)))
 }
 
 async fn accept_loop(listener: Box<dyn Listener>, ctx: Arc<Context>, limits: Arc<Limits>) {

@@ -46,10 +46,40 @@ pub struct Access {
     /// The verdict on the upstream's certificate chain (and the interception
     /// product, when it failed the public roots), for TLS upstreams.
     pub judgement: Option<Judgement>,
+    /// How the module cache took part, for module requests.
+    pub cache: Option<CacheStatus>,
     /// What failed, for requests modgate refused or could not complete.
     pub error: Option<String>,
     /// When the request arrived.
     pub started: Instant,
+}
+
+/// How the cache took part in an answer, for `x-cache` and the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the cache.
+    Hit,
+    /// Fetched upstream (and stored, when it could be).
+    Miss,
+    /// Joined another request's fetch of the same object.
+    Coalesced,
+    /// Every source failed; an expired answer was served.
+    Stale,
+    /// Not cacheable, or the rule says `cache = false`.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// `hit`, `miss`, `coalesced`, `stale` or `bypass`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Coalesced => "coalesced",
+            CacheStatus::Stale => "stale",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
 }
 
 /// A byte counter shared between a body and its access record.
@@ -81,6 +111,7 @@ impl Access {
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             judgement: None,
+            cache: None,
             error: None,
             started: Instant::now(),
         }
@@ -126,6 +157,7 @@ impl Access {
             duration_ms = self.started.elapsed().as_millis() as u64,
             verdict = self.judgement.as_ref().map(|j| j.verdict.as_str()),
             vendor = self.judgement.as_ref().and_then(|j| j.vendor.as_deref()).map(escape).as_deref(),
+            cache = self.cache.map(CacheStatus::as_str),
             error = error.as_deref(),
             "access"
         );

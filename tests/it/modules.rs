@@ -115,9 +115,13 @@ async fn intercepted_get(setup: &Setup, host: &str, path: &str) -> (u16, String)
 
 use rustls::pki_types::pem::PemObject;
 
+/// The configured checksum database is fetched from `sumdb.url` (here a
+/// proxied copy on the mirror), from the endpoint and from an intercepted
+/// sum.golang.org alike; `supported` is answered by modgate itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sumdb_requests_map_onto_the_mirror_from_the_endpoint_and_from_sum_golang_org() {
-    let s = setup(Behavior::Serve, MIRROR_ALL).await;
+async fn sumdb_requests_go_to_sumdb_url_from_the_endpoint_and_from_sum_golang_org() {
+    let rules = format!("[sumdb]\nurl = \"https://mirror.test/sumdb/sum.golang.org\"\n{MIRROR_ALL}");
+    let s = setup(Behavior::Serve, &rules).await;
     assert_eq!(
         endpoint_get(s.proxy.addr, "/sumdb/sum.golang.org/supported").await.0,
         200

@@ -61,7 +61,30 @@ pub async fn start_proxy(config_toml: &str) -> Proxy {
     start_proxy_with(config).await
 }
 
+/// The platform cache dir modgate uses when a config has no `[cache]`.
+fn platform_cache_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("modgate"))
+}
+
+/// Tests share one process: a config that did not choose a cache gets none,
+/// so no test serves another's cached modules.
+fn without_default_cache(mut config: Config) -> Config {
+    if let modgate::config::CacheLocation::Dir { path, .. } = &config.cache.location {
+        if Some(path.clone()) == platform_cache_dir() {
+            config.cache.location = modgate::config::CacheLocation::Off {
+                why: "tests choose their own cache".into(),
+            };
+        }
+    }
+    config
+}
+
 pub async fn start_proxy_with(config: Config) -> Proxy {
+    let config = without_default_cache(config);
     let server = Server::start(config, Some("127.0.0.1:0".parse().unwrap()))
         .await
         .expect("proxy binds");
@@ -437,6 +460,8 @@ pub async fn tls_connect(
 
 /// A `modgate serve` child process, killed on drop.
 pub struct Served {
+    /// The process's own cache home, so it shares no cache with others.
+    _cache_home: tempfile::TempDir,
     pub child: tokio::process::Child,
     pub addr: std::net::SocketAddr,
     pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
@@ -445,10 +470,12 @@ pub struct Served {
 /// Runs `modgate serve ARGS` in `dir` and waits for its listening line.
 pub async fn start_served(dir: &std::path::Path, args: &[&str]) -> Served {
     use tokio::io::AsyncBufReadExt;
+    let cache_home = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(modgate_bin())
         .arg("serve")
         .args(args)
         .current_dir(dir)
+        .env("XDG_CACHE_HOME", cache_home.path())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -463,7 +490,12 @@ pub async fn start_served(dir: &std::path::Path, args: &[&str]) -> Served {
             .expect("serve exited early");
         if let Some(addr) = line.strip_prefix("modgate listening on ") {
             let addr = addr.parse().expect("a socket address");
-            return Served { child, addr, lines };
+            return Served {
+                _cache_home: cache_home,
+                child,
+                addr,
+                lines,
+            };
         }
     }
 }

@@ -1,0 +1,499 @@
+//! The module cache's semantics, wrapped around the fall-through loop:
+//! what is kept and for how long, single-flight, stale-if-error, remembered
+//! 404s, and verification before anything is stored.
+//!
+//! - Kept forever, by module and version (not by which mirror answered):
+//!   `.info`, `.mod` and `.zip` of canonical versions; sumdb lookups and
+//!   tiles.
+//! - Kept for `cache.list_ttl`: `@v/list`, `@latest`, `.info` of a query
+//!   (a branch or commit), sumdb `latest`. Past it, the upstream is asked;
+//!   when every source fails, the old answer is still served for
+//!   `cache.stale_if_error` (`x-cache: stale`).
+//! - 404 and 410 are answers, remembered for `cache.negative_ttl`.
+//!
+//! A miss streams to its client while it is stored; concurrent requests
+//! for it join the same fetch ([`flight`](crate::modules::flight)).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::TryStreamExt;
+use futures_util::future::BoxFuture;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+use crate::cache::{CacheError, Key, Store};
+use crate::config::CacheSettings;
+use crate::core::body::{Body, BoxError};
+use crate::core::cache::{Bounded, bounded};
+use crate::core::error::{Error, Side};
+use crate::gomod::request::{ModuleRequest, SumdbKind};
+use crate::gomod::semver::is_canonical;
+use crate::modules::flight::{Flight, Head, Progress};
+use crate::modules::verify::{ContentCheck, Subject, Verdict};
+pub use crate::telemetry::access::CacheStatus;
+
+/// The largest 404/410 body remembered.
+const MAX_NEGATIVE_BODY: usize = 4096;
+/// 404/410 answers remembered at once.
+const NEGATIVE_ENTRIES: u64 = 16_384;
+
+/// An answer, the source it came from, and how the cache took part.
+pub struct Cached {
+    /// The answer.
+    pub result: Result<Response<Body>, Error>,
+    /// The upstream it came from, when one was asked.
+    pub source: Option<String>,
+    /// How the cache took part.
+    pub status: CacheStatus,
+}
+
+/// What the fall-through loop answered, and the source that gave it.
+pub type Fetched = (Result<Response<Body>, Error>, String);
+
+/// How long an object stays fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifetime {
+    /// Never changes.
+    Forever,
+    /// `cache.list_ttl`, then stale.
+    Ttl,
+}
+
+/// Counters for metrics and `cache stats`.
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    /// Hits.
+    pub hits: AtomicU64,
+    /// Misses.
+    pub misses: AtomicU64,
+    /// Requests that joined another's fetch.
+    pub coalesced: AtomicU64,
+    /// Stale answers served.
+    pub stale: AtomicU64,
+    /// Module files refused by verification.
+    pub refused: AtomicU64,
+}
+
+/// The module cache.
+pub struct ModuleCache {
+    store: Store,
+    settings: CacheSettings,
+    negative: Bounded<String, NegativeAnswer>,
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
+    check: Option<Arc<ContentCheck>>,
+    spool: tempfile::TempDir,
+    next_spool: AtomicU64,
+    /// What happened, for metrics.
+    pub counters: CacheCounters,
+}
+
+/// A remembered 404 or 410.
+#[derive(Debug, Clone)]
+struct NegativeAnswer {
+    status: StatusCode,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl ModuleCache {
+    /// A cache over `store`, checking module files with `check` when given.
+    pub fn new(
+        store: Store,
+        settings: CacheSettings,
+        check: Option<Arc<ContentCheck>>,
+    ) -> Result<ModuleCache, CacheError> {
+        let spool = tempfile::Builder::new()
+            .prefix("modgate-spool-")
+            .tempdir()
+            .map_err(|e| CacheError::Open {
+                backend: store.backend().to_owned(),
+                detail: format!("cannot make a spool directory: {e}"),
+            })?;
+        Ok(ModuleCache {
+            negative: bounded(NEGATIVE_ENTRIES, settings.negative_ttl),
+            store,
+            settings,
+            flights: Mutex::new(HashMap::new()),
+            check,
+            spool,
+            next_spool: AtomicU64::new(0),
+            counters: CacheCounters::default(),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Answers `request` (at `rel_path` below a GOPROXY base) from the
+    /// cache, or through `fetch` — the fall-through loop — storing what it
+    /// answers.
+    pub async fn serve<'a, F>(self: &Arc<Self>, request: &ModuleRequest, rel_path: &str, fetch: F) -> Cached
+    where
+        F: FnOnce() -> BoxFuture<'a, Fetched>,
+    {
+        let Some((key, lifetime)) = cache_key(request, rel_path) else {
+            let (result, source) = fetch().await;
+            return Cached {
+                result,
+                source: Some(source),
+                status: CacheStatus::Bypass,
+            };
+        };
+        if let Some(negative) = self.negative.get(key.as_str()) {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return tagged(Ok(negative.response()), None, CacheStatus::Hit);
+        }
+        let mut stale_since = None;
+        match self.store.get(&key).await {
+            Ok(Some(hit)) if lifetime == Lifetime::Forever || self.fresh(hit.stored_at) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return tagged(Ok(hit_response(hit, request)), None, CacheStatus::Hit);
+            }
+            Ok(Some(expired)) => stale_since = Some(expired.stored_at),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(key = key.as_str(), error = %e, "cache read failed; fetching upstream"),
+        }
+        let (flight, leader) = self.join_or_lead(&key);
+        let rx = flight.subscribe();
+        let mut source = None;
+        if leader {
+            let guard = LeaderGuard {
+                cache: self,
+                key: &key,
+                flight: &flight,
+                armed: true,
+            };
+            let (result, from) = fetch().await;
+            source = Some(from.clone());
+            guard.settle(result, from, request.clone(), key.clone()).await;
+        }
+        let status = if leader {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            CacheStatus::Miss
+        } else {
+            self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
+            CacheStatus::Coalesced
+        };
+        match flight.answer(rx).await {
+            Ok(resp) => tagged(Ok(resp), source, status),
+            Err(e) => match stale_since {
+                Some(stored) if e.side() == Side::Upstream && self.stale_allowed(stored) => {
+                    match self.store.get(&key).await {
+                        Ok(Some(hit)) => {
+                            self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(key = key.as_str(), error = %e, "every source failed; serving the stale copy");
+                            tagged(Ok(hit_response(hit, request)), source, CacheStatus::Stale)
+                        }
+                        _ => tagged(Err(e), source, status),
+                    }
+                }
+                _ => tagged(Err(e), source, status),
+            },
+        }
+    }
+
+    fn fresh(&self, stored: SystemTime) -> bool {
+        stored.elapsed().is_ok_and(|age| age < self.settings.list_ttl)
+    }
+
+    fn stale_allowed(&self, stored: SystemTime) -> bool {
+        stored
+            .elapsed()
+            .is_ok_and(|age| age < self.settings.list_ttl + self.settings.stale_if_error)
+    }
+
+    /// The flight for `key`: the one under way, or a new one this request
+    /// leads.
+    fn join_or_lead(&self, key: &Key) -> (Arc<Flight>, bool) {
+        let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(flight) = flights.get(key.as_str()) {
+            return (flight.clone(), false);
+        }
+        let n = self.next_spool.fetch_add(1, Ordering::Relaxed);
+        let flight = Flight::new(self.spool.path().join(format!("{n}.spool")));
+        flights.insert(key.as_str().to_owned(), flight.clone());
+        (flight, true)
+    }
+
+    fn land(&self, key: &Key, flight: &Arc<Flight>) {
+        let mut flights = self.flights.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if flights.get(key.as_str()).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            flights.remove(key.as_str());
+        }
+    }
+
+    /// Moves the upstream body into the spool (and the store), then checks
+    /// it, commits it, and releases the final bytes.
+    async fn pump(
+        self: Arc<Self>,
+        flight: Arc<Flight>,
+        key: Key,
+        request: ModuleRequest,
+        source: String,
+        resp: Response<Body>,
+    ) {
+        let outcome = self.pump_body(&flight, &key, &request, &source, resp).await;
+        if let Err(e) = outcome {
+            flight.set(Progress::Failed(e));
+        }
+        self.land(&key, &flight);
+    }
+
+    async fn pump_body(
+        &self,
+        flight: &Arc<Flight>,
+        key: &Key,
+        request: &ModuleRequest,
+        source: &str,
+        resp: Response<Body>,
+    ) -> Result<(), Error> {
+        use tokio::io::AsyncWriteExt;
+        let (parts, mut body) = resp.into_parts();
+        let length = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut spool = tokio::fs::File::create(flight.spool())
+            .await
+            .map_err(|e| Error::Internal(format!("spool {}: {e}", flight.spool().display())))?;
+        flight.set(Progress::Body {
+            head: Head {
+                status: parts.status,
+                content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+                length,
+            },
+            written: 0,
+            done: false,
+        });
+        let mut writer = match self.store.writer(key).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(key = key.as_str(), error = %e, "cannot store; serving without caching");
+                None
+            }
+        };
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            if flight.readers() == 0 {
+                return Err(Error::Upstream {
+                    target: source.to_owned(),
+                    reason: "every client went away; the fetch was cancelled".into(),
+                });
+            }
+            let frame = frame.map_err(|e| Error::Upstream {
+                target: source.to_owned(),
+                reason: format!("the body failed after {written} bytes: {e}"),
+            })?;
+            let Ok(data) = frame.into_data() else { continue };
+            spool
+                .write_all(&data)
+                .await
+                .map_err(|e| Error::Internal(format!("spool write: {e}")))?;
+            if let Some(w) = writer.as_mut() {
+                if let Err(e) = w.write(data.clone()).await {
+                    tracing::warn!(key = key.as_str(), error = %e, "cache write failed; serving without caching");
+                    writer = None;
+                }
+            }
+            written += data.len() as u64;
+            flight.wrote(data.len() as u64);
+        }
+        spool
+            .flush()
+            .await
+            .map_err(|e| Error::Internal(format!("spool flush: {e}")))?;
+        if length.is_some_and(|len| len != written) {
+            return Err(Error::Upstream {
+                target: source.to_owned(),
+                reason: format!("the body ended after {written} of {} bytes", length.unwrap_or_default()),
+            });
+        }
+        if let (Some(check), Some(subject)) = (&self.check, Subject::of(request)) {
+            match check.check(&subject, flight.spool(), source).await {
+                Ok(Verdict::Verified) => {}
+                Ok(Verdict::Unverifiable(why)) => {
+                    tracing::warn!(key = key.as_str(), reason = %why, "cannot verify against the checksum database; served but not cached");
+                    writer = None;
+                }
+                Err(e) => {
+                    self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(key = key.as_str(), error = %e, "refused: verification failed");
+                    return Err(e);
+                }
+            }
+        }
+        if let Some(w) = writer {
+            if let Err(e) = w.commit().await {
+                tracing::warn!(key = key.as_str(), error = %e, "cache commit failed; served without caching");
+            }
+        }
+        flight.finish();
+        Ok(())
+    }
+}
+
+/// Settles the leader's fetch: a failure or a 404 is published at once; a
+/// body is pumped by a task of its own. If the leader goes away before it
+/// settles, its followers are told, not left waiting.
+struct LeaderGuard<'c> {
+    cache: &'c Arc<ModuleCache>,
+    key: &'c Key,
+    flight: &'c Arc<Flight>,
+    armed: bool,
+}
+
+impl LeaderGuard<'_> {
+    async fn settle(mut self, result: Result<Response<Body>, Error>, source: String, request: ModuleRequest, key: Key) {
+        self.armed = false;
+        let resp = match result {
+            Err(e) => {
+                self.flight.set(Progress::Failed(e));
+                self.cache.land(&key, self.flight);
+                return;
+            }
+            Ok(resp) => resp,
+        };
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+            let answer = negative_answer(resp).await;
+            self.cache.negative.insert(key.as_str().to_owned(), answer.clone());
+            self.flight.set(Progress::Answer {
+                status: answer.status,
+                content_type: answer.content_type,
+                body: answer.body,
+            });
+            self.cache.land(&key, self.flight);
+            return;
+        }
+        tokio::spawn(self.cache.clone().pump(self.flight.clone(), key, request, source, resp));
+    }
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flight.set(Progress::Failed(Error::Internal(
+                "the request that was fetching this went away".into(),
+            )));
+            self.cache.land(self.key, self.flight);
+        }
+    }
+}
+
+impl NegativeAnswer {
+    fn response(&self) -> Response<Body> {
+        let mut resp = Response::new(crate::core::body::full(self.body.clone()));
+        *resp.status_mut() = self.status;
+        if let Some(ct) = &self.content_type {
+            resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+        }
+        resp
+    }
+}
+
+/// A 404/410, with at most [`MAX_NEGATIVE_BODY`] of its body.
+async fn negative_answer(resp: Response<Body>) -> NegativeAnswer {
+    let (parts, mut body) = resp.into_parts();
+    let mut bytes = BytesMut::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                let room = MAX_NEGATIVE_BODY.saturating_sub(bytes.len());
+                bytes.extend_from_slice(&data[..data.len().min(room)]);
+                if room <= data.len() {
+                    break;
+                }
+            }
+        }
+    });
+    let _ = read.await;
+    NegativeAnswer {
+        status: parts.status,
+        content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+        body: bytes.freeze(),
+    }
+}
+
+/// The answer with its `x-cache` header.
+fn tagged(result: Result<Response<Body>, Error>, source: Option<String>, status: CacheStatus) -> Cached {
+    let result = result.map(|mut resp| {
+        resp.headers_mut()
+            .insert("x-cache", HeaderValue::from_static(status.as_str()));
+        resp
+    });
+    Cached { result, source, status }
+}
+
+/// A cache hit as a response, streaming the stored object.
+fn hit_response(hit: crate::cache::CachedObject, request: &ModuleRequest) -> Response<Body> {
+    let size = hit.size;
+    let stream = hit
+        .into_stream()
+        .map_ok(Frame::data)
+        .map_err(|e| -> BoxError { Box::new(e) });
+    let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(request)));
+    resp
+}
+
+/// The Content-Type a GOPROXY serves each file with.
+pub fn content_type(request: &ModuleRequest) -> &'static str {
+    match request {
+        ModuleRequest::Info { .. } | ModuleRequest::Latest { .. } => "application/json",
+        ModuleRequest::Zip { .. } => "application/zip",
+        _ => "text/plain; charset=utf-8",
+    }
+}
+
+/// The key of a cacheable request and how long it stays fresh; `None` for
+/// what is never cached (sumdb `supported`).
+fn cache_key(request: &ModuleRequest, rel_path: &str) -> Option<(Key, Lifetime)> {
+    let lifetime = match request {
+        ModuleRequest::Mod { .. } | ModuleRequest::Zip { .. } => Lifetime::Forever,
+        ModuleRequest::Info { version, .. } if is_canonical(version) => Lifetime::Forever,
+        ModuleRequest::Info { .. } | ModuleRequest::List { .. } | ModuleRequest::Latest { .. } => Lifetime::Ttl,
+        ModuleRequest::Sumdb { kind, .. } => match kind {
+            SumdbKind::Supported => return None,
+            SumdbKind::Latest => Lifetime::Ttl,
+            SumdbKind::Lookup { .. } | SumdbKind::Tile => Lifetime::Forever,
+        },
+    };
+    if let ModuleRequest::Mod { version, .. } | ModuleRequest::Zip { version, .. } = request {
+        if !is_canonical(version) {
+            return None;
+        }
+    }
+    let key = match request {
+        ModuleRequest::Sumdb { db, .. } => {
+            let prefix = format!("/sumdb/{db}/");
+            Key::sumdb(db, rel_path.strip_prefix(&prefix)?).ok()?
+        }
+        _ => Key::for_request(request).ok()?,
+    };
+    Some((key, lifetime))
+}
+
+/// Where the cache keeps its own small state (first-seen hashes, the
+/// verified sumdb tree): beside a directory cache, else in the state dir.
+pub fn state_dir_for(settings: &CacheSettings) -> Option<PathBuf> {
+    match &settings.location {
+        crate::config::CacheLocation::Dir { path, .. } => Some(path.join(".modgate")),
+        crate::config::CacheLocation::Url(url) => {
+            let id = crate::tls::chain::sha256_hex(url.to_string().as_bytes());
+            Some(crate::config::paths::state_dir().join(format!("cache-{}", &id[..16])))
+        }
+        crate::config::CacheLocation::Off { .. } => None,
+    }
+}

@@ -1,0 +1,169 @@
+//! Checking module content before it enters the cache.
+//!
+//! A `.mod` or `.zip` of a canonical version is checked against the
+//! checksum database: its `h1:` hash must equal the database's record, which
+//! the [`SumdbVerifier`] proves is in a signed tree consistent with the
+//! last one seen. Modules in `sumdb.nosumdb` cannot be in the database:
+//! they are trusted on first use, and the hash first seen is kept, so
+//! different content for the same version later is refused.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::sumdb::SumdbSettings;
+use crate::core::error::Error;
+use crate::gomod::request::ModuleRequest;
+use crate::gomod::semver::is_canonical;
+use crate::gomod::sumdb::dirhash::{h1_of_mod, h1_of_zip_file};
+use crate::modules::sumdb::{SumdbError, SumdbVerifier};
+
+/// What a check concluded.
+#[derive(Debug)]
+pub enum Verdict {
+    /// The content is what the database (or the first sighting) says.
+    Verified,
+    /// It could not be checked (the database is unreachable, or does not
+    /// know the module): serve it, but do not cache it.
+    Unverifiable(String),
+}
+
+/// The content checks of the cache.
+pub struct ContentCheck {
+    settings: SumdbSettings,
+    verifier: Arc<SumdbVerifier>,
+    /// Where first-seen hashes of `nosumdb` modules are kept.
+    tofu_dir: PathBuf,
+}
+
+/// What is being checked: one module file.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    module: String,
+    version: String,
+    zip: bool,
+}
+
+impl Subject {
+    /// The subject of `request`, when it is a `.mod` or `.zip` of a
+    /// canonical version.
+    pub fn of(request: &ModuleRequest) -> Option<Subject> {
+        let (module, version, zip) = match request {
+            ModuleRequest::Mod { module, version } => (module, version, false),
+            ModuleRequest::Zip { module, version } => (module, version, true),
+            _ => return None,
+        };
+        is_canonical(version).then(|| Subject {
+            module: module.clone(),
+            version: version.clone(),
+            zip,
+        })
+    }
+
+    fn what(&self) -> String {
+        let file = if self.zip { "zip" } else { "go.mod" };
+        format!("the {file} of {}@{}", self.module, self.version)
+    }
+}
+
+impl ContentCheck {
+    /// Checks against the database in `settings` through `verifier`;
+    /// first-seen hashes go to `tofu_dir`.
+    pub fn new(settings: SumdbSettings, verifier: Arc<SumdbVerifier>, tofu_dir: PathBuf) -> ContentCheck {
+        ContentCheck {
+            settings,
+            verifier,
+            tofu_dir,
+        }
+    }
+
+    /// The database's name.
+    pub fn db(&self) -> &str {
+        self.settings.name()
+    }
+
+    /// Checks the complete content of `subject` in `file` (from `source`,
+    /// named in the refusal). A mismatch is an error naming both hashes.
+    pub async fn check(&self, subject: &Subject, file: &Path, source: &str) -> Result<Verdict, Error> {
+        let got = h1_of(subject, file).await?;
+        if self.settings.is_private(&subject.module) {
+            return self.trust_on_first_use(subject, &got, source).await;
+        }
+        let hashes = match self.verifier.lookup(&subject.module, &subject.version).await {
+            Ok(hashes) => hashes,
+            Err(e) if e.is_misbehavior() => {
+                return Err(Error::Upstream {
+                    target: self.settings.url.clone(),
+                    reason: format!("checksum database {} misbehaves: {e}", self.db()),
+                });
+            }
+            Err(e @ SumdbError::NotFound { .. }) => return Ok(Verdict::Unverifiable(e.to_string())),
+            Err(e) => return Ok(Verdict::Unverifiable(e.to_string())),
+        };
+        let want = if subject.zip { &hashes.zip_h1 } else { &hashes.mod_h1 };
+        if &got != want {
+            return Err(mismatch(subject, source, &got, want, self.db()));
+        }
+        Ok(Verdict::Verified)
+    }
+
+    async fn trust_on_first_use(&self, subject: &Subject, got: &str, source: &str) -> Result<Verdict, Error> {
+        let record = self.tofu_dir.join(tofu_name(subject));
+        let seen = tokio::fs::read_to_string(&record).await.ok();
+        match seen.as_deref().map(str::trim) {
+            Some(first) if first != got => Err(mismatch(subject, source, got, first, "its first sighting")),
+            Some(_) => Ok(Verdict::Verified),
+            None => {
+                let (record, line) = (record.clone(), format!("{got}\n"));
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::tls::evidence::write_atomically(&record, line.as_bytes())
+                })
+                .await;
+                if !matches!(written, Ok(Ok(()))) {
+                    return Ok(Verdict::Unverifiable("cannot keep its first-seen hash".into()));
+                }
+                Ok(Verdict::Verified)
+            }
+        }
+    }
+}
+
+/// The refusal of content whose hash is not the one it must have.
+fn mismatch(subject: &Subject, source: &str, got: &str, want: &str, authority: &str) -> Error {
+    Error::Upstream {
+        target: source.to_owned(),
+        reason: format!(
+            "checksum mismatch for {}: it hashes to {got}, but {authority} says {want}; not served complete and not cached",
+            subject.what()
+        ),
+    }
+}
+
+/// A file name for a subject's first-seen hash: the module path with `/`
+/// kept as directories, `!`-case-encoded like the GOPROXY layout.
+fn tofu_name(subject: &Subject) -> PathBuf {
+    let module = crate::gomod::escape::encode_case(&subject.module);
+    let version = crate::gomod::escape::encode_case(&subject.version);
+    let ext = if subject.zip { "zip.h1" } else { "mod.h1" };
+    PathBuf::from(module).join(format!("{version}.{ext}"))
+}
+
+/// The `h1:` hash of the file's content, off the async runtime.
+async fn h1_of(subject: &Subject, file: &Path) -> Result<String, Error> {
+    let (subject, file) = (subject.clone(), file.to_owned());
+    let what = subject.what();
+    let hashed = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        if subject.zip {
+            h1_of_zip_file(&file, &subject.module, &subject.version).map_err(|e| e.to_string())
+        } else {
+            std::fs::read(&file)
+                .map(|bytes| h1_of_mod(&bytes))
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("hashing {what}: {e}")))?;
+    hashed.map_err(|e| Error::Upstream {
+        target: "upstream".into(),
+        reason: format!("{what} is not a valid module file: {e}"),
+    })
+}
