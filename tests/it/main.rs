@@ -12,6 +12,7 @@ mod go_e2e;
 mod inspect;
 mod layout;
 mod lifecycle;
+mod local_ca;
 mod modules;
 mod policy;
 mod tunnel;
