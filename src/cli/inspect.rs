@@ -15,9 +15,10 @@ use serde::Serialize;
 
 use crate::cli::usage_error;
 use crate::config::{Config, OnInterception, PublicRoots};
+use crate::core::escape::escape;
 use crate::core::host::{Authority, HostOverrides};
 use crate::tls::chain::{ChainReport, Verdict, analyze};
-use crate::tls::evidence::Evidence;
+use crate::tls::evidence::{Evidence, Saved};
 use crate::tls::pem::read_chain;
 use crate::tls::probe;
 use crate::tls::trust::Trust;
@@ -97,8 +98,12 @@ pub struct Inspection {
     /// The chain and its verdict.
     #[serde(flatten)]
     pub report: ChainReport,
-    /// Where the chain was saved, when it failed the public roots.
+    /// Where the chain was saved, when it failed the public roots: only
+    /// its linked part.
     pub saved: Option<String>,
+    /// Where its self-signed root was saved alone, when the chain ends in
+    /// one: the only file the fix suggests trusting.
+    pub saved_root: Option<String>,
     /// The fix, as lines to paste.
     pub fix: Vec<String>,
     /// The process exit code: 0 public, 3 intercepted, 4 untrusted.
@@ -158,7 +163,11 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
         Verdict::Public => None,
         _ => Evidence::open(&evidence_dir).record(&report, &chain, OnInterception::Warn),
     };
-    let fix = fix_lines(&report, saved.as_deref(), config.is_some());
+    let fix = fix_lines(&report, saved.as_ref(), config.is_some().then_some(extra.as_slice()));
+    let (saved, saved_root) = match saved {
+        Some(s) => (Some(s.chain), s.root),
+        None => (None, None),
+    };
     let exit_code = match report.verdict {
         Verdict::Public => 0,
         Verdict::Intercepted => 3,
@@ -177,6 +186,7 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
         public_roots,
         report,
         saved,
+        saved_root,
         fix,
         exit_code,
     })
@@ -197,13 +207,15 @@ fn system_bundle() -> String {
     .to_string()
 }
 
-fn fix_lines(report: &ChainReport, saved: Option<&str>, with_config: bool) -> Vec<String> {
+/// What to paste. `extra` is `tls.extra_roots` when a config was given.
+/// Only a self-signed root is ever suggested as something to trust.
+fn fix_lines(report: &ChainReport, saved: Option<&Saved>, extra: Option<&[PathBuf]>) -> Vec<String> {
     let mut lines = Vec::new();
     if report.verdict == Verdict::Public {
         lines.push("nothing to fix: the chain verifies against the public roots".into());
         return lines;
     }
-    let saved = saved.unwrap_or("<the saved chain>");
+    let chain = saved.map_or("<the saved chain>", |s| s.chain.as_str());
     let vendor = report.vendor.as_deref().unwrap_or("unknown");
     let who = if vendor == "unknown" {
         "an interceptor (admin-generated CA)".to_owned()
@@ -213,22 +225,56 @@ fn fix_lines(report: &ChainReport, saved: Option<&str>, with_config: bool) -> Ve
     lines.push(format!(
         "# The connection is re-signed by {who}; its chain was saved as:"
     ));
-    lines.push(format!("#   {saved}"));
-    if report.verdict == Verdict::Untrusted {
-        lines.push("# 1. Trust it in modgate (modgate.toml):".into());
-        lines.push("[tls]".into());
-        lines.push(format!("extra_roots = [\"{saved}\"]"));
-    } else {
-        let source = if with_config {
-            "tls.extra_roots or the system store"
-        } else {
-            "the system store"
-        };
-        lines.push(format!("# 1. modgate already trusts its root ({source})."));
+    lines.push(format!("#   {chain}"));
+    let bundle = |lines: &mut Vec<String>, what: &str, files: &str| {
+        lines.push(format!(
+            "# 2. Give go the system roots plus {what} (on Linux SSL_CERT_FILE replaces the system bundle):"
+        ));
+        lines.push(format!("cat {} {files} > go-bundle.pem", system_bundle()));
+        lines.push("export SSL_CERT_FILE=$PWD/go-bundle.pem".into());
+    };
+    if report.verdict == Verdict::Intercepted {
+        match extra.filter(|e| !e.is_empty()) {
+            Some(extra) => {
+                lines.push("# 1. modgate already trusts its root (tls.extra_roots or the system store).".into());
+                let files: Vec<String> = extra.iter().map(|p| p.display().to_string()).collect();
+                bundle(&mut lines, "the roots in tls.extra_roots", &files.join(" "));
+            }
+            None => {
+                lines.push("# 1. modgate already trusts its root (the system store).".into());
+                lines.push("# 2. go reads the same system store, so it trusts this root already.".into());
+            }
+        }
+        return lines;
     }
-    lines.push("# 2. Give go the system roots plus it (on Linux SSL_CERT_FILE replaces the system bundle):".into());
-    lines.push(format!("cat {} {saved} > go-bundle.pem", system_bundle()));
-    lines.push("export SSL_CERT_FILE=$PWD/go-bundle.pem".into());
+    let root = match saved.and_then(|s| s.root.as_deref()) {
+        Some(root) => {
+            lines.push("# and its self-signed root, alone, as:".into());
+            lines.push(format!("#   {root}"));
+            lines.push("# 1. Trust that root in modgate (modgate.toml):".into());
+            root.to_owned()
+        }
+        None => {
+            lines.push(
+                "# The chain holds no self-signed root, and a leaf or an intermediate must never be trusted as one."
+                    .into(),
+            );
+            lines.push(
+                "# Get the interceptor's root CA certificate from its admin (IT), save it as interceptor-root.pem, then:"
+                    .into(),
+            );
+            lines.push("# 1. Trust it in modgate (modgate.toml):".into());
+            "interceptor-root.pem".to_owned()
+        }
+    };
+    lines.push("[tls]".into());
+    lines.push(format!("extra_roots = [\"{root}\"]"));
+    let what = if saved.and_then(|s| s.root.as_deref()).is_some() {
+        "that root"
+    } else {
+        "it"
+    };
+    bundle(&mut lines, what, &root);
     lines
 }
 
@@ -239,10 +285,16 @@ pub fn render(i: &Inspection) -> String {
     match (&i.target, &i.file) {
         (Some(target), _) => {
             let via = i.proxy.as_deref().map(|p| format!(", via {p}")).unwrap_or_default();
-            let _ = writeln!(out, "inspect {target} (SNI {}{via})", i.sni.as_deref().unwrap_or("-"));
+            let _ = writeln!(
+                out,
+                "inspect {} (SNI {}{})",
+                escape(target),
+                escape(i.sni.as_deref().unwrap_or("-")),
+                escape(&via)
+            );
         }
         (None, Some(file)) => {
-            let _ = writeln!(out, "inspect --file {file}");
+            let _ = writeln!(out, "inspect --file {}", escape(file));
         }
         _ => {}
     }
@@ -255,8 +307,8 @@ pub fn render(i: &Inspection) -> String {
             "certificate"
         };
         let _ = writeln!(out, "\ncertificate {} ({role})", n + 1);
-        let _ = writeln!(out, "  subject:      {}", c.subject);
-        let _ = writeln!(out, "  issuer:       {}", c.issuer);
+        let _ = writeln!(out, "  subject:      {}", escape(&c.subject));
+        let _ = writeln!(out, "  issuer:       {}", escape(&c.issuer));
         let _ = writeln!(out, "  serial:       {}", c.serial);
         let days = if c.days_left < 0 {
             format!("expired {} days ago", -c.days_left)
@@ -265,19 +317,24 @@ pub fn render(i: &Inspection) -> String {
         };
         let _ = writeln!(out, "  validity:     {} .. {} ({days})", c.not_before, c.not_after);
         if !c.sans.is_empty() {
-            let _ = writeln!(out, "  SANs:         {}", c.sans.join(", "));
+            let _ = writeln!(out, "  SANs:         {}", escape(&c.sans.join(", ")));
         }
         let _ = writeln!(out, "  key:          {}", c.key);
         let _ = writeln!(out, "  signature:    {}", c.signature);
         let _ = writeln!(out, "  sha256:       {}", c.sha256);
         let _ = writeln!(out, "  spki sha256:  {}", c.spki_sha256);
     }
-    let _ = writeln!(out, "\npublic roots ({}): {}", i.public_roots, r.public_check);
-    let _ = writeln!(out, "system + extra roots: {}", r.local_check);
+    let _ = writeln!(
+        out,
+        "\npublic roots ({}): {}",
+        escape(&i.public_roots),
+        escape(&r.public_check)
+    );
+    let _ = writeln!(out, "system + extra roots: {}", escape(&r.local_check));
     let _ = writeln!(out, "verdict:  {}", r.verdict);
     if let Some(vendor) = &r.vendor {
         let _ = writeln!(out, "vendor:   {vendor}");
-        let _ = writeln!(out, "issuer:   {}", r.issuer);
+        let _ = writeln!(out, "issuer:   {}", escape(&r.issuer));
     }
     let flags = r.flags.names();
     let _ = writeln!(
@@ -291,7 +348,7 @@ pub fn render(i: &Inspection) -> String {
     );
     let _ = writeln!(out, "\nfix:");
     for line in &i.fix {
-        let _ = writeln!(out, "  {line}");
+        let _ = writeln!(out, "  {}", escape(line));
     }
     out
 }

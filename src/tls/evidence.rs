@@ -1,7 +1,13 @@
 //! Evidence of interception: each distinct intercepting chain saved once as
-//! PEM in `tls.intercepted_dir`, named by the SHA-256 of its top
-//! certificate's SPKI; `index.jsonl` beside it with one record per
-//! interceptor; and an `interception` event in the log.
+//! PEM in `tls.intercepted_dir`, named by the SHA-256 of the SPKI at the top
+//! of its linked part; its self-signed root, when it has one, saved alone
+//! beside it (`<spki>.root.pem`) for the fix to point at; `index.jsonl`
+//! with one record per interceptor; and an `interception` event in the log.
+//!
+//! Only certificates that sign each other are saved, and every comment is
+//! escaped onto one line, so a hostile certificate can neither smuggle a
+//! PEM block into the file nor lend itself the name of a root it does not
+//! chain to.
 //!
 //! The index is rewritten through a temporary file and a rename, so a crash
 //! never leaves a torn file.
@@ -15,6 +21,8 @@ use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 use crate::config::OnInterception;
+use crate::core::escape::escape;
+use crate::tls::certinfo::CertInfo;
 use crate::tls::chain::{ChainReport, Verdict};
 use crate::tls::pem::to_pem;
 
@@ -40,6 +48,16 @@ pub struct Sighting {
     pub hosts: BTreeSet<String>,
     /// How many times it was seen.
     pub count: u64,
+}
+
+/// Where a chain's evidence is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The linked chain, leaf first.
+    pub chain: String,
+    /// Its self-signed root alone, when the chain ends in one: the file a
+    /// fix may point at.
+    pub root: Option<String>,
 }
 
 /// The evidence directory.
@@ -74,31 +92,38 @@ impl Evidence {
     /// Records a chain that failed the public roots: saves it (once), updates
     /// the index, and logs the `interception` event. Returns the path the
     /// chain is saved at.
-    pub fn record(&self, report: &ChainReport, chain: &[CertificateDer<'_>], policy: OnInterception) -> Option<String> {
+    pub fn record(&self, report: &ChainReport, chain: &[CertificateDer<'_>], policy: OnInterception) -> Option<Saved> {
         let saved = self.save_chain(report, chain);
         self.update_index(report);
-        log_event(report, saved.as_deref(), policy);
+        log_event(report, saved.as_ref(), policy);
         saved
     }
 
-    fn save_chain(&self, report: &ChainReport, chain: &[CertificateDer<'_>]) -> Option<String> {
+    fn save_chain(&self, report: &ChainReport, chain: &[CertificateDer<'_>]) -> Option<Saved> {
+        let linked = chain.len().min(report.linked).min(report.certs.len());
         let path = self.dir.join(format!("{}.pem", report.top_spki_sha256));
-        let shown = path.display().to_string();
-        if path.exists() {
-            return Some(shown);
+        let root_path = self.dir.join(format!("{}.root.pem", report.top_spki_sha256));
+        let mut files = vec![(path.clone(), chain_pem(&chain[..linked], &report.certs[..linked]))];
+        if report.root_in_chain && linked > 0 {
+            let top = linked - 1;
+            files.push((
+                root_path.clone(),
+                chain_pem(&chain[top..linked], &report.certs[top..linked]),
+            ));
         }
-        let mut pem = String::new();
-        for (cert, info) in chain.iter().zip(&report.certs) {
-            pem.push_str(&format!("# subject: {}\n# issuer: {}\n", info.subject, info.issuer));
-            pem.push_str(&to_pem(cert));
-        }
-        match write_atomically(&path, pem.as_bytes()) {
-            Ok(()) => Some(shown),
-            Err(e) => {
-                tracing::warn!(path = %shown, error = %e, "cannot save the intercepted chain");
-                None
+        for (path, pem) in files {
+            if path.exists() {
+                continue;
+            }
+            if let Err(e) = write_atomically(&path, pem.as_bytes()) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot save the intercepted chain");
+                return None;
             }
         }
+        Some(Saved {
+            chain: path.display().to_string(),
+            root: report.root_in_chain.then(|| root_path.display().to_string()),
+        })
     }
 
     fn update_index(&self, report: &ChainReport) {
@@ -106,7 +131,7 @@ impl Evidence {
         let now = now_rfc3339();
         let entry = index.entry(report.top_spki_sha256.clone()).or_insert_with(|| Sighting {
             spki: report.top_spki_sha256.clone(),
-            issuer: report.issuer.clone(),
+            issuer: escape(&report.issuer).into_owned(),
             vendor: report.vendor.clone().unwrap_or_else(|| "unknown".into()),
             verdict: report.verdict.to_string(),
             first_seen: now.clone(),
@@ -143,30 +168,62 @@ impl Evidence {
     }
 }
 
-fn log_event(report: &ChainReport, saved: Option<&str>, policy: OnInterception) {
+/// The PEM of `certs`, each block after its subject and issuer (from
+/// `infos`) as one-line comments: nothing but the certificates themselves
+/// can begin a line with `-----`.
+fn chain_pem(certs: &[CertificateDer<'_>], infos: &[CertInfo]) -> String {
+    let mut pem = String::new();
+    for (cert, info) in certs.iter().zip(infos) {
+        pem.push_str(&format!(
+            "# subject: {}\n# issuer: {}\n",
+            comment(&info.subject),
+            comment(&info.issuer)
+        ));
+        pem.push_str(&to_pem(cert));
+    }
+    pem
+}
+
+/// Certificate text for a PEM comment: escaped onto one line, and with no
+/// run of five hyphens, so not even a parser that looks for `-----BEGIN`
+/// anywhere in a line finds a block in it.
+fn comment(text: &str) -> String {
+    escape(text).replace("-----", "-\\u{2d}---")
+}
+
+fn log_event(report: &ChainReport, saved: Option<&Saved>, policy: OnInterception) {
     let chain: Vec<String> = report
         .certs
         .iter()
         .map(|c| {
             format!(
                 "subject={} | issuer={} | valid {}..{} | sha256={} | spki_sha256={}",
-                c.subject, c.issuer, c.not_before, c.not_after, c.sha256, c.spki_sha256
+                escape(&c.subject),
+                escape(&c.issuer),
+                c.not_before,
+                c.not_after,
+                c.sha256,
+                c.spki_sha256
             )
         })
         .collect();
     let chain = chain.join(" ;; ");
-    let host = report.host.as_deref().unwrap_or("-");
+    let host = escape(report.host.as_deref().unwrap_or("-"));
+    let host = host.as_ref();
     let vendor = report.vendor.as_deref().unwrap_or("unknown");
-    let saved = saved.unwrap_or("-");
+    let issuer = escape(&report.issuer);
+    let issuer = issuer.as_ref();
+    let root = saved.and_then(|s| s.root.as_deref()).unwrap_or("-");
+    let saved = saved.map_or("-", |s| s.chain.as_str());
     let flags = report.flags.names().join(",");
     match (report.verdict, policy) {
         (Verdict::Intercepted, OnInterception::Allow) => tracing::info!(
-            target: "modgate::interception", host, verdict = %report.verdict, vendor, issuer = %report.issuer,
-            spki = %report.top_spki_sha256, saved, flags, chain, "interception"
+            target: "modgate::interception", host, verdict = %report.verdict, vendor, issuer,
+            spki = %report.top_spki_sha256, saved, root, flags, chain, "interception"
         ),
         _ => tracing::warn!(
-            target: "modgate::interception", host, verdict = %report.verdict, vendor, issuer = %report.issuer,
-            spki = %report.top_spki_sha256, saved, flags, chain, "interception"
+            target: "modgate::interception", host, verdict = %report.verdict, vendor, issuer,
+            spki = %report.top_spki_sha256, saved, root, flags, chain, "interception"
         ),
     }
 }

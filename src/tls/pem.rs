@@ -7,9 +7,11 @@ use std::path::Path;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{self, SectionKind};
 
-/// PEM for a DER certificate.
+/// PEM for a DER certificate, with Unix line endings (as openssl writes
+/// it), so files modgate writes hold no carriage returns.
 pub fn to_pem(der: &[u8]) -> String {
-    ::pem::encode(&::pem::Pem::new("CERTIFICATE", der.to_vec()))
+    let lf = ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF);
+    ::pem::encode_config(&::pem::Pem::new("CERTIFICATE", der.to_vec()), lf)
 }
 
 /// Reads a PEM chain, leaf first. Text around the blocks (as in `openssl

@@ -14,42 +14,57 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use crate::config::OnInterception;
 use crate::core::cache::{Bounded, bounded};
+use crate::core::escape::escape;
 use crate::tls::chain::{ChainReport, Judgement, Verdict, Verifiers, analyze, sha256_hex};
-use crate::tls::evidence::Evidence;
+use crate::tls::evidence::{Evidence, Saved};
 
 /// Why a chain was refused, carried through rustls to the connector.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     /// The report.
     pub report: Arc<ChainReport>,
-    /// Where the chain was saved, when it was.
-    pub saved: Option<String>,
+    /// Where the chain (and its root) were saved, when they were.
+    pub saved: Option<Saved>,
     /// True when refused by `on_interception = "block"` (the chain is
     /// trusted locally); false when untrusted.
     pub by_policy: bool,
 }
 
+/// The line the client sees after `modgate: upstream URL `. Certificate
+/// text is escaped. The fix names the chain's self-signed root, or says
+/// there is none; it never suggests trusting a leaf or an intermediate.
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.report;
         let vendor = r.vendor.as_deref().unwrap_or("unknown");
-        let saved = self
-            .saved
-            .as_deref()
-            .map(|s| format!(" (saved in {s})"))
-            .unwrap_or_default();
+        let issuer = escape(&r.issuer);
+        let saved_in = |path: &str| format!(" (saved in {path})");
+        let chain = self.saved.as_ref().map(|s| saved_in(&s.chain)).unwrap_or_default();
+        write!(f, "presented a chain issued by '{issuer}' ({vendor})")?;
         if self.by_policy {
-            write!(
+            return write!(
                 f,
-                "presented a chain issued by '{}' ({vendor}): the connection is intercepted and tls.on_interception = \"block\"{saved}",
-                r.issuer
-            )
-        } else {
-            write!(
+                ": the connection is intercepted and tls.on_interception = \"block\"{chain}"
+            );
+        }
+        if r.flags.hostname_mismatch {
+            let host = escape(r.host.as_deref().unwrap_or("-"));
+            return write!(
                 f,
-                "presented a chain issued by '{}' ({vendor}), which is not trusted; add its root to tls.extra_roots{saved}",
-                r.issuer
-            )
+                " that is not valid for '{host}'{chain}; the name does not match, which trusting a root cannot fix: check the host, or an interceptor sending it to the wrong site"
+            );
+        }
+        match self.saved.as_ref().and_then(|s| s.root.as_deref()) {
+            Some(root) => write!(
+                f,
+                ", which is not trusted; add its root to tls.extra_roots{}",
+                saved_in(root)
+            ),
+            None if r.root_in_chain => write!(f, ", which is not trusted; add its root to tls.extra_roots"),
+            None => write!(
+                f,
+                ", which is not trusted and holds no root certificate{chain}; get the root CA from the interceptor's admin and add it to tls.extra_roots"
+            ),
         }
     }
 }
@@ -105,7 +120,7 @@ impl VerdictVerifier {
     /// Records a chain seen outside modgate's own connections (a probe):
     /// evidence and the interception event when it fails the public roots.
     /// Returns where it was saved.
-    pub fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>]) -> Option<String> {
+    pub fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>]) -> Option<Saved> {
         match report.verdict {
             Verdict::Public => None,
             _ => self.evidence.record(report, chain, self.policy),
@@ -249,4 +264,78 @@ pub fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
         source = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::RootCertStore;
+
+    fn verifiers() -> Verifiers {
+        let mut public = RootCertStore::empty();
+        public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Verifiers::new(Arc::new(public), Arc::new(RootCertStore::empty())).unwrap()
+    }
+
+    /// A root named `cn` and a leaf for `name` it signs: (leaf, root).
+    fn chain(cn: &str, name: &str) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let root = params.self_signed(&key).unwrap().der().clone();
+        let issuer = rcgen::Issuer::new(params, key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap()
+            .der()
+            .clone();
+        (leaf, root)
+    }
+
+    fn refusal(chain: &[CertificateDer<'static>], host: &str, saved: Option<Saved>) -> String {
+        let report = analyze(&verifiers(), chain, Some(host)).unwrap();
+        Refusal {
+            report: Arc::new(report),
+            saved,
+            by_policy: false,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn refusals_escape_names_and_only_ever_point_at_a_root() {
+        let (leaf, root) = chain("Evil\r\n\u{1b}[2J\u{2028}CA", "a.test");
+        let alone = refusal(
+            std::slice::from_ref(&leaf),
+            "a.test",
+            Some(Saved {
+                chain: "/e/x.pem".into(),
+                root: None,
+            }),
+        );
+        assert_eq!(
+            alone,
+            "presented a chain issued by 'Evil\\u{d}\\u{a}\\u{1b}[2J\\u{2028}CA' (unknown), which is not trusted and holds no root certificate (saved in /e/x.pem); get the root CA from the interceptor's admin and add it to tls.extra_roots"
+        );
+        let with_root = refusal(
+            &[leaf.clone(), root],
+            "a.test",
+            Some(Saved {
+                chain: "/e/r.pem".into(),
+                root: Some("/e/r.root.pem".into()),
+            }),
+        );
+        assert!(
+            with_root.ends_with("which is not trusted; add its root to tls.extra_roots (saved in /e/r.root.pem)"),
+            "{with_root}"
+        );
+        let mismatch = refusal(std::slice::from_ref(&leaf), "b.test", None);
+        assert!(
+            mismatch.contains("that is not valid for 'b.test'") && !mismatch.contains("extra_roots"),
+            "{mismatch}"
+        );
+    }
 }

@@ -224,6 +224,12 @@ impl TestPki {
         (chain, key)
     }
 
+    /// Also sends `cert` after the chain of every leaf from now on, e.g. the
+    /// root itself, as some interceptors do.
+    pub fn send_also(&mut self, cert: CertificateDer<'static>) {
+        self.tail.push(cert);
+    }
+
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
         install_crypto();
         let mut roots = rustls::RootCertStore::empty();
@@ -257,8 +263,18 @@ pub async fn start_tls_origin_with(
     text: &'static str,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> (SocketAddr, JoinHandle<()>) {
-    install_crypto();
     let (chain, key) = pki.leaf(names);
+    start_tls_server(chain, key, text, versions).await
+}
+
+/// A TLS origin presenting exactly `chain` (whatever it holds) with `key`.
+pub async fn start_tls_server(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    text: &'static str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (SocketAddr, JoinHandle<()>) {
+    install_crypto();
     let config = rustls::ServerConfig::builder_with_protocol_versions(versions)
         .with_no_client_auth()
         .with_single_cert(chain, key)
@@ -284,6 +300,34 @@ pub async fn start_tls_origin_with(
         }
     });
     (addr, task)
+}
+
+/// Waits until `done` holds, checking every 20 ms for up to `STEP`; panics
+/// naming `what` otherwise. For effects written off the request path
+/// (evidence), where there is no event to wait on.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo, hex: how evidence
+/// files are named.
+pub fn spki_sha256(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    modgate::tls::certinfo::sha256_hex(cert.public_key().raw)
+}
+
+/// The certificates in a PEM file as rustls reads them (and so as
+/// `tls.extra_roots` would).
+pub fn pem_file_certs(path: &std::path::Path) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
 }
 
 // ---------- bodies ----------
