@@ -161,7 +161,14 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
     let report = analyze(&trust.verifiers, &chain, host.as_deref())?;
     let saved = match report.verdict {
         Verdict::Public => None,
-        _ => Evidence::open(&evidence_dir).record(&report, &chain, OnInterception::Warn),
+        _ => {
+            let evidence = Evidence::open(&evidence_dir);
+            let saved = evidence.record(&report, &chain, OnInterception::Warn);
+            // The files are written off this thread; they must exist before
+            // the report names them.
+            evidence.flush();
+            saved
+        }
     };
     let fix = fix_lines(&report, saved.as_ref(), config.is_some().then_some(extra.as_slice()));
     let (saved, saved_root) = match saved {
