@@ -18,7 +18,7 @@ use crate::config::{Config, OnInterception, PublicRoots};
 use crate::core::escape::escape;
 use crate::core::host::{Authority, HostOverrides};
 use crate::tls::chain::{ChainReport, Verdict, analyze};
-use crate::tls::evidence::{Evidence, Saved};
+use crate::tls::evidence::{Evidence, Saved, Sighted};
 use crate::tls::pem::read_chain;
 use crate::tls::probe;
 use crate::tls::trust::Trust;
@@ -129,10 +129,11 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
         ),
     };
     let trust = Trust::load(&public, &extra).map_err(|e| e.to_string())?;
-    let (chain, host, inspection) = match source {
+    let (chain, host, sighted, inspection) = match source {
         Source::File(path) => {
             let chain = read_chain(&path)?;
-            (chain, None, (None, Some(path.display().to_string()), None, None))
+            let file = Some(path.display().to_string());
+            (chain, None, Sighted::default(), (None, file, None, None))
         }
         Source::Host { target, proxy, sni } => {
             let with_port = if target.contains(':') && !target.ends_with(']') {
@@ -141,7 +142,8 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
                 format!("{target}:443")
             };
             let dest = Authority::parse_connect(&with_port).map_err(|e| format!("bad target '{target}': {e}"))?;
-            let sni = sni.unwrap_or_else(|| dest.host.to_string().trim_matches(|c| c == '[' || c == ']').to_owned());
+            let host = dest.host.to_string().trim_matches(|c| c == '[' || c == ']').to_owned();
+            let sni = sni.unwrap_or_else(|| host.clone());
             let resolver = Arc::new(Resolver::new(hosts));
             let dialer: Box<dyn Dialer> = match &proxy {
                 Some(url) => Box::new(ProxyDialer::new(url, resolver)?),
@@ -151,9 +153,11 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
             let chain = tokio::time::timeout(STEP, probe::handshake(stream, &sni))
                 .await
                 .map_err(|_| format!("TLS handshake with {dest} timed out"))??;
+            let sighted = Sighted::at(&host, &sni, None);
             (
                 chain,
                 Some(sni.clone()),
+                sighted,
                 (Some(dest.to_string()), None, Some(sni), proxy),
             )
         }
@@ -163,7 +167,7 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
         Verdict::Public => None,
         _ => {
             let evidence = Evidence::open(&evidence_dir);
-            let saved = evidence.record(&report, &chain, OnInterception::Warn);
+            let saved = evidence.record(&report, &chain, &sighted, OnInterception::Warn);
             // The files are written off this thread; they must exist before
             // the report names them.
             evidence.flush();

@@ -15,20 +15,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::core::cache::bounded;
 use crate::modules::fetch::SourceSet;
 use crate::proxy::connection;
 use crate::proxy::context::Context;
 use crate::proxy::listener::{ExplicitListener, Listener};
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
+use crate::tls::probe::Probes;
 use crate::tls::trust::{Trust, TrustError, client_config};
 use crate::upstream::dial::{Dialer, DirectDialer};
 use crate::upstream::pool;
 use crate::upstream::resolve::Resolver;
-
-/// Active probe results kept (host:port).
-const PROBE_CACHE_MAX: u64 = 4096;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +109,7 @@ fn build_context(config: Config) -> Result<Context, StartError> {
         sources: SourceSet::new(&config.policy, &client),
         client,
         verifier,
-        probes: bounded(PROBE_CACHE_MAX, config.tls.probe_ttl),
+        probes: Probes::new(config.tls.probe_ttl),
         resolver,
         dialer,
         interceptor,

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +95,43 @@ impl Sighting {
             self.hosts.insert(host);
         }
         self.count = self.count.saturating_add(other.count);
+    }
+}
+
+/// Where a chain was seen: what modgate connected to, which is what the
+/// index and the `interception` event name, not merely what a client
+/// claimed. A tunnel to attacker.test carrying SNI proxy.golang.org is
+/// recorded as `attacker.test (SNI proxy.golang.org)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sighted {
+    /// The host modgate connected to: the CONNECT destination, the
+    /// upstream's host, or `inspect`'s target. `None` for a saved chain.
+    pub host: Option<String>,
+    /// The name sent in the handshake (the client's SNI, or `--sni`), when
+    /// it differs from `host`.
+    pub sni: Option<String>,
+    /// The address connected to.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Sighted {
+    /// A sighting at `host` (reached at `addr`) of a chain verified for
+    /// `name`.
+    pub fn at(host: &str, name: &str, addr: Option<SocketAddr>) -> Sighted {
+        Sighted {
+            host: Some(host.to_owned()),
+            sni: (!name.eq_ignore_ascii_case(host)).then(|| name.to_owned()),
+            addr,
+        }
+    }
+
+    /// How the index names it: `host`, or `host (SNI name)`; escaped.
+    fn label(&self) -> Option<String> {
+        let host = escape(self.host.as_deref()?).into_owned();
+        Some(match &self.sni {
+            Some(sni) => format!("{host} (SNI {})", escape(sni)),
+            None => host,
+        })
     }
 }
 
@@ -179,11 +217,17 @@ impl Evidence {
         &self.dir
     }
 
-    /// Records a chain that failed the public roots: logs the
-    /// `interception` event and queues the chain and the index update for
-    /// the writer. Never waits on the disk. Returns where the chain is (or
-    /// is about to be) saved; `None` beyond [`MAX_CHAINS`].
-    pub fn record(&self, report: &ChainReport, chain: &[CertificateDer<'_>], policy: OnInterception) -> Option<Saved> {
+    /// Records a chain that failed the public roots, seen as `sighted`:
+    /// logs the `interception` event and queues the chain and the index
+    /// update for the writer. Never waits on the disk. Returns where the
+    /// chain is (or is about to be) saved; `None` beyond [`MAX_CHAINS`].
+    pub fn record(
+        &self,
+        report: &ChainReport,
+        chain: &[CertificateDer<'_>],
+        sighted: &Sighted,
+        policy: OnInterception,
+    ) -> Option<Saved> {
         let spki = &report.top_spki_sha256;
         let kept = match self.known.lock() {
             Ok(mut known) => known.contains(spki) || (known.len() < self.cap && known.insert(spki.clone())),
@@ -198,7 +242,7 @@ impl Evidence {
             verdict: report.verdict.to_string(),
             first_seen: now.clone(),
             last_seen: now,
-            hosts: report.host.iter().cloned().collect(),
+            hosts: sighted.label().into_iter().collect(),
             count: 1,
         };
         let files = if kept {
@@ -207,7 +251,7 @@ impl Evidence {
             Vec::new()
         };
         self.send(Pending { sighting, files });
-        log_event(report, saved.as_ref(), policy);
+        log_event(report, sighted, saved.as_ref(), policy);
         saved
     }
 
@@ -420,7 +464,7 @@ fn comment(text: &str) -> String {
     escape(text).replace("-----", "-\\u{2d}---")
 }
 
-fn log_event(report: &ChainReport, saved: Option<&Saved>, policy: OnInterception) {
+fn log_event(report: &ChainReport, sighted: &Sighted, saved: Option<&Saved>, policy: OnInterception) {
     let chain: Vec<String> = report
         .certs
         .iter()
@@ -437,8 +481,12 @@ fn log_event(report: &ChainReport, saved: Option<&Saved>, policy: OnInterception
         })
         .collect();
     let chain = chain.join(" ;; ");
-    let host = escape(report.host.as_deref().unwrap_or("-"));
+    let host = escape(sighted.host.as_deref().unwrap_or("-"));
     let host = host.as_ref();
+    let sni = escape(sighted.sni.as_deref().unwrap_or("-"));
+    let sni = sni.as_ref();
+    let addr = sighted.addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let addr = addr.as_str();
     let vendor = report.vendor.as_deref().unwrap_or("unknown");
     let issuer = escape(&report.issuer);
     let issuer = issuer.as_ref();
@@ -447,11 +495,11 @@ fn log_event(report: &ChainReport, saved: Option<&Saved>, policy: OnInterception
     let flags = report.flags.names().join(",");
     match (report.verdict, policy) {
         (Verdict::Intercepted, OnInterception::Allow) => tracing::info!(
-            target: "modgate::interception", host, verdict = %report.verdict, vendor, issuer,
+            target: "modgate::interception", host, sni, addr, verdict = %report.verdict, vendor, issuer,
             spki = %report.top_spki_sha256, saved, root, flags, chain, "interception"
         ),
         _ => tracing::warn!(
-            target: "modgate::interception", host, verdict = %report.verdict, vendor, issuer,
+            target: "modgate::interception", host, sni, addr, verdict = %report.verdict, vendor, issuer,
             spki = %report.top_spki_sha256, saved, root, flags, chain, "interception"
         ),
     }
@@ -503,6 +551,11 @@ mod tests {
         (analyze(&verifiers(), &chain, Some(host)).unwrap(), chain)
     }
 
+    fn at(report: &ChainReport) -> Sighted {
+        let host = report.host.as_deref().unwrap_or_default();
+        Sighted::at(host, host, None)
+    }
+
     fn index_on_disk(dir: &Path) -> BTreeMap<String, Sighting> {
         std::fs::read_to_string(dir.join("index.jsonl"))
             .unwrap_or_default()
@@ -531,11 +584,11 @@ mod tests {
         let inspect = Evidence::open(dir.path());
         let (a, a_chain) = untrusted("a.test");
         let (b, b_chain) = untrusted("b.test");
-        assert!(serve.record(&a, &a_chain, OnInterception::Warn).is_some());
+        assert!(serve.record(&a, &a_chain, &at(&a), OnInterception::Warn).is_some());
         serve.flush();
-        assert!(inspect.record(&b, &b_chain, OnInterception::Warn).is_some());
+        assert!(inspect.record(&b, &b_chain, &at(&b), OnInterception::Warn).is_some());
         inspect.flush();
-        serve.record(&a, &a_chain, OnInterception::Warn);
+        serve.record(&a, &a_chain, &at(&a), OnInterception::Warn);
         serve.flush();
         let index = index_on_disk(dir.path());
         assert_eq!(index.len(), 2, "{index:?}");
@@ -556,7 +609,11 @@ mod tests {
         let (report, chain) = untrusted("a.test");
         let started = Instant::now();
         for _ in 0..20 {
-            assert!(evidence.record(&report, &chain, OnInterception::Warn).is_some());
+            assert!(
+                evidence
+                    .record(&report, &chain, &at(&report), OnInterception::Warn)
+                    .is_some()
+            );
         }
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         std::thread::sleep(Duration::from_millis(200));
@@ -579,7 +636,11 @@ mod tests {
         let mut saved = 0;
         for i in 0..5 {
             let (report, chain) = untrusted(&format!("h{i}.test"));
-            saved += usize::from(evidence.record(&report, &chain, OnInterception::Warn).is_some());
+            saved += usize::from(
+                evidence
+                    .record(&report, &chain, &at(&report), OnInterception::Warn)
+                    .is_some(),
+            );
         }
         evidence.flush();
         assert_eq!(saved, 3);

@@ -5,6 +5,7 @@
 //! [`Refusal`], so the connector can turn it into the `modgate:` line.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use crate::config::OnInterception;
 use crate::core::cache::{Bounded, bounded};
 use crate::core::escape::escape;
 use crate::tls::chain::{ChainReport, Judgement, Verdict, Verifiers, analyze, sha256_hex};
-use crate::tls::evidence::{Evidence, Saved};
+use crate::tls::evidence::{Evidence, Saved, Sighted};
 
 /// Why a chain was refused, carried through rustls to the connector.
 #[derive(Debug, Clone)]
@@ -88,10 +89,15 @@ pub struct VerdictVerifier {
     verifiers: Verifiers,
     policy: OnInterception,
     evidence: Arc<Evidence>,
-    /// Outcomes by (leaf SHA-256, host): the public-roots check runs once per
-    /// distinct chain, not per connection.
-    cache: Bounded<(String, String), CachedVerdict>,
+    /// Outcomes by (leaf SHA-256, address connected to, name verified):
+    /// the public-roots check and the evidence run once per distinct chain
+    /// seen at an address, not per connection, and what one address
+    /// presented never answers for another.
+    cache: Bounded<VerdictKey, CachedVerdict>,
 }
+
+/// (leaf SHA-256, address connected to, name verified).
+type VerdictKey = (String, Option<SocketAddr>, String);
 
 impl fmt::Debug for VerdictVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -117,43 +123,64 @@ impl VerdictVerifier {
         &self.verifiers
     }
 
-    /// Records a chain seen outside modgate's own connections (a probe):
-    /// evidence and the interception event when it fails the public roots.
-    /// Returns where it was saved.
-    pub fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>]) -> Option<Saved> {
+    /// Records a chain seen outside modgate's own connections (a relayed
+    /// tunnel's): evidence and the interception event when it fails the
+    /// public roots. Returns where it was saved.
+    pub fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>], sighted: &Sighted) -> Option<Saved> {
         match report.verdict {
             Verdict::Public => None,
-            _ => self.evidence.record(report, chain, self.policy),
+            _ => self.evidence.record(report, chain, sighted, self.policy),
         }
     }
 
-    fn key(leaf: &CertificateDer<'_>, host: &str) -> (String, String) {
-        (sha256_hex(leaf), host.to_owned())
+    fn key(leaf: &CertificateDer<'_>, addr: Option<SocketAddr>, name: &str) -> VerdictKey {
+        (sha256_hex(leaf), addr, name.to_owned())
     }
 
-    /// The verdict and vendor already reached for this leaf and host, for
-    /// the access log (a resumed session skips verification, but its chain
-    /// is the one verified before).
-    pub fn known(&self, leaf: &CertificateDer<'_>, host: &str) -> Option<Judgement> {
-        self.cache.get(&Self::key(leaf, host)).map(|o| Judgement {
+    /// The verdict and vendor already reached for this leaf, presented at
+    /// `addr` for `name`, for the access log (a resumed session skips
+    /// verification, but its chain is the one verified before).
+    pub fn known(&self, leaf: &CertificateDer<'_>, addr: Option<SocketAddr>, name: &str) -> Option<Judgement> {
+        self.cache.get(&Self::key(leaf, addr, name)).map(|o| Judgement {
             verdict: o.report.verdict,
             vendor: o.report.vendor.clone(),
         })
     }
 
-    fn outcome(&self, chain: &[CertificateDer<'_>], host: &str) -> Result<CachedVerdict, rustls::Error> {
-        let key = Self::key(&chain[0], host);
+    /// A TLS client configuration like `base` whose verifier knows the
+    /// connection it verifies: `host` reached at `addr`. rustls tells a
+    /// verifier only the server name, so the pooled client builds one of
+    /// these per connection (the session store is shared).
+    pub fn client_config_for(
+        self: &Arc<Self>,
+        base: &rustls::ClientConfig,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut config = base.clone();
+        config.dangerous().set_certificate_verifier(Arc::new(PeerVerifier {
+            inner: self.clone(),
+            host: host.to_owned(),
+            addr,
+        }));
+        Arc::new(config)
+    }
+
+    fn outcome(
+        &self,
+        chain: &[CertificateDer<'_>],
+        name: &str,
+        sighted: &Sighted,
+    ) -> Result<CachedVerdict, rustls::Error> {
+        let key = Self::key(&chain[0], sighted.addr, name);
         if let Some(o) = self.cache.get(&key) {
             return Ok(o);
         }
-        let report = analyze(&self.verifiers, chain, Some(host)).map_err(|e| {
+        let report = analyze(&self.verifiers, chain, Some(name)).map_err(|e| {
             rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(Plain(e)))))
         })?;
         let report = Arc::new(report);
-        let saved = match report.verdict {
-            Verdict::Public => None,
-            _ => self.evidence.record(&report, chain, self.policy),
-        };
+        let saved = self.observe(&report, chain, sighted);
         let refusal = match (report.verdict, self.policy) {
             (Verdict::Untrusted, _) => Some(Refusal {
                 report: report.clone(),
@@ -185,6 +212,32 @@ impl fmt::Display for Plain {
 
 impl std::error::Error for Plain {}
 
+impl VerdictVerifier {
+    /// The verdict on a presented chain, refusing it when the verdict or
+    /// the policy says so. `sighted` defaults to the server name itself,
+    /// at an unknown address.
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        sighted: Option<Sighted>,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = Vec::with_capacity(intermediates.len() + 1);
+        chain.push(end_entity.clone().into_owned());
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        let name = server_name.to_str();
+        let sighted = sighted.unwrap_or_else(|| Sighted::at(&name, &name, None));
+        let outcome = self.outcome(&chain, &name, &sighted)?;
+        match outcome.refusal {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(refusal) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(refusal)),
+            ))),
+        }
+    }
+}
+
 impl ServerCertVerifier for VerdictVerifier {
     fn verify_server_cert(
         &self,
@@ -194,17 +247,7 @@ impl ServerCertVerifier for VerdictVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut chain = Vec::with_capacity(intermediates.len() + 1);
-        chain.push(end_entity.clone().into_owned());
-        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        let host = server_name.to_str();
-        let outcome = self.outcome(&chain, &host)?;
-        match outcome.refusal {
-            None => Ok(ServerCertVerified::assertion()),
-            Some(refusal) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(refusal)),
-            ))),
-        }
+        self.verify(end_entity, intermediates, server_name, None)
     }
 
     fn verify_tls12_signature(
@@ -240,6 +283,52 @@ impl ServerCertVerifier for VerdictVerifier {
             .provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// The verdict verifier for one connection: it knows which host and
+/// address the chain came from, so the cache and the evidence are keyed by
+/// what modgate connected to.
+#[derive(Debug)]
+struct PeerVerifier {
+    inner: Arc<VerdictVerifier>,
+    host: String,
+    addr: SocketAddr,
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let sighted = Sighted::at(&self.host, &server_name.to_str(), Some(self.addr));
+        self.inner.verify(end_entity, intermediates, server_name, Some(sighted))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 

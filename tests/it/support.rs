@@ -274,6 +274,17 @@ pub async fn start_tls_server(
     text: &'static str,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> (SocketAddr, JoinHandle<()>) {
+    let (addr, _, task) = start_counted_tls_server(chain, key, text, versions).await;
+    (addr, task)
+}
+
+/// Like `start_tls_server`, also counting the TCP connections accepted.
+pub async fn start_counted_tls_server(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    text: &'static str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
     install_crypto();
     let config = rustls::ServerConfig::builder_with_protocol_versions(versions)
         .with_no_client_auth()
@@ -282,8 +293,11 @@ pub async fn start_tls_server(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
@@ -299,7 +313,7 @@ pub async fn start_tls_server(
             });
         }
     });
-    (addr, task)
+    (addr, connections, task)
 }
 
 /// Waits until `done` holds, checking every 20 ms for up to `STEP`; panics

@@ -498,3 +498,97 @@ async fn probes_off_look_at_nothing() {
     let (_dir, index) = probe_tunnel(&p.zscaler, &[&rustls::version::TLS12], "off", false).await;
     assert!(index.is_empty(), "{index}");
 }
+
+/// A `modgate serve --log-format json` process relaying tunnels (probe
+/// active) with the test public root, and `hosts` as `[hosts]`.
+async fn serve_tunnels(dir: &std::path::Path, public: &TestPki, hosts: &[(&str, std::net::SocketAddr)]) -> Served {
+    std::fs::write(dir.join("public.pem"), &public.ca_pem).unwrap();
+    let mut text =
+        "[tls]\npublic_roots = \"public.pem\"\nprobe = \"active\"\nintercepted_dir = \"seen\"\n[hosts]\n".to_owned();
+    for (host, addr) in hosts {
+        text.push_str(&format!("\"{host}\" = \"{addr}\"\n"));
+    }
+    text.push_str("[[rule]]\naction = \"direct\"\n");
+    std::fs::write(dir.join("c.toml"), text).unwrap();
+    start_served(
+        dir,
+        &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
+    )
+    .await
+}
+
+/// CONNECT `target` through `proxy`, one TLS handshake with `sni` (any
+/// chain accepted), then close; returns the chain the client saw.
+async fn tunnel_handshake(proxy: std::net::SocketAddr, target: &str, sni: &str) -> usize {
+    let (stream, head) = connect_via(proxy, target).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    modgate::tls::probe::handshake(stream, sni).await.unwrap().len()
+}
+
+/// Issue 9 item 4: a tunnel to attacker.test that sends SNI
+/// proxy.golang.org is recorded against attacker.test, and does not label
+/// later tunnels to the real proxy.golang.org.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_a_borrowed_sni_labels_only_the_destination_it_was_sent_to() {
+    let public = TestPki::new("Test Public Root CA");
+    let p = pkis();
+    let (chain, key) = public.leaf(&["proxy.golang.org"]);
+    let (real, real_connections, _real) =
+        start_counted_tls_server(chain, key, "real", &[&rustls::version::TLS13]).await;
+    let (chain, key) = p.zscaler.leaf(&["proxy.golang.org"]);
+    let (fake, _, _fake) = start_counted_tls_server(chain, key, "fake", &[&rustls::version::TLS13]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve_tunnels(
+        dir.path(),
+        &public,
+        &[("attacker.test", fake), ("proxy.golang.org", real)],
+    )
+    .await;
+    let seen = dir.path().join("seen");
+
+    tunnel_handshake(served.addr, "attacker.test:443", "proxy.golang.org").await;
+    let access = served.next_access().await;
+    assert_eq!(access["verdict"], "untrusted", "{access}");
+    assert_eq!(access["vendor"], "Zscaler", "{access}");
+    wait_indexed(&seen, "attacker.test (SNI proxy.golang.org)").await;
+    assert!(!indexed(&seen, "proxy.golang.org"), "{:?}", index_in(&seen));
+
+    tunnel_handshake(served.addr, "proxy.golang.org:443", "proxy.golang.org").await;
+    let access = served.next_access().await;
+    assert_eq!(
+        access["verdict"], "public",
+        "the real site is judged on its own: {access}"
+    );
+    assert_eq!(
+        real_connections.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the client's handshake and modgate's own probe"
+    );
+    let index = index_in(&seen);
+    assert_eq!(index.len(), 1, "{index:?}");
+    assert_eq!(
+        index[0]["hosts"],
+        serde_json::json!(["attacker.test (SNI proxy.golang.org)"])
+    );
+}
+
+/// Issue 9 item 4: new SNIs towards one address cannot make modgate probe
+/// it without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_active_probes_of_one_address_are_bounded() {
+    let public = TestPki::new("Test Public Root CA");
+    let (chain, key) = public.leaf(&["git.test"]);
+    let (origin, connections, _task) = start_counted_tls_server(chain, key, "hi", &[&rustls::version::TLS13]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve_tunnels(dir.path(), &public, &[("git.test", origin)]).await;
+    let tunnels = modgate::tls::probe::MAX_NAMES_PER_ADDRESS + 4;
+    for i in 0..tunnels {
+        tunnel_handshake(served.addr, "git.test:443", &format!("n{i}.test")).await;
+        served.next_access().await;
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        tunnels + modgate::tls::probe::MAX_NAMES_PER_ADDRESS,
+        "one probe per new name, up to the budget"
+    );
+}
