@@ -2,6 +2,7 @@
 //! rustls-pki-types'), and writing DER certificates as PEM (the `pem` crate,
 //! which rcgen already brings; pki-types only decodes).
 
+use std::io::Read as _;
 use std::path::Path;
 
 use rustls::pki_types::CertificateDer;
@@ -14,11 +15,26 @@ pub fn to_pem(der: &[u8]) -> String {
     ::pem::encode_config(&::pem::Pem::new("CERTIFICATE", der.to_vec()), lf)
 }
 
+/// The most bytes of a chain file read. A chain is a few kilobytes; this
+/// leaves room for `openssl s_client` output around it.
+pub const MAX_CHAIN_FILE: u64 = 1024 * 1024;
+/// The most certificates in a chain read from a file.
+pub const MAX_CHAIN_CERTS: usize = 20;
+
 /// Reads a PEM chain, leaf first. Text around the blocks (as in `openssl
 /// s_client -showcerts` output) and non-certificate blocks are ignored.
+/// At most [`MAX_CHAIN_FILE`] bytes and [`MAX_CHAIN_CERTS`] certificates.
 pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CHAIN_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{name}: cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_CHAIN_FILE {
+        return Err(format!(
+            "{name}: larger than 1 MiB; a certificate chain is a few kilobytes, so give the PEM of one chain"
+        ));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("{name}: the file is empty"));
     }
@@ -31,6 +47,12 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         }
         return Err(format!(
             "{name}: no PEM certificates found (expected -----BEGIN CERTIFICATE----- blocks, e.g. from openssl s_client -showcerts)"
+        ));
+    }
+    let begun = text.matches("-----BEGIN CERTIFICATE-----").count();
+    if begun > MAX_CHAIN_CERTS {
+        return Err(format!(
+            "{name}: {begun} certificates; a chain has at most {MAX_CHAIN_CERTS}, so give the PEM of one chain"
         ));
     }
     let mut reader = bytes.as_slice();
@@ -49,7 +71,6 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
             Err(e) => return Err(format!("{name}: malformed PEM: {e}")),
         }
     }
-    let begun = text.matches("-----BEGIN CERTIFICATE-----").count();
     if certs.len() < begun {
         return Err(format!(
             "{name}: {begun} certificate blocks begin but only {} are complete; the file looks truncated",

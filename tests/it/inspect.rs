@@ -392,3 +392,52 @@ fn bad_chain_files_get_a_clear_error_and_exit_2() {
     let nothing = inspect(d, &[]);
     assert_eq!(nothing.status.code(), Some(2));
 }
+
+/// Runs `modgate inspect ARGS` in `dir`, killing it after `limit`.
+fn inspect_within(dir: &Path, args: &[&str], limit: std::time::Duration) -> (Output, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new(modgate_bin())
+        .arg("inspect")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child.wait_with_output().unwrap(), started.elapsed())
+}
+
+/// Issue 9 item 12: `inspect --file` reads a bounded amount, and says so
+/// in one line.
+#[test]
+fn issue9_inspect_file_input_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let limit = std::time::Duration::from_secs(20);
+    let (out, took) = inspect_within(d, &["--file", "/dev/zero"], limit);
+    let t = text(&out);
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert_eq!(t.trim_end().lines().count(), 1, "{t}");
+    assert!(t.contains("larger than 1 MiB"), "{t}");
+
+    let public = TestPki::new("Test Public Root CA");
+    let one = chain_pem(&public, "a.test");
+    std::fs::write(d.join("many.pem"), one.repeat(21)).unwrap();
+    let (out, _) = inspect_within(d, &["--file", "many.pem"], limit);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert_eq!(t.trim_end().lines().count(), 1, "{t}");
+    assert!(t.contains("21 certificates; a chain has at most 20"), "{t}");
+    // 20 is still a chain.
+    std::fs::write(d.join("twenty.pem"), one.repeat(20)).unwrap();
+    let (out, _) = inspect_within(d, &["--file", "twenty.pem"], limit);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+}
