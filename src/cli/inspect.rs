@@ -11,17 +11,18 @@ use std::time::Duration;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 
 use crate::cli::usage_error;
 use crate::config::{Config, OnInterception, PublicRoots};
 use crate::core::escape::escape;
 use crate::core::host::{Authority, HostOverrides};
-use crate::tls::chain::{ChainReport, Verdict, analyze};
+use crate::tls::chain::{ChainReport, Verdict, analyze, issued_by};
 use crate::tls::evidence::{Evidence, Saved, Sighted};
 use crate::tls::pem::read_chain;
 use crate::tls::probe;
-use crate::tls::trust::Trust;
+use crate::tls::trust::{Trust, read_pem_certs};
 use crate::upstream::dial::{Dialer, DirectDialer, ProxyDialer};
 use crate::upstream::resolve::Resolver;
 
@@ -174,7 +175,14 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
             saved
         }
     };
-    let fix = fix_lines(&report, saved.as_ref(), config.is_some().then_some(extra.as_slice()));
+    let fix = fix_lines(
+        &report,
+        &Fixing {
+            saved: saved.as_ref(),
+            extra: config.is_some().then_some(extra.as_slice()),
+            own_ca: own_ca(&report, &chain, config),
+        },
+    );
     let (saved, saved_root) = match saved {
         Some(s) => (Some(s.chain), s.root),
         None => (None, None),
@@ -218,15 +226,97 @@ fn system_bundle() -> String {
     .to_string()
 }
 
-/// What to paste. `extra` is `tls.extra_roots` when a config was given.
-/// Only a self-signed root is ever suggested as something to trust.
-fn fix_lines(report: &ChainReport, saved: Option<&Saved>, extra: Option<&[PathBuf]>) -> Vec<String> {
+/// What the fix depends on besides the report.
+struct Fixing<'a> {
+    /// Where the chain and its root were saved.
+    saved: Option<&'a Saved>,
+    /// `tls.extra_roots`, when a config was given.
+    extra: Option<&'a [PathBuf]>,
+    /// Whether modgate's own CA issued the chain.
+    own_ca: Option<OwnCa>,
+}
+
+/// How a chain was recognised as issued by modgate's own CA.
+enum OwnCa {
+    /// It is the config's `tls.ca_cert`, or that CA signed it.
+    Configured {
+        /// The CA file.
+        cert: PathBuf,
+        /// The config file.
+        config: String,
+    },
+    /// The issuer is named the way `modgate ca init` names its CA.
+    Named,
+}
+
+/// Whether modgate's own CA issued `chain`: compared with the config's
+/// `tls.ca_cert` when there is one, else recognised by name.
+fn own_ca(report: &ChainReport, chain: &[CertificateDer<'static>], config: Option<&Config>) -> Option<OwnCa> {
+    if let Some(config) = config {
+        if let Ok(cas) = read_pem_certs(&config.tls.ca_cert) {
+            let ours = chain
+                .iter()
+                .any(|cert| cas.iter().any(|ca| cert == ca || issued_by(cert, ca)));
+            if ours {
+                return Some(OwnCa::Configured {
+                    cert: config.tls.ca_cert.clone(),
+                    config: config.source.clone(),
+                });
+            }
+        }
+    }
+    (report.vendor.as_deref() == Some("modgate")).then_some(OwnCa::Named)
+}
+
+/// What to paste. Only a self-signed root is ever suggested as something
+/// to trust, and only when trusting a root is the fix.
+fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
     let mut lines = Vec::new();
     if report.verdict == Verdict::Public {
         lines.push("nothing to fix: the chain verifies against the public roots".into());
         return lines;
     }
+    let (saved, extra) = (fixing.saved, fixing.extra);
     let chain = saved.map_or("<the saved chain>", |s| s.chain.as_str());
+    if let Some(own) = &fixing.own_ca {
+        let (which, bundle) = match own {
+            OwnCa::Configured { cert, config } => (
+                format!(", tls.ca_cert {}", cert.display()),
+                format!("modgate ca bundle --config {config} > modgate-bundle.pem"),
+            ),
+            OwnCa::Named => (String::new(), "modgate ca bundle > modgate-bundle.pem".to_owned()),
+        };
+        lines.push(format!(
+            "# This chain is issued by modgate's own local CA ('{}'{which}): the connection goes through a modgate that intercepts this host.",
+            report.issuer
+        ));
+        lines.push(
+            "# Its clients trust that CA through its bundle (the system roots plus the CA; see docs/clients.md), never through its leaf. Where that modgate runs:"
+                .into(),
+        );
+        lines.push(bundle);
+        lines.push("export SSL_CERT_FILE=$PWD/modgate-bundle.pem".into());
+        return lines;
+    }
+    if report.flags.hostname_mismatch {
+        let host = report.host.as_deref().unwrap_or("-");
+        let names = report
+            .certs
+            .first()
+            .filter(|leaf| !leaf.sans.is_empty())
+            .map_or_else(|| "no names".to_owned(), |leaf| leaf.sans.join(", "));
+        lines.push(format!(
+            "# The certificate is not valid for '{host}': it names {names}."
+        ));
+        lines.push(
+            "# Check the host name (and --sni); if they are right, an interceptor sends this name to the wrong site."
+                .into(),
+        );
+        lines.push("# Trusting a root cannot fix a name mismatch, so no tls.extra_roots change is suggested.".into());
+        lines.push("# The chain was saved as:".into());
+        lines.push(format!("#   {chain}"));
+        return lines;
+    }
     let vendor = report.vendor.as_deref().unwrap_or("unknown");
     let who = if vendor == "unknown" {
         "an interceptor (admin-generated CA)".to_owned()

@@ -229,6 +229,15 @@ fn linked_prefix(chain: &[X509Certificate<'_>]) -> usize {
         .count()
 }
 
+/// Whether `ca` issued `cert`: it names `ca` as its issuer and carries a
+/// valid signature by `ca`'s key. False for anything unparsable.
+pub fn issued_by(cert: &CertificateDer<'_>, ca: &CertificateDer<'_>) -> bool {
+    let (Ok((_, cert)), Ok((_, ca))) = (X509Certificate::from_der(cert), X509Certificate::from_der(ca)) else {
+        return false;
+    };
+    cert.issuer().as_raw() == ca.subject().as_raw() && cert.verify_signature(Some(ca.public_key())).is_ok()
+}
+
 /// A CA certificate that names and signs itself.
 fn is_self_signed_ca(cert: &X509Certificate<'_>) -> bool {
     cert.is_ca() && cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok()

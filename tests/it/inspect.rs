@@ -441,3 +441,163 @@ fn issue9_inspect_file_input_is_bounded() {
     let (out, _) = inspect_within(d, &["--file", "twenty.pem"], limit);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
 }
+
+/// A TLS 1.3 server that answers only ClientHellos whose SNI is `name`
+/// (with a chain for `name` from `pki`), and fails any other handshake.
+async fn start_sni_only_server(pki: &TestPki, name: &str) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    install_crypto();
+    let (chain, key) = pki.leaf(&[name]);
+    let key = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
+    let mut resolver = rustls::server::ResolvesServerCertUsingSni::new();
+    resolver.add(name, rustls::sign::CertifiedKey::new(chain, key)).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_cert_resolver(std::sync::Arc::new(resolver));
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(stream).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// `--sni NAME` is the name sent and verified; the target is still where
+/// the handshake goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_sends_the_sni_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = TestPki::new("Test Public Root CA");
+    let (origin, _task) = start_sni_only_server(&public, "other.test").await;
+    config(dir.path(), &public, None, &format!("\"git.test\" = \"{origin}\""));
+    let d = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        let without = inspect(&d, &["git.test", "--config", "c.toml"]);
+        let with = inspect(&d, &["git.test", "--sni", "other.test", "--config", "c.toml", "--json"]);
+        (without, with)
+    })
+    .await
+    .unwrap();
+    let (without, with) = out;
+    assert_eq!(
+        without.status.code(),
+        Some(2),
+        "no certificate for SNI git.test: {}",
+        text(&without)
+    );
+    assert!(text(&without).contains("TLS handshake failed"), "{}", text(&without));
+    assert_eq!(with.status.code(), Some(0), "{}", text(&with));
+    let json: serde_json::Value = serde_json::from_slice(&with.stdout).unwrap();
+    assert_eq!(json["target"], "git.test:443");
+    assert_eq!(json["sni"], "other.test");
+    assert_eq!(json["host"], "other.test");
+    assert_eq!(json["verdict"], "public");
+    assert_eq!(json["certs"][0]["sans"], serde_json::json!(["other.test"]));
+    assert_eq!(
+        json["fix"],
+        serde_json::json!(["nothing to fix: the chain verifies against the public roots"])
+    );
+}
+
+/// Issue 9 item 16: a name mismatch is fixed by the name, not by trusting
+/// a root (which would loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_a_name_mismatch_is_not_fixed_with_extra_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = TestPki::new("Test Public Root CA");
+    let (origin, _task) = start_tls_origin(&public, &["other.test"], "hi").await;
+    config(dir.path(), &public, None, &format!("\"git.test\" = \"{origin}\""));
+    let d = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || inspect(&d, &["git.test", "--config", "c.toml", "--json"]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["flags"]["hostname_mismatch"], true);
+    let fix: Vec<&str> = json["fix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fix[0], "# The certificate is not valid for 'git.test': it names other.test.",
+        "{fix:?}"
+    );
+    assert!(
+        fix.contains(
+            &"# Check the host name (and --sni); if they are right, an interceptor sends this name to the wrong site."
+        ),
+        "{fix:?}"
+    );
+    assert!(!fix.iter().any(|l| l.contains("extra_roots = [")), "{fix:?}");
+    assert!(!fix.iter().any(|l| l.starts_with("cat ")), "{fix:?}");
+}
+
+/// Issue 9 item 16: a chain from modgate's own CA is modgate's own
+/// interception: clients need `modgate ca bundle`, never modgate's leaf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_modgates_own_interception_is_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let public = TestPki::new("Test Public Root CA");
+    config(&d, &public, None, "");
+    std::fs::write(
+        d.join("mg.toml"),
+        "[tls]\nca_cert = \"ca/ca.pem\"\nca_key = \"ca/ca.key\"\nintercept = [\"proxy.golang.org\"]\n[[rule]]\naction = \"direct\"\n",
+    )
+    .unwrap();
+    let init = std::process::Command::new(modgate_bin())
+        .args(["ca", "init", "--config", "mg.toml"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init));
+    let text_config = std::fs::read_to_string(d.join("mg.toml")).unwrap();
+    let proxy =
+        start_proxy_with(modgate::config::Config::parse(&text_config, d.join("mg.toml").to_str().unwrap()).unwrap())
+            .await;
+    let url = format!("http://{}", proxy.addr);
+    let run = |args: &'static [&'static str]| {
+        let (d, url) = (d.clone(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut all = vec!["proxy.golang.org", "--proxy", &url, "--json"];
+            all.extend_from_slice(args);
+            std::process::Command::new(modgate_bin())
+                .arg("inspect")
+                .args(&all)
+                .current_dir(&d)
+                .env("XDG_STATE_HOME", d.join("state"))
+                .output()
+                .unwrap()
+        })
+    };
+    // Recognised from the configured CA, and by name without a config.
+    for (args, configured) in [(&["--config", "mg.toml"][..], true), (&[][..], false)] {
+        let out = run(args).await.unwrap();
+        assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["vendor"], "modgate", "{json}");
+        let fix: Vec<&str> = json["fix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        assert!(
+            fix[0].starts_with("# This chain is issued by modgate's own local CA"),
+            "{fix:?}"
+        );
+        assert_eq!(fix[0].contains("tls.ca_cert"), configured, "{fix:?}");
+        assert!(fix.iter().any(|l| l.starts_with("modgate ca bundle")), "{fix:?}");
+        assert!(fix.contains(&"export SSL_CERT_FILE=$PWD/modgate-bundle.pem"), "{fix:?}");
+        assert!(!fix.iter().any(|l| l.contains("extra_roots")), "{fix:?}");
+        assert!(!fix.iter().any(|l| l.contains("admin-generated")), "{fix:?}");
+    }
+    proxy.stop().await;
+}
