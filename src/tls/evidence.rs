@@ -495,12 +495,12 @@ fn log_event(report: &ChainReport, sighted: &Sighted, saved: Option<&Saved>, pol
     let flags = report.flags.names().join(",");
     match (report.verdict, policy) {
         (Verdict::Intercepted, OnInterception::Allow) => tracing::info!(
-            target: "modgate::interception", host, sni, addr, verdict = %report.verdict, vendor, issuer,
-            spki = %report.top_spki_sha256, saved, root, flags, chain, "interception"
+            target: "modgate::interception", host, sni, addr, verdict = %report.verdict, vendor, issuer = %issuer,
+            spki = %report.top_spki_sha256, saved, root, flags, chain = %chain, "interception"
         ),
         _ => tracing::warn!(
-            target: "modgate::interception", host, sni, addr, verdict = %report.verdict, vendor, issuer,
-            spki = %report.top_spki_sha256, saved, root, flags, chain, "interception"
+            target: "modgate::interception", host, sni, addr, verdict = %report.verdict, vendor, issuer = %issuer,
+            spki = %report.top_spki_sha256, saved, root, flags, chain = %chain, "interception"
         ),
     }
 }

@@ -601,3 +601,55 @@ async fn issue9_modgates_own_interception_is_recognised() {
     }
     proxy.stop().await;
 }
+
+/// An Authority Information Access extension whose caIssuers URL is `url`.
+fn aia_ca_issuers(url: &str) -> rcgen::CustomExtension {
+    let mut uri = vec![0x86, url.len() as u8];
+    uri.extend_from_slice(url.as_bytes());
+    let mut description = vec![0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+    description.extend(uri);
+    let mut access = vec![0x30, description.len() as u8];
+    access.extend(description);
+    let mut syntax = vec![0x30, access.len() as u8];
+    syntax.extend(access);
+    rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], syntax)
+}
+
+/// `missing_intermediates`: a server that sends its leaf alone, whose
+/// issuer is reachable by URL, forgot its intermediate; a leaf signed
+/// straight by an interceptor's root (no such URL) did not.
+#[test]
+fn a_leaf_sent_without_its_intermediate_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let public = TestPki::new("Test Public Root CA");
+    config(d, &public, None, "");
+    let intermediate = public.intermediate("Test Issuing CA", None);
+    let (chain, _) = intermediate.leaf_with(&["proxy.golang.org"], |p| {
+        p.custom_extensions.push(aia_ca_issuers("http://ca.test/issuing.crt"));
+    });
+    assert_eq!(chain.len(), 2);
+    std::fs::write(
+        d.join("full.pem"),
+        chain.iter().map(|c| modgate::tls::pem::to_pem(c)).collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(d.join("leaf-only.pem"), modgate::tls::pem::to_pem(&chain[0])).unwrap();
+    let flags = |file: &str| {
+        let out = inspect(d, &["--file", file, "--config", "c.toml", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            out.status.code(),
+            json["flags"]["missing_intermediates"].clone(),
+            json["verdict"].clone(),
+        )
+    };
+    assert_eq!(flags("full.pem"), (Some(0), false.into(), "public".into()));
+    assert_eq!(flags("leaf-only.pem"), (Some(4), true.into(), "untrusted".into()));
+    let out = inspect(d, &["--file", "leaf-only.pem", "--config", "c.toml"]);
+    assert!(text(&out).contains("flags:    missing_intermediates"), "{}", text(&out));
+    // An interceptor's leaf, signed by its root directly: not flagged.
+    let corp = TestPki::named("Example Corp Root CA", None);
+    std::fs::write(d.join("corp.pem"), chain_pem(&corp, "proxy.golang.org")).unwrap();
+    assert_eq!(flags("corp.pem"), (Some(4), false.into(), "untrusted".into()));
+}

@@ -210,6 +210,15 @@ impl TestPki {
 
     /// A leaf for `names`, with the chain to send (leaf first), and its key.
     pub fn leaf(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// Like `leaf`, with `adjust` applied to the leaf's parameters.
+    pub fn leaf_with(
+        &self,
+        names: &[&str],
+        adjust: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
@@ -217,6 +226,7 @@ impl TestPki {
         params.not_before = now - rcgen_days(1);
         params.not_after = now + rcgen_days(10);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        adjust(&mut params);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let mut chain = vec![cert.der().clone()];

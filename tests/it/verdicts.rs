@@ -502,9 +502,22 @@ async fn probes_off_look_at_nothing() {
 /// A `modgate serve --log-format json` process relaying tunnels (probe
 /// active) with the test public root, and `hosts` as `[hosts]`.
 async fn serve_tunnels(dir: &std::path::Path, public: &TestPki, hosts: &[(&str, std::net::SocketAddr)]) -> Served {
+    serve_tunnels_with(dir, public, hosts, "", "json").await
+}
+
+/// Like `serve_tunnels`, with `tls_extra` lines in `[tls]` and the log in
+/// `format`.
+async fn serve_tunnels_with(
+    dir: &std::path::Path,
+    public: &TestPki,
+    hosts: &[(&str, std::net::SocketAddr)],
+    tls_extra: &str,
+    format: &str,
+) -> Served {
     std::fs::write(dir.join("public.pem"), &public.ca_pem).unwrap();
-    let mut text =
-        "[tls]\npublic_roots = \"public.pem\"\nprobe = \"active\"\nintercepted_dir = \"seen\"\n[hosts]\n".to_owned();
+    let mut text = format!(
+        "[tls]\npublic_roots = \"public.pem\"\nprobe = \"active\"\nintercepted_dir = \"seen\"\n{tls_extra}\n[hosts]\n"
+    );
     for (host, addr) in hosts {
         text.push_str(&format!("\"{host}\" = \"{addr}\"\n"));
     }
@@ -512,9 +525,26 @@ async fn serve_tunnels(dir: &std::path::Path, public: &TestPki, hosts: &[(&str, 
     std::fs::write(dir.join("c.toml"), text).unwrap();
     start_served(
         dir,
-        &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
+        &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", format],
     )
     .await
+}
+
+/// The next log line of `served` containing `needle`, and every line read
+/// until then (that one included).
+async fn read_until(served: &mut Served, needle: &str) -> (String, Vec<String>) {
+    let mut lines = Vec::new();
+    loop {
+        let line = tokio::time::timeout(STEP, served.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line with {needle:?} in time; read: {lines:#?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the log ended before {needle:?}; read: {lines:#?}"));
+        lines.push(line.clone());
+        if line.contains(needle) {
+            return (line, lines);
+        }
+    }
 }
 
 /// CONNECT `target` through `proxy`, one TLS handshake with `sni` (any
@@ -591,4 +621,116 @@ async fn issue9_active_probes_of_one_address_are_bounded() {
         tunnels + modgate::tls::probe::MAX_NAMES_PER_ADDRESS,
         "one probe per new name, up to the budget"
     );
+}
+
+/// `tls.probe_ttl`: a probe's result is reused for the same address and
+/// name until the TTL ends, then the address is probed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_ttl_reuses_a_result_until_it_expires() {
+    let public = TestPki::new("Test Public Root CA");
+    let p = pkis();
+    let (chain, key) = p.fortigate.leaf(&["git.test"]);
+    let (origin, connections, _task) = start_counted_tls_server(chain, key, "hi", &[&rustls::version::TLS13]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve_tunnels_with(
+        dir.path(),
+        &public,
+        &[("git.test", origin)],
+        "probe_ttl = \"2s\"",
+        "json",
+    )
+    .await;
+    let count = || connections.load(std::sync::atomic::Ordering::SeqCst);
+    let mut tunnel = async || {
+        tunnel_handshake(served.addr, "git.test:443", "git.test").await;
+        let access = served.next_access().await;
+        assert_eq!(access["verdict"], "untrusted", "{access}");
+        assert_eq!(access["vendor"], "Fortinet", "{access}");
+    };
+    tunnel().await;
+    assert_eq!(count(), 2, "the client's handshake and one probe");
+    tunnel().await;
+    assert_eq!(count(), 3, "within probe_ttl the result is reused: no probe");
+    // The behaviour under test is time passing.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    tunnel().await;
+    assert_eq!(count(), 5, "after probe_ttl the address is probed again");
+    let seen = dir.path().join("seen");
+    eventually("two sightings in the index", || {
+        index_in(&seen).first().is_some_and(|r| r["count"] == 2)
+    })
+    .await;
+    assert_eq!(index_in(&seen).len(), 1);
+}
+
+/// The `interception` event and the access event's `verdict` and
+/// `vendor`, as `serve --log-format json` writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interception_event_and_the_access_fields_name_the_interceptor() {
+    let public = TestPki::new("Test Public Root CA");
+    let p = pkis();
+    let (chain, key) = p.zscaler.leaf(&["git.test"]);
+    let (origin, _task) = start_tls_server(chain, key, "hi", &[&rustls::version::TLS12]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve_tunnels_with(dir.path(), &public, &[("git.test", origin)], "", "json").await;
+    tunnel_handshake(served.addr, "git.test:443", "git.test").await;
+    let (line, _) = read_until(&mut served, "\"message\":\"interception\"").await;
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let spki = spki_sha256(&p.zscaler.ca_der);
+    assert_eq!(event["level"], "WARN", "{event}");
+    assert_eq!(event["host"], "git.test", "{event}");
+    assert_eq!(event["sni"], "-", "{event}");
+    assert_eq!(event["addr"], origin.to_string(), "{event}");
+    assert_eq!(event["verdict"], "untrusted", "{event}");
+    assert_eq!(event["vendor"], "Zscaler", "{event}");
+    assert_eq!(event["issuer"], "Zscaler Intermediate Root CA (zscaler.net)", "{event}");
+    assert_eq!(event["spki"], spki, "{event}");
+    let saved = event["saved"].as_str().unwrap();
+    assert!(saved.ends_with(&format!("seen/{spki}.pem")), "{event}");
+    assert_eq!(event["root"], "-", "the chain holds no root: {event}");
+    assert_eq!(event["flags"], "", "{event}");
+    let summary = event["chain"].as_str().unwrap();
+    assert_eq!(summary.split(" ;; ").count(), 2, "{summary}");
+    assert!(
+        summary.contains(
+            "subject=CN=Zscaler Intermediate Root CA (zscaler.net), O=Zscaler Inc. | issuer=CN=Zscaler Root CA, O=Zscaler Inc."
+        ),
+        "{summary}"
+    );
+    let access = served.next_access().await;
+    assert_eq!(access["method"], "CONNECT", "{access}");
+    assert_eq!(access["verdict"], "untrusted", "{access}");
+    assert_eq!(access["vendor"], "Zscaler", "{access}");
+    assert_eq!(access["status"], 200, "{access}");
+}
+
+/// Issue 9 item 2: a hostile issuer name reaches the text log escaped: it
+/// can neither end the line (and forge another) nor drive the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_certificate_text_is_escaped_in_the_text_log() {
+    let public = TestPki::new("Test Public Root CA");
+    let evil = TestPki::named(
+        "Evil CA\u{1b}[2J\r\nINFO modgate::access: forged\u{2028}\u{85}\u{9b}31m",
+        None,
+    );
+    let (chain, key) = evil.leaf(&["git.test"]);
+    let (origin, _task) = start_tls_server(chain, key, "hi", &[&rustls::version::TLS12]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve_tunnels_with(dir.path(), &public, &[("git.test", origin)], "", "text").await;
+    tunnel_handshake(served.addr, "git.test:443", "git.test").await;
+    let (line, _) = read_until(&mut served, "modgate::interception").await;
+    assert!(
+        line.contains("issuer=Evil CA\\u{1b}[2J\\u{d}\\u{a}INFO modgate::access: forged\\u{2028}\\u{85}\\u{9b}31m"),
+        "{line}"
+    );
+    let (_, lines) = read_until(&mut served, "modgate::access").await;
+    for line in std::iter::once(&line).chain(&lines) {
+        for raw in ['\u{1b}', '\r', '\u{2028}', '\u{85}', '\u{9b}'] {
+            assert!(!line.contains(raw), "raw {raw:?} in {line:?}");
+        }
+        assert!(
+            !line.starts_with("INFO modgate::access: forged"),
+            "a forged line: {line:?}"
+        );
+    }
 }
