@@ -19,6 +19,7 @@ use rustls::{CertificateError, RootCertStore};
 use serde::Serialize;
 use x509_parser::prelude::*;
 
+use crate::core::escape::escape;
 pub use crate::core::verdict::{Judgement, Verdict};
 use crate::tls::certinfo::{CertInfo, info};
 pub use crate::tls::certinfo::{hex, sha256_hex};
@@ -160,11 +161,12 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         None => certs[0]
             .sans
             .first()
-            .cloned()
+            .map(|san| covered_name(san))
             .unwrap_or_else(|| "invalid.invalid".into()),
     };
-    let name =
-        ServerName::try_from(name_text.clone()).map_err(|e| format!("'{name_text}' is not a server name: {e}"))?;
+    // The name may come from the certificate itself (a saved chain's SAN).
+    let name = ServerName::try_from(name_text.clone())
+        .map_err(|e| format!("'{}' is not a server name: {e}", escape(&name_text)))?;
     let now = UnixTime::now();
     let public = check(&verifiers.public, chain, &name, now);
     let local = match &verifiers.local {
@@ -281,6 +283,15 @@ fn has_ca_issuers(cert: &X509Certificate<'_>) -> bool {
     })
 }
 
+/// A name that `san` covers: `*.example.com` covers
+/// `wildcard.example.com`, which (unlike the pattern) is a server name.
+fn covered_name(san: &str) -> String {
+    match san.strip_prefix("*.") {
+        Some(rest) => format!("wildcard.{rest}"),
+        None => san.to_owned(),
+    }
+}
+
 fn leaf_covers(sans: &[String], host: &str) -> bool {
     let host = host.to_ascii_lowercase();
     sans.iter().any(|san| {
@@ -371,6 +382,15 @@ mod tests {
         let report = analyze(&v, &[stray, root], Some("b.test")).unwrap();
         assert_eq!((report.linked, report.root_in_chain), (1, false));
         assert_eq!(report.vendor.as_deref(), Some("unknown"));
+    }
+
+    #[test]
+    fn a_saved_chain_for_a_wildcard_is_judged_for_a_name_it_covers() {
+        let v = verifiers();
+        let report = analyze(&v, &[cert(&["*.a.test", "a.test"], (-1, 10))], None).unwrap();
+        assert_eq!(report.verdict, Verdict::Untrusted);
+        assert_eq!(report.host, None);
+        assert!(!report.flags.hostname_mismatch);
     }
 
     #[test]
