@@ -168,7 +168,8 @@ pub struct Evidence {
     /// SPKIs with a saved chain, as far as this process knows: `record`
     /// answers where a chain is saved without touching the disk.
     known: Mutex<HashSet<String>>,
-    queue: Mutex<Option<SyncSender<Job>>>,
+    /// To the writer; `None` when it could not be started.
+    queue: Option<SyncSender<Job>>,
     /// Signalled when the writer has finished, for a bounded wait on drop.
     finished: Mutex<Option<Receiver<()>>>,
     /// Sightings not written because the queue was full.
@@ -206,7 +207,7 @@ impl Evidence {
             dir: dir.to_owned(),
             cap,
             known: Mutex::new(known),
-            queue: Mutex::new(queue),
+            queue,
             finished: Mutex::new(finished),
             dropped: AtomicU64::new(0),
         }
@@ -266,8 +267,7 @@ impl Evidence {
     }
 
     fn send(&self, pending: Pending) {
-        let Ok(queue) = self.queue.lock() else { return };
-        let Some(queue) = queue.as_ref() else { return };
+        let Some(queue) = &self.queue else { return };
         match queue.try_send(Job::Record(Box::new(pending))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -284,11 +284,7 @@ impl Evidence {
     /// which exits right after, and for tests).
     pub fn flush(&self) {
         let (ack, acked) = mpsc::sync_channel(1);
-        let sent = match self.queue.lock() {
-            Ok(queue) => queue.as_ref().is_some_and(|q| q.send(Job::Flush(ack)).is_ok()),
-            Err(_) => false,
-        };
-        if sent {
+        if self.queue.as_ref().is_some_and(|q| q.send(Job::Flush(ack)).is_ok()) {
             let _ = acked.recv();
         }
     }
@@ -302,10 +298,9 @@ impl Evidence {
 impl Drop for Evidence {
     /// Lets the writer finish what is queued, for a few seconds at most.
     fn drop(&mut self) {
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
-        }
-        if let Some(finished) = self.finished.lock().ok().and_then(|mut f| f.take()) {
+        // Closing the queue ends the writer once it has drained it.
+        self.queue.take();
+        if let Some(finished) = self.finished.get_mut().ok().and_then(Option::take) {
             let _ = finished.recv_timeout(DRAIN);
         }
     }
