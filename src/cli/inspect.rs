@@ -11,16 +11,18 @@ use std::time::Duration;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 
 use crate::cli::usage_error;
 use crate::config::{Config, OnInterception, PublicRoots};
+use crate::core::escape::escape;
 use crate::core::host::{Authority, HostOverrides};
-use crate::tls::chain::{ChainReport, Verdict, analyze};
-use crate::tls::evidence::Evidence;
+use crate::tls::chain::{ChainReport, Verdict, analyze, issued_by};
+use crate::tls::evidence::{Evidence, Saved, Sighted};
 use crate::tls::pem::read_chain;
 use crate::tls::probe;
-use crate::tls::trust::Trust;
+use crate::tls::trust::{Trust, read_pem_certs};
 use crate::upstream::dial::{Dialer, DirectDialer, ProxyDialer};
 use crate::upstream::resolve::Resolver;
 
@@ -97,8 +99,12 @@ pub struct Inspection {
     /// The chain and its verdict.
     #[serde(flatten)]
     pub report: ChainReport,
-    /// Where the chain was saved, when it failed the public roots.
+    /// Where the chain was saved, when it failed the public roots: only
+    /// its linked part.
     pub saved: Option<String>,
+    /// Where its self-signed root was saved alone, when the chain ends in
+    /// one: the only file the fix suggests trusting.
+    pub saved_root: Option<String>,
     /// The fix, as lines to paste.
     pub fix: Vec<String>,
     /// The process exit code: 0 public, 3 intercepted, 4 untrusted.
@@ -124,10 +130,11 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
         ),
     };
     let trust = Trust::load(&public, &extra).map_err(|e| e.to_string())?;
-    let (chain, host, inspection) = match source {
+    let (chain, host, sighted, inspection) = match source {
         Source::File(path) => {
             let chain = read_chain(&path)?;
-            (chain, None, (None, Some(path.display().to_string()), None, None))
+            let file = Some(path.display().to_string());
+            (chain, None, Sighted::default(), (None, file, None, None))
         }
         Source::Host { target, proxy, sni } => {
             let with_port = if target.contains(':') && !target.ends_with(']') {
@@ -136,7 +143,8 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
                 format!("{target}:443")
             };
             let dest = Authority::parse_connect(&with_port).map_err(|e| format!("bad target '{target}': {e}"))?;
-            let sni = sni.unwrap_or_else(|| dest.host.to_string().trim_matches(|c| c == '[' || c == ']').to_owned());
+            let host = dest.host.to_string().trim_matches(|c| c == '[' || c == ']').to_owned();
+            let sni = sni.unwrap_or_else(|| host.clone());
             let dns = config.map(|c| c.dns.clone()).unwrap_or_default();
             let resolver = Arc::new(Resolver::new(hosts, &dns));
             let dialer: Box<dyn Dialer> = match &proxy {
@@ -147,9 +155,11 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
             let chain = tokio::time::timeout(STEP, probe::handshake(stream, &sni))
                 .await
                 .map_err(|_| format!("TLS handshake with {dest} timed out"))??;
+            let sighted = Sighted::at(&host, &sni, None);
             (
                 chain,
                 Some(sni.clone()),
+                sighted,
                 (Some(dest.to_string()), None, Some(sni), proxy),
             )
         }
@@ -157,9 +167,27 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
     let report = analyze(&trust.verifiers, &chain, host.as_deref())?;
     let saved = match report.verdict {
         Verdict::Public => None,
-        _ => Evidence::open(&evidence_dir).record(&report, &chain, OnInterception::Warn),
+        _ => {
+            let evidence = Evidence::open(&evidence_dir);
+            let saved = evidence.record(&report, &chain, &sighted, OnInterception::Warn);
+            // The files are written off this thread; they must exist before
+            // the report names them.
+            evidence.flush();
+            saved
+        }
     };
-    let fix = fix_lines(&report, saved.as_deref(), config.is_some());
+    let fix = fix_lines(
+        &report,
+        &Fixing {
+            saved: saved.as_ref(),
+            extra: config.is_some().then_some(extra.as_slice()),
+            own_ca: own_ca(&report, &chain, config),
+        },
+    );
+    let (saved, saved_root) = match saved {
+        Some(s) => (Some(s.chain), s.root),
+        None => (None, None),
+    };
     let exit_code = match report.verdict {
         Verdict::Public => 0,
         Verdict::Intercepted => 3,
@@ -178,6 +206,7 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
         public_roots,
         report,
         saved,
+        saved_root,
         fix,
         exit_code,
     })
@@ -198,13 +227,97 @@ fn system_bundle() -> String {
     .to_string()
 }
 
-fn fix_lines(report: &ChainReport, saved: Option<&str>, with_config: bool) -> Vec<String> {
+/// What the fix depends on besides the report.
+struct Fixing<'a> {
+    /// Where the chain and its root were saved.
+    saved: Option<&'a Saved>,
+    /// `tls.extra_roots`, when a config was given.
+    extra: Option<&'a [PathBuf]>,
+    /// Whether modgate's own CA issued the chain.
+    own_ca: Option<OwnCa>,
+}
+
+/// How a chain was recognised as issued by modgate's own CA.
+enum OwnCa {
+    /// It is the config's `tls.ca_cert`, or that CA signed it.
+    Configured {
+        /// The CA file.
+        cert: PathBuf,
+        /// The config file.
+        config: String,
+    },
+    /// The issuer is named the way `modgate ca init` names its CA.
+    Named,
+}
+
+/// Whether modgate's own CA issued `chain`: compared with the config's
+/// `tls.ca_cert` when there is one, else recognised by name.
+fn own_ca(report: &ChainReport, chain: &[CertificateDer<'static>], config: Option<&Config>) -> Option<OwnCa> {
+    if let Some(config) = config {
+        if let Ok(cas) = read_pem_certs(&config.tls.ca_cert) {
+            let ours = chain
+                .iter()
+                .any(|cert| cas.iter().any(|ca| cert == ca || issued_by(cert, ca)));
+            if ours {
+                return Some(OwnCa::Configured {
+                    cert: config.tls.ca_cert.clone(),
+                    config: config.source.clone(),
+                });
+            }
+        }
+    }
+    (report.vendor.as_deref() == Some("modgate")).then_some(OwnCa::Named)
+}
+
+/// What to paste. Only a self-signed root is ever suggested as something
+/// to trust, and only when trusting a root is the fix.
+fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
     let mut lines = Vec::new();
     if report.verdict == Verdict::Public {
         lines.push("nothing to fix: the chain verifies against the public roots".into());
         return lines;
     }
-    let saved = saved.unwrap_or("<the saved chain>");
+    let (saved, extra) = (fixing.saved, fixing.extra);
+    let chain = saved.map_or("<the saved chain>", |s| s.chain.as_str());
+    if let Some(own) = &fixing.own_ca {
+        let (which, bundle) = match own {
+            OwnCa::Configured { cert, config } => (
+                format!(", tls.ca_cert {}", cert.display()),
+                format!("modgate ca bundle --config {config} > modgate-bundle.pem"),
+            ),
+            OwnCa::Named => (String::new(), "modgate ca bundle > modgate-bundle.pem".to_owned()),
+        };
+        lines.push(format!(
+            "# This chain is issued by modgate's own local CA ('{}'{which}): the connection goes through a modgate that intercepts this host.",
+            report.issuer
+        ));
+        lines.push(
+            "# Its clients trust that CA through its bundle (the system roots plus the CA; see docs/clients.md), never through its leaf. Where that modgate runs:"
+                .into(),
+        );
+        lines.push(bundle);
+        lines.push("export SSL_CERT_FILE=$PWD/modgate-bundle.pem".into());
+        return lines;
+    }
+    if report.flags.hostname_mismatch {
+        let host = report.host.as_deref().unwrap_or("-");
+        let names = report
+            .certs
+            .first()
+            .filter(|leaf| !leaf.sans.is_empty())
+            .map_or_else(|| "no names".to_owned(), |leaf| leaf.sans.join(", "));
+        lines.push(format!(
+            "# The certificate is not valid for '{host}': it names {names}."
+        ));
+        lines.push(
+            "# Check the host name (and --sni); if they are right, an interceptor sends this name to the wrong site."
+                .into(),
+        );
+        lines.push("# Trusting a root cannot fix a name mismatch, so no tls.extra_roots change is suggested.".into());
+        lines.push("# The chain was saved as:".into());
+        lines.push(format!("#   {chain}"));
+        return lines;
+    }
     let vendor = report.vendor.as_deref().unwrap_or("unknown");
     let who = if vendor == "unknown" {
         "an interceptor (admin-generated CA)".to_owned()
@@ -214,22 +327,56 @@ fn fix_lines(report: &ChainReport, saved: Option<&str>, with_config: bool) -> Ve
     lines.push(format!(
         "# The connection is re-signed by {who}; its chain was saved as:"
     ));
-    lines.push(format!("#   {saved}"));
-    if report.verdict == Verdict::Untrusted {
-        lines.push("# 1. Trust it in modgate (modgate.toml):".into());
-        lines.push("[tls]".into());
-        lines.push(format!("extra_roots = [\"{saved}\"]"));
-    } else {
-        let source = if with_config {
-            "tls.extra_roots or the system store"
-        } else {
-            "the system store"
-        };
-        lines.push(format!("# 1. modgate already trusts its root ({source})."));
+    lines.push(format!("#   {chain}"));
+    let bundle = |lines: &mut Vec<String>, what: &str, files: &str| {
+        lines.push(format!(
+            "# 2. Give go the system roots plus {what} (on Linux SSL_CERT_FILE replaces the system bundle):"
+        ));
+        lines.push(format!("cat {} {files} > go-bundle.pem", system_bundle()));
+        lines.push("export SSL_CERT_FILE=$PWD/go-bundle.pem".into());
+    };
+    if report.verdict == Verdict::Intercepted {
+        match extra.filter(|e| !e.is_empty()) {
+            Some(extra) => {
+                lines.push("# 1. modgate already trusts its root (tls.extra_roots or the system store).".into());
+                let files: Vec<String> = extra.iter().map(|p| p.display().to_string()).collect();
+                bundle(&mut lines, "the roots in tls.extra_roots", &files.join(" "));
+            }
+            None => {
+                lines.push("# 1. modgate already trusts its root (the system store).".into());
+                lines.push("# 2. go reads the same system store, so it trusts this root already.".into());
+            }
+        }
+        return lines;
     }
-    lines.push("# 2. Give go the system roots plus it (on Linux SSL_CERT_FILE replaces the system bundle):".into());
-    lines.push(format!("cat {} {saved} > go-bundle.pem", system_bundle()));
-    lines.push("export SSL_CERT_FILE=$PWD/go-bundle.pem".into());
+    let root = match saved.and_then(|s| s.root.as_deref()) {
+        Some(root) => {
+            lines.push("# and its self-signed root, alone, as:".into());
+            lines.push(format!("#   {root}"));
+            lines.push("# 1. Trust that root in modgate (modgate.toml):".into());
+            root.to_owned()
+        }
+        None => {
+            lines.push(
+                "# The chain holds no self-signed root, and a leaf or an intermediate must never be trusted as one."
+                    .into(),
+            );
+            lines.push(
+                "# Get the interceptor's root CA certificate from its admin (IT), save it as interceptor-root.pem, then:"
+                    .into(),
+            );
+            lines.push("# 1. Trust it in modgate (modgate.toml):".into());
+            "interceptor-root.pem".to_owned()
+        }
+    };
+    lines.push("[tls]".into());
+    lines.push(format!("extra_roots = [\"{root}\"]"));
+    let what = if saved.and_then(|s| s.root.as_deref()).is_some() {
+        "that root"
+    } else {
+        "it"
+    };
+    bundle(&mut lines, what, &root);
     lines
 }
 
@@ -240,10 +387,16 @@ pub fn render(i: &Inspection) -> String {
     match (&i.target, &i.file) {
         (Some(target), _) => {
             let via = i.proxy.as_deref().map(|p| format!(", via {p}")).unwrap_or_default();
-            let _ = writeln!(out, "inspect {target} (SNI {}{via})", i.sni.as_deref().unwrap_or("-"));
+            let _ = writeln!(
+                out,
+                "inspect {} (SNI {}{})",
+                escape(target),
+                escape(i.sni.as_deref().unwrap_or("-")),
+                escape(&via)
+            );
         }
         (None, Some(file)) => {
-            let _ = writeln!(out, "inspect --file {file}");
+            let _ = writeln!(out, "inspect --file {}", escape(file));
         }
         _ => {}
     }
@@ -256,8 +409,8 @@ pub fn render(i: &Inspection) -> String {
             "certificate"
         };
         let _ = writeln!(out, "\ncertificate {} ({role})", n + 1);
-        let _ = writeln!(out, "  subject:      {}", c.subject);
-        let _ = writeln!(out, "  issuer:       {}", c.issuer);
+        let _ = writeln!(out, "  subject:      {}", escape(&c.subject));
+        let _ = writeln!(out, "  issuer:       {}", escape(&c.issuer));
         let _ = writeln!(out, "  serial:       {}", c.serial);
         let days = if c.days_left < 0 {
             format!("expired {} days ago", -c.days_left)
@@ -266,19 +419,24 @@ pub fn render(i: &Inspection) -> String {
         };
         let _ = writeln!(out, "  validity:     {} .. {} ({days})", c.not_before, c.not_after);
         if !c.sans.is_empty() {
-            let _ = writeln!(out, "  SANs:         {}", c.sans.join(", "));
+            let _ = writeln!(out, "  SANs:         {}", escape(&c.sans.join(", ")));
         }
         let _ = writeln!(out, "  key:          {}", c.key);
         let _ = writeln!(out, "  signature:    {}", c.signature);
         let _ = writeln!(out, "  sha256:       {}", c.sha256);
         let _ = writeln!(out, "  spki sha256:  {}", c.spki_sha256);
     }
-    let _ = writeln!(out, "\npublic roots ({}): {}", i.public_roots, r.public_check);
-    let _ = writeln!(out, "system + extra roots: {}", r.local_check);
+    let _ = writeln!(
+        out,
+        "\npublic roots ({}): {}",
+        escape(&i.public_roots),
+        escape(&r.public_check)
+    );
+    let _ = writeln!(out, "system + extra roots: {}", escape(&r.local_check));
     let _ = writeln!(out, "verdict:  {}", r.verdict);
     if let Some(vendor) = &r.vendor {
         let _ = writeln!(out, "vendor:   {vendor}");
-        let _ = writeln!(out, "issuer:   {}", r.issuer);
+        let _ = writeln!(out, "issuer:   {}", escape(&r.issuer));
     }
     let flags = r.flags.names();
     let _ = writeln!(
@@ -292,7 +450,7 @@ pub fn render(i: &Inspection) -> String {
     );
     let _ = writeln!(out, "\nfix:");
     for line in &i.fix {
-        let _ = writeln!(out, "  {line}");
+        let _ = writeln!(out, "  {}", escape(line));
     }
     out
 }

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::core::cache::Bounded;
-use crate::core::verdict::Judgement;
 use crate::modules::cached::ModuleCache;
 use crate::modules::fetch::SourceSet;
 use crate::modules::proxy_source::ProxySource;
 use crate::tls::interceptor::Interceptor;
+use crate::tls::probe::Probes;
 use crate::tls::verifier::VerdictVerifier;
 use crate::upstream::dial::Dialer;
 use crate::upstream::pool::Clients;
@@ -36,9 +35,9 @@ pub struct Context {
     pub cache: Option<Arc<ModuleCache>>,
     /// The verifier behind every upstream TLS connection.
     pub verifier: Arc<VerdictVerifier>,
-    /// Active probe results per host:port, for `tls.probe_ttl`: `None`
-    /// while a probe runs or when it failed.
-    pub probes: Bounded<String, Option<Judgement>>,
+    /// Active probe results per address and name for `tls.probe_ttl`, and
+    /// the bounds on probing.
+    pub probes: Probes,
     /// TLS termination for `tls.intercept` hosts, when there are any.
     pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work.

@@ -101,12 +101,13 @@ pub async fn serve(
     }
 }
 
-/// One line saying why the client refused modgate's certificate.
+/// One line saying why the client refused modgate's certificate, and where
+/// each client's trust setting is documented.
 fn handshake_failure(e: &std::io::Error) -> String {
     let text = error::chain(e);
     if text.contains("UnknownCA") || text.contains("BadCertificate") || text.contains("CertificateUnknown") {
         return format!(
-            "the client does not trust modgate's CA ({text}); give it `modgate ca bundle` as SSL_CERT_FILE"
+            "the client does not trust modgate's CA ({text}); give it `modgate ca bundle` as its trust store (go: SSL_CERT_FILE; git, curl, pip, npm, cargo, apt: see docs/clients.md)"
         );
     }
     format!("TLS handshake with the client failed: {text}")

@@ -16,7 +16,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::{CacheError, Store};
 use crate::config::Config;
-use crate::core::cache::bounded;
 use crate::modules::cached::{ModuleCache, state_dir_for};
 use crate::modules::fetch::SourceSet;
 use crate::modules::proxy_source::ProxySource;
@@ -30,13 +29,11 @@ use crate::proxy::listener::{Accepted, ExplicitListener, Listener};
 use crate::telemetry::access::Access;
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
+use crate::tls::probe::Probes;
 use crate::tls::trust::{Trust, TrustError, client_config};
 use crate::upstream::dial::{Dialer, DirectDialer};
 use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
-
-/// Active probe results kept (host:port).
-const PROBE_CACHE_MAX: u64 = 4096;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +141,7 @@ async fn build_context(config: Config) -> Result<Context, StartError> {
         cache,
         clients,
         verifier,
-        probes: bounded(PROBE_CACHE_MAX, config.tls.probe_ttl),
+        probes: Probes::new(config.tls.probe_ttl),
         resolver,
         dialer,
         interceptor,

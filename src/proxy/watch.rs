@@ -3,8 +3,8 @@
 //! Two taps see copies of relayed bytes after they were written on: one
 //! collects the client's ClientHello (for the SNI), the other feeds the
 //! passive TLS 1.2 Certificate parser. When the server speaks TLS 1.3 and
-//! `tls.probe = "active"`, one probe handshake per host:port and
-//! `tls.probe_ttl` gets the chain instead, in its own task.
+//! `tls.probe = "active"`, one probe handshake per address, name and
+//! `tls.probe_ttl` gets the chain instead, in the watcher's own task.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,12 +13,14 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::oneshot;
 
 use crate::config::Probe;
+use crate::core::escape::escape;
 use crate::core::host::Authority;
 use crate::core::verdict::Judgement;
 use crate::proxy::context::Context;
 use crate::proxy::relay;
 use crate::tls::chain::analyze;
-use crate::tls::probe::{self, Flight, ServerFlight, client_sni};
+use crate::tls::evidence::Sighted;
+use crate::tls::probe::{self, Flight, ProbeStart, ServerFlight, client_sni};
 
 /// What is known about a tunnel's upstream chain, filled in by the watcher.
 pub type Seen = Arc<Mutex<Option<Judgement>>>;
@@ -107,71 +109,88 @@ impl Taps {
 
 /// Judges a relayed tunnel's upstream chain: from the server's TLS 1.2
 /// Certificate message when there is one, else (TLS 1.3, `probe =
-/// "active"`) from one probe handshake per host:port and TTL.
+/// "active"`) from one probe handshake per address, name and TTL, run here
+/// in the watcher's own task. The chain is judged for the name the client
+/// sent (its SNI) and recorded against the destination modgate connected
+/// to, so a tunnel to one host that borrows another's name labels only
+/// the host it went to.
 pub async fn watch(ctx: Arc<Context>, dest: Authority, addr: SocketAddr, watch: Option<Watch>) {
     let Some(mut watch) = watch else { return };
     let Ok(flight) = (&mut watch.flight).await else { return };
     let sni = watch.client_hello.try_recv().ok().and_then(|bytes| client_sni(&bytes));
-    let host = sni.unwrap_or_else(|| dest.host.to_string());
+    let host = dest.host.to_string().trim_matches(['[', ']']).to_owned();
+    let name = sni.unwrap_or_else(|| host.clone());
+    let sighted = Sighted::at(&host, &name, Some(addr));
     match flight {
         Flight::Chain(chain) => {
-            judge(&ctx, &chain, &host, &watch.seen);
+            judge(&ctx, &chain, &name, &sighted, &watch.seen);
         }
-        Flight::Tls13 if ctx.config.tls.probe == Probe::Active => active_probe(&ctx, &host, &dest, addr, watch.seen),
+        Flight::Tls13 if ctx.config.tls.probe == Probe::Active => {
+            active_probe(&ctx, &name, &sighted, &dest, addr, &watch.seen).await
+        }
         _ => {}
     }
 }
 
-/// Analyzes a chain for `host`, records evidence, and notes the verdict.
-fn judge(ctx: &Context, chain: &[CertificateDer<'static>], host: &str, seen: &Seen) -> Option<Judgement> {
-    let report = match analyze(ctx.verifier.verifiers(), chain, Some(host)) {
+/// Analyzes a chain for `name`, records evidence, and notes the verdict.
+fn judge(
+    ctx: &Context,
+    chain: &[CertificateDer<'static>],
+    name: &str,
+    sighted: &Sighted,
+    seen: &Seen,
+) -> Option<Judgement> {
+    let report = match analyze(ctx.verifier.verifiers(), chain, Some(name)) {
         Ok(report) => report,
         Err(e) => {
-            tracing::debug!(host, error = %e, "cannot judge the tunnel's chain");
+            tracing::debug!(host = %escape(name), error = %escape(&e), "cannot judge the tunnel's chain");
             return None;
         }
     };
-    ctx.verifier.observe(&report, chain);
+    ctx.verifier.observe(&report, chain, sighted);
     let judgement = Judgement {
         verdict: report.verdict,
         vendor: report.vendor.clone(),
     };
-    if let Ok(mut slot) = seen.lock() {
-        *slot = Some(judgement.clone());
-    }
+    note(seen, Some(judgement.clone()));
     Some(judgement)
 }
 
-/// One probe handshake per host:port and `tls.probe_ttl`, in its own task,
-/// so the tunnel is never delayed.
-fn active_probe(ctx: &Arc<Context>, host: &str, dest: &Authority, addr: SocketAddr, seen: Seen) {
-    let key = format!("{host}:{}", dest.port);
-    if let Some(known) = ctx.probes.get(&key) {
-        if let (Some(known), Ok(mut slot)) = (known, seen.lock()) {
-            *slot = Some(known);
-        }
-        return;
+fn note(seen: &Seen, judgement: Option<Judgement>) {
+    if let (Some(judgement), Ok(mut slot)) = (judgement, seen.lock()) {
+        *slot = Some(judgement);
     }
-    ctx.probes.insert(key.clone(), None);
-    let (ctx, host, dest) = (ctx.clone(), host.to_owned(), dest.clone());
-    tokio::spawn(async move {
-        let t = ctx.config.timeouts;
-        let chain = async {
-            let dialed = ctx
-                .dialer
-                .dial(&dest, Some(&[addr]), t.connect)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::time::timeout(t.header, probe::handshake(dialed.stream, &host))
-                .await
-                .map_err(|_| "handshake timed out".to_owned())?
-        };
-        match chain.await {
-            Ok(chain) => {
-                let result = judge(&ctx, &chain, &host, &seen);
-                ctx.probes.insert(key, result);
-            }
-            Err(e) => tracing::debug!(host = %host, addr = %addr, error = %e, "active probe failed"),
+}
+
+/// One probe handshake to `addr` with `name`, unless one ran within
+/// `tls.probe_ttl` (its result is reused) or the probe bounds say no.
+async fn active_probe(ctx: &Context, name: &str, sighted: &Sighted, dest: &Authority, addr: SocketAddr, seen: &Seen) {
+    let permit = match ctx.probes.begin(addr, name) {
+        ProbeStart::Known(known) => return note(seen, known),
+        ProbeStart::Refused(why) => {
+            tracing::debug!(host = %escape(name), addr = %addr, why, "active probe skipped");
+            return;
         }
-    });
+        ProbeStart::Start(permit) => permit,
+    };
+    let t = ctx.config.timeouts;
+    let chain = async {
+        let dialed = ctx
+            .dialer
+            .dial(dest, Some(&[addr]), t.connect)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::time::timeout(t.header, probe::handshake(dialed.stream, name))
+            .await
+            .map_err(|_| "handshake timed out".to_owned())?
+    };
+    let result = match chain.await {
+        Ok(chain) => judge(ctx, &chain, name, sighted, seen),
+        Err(e) => {
+            tracing::debug!(host = %escape(name), addr = %addr, error = %escape(&e), "active probe failed");
+            None
+        }
+    };
+    ctx.probes.finish(addr, name, result);
+    drop(permit);
 }

@@ -2,7 +2,8 @@
 //! leaf certificates that terminate intercepted TLS.
 //!
 //! The CA carries X.509 name constraints that permit only the DNS names in
-//! `tls.intercept`, so a leaked key cannot impersonate any other site. Leaves
+//! `tls.intercept` and exclude every IP address, so a leaked key cannot
+//! impersonate any other site or address. Leaves
 //! are ECDSA P-256, valid for a few days, with SAN, serverAuth EKU, AKI and
 //! SKI, which is what strict verifiers (Go, Python's VERIFY_X509_STRICT)
 //! require. The interceptor caches them per host, with its TLS configs.
@@ -12,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SerialNumber,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -118,7 +119,7 @@ pub fn generate(intercept: &[HostGlob]) -> Result<NewCa, CaError> {
         subtrees.dedup();
         params.name_constraints = Some(NameConstraints {
             permitted_subtrees: subtrees.into_iter().map(GeneralSubtree::DnsName).collect(),
-            excluded_subtrees: Vec::new(),
+            excluded_subtrees: all_ip_addresses().into(),
         });
     }
     let cert = params.self_signed(&key).map_err(generate_err)?;
@@ -218,6 +219,9 @@ impl LocalCa {
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e| invalid(cert, format!("not a PEM certificate: {e}")))?;
         let permitted = permitted_subtrees(&cert_der).map_err(|e| invalid(cert, e))?;
+        if let Some(warning) = ip_exclusion_warning(&cert_der, cert) {
+            tracing::warn!("{warning}");
+        }
         if let Some(permitted) = &permitted {
             for glob in intercept {
                 if !covered(glob, permitted) {
@@ -288,6 +292,44 @@ fn permitted_subtrees(cert: &CertificateDer<'_>) -> Result<Option<Vec<String>>, 
         }
     }
     Ok(None)
+}
+
+/// The excluded subtrees that keep a name-constrained CA from issuing for
+/// any IP address: 0.0.0.0/0 and ::/0 (RFC 5280 4.2.1.10: an iPAddress
+/// constraint is an address and a mask; a zero mask covers every address).
+fn all_ip_addresses() -> [GeneralSubtree; 2] {
+    [
+        GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+        GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+    ]
+}
+
+/// One line for `serve` when a name-constrained CA made before modgate
+/// excluded IP addresses still permits them (its key could sign for any
+/// IP); `None` for a current or an unconstrained CA.
+pub fn ip_exclusion_warning(cert: &CertificateDer<'_>, path: &Path) -> Option<String> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let nc = parsed
+        .extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::NameConstraints(nc) => Some(nc),
+            _ => None,
+        })?;
+    let excluded = |zeros: usize| {
+        nc.excluded_subtrees
+            .iter()
+            .flatten()
+            .any(|s| matches!(&s.base, GeneralName::IPAddress(b) if b.len() == zeros && b.iter().all(|x| *x == 0)))
+    };
+    if excluded(8) && excluded(32) {
+        return None;
+    }
+    Some(format!(
+        "the CA at {} does not exclude IP addresses, so its key could sign for any IP; run `modgate ca init --force` to replace it (clients must then trust the new one)",
+        path.display()
+    ))
 }
 
 /// Whether a DNS subtree list permits every name `glob` can match.
@@ -396,6 +438,101 @@ mod tests {
             "{err}"
         );
         assert!(load(&new, &globs(&["git.corp.example"])).is_ok());
+    }
+
+    /// A leaf for `san` signed with the key of the CA `new`, as a thief of
+    /// the key would make it.
+    fn leaf_signed_by(new: &NewCa, san: &str) -> CertificateDer<'static> {
+        let ca_key = KeyPair::from_pem(&new.key_pem).unwrap();
+        let ca_der = CertificateDer::from_pem_slice(new.cert_pem.as_bytes()).unwrap();
+        let issuer = Issuer::from_ca_cert_der(&ca_der, ca_key).unwrap();
+        let mut params = CertificateParams::new(vec![san.to_owned()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        params.signed_by(&key, &issuer).unwrap().der().clone()
+    }
+
+    fn webpki_accepts(new: &NewCa, leaf: &CertificateDer<'static>, name: &str) -> Result<(), rustls::Error> {
+        use rustls::client::danger::ServerCertVerifier as _;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(new.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        verifier
+            .verify_server_cert(leaf, &[], &name, &[], rustls::pki_types::UnixTime::now())
+            .map(|_| ())
+    }
+
+    /// `openssl verify -CAfile ca.pem leaf.pem` succeeded; `None` when
+    /// openssl is not installed.
+    fn openssl_accepts(new: &NewCa, leaf: &CertificateDer<'static>) -> Option<bool> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &new.cert_pem).unwrap();
+        std::fs::write(dir.path().join("leaf.pem"), to_pem(leaf)).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["verify", "-CAfile", "ca.pem", "leaf.pem"])
+            .current_dir(dir.path())
+            .output()
+            .ok()?;
+        Some(out.status.success())
+    }
+
+    /// Issue 9 item 3: a leaked key must not be able to sign for an IP
+    /// address, which the DNS-only permitted subtrees alone do not stop.
+    #[test]
+    fn issue9_the_ca_cannot_sign_for_ip_addresses() {
+        let new = generate(&globs(&["proxy.golang.org"])).unwrap();
+        let dns = leaf_signed_by(&new, "proxy.golang.org");
+        assert_eq!(
+            webpki_accepts(&new, &dns, "proxy.golang.org"),
+            Ok(()),
+            "the permitted name works"
+        );
+        for ip in ["10.1.2.3", "::1"] {
+            let leaf = leaf_signed_by(&new, ip);
+            assert!(
+                webpki_accepts(&new, &leaf, ip).is_err(),
+                "webpki accepted a leaf for {ip}"
+            );
+        }
+        let ip_leaf = leaf_signed_by(&new, "10.1.2.3");
+        match (openssl_accepts(&new, &dns), openssl_accepts(&new, &ip_leaf)) {
+            (Some(dns_ok), Some(ip_ok)) => {
+                assert!(dns_ok, "openssl refused the permitted name");
+                assert!(!ip_ok, "openssl accepted a leaf for IP:10.1.2.3");
+            }
+            _ => eprintln!("openssl is not installed; checked with webpki only"),
+        }
+        let der = CertificateDer::from_pem_slice(new.cert_pem.as_bytes()).unwrap();
+        assert_eq!(ip_exclusion_warning(&der, Path::new("ca.pem")), None);
+    }
+
+    #[test]
+    fn issue9_an_old_ca_without_ip_exclusions_gets_a_one_line_warning() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.name_constraints = Some(NameConstraints {
+            permitted_subtrees: vec![GeneralSubtree::DnsName("proxy.golang.org".into())],
+            excluded_subtrees: Vec::new(),
+        });
+        let old = params.self_signed(&key).unwrap();
+        let warning = ip_exclusion_warning(old.der(), Path::new("/x/ca.pem")).expect("a warning");
+        assert!(
+            warning.contains("/x/ca.pem") && warning.contains("modgate ca init --force"),
+            "{warning}"
+        );
+        assert_eq!(warning.lines().count(), 1);
+        // An unconstrained CA (`*`) was warned about at `ca init`.
+        let star = generate(&globs(&["*"])).unwrap();
+        let der = CertificateDer::from_pem_slice(star.cert_pem.as_bytes()).unwrap();
+        assert_eq!(ip_exclusion_warning(&der, Path::new("ca.pem")), None);
     }
 
     #[test]

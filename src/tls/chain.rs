@@ -19,6 +19,7 @@ use rustls::{CertificateError, RootCertStore};
 use serde::Serialize;
 use x509_parser::prelude::*;
 
+use crate::core::escape::escape;
 pub use crate::core::verdict::{Judgement, Verdict};
 use crate::tls::certinfo::{CertInfo, info};
 pub use crate::tls::certinfo::{hex, sha256_hex};
@@ -37,6 +38,10 @@ pub struct Flags {
     pub self_signed_leaf: bool,
     /// The server sent only the leaf, and its issuer is not a known root.
     pub missing_intermediates: bool,
+    /// Certificates after the linked part of the chain: they are not signed
+    /// for by the one before them, so they are ignored for evidence and
+    /// naming.
+    pub unlinked: bool,
 }
 
 impl Flags {
@@ -49,6 +54,7 @@ impl Flags {
             (self.not_yet_valid, "not_yet_valid"),
             (self.self_signed_leaf, "self_signed_leaf"),
             (self.missing_intermediates, "missing_intermediates"),
+            (self.unlinked, "unlinked"),
         ] {
             if set {
                 v.push(name);
@@ -78,7 +84,15 @@ pub struct ChainReport {
     pub issuer: String,
     /// Other problems.
     pub flags: Flags,
-    /// SHA-256 of the top certificate's SPKI: names the evidence file.
+    /// How many certificates, from the leaf, form a chain: each is signed
+    /// by the key of the next. Only these are saved as evidence.
+    pub linked: usize,
+    /// Whether the linked chain ends in a self-signed CA certificate (not
+    /// the leaf): the only certificate a fix may suggest trusting.
+    pub root_in_chain: bool,
+    /// SHA-256 of the SPKI of the top of the linked chain: names the
+    /// evidence file, so a certificate that does not link cannot lend its
+    /// name.
     pub top_spki_sha256: String,
 }
 
@@ -147,11 +161,12 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         None => certs[0]
             .sans
             .first()
-            .cloned()
+            .map(|san| covered_name(san))
             .unwrap_or_else(|| "invalid.invalid".into()),
     };
-    let name =
-        ServerName::try_from(name_text.clone()).map_err(|e| format!("'{name_text}' is not a server name: {e}"))?;
+    // The name may come from the certificate itself (a saved chain's SAN).
+    let name = ServerName::try_from(name_text.clone())
+        .map_err(|e| format!("'{}' is not a server name: {e}", escape(&name_text)))?;
     let now = UnixTime::now();
     let public = check(&verifiers.public, chain, &name, now);
     let local = match &verifiers.local {
@@ -163,9 +178,10 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         (Err(_), Ok(())) => Verdict::Intercepted,
         _ => Verdict::Untrusted,
     };
+    let linked = linked_prefix(&parsed);
     let vendor = match verdict {
         Verdict::Public => None,
-        _ => Some(name_product(&parsed).unwrap_or("unknown").to_owned()),
+        _ => Some(name_product(&parsed[..linked]).unwrap_or("unknown").to_owned()),
     };
     let now_ts = now.as_secs() as i64;
     let self_signed = leaf.subject().as_raw() == leaf.issuer().as_raw();
@@ -182,8 +198,10 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         // sign of a server that forgot its intermediate; interceptor leaves
         // signed straight by their root carry no such pointer.
         missing_intermediates: chain.len() == 1 && !self_signed && unknown_issuer && has_ca_issuers(leaf),
+        unlinked: linked < chain.len(),
     };
-    let top = certs.last().map(|c| c.spki_sha256.clone()).unwrap_or_default();
+    let top = certs[linked - 1].spki_sha256.clone();
+    let root_in_chain = linked >= 2 && is_self_signed_ca(&parsed[linked - 1]);
     Ok(ChainReport {
         host: host.map(str::to_owned),
         issuer: display_name(leaf.issuer()),
@@ -193,8 +211,38 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         verdict,
         vendor,
         flags,
+        linked,
+        root_in_chain,
         top_spki_sha256: top,
     })
+}
+
+/// How many certificates, from the leaf, each name the next as issuer and
+/// carry a valid signature by its key (at least 1: the leaf). Nothing
+/// after a break counts, whatever it claims to be.
+fn linked_prefix(chain: &[X509Certificate<'_>]) -> usize {
+    1 + chain
+        .windows(2)
+        .take_while(|pair| {
+            let (child, parent) = (&pair[0], &pair[1]);
+            child.issuer().as_raw() == parent.subject().as_raw()
+                && child.verify_signature(Some(parent.public_key())).is_ok()
+        })
+        .count()
+}
+
+/// Whether `ca` issued `cert`: it names `ca` as its issuer and carries a
+/// valid signature by `ca`'s key. False for anything unparsable.
+pub fn issued_by(cert: &CertificateDer<'_>, ca: &CertificateDer<'_>) -> bool {
+    let (Ok((_, cert)), Ok((_, ca))) = (X509Certificate::from_der(cert), X509Certificate::from_der(ca)) else {
+        return false;
+    };
+    cert.issuer().as_raw() == ca.subject().as_raw() && cert.verify_signature(Some(ca.public_key())).is_ok()
+}
+
+/// A CA certificate that names and signs itself.
+fn is_self_signed_ca(cert: &X509Certificate<'_>) -> bool {
+    cert.is_ca() && cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok()
 }
 
 /// The product named by the issuers in the chain (the leaf's issuer first,
@@ -233,6 +281,15 @@ fn has_ca_issuers(cert: &X509Certificate<'_>) -> bool {
         matches!(ext.parsed_extension(), ParsedExtension::AuthorityInfoAccess(aia)
             if aia.accessdescs.iter().any(|d| d.access_method.to_id_string() == "1.3.6.1.5.5.7.48.2"))
     })
+}
+
+/// A name that `san` covers: `*.example.com` covers
+/// `wildcard.example.com`, which (unlike the pattern) is a server name.
+fn covered_name(san: &str) -> String {
+    match san.strip_prefix("*.") {
+        Some(rest) => format!("wildcard.{rest}"),
+        None => san.to_owned(),
+    }
 }
 
 fn leaf_covers(sans: &[String], host: &str) -> bool {
@@ -284,6 +341,56 @@ mod tests {
             ["not_yet_valid", "self_signed_leaf"],
             "no hostname check without a host"
         );
+    }
+
+    #[test]
+    fn only_certificates_that_sign_each_other_link() {
+        let v = verifiers();
+        let ca = |cn: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            let cert = params.self_signed(&key).unwrap();
+            (cert.der().clone(), rcgen::Issuer::new(params, key))
+        };
+        let (root, root_issuer) = ca("Zscaler Root CA");
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["a.test".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &root_issuer)
+            .unwrap()
+            .der()
+            .clone();
+        let report = analyze(&v, &[leaf.clone(), root.clone()], Some("a.test")).unwrap();
+        assert_eq!((report.linked, report.root_in_chain), (2, true));
+        assert_eq!(report.top_spki_sha256, report.certs[1].spki_sha256);
+        assert!(!report.flags.unlinked);
+        // Another CA with the same name: it does not sign the leaf.
+        let (impostor, _) = ca("Zscaler Root CA");
+        let report = analyze(&v, &[leaf.clone(), impostor], Some("a.test")).unwrap();
+        assert_eq!((report.linked, report.root_in_chain), (1, false));
+        assert_eq!(report.top_spki_sha256, report.certs[0].spki_sha256);
+        assert!(report.flags.unlinked);
+        assert_eq!(
+            report.vendor.as_deref(),
+            Some("Zscaler"),
+            "the leaf's own issuer name still counts"
+        );
+        // A self-signed leaf followed by a real CA: the CA lends no name.
+        let stray = cert(&["b.test"], (-1, 1));
+        let report = analyze(&v, &[stray, root], Some("b.test")).unwrap();
+        assert_eq!((report.linked, report.root_in_chain), (1, false));
+        assert_eq!(report.vendor.as_deref(), Some("unknown"));
+    }
+
+    #[test]
+    fn a_saved_chain_for_a_wildcard_is_judged_for_a_name_it_covers() {
+        let v = verifiers();
+        let report = analyze(&v, &[cert(&["*.a.test", "a.test"], (-1, 10))], None).unwrap();
+        assert_eq!(report.verdict, Verdict::Untrusted);
+        assert_eq!(report.host, None);
+        assert!(!report.flags.hostname_mismatch);
     }
 
     #[test]

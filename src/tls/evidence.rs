@@ -1,22 +1,55 @@
 //! Evidence of interception: each distinct intercepting chain saved once as
-//! PEM in `tls.intercepted_dir`, named by the SHA-256 of its top
-//! certificate's SPKI; `index.jsonl` beside it with one record per
-//! interceptor; and an `interception` event in the log.
+//! PEM in `tls.intercepted_dir`, named by the SHA-256 of the SPKI at the top
+//! of its linked part; its self-signed root, when it has one, saved alone
+//! beside it (`<spki>.root.pem`) for the fix to point at; `index.jsonl`
+//! with one record per interceptor; and an `interception` event in the log.
 //!
-//! The index is rewritten through a temporary file and a rename, so a crash
-//! never leaves a torn file.
+//! Only certificates that sign each other are saved, and every comment is
+//! escaped onto one line, so a hostile certificate can neither smuggle a
+//! PEM block into the file nor lend itself the name of a root it does not
+//! chain to.
+//!
+//! Files are written by one writer thread per directory user, fed through a
+//! bounded queue, so no request or tunnel ever waits on the disk. The writer
+//! takes an exclusive lock on `<dir>/.lock` (on Linux), re-reads the index, merges its
+//! sightings and rewrites it through a temporary file and a rename: `serve`
+//! and `inspect` sharing a directory keep each other's records, and a crash
+//! never leaves a torn file. At most [`MAX_CHAINS`] distinct chains are kept;
+//! sightings of any others are counted in one [`OVERFLOW`] record.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 use crate::config::OnInterception;
+use crate::core::escape::escape;
+use crate::tls::certinfo::CertInfo;
 use crate::tls::chain::{ChainReport, Verdict};
 use crate::tls::pem::to_pem;
+
+/// Distinct chains kept in one directory. Sightings of chains beyond it
+/// are counted in the [`OVERFLOW`] record, and the chains are not saved, so
+/// a stream of rotating self-signed servers cannot fill the disk.
+pub const MAX_CHAINS: usize = 1000;
+/// The `spki` of the index record that counts sightings of chains beyond
+/// [`MAX_CHAINS`].
+pub const OVERFLOW: &str = "overflow";
+/// Sightings waiting for the writer. When it falls this far behind (a slow
+/// disk), further sightings are logged but not written, and counted in a
+/// warning.
+const QUEUE: usize = 1024;
+/// Sightings merged into one rewrite of the index.
+const BATCH: usize = 256;
+/// How long dropping an [`Evidence`] waits for its writer to finish.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// Hosts remembered per interceptor in the index.
 const MAX_HOSTS: usize = 64;
@@ -24,9 +57,10 @@ const MAX_HOSTS: usize = 64;
 /// One line of `index.jsonl`: an interceptor and where it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sighting {
-    /// SHA-256 of the top certificate's SPKI (the file name of the chain).
+    /// SHA-256 of the top certificate's SPKI (the file name of the chain),
+    /// or [`OVERFLOW`].
     pub spki: String,
-    /// The leaf's issuer.
+    /// The leaf's issuer, escaped.
     pub issuer: String,
     /// The product, or `unknown`.
     pub vendor: String,
@@ -42,27 +76,140 @@ pub struct Sighting {
     pub count: u64,
 }
 
-/// The evidence directory.
+impl Sighting {
+    /// Adds `other` (a later sighting of the same chain) to this record.
+    fn merge(&mut self, other: Sighting) {
+        if other.first_seen < self.first_seen {
+            self.first_seen = other.first_seen;
+        }
+        if other.last_seen >= self.last_seen {
+            self.last_seen = other.last_seen;
+            self.verdict = other.verdict;
+            self.issuer = other.issuer;
+            self.vendor = other.vendor;
+        }
+        for host in other.hosts {
+            if self.hosts.len() >= MAX_HOSTS {
+                break;
+            }
+            self.hosts.insert(host);
+        }
+        self.count = self.count.saturating_add(other.count);
+    }
+}
+
+/// Where a chain was seen: what modgate connected to, which is what the
+/// index and the `interception` event name, not merely what a client
+/// claimed. A tunnel to attacker.test carrying SNI proxy.golang.org is
+/// recorded as `attacker.test (SNI proxy.golang.org)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sighted {
+    /// The host modgate connected to: the CONNECT destination, the
+    /// upstream's host, or `inspect`'s target. `None` for a saved chain.
+    pub host: Option<String>,
+    /// The name sent in the handshake (the client's SNI, or `--sni`), when
+    /// it differs from `host`.
+    pub sni: Option<String>,
+    /// The address connected to.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Sighted {
+    /// A sighting at `host` (reached at `addr`) of a chain verified for
+    /// `name`.
+    pub fn at(host: &str, name: &str, addr: Option<SocketAddr>) -> Sighted {
+        Sighted {
+            host: Some(host.to_owned()),
+            sni: (!name.eq_ignore_ascii_case(host)).then(|| name.to_owned()),
+            addr,
+        }
+    }
+
+    /// How the index names it: `host`, or `host (SNI name)`; escaped.
+    fn label(&self) -> Option<String> {
+        let host = escape(self.host.as_deref()?).into_owned();
+        Some(match &self.sni {
+            Some(sni) => format!("{host} (SNI {})", escape(sni)),
+            None => host,
+        })
+    }
+}
+
+/// Where a chain's evidence is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The linked chain, leaf first.
+    pub chain: String,
+    /// Its self-signed root alone, when the chain ends in one: the file a
+    /// fix may point at.
+    pub root: Option<String>,
+}
+
+/// One sighting on its way to the writer.
+struct Pending {
+    /// The record, with a count of 1.
+    sighting: Sighting,
+    /// The PEM files to write unless they exist; empty beyond the cap.
+    files: Vec<(PathBuf, String)>,
+}
+
+/// What the writer thread is asked to do.
+enum Job {
+    Record(Box<Pending>),
+    /// Reply once everything queued before has been written.
+    Flush(SyncSender<()>),
+}
+
+/// The evidence directory and its writer.
 #[derive(Debug)]
 pub struct Evidence {
     dir: PathBuf,
-    index: Mutex<BTreeMap<String, Sighting>>,
+    cap: usize,
+    /// SPKIs with a saved chain, as far as this process knows: `record`
+    /// answers where a chain is saved without touching the disk.
+    known: Mutex<HashSet<String>>,
+    /// To the writer; `None` when it could not be started.
+    queue: Option<SyncSender<Job>>,
+    /// Signalled when the writer has finished, for a bounded wait on drop.
+    finished: Mutex<Option<Receiver<()>>>,
+    /// Sightings not written because the queue was full.
+    dropped: AtomicU64,
 }
 
 impl Evidence {
     /// Evidence kept in `dir`, continuing an existing index.
     pub fn open(dir: &Path) -> Evidence {
-        let mut index = BTreeMap::new();
-        if let Ok(text) = std::fs::read_to_string(dir.join("index.jsonl")) {
-            for line in text.lines() {
-                if let Ok(s) = serde_json::from_str::<Sighting>(line) {
-                    index.insert(s.spki.clone(), s);
-                }
+        Evidence::with_cap(dir, MAX_CHAINS)
+    }
+
+    fn with_cap(dir: &Path, cap: usize) -> Evidence {
+        let known = read_index(dir).into_keys().filter(|spki| spki != OVERFLOW).collect();
+        let (queue, jobs) = mpsc::sync_channel(QUEUE);
+        let (done, finished) = mpsc::sync_channel(1);
+        let writer = Writer {
+            dir: dir.to_owned(),
+            cap,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("modgate-evidence".into())
+            .spawn(move || {
+                writer.run(jobs);
+                let _ = done.send(());
+            });
+        let (queue, finished) = match spawned {
+            Ok(_) => (Some(queue), Some(finished)),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot start the evidence writer; nothing will be saved");
+                (None, None)
             }
-        }
+        };
         Evidence {
             dir: dir.to_owned(),
-            index: Mutex::new(index),
+            cap,
+            known: Mutex::new(known),
+            queue,
+            finished: Mutex::new(finished),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -71,55 +218,181 @@ impl Evidence {
         &self.dir
     }
 
-    /// Records a chain that failed the public roots: saves it (once), updates
-    /// the index, and logs the `interception` event. Returns the path the
-    /// chain is saved at.
-    pub fn record(&self, report: &ChainReport, chain: &[CertificateDer<'_>], policy: OnInterception) -> Option<String> {
-        let saved = self.save_chain(report, chain);
-        self.update_index(report);
-        log_event(report, saved.as_deref(), policy);
+    /// Records a chain that failed the public roots, seen as `sighted`:
+    /// logs the `interception` event and queues the chain and the index
+    /// update for the writer. Never waits on the disk. Returns where the
+    /// chain is (or is about to be) saved; `None` beyond [`MAX_CHAINS`].
+    pub fn record(
+        &self,
+        report: &ChainReport,
+        chain: &[CertificateDer<'_>],
+        sighted: &Sighted,
+        policy: OnInterception,
+    ) -> Option<Saved> {
+        let spki = &report.top_spki_sha256;
+        let kept = match self.known.lock() {
+            Ok(mut known) => known.contains(spki) || (known.len() < self.cap && known.insert(spki.clone())),
+            Err(_) => false,
+        };
+        let saved = kept.then(|| self.saved(report));
+        let now = now_rfc3339();
+        let sighting = Sighting {
+            spki: if kept { spki.clone() } else { OVERFLOW.into() },
+            issuer: escape(&report.issuer).into_owned(),
+            vendor: report.vendor.clone().unwrap_or_else(|| "unknown".into()),
+            verdict: report.verdict.to_string(),
+            first_seen: now.clone(),
+            last_seen: now,
+            hosts: sighted.label().into_iter().collect(),
+            count: 1,
+        };
+        let files = if kept {
+            pem_files(report, chain, &self.dir)
+        } else {
+            Vec::new()
+        };
+        self.send(Pending { sighting, files });
+        log_event(report, sighted, saved.as_ref(), policy);
         saved
     }
 
-    fn save_chain(&self, report: &ChainReport, chain: &[CertificateDer<'_>]) -> Option<String> {
-        let path = self.dir.join(format!("{}.pem", report.top_spki_sha256));
-        let shown = path.display().to_string();
-        if path.exists() {
-            return Some(shown);
+    fn saved(&self, report: &ChainReport) -> Saved {
+        let spki = &report.top_spki_sha256;
+        Saved {
+            chain: self.dir.join(format!("{spki}.pem")).display().to_string(),
+            root: report
+                .root_in_chain
+                .then(|| self.dir.join(format!("{spki}.root.pem")).display().to_string()),
         }
-        let mut pem = String::new();
-        for (cert, info) in chain.iter().zip(&report.certs) {
-            pem.push_str(&format!("# subject: {}\n# issuer: {}\n", info.subject, info.issuer));
-            pem.push_str(&to_pem(cert));
+    }
+
+    fn send(&self, pending: Pending) {
+        let Some(queue) = &self.queue else { return };
+        match queue.try_send(Job::Record(Box::new(pending))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::warn!(dir = %self.dir.display(), dropped, "the evidence writer is behind; sightings not written");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
         }
-        match write_atomically(&path, pem.as_bytes()) {
-            Ok(()) => Some(shown),
-            Err(e) => {
-                tracing::warn!(path = %shown, error = %e, "cannot save the intercepted chain");
-                None
+    }
+
+    /// Waits until everything recorded so far is on disk (for `inspect`,
+    /// which exits right after, and for tests).
+    pub fn flush(&self) {
+        let (ack, acked) = mpsc::sync_channel(1);
+        if self.queue.as_ref().is_some_and(|q| q.send(Job::Flush(ack)).is_ok()) {
+            let _ = acked.recv();
+        }
+    }
+
+    /// The index records on disk.
+    pub fn sightings(&self) -> Vec<Sighting> {
+        read_index(&self.dir).into_values().collect()
+    }
+}
+
+impl Drop for Evidence {
+    /// Lets the writer finish what is queued, for a few seconds at most.
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has drained it.
+        self.queue.take();
+        if let Some(finished) = self.finished.get_mut().ok().and_then(Option::take) {
+            let _ = finished.recv_timeout(DRAIN);
+        }
+    }
+}
+
+/// The PEM files for a chain: the linked part, and its root alone when it
+/// ends in one.
+fn pem_files(report: &ChainReport, chain: &[CertificateDer<'_>], dir: &Path) -> Vec<(PathBuf, String)> {
+    let linked = chain.len().min(report.linked).min(report.certs.len());
+    if linked == 0 {
+        return Vec::new();
+    }
+    let spki = &report.top_spki_sha256;
+    let mut files = vec![(
+        dir.join(format!("{spki}.pem")),
+        chain_pem(&chain[..linked], &report.certs[..linked]),
+    )];
+    if report.root_in_chain {
+        let top = linked - 1;
+        files.push((
+            dir.join(format!("{spki}.root.pem")),
+            chain_pem(&chain[top..linked], &report.certs[top..linked]),
+        ));
+    }
+    files
+}
+
+/// The thread that owns the files.
+struct Writer {
+    dir: PathBuf,
+    cap: usize,
+}
+
+impl Writer {
+    /// Takes jobs until every sender is gone, merging up to [`BATCH`]
+    /// sightings into one rewrite of the index.
+    fn run(&self, jobs: Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let mut acks = Vec::new();
+            let mut pending = Vec::new();
+            for job in batch {
+                match job {
+                    Job::Record(p) => pending.push(*p),
+                    Job::Flush(ack) => acks.push(ack),
+                }
+            }
+            if !pending.is_empty() {
+                if let Err(e) = self.write(pending) {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the interception evidence");
+                }
+            }
+            for ack in acks {
+                let _ = ack.send(());
             }
         }
     }
 
-    fn update_index(&self, report: &ChainReport) {
-        let Ok(mut index) = self.index.lock() else { return };
-        let now = now_rfc3339();
-        let entry = index.entry(report.top_spki_sha256.clone()).or_insert_with(|| Sighting {
-            spki: report.top_spki_sha256.clone(),
-            issuer: report.issuer.clone(),
-            vendor: report.vendor.clone().unwrap_or_else(|| "unknown".into()),
-            verdict: report.verdict.to_string(),
-            first_seen: now.clone(),
-            last_seen: now.clone(),
-            hosts: BTreeSet::new(),
-            count: 0,
-        });
-        entry.last_seen = now;
-        entry.count += 1;
-        entry.verdict = report.verdict.to_string();
-        if let Some(host) = &report.host {
-            if entry.hosts.len() < MAX_HOSTS {
-                entry.hosts.insert(host.clone());
+    /// Under the directory lock: re-reads the index, saves new chains (up
+    /// to the cap), merges the sightings and rewrites the index.
+    fn write(&self, pending: Vec<Pending>) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let _lock = lock_dir(&self.dir)?;
+        let mut index = read_index(&self.dir);
+        for p in pending {
+            let mut sighting = p.sighting;
+            let chains = index.keys().filter(|k| *k != OVERFLOW).count();
+            if sighting.spki != OVERFLOW && !index.contains_key(&sighting.spki) && chains >= self.cap {
+                sighting.spki = OVERFLOW.into();
+            }
+            if sighting.spki != OVERFLOW {
+                for (path, pem) in &p.files {
+                    if !path.exists() {
+                        write_atomically(path, pem.as_bytes())?;
+                    }
+                }
+            }
+            if sighting.spki == OVERFLOW {
+                sighting.issuer = format!("(chains beyond the first {} are counted, not saved)", self.cap);
+                sighting.vendor = "-".into();
+            }
+            match index.get_mut(&sighting.spki) {
+                Some(entry) => entry.merge(sighting),
+                None => {
+                    index.insert(sighting.spki.clone(), sighting);
+                }
             }
         }
         let mut text = String::new();
@@ -129,44 +402,100 @@ impl Evidence {
                 text.push('\n');
             }
         }
-        if let Err(e) = write_atomically(&self.dir.join("index.jsonl"), text.as_bytes()) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the interception index");
-        }
-    }
-
-    /// The current index records.
-    pub fn sightings(&self) -> Vec<Sighting> {
-        self.index
-            .lock()
-            .map(|i| i.values().cloned().collect())
-            .unwrap_or_default()
+        write_atomically(&self.dir.join("index.jsonl"), text.as_bytes())
     }
 }
 
-fn log_event(report: &ChainReport, saved: Option<&str>, policy: OnInterception) {
+/// An exclusive lock on `<dir>/.lock`, held until the guard is dropped
+/// (flock(2), so it also ends with the process). `std::fs::File::lock`
+/// would do the same but needs Rust 1.89, above the crate's MSRV.
+#[cfg(target_os = "linux")]
+fn lock_dir(dir: &Path) -> std::io::Result<impl Sized> {
+    use nix::fcntl::{Flock, FlockArg};
+    let file = std::fs::File::create(dir.join(".lock"))?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| std::io::Error::from(errno))
+}
+
+/// Elsewhere the directory is not locked: a single writer per directory
+/// keeps its records, concurrent ones may lose some.
+#[cfg(not(target_os = "linux"))]
+fn lock_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The index in `dir`, by SPKI; unreadable lines are skipped.
+fn read_index(dir: &Path) -> BTreeMap<String, Sighting> {
+    let mut index = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(dir.join("index.jsonl")) {
+        for line in text.lines() {
+            if let Ok(s) = serde_json::from_str::<Sighting>(line) {
+                index.insert(s.spki.clone(), s);
+            }
+        }
+    }
+    index
+}
+
+/// The PEM of `certs`, each block after its subject and issuer (from
+/// `infos`) as one-line comments: nothing but the certificates themselves
+/// can begin a line with `-----`.
+fn chain_pem(certs: &[CertificateDer<'_>], infos: &[CertInfo]) -> String {
+    let mut pem = String::new();
+    for (cert, info) in certs.iter().zip(infos) {
+        pem.push_str(&format!(
+            "# subject: {}\n# issuer: {}\n",
+            comment(&info.subject),
+            comment(&info.issuer)
+        ));
+        pem.push_str(&to_pem(cert));
+    }
+    pem
+}
+
+/// Certificate text for a PEM comment: escaped onto one line, and with no
+/// run of five hyphens, so not even a parser that looks for `-----BEGIN`
+/// anywhere in a line finds a block in it.
+fn comment(text: &str) -> String {
+    escape(text).replace("-----", "-\\u{2d}---")
+}
+
+fn log_event(report: &ChainReport, sighted: &Sighted, saved: Option<&Saved>, policy: OnInterception) {
     let chain: Vec<String> = report
         .certs
         .iter()
         .map(|c| {
             format!(
                 "subject={} | issuer={} | valid {}..{} | sha256={} | spki_sha256={}",
-                c.subject, c.issuer, c.not_before, c.not_after, c.sha256, c.spki_sha256
+                escape(&c.subject),
+                escape(&c.issuer),
+                c.not_before,
+                c.not_after,
+                c.sha256,
+                c.spki_sha256
             )
         })
         .collect();
     let chain = chain.join(" ;; ");
-    let host = report.host.as_deref().unwrap_or("-");
+    let host = escape(sighted.host.as_deref().unwrap_or("-"));
+    let host = host.as_ref();
+    let sni = escape(sighted.sni.as_deref().unwrap_or("-"));
+    let sni = sni.as_ref();
+    let addr = sighted.addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let addr = addr.as_str();
     let vendor = report.vendor.as_deref().unwrap_or("unknown");
-    let saved = saved.unwrap_or("-");
+    let issuer = escape(&report.issuer);
+    let issuer = issuer.as_ref();
+    let root = saved.and_then(|s| s.root.as_deref()).unwrap_or("-");
+    let saved = saved.map_or("-", |s| s.chain.as_str());
     let flags = report.flags.names().join(",");
     match (report.verdict, policy) {
         (Verdict::Intercepted, OnInterception::Allow) => tracing::info!(
-            target: "modgate::interception", host, verdict = %report.verdict, vendor, issuer = %report.issuer,
-            spki = %report.top_spki_sha256, saved, flags, chain, "interception"
+            target: "modgate::interception", host, sni, addr, verdict = %report.verdict, vendor, issuer = %issuer,
+            spki = %report.top_spki_sha256, saved, root, flags, chain = %chain, "interception"
         ),
         _ => tracing::warn!(
-            target: "modgate::interception", host, verdict = %report.verdict, vendor, issuer = %report.issuer,
-            spki = %report.top_spki_sha256, saved, flags, chain, "interception"
+            target: "modgate::interception", host, sni, addr, verdict = %report.verdict, vendor, issuer = %issuer,
+            spki = %report.top_spki_sha256, saved, root, flags, chain = %chain, "interception"
         ),
     }
 }
@@ -191,4 +520,133 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::chain::{Verifiers, analyze};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn verifiers() -> Verifiers {
+        let mut public = rustls::RootCertStore::empty();
+        public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Verifiers::new(Arc::new(public), Arc::new(rustls::RootCertStore::empty())).unwrap()
+    }
+
+    /// A distinct untrusted chain (a self-signed leaf) for `host`.
+    fn untrusted(host: &str) -> (ChainReport, Vec<CertificateDer<'static>>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![host.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let chain = vec![cert.der().clone()];
+        (analyze(&verifiers(), &chain, Some(host)).unwrap(), chain)
+    }
+
+    fn at(report: &ChainReport) -> Sighted {
+        let host = report.host.as_deref().unwrap_or_default();
+        Sighted::at(host, host, None)
+    }
+
+    fn index_on_disk(dir: &Path) -> BTreeMap<String, Sighting> {
+        std::fs::read_to_string(dir.join("index.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Sighting>(l).unwrap())
+            .map(|s| (s.spki.clone(), s))
+            .collect()
+    }
+
+    fn pem_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".pem"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Issue 9 item 6: `serve` and `inspect` (two writers) on one directory
+    /// keep each other's records.
+    #[test]
+    fn issue9_two_writers_on_one_directory_keep_each_others_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = Evidence::open(dir.path());
+        let inspect = Evidence::open(dir.path());
+        let (a, a_chain) = untrusted("a.test");
+        let (b, b_chain) = untrusted("b.test");
+        assert!(serve.record(&a, &a_chain, &at(&a), OnInterception::Warn).is_some());
+        serve.flush();
+        assert!(inspect.record(&b, &b_chain, &at(&b), OnInterception::Warn).is_some());
+        inspect.flush();
+        serve.record(&a, &a_chain, &at(&a), OnInterception::Warn);
+        serve.flush();
+        let index = index_on_disk(dir.path());
+        assert_eq!(index.len(), 2, "{index:?}");
+        assert_eq!(index[&a.top_spki_sha256].count, 2);
+        assert_eq!(index[&b.top_spki_sha256].count, 1);
+        assert_eq!(pem_files(dir.path()), 2);
+    }
+
+    /// Issue 9 item 6: the caller never does the file work: with the
+    /// directory locked by another writer, `record` still returns at once,
+    /// and the record lands once the lock is released.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn issue9_recording_returns_at_once_and_the_writer_waits_for_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = lock_dir(dir.path()).unwrap();
+        let evidence = Evidence::open(dir.path());
+        let (report, chain) = untrusted("a.test");
+        let started = Instant::now();
+        for _ in 0..20 {
+            assert!(
+                evidence
+                    .record(&report, &chain, &at(&report), OnInterception::Warn)
+                    .is_some()
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !dir.path().join("index.jsonl").exists(),
+            "the index was written while another writer held the lock"
+        );
+        drop(other);
+        evidence.flush();
+        let index = index_on_disk(dir.path());
+        assert_eq!(index[&report.top_spki_sha256].count, 20);
+    }
+
+    /// Issue 9 item 6: at most `cap` distinct chains are kept; the rest are
+    /// counted in one `overflow` record.
+    #[test]
+    fn issue9_distinct_chains_are_capped_and_the_rest_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let evidence = Evidence::with_cap(dir.path(), 3);
+        let mut saved = 0;
+        for i in 0..5 {
+            let (report, chain) = untrusted(&format!("h{i}.test"));
+            saved += usize::from(
+                evidence
+                    .record(&report, &chain, &at(&report), OnInterception::Warn)
+                    .is_some(),
+            );
+        }
+        evidence.flush();
+        assert_eq!(saved, 3);
+        assert_eq!(pem_files(dir.path()), 3);
+        let index = index_on_disk(dir.path());
+        assert_eq!(index.len(), 4, "{index:?}");
+        let overflow = &index[OVERFLOW];
+        assert_eq!(overflow.count, 2);
+        assert_eq!(
+            overflow.hosts,
+            BTreeSet::from(["h3.test".to_owned(), "h4.test".to_owned()])
+        );
+    }
 }

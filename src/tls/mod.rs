@@ -13,7 +13,7 @@
 //!   `interception` event.
 //! - [`verifier`]: the rustls verifier behind every upstream connection.
 //! - [`probe`]: looking at tunnels modgate does not terminate (passive TLS
-//!   1.2 parse, active probe handshake).
+//!   1.2 parse, active probe handshake, and the bounds on probing).
 //! - [`pem`]: reading and writing PEM.
 
 pub mod ca;

@@ -2,21 +2,39 @@
 //! rustls-pki-types'), and writing DER certificates as PEM (the `pem` crate,
 //! which rcgen already brings; pki-types only decodes).
 
+use std::io::Read as _;
 use std::path::Path;
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::{self, SectionKind};
 
-/// PEM for a DER certificate.
+/// PEM for a DER certificate, with Unix line endings (as openssl writes
+/// it), so files modgate writes hold no carriage returns.
 pub fn to_pem(der: &[u8]) -> String {
-    ::pem::encode(&::pem::Pem::new("CERTIFICATE", der.to_vec()))
+    let lf = ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF);
+    ::pem::encode_config(&::pem::Pem::new("CERTIFICATE", der.to_vec()), lf)
 }
+
+/// The most bytes of a chain file read. A chain is a few kilobytes; this
+/// leaves room for `openssl s_client` output around it.
+pub const MAX_CHAIN_FILE: u64 = 1024 * 1024;
+/// The most certificates in a chain read from a file.
+pub const MAX_CHAIN_CERTS: usize = 20;
 
 /// Reads a PEM chain, leaf first. Text around the blocks (as in `openssl
 /// s_client -showcerts` output) and non-certificate blocks are ignored.
+/// At most [`MAX_CHAIN_FILE`] bytes and [`MAX_CHAIN_CERTS`] certificates.
 pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CHAIN_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{name}: cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_CHAIN_FILE {
+        return Err(format!(
+            "{name}: larger than 1 MiB; a certificate chain is a few kilobytes, so give the PEM of one chain"
+        ));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("{name}: the file is empty"));
     }
@@ -29,6 +47,12 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         }
         return Err(format!(
             "{name}: no PEM certificates found (expected -----BEGIN CERTIFICATE----- blocks, e.g. from openssl s_client -showcerts)"
+        ));
+    }
+    let begun = text.matches("-----BEGIN CERTIFICATE-----").count();
+    if begun > MAX_CHAIN_CERTS {
+        return Err(format!(
+            "{name}: {begun} certificates; a chain has at most {MAX_CHAIN_CERTS}, so give the PEM of one chain"
         ));
     }
     let mut reader = bytes.as_slice();
@@ -47,7 +71,6 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
             Err(e) => return Err(format!("{name}: malformed PEM: {e}")),
         }
     }
-    let begun = text.matches("-----BEGIN CERTIFICATE-----").count();
     if certs.len() < begun {
         return Err(format!(
             "{name}: {begun} certificate blocks begin but only {} are complete; the file looks truncated",

@@ -5,14 +5,93 @@
 //!   at copies of bytes already sent on, so it never changes or delays them.
 //! - Active: for TLS 1.3 servers (whose certificates are encrypted),
 //!   [`handshake`] runs one separate handshake to the same address with the
-//!   client's SNI. `modgate inspect` uses the same handshake.
+//!   client's SNI. `modgate inspect` uses the same handshake. [`Probes`]
+//!   keeps the results per address and name for `tls.probe_ttl`, and bounds
+//!   the probing: a client choosing new SNIs cannot turn modgate into a
+//!   handshake amplifier.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::core::cache::{Bounded, bounded};
+use crate::core::verdict::Judgement;
+
+/// Active probes running at once, over all destinations. A tunnel that
+/// would need one more goes unprobed (its access event has no verdict).
+pub const MAX_CONCURRENT_PROBES: usize = 8;
+/// Distinct names probed per destination address within `tls.probe_ttl`.
+/// Further names are not probed until the window ends.
+pub const MAX_NAMES_PER_ADDRESS: usize = 16;
+/// (address, name) results kept; the least recently used go first.
+const RESULTS_MAX: u64 = 4096;
+/// Destination addresses whose probed names are counted.
+const ADDRESSES_MAX: u64 = 4096;
+
+/// Active probe results and the bounds on probing, for one server.
+pub struct Probes {
+    /// By (address connected to, name verified): `None` while a probe
+    /// runs or when it failed.
+    results: Bounded<(SocketAddr, String), Option<Judgement>>,
+    /// The names probed per address in the current window.
+    names: Bounded<SocketAddr, Arc<Mutex<HashSet<String>>>>,
+    running: Arc<Semaphore>,
+}
+
+/// What to do about one tunnel's chain.
+#[derive(Debug)]
+pub enum ProbeStart {
+    /// Probed already within the TTL (`None`: running, or it failed).
+    Known(Option<Judgement>),
+    /// Probe now; the permit holds a concurrency slot until dropped.
+    Start(OwnedSemaphorePermit),
+    /// Not probed: the address's budget is spent, or enough probes run.
+    Refused(&'static str),
+}
+
+impl Probes {
+    /// Results kept for `ttl`, which is also the budget window.
+    pub fn new(ttl: Duration) -> Probes {
+        Probes {
+            results: bounded(RESULTS_MAX, ttl),
+            names: bounded(ADDRESSES_MAX, ttl),
+            running: Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES)),
+        }
+    }
+
+    /// Whether to probe `addr` for `name`.
+    pub fn begin(&self, addr: SocketAddr, name: &str) -> ProbeStart {
+        let key = (addr, name.to_owned());
+        if let Some(known) = self.results.get(&key) {
+            return ProbeStart::Known(known);
+        }
+        let names = self.names.get_with(addr, Arc::default);
+        let Ok(mut names) = names.lock() else {
+            return ProbeStart::Refused("budget unavailable");
+        };
+        if !names.contains(name) && names.len() >= MAX_NAMES_PER_ADDRESS {
+            return ProbeStart::Refused("this address's probe budget is spent");
+        }
+        let Ok(permit) = self.running.clone().try_acquire_owned() else {
+            return ProbeStart::Refused("enough probes are running");
+        };
+        names.insert(name.to_owned());
+        self.results.insert(key, None);
+        ProbeStart::Start(permit)
+    }
+
+    /// Keeps a probe's result (`None` when it failed) for the TTL.
+    pub fn finish(&self, addr: SocketAddr, name: &str, result: Option<Judgement>) {
+        self.results.insert((addr, name.to_owned()), result);
+    }
+}
 
 /// Bytes of the server's first flight examined before giving up.
 pub const MAX_FLIGHT: usize = 64 * 1024;
@@ -328,6 +407,48 @@ mod tests {
             None,
             "waits for more"
         );
+    }
+
+    /// Issue 9 item 4: probes are cached per address and name, limited per
+    /// address, and limited in number at once.
+    #[test]
+    fn issue9_probes_are_bounded_per_address_and_overall() {
+        let probes = Probes::new(Duration::from_secs(60));
+        let a: SocketAddr = "192.0.2.1:443".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:443".parse().unwrap();
+        let mut permits = Vec::new();
+        for i in 0..MAX_NAMES_PER_ADDRESS {
+            let name = format!("n{i}.test");
+            match probes.begin(a, &name) {
+                ProbeStart::Start(p) => permits.push(p),
+                other => panic!("{name}: {other:?}"),
+            }
+            if permits.len() == MAX_CONCURRENT_PROBES {
+                permits.clear();
+            }
+            probes.finish(a, &name, None);
+        }
+        assert!(matches!(probes.begin(a, "n0.test"), ProbeStart::Known(None)));
+        assert!(matches!(probes.begin(a, "one-more.test"), ProbeStart::Refused(_)));
+        // Another address has its own budget and its own results.
+        let judgement = Judgement {
+            verdict: crate::core::verdict::Verdict::Public,
+            vendor: None,
+        };
+        assert!(matches!(probes.begin(b, "n0.test"), ProbeStart::Start(_)));
+        probes.finish(b, "n0.test", Some(judgement.clone()));
+        assert!(matches!(probes.begin(b, "n0.test"), ProbeStart::Known(Some(j)) if j == judgement));
+        // At most MAX_CONCURRENT_PROBES run at once.
+        permits.clear();
+        for i in 0..MAX_CONCURRENT_PROBES {
+            match probes.begin(b, &format!("c{i}.test")) {
+                ProbeStart::Start(p) => permits.push(p),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(probes.begin(b, "late.test"), ProbeStart::Refused(_)));
+        drop(permits);
+        assert!(matches!(probes.begin(b, "late.test"), ProbeStart::Start(_)));
     }
 
     #[test]

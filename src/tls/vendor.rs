@@ -102,6 +102,9 @@ const PATTERNS: &[(&str, Field, &str)] = &[
     ("Burp Suite", Field::CommonName, r"PortSwigger CA"),
     ("mitmproxy", Field::CommonName, r"mitmproxy"),
     ("mitmproxy", Field::Organization, r"mitmproxy"),
+    // modgate itself, as `ca init` names its CA: another modgate (or this
+    // one) intercepting upstream.
+    ("modgate", Field::CommonName, r"modgate local CA [0-9a-f]{8}"),
 ];
 
 /// The compiled table.
@@ -189,6 +192,8 @@ mod tests {
         };
         assert_eq!(product(&cloudflare), Some("Cloudflare Gateway"));
         assert_eq!(product(&cn("mitmproxy")), Some("mitmproxy"));
+        assert_eq!(product(&cn("modgate local CA 0a1b2c3d")), Some("modgate"));
+        assert_eq!(product(&cn("modgate local CA")), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`Refusal`], so the connector can turn it into the `modgate:` line.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,42 +15,57 @@ use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 use crate::config::OnInterception;
 use crate::core::cache::{Bounded, bounded};
+use crate::core::escape::escape;
 use crate::tls::chain::{ChainReport, Judgement, Verdict, Verifiers, analyze, sha256_hex};
-use crate::tls::evidence::Evidence;
+use crate::tls::evidence::{Evidence, Saved, Sighted};
 
 /// Why a chain was refused, carried through rustls to the connector.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     /// The report.
     pub report: Arc<ChainReport>,
-    /// Where the chain was saved, when it was.
-    pub saved: Option<String>,
+    /// Where the chain (and its root) were saved, when they were.
+    pub saved: Option<Saved>,
     /// True when refused by `on_interception = "block"` (the chain is
     /// trusted locally); false when untrusted.
     pub by_policy: bool,
 }
 
+/// The line the client sees after `modgate: upstream URL `. Certificate
+/// text is escaped. The fix names the chain's self-signed root, or says
+/// there is none; it never suggests trusting a leaf or an intermediate.
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.report;
         let vendor = r.vendor.as_deref().unwrap_or("unknown");
-        let saved = self
-            .saved
-            .as_deref()
-            .map(|s| format!(" (saved in {s})"))
-            .unwrap_or_default();
+        let issuer = escape(&r.issuer);
+        let saved_in = |path: &str| format!(" (saved in {path})");
+        let chain = self.saved.as_ref().map(|s| saved_in(&s.chain)).unwrap_or_default();
+        write!(f, "presented a chain issued by '{issuer}' ({vendor})")?;
         if self.by_policy {
-            write!(
+            return write!(
                 f,
-                "presented a chain issued by '{}' ({vendor}): the connection is intercepted and tls.on_interception = \"block\"{saved}",
-                r.issuer
-            )
-        } else {
-            write!(
+                ": the connection is intercepted and tls.on_interception = \"block\"{chain}"
+            );
+        }
+        if r.flags.hostname_mismatch {
+            let host = escape(r.host.as_deref().unwrap_or("-"));
+            return write!(
                 f,
-                "presented a chain issued by '{}' ({vendor}), which is not trusted; add its root to tls.extra_roots{saved}",
-                r.issuer
-            )
+                " that is not valid for '{host}'{chain}; the name does not match, which trusting a root cannot fix: check the host, or an interceptor sending it to the wrong site"
+            );
+        }
+        match self.saved.as_ref().and_then(|s| s.root.as_deref()) {
+            Some(root) => write!(
+                f,
+                ", which is not trusted; add its root to tls.extra_roots{}",
+                saved_in(root)
+            ),
+            None if r.root_in_chain => write!(f, ", which is not trusted; add its root to tls.extra_roots"),
+            None => write!(
+                f,
+                ", which is not trusted and holds no root certificate{chain}; get the root CA from the interceptor's admin and add it to tls.extra_roots"
+            ),
         }
     }
 }
@@ -73,10 +89,15 @@ pub struct VerdictVerifier {
     verifiers: Verifiers,
     policy: OnInterception,
     evidence: Arc<Evidence>,
-    /// Outcomes by (leaf SHA-256, host): the public-roots check runs once per
-    /// distinct chain, not per connection.
-    cache: Bounded<(String, String), CachedVerdict>,
+    /// Outcomes by (leaf SHA-256, address connected to, name verified):
+    /// the public-roots check and the evidence run once per distinct chain
+    /// seen at an address, not per connection, and what one address
+    /// presented never answers for another.
+    cache: Bounded<VerdictKey, CachedVerdict>,
 }
+
+/// (leaf SHA-256, address connected to, name verified).
+type VerdictKey = (String, Option<SocketAddr>, String);
 
 impl fmt::Debug for VerdictVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,43 +123,64 @@ impl VerdictVerifier {
         &self.verifiers
     }
 
-    /// Records a chain seen outside modgate's own connections (a probe):
-    /// evidence and the interception event when it fails the public roots.
-    /// Returns where it was saved.
-    pub fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>]) -> Option<String> {
+    /// Records a chain seen outside modgate's own connections (a relayed
+    /// tunnel's): evidence and the interception event when it fails the
+    /// public roots. Returns where it was saved.
+    pub fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>], sighted: &Sighted) -> Option<Saved> {
         match report.verdict {
             Verdict::Public => None,
-            _ => self.evidence.record(report, chain, self.policy),
+            _ => self.evidence.record(report, chain, sighted, self.policy),
         }
     }
 
-    fn key(leaf: &CertificateDer<'_>, host: &str) -> (String, String) {
-        (sha256_hex(leaf), host.to_owned())
+    fn key(leaf: &CertificateDer<'_>, addr: Option<SocketAddr>, name: &str) -> VerdictKey {
+        (sha256_hex(leaf), addr, name.to_owned())
     }
 
-    /// The verdict and vendor already reached for this leaf and host, for
-    /// the access log (a resumed session skips verification, but its chain
-    /// is the one verified before).
-    pub fn known(&self, leaf: &CertificateDer<'_>, host: &str) -> Option<Judgement> {
-        self.cache.get(&Self::key(leaf, host)).map(|o| Judgement {
+    /// The verdict and vendor already reached for this leaf, presented at
+    /// `addr` for `name`, for the access log (a resumed session skips
+    /// verification, but its chain is the one verified before).
+    pub fn known(&self, leaf: &CertificateDer<'_>, addr: Option<SocketAddr>, name: &str) -> Option<Judgement> {
+        self.cache.get(&Self::key(leaf, addr, name)).map(|o| Judgement {
             verdict: o.report.verdict,
             vendor: o.report.vendor.clone(),
         })
     }
 
-    fn outcome(&self, chain: &[CertificateDer<'_>], host: &str) -> Result<CachedVerdict, rustls::Error> {
-        let key = Self::key(&chain[0], host);
+    /// A TLS client configuration like `base` whose verifier knows the
+    /// connection it verifies: `host` reached at `addr`. rustls tells a
+    /// verifier only the server name, so the pooled client builds one of
+    /// these per connection (the session store is shared).
+    pub fn client_config_for(
+        self: &Arc<Self>,
+        base: &rustls::ClientConfig,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut config = base.clone();
+        config.dangerous().set_certificate_verifier(Arc::new(PeerVerifier {
+            inner: self.clone(),
+            host: host.to_owned(),
+            addr,
+        }));
+        Arc::new(config)
+    }
+
+    fn outcome(
+        &self,
+        chain: &[CertificateDer<'_>],
+        name: &str,
+        sighted: &Sighted,
+    ) -> Result<CachedVerdict, rustls::Error> {
+        let key = Self::key(&chain[0], sighted.addr, name);
         if let Some(o) = self.cache.get(&key) {
             return Ok(o);
         }
-        let report = analyze(&self.verifiers, chain, Some(host)).map_err(|e| {
+        let report = analyze(&self.verifiers, chain, Some(name)).map_err(|e| {
             rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(Plain(e)))))
         })?;
         let report = Arc::new(report);
-        let saved = match report.verdict {
-            Verdict::Public => None,
-            _ => self.evidence.record(&report, chain, self.policy),
-        };
+        let saved = self.observe(&report, chain, sighted);
         let refusal = match (report.verdict, self.policy) {
             (Verdict::Untrusted, _) => Some(Refusal {
                 report: report.clone(),
@@ -170,6 +212,32 @@ impl fmt::Display for Plain {
 
 impl std::error::Error for Plain {}
 
+impl VerdictVerifier {
+    /// The verdict on a presented chain, refusing it when the verdict or
+    /// the policy says so. `sighted` defaults to the server name itself,
+    /// at an unknown address.
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        sighted: Option<Sighted>,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = Vec::with_capacity(intermediates.len() + 1);
+        chain.push(end_entity.clone().into_owned());
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        let name = server_name.to_str();
+        let sighted = sighted.unwrap_or_else(|| Sighted::at(&name, &name, None));
+        let outcome = self.outcome(&chain, &name, &sighted)?;
+        match outcome.refusal {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(refusal) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(refusal)),
+            ))),
+        }
+    }
+}
+
 impl ServerCertVerifier for VerdictVerifier {
     fn verify_server_cert(
         &self,
@@ -179,17 +247,7 @@ impl ServerCertVerifier for VerdictVerifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let mut chain = Vec::with_capacity(intermediates.len() + 1);
-        chain.push(end_entity.clone().into_owned());
-        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        let host = server_name.to_str();
-        let outcome = self.outcome(&chain, &host)?;
-        match outcome.refusal {
-            None => Ok(ServerCertVerified::assertion()),
-            Some(refusal) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(refusal)),
-            ))),
-        }
+        self.verify(end_entity, intermediates, server_name, None)
     }
 
     fn verify_tls12_signature(
@@ -228,6 +286,52 @@ impl ServerCertVerifier for VerdictVerifier {
     }
 }
 
+/// The verdict verifier for one connection: it knows which host and
+/// address the chain came from, so the cache and the evidence are keyed by
+/// what modgate connected to.
+#[derive(Debug)]
+struct PeerVerifier {
+    inner: Arc<VerdictVerifier>,
+    host: String,
+    addr: SocketAddr,
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let sighted = Sighted::at(&self.host, &server_name.to_str(), Some(self.addr));
+        self.inner.verify(end_entity, intermediates, server_name, Some(sighted))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// The refusal inside a TLS handshake error, if the verifier refused.
 pub fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
     let mut source = Some(err);
@@ -249,4 +353,78 @@ pub fn refusal_in(err: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
         source = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::RootCertStore;
+
+    fn verifiers() -> Verifiers {
+        let mut public = RootCertStore::empty();
+        public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Verifiers::new(Arc::new(public), Arc::new(RootCertStore::empty())).unwrap()
+    }
+
+    /// A root named `cn` and a leaf for `name` it signs: (leaf, root).
+    fn chain(cn: &str, name: &str) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let root = params.self_signed(&key).unwrap().der().clone();
+        let issuer = rcgen::Issuer::new(params, key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap()
+            .der()
+            .clone();
+        (leaf, root)
+    }
+
+    fn refusal(chain: &[CertificateDer<'static>], host: &str, saved: Option<Saved>) -> String {
+        let report = analyze(&verifiers(), chain, Some(host)).unwrap();
+        Refusal {
+            report: Arc::new(report),
+            saved,
+            by_policy: false,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn refusals_escape_names_and_only_ever_point_at_a_root() {
+        let (leaf, root) = chain("Evil\r\n\u{1b}[2J\u{2028}CA", "a.test");
+        let alone = refusal(
+            std::slice::from_ref(&leaf),
+            "a.test",
+            Some(Saved {
+                chain: "/e/x.pem".into(),
+                root: None,
+            }),
+        );
+        assert_eq!(
+            alone,
+            "presented a chain issued by 'Evil\\u{d}\\u{a}\\u{1b}[2J\\u{2028}CA' (unknown), which is not trusted and holds no root certificate (saved in /e/x.pem); get the root CA from the interceptor's admin and add it to tls.extra_roots"
+        );
+        let with_root = refusal(
+            &[leaf.clone(), root],
+            "a.test",
+            Some(Saved {
+                chain: "/e/r.pem".into(),
+                root: Some("/e/r.root.pem".into()),
+            }),
+        );
+        assert!(
+            with_root.ends_with("which is not trusted; add its root to tls.extra_roots (saved in /e/r.root.pem)"),
+            "{with_root}"
+        );
+        let mismatch = refusal(std::slice::from_ref(&leaf), "b.test", None);
+        assert!(
+            mismatch.contains("that is not valid for 'b.test'") && !mismatch.contains("extra_roots"),
+            "{mismatch}"
+        );
+    }
 }

@@ -234,7 +234,11 @@ impl Connector {
                 .map_err(|e| Error::Internal(format!("server name {n}: {e}")))?,
             Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
         };
-        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        // The name verified is the host connected to; the verifier also
+        // learns the address, so verdicts are kept per address.
+        let verified = name.to_str().into_owned();
+        let config = self.verifier.client_config_for(&self.tls, &verified, peer);
+        let connector = tokio_rustls::TlsConnector::from(config);
         let tls = tokio::time::timeout_at(deadline, connector.connect(name, stream))
             .await
             .map_err(|_| Error::ConnectTimeout {
@@ -243,9 +247,8 @@ impl Connector {
                 after: self.timeout,
             })?
             .map_err(|e| tls_error(&dest.https_url(), &e))?;
-        let host = dest.host.to_string();
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
-        let judgement = leaf.and_then(|leaf| self.verifier.known(leaf, &host));
+        let judgement = leaf.and_then(|leaf| self.verifier.known(leaf, Some(peer), &verified));
         Ok(PooledStream::Tls(
             Box::new(TokioIo::new(tls)),
             UpstreamInfo { addr: peer, judgement },

@@ -418,8 +418,10 @@ async fn a_mirror_behind_zscaler_works_with_its_root_and_is_named_without_it() {
         .filter(|n| n.ends_with(".pem"))
         .collect();
     assert_eq!(saved.len(), 1, "the chain is saved once: {saved:?}");
+    // Zscaler sends the leaf and its intermediate, not the root: the fix
+    // says where the root must come from instead of trusting either.
     let expected = format!(
-        "modgate: upstream https://mirror.test presented a chain issued by 'Zscaler Intermediate Root CA (zscaler.net)' (Zscaler), which is not trusted; add its root to tls.extra_roots (saved in {})",
+        "modgate: upstream https://mirror.test presented a chain issued by 'Zscaler Intermediate Root CA (zscaler.net)' (Zscaler), which is not trusted and holds no root certificate (saved in {}); get the root CA from the interceptor's admin and add it to tls.extra_roots",
         world.path("seen2").join(&saved[0]).display()
     );
     assert!(output.contains(&expected), "expected {expected:?} in:\n{output}");

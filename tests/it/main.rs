@@ -18,6 +18,7 @@ mod inspect;
 mod layout;
 mod lifecycle;
 mod limits;
+mod local_ca;
 mod modules;
 mod policy;
 mod sumdb;

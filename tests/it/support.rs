@@ -233,6 +233,15 @@ impl TestPki {
 
     /// A leaf for `names`, with the chain to send (leaf first), and its key.
     pub fn leaf(&self, names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// Like `leaf`, with `adjust` applied to the leaf's parameters.
+    pub fn leaf_with(
+        &self,
+        names: &[&str],
+        adjust: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
@@ -240,11 +249,18 @@ impl TestPki {
         params.not_before = now - rcgen_days(1);
         params.not_after = now + rcgen_days(10);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        adjust(&mut params);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let mut chain = vec![cert.der().clone()];
         chain.extend(self.tail.iter().cloned());
         (chain, key)
+    }
+
+    /// Also sends `cert` after the chain of every leaf from now on, e.g. the
+    /// root itself, as some interceptors do.
+    pub fn send_also(&mut self, cert: CertificateDer<'static>) {
+        self.tail.push(cert);
     }
 
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
@@ -280,8 +296,29 @@ pub async fn start_tls_origin_with(
     text: &'static str,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> (SocketAddr, JoinHandle<()>) {
-    install_crypto();
     let (chain, key) = pki.leaf(names);
+    start_tls_server(chain, key, text, versions).await
+}
+
+/// A TLS origin presenting exactly `chain` (whatever it holds) with `key`.
+pub async fn start_tls_server(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    text: &'static str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (SocketAddr, JoinHandle<()>) {
+    let (addr, _, task) = start_counted_tls_server(chain, key, text, versions).await;
+    (addr, task)
+}
+
+/// Like `start_tls_server`, also counting the TCP connections accepted.
+pub async fn start_counted_tls_server(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    text: &'static str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
+    install_crypto();
     let config = rustls::ServerConfig::builder_with_protocol_versions(versions)
         .with_no_client_auth()
         .with_single_cert(chain, key)
@@ -289,8 +326,11 @@ pub async fn start_tls_origin_with(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else {
@@ -306,7 +346,35 @@ pub async fn start_tls_origin_with(
             });
         }
     });
-    (addr, task)
+    (addr, connections, task)
+}
+
+/// Waits until `done` holds, checking every 20 ms for up to `STEP`; panics
+/// naming `what` otherwise. For effects written off the request path
+/// (evidence), where there is no event to wait on.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo, hex: how evidence
+/// files are named.
+pub fn spki_sha256(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    modgate::tls::certinfo::sha256_hex(cert.public_key().raw)
+}
+
+/// The certificates in a PEM file as rustls reads them (and so as
+/// `tls.extra_roots` would).
+pub fn pem_file_certs(path: &std::path::Path) -> Vec<CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
 }
 
 // ---------- bodies ----------
