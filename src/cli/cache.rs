@@ -55,6 +55,19 @@ pub(crate) enum CacheCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Fetch module versions, and the checksum-database records go needs
+    /// offline, into the cache (same rules and mirrors as serve).
+    Warm {
+        /// go.mod, go.sum, a directory (searched for go.sum files), or module@version.
+        #[arg(required = true, value_name = "ARG")]
+        args: Vec<String>,
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Module versions fetched at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
     /// Remove temp files left by crashed writers and evict down to cache.max_size.
     Gc {
         /// Config file [default: ./modgate.toml if present, else the embedded default]
@@ -115,6 +128,12 @@ impl Pattern {
 
 /// Runs a `cache` subcommand.
 pub(crate) fn run(command: CacheCommand) -> ExitCode {
+    // warm runs the proxy's request path, on a runtime of its own.
+    let command = match command {
+        CacheCommand::Warm { args, config, jobs } => return crate::cli::warm::run(config, jobs, args),
+        other => other,
+    };
+
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return storage_error(format!("modgate: cannot start the runtime: {e}")),
@@ -124,6 +143,7 @@ pub(crate) fn run(command: CacheCommand) -> ExitCode {
 
 async fn cache_command(command: CacheCommand) -> ExitCode {
     match command {
+        CacheCommand::Warm { .. } => usage_error("modgate: cache warm runs on its own runtime"),
         CacheCommand::Ls { pattern, config, json } => {
             let pattern = match Pattern::parse(pattern.as_deref()) {
                 Ok(p) => p,

@@ -11,6 +11,7 @@ pub mod ca;
 pub mod cache;
 pub mod inspect;
 pub mod serve;
+pub mod warm;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -24,17 +24,26 @@ use crate::telemetry::access::Access;
 
 /// Answers one request addressed to modgate itself.
 pub async fn serve(ctx: &Context, access: &mut Access, req: Request<Incoming>) -> Result<Response<Body>, Error> {
-    let path = &decode_path(req.uri().path()).map_err(Error::BadRequest)?;
+    serve_path(ctx, access, req.method(), req.uri().path()).await
+}
+
+/// Answers `method raw_path` on the endpoint: what `serve` does for a
+/// client, and what `cache warm` does for each file it fetches.
+pub async fn serve_path(
+    ctx: &Context,
+    access: &mut Access,
+    method: &Method,
+    raw_path: &str,
+) -> Result<Response<Body>, Error> {
+    let path = &decode_path(raw_path).map_err(Error::BadRequest)?;
     let Some(request) = classify_proxy_path(path).map_err(Error::BadRequest)? else {
         return Err(Error::BadRequest(format!(
-            "'{} {path}' is neither a proxy request nor a module request; send an absolute URL (http://host/path), CONNECT host:port, or a GOPROXY path such as /golang.org/x/mod/@v/list",
-            req.method()
+            "'{method} {path}' is neither a proxy request nor a module request; send an absolute URL (http://host/path), CONNECT host:port, or a GOPROXY path such as /golang.org/x/mod/@v/list"
         )));
     };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    if method != Method::GET && method != Method::HEAD {
         return Err(Error::BadRequest(format!(
-            "the module endpoint answers GET, not {}",
-            req.method()
+            "the module endpoint answers GET, not {method}"
         )));
     }
     let facts = Facts {

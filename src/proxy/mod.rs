@@ -19,6 +19,7 @@
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
 //! - [`idle`]: the idle-timeout clock.
 //! - [`context`]: what every connection shares.
+//! - [`warm`]: the endpoint's path without a listener, for `cache warm`.
 
 pub mod answer;
 pub mod classify;
@@ -38,4 +39,5 @@ pub mod respond;
 pub mod route;
 pub mod server;
 pub mod tunnel;
+pub mod warm;
 pub mod watch;

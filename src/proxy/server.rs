@@ -55,6 +55,9 @@ pub enum StartError {
     /// The module cache cannot be opened.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// `cache warm` with a config whose cache is off.
+    #[error("the cache is off in this config: set [cache] dir or url")]
+    NoCache,
 }
 
 /// A running proxy.
@@ -121,7 +124,7 @@ fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), St
 }
 
 /// Everything the connections share, built once from the config.
-async fn build_context(config: Config) -> Result<Context, StartError> {
+pub(crate) async fn build_context(config: Config) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
     let dialer: Arc<dyn Dialer> = Arc::new(DirectDialer::new(resolver.clone()));

@@ -222,10 +222,14 @@ pub struct ModuleOrigin {
     pub addr: std::net::SocketAddr,
     pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    /// Cancelled on drop: open keep-alive connections close too, so a
+    /// dropped origin is really down.
+    gone: tokio_util::sync::CancellationToken,
 }
 
 impl Drop for ModuleOrigin {
     fn drop(&mut self) {
+        self.gone.cancel();
         self.task.abort();
     }
 }
@@ -255,61 +259,76 @@ pub async fn start_module_origin(
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
     let root = root.to_owned();
+    let gone = tokio_util::sync::CancellationToken::new();
+    let gone_inner = gone.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let (acceptor, root, counter) = (acceptor.clone(), root.clone(), counter.clone());
+            let gone = gone_inner.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
-                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let root = root.clone();
-                    async move {
-                        let path = req.uri().path().trim_start_matches('/').to_owned();
-                        let resp = match behavior {
-                            Behavior::Status(code) => {
-                                let mut r = Response::new(crate::support::full(format!("fixture says {code}\n")));
-                                *r.status_mut() = StatusCode::from_u16(code).unwrap();
-                                r
+                let _ = gone
+                    .run_until_cancelled(async move {
+                        let Ok(tls) = acceptor.accept(stream).await else { return };
+                        let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let root = root.clone();
+                            async move {
+                                let path = req.uri().path().trim_start_matches('/').to_owned();
+                                let resp = match behavior {
+                                    Behavior::Status(code) => {
+                                        let mut r =
+                                            Response::new(crate::support::full(format!("fixture says {code}\n")));
+                                        *r.status_mut() = StatusCode::from_u16(code).unwrap();
+                                        r
+                                    }
+                                    _ => match std::fs::read(root.join(&path)).ok().filter(|_| !path.contains("..")) {
+                                        None => {
+                                            let mut r = Response::new(crate::support::full("not found\n"));
+                                            *r.status_mut() = StatusCode::NOT_FOUND;
+                                            r
+                                        }
+                                        Some(bytes)
+                                            if matches!(behavior, Behavior::TruncateZips) && path.ends_with(".zip") =>
+                                        {
+                                            let total = bytes.len();
+                                            let half = bytes::Bytes::from(bytes[..total / 2].to_vec());
+                                            let (tx, body) = crate::support::chan_body(1);
+                                            tokio::spawn(async move {
+                                                let _ = tx.send(half).await;
+                                                // Dropping the sender here ends the body short of its length.
+                                            });
+                                            let mut r = Response::new(body);
+                                            r.headers_mut().insert("content-length", total.into());
+                                            r
+                                        }
+                                        Some(_) if matches!(behavior, Behavior::HugeZips) && path.ends_with(".zip") => {
+                                            let (tx, body) = crate::support::chan_body(1);
+                                            tokio::spawn(async move {
+                                                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                                                drop(tx);
+                                            });
+                                            let mut r = Response::new(body);
+                                            r.headers_mut().insert("content-length", (600u64 * 1024 * 1024).into());
+                                            r
+                                        }
+                                        Some(bytes) => Response::new(crate::support::full(bytes)),
+                                    },
+                                };
+                                Ok::<_, std::convert::Infallible>(resp.map(|b| b.boxed()))
                             }
-                            _ => match std::fs::read(root.join(&path)).ok().filter(|_| !path.contains("..")) {
-                                None => {
-                                    let mut r = Response::new(crate::support::full("not found\n"));
-                                    *r.status_mut() = StatusCode::NOT_FOUND;
-                                    r
-                                }
-                                Some(bytes) if matches!(behavior, Behavior::TruncateZips) && path.ends_with(".zip") => {
-                                    let total = bytes.len();
-                                    let half = bytes::Bytes::from(bytes[..total / 2].to_vec());
-                                    let (tx, body) = crate::support::chan_body(1);
-                                    tokio::spawn(async move {
-                                        let _ = tx.send(half).await;
-                                        // Dropping the sender here ends the body short of its length.
-                                    });
-                                    let mut r = Response::new(body);
-                                    r.headers_mut().insert("content-length", total.into());
-                                    r
-                                }
-                                Some(_) if matches!(behavior, Behavior::HugeZips) && path.ends_with(".zip") => {
-                                    let (tx, body) = crate::support::chan_body(1);
-                                    tokio::spawn(async move {
-                                        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                                        drop(tx);
-                                    });
-                                    let mut r = Response::new(body);
-                                    r.headers_mut().insert("content-length", (600u64 * 1024 * 1024).into());
-                                    r
-                                }
-                                Some(bytes) => Response::new(crate::support::full(bytes)),
-                            },
-                        };
-                        Ok::<_, std::convert::Infallible>(resp.map(|b| b.boxed()))
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        });
+                        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                            .await;
+                    })
                     .await;
             });
         }
     });
-    ModuleOrigin { addr, requests, task }
+    ModuleOrigin {
+        addr,
+        requests,
+        task,
+        gone,
+    }
 }

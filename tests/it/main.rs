@@ -8,6 +8,7 @@ mod support;
 
 mod access;
 mod bad_input;
+mod cache;
 mod cache_store;
 mod cli;
 mod dns;

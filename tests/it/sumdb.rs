@@ -22,7 +22,7 @@ use crate::support::STEP;
 
 /// The server binary, built by tests/sumdb/build.sh on first use with the
 /// same go toolchain as the other go tests.
-fn sumdb_binary() -> &'static Path {
+pub(crate) fn sumdb_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -44,14 +44,14 @@ fn sumdb_binary() -> &'static Path {
 
 /// One running test server over a GOPROXY-layout directory; it exits when
 /// dropped (its stdin closes).
-struct SumdbServer {
-    addr: SocketAddr,
-    key: VerifierKey,
+pub(crate) struct SumdbServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) key: VerifierKey,
     modules: PathBuf,
     _child: tokio::process::Child,
 }
 
-async fn start_sumdb(modules: &Path) -> SumdbServer {
+pub(crate) async fn start_sumdb(modules: &Path) -> SumdbServer {
     let mut child = tokio::process::Command::new(sumdb_binary())
         .arg("-modules")
         .arg(modules)
@@ -81,7 +81,7 @@ async fn start_sumdb(modules: &Path) -> SumdbServer {
 
 impl SumdbServer {
     /// POSTs to the control API; the answer's body.
-    async fn control(&self, path_and_query: &str) -> String {
+    pub(crate) async fn control(&self, path_and_query: &str) -> String {
         let (status, body) = http(self.addr, "POST", path_and_query).await;
         let body = String::from_utf8(body).unwrap();
         assert_eq!(status, 200, "POST {path_and_query}: {body}");
@@ -89,7 +89,7 @@ impl SumdbServer {
     }
 
     /// Publishes a record with the given hashes, right or wrong.
-    async fn add(&self, module: &str, version: &str, zip_h1: &str, mod_h1: &str) {
+    pub(crate) async fn add(&self, module: &str, version: &str, zip_h1: &str, mod_h1: &str) {
         let q = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
         self.control(&format!(
             "/_control/add?path={}&version={}&zip={}&mod={}",

@@ -1,0 +1,313 @@
+//! `modgate cache warm [--config F] [--jobs N] ARG...`: fetch module
+//! versions, and the checksum-database records `go` needs offline, into the
+//! cache, through the same rules and mirrors as `serve`.
+//!
+//! ARG is a `go.mod` (its `require`s), a `go.sum` (every line), a directory
+//! (searched for `go.sum` files) or `module@version`. On a terminal a
+//! progress bar shows modules, bytes, rate and ETA; otherwise one line per
+//! module. The summary lists what failed; the exit code is 1 when anything
+//! did. Blocked modules are reported, not fetched.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::usage_error;
+use crate::config::Config;
+use crate::core::error::Error;
+use crate::core::size::fmt_size;
+use crate::gomod::escape::encode_case;
+use crate::proxy::warm::Warmer;
+
+/// What one module version needs: `.info` and `.mod` always, the `.zip`
+/// unless only its go.mod is required (a `/go.mod` line of go.sum).
+type Wanted = BTreeMap<(String, String), bool>;
+
+/// Directories searched for go.sum files at most this deep.
+const MAX_DEPTH: usize = 16;
+
+/// How one module version went.
+enum Outcome {
+    Warmed { bytes: u64 },
+    Blocked(String),
+    Failed(String),
+}
+
+/// Runs `cache warm`.
+pub(crate) fn run(config: Option<PathBuf>, jobs: usize, args: Vec<String>) -> ExitCode {
+    let config = match Config::load(config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let wanted = match collect(&args) {
+        Ok(w) if w.is_empty() => return usage_error("modgate: cache warm: no module versions found in the arguments"),
+        Ok(w) => w,
+        Err(e) => return usage_error(format!("modgate: cache warm: {e}")),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return usage_error(format!("modgate: cannot start the runtime: {e}")),
+    };
+    runtime.block_on(warm(config, wanted, jobs.max(1)))
+}
+
+async fn warm(config: Config, wanted: Wanted, jobs: usize) -> ExitCode {
+    let warmer = match Warmer::new(config).await {
+        Ok(w) => w,
+        Err(e) => return usage_error(format!("modgate: cache warm: {e}")),
+    };
+    let started = Instant::now();
+    let bar = progress(wanted.len() as u64);
+    let warmer = &warmer;
+    let bar_ref = &bar;
+    let mut results: Vec<((String, String), Outcome)> = futures_util::stream::iter(wanted)
+        .map(|((module, version), zip)| async move {
+            let outcome = warm_one(warmer, &module, &version, zip).await;
+            report(bar_ref, &module, &version, &outcome);
+            ((module, version), outcome)
+        })
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    summary(&results, started.elapsed())
+}
+
+/// Fetches one module version's files and its checksum-database records.
+async fn warm_one(warmer: &Warmer, module: &str, version: &str, zip: bool) -> Outcome {
+    let base = format!("/{}/@v/{}", encode_case(module), encode_case(version));
+    let mut files = vec![format!("{base}.info"), format!("{base}.mod")];
+    if zip {
+        files.push(format!("{base}.zip"));
+    }
+    if let Some(db) = warmer.sumdb_for(module) {
+        files.push(format!("/sumdb/{db}/latest"));
+        files.push(format!(
+            "/sumdb/{db}/lookup/{}@{}",
+            encode_case(module),
+            encode_case(version)
+        ));
+    }
+    let mut bytes = 0;
+    for path in files {
+        match warmer.fetch(&path).await {
+            Ok(w) => bytes += w.bytes,
+            Err(e @ (Error::Blocked { .. } | Error::NoRule(_))) => return Outcome::Blocked(e.to_string()),
+            Err(e) => return Outcome::Failed(e.to_string()),
+        }
+    }
+    Outcome::Warmed { bytes }
+}
+
+fn progress(total: u64) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(total);
+    let style =
+        ProgressStyle::with_template("{spinner} {pos}/{len} modules {msg} [{elapsed_precise}, ETA {eta}] {wide_bar}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+fn report(bar: &Option<ProgressBar>, module: &str, version: &str, outcome: &Outcome) {
+    let line = match outcome {
+        Outcome::Warmed { bytes } => format!("ok       {module}@{version} ({})", fmt_size(*bytes)),
+        Outcome::Blocked(why) => format!("blocked  {module}@{version}: {why}"),
+        Outcome::Failed(why) => format!("FAILED   {module}@{version}: {why}"),
+    };
+    match bar {
+        Some(bar) => {
+            bar.inc(1);
+            if !matches!(outcome, Outcome::Warmed { .. }) {
+                bar.println(line);
+            }
+        }
+        None => eprintln!("{line}"),
+    }
+}
+
+fn summary(results: &[((String, String), Outcome)], took: Duration) -> ExitCode {
+    let (mut warmed, mut bytes, mut blocked, mut failed) = (0, 0, Vec::new(), Vec::new());
+    for ((m, v), outcome) in results {
+        match outcome {
+            Outcome::Warmed { bytes: b } => {
+                warmed += 1;
+                bytes += b;
+            }
+            Outcome::Blocked(_) => blocked.push(format!("{m}@{v}")),
+            Outcome::Failed(why) => failed.push(format!("{m}@{v}: {why}")),
+        }
+    }
+    let rate = bytes as f64 / took.as_secs_f64().max(0.001);
+    println!(
+        "warmed {warmed} module versions ({}, {}/s) in {:.1}s; {} blocked, {} failed",
+        fmt_size(bytes),
+        fmt_size(rate as u64),
+        took.as_secs_f64(),
+        blocked.len(),
+        failed.len()
+    );
+    for b in &blocked {
+        println!("blocked: {b}");
+    }
+    for f in &failed {
+        println!("failed:  {f}");
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The module versions named by the arguments.
+fn collect(args: &[String]) -> Result<Wanted, String> {
+    let mut wanted = Wanted::new();
+    for arg in args {
+        let path = Path::new(arg);
+        if path.is_dir() {
+            let mut found = Vec::new();
+            find_go_sums(path, 0, &mut found);
+            if found.is_empty() {
+                return Err(format!("{arg}: no go.sum files in this directory"));
+            }
+            for sum in found {
+                read_go_sum(&sum, &mut wanted)?;
+            }
+        } else if path.is_file() && arg.ends_with("go.sum") {
+            read_go_sum(path, &mut wanted)?;
+        } else if path.is_file() && arg.ends_with("go.mod") {
+            read_go_mod(path, &mut wanted)?;
+        } else if let Some((module, version)) = arg.split_once('@') {
+            if module.is_empty() || version.is_empty() {
+                return Err(format!("'{arg}' is not module@version"));
+            }
+            wanted.insert((module.to_owned(), version.to_owned()), true);
+        } else {
+            return Err(format!(
+                "'{arg}' is not a go.mod, a go.sum, a directory or module@version"
+            ));
+        }
+    }
+    Ok(wanted)
+}
+
+fn find_go_sums(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if path.is_dir() && !name.starts_with('.') && name != "vendor" && name != "testdata" {
+            find_go_sums(&path, depth + 1, found);
+        } else if name == "go.sum" {
+            found.push(path);
+        }
+    }
+}
+
+/// Every `module version[/go.mod] h1:…` line.
+fn read_go_sum(path: &Path, wanted: &mut Wanted) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [module, version, hash] = fields[..] else {
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Err(format!("{}:{}: not a go.sum line", path.display(), n + 1));
+        };
+        if !hash.starts_with("h1:") {
+            continue;
+        }
+        let (version, zip) = match version.strip_suffix("/go.mod") {
+            Some(v) => (v, false),
+            None => (version, true),
+        };
+        let entry = wanted.entry((module.to_owned(), version.to_owned())).or_insert(false);
+        *entry |= zip;
+    }
+    Ok(())
+}
+
+/// The `require` directives of a go.mod (single lines and blocks).
+fn read_go_mod(path: &Path, wanted: &mut Wanted) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut in_block = false;
+    for line in text.lines() {
+        let line = line.split("//").next().unwrap_or_default().trim();
+        let spec = if in_block {
+            if line == ")" {
+                in_block = false;
+                continue;
+            }
+            line
+        } else if line == "require (" {
+            in_block = true;
+            continue;
+        } else if let Some(rest) = line.strip_prefix("require ") {
+            rest.trim()
+        } else {
+            continue;
+        };
+        let fields: Vec<&str> = spec.split_whitespace().collect();
+        if let [module, version, ..] = fields[..] {
+            wanted.insert((module.to_owned(), version.to_owned()), true);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_sum_and_go_mod_name_what_to_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let sum = dir.path().join("go.sum");
+        std::fs::write(
+            &sum,
+            "a.test/x v1.0.0 h1:abc=\na.test/x v1.0.0/go.mod h1:def=\nb.test/y v0.1.0/go.mod h1:ghi=\n",
+        )
+        .unwrap();
+        let gomod = dir.path().join("go.mod");
+        std::fs::write(
+            &gomod,
+            "module m\n\nrequire c.test/z v2.0.0+incompatible // indirect\n\nrequire (\n\td.test/w v0.0.1\n)\n",
+        )
+        .unwrap();
+        let wanted = collect(&[
+            dir.path().display().to_string(),
+            gomod.display().to_string(),
+            "e.test/v@v1.2.3".into(),
+        ])
+        .unwrap();
+        let got: Vec<(String, bool)> = wanted.iter().map(|((m, v), z)| (format!("{m}@{v}"), *z)).collect();
+        assert_eq!(
+            got,
+            [
+                ("a.test/x@v1.0.0".to_owned(), true),
+                ("b.test/y@v0.1.0".to_owned(), false),
+                ("c.test/z@v2.0.0+incompatible".to_owned(), true),
+                ("d.test/w@v0.0.1".to_owned(), true),
+                ("e.test/v@v1.2.3".to_owned(), true),
+            ]
+        );
+        assert!(collect(&["nonsense".into()]).is_err());
+    }
+}

@@ -1,0 +1,572 @@
+//! The module cache (issue 10): builds that survive their upstreams going
+//! down, verified against a real checksum database built from the go
+//! toolchain's own sources, with single-flight, TTLs and staleness.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::gotool::*;
+use crate::sumdb::{SumdbServer, start_sumdb};
+use crate::support::*;
+
+const FIXTURE: &[FixtureModule] = &[
+    FixtureModule {
+        path: "example.test/alpha",
+        version: "v1.0.0",
+        payload: 0,
+    },
+    FixtureModule {
+        path: "example.test/alpha",
+        version: "v1.1.0",
+        payload: 3_000,
+    },
+    FixtureModule {
+        path: "github.com/Upper/case-mod",
+        version: "v0.2.0",
+        payload: 300_000,
+    },
+    FixtureModule {
+        path: "git.corp.test/team/private",
+        version: "v1.0.0",
+        payload: 0,
+    },
+];
+
+const REQUIRES: &[(&str, &str)] = &[
+    ("example.test/alpha", "v1.1.0"),
+    ("github.com/Upper/case-mod", "v0.2.0"),
+];
+
+/// A plain-HTTP module proxy over a fixture tree, whose behaviour a test
+/// changes while it runs; it counts requests per path.
+struct Mirror {
+    addr: SocketAddr,
+    /// A status to answer everything with (0: serve the tree).
+    status: Arc<AtomicU16>,
+    /// Milliseconds to wait before sending a zip's body.
+    zip_delay_ms: Arc<AtomicU64>,
+    /// Send only half of each zip (it declares the whole length).
+    truncate_zips: Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes to serve instead of the tree's, by path.
+    replaced: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    gone: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.gone.cancel();
+    }
+}
+
+impl Mirror {
+    fn count(&self, path: &str) -> usize {
+        self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+async fn start_mirror(root: &Path) -> Mirror {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mirror = Mirror {
+        addr,
+        status: Arc::new(AtomicU16::new(0)),
+        zip_delay_ms: Arc::new(AtomicU64::new(0)),
+        truncate_zips: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        replaced: Arc::new(Mutex::new(HashMap::new())),
+        counts: Arc::new(Mutex::new(HashMap::new())),
+        gone: tokio_util::sync::CancellationToken::new(),
+    };
+    let (status, delay, truncate, replaced, counts, gone) = (
+        mirror.status.clone(),
+        mirror.zip_delay_ms.clone(),
+        mirror.truncate_zips.clone(),
+        mirror.replaced.clone(),
+        mirror.counts.clone(),
+        mirror.gone.clone(),
+    );
+    let root = root.to_owned();
+    tokio::spawn(gone.clone().run_until_cancelled_owned(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (status, delay, truncate, replaced, counts, root) = (
+                status.clone(),
+                delay.clone(),
+                truncate.clone(),
+                replaced.clone(),
+                counts.clone(),
+                root.clone(),
+            );
+            tokio::spawn(gone.clone().run_until_cancelled_owned(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let path = req.uri().path().to_owned();
+                    *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                    let forced = status.load(Ordering::SeqCst);
+                    let replaced = replaced.lock().unwrap().get(&path).cloned();
+                    let (delay, truncate, root) = (delay.clone(), truncate.clone(), root.clone());
+                    async move {
+                        if forced != 0 {
+                            let mut r = Response::new(full(format!("mirror says {forced}\n")));
+                            *r.status_mut() = StatusCode::from_u16(forced).unwrap();
+                            return Ok::<_, std::convert::Infallible>(r);
+                        }
+                        let file = path.trim_start_matches('/');
+                        let bytes =
+                            replaced.or_else(|| std::fs::read(root.join(file)).ok().filter(|_| !file.contains("..")));
+                        let Some(bytes) = bytes else {
+                            let mut r = Response::new(full("not found\n"));
+                            *r.status_mut() = StatusCode::NOT_FOUND;
+                            return Ok(r);
+                        };
+                        if !path.ends_with(".zip") {
+                            return Ok(Response::new(full(bytes)));
+                        }
+                        let total = bytes.len();
+                        let send = if truncate.load(Ordering::SeqCst) {
+                            total / 2
+                        } else {
+                            total
+                        };
+                        let wait = delay.load(Ordering::SeqCst);
+                        let (tx, body) = chan_body(1);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(wait)).await;
+                            let _ = tx.send(Bytes::from(bytes[..send].to_vec())).await;
+                        });
+                        let mut r = Response::new(body);
+                        r.headers_mut().insert("content-length", total.into());
+                        Ok(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }));
+        }
+    }));
+    mirror
+}
+
+/// A fixture tree, the checksum database over it, and a dir for modgate.
+struct World {
+    dir: tempfile::TempDir,
+    sumdb: Option<SumdbServer>,
+    sumdb_key: String,
+    sumdb_addr: SocketAddr,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        write_fixture(&dir.path().join("fixture"), FIXTURE);
+        let sumdb = start_sumdb(&dir.path().join("fixture")).await;
+        World {
+            sumdb_key: sumdb.key.to_string(),
+            sumdb_addr: sumdb.addr,
+            sumdb: Some(sumdb),
+            dir,
+        }
+    }
+
+    /// Stops the checksum database.
+    fn sumdb_stop(&mut self) {
+        self.sumdb = None;
+    }
+
+    fn sumdb(&self) -> &SumdbServer {
+        self.sumdb.as_ref().expect("the sumdb runs")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn fixture(&self) -> PathBuf {
+        self.path("fixture")
+    }
+
+    /// The sumdb's verifier key, for GOSUMDB.
+    fn gosumdb(&self) -> String {
+        self.sumdb_key.clone()
+    }
+
+    /// modgate's config: the cache in `cache/`, the sumdb, `extra`, and a
+    /// rule mirroring everything on the endpoint from `mirror`.
+    fn config(&self, mirror: &str, extra: &str) -> String {
+        format!(
+            "[cache]\ndir = \"cache\"\nlist_ttl = \"1h\"\n[sumdb]\nkey = \"{}\"\nurl = \"http://{}\"\nnosumdb = [\"git.corp.test/*\"]\n{extra}\n[[rule]]\nname = \"all\"\naction = \"mirror\"\nmirrors = \"{mirror}\"\n",
+            self.gosumdb(),
+            self.sumdb_addr
+        )
+    }
+
+    async fn proxy(&self, config: &str) -> Proxy {
+        let path = self.path("modgate.toml");
+        std::fs::write(&path, config).unwrap();
+        start_proxy_with(modgate::config::Config::parse(config, path.to_str().unwrap()).unwrap()).await
+    }
+
+    fn cached(&self, key: &str) -> bool {
+        self.path("cache").join(key).is_file()
+    }
+}
+
+/// Every file under `dir`, relative, for messages.
+fn list_tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The go environment of a developer using modgate as GOPROXY, verifying
+/// through it against the test database.
+fn via_endpoint(proxy: &Proxy, world: &World) -> Vec<(&'static str, String)> {
+    vec![
+        ("GOPROXY", format!("http://{}", proxy.addr)),
+        ("GOSUMDB", world.gosumdb()),
+        ("GONOSUMDB", "git.corp.test".into()),
+    ]
+}
+
+async fn endpoint_get(proxy: SocketAddr, path: &str) -> (u16, http::HeaderMap, Bytes) {
+    let mut conn = ProxyConn::open(proxy).await;
+    let resp = conn
+        .send(Request::get(path).header("host", "modgate").body(full("")).unwrap())
+        .await;
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (status, headers, body)
+}
+
+/// Warm through the endpoint, then stop every upstream: a fresh go
+/// module cache downloads the same project again, and go verifies every
+/// module against the checksum database through modgate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_cache_serves_go_when_every_upstream_is_down() {
+    let mut world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    let first = GoProject::new(REQUIRES);
+    let online = first.download(&via_endpoint(&proxy, &world)).await;
+    online.assert_ok();
+    assert_eq!(online.modules.len(), REQUIRES.len(), "{}", online.output());
+    assert!(world.cached("github.com/!upper/case-mod/@v/v0.2.0.zip"));
+    let lookup = "sumdb/sum.test/lookup/github.com/!upper/case-mod@v0.2.0";
+    assert!(
+        world.cached(lookup),
+        "go's sumdb traffic is cached too: {:?}",
+        list_tree(&world.path("cache"))
+    );
+    drop(mirror);
+    world.sumdb_stop();
+    let second = GoProject::new(REQUIRES);
+    let offline = second.download(&via_endpoint(&proxy, &world)).await;
+    offline.assert_ok();
+    assert_eq!(offline.modules, online.modules, "the same hashes, offline");
+    proxy.stop().await;
+}
+
+/// The same through an intercepted proxy.golang.org: go asks the
+/// intercepted host for the sumdb too, and modgate answers from its cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_cache_serves_go_through_an_intercepted_tunnel() {
+    let mut world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let extra = "[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca.key\"\nintercept = [\"proxy.golang.org\"]\n";
+    let config = world.config(&format!("http://{}", mirror.addr), extra);
+    std::fs::write(world.path("modgate.toml"), &config).unwrap();
+    let modgate = |args: &[&str]| {
+        std::process::Command::new(modgate_bin())
+            .args(args)
+            .current_dir(world.dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(modgate(&["ca", "init", "--config", "modgate.toml"]).status.success());
+    let bundle = modgate(&["ca", "bundle", "--config", "modgate.toml"]);
+    std::fs::write(world.path("bundle.pem"), bundle.stdout).unwrap();
+    let proxy = world.proxy(&config).await;
+    let env = vec![
+        ("HTTPS_PROXY", format!("http://{}", proxy.addr)),
+        ("SSL_CERT_FILE", world.path("bundle.pem").display().to_string()),
+        ("GOPROXY", "https://proxy.golang.org".into()),
+        ("GOSUMDB", world.gosumdb()),
+    ];
+    let online = GoProject::new(REQUIRES).download(&env).await;
+    online.assert_ok();
+    assert_eq!(online.modules.len(), REQUIRES.len());
+    drop(mirror);
+    world.sumdb_stop();
+    let offline = GoProject::new(REQUIRES).download(&env).await;
+    offline.assert_ok();
+    assert_eq!(offline.modules, online.modules);
+    proxy.stop().await;
+}
+
+/// `cache warm` from a go.sum, then offline: go downloads everything
+/// through modgate with nothing upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_warm_from_a_go_sum_then_offline() {
+    let mut world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let config = world.config(&format!("http://{}", mirror.addr), "");
+    std::fs::write(world.path("modgate.toml"), &config).unwrap();
+    // A go.sum as go writes it, from a download straight from the fixture.
+    let direct = GoProject::new(REQUIRES)
+        .download(&[("GOPROXY", format!("file://{}", world.fixture().display()))])
+        .await;
+    direct.assert_ok();
+    let mut sum = String::new();
+    for (m, (h1, gomod, _)) in &direct.modules {
+        let (path, version) = m.split_once('@').unwrap();
+        sum.push_str(&format!("{path} {version} {h1}\n{path} {version}/go.mod {gomod}\n"));
+    }
+    std::fs::write(world.path("go.sum"), sum).unwrap();
+    let warm = std::process::Command::new(modgate_bin())
+        .args(["cache", "warm", "--config", "modgate.toml", "go.sum"])
+        .current_dir(world.dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&warm.stdout);
+    assert!(
+        warm.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&warm.stderr)
+    );
+    assert!(stdout.starts_with("warmed 2 module versions"), "{stdout}");
+    drop(mirror);
+    world.sumdb_stop();
+    let proxy = world.proxy(&config).await;
+    let offline = GoProject::new(REQUIRES).download(&via_endpoint(&proxy, &world)).await;
+    offline.assert_ok();
+    assert_eq!(offline.modules, direct.modules);
+    proxy.stop().await;
+    // A failure is listed and exits 1.
+    let warm = std::process::Command::new(modgate_bin())
+        .args([
+            "cache",
+            "warm",
+            "--config",
+            "modgate.toml",
+            "example.test/missing@v9.9.9",
+        ])
+        .current_dir(world.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(warm.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&warm.stdout).contains("failed:  example.test/missing@v9.9.9"));
+}
+
+/// `list` is kept for `list_ttl`, asked again after it, and served stale
+/// when the mirror fails.
+#[tokio::test]
+async fn lists_honour_list_ttl_and_go_stale_when_the_upstream_fails() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let config = world
+        .config(&format!("http://{}", mirror.addr), "")
+        .replace("list_ttl = \"1h\"", "list_ttl = \"400ms\"");
+    let proxy = world.proxy(&config).await;
+    let list = "/example.test/alpha/@v/list";
+    let (status, headers, body) = endpoint_get(proxy.addr, list).await;
+    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
+    assert_eq!(body, "v1.0.0\nv1.1.0\n");
+    let (_, headers, _) = endpoint_get(proxy.addr, list).await;
+    assert_eq!(headers["x-cache"], "hit");
+    assert_eq!(mirror.count(list), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, headers, _) = endpoint_get(proxy.addr, list).await;
+    assert_eq!(headers["x-cache"], "miss", "asked again after list_ttl");
+    assert_eq!(mirror.count(list), 2);
+    mirror.status.store(500, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, headers, body) = endpoint_get(proxy.addr, list).await;
+    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "stale"));
+    assert_eq!(body, "v1.0.0\nv1.1.0\n");
+    assert_eq!(mirror.count(list), 3, "the upstream was tried first");
+    // A 404 is an answer, remembered, not a failure to go stale on.
+    mirror.status.store(0, Ordering::SeqCst);
+    let missing = "/example.test/nothing/@v/list";
+    assert_eq!(endpoint_get(proxy.addr, missing).await.0, 404);
+    assert_eq!(endpoint_get(proxy.addr, missing).await.0, 404);
+    assert_eq!(mirror.count(missing), 1, "remembered for negative_ttl");
+    proxy.stop().await;
+}
+
+/// 100 concurrent requests for one uncached zip: one upstream fetch, and
+/// every body identical (they stream from the one fetch as it arrives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hundred_concurrent_requests_cause_one_upstream_fetch() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    mirror.zip_delay_ms.store(500, Ordering::SeqCst);
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    let zip = "/github.com/!upper/case-mod/@v/v0.2.0.zip";
+    let want = std::fs::read(world.fixture().join(zip.trim_start_matches('/'))).unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let addr = proxy.addr;
+        tasks.push(tokio::spawn(async move { endpoint_get(addr, zip).await }));
+    }
+    let mut statuses = HashMap::new();
+    for t in tasks {
+        let (status, headers, body) = t.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(body == want, "every body is the zip");
+        *statuses
+            .entry(headers["x-cache"].to_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(mirror.count(zip), 1, "exactly one upstream request: {statuses:?}");
+    assert_eq!(statuses.get("miss"), Some(&1), "{statuses:?}");
+    assert!(world.cached(zip.trim_start_matches('/')));
+    proxy.stop().await;
+}
+
+/// A zip the upstream cuts short reaches no client whole, is not cached,
+/// and is fetched again next time.
+#[tokio::test]
+async fn a_truncated_zip_is_not_cached() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    mirror.truncate_zips.store(true, Ordering::SeqCst);
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    let zip = "/example.test/alpha/@v/v1.1.0.zip";
+    let want = std::fs::read(world.fixture().join(zip.trim_start_matches('/'))).unwrap();
+    let (_, _, body) = endpoint_get(proxy.addr, zip).await;
+    assert!(body.len() < want.len(), "the client never gets it whole");
+    assert!(!world.cached(zip.trim_start_matches('/')));
+    mirror.truncate_zips.store(false, Ordering::SeqCst);
+    let (status, headers, body) = endpoint_get(proxy.addr, zip).await;
+    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
+    assert!(body == want);
+    assert_eq!(mirror.count(zip), 2);
+    assert!(world.cached(zip.trim_start_matches('/')));
+    proxy.stop().await;
+}
+
+/// A valid zip or go.mod whose hash is not the checksum database's record
+/// is refused (the client never gets it whole) and not cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_module_files_are_refused_and_not_cached() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    // The mirror serves beta's files as alpha's: valid, but wrong.
+    let other = |ext: &str| std::fs::read(world.fixture().join(format!("example.test/alpha/@v/v1.1.0.{ext}"))).unwrap();
+    let tampered_zip = {
+        let dir = tempfile::tempdir().unwrap();
+        write_fixture(
+            dir.path(),
+            &[FixtureModule {
+                path: "example.test/alpha",
+                version: "v1.0.0",
+                payload: 777,
+            }],
+        );
+        std::fs::read(dir.path().join("example.test/alpha/@v/v1.0.0.zip")).unwrap()
+    };
+    let zip = "/example.test/alpha/@v/v1.0.0.zip";
+    let gomod = "/example.test/alpha/@v/v1.0.0.mod";
+    mirror.replaced.lock().unwrap().insert(zip.into(), tampered_zip.clone());
+    let mut evil_mod = other("mod");
+    evil_mod.extend_from_slice(b"\nrequire evil.test/x v1.0.0\n");
+    mirror.replaced.lock().unwrap().insert(gomod.into(), evil_mod.clone());
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    let (_, _, body) = endpoint_get(proxy.addr, zip).await;
+    assert!(body.len() < tampered_zip.len(), "the tampered zip never arrives whole");
+    assert!(!world.cached(zip.trim_start_matches('/')));
+    let (_, _, body) = endpoint_get(proxy.addr, gomod).await;
+    assert!(body.len() < evil_mod.len(), "nor the tampered go.mod");
+    assert!(!world.cached(gomod.trim_start_matches('/')));
+    // The honest files pass, and are cached.
+    mirror.replaced.lock().unwrap().clear();
+    assert_eq!(endpoint_get(proxy.addr, zip).await.0, 200);
+    assert!(world.cached(zip.trim_start_matches('/')));
+    proxy.stop().await;
+}
+
+/// A checksum database whose tree no longer extends the one modgate saw
+/// (a fork) is refused: nothing verified against it is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_checksum_database_is_refused() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    assert_eq!(
+        endpoint_get(proxy.addr, "/example.test/alpha/@v/v1.0.0.mod").await.0,
+        200
+    );
+    assert!(world.cached("example.test/alpha/@v/v1.0.0.mod"));
+    world.sumdb().control("/_control/fork").await;
+    let zip = "/example.test/alpha/@v/v1.1.0.zip";
+    let (_, _, body) = endpoint_get(proxy.addr, zip).await;
+    let want = std::fs::metadata(world.fixture().join(zip.trim_start_matches('/')))
+        .unwrap()
+        .len();
+    assert!((body.len() as u64) < want, "refused after the fork");
+    assert!(!world.cached(zip.trim_start_matches('/')));
+    proxy.stop().await;
+}
+
+/// A module the database cannot know (`nosumdb`) is trusted on first use;
+/// different content for the same version later is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nosumdb_module_whose_content_changes_is_refused() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    let zip = "/git.corp.test/team/private/@v/v1.0.0.zip";
+    assert_eq!(endpoint_get(proxy.addr, zip).await.0, 200);
+    assert!(world.cached(zip.trim_start_matches('/')));
+    // The cached copy goes; the upstream now has other content.
+    let rm = std::process::Command::new(modgate_bin())
+        .args(["cache", "rm", "--config", "modgate.toml", "git.corp.test/*"])
+        .current_dir(world.dir.path())
+        .output()
+        .unwrap();
+    assert!(rm.status.success(), "{}", String::from_utf8_lossy(&rm.stderr));
+    assert!(!world.cached(zip.trim_start_matches('/')));
+    let changed = {
+        let dir = tempfile::tempdir().unwrap();
+        write_fixture(
+            dir.path(),
+            &[FixtureModule {
+                path: "git.corp.test/team/private",
+                version: "v1.0.0",
+                payload: 999,
+            }],
+        );
+        std::fs::read(dir.path().join("git.corp.test/team/private/@v/v1.0.0.zip")).unwrap()
+    };
+    mirror.replaced.lock().unwrap().insert(zip.into(), changed.clone());
+    let (_, _, body) = endpoint_get(proxy.addr, zip).await;
+    assert!(body.len() < changed.len(), "changed content is refused");
+    assert!(!world.cached(zip.trim_start_matches('/')));
+    proxy.stop().await;
+}
