@@ -570,3 +570,39 @@ async fn a_nosumdb_module_whose_content_changes_is_refused() {
     assert!(!world.cached(zip.trim_start_matches('/')));
     proxy.stop().await;
 }
+
+/// The same offline test with the cache in an S3 bucket, served by a local
+/// S3 emulator (moto) that the suite installs and starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_s3_cache_serves_go_when_every_upstream_is_down() {
+    let moto = crate::moto::start_moto();
+    moto.create_bucket("gocache");
+    let mut world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let config = world
+        .config(&format!("http://{}", mirror.addr), "")
+        .replace("[cache]\ndir = \"cache\"", "[cache]\nurl = \"s3://gocache/modules\"");
+    std::fs::write(world.path("modgate.toml"), &config).unwrap();
+    let served = start_served_with_env(
+        world.dir.path(),
+        &["--config", "modgate.toml", "--listen", "127.0.0.1:0"],
+        &moto.env(),
+    )
+    .await;
+    let env = vec![
+        ("GOPROXY", format!("http://{}", served.addr)),
+        ("GOSUMDB", world.gosumdb()),
+    ];
+    let online = GoProject::new(REQUIRES).download(&env).await;
+    online.assert_ok();
+    let objects = moto.object_names("gocache");
+    assert!(
+        objects.contains(&"modules/github.com/!upper/case-mod/@v/v0.2.0.zip".to_owned()),
+        "{objects:?}"
+    );
+    drop(mirror);
+    world.sumdb_stop();
+    let offline = GoProject::new(REQUIRES).download(&env).await;
+    offline.assert_ok();
+    assert_eq!(offline.modules, online.modules);
+}

@@ -537,13 +537,20 @@ pub struct Served {
 
 /// Runs `modgate serve ARGS` in `dir` and waits for its listening line.
 pub async fn start_served(dir: &std::path::Path, args: &[&str]) -> Served {
+    start_served_with_env(dir, args, &[]).await
+}
+
+/// [`start_served`] with extra environment variables.
+pub async fn start_served_with_env(dir: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Served {
     use tokio::io::AsyncBufReadExt;
     let cache_home = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(modgate_bin())
         .arg("serve")
         .args(args)
         .current_dir(dir)
-        .env("XDG_CACHE_HOME", cache_home.path())
+        .env("XDG_CACHE_HOME", cache_home.path().join("cache"))
+        .env("XDG_STATE_HOME", cache_home.path().join("state"))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
