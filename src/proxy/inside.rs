@@ -21,6 +21,7 @@ use crate::policy::rule::Facts;
 use crate::proxy::answer::{Original, answer};
 use crate::proxy::context::Context;
 use crate::proxy::forward::forward;
+use crate::proxy::gate::{self, Entrance};
 use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
 use crate::telemetry::access::Access;
@@ -30,6 +31,9 @@ pub async fn serve(ctx: &Context, peer: SocketAddr, dest: &Authority, req: Reque
     let url = dest.https_url();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut access = Access::new(peer, req.method().as_str(), format!("{url}{path}"));
+    if let Err(e) = gate::check(&req, Entrance::Tunnel(dest)) {
+        return respond(Err(e), access);
+    }
     let result = carry_out(ctx, &mut access, dest, req).await;
     respond(result, access)
 }
@@ -55,6 +59,9 @@ async fn carry_out(
 ) -> Result<Response<Body>, Error> {
     let t = ctx.config.timeouts;
     let classified = classify(&dest.host.to_string(), req.uri().path())?;
+    if classified.is_some() {
+        gate::module_method(req.method())?;
+    }
     let module = classified.as_ref().and_then(|(m, _)| m.module());
     let facts = Facts {
         src: access.client.ip(),

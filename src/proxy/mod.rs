@@ -5,6 +5,8 @@
 //! - [`limits`]: admission: connection limits, global and per client.
 //! - [`connection`]: one client connection: first head, then tunnel or hyper.
 //! - [`head`]: reading the first request head ourselves.
+//! - [`frontdoor`]: hyper's own refusals replaced with `modgate:` lines.
+//! - [`gate`]: the checks every door makes: Host, target form, the tunnel's host, methods.
 //! - [`classify`]: the request form: tunnel, forward, or module endpoint.
 //! - [`route`]: the policy's plan, with DNS when a `dst` rule needs it.
 //! - [`tunnel`]: CONNECT: relay or intercept.
@@ -28,6 +30,8 @@ pub mod context;
 pub mod drain;
 pub mod endpoint;
 pub mod forward;
+pub mod frontdoor;
+pub mod gate;
 pub mod head;
 pub mod idle;
 pub mod inside;

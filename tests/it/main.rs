@@ -14,6 +14,7 @@ mod cli;
 mod dns;
 mod explain_serve;
 mod forward;
+mod front_door;
 mod go_e2e;
 mod inspect;
 mod layout;

@@ -446,8 +446,14 @@ impl ProxyConn {
         ProxyConn { sender, task }
     }
 
-    /// Sends `req` (with an absolute-form URI) and returns the response.
-    pub async fn send(&mut self, req: Request<TestBody>) -> Response<Incoming> {
+    /// Sends `req` (with an absolute-form URI) and returns the response. A
+    /// Host header is added from the URI when the request has none, as
+    /// every HTTP/1.1 client does.
+    pub async fn send(&mut self, mut req: Request<TestBody>) -> Response<Incoming> {
+        if !req.headers().contains_key(http::header::HOST) {
+            let host = req.uri().authority().map_or("modgate", |a| a.as_str()).to_owned();
+            req.headers_mut().insert(http::header::HOST, host.parse().unwrap());
+        }
         self.sender.ready().await.expect("connection ready");
         tokio::time::timeout(STEP, self.sender.send_request(req))
             .await
