@@ -201,6 +201,23 @@ impl ModuleCache {
         }
     }
 
+    /// The head of a fresh cached answer to `request`, for a HEAD request:
+    /// no body is read. `None` when it is not cached (or not fresh).
+    pub async fn head(&self, request: &ModuleRequest, rel_path: &str) -> Option<Response<Body>> {
+        let (key, lifetime) = cache_key(request, rel_path)?;
+        let hit = self.store.get(&key).await.ok()??;
+        if lifetime == Lifetime::Ttl && !self.fresh(hit.stored_at) {
+            return None;
+        }
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        let mut resp = Response::new(crate::core::body::empty());
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(hit.size));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(request)));
+        headers.insert("x-cache", HeaderValue::from_static(CacheStatus::Hit.as_str()));
+        Some(resp)
+    }
+
     fn fresh(&self, stored: SystemTime) -> bool {
         stored.elapsed().is_ok_and(|age| age < self.settings.list_ttl)
     }

@@ -158,7 +158,14 @@ async fn send(
     url: &str,
     req: &SourceRequest<'_>,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
-    let request = Request::get(url)
+    let method = if req.head {
+        http::Method::HEAD
+    } else {
+        http::Method::GET
+    };
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
         .header(header::USER_AGENT, "modgate")
         .body(full(Bytes::new()))
         .map_err(|e| Error::Internal(format!("bad upstream URL {url}: {e}")))?;

@@ -49,6 +49,9 @@ pub struct SourceRequest<'a> {
     pub rule: &'a str,
     /// Time allowed for an upstream's response head.
     pub header_timeout: Duration,
+    /// A HEAD request: sources answer with the head only, and ask their
+    /// upstreams with HEAD, never fetching a body.
+    pub head: bool,
 }
 
 impl SourceRequest<'_> {

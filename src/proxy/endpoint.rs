@@ -55,5 +55,5 @@ pub async fn serve_path(
         Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, &what)),
         other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
     };
-    answer(ctx, access, &request, path, rule, mirrors, None).await
+    answer(ctx, access, &request, path, method == Method::HEAD, rule, mirrors, None).await
 }

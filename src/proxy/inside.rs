@@ -80,17 +80,31 @@ async fn carry_out(
                 url: &access.target.clone(),
                 checked: routed.checked.as_deref(),
             };
-            answer(ctx, access, &request, &rel_path, rule, mirrors, Some(original)).await
+            let head = req.method() == Method::HEAD;
+            answer(ctx, access, &request, &rel_path, head, rule, mirrors, Some(original)).await
         }
         // An intercepted `direct` module GET: the original host as a
         // one-entry list, so the cache serves it too.
-        (Plan::Origin(rule), Some((request, rel_path))) if req.method() == Method::GET => {
+        (Plan::Origin(rule), Some((request, rel_path)))
+            if req.method() == Method::GET || req.method() == Method::HEAD =>
+        {
             let url = access.target.clone();
             let original = Original {
                 url: &url,
                 checked: routed.checked.as_deref(),
             };
-            answer(ctx, access, &request, &rel_path, rule, direct_only(), Some(original)).await
+            let head = req.method() == Method::HEAD;
+            answer(
+                ctx,
+                access,
+                &request,
+                &rel_path,
+                head,
+                rule,
+                direct_only(),
+                Some(original),
+            )
+            .await
         }
         (Plan::NotModule(rule), _) => Ok(text(
             StatusCode::NOT_FOUND,

@@ -303,3 +303,46 @@ async fn every_door_checks_requests_the_same_way() {
     );
     let _ = Bytes::new();
 }
+
+/// Path decoding and module-path limits are the same on both doors: an
+/// escaped `/` or `@` decodes as a file server would, and a module path
+/// longer than the old 1024-byte bound is a module path (404 when the mirror
+/// lacks it, so go falls through), not a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_doors_decode_paths_and_accept_long_module_paths_alike() {
+    let door = start().await;
+    for path in ["/example.test%2Falpha/@v/list", "/example.test/alpha/%40v/list"] {
+        let endpoint = raw_exchange(
+            door.served.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: modgate\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let inside = door
+            .raw_inside(
+                format!("GET {path} HTTP/1.1\r\nHost: proxy.golang.org\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await;
+        assert_eq!(
+            status_and_body(&endpoint),
+            (200, "v1.0.0\n".to_owned()),
+            "{path}: {endpoint}"
+        );
+        assert_eq!(
+            status_and_body(&inside),
+            (200, "v1.0.0\n".to_owned()),
+            "{path}: {inside}"
+        );
+    }
+    let long = format!("/example.test/{}/@v/list", "d/".repeat(610).trim_end_matches('/'));
+    assert!(long.len() > 1217);
+    let endpoint = raw_exchange(
+        door.served.addr,
+        format!("GET {long} HTTP/1.1\r\nHost: modgate\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let inside = door
+        .raw_inside(format!("GET {long} HTTP/1.1\r\nHost: proxy.golang.org\r\nConnection: close\r\n\r\n").as_bytes())
+        .await;
+    assert_eq!(status_and_body(&endpoint).0, 404, "{endpoint}");
+    assert_eq!(status_and_body(&inside).0, 404, "{inside}");
+}
