@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use crate::core::body::{Body, BoxError, full, text};
 use crate::core::error::Error;
 use crate::core::escape::escape;
-use crate::core::hop::strip_hop_by_hop;
+use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::{Authority, Host};
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
@@ -126,6 +126,9 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
         url = next.to_string();
     };
     let status = resp.status();
+    if let Some(why) = unusable_response(status, resp.headers()) {
+        return failed(why.to_owned());
+    }
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         return Answer::NotFound(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()));
     }

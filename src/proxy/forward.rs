@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::core::body::{Body, BoxError};
 use crate::core::error::Error;
-use crate::core::hop::strip_hop_by_hop;
+use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::Authority;
 use crate::policy::plan::Door;
 use crate::policy::rule::Facts;
@@ -76,6 +76,12 @@ pub async fn forward(
         Ok(Err(e)) => return Err(client_error(&format!("{scheme}://{dest}"), &e)),
         Ok(Ok(resp)) => resp,
     };
+    if let Some(why) = unusable_response(resp.status(), resp.headers()) {
+        return Err(Error::Upstream {
+            target: dest.to_string(),
+            reason: why.to_owned(),
+        });
+    }
     strip_hop_by_hop(resp.headers_mut());
     let received = via(resp.version());
     resp.headers_mut().append(header::VIA, received);

@@ -60,3 +60,47 @@ async fn an_upstream_that_never_answers_is_a_504_within_the_header_timeout() {
     );
     proxy.stop().await;
 }
+
+/// An origin that answers every request with `raw`, then closes.
+async fn start_raw_origin(raw: &'static [u8]) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(raw).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Issue 9 item 10: a response head that cannot be passed on safely — both
+/// Content-Length and Transfer-Encoding, or a 101 nobody asked for — is a
+/// 502 with a modgate line naming the upstream.
+#[tokio::test]
+async fn upstream_framing_that_cannot_be_passed_on_is_a_502() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let both = start_raw_origin(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let (status, _, body) = get_via(proxy.addr, &format!("http://{both}/")).await;
+    assert_eq!(status.as_u16(), 502, "{body}");
+    assert!(
+        body.starts_with(&format!(
+            "modgate: upstream {both} failed: sent both Content-Length and Transfer-Encoding"
+        )),
+        "{body}"
+    );
+    let upgrade =
+        start_raw_origin(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n").await;
+    let (status, _, body) = get_via(proxy.addr, &format!("http://{upgrade}/")).await;
+    assert_eq!(status.as_u16(), 502, "{body}");
+    assert!(body.contains("switched protocols (101)"), "{body}");
+    proxy.stop().await;
+}
