@@ -25,5 +25,6 @@ mod modules;
 mod policy;
 mod sumdb;
 mod tunnel;
+mod tunnel_policy;
 mod upstream_errors;
 mod verdicts;

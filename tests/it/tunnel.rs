@@ -12,8 +12,13 @@ use crate::support::*;
 async fn a_tunnel_carries_tls_end_to_end_to_a_hosts_override() {
     let pki = TestPki::new("modgate test root");
     let (origin, _task) = start_tls_origin(&pki, &["origin.test"], "hello over tls").await;
+    // The origin's root is the public one here: an untrusted chain would
+    // close the tunnel (tunnel_policy.rs).
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("public-root.pem");
+    std::fs::write(&roots, &pki.ca_pem).unwrap();
     let proxy = start_proxy(&config_allowing_loopback(&format!(
-        "[hosts]\n\"origin.test\" = \"{origin}\"\n"
+        "[tls]\npublic_roots = {roots:?}\n[hosts]\n\"origin.test\" = \"{origin}\"\n"
     )))
     .await;
 
