@@ -135,7 +135,8 @@ impl Flight {
     }
 
     /// Waits until the flight has an answer to give, and gives it: the
-    /// response (streaming from the spool), or the fetch's error.
+    /// response (streaming from the spool, once its first byte is there),
+    /// or the fetch's error.
     pub async fn answer(self: &Arc<Self>, mut rx: watch::Receiver<Progress>) -> Result<Response<Body>, Error> {
         loop {
             let progress = rx.borrow_and_update().clone();
@@ -154,6 +155,11 @@ impl Flight {
                     }
                     return Ok(resp);
                 }
+                // Until the first byte is readable, a failed fetch is
+                // still the client's 502: hyper sends a head only with the
+                // body's first frame, so a body that failed before any
+                // would close the connection with no answer at all.
+                ref body @ Progress::Body { .. } if matches!(readable(body), Ok((0, false))) => {}
                 Progress::Body { head, .. } => {
                     let file = tokio::fs::File::open(&self.spool)
                         .await

@@ -97,9 +97,18 @@ impl Server {
 
     /// Stops accepting, lets in-flight work finish within
     /// `timeouts.shutdown`, then cuts what is left.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.draining.cancel();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// A server dropped without [`Server::shutdown`] shuts down in the
+/// background: it stops listening, and its connections get
+/// `timeouts.shutdown` to finish.
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.draining.cancel();
     }
 }
 
