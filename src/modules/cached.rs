@@ -35,7 +35,7 @@ use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{Error, Side};
 use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::gomod::semver::is_canonical;
-use crate::modules::flight::{Flight, Head, Progress};
+use crate::modules::flight::{Flight, Head, Progress, spool_write};
 use crate::modules::verify::{ContentCheck, Subject, Verdict};
 pub use crate::telemetry::access::CacheStatus;
 
@@ -312,8 +312,7 @@ impl ModuleCache {
                 reason: format!("the body failed after {written} bytes: {e}"),
             })?;
             let Ok(data) = frame.into_data() else { continue };
-            spool
-                .write_all(&data)
+            spool_write(&mut spool, &data)
                 .await
                 .map_err(|e| Error::Internal(format!("spool write: {e}")))?;
             if let Some(w) = writer.as_mut() {

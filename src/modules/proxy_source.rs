@@ -146,8 +146,12 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
         if declared.is_some_and(|n| n > MAX_ZIP_BYTES) {
             return Answer::Failed(zip_too_large(base, &req));
         }
+        let too_large = zip_too_large(base, &req).to_string();
         let limited = Limited::new(body, MAX_ZIP_BYTES as usize)
-            .map_err(BoxError::from)
+            .map_err(move |e| match e.is::<http_body_util::LengthLimitError>() {
+                true => BoxError::from(too_large.clone()),
+                false => e,
+            })
             .boxed_unsync();
         return Answer::Found(Response::from_parts(parts, limited));
     }

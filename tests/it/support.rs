@@ -677,3 +677,19 @@ pub fn modgate_bin() -> &'static str {
     // benchmark load generators) never call it.
     option_env!("CARGO_BIN_EXE_modgate").unwrap_or("modgate")
 }
+
+/// A listener whose accept queue is full: new connections get no answer to
+/// their SYN, as on a black-holed route.
+pub fn black_hole() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+            fill.push(c);
+        }
+    }
+    (s, fill, addr)
+}

@@ -61,6 +61,30 @@ async fn an_upstream_that_never_answers_is_a_504_within_the_header_timeout() {
     proxy.stop().await;
 }
 
+/// `timeouts.connect`: an address that never answers the SYN is a 504
+/// naming it after the connect timeout, for a request and a tunnel alike.
+#[tokio::test]
+async fn a_connect_timeout_is_a_504_naming_the_upstream() {
+    let (_hole, _fill, hole) = black_hole();
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[timeouts]\nconnect = \"1s\"\nheader = \"30s\"\n[hosts]\n\"hole.test\" = \"{hole}\"\n"
+    )))
+    .await;
+    let started = Instant::now();
+    let (status, _, body) = get_via(proxy.addr, "http://hole.test/").await;
+    let waited = started.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert!(body.starts_with("modgate: ") && body.contains("hole.test"), "{body}");
+    assert!(body.contains("1s"), "names the timeout: {body}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+    let (_s, head) = connect_via(proxy.addr, "hole.test:443").await;
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
+    proxy.stop().await;
+}
+
 /// An origin that answers every request with `raw`, then closes.
 async fn start_raw_origin(raw: &'static [u8]) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
