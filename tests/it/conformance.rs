@@ -18,6 +18,9 @@
 //! of `mod download -json` (Version, Sum, GoModSum, Error), and go.mod and
 //! go.sum afterwards. The reference must also show what each step is for,
 //! so a fixture go cannot use fails instead of comparing equal errors.
+//!
+//! To look closer: `CONFORMANCE_DUMP=FILE` writes every mode's normalized
+//! results to FILE; `CONFORMANCE_LOG=1` prints modgate's access events.
 
 mod fixture;
 mod modes;
@@ -27,6 +30,8 @@ use std::time::Instant;
 
 use fixture::{PSEUDO_DEV, PSEUDO_MASTER, long_path};
 use modes::{CaseResult, Mode, World, run_case};
+
+use crate::support::*;
 
 // ---------- the command table ----------
 
@@ -314,6 +319,18 @@ fn table() -> Vec<Case> {
         )
         .files(GO_FILES),
         case(
+            "odd characters: + in a query, ~ _ . - in a path, +build metadata",
+            vec![
+                go(&["list", "-m", "-json", "example.test/pseudo@release+1"])
+                    .shows(&[&format!("\"Version\": \"{PSEUDO_MASTER}\",\n\t\"Query\": \"release+1\"")]),
+                go(&["get", "example.test/odd_chars/a~b.c-d@v1.0.0"])
+                    .shows(&["go: added example.test/odd_chars/a~b.c-d v1.0.0"]),
+                // Build metadata: go drops it and asks for v1.2.0.
+                go(&["list", "-m", "example.test/mv@v1.2.0+meta"]).shows(&["example.test/mv v1.2.0\n"]),
+            ],
+        )
+        .files(GO_FILES),
+        case(
             "a module path over 1024 bytes",
             vec![
                 Step {
@@ -340,7 +357,7 @@ fn table() -> Vec<Case> {
         .files(GO_FILES)
         .file_shows("go.mod", &[&format!("{long} v1.0.0")]),
         case(
-            "a 24 MiB zip",
+            "a 60 MiB zip",
             vec![
                 download_json(&["mod", "download", "-json", "example.test/big@v1.0.0"])
                     .shows(&["example.test/big@v1.0.0 Sum=h1:"]),
@@ -481,8 +498,17 @@ fn line_diff(want: &str, got: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_sees_the_same_through_every_door() {
     let started = Instant::now();
+    if std::env::var_os("CONFORMANCE_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,h2=info,hyper=info,rustls=info",
+            ))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let world = World::new().await;
     let table = table();
+    tokio::task::spawn_blocking(modes::std_build_cache).await.unwrap();
     let [reference, endpoint, intercepted] = &world.modes[..] else {
         unreachable!("three modes")
     };
@@ -529,4 +555,82 @@ async fn run_table(mode: &Mode, table: &[Case]) -> Vec<CaseResult> {
         out.push(run_case(mode, case).await);
     }
     out
+}
+
+// ---------- found by the table ----------
+
+/// What the table's interception mode (module cache on) hit now and then:
+/// go failed with `stream error: stream ID N; INTERNAL_ERROR; received from
+/// peer` on a `.mod`, a list or the 60 MiB zip, and modgate's access event
+/// said `error="the body failed after N bytes: the spool is shorter than
+/// written"`. Here made likely: an upstream that sends a zip in small
+/// pieces, so each client has read all there is whenever a piece arrives.
+///
+/// The cause, as read in src/modules/cached.rs and flight.rs: the pump
+/// `write_all`s each piece to the spool through `tokio::fs::File`, whose
+/// write returns once the bytes are handed to a blocking task, not once
+/// they are in the file, and then publishes `written += n`. A client's
+/// `SpoolBody` reads the spool through its own handle at the published
+/// offset, reads 0 bytes, and fails the body. Only a cache miss is spooled:
+/// with `[cache] dir = ""` the same upstream passes (`x-cache: bypass`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_miss_trickling_in_reaches_every_client_whole() {
+    use http_body_util::BodyExt;
+    const PIECES: usize = 2000;
+    const PIECE: usize = 256;
+    let upstream = start_origin(std::sync::Arc::new(|_req| {
+        Box::pin(async {
+            let (tx, body) = chan_body(1);
+            tokio::spawn(async move {
+                for i in 0..PIECES {
+                    if tx.send(bytes::Bytes::from(vec![(i % 251) as u8; PIECE])).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            });
+            let mut r = http::Response::new(body);
+            r.headers_mut().insert("content-length", (PIECES * PIECE).into());
+            r
+        })
+    }))
+    .await;
+    let cache = tempfile::tempdir().unwrap();
+    // No checksum database knows these bytes; the spool is what is tested.
+    let proxy = start_proxy(&format!(
+        "[cache]\ndir = \"{}\"\n[sumdb]\nverify = false\n[[rule]]\nname = \"all\"\naction = \"mirror\"\nmirrors = \"http://{}\"\n",
+        cache.path().display(),
+        upstream.addr
+    ))
+    .await;
+    let fetches = (0..16).map(|i| async move {
+        let path = format!("/example.test/trickle{i}/@v/v1.0.0.zip");
+        let mut conn = ProxyConn::open(proxy.addr).await;
+        let resp = conn
+            .send(
+                http::Request::get(&path)
+                    .header("host", "modgate")
+                    .body(full(""))
+                    .unwrap(),
+            )
+            .await;
+        let status = resp.status();
+        match resp.into_body().collect().await.map(|b| b.to_bytes().len()) {
+            Ok(len) if status == 200 && len == PIECES * PIECE => None,
+            Ok(len) => Some(format!("{path}: {status}, {len} bytes")),
+            Err(e) => Some(format!("{path}: {status}, then the body failed: {e}")),
+        }
+    });
+    let failed: Vec<String> = futures_util::future::join_all(fetches)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    proxy.stop().await;
+    assert!(
+        failed.is_empty(),
+        "{} of 16 clients got a body cut short (modgate: \"the spool is shorter than written\"):\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }

@@ -14,7 +14,7 @@ pub const PSEUDO_MASTER: &str = "v0.0.0-20240102030405-abcdef123456";
 /// `@latest`, so `get -u` must not move off it.
 pub const PSEUDO_DEV: &str = "v0.0.0-20240203040506-0123456789ab";
 /// Size of the big module's data file, stored uncompressed in its zip.
-const BIG_BYTES: usize = 24 << 20;
+const BIG_BYTES: usize = 60 << 20;
 
 /// A module path of 1,130 bytes: go's `module.CheckPath` has no length
 /// limit, and each element stays under the file system's 255 bytes so the
@@ -32,7 +32,7 @@ pub fn long_path() -> String {
 
 /// A GOPROXY-layout tree (`$module/@v/{list,$v.info,$v.mod,$v.zip}`,
 /// `$module/@latest`, `!`-encoded) with custom go.mod files and sources.
-pub struct Fixture {
+struct Fixture {
     root: PathBuf,
     /// Escaped module path -> the versions its `@v/list` names.
     lists: BTreeMap<String, Vec<String>>,
@@ -238,7 +238,8 @@ pub fn write_main(root: &Path) {
         &[("lib.go", src("pseudo", PSEUDO_MASTER))],
     );
     f.untagged(pseudo, PSEUDO_DEV, dev_time, &[("lib.go", src("pseudo", PSEUDO_DEV))]);
-    for q in ["master", "HEAD", "abcdef123456"] {
+    // `release+1`: a `+` on the wire, in a query go sends as it is.
+    for q in ["master", "HEAD", "abcdef123456", "release+1"] {
         f.query(pseudo, q, PSEUDO_MASTER, master_time);
     }
     for q in ["dev", "0123456789ab"] {
@@ -253,6 +254,8 @@ pub fn write_main(root: &Path) {
         Some(gomod("example.test/plus", "")),
         &[("plus.go", src("plus", "v1.0.0")), ("c++/cpp.go", src("cpp", "v1.0.0"))],
     );
+    // The other characters go allows in module paths.
+    f.plain("example.test/odd_chars/a~b.c-d", "odd", "v1.0.0");
     // A list as some proxies write it: timestamps, a blank line, a
     // pseudo-version and junk (go ignores all three), no final newline.
     for v in ["v1.0.0", "v1.1.0", "v1.2.0-pre"] {
@@ -261,7 +264,7 @@ pub fn write_main(root: &Path) {
     // A module path longer than 1024 bytes.
     let long = long_path();
     f.plain(&long, "long", "v1.0.0");
-    // A zip of 24 MiB that does not compress.
+    // A zip of 60 MiB that does not compress.
     f.tagged(
         "example.test/big",
         "v1.0.0",

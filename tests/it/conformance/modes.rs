@@ -227,7 +227,7 @@ pub struct CaseResult {
 /// The standard library compiled once into a template GOCACHE, kept in
 /// target/ across runs: a `build` case starts from a copy of it instead of
 /// compiling the runtime again in every mode.
-fn std_build_cache() -> &'static Path {
+pub fn std_build_cache() -> &'static Path {
     static CACHE: OnceLock<PathBuf> = OnceLock::new();
     CACHE.get_or_init(|| {
         let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/go-conformance-gocache");
@@ -316,7 +316,10 @@ pub async fn run_case(mode: &Mode, case: &Case) -> CaseResult {
     std::fs::write(app.join("main.go"), PROJECT_MAIN).unwrap();
     let gocache = root.join("gocache");
     if case.std_build_cache {
-        copy_tree(std_build_cache(), &gocache);
+        let to = gocache.clone();
+        tokio::task::spawn_blocking(move || copy_tree(std_build_cache(), &to))
+            .await
+            .unwrap();
     }
     let goproxy = if case.fallback {
         format!("{},{}", mode.goproxy, mode.fallback)
