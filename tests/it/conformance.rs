@@ -333,25 +333,10 @@ fn table() -> Vec<Case> {
         case(
             "a module path over 1024 bytes",
             vec![
-                Step {
-                    run: Run::GoDownloadJson(vec![
-                        "mod".into(),
-                        "download".into(),
-                        "-json".into(),
-                        format!("{long}@v1.0.0"),
-                    ]),
-                    ..download_json(&[])
-                }
-                .shows(&[&format!("{long}@v1.0.0 Sum=h1:")]),
-                Step {
-                    run: Run::Go(vec!["list".into(), "-m".into(), "-versions".into(), long.clone()]),
-                    ..go(&[])
-                }
-                .shows(&[&format!("{long} v1.0.0\n")]),
-                Step {
-                    run: Run::Go(vec!["get".into(), format!("{long}@latest")]),
-                    ..go(&[])
-                },
+                download_json(&["mod", "download", "-json", &format!("{long}@v1.0.0")])
+                    .shows(&[&format!("{long}@v1.0.0 Sum=h1:")]),
+                go(&["list", "-m", "-versions", &long]).shows(&[&format!("{long} v1.0.0\n")]),
+                go(&["get", &format!("{long}@latest")]),
             ],
         )
         .files(GO_FILES)
@@ -482,12 +467,12 @@ fn line_diff(want: &str, got: &str) -> String {
             let _ = writeln!(out, "      {}", a[i]);
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            let _ = writeln!(out, "    + {}", b[j]);
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             let _ = writeln!(out, "    - {}", a[i]);
             i += 1;
+        } else {
+            let _ = writeln!(out, "    + {}", b[j]);
+            j += 1;
         }
     }
     out
