@@ -11,6 +11,7 @@ mod bad_input;
 mod cache;
 mod cache_store;
 mod cli;
+mod conformance;
 mod dns;
 mod explain_serve;
 mod forward;
