@@ -40,6 +40,9 @@ pub(crate) enum Command {
         /// Listen on this address instead of the config's `listen`.
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// The admin listener's address instead of `[admin] listen` ("" for none).
+        #[arg(long, value_name = "ADDR")]
+        admin_listen: Option<String>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -151,8 +154,9 @@ pub fn main() -> ExitCode {
         Command::Serve {
             config,
             listen,
+            admin_listen,
             log_format,
-        } => serve::run(config, listen, log_format),
+        } => serve::run(config, listen, admin_listen.as_deref(), log_format),
         Command::Check { config } => match Config::load(config.as_deref()) {
             Ok(c) => {
                 print!("{}", c.describe());

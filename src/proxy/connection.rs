@@ -26,7 +26,6 @@ use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Inbound;
 use crate::proxy::respond::respond;
 use crate::proxy::{endpoint, forward, tunnel};
-use crate::telemetry::access::Access;
 
 /// Serves one client connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, inbound: Inbound) {
@@ -41,7 +40,7 @@ pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, 
         Ok(Some(first)) => serve_http(ctx, stream, peer, first).await,
         Ok(None) => {}
         Err(err) => {
-            let mut access = Access::new(peer, "-", "-");
+            let mut access = ctx.access(peer, "-", "-");
             access.fail(&err);
             refuse(&mut stream, &err).await;
             access.emit();
@@ -56,7 +55,7 @@ pub async fn refuse(stream: &mut TcpStream, err: &Error) {
 }
 
 /// Every first request but CONNECT: hand the connection to hyper.
-async fn serve_http(ctx: &Context, stream: TcpStream, peer: SocketAddr, first: FirstRequest) {
+async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, first: FirstRequest) {
     let t = ctx.config.timeouts;
     let activity = Arc::new(Activity::new());
     let io = Watched::new(Rewind::new(first.buf.freeze(), stream), activity.clone());
@@ -72,9 +71,10 @@ async fn serve_http(ctx: &Context, stream: TcpStream, peer: SocketAddr, first: F
 }
 
 /// One request on a hyper-served connection: classify, then forward or
-/// answer from the module endpoint.
-async fn serve_request(ctx: &Context, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let mut access = Access::new(peer, req.method().as_str(), req.uri().to_string());
+/// answer from the module endpoint, under the config in effect now.
+async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let ctx = &*ctx.latest();
+    let mut access = ctx.access(peer, req.method().as_str(), req.uri().to_string());
     let result = match classify(&req) {
         Ok(Target::Forward(dest)) => forward::serve(ctx, &mut access, req, dest).await,
         Ok(Target::Endpoint) => endpoint::serve(ctx, &mut access, req).await,

@@ -7,6 +7,7 @@ mod moto;
 mod support;
 
 mod access;
+mod admin;
 mod bad_input;
 mod cache;
 mod cache_store;
