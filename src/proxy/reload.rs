@@ -143,7 +143,10 @@ impl Reloader {
     /// The context for the file as it is now; `None` when unchanged.
     async fn next(&self, current: &Context, only_if_changed: bool) -> Result<Option<Context>, String> {
         let config = Config::load(self.path.as_deref()).map_err(|e| e.to_string())?;
-        if only_if_changed && config.digest == current.config.digest {
+        // A file put back to the config in effect after a refused edit is
+        // loaded again, which clears the failure.
+        let failed = self.status().failed.is_some();
+        if only_if_changed && config.digest == current.config.digest && !failed {
             return Ok(None);
         }
         needs_restart(&current.config, &config, self.overrides)?;

@@ -23,6 +23,7 @@ mod limits;
 mod local_ca;
 mod modules;
 mod policy;
+mod reload;
 mod sumdb;
 mod tunnel;
 mod upstream_errors;
