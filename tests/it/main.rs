@@ -13,6 +13,7 @@ mod cache;
 mod cache_store;
 mod cli;
 mod dns;
+mod doctor;
 mod explain_serve;
 mod forward;
 mod go_e2e;
