@@ -92,11 +92,15 @@ pub(crate) struct FileAdmin {
 
 impl FileAdmin {
     /// Validates the table; `proxy` is the proxy's own address, which the
-    /// admin listener may never share.
-    pub(crate) fn resolve(self, proxy: SocketAddr) -> Result<AdminSettings, Located> {
+    /// admin listener may never share. The embedded default's address is
+    /// a default, not a choice: a busy port there is only a warning.
+    pub(crate) fn resolve(self, proxy: SocketAddr, embedded: bool) -> Result<AdminSettings, Located> {
         let mut settings = AdminSettings::default();
         if let Some(listen) = self.listen {
             settings.listen = AdminListen::parse_flag(listen.get_ref()).map_err(|e| (listen.span(), e))?;
+            if let (true, AdminListen::Explicit(addr)) = (embedded, settings.listen) {
+                settings.listen = AdminListen::Default(addr);
+            }
             if settings.listen.addr() == Some(proxy) && proxy.port() != 0 {
                 return Err((
                     listen.span(),
@@ -131,6 +135,8 @@ mod tests {
     #[test]
     fn default_is_loopback_9128_and_not_explicit() {
         let c = Config::parse("", "t.toml").unwrap();
+        assert_eq!(c.admin.listen, AdminListen::Default(DEFAULT_ADMIN_LISTEN));
+        let c = Config::parse(crate::config::EMBEDDED_DEFAULT, crate::config::EMBEDDED_NAME).unwrap();
         assert_eq!(c.admin.listen, AdminListen::Default(DEFAULT_ADMIN_LISTEN));
         assert_eq!(c.admin.recent, DEFAULT_RECENT);
     }

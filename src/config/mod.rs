@@ -125,7 +125,7 @@ impl FileConfig {
             limits: self.limits.resolve()?,
             dns: self.dns.resolve()?,
             sumdb: self.sumdb.resolve()?,
-            admin: self.admin.resolve(listen)?,
+            admin: self.admin.resolve(listen, source == EMBEDDED_NAME)?,
             digest: String::new(),
         })
     }
