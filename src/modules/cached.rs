@@ -87,7 +87,9 @@ pub struct ModuleCache {
     settings: CacheSettings,
     negative: Bounded<String, NegativeAnswer>,
     flights: Mutex<HashMap<String, Arc<Flight>>>,
-    check: Option<Arc<ContentCheck>>,
+    /// Swapped by a config reload, so the checksum database is reached
+    /// with the TLS settings in effect; the store and the flights stay.
+    check: arc_swap::ArcSwapOption<ContentCheck>,
     spool: tempfile::TempDir,
     next_spool: AtomicU64,
     /// What happened, for metrics.
@@ -121,11 +123,17 @@ impl ModuleCache {
             store,
             settings,
             flights: Mutex::new(HashMap::new()),
-            check,
+            check: arc_swap::ArcSwapOption::new(check),
             spool,
             next_spool: AtomicU64::new(0),
             counters: CacheCounters::default(),
         })
+    }
+
+    /// Verifies module files with `check` from now on (a config reload
+    /// rebuilds it over the new upstream clients).
+    pub fn set_check(&self, check: Option<Arc<ContentCheck>>) {
+        self.check.store(check);
     }
 
     /// The store.
@@ -334,7 +342,7 @@ impl ModuleCache {
                 reason: format!("the body ended after {written} of {} bytes", length.unwrap_or_default()),
             });
         }
-        if let (Some(check), Some(subject)) = (&self.check, Subject::of(request)) {
+        if let (Some(check), Some(subject)) = (self.check.load_full(), Subject::of(request)) {
             match check.check(&subject, flight.spool(), source).await {
                 Ok(Verdict::Verified) => {}
                 Ok(Verdict::Unverifiable(why)) => {

@@ -78,7 +78,13 @@ pub async fn answer(
         Box::pin(async move {
             if own_sumdb.is_some() {
                 let sumdb = &ctx.sumdb_source;
-                return match sumdb.fetch(source_request).await {
+                let started = std::time::Instant::now();
+                let answer = sumdb.fetch(source_request).await;
+                let url = &ctx.config.sumdb.url;
+                ctx.telemetry
+                    .metrics
+                    .observe_fetch(url, answer.outcome(), started.elapsed());
+                return match answer {
                     crate::modules::source::Answer::Found(r) | crate::modules::source::Answer::NotFound(r) => {
                         (Ok(r), ctx.config.sumdb.url.clone())
                     }

@@ -28,7 +28,6 @@ use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Inbound;
 use crate::proxy::respond::respond;
 use crate::proxy::{endpoint, forward, tunnel};
-use crate::telemetry::access::Access;
 
 /// Serves one client connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, inbound: Inbound) {
@@ -43,7 +42,7 @@ pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, 
         Ok(Some(first)) => serve_http(ctx, stream, peer, first).await,
         Ok(None) => {}
         Err(err) => {
-            let mut access = Access::new(peer, "-", "-");
+            let mut access = ctx.access(peer, "-", "-");
             access.fail(&err);
             refuse(&mut stream, &err).await;
             access.emit();
@@ -58,10 +57,10 @@ pub async fn refuse(stream: &mut TcpStream, err: &Error) {
 }
 
 /// Every first request but CONNECT: hand the connection to hyper.
-async fn serve_http(ctx: &Context, stream: TcpStream, peer: SocketAddr, first: FirstRequest) {
+async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, first: FirstRequest) {
     let t = ctx.config.timeouts;
     let activity = Arc::new(Activity::new());
-    let door = FrontDoor::new(peer);
+    let door = FrontDoor::new(ctx, peer);
     let io = Guarded::new(
         Watched::new(Rewind::new(first.buf.freeze(), stream), activity.clone()),
         door.clone(),
@@ -82,9 +81,10 @@ async fn serve_http(ctx: &Context, stream: TcpStream, peer: SocketAddr, first: F
 }
 
 /// One request on a hyper-served connection: classify, then forward or
-/// answer from the module endpoint.
-async fn serve_request(ctx: &Context, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let mut access = Access::new(peer, req.method().as_str(), req.uri().to_string());
+/// answer from the module endpoint, under the config in effect now.
+async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let ctx = &*ctx.latest();
+    let mut access = ctx.access(peer, req.method().as_str(), req.uri().to_string());
     if let Err(e) = gate::check(&req, Entrance::ProxyPort) {
         return respond(Err(e), access);
     }

@@ -25,22 +25,27 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::core::body::{Body, BoxError};
 use crate::core::error::Error;
+use crate::proxy::context::Context as ProxyContext;
 use crate::proxy::head::{MAX_HEAD_BYTES, MAX_HEADERS};
 use crate::telemetry::access::Access;
+use crate::telemetry::sink::Telemetry;
 
 /// One connection's bookkeeping: responses of the service still open.
 #[derive(Debug)]
 pub struct FrontDoor {
     peer: SocketAddr,
     open: AtomicUsize,
+    /// Where the refusals' access events are counted.
+    telemetry: Arc<Telemetry>,
 }
 
 impl FrontDoor {
-    /// The front door of a connection from `peer`.
-    pub fn new(peer: SocketAddr) -> Arc<FrontDoor> {
+    /// The front door of a connection from `peer`, to a proxy with `ctx`.
+    pub fn new(ctx: &ProxyContext, peer: SocketAddr) -> Arc<FrontDoor> {
         Arc::new(FrontDoor {
             peer,
             open: AtomicUsize::new(0),
+            telemetry: ctx.telemetry.clone(),
         })
     }
 
@@ -156,7 +161,7 @@ impl<T: AsyncWrite> AsyncWrite for Guarded<T> {
         if this.pending.is_none() && !*this.swallowing && this.door.open.load(Ordering::SeqCst) == 0 {
             if let Some(status) = automatic_refusal(buf) {
                 let err = replacement(status);
-                let mut access = Access::new(this.door.peer, "-", "-");
+                let mut access = Access::new(this.door.peer, "-", "-").reporting_to(this.door.telemetry.clone());
                 access.fail(&err);
                 access.emit();
                 *this.pending = Some((err.raw_response(), 0));

@@ -94,7 +94,7 @@ pub async fn serve(
 
     let dest = Arc::new(dest);
     let service_ctx = ctx.clone();
-    let door = FrontDoor::new(peer);
+    let door = FrontDoor::new(ctx, peer);
     let service_door = door.clone();
     let service = service_fn(move |req| {
         let ctx = service_ctx.clone();

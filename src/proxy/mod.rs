@@ -21,6 +21,9 @@
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
 //! - [`idle`]: the idle-timeout clock.
 //! - [`context`]: what every connection shares.
+//! - [`live`]: the context in effect, swapped whole by a reload.
+//! - [`reload`]: loading the config again while serving.
+//! - [`reload_watch`]: what triggers a reload: SIGHUP and file changes.
 //! - [`warm`]: the endpoint's path without a listener, for `cache warm`.
 
 pub mod answer;
@@ -38,7 +41,10 @@ pub mod inside;
 pub mod intercept;
 pub mod limits;
 pub mod listener;
+pub mod live;
 pub mod relay;
+pub mod reload;
+pub mod reload_watch;
 pub mod respond;
 pub mod route;
 pub mod server;

@@ -38,7 +38,7 @@ enum Tunnel {
 
 /// Serves a CONNECT until the tunnel ends.
 pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, first: FirstRequest) {
-    let mut access = Access::new(peer, "CONNECT", first.target.clone());
+    let mut access = ctx.access(peer, "CONNECT", first.target.clone());
     let tunnel = match open(ctx, &mut access, &first.target).await {
         Ok(tunnel) => tunnel,
         Err(err) => {
@@ -49,6 +49,7 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         }
     };
     access.status = 200;
+    let _open = ctx.telemetry.metrics.open_tunnel();
     let early = first.after_head();
     if let Err(e) = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await {
         access.error = Some(format!("tunnel setup: {e}"));

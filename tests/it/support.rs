@@ -592,6 +592,10 @@ pub struct Served {
     _cache_home: tempfile::TempDir,
     pub child: tokio::process::Child,
     pub addr: std::net::SocketAddr,
+    /// The admin listener's address, when it printed one.
+    pub admin: Option<std::net::SocketAddr>,
+    /// The log lines before the listening line.
+    pub startup: Vec<String>,
     pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
 }
 
@@ -617,22 +621,42 @@ pub async fn start_served_with_env(dir: &std::path::Path, args: &[&str], env: &[
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut admin = None;
+    let mut startup = Vec::new();
     loop {
         let line = tokio::time::timeout(STEP, lines.next_line())
             .await
             .expect("listening line in time")
             .unwrap()
-            .expect("serve exited early");
+            .unwrap_or_else(|| panic!("serve exited early: {startup:#?}"));
+        startup.push(line.clone());
+        if let Some(addr) = line.strip_prefix("modgate admin listening on ") {
+            admin = Some(addr.parse().expect("a socket address"));
+        }
         if let Some(addr) = line.strip_prefix("modgate listening on ") {
             let addr = addr.parse().expect("a socket address");
             return Served {
                 _cache_home: cache_home,
                 child,
                 addr,
+                admin,
+                startup,
                 lines,
             };
         }
     }
+}
+
+/// Sends `signal` (e.g. `HUP`) to a child.
+pub fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// Sends SIGTERM to a child.
@@ -657,6 +681,20 @@ impl Served {
                 .unwrap()
                 .expect("an access line before the log ends");
             if line.contains("\"message\":\"access\"") {
+                return line;
+            }
+        }
+    }
+
+    /// Reads the log until a line containing `text`; returns it.
+    pub async fn wait_for_line(&mut self, text: &str) -> String {
+        loop {
+            let line = tokio::time::timeout(STEP, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("a log line with {text:?} in time"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("a log line with {text:?} before the log ends"));
+            if line.contains(text) {
                 return line;
             }
         }
