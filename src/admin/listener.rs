@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::admin::metrics::CacheCollector;
+use crate::admin::metrics::{CacheCollector, MirrorCollector};
 use crate::admin::{AdminState, chains, health, metrics, page};
 use crate::config::admin::AdminListen;
 use crate::core::body::{Body, text};
@@ -77,6 +77,8 @@ pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<Admi
         let metrics = &state.live.current().telemetry.metrics;
         metrics.register_collector(Box::new(CacheCollector(cache.clone())));
     }
+    let metrics = &state.live.current().telemetry.metrics;
+    metrics.register_collector(Box::new(MirrorCollector(state.live.clone())));
     tokio::spawn(accept(listener, Arc::new(state)));
     Ok(Some(AdminListener { addr }))
 }
@@ -124,12 +126,27 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
         "/metrics" => metrics::serve(&state.live.current().telemetry.metrics),
         "/healthz" => health::healthz(),
         "/readyz" => health::readyz(state).await,
+        "/mirrors" => mirrors(state),
         _ => match path.strip_prefix("/chains/") {
             Some(name) => chains::serve(&state.live.current().config.tls.intercepted_dir, name).await,
             None => text(
                 StatusCode::NOT_FOUND,
-                "modgate: not an admin path; try /, /metrics, /healthz or /readyz",
+                "modgate: not an admin path; try /, /metrics, /healthz, /readyz or /mirrors",
             ),
         },
     }
+}
+
+/// `/mirrors`: each module proxy's health, one line each, as the access
+/// event's `mirror_state` writes it (`modgate explain` reads it).
+fn mirrors(state: &AdminState) -> Response<Body> {
+    let lines: String = state
+        .live
+        .current()
+        .sources
+        .statuses()
+        .iter()
+        .map(|s| format!("{s}\n"))
+        .collect();
+    text(StatusCode::OK, &lines)
 }

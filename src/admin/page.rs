@@ -3,8 +3,9 @@
 //! itself every [`REFRESH_SECS`] seconds and has a refresh link.
 //!
 //! Sections: the config in effect and the last reload, the interceptors
-//! seen (with links to their saved chains), the module cache, the recent
-//! decisions, and the rules as `modgate check` prints them.
+//! seen (with links to their saved chains), the module cache, each
+//! mirror's health, the recent decisions, and the rules as `modgate check`
+//! prints them.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::admin::AdminState;
 use crate::admin::html::{bytes, escape, timestamp, uptime};
 use crate::cache::Stats;
 use crate::core::body::{Body, full};
+use crate::core::duration::fmt_duration;
 use crate::proxy::context::Context;
 use crate::telemetry::recent::Decision;
 use crate::tls::evidence::{OVERFLOW, Sighting, sightings_in};
@@ -61,6 +63,7 @@ fn render(state: &AdminState, ctx: &Context, stats: Option<&Stats>) -> String {
     let dir = &ctx.config.tls.intercepted_dir;
     interceptors(&mut out, &sightings_in(dir), dir);
     cache(&mut out, ctx, stats);
+    mirrors(&mut out, ctx);
     decisions(&mut out, &ctx.telemetry.recent.list());
     let _ = write!(
         out,
@@ -173,6 +176,34 @@ fn interceptors(out: &mut String, seen: &[Sighting], dir: &std::path::Path) {
             escape(&s.first_seen),
             escape(&s.last_seen),
             s.count,
+        );
+    }
+    out.push_str("</table>");
+}
+
+fn mirrors(out: &mut String, ctx: &Context) {
+    out.push_str("<h2 id=\"mirrors\">Mirrors</h2>");
+    let statuses = ctx.sources.statuses();
+    if statuses.is_empty() {
+        out.push_str("<p class=\"meta\">No module proxy in any rule's list.</p>");
+        return;
+    }
+    out.push_str(
+        "<table><tr><th>mirror</th><th>state</th><th>failures in a row</th><th>since</th>\
+<th>retry in</th><th>skipped</th><th>last error</th></tr>",
+    );
+    for s in statuses {
+        let since = s.since.elapsed().unwrap_or_default();
+        let _ = write!(
+            out,
+            "<tr class=\"{state}\"><td>{}</td><td>{state}</td><td>{}</td><td>{} ago</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&s.mirror),
+            s.fails,
+            fmt_duration(since),
+            s.retry_in.map_or_else(|| "-".into(), fmt_duration),
+            s.skipped,
+            escape(s.last_error.as_deref().unwrap_or("-")),
+            state = s.state.as_str(),
         );
     }
     out.push_str("</table>");

@@ -200,9 +200,13 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
+            let health = (config.admin.listen.addr())
+                .and_then(|addr| admin_mirrors(addr).map(|lines| (lines, addr.to_string())));
             let explainer = Explainer {
                 policy: &config.policy,
                 hosts: &config.hosts,
+                mirror_settings: &|url| config.mirrors.get(url).describe(),
+                health: health.as_ref().map(|(lines, from)| (lines.as_str(), from.clone())),
             };
             match ExplainTarget::parse(&target) {
                 Ok(t) => {
@@ -219,4 +223,22 @@ pub fn main() -> ExitCode {
 pub fn usage_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("{e}");
     ExitCode::from(EXIT_USAGE)
+}
+
+/// The mirror health a running modgate reports on its admin listener at
+/// `addr` (`GET /mirrors`), when one answers within a second.
+fn admin_mirrors(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let wait = std::time::Duration::from_secs(1);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, wait).ok()?;
+    stream.set_read_timeout(Some(wait)).ok()?;
+    stream.set_write_timeout(Some(wait)).ok()?;
+    stream
+        .write_all(format!("GET /mirrors HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut answer = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8(answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    (head.split(' ').nth(1) == Some("200")).then(|| body.to_owned())
 }

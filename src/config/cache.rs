@@ -12,6 +12,9 @@ use toml::Spanned;
 
 use crate::config::syntax::{ConfigDuration, ConfigSize, Located, Parsed, duration_or};
 
+/// `cache.stale_after` when it is not set.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(2);
+
 /// `cache.max_size` when it is not set: 20 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 20 << 30;
 
@@ -26,6 +29,10 @@ pub struct CacheSettings {
     /// How long past its time to live a cached answer may still be served
     /// when every upstream fails.
     pub stale_if_error: Duration,
+    /// How long a request for an expired `@v/list`, `@latest` or sumdb
+    /// `latest` waits for its upstream before the stale copy is served
+    /// (the fetch goes on in the background and refreshes the cache).
+    pub stale_after: Duration,
     /// How long a 404/410 from upstream is remembered.
     pub negative_ttl: Duration,
 }
@@ -97,6 +104,7 @@ pub(crate) struct FileCache {
     max_size: Option<Spanned<Parsed<ConfigSize>>>,
     list_ttl: Option<Parsed<ConfigDuration>>,
     stale_if_error: Option<Parsed<ConfigDuration>>,
+    stale_after: Option<Parsed<ConfigDuration>>,
     negative_ttl: Option<Parsed<ConfigDuration>>,
 }
 
@@ -112,6 +120,7 @@ impl FileCache {
         let list_ttl = duration_or(self.list_ttl, Duration::from_secs(60));
         let stale_if_error = duration_or(self.stale_if_error, Duration::from_secs(7 * 86_400));
         let negative_ttl = duration_or(self.negative_ttl, Duration::from_secs(60));
+        let stale_after = duration_or(self.stale_after, DEFAULT_STALE_AFTER);
         let max_size = self.max_size.map(|m| (m.span(), m.into_inner().0.0));
         let location = match (self.dir, self.url) {
             (Some(_), Some(url)) => {
@@ -155,6 +164,7 @@ impl FileCache {
             location,
             list_ttl,
             stale_if_error,
+            stale_after,
             negative_ttl,
         })
     }

@@ -8,6 +8,7 @@ use crate::core::duration::fmt_duration;
 use crate::core::size::fmt_size;
 use crate::policy::decide::NO_MATCH_REASON;
 use crate::policy::describe::rule_line;
+use crate::policy::rule::Action;
 
 impl Config {
     /// A human-readable summary of the rules and settings in effect.
@@ -44,8 +45,9 @@ impl Config {
                 };
                 let _ = writeln!(
                     out,
-                    "cache:    {location}{limit}; list_ttl {}, stale_if_error {}, negative_ttl {}",
+                    "cache:    {location}{limit}; list_ttl {}, stale_after {}, stale_if_error {}, negative_ttl {}",
                     fmt_duration(c.list_ttl),
+                    fmt_duration(c.stale_after),
                     fmt_duration(c.stale_if_error),
                     fmt_duration(c.negative_ttl)
                 );
@@ -65,6 +67,19 @@ impl Config {
         for (name, addrs) in self.hosts.sorted() {
             let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
             let _ = writeln!(out, "hosts:    {name} -> {}", list.join(", "));
+        }
+        for (url, settings) in self.mirrors.iter() {
+            let _ = writeln!(out, "mirror:   {url}: {}", settings.describe());
+        }
+        let lists = self.policy.rules.iter().filter_map(|r| match &r.action {
+            Action::Mirror { mirrors } => Some(mirrors),
+            _ => None,
+        });
+        for url in self.mirrors.unused(lists) {
+            let _ = writeln!(
+                out,
+                "warning:  [mirror.\"{url}\"] applies to nothing: no rule's mirrors list names {url}"
+            );
         }
         let _ = writeln!(out, "rules (first match wins):");
         for (i, rule) in self.policy.rules.iter().enumerate() {

@@ -4,7 +4,7 @@
 //! Every problem is reported as `file:line:col: message`. Durations, CIDRs,
 //! globs and ports are parsed here, at load time; nothing downstream sees a
 //! string it has to check again. Each table has its own room: [`hosts`],
-//! [`timeouts`], [`tls`], [`cache`], [`rules`], [`admin`]; [`describe`]
+//! [`timeouts`], [`tls`], [`cache`], [`rules`], [`admin`], [`mirrors`]; [`describe`]
 //! prints what `check` shows.
 
 pub mod admin;
@@ -13,6 +13,7 @@ pub mod describe;
 pub mod dns;
 pub(crate) mod hosts;
 pub mod limits;
+pub mod mirrors;
 pub mod paths;
 pub(crate) mod rules;
 pub mod sumdb;
@@ -65,6 +66,8 @@ pub struct Config {
     pub sumdb: sumdb::SumdbSettings,
     /// The admin listener.
     pub admin: admin::AdminSettings,
+    /// Per-mirror timeouts, health checks and credentials.
+    pub mirrors: mirrors::MirrorTable,
     /// SHA-256 (hex) of the config text, for the `modgate_config_info`
     /// metric and the admin page: it tells which file a process runs.
     pub digest: String,
@@ -101,6 +104,8 @@ struct FileConfig {
     sumdb: sumdb::FileSumdb,
     #[serde(default)]
     admin: admin::FileAdmin,
+    #[serde(default)]
+    mirror: std::collections::BTreeMap<toml::Spanned<String>, mirrors::FileMirror>,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -126,6 +131,7 @@ impl FileConfig {
             dns: self.dns.resolve()?,
             sumdb: self.sumdb.resolve()?,
             admin: self.admin.resolve(listen, source == EMBEDDED_NAME)?,
+            mirrors: mirrors::resolve(self.mirror, base)?,
             digest: String::new(),
         })
     }

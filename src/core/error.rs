@@ -146,6 +146,18 @@ pub enum Error {
         after: Duration,
     },
 
+    /// The upstream answered with a status that is not an answer to pass
+    /// on: 5xx, or a 4xx other than 404/410 (401, 403, 429, …).
+    #[error("upstream {target} answered {status} for {what}")]
+    UpstreamStatus {
+        /// The upstream, as a URL.
+        target: String,
+        /// Its status.
+        status: StatusCode,
+        /// What was asked for (a module path, or the request kind).
+        what: String,
+    },
+
     /// The upstream connection failed after it was established.
     #[error("upstream {target} failed: {reason}")]
     Upstream {
@@ -181,8 +193,30 @@ impl Error {
             | Error::UpstreamTimeout { .. }
             | Error::Tls { .. }
             | Error::Chain { .. }
+            | Error::UpstreamStatus { .. }
             | Error::Upstream { .. } => Side::Upstream,
             Error::Internal(_) | Error::Overloaded(_) => Side::Internal,
+        }
+    }
+
+    /// Whether this failure says the upstream is down or broken, so it
+    /// counts against a mirror's health: it could not be reached, did not
+    /// answer in time, failed TLS, answered 5xx or broke off. A 4xx (a
+    /// refusal of this request, such as 401) and a policy refusal do not;
+    /// nor does a chain judged intercepted or untrusted: it fails at once
+    /// (the verdict is cached), and each request's refusal must keep
+    /// naming the interceptor.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Error::Resolve { .. }
+            | Error::ResolveTimeout { .. }
+            | Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::Tls { .. }
+            | Error::Upstream { .. } => true,
+            Error::UpstreamStatus { status, .. } => status.is_server_error(),
+            _ => false,
         }
     }
 
@@ -199,9 +233,11 @@ impl Error {
             Error::ConnectTimeout { .. } | Error::UpstreamTimeout { .. } | Error::ResolveTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            Error::Resolve { .. } | Error::Connect { .. } | Error::Tls { .. } | Error::Upstream { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Error::Resolve { .. }
+            | Error::Connect { .. }
+            | Error::Tls { .. }
+            | Error::Upstream { .. }
+            | Error::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
             Error::Chain { by_policy: true, .. } => StatusCode::FORBIDDEN,
             Error::Chain { .. } => StatusCode::BAD_GATEWAY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

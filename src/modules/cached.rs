@@ -7,8 +7,9 @@
 //!   tiles.
 //! - Kept for `cache.list_ttl`: `@v/list`, `@latest`, `.info` of a query
 //!   (a branch or commit), sumdb `latest`. Past it, the upstream is asked;
-//!   when every source fails, the old answer is still served for
-//!   `cache.stale_if_error` (`x-cache: stale`).
+//!   when every source fails, or none answers within `cache.stale_after`,
+//!   the old answer is still served for `cache.stale_if_error`
+//!   (`x-cache: stale`), and a slow fetch goes on to refresh it.
 //! - 404 and 410 are answers, remembered for `cache.negative_ttl`.
 //!
 //! A miss streams to its client while it is stored; concurrent requests
@@ -27,6 +28,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
+use tokio::sync::watch;
 
 use crate::cache::{CacheError, Key, Store};
 use crate::config::CacheSettings;
@@ -144,9 +146,14 @@ impl ModuleCache {
     /// Answers `request` (at `rel_path` below a GOPROXY base) from the
     /// cache, or through `fetch` — the fall-through loop — storing what it
     /// answers.
-    pub async fn serve<'a, F>(self: &Arc<Self>, request: &ModuleRequest, rel_path: &str, fetch: F) -> Cached
+    ///
+    /// The fetch runs as a task of its own, so it can outlive this request:
+    /// when an expired list or latest has a stale copy and no answer comes
+    /// within `cache.stale_after`, the stale copy is answered at once and
+    /// the fetch goes on to refresh the cache (stale-while-revalidate).
+    pub async fn serve<F>(self: &Arc<Self>, request: &ModuleRequest, rel_path: &str, fetch: F) -> Cached
     where
-        F: FnOnce() -> BoxFuture<'a, Fetched>,
+        F: FnOnce() -> BoxFuture<'static, Fetched> + Send + 'static,
     {
         let Some((key, lifetime)) = cache_key(request, rel_path) else {
             let (result, source) = fetch().await;
@@ -166,23 +173,18 @@ impl ModuleCache {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return tagged(Ok(hit_response(hit, request)), None, CacheStatus::Hit);
             }
-            Ok(Some(expired)) => stale_since = Some(expired.stored_at),
+            Ok(Some(expired)) => stale_since = Some(expired.stored_at).filter(|s| self.stale_allowed(*s)),
             Ok(None) => {}
             Err(e) => tracing::warn!(key = key.as_str(), error = %e, "cache read failed; fetching upstream"),
         }
         let (flight, leader) = self.join_or_lead(&key);
         let rx = flight.subscribe();
-        let mut source = None;
         if leader {
-            let guard = LeaderGuard {
-                cache: self,
-                key: &key,
-                flight: &flight,
-                armed: true,
-            };
-            let (result, from) = fetch().await;
-            source = Some(from.clone());
-            guard.settle(result, from, request.clone(), key.clone()).await;
+            // With a stale copy to answer, the refresh must finish even if
+            // every client took the stale copy and went: it keeps a
+            // subscription of its own.
+            let keep = stale_since.map(|_| flight.subscribe());
+            self.lead(flight.clone(), key.clone(), request.clone(), fetch, keep);
         }
         let status = if leader {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -191,21 +193,72 @@ impl ModuleCache {
             self.counters.coalesced.fetch_add(1, Ordering::Relaxed);
             CacheStatus::Coalesced
         };
-        match flight.answer(rx).await {
-            Ok(resp) => tagged(Ok(resp), source, status),
-            Err(e) => match stale_since {
-                Some(stored) if e.side() == Side::Upstream && self.stale_allowed(stored) => {
-                    match self.store.get(&key).await {
-                        Ok(Some(hit)) => {
-                            self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(key = key.as_str(), error = %e, "every source failed; serving the stale copy");
-                            tagged(Ok(hit_response(hit, request)), source, CacheStatus::Stale)
-                        }
-                        _ => tagged(Err(e), source, status),
+        let answered = match stale_since {
+            Some(_) => match tokio::time::timeout(self.settings.stale_after, flight.answer(rx)).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    let late = format!(
+                        "no answer within cache.stale_after ({})",
+                        crate::core::duration::fmt_duration(self.settings.stale_after)
+                    );
+                    if let Some(stale) = self.stale_copy(&key, request, &late).await {
+                        return stale;
                     }
+                    // The stale copy went away meanwhile: wait after all.
+                    flight.answer(flight.subscribe()).await
                 }
-                _ => tagged(Err(e), source, status),
             },
+            None => flight.answer(rx).await,
+        };
+        let source = if leader { flight.source() } else { None };
+        match answered {
+            Ok(resp) => tagged(Ok(resp), source, status),
+            Err(e) if stale_since.is_some() && e.side() == Side::Upstream => {
+                match self.stale_copy(&key, request, &e.to_string()).await {
+                    Some(stale) => Cached { source, ..stale },
+                    None => tagged(Err(e), source, status),
+                }
+            }
+            Err(e) => tagged(Err(e), source, status),
+        }
+    }
+
+    /// Starts the fetch for `flight` as a task: its answer is published to
+    /// the flight, and its body pumped into the spool and the store.
+    fn lead<F>(
+        self: &Arc<Self>,
+        flight: Arc<Flight>,
+        key: Key,
+        request: ModuleRequest,
+        fetch: F,
+        keep: Option<watch::Receiver<Progress>>,
+    ) where
+        F: FnOnce() -> BoxFuture<'static, Fetched> + Send + 'static,
+    {
+        let cache = self.clone();
+        tokio::spawn(async move {
+            let guard = LeaderGuard {
+                cache: &cache,
+                key: &key,
+                flight: &flight,
+                armed: true,
+            };
+            let (result, from) = fetch().await;
+            flight.set_source(from.clone());
+            guard.settle(result, from, request, key.clone(), keep).await;
+        });
+    }
+
+    /// The stored copy of an expired `key`, answered because the upstream
+    /// could not answer (`why`).
+    async fn stale_copy(&self, key: &Key, request: &ModuleRequest, why: &str) -> Option<Cached> {
+        match self.store.get(key).await {
+            Ok(Some(hit)) if self.stale_allowed(hit.stored_at) => {
+                self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(key = key.as_str(), reason = why, "serving the stale copy");
+                Some(tagged(Ok(hit_response(hit, request)), None, CacheStatus::Stale))
+            }
+            _ => None,
         }
     }
 
@@ -265,12 +318,14 @@ impl ModuleCache {
         request: ModuleRequest,
         source: String,
         resp: Response<Body>,
+        keep: Option<watch::Receiver<Progress>>,
     ) {
         let outcome = self.pump_body(&flight, &key, &request, &source, resp).await;
         if let Err(e) = outcome {
             flight.set(Progress::Failed(e));
         }
         self.land(&key, &flight);
+        drop(keep);
     }
 
     async fn pump_body(
@@ -377,7 +432,14 @@ struct LeaderGuard<'c> {
 }
 
 impl LeaderGuard<'_> {
-    async fn settle(mut self, result: Result<Response<Body>, Error>, source: String, request: ModuleRequest, key: Key) {
+    async fn settle(
+        mut self,
+        result: Result<Response<Body>, Error>,
+        source: String,
+        request: ModuleRequest,
+        key: Key,
+        keep: Option<watch::Receiver<Progress>>,
+    ) {
         self.armed = false;
         let resp = match result {
             Err(e) => {
@@ -399,7 +461,11 @@ impl LeaderGuard<'_> {
             self.cache.land(&key, self.flight);
             return;
         }
-        tokio::spawn(self.cache.clone().pump(self.flight.clone(), key, request, source, resp));
+        tokio::spawn(
+            self.cache
+                .clone()
+                .pump(self.flight.clone(), key, request, source, resp, keep),
+        );
     }
 }
 

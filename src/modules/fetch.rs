@@ -1,6 +1,13 @@
 //! The fall-through loop: a mirror list tried in order, with GOPROXY
 //! semantics (`,` moves on after 404/410, `|` after any failure, `off`
 //! stops). Each entry is a [`ModuleSource`] from the [`SourceSet`].
+//!
+//! A module proxy that is down ([`health`](crate::modules::health)) is not
+//! asked: it fails at once, as if it had failed, so the separator after it
+//! decides as for any failure. After `|` the list moves on; after `,` (or
+//! as the last entry) the list ends with a 502 naming the mirror, when it
+//! will be tried again and its last error. A down mirror never turns into
+//! "not found".
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,9 +16,12 @@ use std::time::Instant;
 use futures_util::future::BoxFuture;
 use http::Response;
 
+use crate::config::mirrors::MirrorTable;
 use crate::core::body::Body;
+use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::modules::dir_source::DirSource;
+use crate::modules::health::{Admission, Health, State, Status};
 use crate::modules::proxy_source::{OriginSource, ProxySource};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
 use crate::policy::Policy;
@@ -21,16 +31,23 @@ use crate::telemetry::metrics::FallReason;
 use crate::telemetry::sink::Telemetry;
 use crate::upstream::pool::Clients;
 
-/// The source behind every mirror-list entry of the policy, built once.
+/// The source behind every mirror-list entry of the policy, built once,
+/// with each mirror's settings and the health of every mirror.
 pub struct SourceSet {
     by_entry: HashMap<Mirror, Arc<dyn ModuleSource>>,
+    /// Per-mirror timeouts and health thresholds.
+    settings: MirrorTable,
+    /// Which mirrors are down; outlives config reloads.
+    health: Arc<Health>,
     /// Where upstream latency and fall-through are counted, when serving.
     metrics: Option<Arc<Telemetry>>,
 }
 
 impl SourceSet {
-    /// Sources for every entry of every `mirror` rule in `policy`.
-    pub fn new(policy: &Policy, clients: &Clients) -> SourceSet {
+    /// Sources for every entry of every `mirror` rule in `policy`, each
+    /// module proxy with its `[mirror]` settings (its own connect timeout
+    /// and credentials), its health kept in `health`.
+    pub fn new(policy: &Policy, mirrors: &MirrorTable, clients: &Clients, health: Arc<Health>) -> SourceSet {
         let mut by_entry: HashMap<Mirror, Arc<dyn ModuleSource>> = HashMap::new();
         // `direct` is always there: an intercepted `direct` module request
         // is carried out as a one-entry list.
@@ -44,7 +61,18 @@ impl SourceSet {
                 continue;
             }
             let source: Arc<dyn ModuleSource> = match &entry.mirror {
-                Mirror::Proxy(base) => Arc::new(ProxySource::new(base.clone(), clients.clone())),
+                Mirror::Proxy(base) => {
+                    let settings = mirrors.get(base);
+                    let clients = match settings.connect {
+                        Some(timeout) => clients.with_connect_timeout(timeout),
+                        None => clients.clone(),
+                    };
+                    let source = ProxySource::new(base.clone(), clients);
+                    Arc::new(match &settings.login {
+                        Some(login) => source.with_login(&login.credential),
+                        None => source,
+                    })
+                }
                 Mirror::Direct => Arc::new(OriginSource::new(clients.clone())),
                 Mirror::Dir(dir) => Arc::new(DirSource::new(dir.clone())),
                 Mirror::Off => Arc::new(Off),
@@ -53,6 +81,8 @@ impl SourceSet {
         }
         SourceSet {
             by_entry,
+            settings: mirrors.clone(),
+            health,
             metrics: None,
         }
     }
@@ -66,6 +96,42 @@ impl SourceSet {
         }
     }
 
+    /// The health of every mirror.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The status of every module proxy of the policy's lists (and of any
+    /// a reload removed while it was failing), by URL.
+    pub fn statuses(&self) -> Vec<Status> {
+        let mut all = self.health.statuses();
+        for mirror in self.by_entry.keys() {
+            if let Mirror::Proxy(url) = mirror {
+                if !all.iter().any(|s| &s.mirror == url) {
+                    all.push(self.health.status(url));
+                }
+            }
+        }
+        all.sort_by(|a, b| a.mirror.cmp(&b.mirror));
+        all
+    }
+
+    /// The states of `list`'s module proxies that are not up, for the
+    /// access event's `mirror_state`: `None` when all are up.
+    pub fn unhealthy_in(&self, list: &MirrorList) -> Option<String> {
+        let states: Vec<String> = list
+            .entries
+            .iter()
+            .filter_map(|e| match &e.mirror {
+                Mirror::Proxy(url) => Some(self.health.status(url)),
+                _ => None,
+            })
+            .filter(|s| s.state != State::Up)
+            .map(|s| s.to_string())
+            .collect();
+        (!states.is_empty()).then(|| states.join("; "))
+    }
+
     /// Asks `source` (the entry named `name`), timing it.
     async fn ask(&self, name: &str, source: &dyn ModuleSource, req: SourceRequest<'_>) -> Answer {
         let started = Instant::now();
@@ -74,6 +140,49 @@ impl SourceSet {
             t.metrics.observe_fetch(name, answer.outcome(), started.elapsed());
         }
         answer
+    }
+
+    /// Asks a module proxy, unless it is down; its answer is noted in its
+    /// health.
+    /// Also says whether it was skipped.
+    async fn ask_mirror(&self, url: &str, source: &dyn ModuleSource, mut req: SourceRequest<'_>) -> (Answer, bool) {
+        let ticket = match self.health.admit(url) {
+            Admission::Go => None,
+            Admission::Probe(ticket) => Some(ticket),
+            Admission::Skip(status) => {
+                let retry = status.retry_in.map_or_else(
+                    || "being probed".to_owned(),
+                    |r| format!("retried in {}", fmt_duration(r)),
+                );
+                let last = status.last_error.as_deref().unwrap_or("-");
+                let down = Error::Upstream {
+                    target: url.to_owned(),
+                    reason: format!(
+                        "skipped: marked down after {} failures in a row ({retry}); last: {last}",
+                        status.fails
+                    ),
+                };
+                return (Answer::Failed(down), true);
+            }
+        };
+        let settings = self.settings.get(url);
+        if let Some(first_byte) = settings.first_byte {
+            req.header_timeout = first_byte;
+        }
+        let answer = self.ask(url, source, req).await;
+        match &answer {
+            Answer::Found(_) | Answer::NotFound(_) => self.health.succeeded(url),
+            Answer::Failed(e) if e.is_outage() => {
+                self.health.failed(url, settings, &e.to_string());
+            }
+            // A refusal of this one request (401, a redirect the policy
+            // refuses) says nothing about the mirror's health.
+            Answer::Failed(_) => self.health.succeeded(url),
+        }
+        if let Some(ticket) = ticket {
+            ticket.reported();
+        }
+        (answer, false)
     }
 
     fn fell_through(&self, name: &str, reason: FallReason) {
@@ -125,12 +234,17 @@ pub async fn fetch(
         let Some(source) = sources.get(&entry.mirror) else {
             return (Err(Error::Internal(format!("no source for mirror {name}"))), name);
         };
-        match sources.ask(&name, source.as_ref(), req).await {
+        let (answer, skipped) = match &entry.mirror {
+            Mirror::Proxy(url) => sources.ask_mirror(url, source.as_ref(), req).await,
+            _ => (sources.ask(&name, source.as_ref(), req).await, false),
+        };
+        match answer {
             Answer::Found(resp) => return (Ok(resp), name),
             Answer::NotFound(resp) if i == last => return (Ok(resp), name),
             Answer::NotFound(_) => sources.fell_through(&name, FallReason::NotFound),
             Answer::Failed(e) if i < last && entry.then == FallThrough::OnAnyError => {
-                sources.fell_through(&name, FallReason::Error);
+                let reason = if skipped { FallReason::Down } else { FallReason::Error };
+                sources.fell_through(&name, reason);
                 tracing::info!(rule = req.rule, mirror = %name, error = %e, "mirror failed; trying the next (|)");
             }
             Answer::Failed(e) => return (Err(e), name),

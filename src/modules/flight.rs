@@ -72,6 +72,8 @@ pub enum Progress {
 pub struct Flight {
     spool: PathBuf,
     progress: watch::Sender<Progress>,
+    /// The source that answered, once one has.
+    source: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Flight {
@@ -92,12 +94,26 @@ impl Flight {
     /// A flight spooling to `spool` (created by the pump).
     pub fn new(spool: PathBuf) -> Arc<Flight> {
         let (progress, _) = watch::channel(Progress::Waiting);
-        Arc::new(Flight { spool, progress })
+        Arc::new(Flight {
+            spool,
+            progress,
+            source: std::sync::OnceLock::new(),
+        })
     }
 
     /// The spool file.
     pub fn spool(&self) -> &Path {
         &self.spool
+    }
+
+    /// Notes the source that answered.
+    pub fn set_source(&self, source: String) {
+        let _ = self.source.set(source);
+    }
+
+    /// The source that answered, once one has.
+    pub fn source(&self) -> Option<String> {
+        self.source.get().cloned()
     }
 
     /// Publishes progress.
@@ -171,6 +187,7 @@ impl Flight {
                         file: Some(file),
                         read: 0,
                         promised,
+                        flushed: false,
                         op: Op::Idle,
                     };
                     let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(body));
@@ -206,6 +223,9 @@ struct SpoolBody {
     /// fetch fails meanwhile, so the head goes out (with them) and the
     /// client sees a cut body, not a connection closed with no answer.
     promised: u64,
+    /// hyper was given a turn to write out what was read, before a failure
+    /// is passed on.
+    flushed: bool,
     op: Op,
 }
 
@@ -270,6 +290,14 @@ impl http_body::Body for SpoolBody {
                     let (limit, done) = match readable(&rx.borrow_and_update()) {
                         Ok(r) => r,
                         Err(_) if this.read < this.promised => (this.promised, false),
+                        // hyper drops what it has buffered (the head, too)
+                        // when a body fails: give it one turn to write out
+                        // what was read before failing the body.
+                        Err(_) if this.read > 0 && !this.flushed => {
+                            this.flushed = true;
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
                         Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
                     };
                     if this.read < limit {

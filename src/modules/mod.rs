@@ -11,6 +11,7 @@ pub mod cached;
 pub mod dir_source;
 pub mod fetch;
 pub mod flight;
+pub mod health;
 pub mod proxy_source;
 pub mod source;
 pub mod sumdb;

@@ -13,6 +13,7 @@ use http::header;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
+use crate::config::mirrors::Credential;
 use crate::core::body::{Body, BoxError, full, text};
 use crate::core::error::Error;
 use crate::core::escape::escape;
@@ -29,12 +30,35 @@ pub const MAX_REDIRECTS: usize = 10;
 pub struct ProxySource {
     base: String,
     clients: Clients,
+    login: Option<Login>,
+}
+
+/// The `Authorization` a mirror needs, and the origin it may go to.
+struct Login {
+    header: http::HeaderValue,
+    origin: url::Origin,
 }
 
 impl ProxySource {
     /// The proxy at `base` (no trailing slash), reached with `clients`.
     pub fn new(base: String, clients: Clients) -> ProxySource {
-        ProxySource { base, clients }
+        ProxySource {
+            base,
+            clients,
+            login: None,
+        }
+    }
+
+    /// The same proxy, logged in with `credential`: its `Authorization`
+    /// goes to the base URL's origin (scheme, host and port) only, never to
+    /// a host a redirect leads to.
+    pub fn with_login(mut self, credential: &Credential) -> ProxySource {
+        let origin = url::Url::parse(&self.base).map(|u| u.origin()).ok();
+        self.login = match (credential.header(), origin) {
+            (Some(header), Some(origin)) => Some(Login { header, origin }),
+            _ => None,
+        };
+        self
     }
 }
 
@@ -43,7 +67,7 @@ impl ModuleSource for ProxySource {
         Box::pin(async move {
             let url = format!("{}{}", self.base, req.rel_path);
             let client = self.clients.default_client().clone();
-            get(&self.clients, client, &self.base, url, req).await
+            get(&self.clients, client, &self.base, url, req, self.login.as_ref()).await
         })
     }
 }
@@ -67,7 +91,7 @@ impl ModuleSource for OriginSource {
             match req.origin {
                 Some(origin) => {
                     let client = self.clients.for_checked(origin.checked);
-                    get(&self.clients, client, origin.url, origin.url.to_owned(), req).await
+                    get(&self.clients, client, origin.url, origin.url.to_owned(), req, None).await
                 }
                 None => Answer::NotFound(go_direct(req.rule, &req.what())),
             }
@@ -86,8 +110,15 @@ pub fn go_direct(rule: &str, what: &str) -> Response<Body> {
 }
 
 /// GETs `url` from the upstream named `base` in messages, following
-/// redirects.
-async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: String, req: SourceRequest<'_>) -> Answer {
+/// redirects; `login` goes along to its own origin only.
+async fn get(
+    clients: &Clients,
+    mut client: HttpClient,
+    base: &str,
+    mut url: String,
+    req: SourceRequest<'_>,
+    login: Option<&Login>,
+) -> Answer {
     let failed = |reason: String| {
         Answer::Failed(Error::Upstream {
             target: base.to_owned(),
@@ -96,7 +127,8 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
     };
     let mut hops = 0;
     let resp = loop {
-        let resp = match send(&client, base, &url, &req).await {
+        let auth = login.filter(|l| url::Url::parse(&url).is_ok_and(|u| u.origin() == l.origin));
+        let resp = match send(&client, base, &url, &req, auth.map(|l| &l.header)).await {
             Ok(resp) => resp,
             Err(e) => return Answer::Failed(e),
         };
@@ -133,7 +165,11 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
         return Answer::NotFound(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()));
     }
     if !status.is_success() {
-        return failed(format!("answered {status} for {}", req.what()));
+        return Answer::Failed(Error::UpstreamStatus {
+            target: base.to_owned(),
+            status,
+            what: req.what(),
+        });
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -164,18 +200,22 @@ async fn send(
     base: &str,
     url: &str,
     req: &SourceRequest<'_>,
+    auth: Option<&http::HeaderValue>,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
     let method = if req.head {
         http::Method::HEAD
     } else {
         http::Method::GET
     };
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(url)
         .header(header::USER_AGENT, "modgate")
         .body(full(Bytes::new()))
         .map_err(|e| Error::Internal(format!("bad upstream URL {url}: {e}")))?;
+    if let Some(auth) = auth {
+        request.headers_mut().insert(header::AUTHORIZATION, auth.clone());
+    }
     match tokio::time::timeout(req.header_timeout, client.request(request)).await {
         Err(_) => Err(Error::UpstreamTimeout {
             target: base.to_owned(),

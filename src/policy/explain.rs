@@ -19,6 +19,7 @@ use crate::policy::Policy;
 use crate::policy::decide::{Decision, decide_resolved};
 use crate::policy::describe::rule_line;
 use crate::policy::glob::HostGlob;
+use crate::policy::mirrors::{Mirror, MirrorList};
 use crate::policy::plan::{Door, Plan, plan_decided};
 use crate::policy::rule::{Action, Facts, Mismatch, Rule};
 
@@ -94,12 +95,18 @@ fn parse_module(s: &str) -> Result<ExplainTarget, String> {
     }
 }
 
-/// What `explain` needs: the policy and the static name table.
+/// What `explain` needs: the policy, the static name table, the mirror
+/// settings, and what a running modgate says of its mirrors' health.
 pub struct Explainer<'a> {
     /// The rules and `tls.intercept`.
     pub policy: &'a Policy,
     /// `[hosts]`: the only addresses a dry run knows.
     pub hosts: &'a HostOverrides,
+    /// A module proxy's `[mirror."URL"]` settings, described.
+    pub mirror_settings: &'a dyn Fn(&str) -> String,
+    /// The running modgate's mirror health (its admin `/mirrors` lines)
+    /// and where it was read, when one answered.
+    pub health: Option<(&'a str, String)>,
 }
 
 /// The explanation for `target` requested from `from`.
@@ -255,7 +262,7 @@ fn trace<'a>(x: &Explainer<'a>, door: Door, facts: &Facts<'_>, what: &str, out: 
         None => chosen.map_or(Decision::NoMatch, Decision::Matched),
     };
     let plan = plan_decided(x.policy, door, facts, decision, what);
-    print_plan(&plan, out);
+    print_plan(x, &plan, out);
     if let Some(dest) = facts.dest {
         for rule in &depends_on_dns {
             let _ = writeln!(
@@ -268,7 +275,7 @@ fn trace<'a>(x: &Explainer<'a>, door: Door, facts: &Facts<'_>, what: &str, out: 
     plan
 }
 
-fn print_plan(plan: &Plan<'_>, out: &mut String) {
+fn print_plan(x: &Explainer<'_>, plan: &Plan<'_>, out: &mut String) {
     match plan.rule() {
         Some(rule) => {
             let _ = writeln!(out, "rule:    '{}'", rule.name);
@@ -289,6 +296,9 @@ fn print_plan(plan: &Plan<'_>, out: &mut String) {
         Plan::Relay(_) | Plan::Origin(_) | Plan::Intercept(_) => plan.action().as_str().to_owned(),
     };
     let _ = writeln!(out, "action:  {action}");
+    if let Plan::Mirror(_, list) = plan {
+        print_mirrors(x, list, out);
+    }
     match plan {
         Plan::Refuse { error, .. } => {
             let _ = writeln!(out, "refusal: {}", error.body().trim_end());
@@ -316,4 +326,24 @@ fn check_all(rule: &Rule, facts: &Facts<'_>, ips: &[IpAddr]) -> Result<(), Misma
         }
     }
     last
+}
+
+/// Each module proxy of `list`: its `[mirror]` settings, and its health
+/// as the running modgate reports it.
+fn print_mirrors(x: &Explainer<'_>, list: &MirrorList, out: &mut String) {
+    for entry in &list.entries {
+        let Mirror::Proxy(url) = &entry.mirror else { continue };
+        let _ = writeln!(out, "mirror:  {url}: {}", (x.mirror_settings)(url));
+        let state = match &x.health {
+            Some((lines, from)) => lines
+                .lines()
+                .find(|l| l.strip_prefix(url.as_str()).is_some_and(|rest| rest.starts_with(' ')))
+                .map_or_else(
+                    || format!("up (the modgate at {from} has not asked it yet)"),
+                    |l| format!("{} (from the modgate at {from})", &l[url.len() + 1..]),
+                ),
+            None => "unknown (no running modgate answered on the admin listener)".to_owned(),
+        };
+        let _ = writeln!(out, "health:  {state}");
+    }
 }

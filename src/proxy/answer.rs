@@ -3,7 +3,8 @@
 //! allows it, from the rule's mirror list, or, for the checksum database
 //! modgate is configured with, from `sumdb.url`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use http::{Response, StatusCode};
@@ -13,7 +14,7 @@ use crate::core::error::Error;
 use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::modules::cached::{CacheStatus, Fetched};
 use crate::modules::fetch::fetch;
-use crate::modules::source::{ModuleSource, Origin, SourceRequest};
+use crate::modules::source::{Answer, ModuleSource, Origin, SourceRequest};
 use crate::policy::mirrors::MirrorList;
 use crate::policy::rule::Rule;
 use crate::proxy::context::Context;
@@ -35,7 +36,7 @@ pub struct Original<'a> {
 /// upstream with HEAD; it is never answered by fetching a body.
 #[allow(clippy::too_many_arguments)]
 pub async fn answer(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     access: &mut Access,
     request: &ModuleRequest,
     rel_path: &str,
@@ -44,56 +45,36 @@ pub async fn answer(
     mirrors: &MirrorList,
     original: Option<Original<'_>>,
 ) -> Result<Response<Body>, Error> {
-    let own_sumdb = match request {
-        ModuleRequest::Sumdb { db, kind } if db == ctx.config.sumdb.name() => Some(kind),
-        _ => None,
-    };
-    if let Some(SumdbKind::Supported) = own_sumdb {
+    let own_sumdb = matches!(request, ModuleRequest::Sumdb { db, .. } if db == ctx.config.sumdb.name());
+    if own_sumdb
+        && matches!(
+            request,
+            ModuleRequest::Sumdb {
+                kind: SumdbKind::Supported,
+                ..
+            }
+        )
+    {
         // go asks before it sends lookups and tiles here.
         access.cache = Some(CacheStatus::Bypass);
         return Ok(text(StatusCode::OK, ""));
     }
-    let redirects = RedirectCheck {
-        ctx,
-        src: access.client.ip(),
-        module: request.module(),
-    };
-    let sumdb_path = own_sumdb.map(|_| {
+    let sumdb_path = own_sumdb.then(|| {
         let prefix = format!("/sumdb/{}", ctx.config.sumdb.name());
         rel_path.strip_prefix(&prefix).unwrap_or(rel_path).to_owned()
     });
-    let source_request = SourceRequest {
-        request,
-        rel_path: sumdb_path.as_deref().unwrap_or(rel_path),
-        origin: original.map(|o| Origin {
-            url: o.url,
-            checked: o.checked,
-        }),
-        redirects: &redirects,
-        rule: &rule.name,
-        header_timeout: ctx.config.timeouts.header,
+    let job = Upstream {
+        ctx: ctx.clone(),
+        src: access.client.ip(),
+        request: request.clone(),
+        rel_path: sumdb_path.unwrap_or_else(|| rel_path.to_owned()),
+        origin: original.map(|o| (o.url.to_owned(), o.checked.map(<[SocketAddr]>::to_vec))),
+        rule: rule.name.clone(),
+        mirrors: mirrors.clone(),
+        own_sumdb,
         head,
     };
-    let upstream = || -> BoxFuture<'_, Fetched> {
-        Box::pin(async move {
-            if own_sumdb.is_some() {
-                let sumdb = &ctx.sumdb_source;
-                let started = std::time::Instant::now();
-                let answer = sumdb.fetch(source_request).await;
-                let url = &ctx.config.sumdb.url;
-                ctx.telemetry
-                    .metrics
-                    .observe_fetch(url, answer.outcome(), started.elapsed());
-                return match answer {
-                    crate::modules::source::Answer::Found(r) | crate::modules::source::Answer::NotFound(r) => {
-                        (Ok(r), ctx.config.sumdb.url.clone())
-                    }
-                    crate::modules::source::Answer::Failed(e) => (Err(e), ctx.config.sumdb.url.clone()),
-                };
-            }
-            fetch(mirrors, &ctx.sources, source_request).await
-        })
-    };
+    let upstream = move || -> BoxFuture<'static, Fetched> { Box::pin(job.fetch()) };
     let cache = ctx.cache.as_ref().filter(|_| rule.cache);
     if let (true, Some(cache)) = (head, cache) {
         if let Some(resp) = cache.head(request, rel_path).await {
@@ -118,9 +99,65 @@ pub async fn answer(
         }
     };
     access.cache = Some(status);
+    if !own_sumdb {
+        access.mirror_state = ctx.sources.unhealthy_in(mirrors);
+    }
     access.upstream = source.or_else(|| Some("cache".into()));
     if let Ok(resp) = &result {
         note_upstream(access, resp.extensions());
     }
     result
+}
+
+/// One upstream fetch, owning what it needs, so that it can finish after
+/// the request that started it (a stale-while-revalidate refresh).
+struct Upstream {
+    ctx: Arc<Context>,
+    src: IpAddr,
+    request: ModuleRequest,
+    rel_path: String,
+    /// The original URL and the addresses checked for it, when intercepted.
+    origin: Option<(String, Option<Vec<SocketAddr>>)>,
+    rule: String,
+    mirrors: MirrorList,
+    /// A request for the checksum database modgate is configured with.
+    own_sumdb: bool,
+    head: bool,
+}
+
+impl Upstream {
+    /// Asks the mirror list (or `sumdb.url`).
+    async fn fetch(self) -> Fetched {
+        let ctx = &*self.ctx;
+        let redirects = RedirectCheck {
+            ctx,
+            src: self.src,
+            module: self.request.module(),
+        };
+        let source_request = SourceRequest {
+            request: &self.request,
+            rel_path: &self.rel_path,
+            origin: self.origin.as_ref().map(|(url, checked)| Origin {
+                url,
+                checked: checked.as_deref(),
+            }),
+            redirects: &redirects,
+            rule: &self.rule,
+            header_timeout: ctx.config.timeouts.header,
+            head: self.head,
+        };
+        if !self.own_sumdb {
+            return fetch(&self.mirrors, &ctx.sources, source_request).await;
+        }
+        let url = &ctx.config.sumdb.url;
+        let started = std::time::Instant::now();
+        let answer = ctx.sumdb_source.fetch(source_request).await;
+        ctx.telemetry
+            .metrics
+            .observe_fetch(url, answer.outcome(), started.elapsed());
+        match answer {
+            Answer::Found(r) | Answer::NotFound(r) => (Ok(r), url.clone()),
+            Answer::Failed(e) => (Err(e), url.clone()),
+        }
+    }
 }

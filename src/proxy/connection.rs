@@ -83,7 +83,7 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
 /// One request on a hyper-served connection: classify, then forward or
 /// answer from the module endpoint, under the config in effect now.
 async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let ctx = &*ctx.latest();
+    let ctx = &ctx.latest();
     let mut access = ctx.access(peer, req.method().as_str(), req.uri().to_string());
     if let Err(e) = gate::check(&req, Entrance::ProxyPort) {
         return respond(Err(e), access);

@@ -7,6 +7,8 @@
 //! `GOPROXY=http://<modgate>,direct` falls through to its own direct fetch;
 //! `block` answers 403.
 
+use std::sync::Arc;
+
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
@@ -23,14 +25,14 @@ use crate::proxy::route::route;
 use crate::telemetry::access::Access;
 
 /// Answers one request addressed to modgate itself.
-pub async fn serve(ctx: &Context, access: &mut Access, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+pub async fn serve(ctx: &Arc<Context>, access: &mut Access, req: Request<Incoming>) -> Result<Response<Body>, Error> {
     serve_path(ctx, access, req.method(), req.uri().path()).await
 }
 
 /// Answers `method raw_path` on the endpoint: what `serve` does for a
 /// client, and what `cache warm` does for each file it fetches.
 pub async fn serve_path(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     access: &mut Access,
     method: &Method,
     raw_path: &str,

@@ -30,7 +30,7 @@ use crate::telemetry::access::Access;
 /// Answers one request inside the tunnel to `dest`, under the rules in
 /// effect now (the tunnel's own TLS stays as it began).
 pub async fn serve(ctx: &Arc<Context>, peer: SocketAddr, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
-    let ctx = &*ctx.latest();
+    let ctx = &ctx.latest();
     let url = dest.https_url();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut access = ctx.access(peer, req.method().as_str(), format!("{url}{path}"));
@@ -55,7 +55,7 @@ fn classify(host: &str, raw_path: &str) -> Result<Option<(ModuleRequest, String)
 }
 
 async fn carry_out(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     access: &mut Access,
     dest: &Authority,
     req: Request<Incoming>,

@@ -18,6 +18,7 @@ use crate::cache::{CacheError, Store};
 use crate::config::Config;
 use crate::modules::cached::{ModuleCache, state_dir_for};
 use crate::modules::fetch::SourceSet;
+use crate::modules::health::Health;
 use crate::modules::proxy_source::ProxySource;
 use crate::modules::sumdb::{FileTreeStore, SumdbVerifier};
 use crate::modules::sumdb_upstream::SumdbFetcher;
@@ -206,6 +207,11 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
         })
     })?;
     let clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
+    let health = match &carried {
+        Carried::Nothing(_) => Health::new(),
+        // A mirror that is down stays down across a reload.
+        Carried::From(previous) => previous.sources.health().clone(),
+    };
     let (cache, telemetry, draining) = match carried {
         Carried::Nothing(telemetry) => {
             let cache = match Store::open(&config.cache).await? {
@@ -232,7 +238,7 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
     };
     telemetry.recent.set_capacity(config.admin.recent);
     Ok(Context {
-        sources: SourceSet::new(&config.policy, &clients).counted_in(telemetry.clone()),
+        sources: SourceSet::new(&config.policy, &config.mirrors, &clients, health).counted_in(telemetry.clone()),
         sumdb_source: ProxySource::new(config.sumdb.url.clone(), clients.clone()),
         cache,
         clients,

@@ -1,8 +1,9 @@
 //! The access event: one per request or tunnel, emitted when it ends.
 //!
 //! Fields: client, method, target, rule, action, upstream, status, bytes_in
-//! (client to upstream), bytes_out (upstream to client), duration_ms, and
-//! error when modgate refused or failed the request. With
+//! (client to upstream), bytes_out (upstream to client), duration_ms,
+//! verdict and vendor for TLS upstreams, cache and mirror_state for module
+//! requests, and error when modgate refused or failed the request. With
 //! `--log-format json` each event is one JSON object on one line.
 
 use std::net::SocketAddr;
@@ -48,6 +49,9 @@ pub struct Access {
     pub judgement: Option<Judgement>,
     /// How the module cache took part, for module requests.
     pub cache: Option<CacheStatus>,
+    /// The module proxies of the rule's list that are not up (down or
+    /// half-open, with failures, last error and when), for module requests.
+    pub mirror_state: Option<String>,
     /// What failed, for requests modgate refused or could not complete.
     pub error: Option<String>,
     /// When the request arrived.
@@ -122,6 +126,7 @@ impl Access {
             bytes_out: Counter::default(),
             judgement: None,
             cache: None,
+            mirror_state: None,
             error: None,
             started: Instant::now(),
             telemetry: None,
@@ -175,6 +180,7 @@ impl Access {
             verdict = self.judgement.as_ref().map(|j| j.verdict.as_str()),
             vendor = self.judgement.as_ref().and_then(|j| j.vendor.as_deref()).map(escape).as_deref(),
             cache = self.cache.map(CacheStatus::as_str),
+            mirror_state = self.mirror_state.as_deref().map(escape).as_deref(),
             error = error.as_deref(),
             "access"
         );

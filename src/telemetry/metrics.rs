@@ -122,6 +122,8 @@ pub enum FallReason {
     NotFound,
     /// Any failure, after `|`.
     Error,
+    /// Skipped without asking: the mirror is down.
+    Down,
 }
 
 /// The metrics of one proxy, and the registry that exposes them.
@@ -319,6 +321,7 @@ impl Metrics {
         let reason = match reason {
             FallReason::NotFound => "not_found",
             FallReason::Error => "error",
+            FallReason::Down => "down",
         };
         self.fallthrough
             .get_or_create(&FallLabels {

@@ -72,6 +72,19 @@ impl Clients {
         }
     }
 
+    /// The same clients with another connect timeout (a mirror's own),
+    /// with pools of their own.
+    pub fn with_connect_timeout(&self, timeout: Duration) -> Clients {
+        let mut connector = self.connector.clone();
+        connector.timeout = timeout;
+        Clients {
+            default: build(connector.clone(), self.idle),
+            connector,
+            idle: self.idle,
+            pinned: bounded(PINNED_CLIENTS_MAX, self.idle.max(Duration::from_secs(60))),
+        }
+    }
+
     /// The client that resolves names itself.
     pub fn default_client(&self) -> &HttpClient {
         &self.default

@@ -21,7 +21,7 @@ use crate::gotool::*;
 use crate::sumdb::{SumdbServer, start_sumdb};
 use crate::support::*;
 
-const FIXTURE: &[FixtureModule] = &[
+pub(crate) const FIXTURE: &[FixtureModule] = &[
     FixtureModule {
         path: "example.test/alpha",
         version: "v1.0.0",
@@ -44,23 +44,25 @@ const FIXTURE: &[FixtureModule] = &[
     },
 ];
 
-const REQUIRES: &[(&str, &str)] = &[
+pub(crate) const REQUIRES: &[(&str, &str)] = &[
     ("example.test/alpha", "v1.1.0"),
     ("github.com/Upper/case-mod", "v0.2.0"),
 ];
 
 /// A plain-HTTP module proxy over a fixture tree, whose behaviour a test
 /// changes while it runs; it counts requests per path.
-struct Mirror {
-    addr: SocketAddr,
+pub(crate) struct Mirror {
+    pub(crate) addr: SocketAddr,
     /// A status to answer everything with (0: serve the tree).
-    status: Arc<AtomicU16>,
+    pub(crate) status: Arc<AtomicU16>,
     /// Milliseconds to wait before sending a zip's body.
-    zip_delay_ms: Arc<AtomicU64>,
+    pub(crate) zip_delay_ms: Arc<AtomicU64>,
+    /// Milliseconds to wait before answering anything.
+    pub(crate) head_delay_ms: Arc<AtomicU64>,
     /// Send only half of each zip (it declares the whole length).
     truncate_zips: Arc<std::sync::atomic::AtomicBool>,
     /// Bytes to serve instead of the tree's, by path.
-    replaced: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    pub(crate) replaced: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     counts: Arc<Mutex<HashMap<String, usize>>>,
     gone: tokio_util::sync::CancellationToken,
 }
@@ -72,26 +74,28 @@ impl Drop for Mirror {
 }
 
 impl Mirror {
-    fn count(&self, path: &str) -> usize {
+    pub(crate) fn count(&self, path: &str) -> usize {
         self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 }
 
-async fn start_mirror(root: &Path) -> Mirror {
+pub(crate) async fn start_mirror(root: &Path) -> Mirror {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mirror = Mirror {
         addr,
         status: Arc::new(AtomicU16::new(0)),
         zip_delay_ms: Arc::new(AtomicU64::new(0)),
+        head_delay_ms: Arc::new(AtomicU64::new(0)),
         truncate_zips: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         replaced: Arc::new(Mutex::new(HashMap::new())),
         counts: Arc::new(Mutex::new(HashMap::new())),
         gone: tokio_util::sync::CancellationToken::new(),
     };
-    let (status, delay, truncate, replaced, counts, gone) = (
+    let (status, delay, head_delay, truncate, replaced, counts, gone) = (
         mirror.status.clone(),
         mirror.zip_delay_ms.clone(),
+        mirror.head_delay_ms.clone(),
         mirror.truncate_zips.clone(),
         mirror.replaced.clone(),
         mirror.counts.clone(),
@@ -100,9 +104,10 @@ async fn start_mirror(root: &Path) -> Mirror {
     let root = root.to_owned();
     tokio::spawn(gone.clone().run_until_cancelled_owned(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (status, delay, truncate, replaced, counts, root) = (
+            let (status, delay, head_delay, truncate, replaced, counts, root) = (
                 status.clone(),
                 delay.clone(),
+                head_delay.clone(),
                 truncate.clone(),
                 replaced.clone(),
                 counts.clone(),
@@ -120,7 +125,9 @@ async fn start_mirror(root: &Path) -> Mirror {
                     let forced = status.load(Ordering::SeqCst);
                     let replaced = replaced.lock().unwrap().get(&path).cloned();
                     let (delay, truncate, root) = (delay.clone(), truncate.clone(), root.clone());
+                    let head_delay = head_delay.load(Ordering::SeqCst);
                     async move {
+                        tokio::time::sleep(Duration::from_millis(head_delay)).await;
                         if forced != 0 {
                             let mut r = Response::new(full(format!("mirror says {forced}\n")));
                             *r.status_mut() = StatusCode::from_u16(forced).unwrap();
@@ -164,7 +171,7 @@ async fn start_mirror(root: &Path) -> Mirror {
 }
 
 /// A fixture tree, the checksum database over it, and a dir for modgate.
-struct World {
+pub(crate) struct World {
     dir: tempfile::TempDir,
     sumdb: Option<SumdbServer>,
     sumdb_key: String,
@@ -172,7 +179,7 @@ struct World {
 }
 
 impl World {
-    async fn new() -> World {
+    pub(crate) async fn new() -> World {
         let dir = tempfile::tempdir().unwrap();
         write_fixture(&dir.path().join("fixture"), FIXTURE);
         let sumdb = start_sumdb(&dir.path().join("fixture")).await;
@@ -193,11 +200,11 @@ impl World {
         self.sumdb.as_ref().expect("the sumdb runs")
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn fixture(&self) -> PathBuf {
+    pub(crate) fn fixture(&self) -> PathBuf {
         self.path("fixture")
     }
 
@@ -208,7 +215,7 @@ impl World {
 
     /// modgate's config: the cache in `cache/`, the sumdb, `extra`, and a
     /// rule mirroring everything on the endpoint from `mirror`.
-    fn config(&self, mirror: &str, extra: &str) -> String {
+    pub(crate) fn config(&self, mirror: &str, extra: &str) -> String {
         format!(
             "[cache]\ndir = \"cache\"\nlist_ttl = \"1h\"\n[sumdb]\nkey = \"{}\"\nurl = \"http://{}\"\nnosumdb = [\"git.corp.test/*\"]\n{extra}\n[[rule]]\nname = \"all\"\naction = \"mirror\"\nmirrors = \"{mirror}\"\n",
             self.gosumdb(),
@@ -216,7 +223,7 @@ impl World {
         )
     }
 
-    async fn proxy(&self, config: &str) -> Proxy {
+    pub(crate) async fn proxy(&self, config: &str) -> Proxy {
         let path = self.path("modgate.toml");
         std::fs::write(&path, config).unwrap();
         start_proxy_with(modgate::config::Config::parse(config, path.to_str().unwrap()).unwrap()).await
@@ -246,7 +253,7 @@ fn list_tree(dir: &Path) -> Vec<String> {
 
 /// The go environment of a developer using modgate as GOPROXY, verifying
 /// through it against the test database.
-fn via_endpoint(proxy: &Proxy, world: &World) -> Vec<(&'static str, String)> {
+pub(crate) fn via_endpoint(proxy: &Proxy, world: &World) -> Vec<(&'static str, String)> {
     vec![
         ("GOPROXY", format!("http://{}", proxy.addr)),
         ("GOSUMDB", world.gosumdb()),
@@ -254,7 +261,7 @@ fn via_endpoint(proxy: &Proxy, world: &World) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn endpoint_get(proxy: SocketAddr, path: &str) -> (u16, http::HeaderMap, Bytes) {
+pub(crate) async fn endpoint_get(proxy: SocketAddr, path: &str) -> (u16, http::HeaderMap, Bytes) {
     let mut conn = ProxyConn::open(proxy).await;
     let resp = conn
         .send(Request::get(path).header("host", "modgate").body(full("")).unwrap())
@@ -503,11 +510,24 @@ async fn tampered_module_files_are_refused_and_not_cached() {
     evil_mod.extend_from_slice(b"\nrequire evil.test/x v1.0.0\n");
     mirror.replaced.lock().unwrap().insert(gomod.into(), evil_mod.clone());
     let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
-    let (_, _, body) = endpoint_get(proxy.addr, zip).await;
-    assert!(body.len() < tampered_zip.len(), "the tampered zip never arrives whole");
+    // Refused: a 502 when the check fails before the first byte is sent,
+    // else a body cut short of its length.
+    let refused = |status: u16, body: &Bytes, whole: &[u8]| match status {
+        502 => String::from_utf8_lossy(body).contains("checksum mismatch"),
+        200 => body.len() < whole.len(),
+        _ => false,
+    };
+    let (status, _, body) = endpoint_get(proxy.addr, zip).await;
+    assert!(
+        refused(status, &body, &tampered_zip),
+        "the tampered zip never arrives whole: {status}"
+    );
     assert!(!world.cached(zip.trim_start_matches('/')));
-    let (_, _, body) = endpoint_get(proxy.addr, gomod).await;
-    assert!(body.len() < evil_mod.len(), "nor the tampered go.mod");
+    let (status, _, body) = endpoint_get(proxy.addr, gomod).await;
+    assert!(
+        refused(status, &body, &evil_mod),
+        "nor the tampered go.mod: {status} {body:?}"
+    );
     assert!(!world.cached(gomod.trim_start_matches('/')));
     // The honest files pass, and are cached.
     mirror.replaced.lock().unwrap().clear();

@@ -24,6 +24,7 @@ mod layout;
 mod lifecycle;
 mod limits;
 mod local_ca;
+mod mirror_health;
 mod modules;
 mod policy;
 mod reload;

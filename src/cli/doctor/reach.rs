@@ -78,6 +78,8 @@ pub fn rule_for(config: &Config, module: &str) -> Finding {
     let explainer = Explainer {
         policy: &config.policy,
         hosts: &config.hosts,
+        mirror_settings: &|url| config.mirrors.get(url).describe(),
+        health: None,
     };
     let text = explain::explain(&explainer, std::net::IpAddr::from([127, 0, 0, 1]), &target);
     let field = |name: &str| {
