@@ -54,6 +54,7 @@ pub async fn answer(
         ctx,
         src: access.client.ip(),
         module: request.module(),
+        user: access.user.as_deref(),
     };
     let sumdb_path = own_sumdb.map(|_| {
         let prefix = format!("/sumdb/{}", ctx.config.sumdb.name());

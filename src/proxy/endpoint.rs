@@ -46,11 +46,13 @@ pub async fn serve_path(
             "the module endpoint answers GET, not {method}"
         )));
     }
+    let user = access.user.clone();
     let facts = Facts {
         src: access.client.ip(),
         dest: None,
         addr: None,
         module: request.module(),
+        user: user.as_deref(),
     };
     let what = request.module().unwrap_or(path.as_str()).to_owned();
     let routed = route(ctx, Door::Endpoint, facts, &what, access).await?;

@@ -29,11 +29,13 @@ pub async fn serve(
     req: Request<Incoming>,
     dest: Authority,
 ) -> Result<Response<Body>, Error> {
+    let user = access.user.clone();
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(&dest),
         addr: None,
         module: None,
+        user: user.as_deref(),
     };
     let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
     let client = ctx.clients.for_checked(routed.checked.as_deref());

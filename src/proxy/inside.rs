@@ -56,11 +56,13 @@ async fn carry_out(
     let t = ctx.config.timeouts;
     let classified = classify(&dest.host.to_string(), req.uri().path())?;
     let module = classified.as_ref().and_then(|(m, _)| m.module());
+    let user = access.user.clone();
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(dest),
         addr: None,
         module,
+        user: user.as_deref(),
     };
     let what = module.map_or_else(|| access.target.clone(), str::to_owned);
     let door = Door::Intercepted {

@@ -66,11 +66,13 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
 /// Plans the tunnel and, for a relay, connects to a checked address.
 async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel, Error> {
     let dest = Authority::parse_connect(target)?;
+    let user = access.user.clone();
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(&dest),
         addr: None,
         module: None,
+        user: user.as_deref(),
     };
     let routed = route(ctx, Door::Tunnel, facts, &dest.to_string(), access).await?;
     match routed.plan {
