@@ -18,8 +18,10 @@ use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::hop::strip_hop_by_hop;
 use crate::core::host::{Authority, Host};
+use crate::core::proxy_url::ProxyUrl;
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
+use crate::upstream::parent::refusal_hint;
 use crate::upstream::pool::{Clients, HttpClient, client_error};
 
 /// The most redirects followed for one request (go's own limit).
@@ -42,8 +44,9 @@ impl ModuleSource for ProxySource {
     fn fetch<'a>(&'a self, req: SourceRequest<'a>) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
             let url = format!("{}{}", self.base, req.rel_path);
-            let client = self.clients.default_client().clone();
-            get(&self.clients, client, &self.base, url, req).await
+            let clients = self.clients.via(req.via);
+            let client = clients.default_client().clone();
+            get(clients, client, &self.base, url, req).await
         })
     }
 }
@@ -66,8 +69,9 @@ impl ModuleSource for OriginSource {
         Box::pin(async move {
             match req.origin {
                 Some(origin) => {
-                    let client = self.clients.for_checked(origin.checked);
-                    get(&self.clients, client, origin.url, origin.url.to_owned(), req).await
+                    let clients = self.clients.via(req.via);
+                    let client = clients.for_checked(origin.checked);
+                    get(clients, client, origin.url, origin.url.to_owned(), req).await
                 }
                 None => Answer::NotFound(go_direct(req.rule, &req.what())),
             }
@@ -96,7 +100,8 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
     };
     let mut hops = 0;
     let resp = loop {
-        let resp = match send(&client, base, &url, &req).await {
+        let parent = parent_for(clients, &url);
+        let resp = match send(&client, base, &url, &req, parent).await {
             Ok(resp) => resp,
             Err(e) => return Answer::Failed(e),
         };
@@ -126,6 +131,14 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
         url = next.to_string();
     };
     let status = resp.status();
+    if let (Some(parent), StatusCode::PROXY_AUTHENTICATION_REQUIRED) = (parent_for(clients, &url), status) {
+        return Answer::Failed(Error::ParentRefused {
+            parent: parent.to_string(),
+            request: format!("GET {url}"),
+            status: format!("HTTP/1.1 {status}"),
+            hint: refusal_hint("407", parent),
+        });
+    }
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         return Answer::NotFound(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()));
     }
@@ -151,15 +164,26 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
     Answer::Found(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()))
 }
 
-/// One GET within the header timeout.
+/// The parent proxy a plain-HTTP `url` is sent to in absolute form, if any.
+fn parent_for<'c>(clients: &'c Clients, url: &str) -> Option<&'c ProxyUrl> {
+    let url = url::Url::parse(url).ok().filter(|u| u.scheme() == "http")?;
+    clients.forward_proxy(&authority_of(&url).ok()?)
+}
+
+/// One GET within the header timeout; through `parent` with its
+/// credentials, when a plain-HTTP URL goes to one.
 async fn send(
     client: &HttpClient,
     base: &str,
     url: &str,
     req: &SourceRequest<'_>,
+    parent: Option<&ProxyUrl>,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
-    let request = Request::get(url)
-        .header(header::USER_AGENT, "modgate")
+    let mut request = Request::get(url).header(header::USER_AGENT, "modgate");
+    if let Some(credentials) = parent.and_then(ProxyUrl::proxy_authorization) {
+        request = request.header(header::PROXY_AUTHORIZATION, credentials);
+    }
+    let request = request
         .body(full(Bytes::new()))
         .map_err(|e| Error::Internal(format!("bad upstream URL {url}: {e}")))?;
     match tokio::time::timeout(req.header_timeout, client.request(request)).await {

@@ -15,6 +15,7 @@ use crate::modules::cached::{CacheStatus, Fetched};
 use crate::modules::fetch::fetch;
 use crate::modules::source::{ModuleSource, Origin, SourceRequest};
 use crate::policy::mirrors::MirrorList;
+use crate::policy::parent::Via;
 use crate::policy::rule::Rule;
 use crate::proxy::context::Context;
 use crate::proxy::respond::note_upstream;
@@ -70,6 +71,7 @@ pub async fn answer(
         redirects: &redirects,
         rule: &rule.name,
         header_timeout: ctx.config.timeouts.header,
+        via: Via::of(Some(rule)),
     };
     let upstream = || -> BoxFuture<'_, Fetched> {
         Box::pin(async move {

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::modules::cached::ModuleCache;
 use crate::modules::fetch::SourceSet;
 use crate::modules::proxy_source::ProxySource;
+use crate::policy::parent::Via;
 use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
 use crate::tls::verifier::VerdictVerifier;
@@ -22,8 +23,11 @@ pub struct Context {
     pub config: Config,
     /// `[hosts]` and DNS, for the `dst` check.
     pub resolver: Arc<Resolver>,
-    /// How upstream connections are opened.
+    /// How upstream connections are opened: through `[parent]` when there
+    /// is one.
     pub dialer: Arc<dyn Dialer>,
+    /// How upstream connections are opened for rules with `parent = false`.
+    pub direct_dialer: Arc<dyn Dialer>,
     /// The pooled clients for origins and mirrors.
     pub clients: Clients,
     /// The source behind each mirror-list entry.
@@ -42,4 +46,14 @@ pub struct Context {
     pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work.
     pub draining: CancellationToken,
+}
+
+impl Context {
+    /// The dialer for a rule's choice of parent.
+    pub fn dialer_for(&self, via: Via) -> &Arc<dyn Dialer> {
+        match via {
+            Via::Parent => &self.dialer,
+            Via::Direct => &self.direct_dialer,
+        }
+    }
 }

@@ -16,6 +16,7 @@ use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
 use crate::gomod::escape::decode_path;
 use crate::gomod::request::ModuleRequest;
 use crate::modules::fetch::direct_only;
+use crate::policy::parent::Via;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
 use crate::proxy::answer::{Original, answer};
@@ -95,11 +96,14 @@ async fn carry_out(
                 rule.name
             ),
         )),
-        (Plan::Origin(_), _) => {
+        (Plan::Origin(rule), _) => {
             let bytes_in = access.bytes_in.clone();
             access.upstream = Some(dest.https_url());
-            let client = ctx.clients.for_checked(routed.checked.as_deref());
-            let resp = forward(&client, req, Scheme::HTTPS, dest, t.header, bytes_in).await?;
+            let client = ctx
+                .clients
+                .via(Via::of(Some(rule)))
+                .for_checked(routed.checked.as_deref());
+            let resp = forward(&client, req, Scheme::HTTPS, dest, t.header, bytes_in, None).await?;
             note_upstream(access, resp.extensions());
             Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
         }

@@ -31,7 +31,9 @@ use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
 use crate::tls::trust::{Trust, TrustError, client_config};
-use crate::upstream::dial::{Dialer, DirectDialer};
+use crate::upstream::dial::{Dialer, DirectDialer, Outgoing};
+use crate::upstream::own::OwnSockets;
+use crate::upstream::parent::ParentDialer;
 use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
 
@@ -127,7 +129,13 @@ fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), St
 pub(crate) async fn build_context(config: Config) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
-    let dialer: Arc<dyn Dialer> = Arc::new(DirectDialer::new(resolver.clone()));
+    let outgoing = Outgoing {
+        mark: config.transparent.and_then(|t| t.mark),
+        own: config.transparent.map(|_| OwnSockets::default()),
+    };
+    let direct = DirectDialer::with(resolver.clone(), outgoing);
+    let direct_dialer: Arc<dyn Dialer> = Arc::new(direct.clone());
+    let dialer: Arc<dyn Dialer> = Arc::new(ParentDialer::new(config.policy.parent.clone(), direct));
     let t = config.timeouts;
     let verifier = trust.verdict_verifier(config.tls.on_interception, &config.tls.intercepted_dir);
     let tls = client_config(verifier.clone()).map_err(|e| {
@@ -136,7 +144,11 @@ pub(crate) async fn build_context(config: Config) -> Result<Context, StartError>
             reason: e.to_string(),
         })
     })?;
-    let clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
+    let mut clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
+    let parent = &config.policy.parent;
+    if parent.https.is_some() || parent.http.is_some() {
+        clients = clients.with_direct(direct_dialer.clone());
+    }
     let cache = open_cache(&config, &clients).await?;
     Ok(Context {
         sources: SourceSet::new(&config.policy, &clients),
@@ -147,6 +159,7 @@ pub(crate) async fn build_context(config: Config) -> Result<Context, StartError>
         probes: Probes::new(config.tls.probe_ttl),
         resolver,
         dialer,
+        direct_dialer,
         interceptor,
         config,
         draining: CancellationToken::new(),

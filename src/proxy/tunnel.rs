@@ -14,6 +14,7 @@ use crate::config::Probe;
 use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::core::host::Authority;
+use crate::policy::parent::Via;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
 use crate::proxy::connection::refuse;
@@ -28,8 +29,10 @@ enum Tunnel {
     /// Relay bytes to this upstream.
     Relay {
         upstream: TcpStream,
+        /// The address verdicts on this tunnel are kept under.
         addr: SocketAddr,
         dest: Authority,
+        via: Via,
     },
     /// Terminate TLS with the local CA and route each request inside.
     Intercept(Authority),
@@ -56,9 +59,12 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
     }
     match tunnel {
         Tunnel::Intercept(dest) => intercept::serve(ctx, client, early, peer, dest, &mut access).await,
-        Tunnel::Relay { upstream, addr, dest } => {
-            relay_watched(ctx, client, upstream, early, addr, dest, &mut access).await
-        }
+        Tunnel::Relay {
+            upstream,
+            addr,
+            dest,
+            via,
+        } => relay_watched(ctx, client, upstream, early, (addr, dest, via), &mut access).await,
     }
     access.emit();
 }
@@ -77,16 +83,26 @@ async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel
     let routed = route(ctx, Door::Tunnel, facts, &dest.to_string(), access).await?;
     match routed.plan {
         Plan::Intercept(_) => Ok(Tunnel::Intercept(dest)),
-        Plan::Relay(_) => {
+        Plan::Relay(rule) => {
+            let via = Via::of(Some(rule));
+            let checked = routed.checked.as_deref();
             let dialed = ctx
-                .dialer
-                .dial(&dest, routed.checked.as_deref(), ctx.config.timeouts.connect)
+                .dialer_for(via)
+                .dial(&dest, checked, ctx.config.timeouts.connect)
                 .await?;
             access.upstream = Some(dialed.peer.to_string());
+            access.parent = dialed.parent.as_ref().map(ToString::to_string);
+            // Through a parent, the address connected to is the parent's:
+            // verdicts are kept under the destination's checked address.
+            let addr = match (&dialed.parent, checked.and_then(<[_]>::first)) {
+                (Some(_), Some(first)) => *first,
+                _ => dialed.peer,
+            };
             Ok(Tunnel::Relay {
                 upstream: dialed.stream,
-                addr: dialed.peer,
+                addr,
                 dest,
+                via,
             })
         }
         other => Err(Error::Internal(format!("a tunnel cannot be planned as {other:?}"))),
@@ -99,8 +115,7 @@ async fn relay_watched(
     client: TcpStream,
     mut upstream: TcpStream,
     early: Bytes,
-    addr: SocketAddr,
-    dest: Authority,
+    (addr, dest, via): (SocketAddr, Authority, Via),
     access: &mut Access,
 ) {
     if let Err(e) = upstream.write_all(&early).await {
@@ -115,7 +130,7 @@ async fn relay_watched(
     } else {
         let mut taps = watch::Taps::new(&early);
         let seen = taps.seen.clone();
-        let watcher = tokio::spawn(watch::watch(ctx.clone(), dest, addr, taps.take_watch()));
+        let watcher = tokio::spawn(watch::watch(ctx.clone(), dest, addr, via, taps.take_watch()));
         let ended = relay::relay(&client, &upstream, idle, bytes_in, bytes_out, taps.relay_taps()).await;
         drop(taps);
         // The verdict for this tunnel's access event; the relay is over, so

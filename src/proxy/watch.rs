@@ -16,6 +16,7 @@ use crate::config::Probe;
 use crate::core::escape::escape;
 use crate::core::host::Authority;
 use crate::core::verdict::Judgement;
+use crate::policy::parent::Via;
 use crate::proxy::context::Context;
 use crate::proxy::relay;
 use crate::tls::chain::analyze;
@@ -114,7 +115,7 @@ impl Taps {
 /// sent (its SNI) and recorded against the destination modgate connected
 /// to, so a tunnel to one host that borrows another's name labels only
 /// the host it went to.
-pub async fn watch(ctx: Arc<Context>, dest: Authority, addr: SocketAddr, watch: Option<Watch>) {
+pub async fn watch(ctx: Arc<Context>, dest: Authority, addr: SocketAddr, via: Via, watch: Option<Watch>) {
     let Some(mut watch) = watch else { return };
     let Ok(flight) = (&mut watch.flight).await else { return };
     let sni = watch.client_hello.try_recv().ok().and_then(|bytes| client_sni(&bytes));
@@ -126,7 +127,7 @@ pub async fn watch(ctx: Arc<Context>, dest: Authority, addr: SocketAddr, watch: 
             judge(&ctx, &chain, &name, &sighted, &watch.seen);
         }
         Flight::Tls13 if ctx.config.tls.probe == Probe::Active => {
-            active_probe(&ctx, &name, &sighted, &dest, addr, &watch.seen).await
+            active_probe(&ctx, &name, &sighted, (&dest, addr, via), &watch.seen).await
         }
         _ => {}
     }
@@ -163,8 +164,15 @@ fn note(seen: &Seen, judgement: Option<Judgement>) {
 }
 
 /// One probe handshake to `addr` with `name`, unless one ran within
-/// `tls.probe_ttl` (its result is reused) or the probe bounds say no.
-async fn active_probe(ctx: &Context, name: &str, sighted: &Sighted, dest: &Authority, addr: SocketAddr, seen: &Seen) {
+/// `tls.probe_ttl` (its result is reused) or the probe bounds say no. It
+/// goes the way the tunnel went: through the parent when the tunnel did.
+async fn active_probe(
+    ctx: &Context,
+    name: &str,
+    sighted: &Sighted,
+    (dest, addr, via): (&Authority, SocketAddr, Via),
+    seen: &Seen,
+) {
     let permit = match ctx.probes.begin(addr, name) {
         ProbeStart::Known(known) => return note(seen, known),
         ProbeStart::Refused(why) => {
@@ -176,7 +184,7 @@ async fn active_probe(ctx: &Context, name: &str, sighted: &Sighted, dest: &Autho
     let t = ctx.config.timeouts;
     let chain = async {
         let dialed = ctx
-            .dialer
+            .dialer_for(via)
             .dial(dest, Some(&[addr]), t.connect)
             .await
             .map_err(|e| e.to_string())?;

@@ -5,6 +5,7 @@ mod fake_dns;
 mod gotool;
 mod moto;
 mod support;
+mod tools;
 
 mod access;
 mod bad_input;
@@ -21,6 +22,7 @@ mod lifecycle;
 mod limits;
 mod local_ca;
 mod modules;
+mod parent;
 mod policy;
 mod sumdb;
 mod tunnel;
