@@ -25,7 +25,7 @@ use crate::proxy::head::{self, FirstRequest, Rewind};
 use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Inbound;
 use crate::proxy::respond::respond;
-use crate::proxy::{endpoint, forward, tunnel};
+use crate::proxy::{authenticate, endpoint, forward, tunnel};
 use crate::telemetry::access::Access;
 
 /// Serves one client connection until it ends.
@@ -75,6 +75,11 @@ async fn serve_http(ctx: &Context, stream: TcpStream, peer: SocketAddr, first: F
 /// answer from the module endpoint.
 async fn serve_request(ctx: &Context, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let mut access = Access::new(peer, req.method().as_str(), req.uri().to_string());
+    let endpoint = matches!(classify(&req), Ok(Target::Endpoint));
+    match authenticate::request(ctx, &req, peer.ip(), endpoint).await {
+        Ok(user) => access.user = user,
+        Err(e) => return respond(Err(e), access),
+    }
     let result = match classify(&req) {
         Ok(Target::Forward(dest)) => forward::serve(ctx, &mut access, req, dest).await,
         Ok(Target::Endpoint) => endpoint::serve(ctx, &mut access, req).await,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::modules::cached::ModuleCache;
 use crate::modules::fetch::SourceSet;
@@ -14,6 +15,7 @@ use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
 use crate::tls::verifier::VerdictVerifier;
 use crate::upstream::dial::Dialer;
+use crate::upstream::own::OwnSockets;
 use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
 
@@ -42,6 +44,11 @@ pub struct Context {
     /// Active probe results per address and name for `tls.probe_ttl`, and
     /// the bounds on probing.
     pub probes: Probes,
+    /// Proxy authentication on the explicit listener, when `[auth]` is on.
+    pub auth: Option<Authenticator>,
+    /// modgate's own upstream sockets, when the transparent listener needs
+    /// to recognise them.
+    pub own_sockets: Option<OwnSockets>,
     /// TLS termination for `tls.intercept` hosts, when there are any.
     pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work.

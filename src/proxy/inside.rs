@@ -26,11 +26,18 @@ use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
 use crate::telemetry::access::Access;
 
-/// Answers one request inside the tunnel to `dest`.
-pub async fn serve(ctx: &Context, peer: SocketAddr, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
+/// Answers one request inside the tunnel to `dest` from `peer`, whose
+/// CONNECT authenticated `user` (if `[auth]` is on).
+pub async fn serve(
+    ctx: &Context,
+    (peer, user): (SocketAddr, Option<&str>),
+    dest: &Authority,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let url = dest.https_url();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let mut access = Access::new(peer, req.method().as_str(), format!("{url}{path}"));
+    access.user = user.map(str::to_owned);
     let result = carry_out(ctx, &mut access, dest, req).await;
     respond(result, access)
 }

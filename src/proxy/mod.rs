@@ -4,6 +4,7 @@
 //! - [`listener`]: the listener seam; where connections come from.
 //! - [`limits`]: admission: connection limits, global and per client.
 //! - [`connection`]: one client connection: first head, then tunnel or hyper.
+//! - [`authenticate`]: who is asking (`[auth]`), on the explicit listener.
 //! - [`head`]: reading the first request head ourselves.
 //! - [`classify`]: the request form: tunnel, forward, or module endpoint.
 //! - [`route`]: the policy's plan, with DNS when a `dst` rule needs it.
@@ -22,6 +23,7 @@
 //! - [`warm`]: the endpoint's path without a listener, for `cache warm`.
 
 pub mod answer;
+pub mod authenticate;
 pub mod classify;
 pub mod connection;
 pub mod context;

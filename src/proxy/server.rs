@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::cache::{CacheError, Store};
 use crate::config::Config;
 use crate::modules::cached::{ModuleCache, state_dir_for};
@@ -57,6 +58,9 @@ pub enum StartError {
     /// The module cache cannot be opened.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The htpasswd file of `[auth]` is unusable.
+    #[error("auth.htpasswd: {0}")]
+    Auth(String),
     /// `cache warm` with a config whose cache is off.
     #[error("the cache is off in this config: set [cache] dir or url")]
     NoCache,
@@ -106,10 +110,22 @@ impl Server {
 }
 
 /// What `serve` checks before it listens, beyond the config's syntax: the
-/// root files load, and the CA exists and covers `tls.intercept`. `check`
-/// runs the same checks, so a config it passes is one `serve` starts with.
+/// root files load, the CA exists and covers `tls.intercept`, and the
+/// htpasswd file of `[auth]` reads and parses. `check` runs the same
+/// checks, so a config it passes is one `serve` starts with.
 pub fn validate(config: &Config) -> Result<(), StartError> {
-    load_trust_and_ca(config).map(|_| ())
+    load_trust_and_ca(config)?;
+    load_auth(config)?;
+    Ok(())
+}
+
+/// The authenticator of `[auth]`, when it is on.
+fn load_auth(config: &Config) -> Result<Option<Authenticator>, StartError> {
+    config
+        .auth
+        .as_ref()
+        .map(|settings| Authenticator::load(settings).map_err(StartError::Auth))
+        .transpose()
 }
 
 fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), StartError> {
@@ -128,10 +144,12 @@ fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), St
 /// Everything the connections share, built once from the config.
 pub(crate) async fn build_context(config: Config) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
+    let auth = load_auth(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
+    let own_sockets = config.transparent.map(|_| OwnSockets::default());
     let outgoing = Outgoing {
         mark: config.transparent.and_then(|t| t.mark),
-        own: config.transparent.map(|_| OwnSockets::default()),
+        own: own_sockets.clone(),
     };
     let direct = DirectDialer::with(resolver.clone(), outgoing);
     let direct_dialer: Arc<dyn Dialer> = Arc::new(direct.clone());
@@ -160,6 +178,8 @@ pub(crate) async fn build_context(config: Config) -> Result<Context, StartError>
         resolver,
         dialer,
         direct_dialer,
+        auth,
+        own_sockets,
         interceptor,
         config,
         draining: CancellationToken::new(),

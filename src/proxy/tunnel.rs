@@ -21,7 +21,7 @@ use crate::proxy::connection::refuse;
 use crate::proxy::context::Context;
 use crate::proxy::head::FirstRequest;
 use crate::proxy::route::route;
-use crate::proxy::{intercept, relay, watch};
+use crate::proxy::{authenticate, intercept, relay, watch};
 use crate::telemetry::access::Access;
 
 /// What a planned CONNECT turns into.
@@ -41,7 +41,14 @@ enum Tunnel {
 /// Serves a CONNECT until the tunnel ends.
 pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, first: FirstRequest) {
     let mut access = Access::new(peer, "CONNECT", first.target.clone());
-    let tunnel = match open(ctx, &mut access, &first.target).await {
+    let opened = match authenticate::connect(ctx, &first, peer.ip()).await {
+        Ok(user) => {
+            access.user = user;
+            open(ctx, &mut access, &first.target).await
+        }
+        Err(err) => Err(err),
+    };
+    let tunnel = match opened {
         Ok(tunnel) => tunnel,
         Err(err) => {
             access.fail(&err);

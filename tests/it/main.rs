@@ -8,6 +8,7 @@ mod support;
 mod tools;
 
 mod access;
+mod auth;
 mod bad_input;
 mod cache;
 mod cache_store;
