@@ -61,6 +61,9 @@ fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
     runtime.block_on(async {
         let source = config.source.clone();
         let server = Server::start(config, listen).await?;
+        if let Some(transparent) = server.transparent_addr() {
+            eprintln!("modgate transparent listener on {transparent}");
+        }
         eprintln!("modgate listening on {}", server.local_addr());
         tracing::info!(config = %source, listen = %server.local_addr(), "started");
         wait_for_signal().await?;

@@ -1,4 +1,5 @@
-//! One client connection on the proxy port, from its first byte:
+//! One client connection on the proxy port, from its first byte (a
+//! connection the firewall redirected goes to [`redirected`] instead):
 //! 1. [`head::read_first`] reads the first request head;
 //! 2. a CONNECT goes to [`tunnel::serve`];
 //! 3. anything else goes to hyper, which calls [`serve_request`] for each
@@ -25,12 +26,14 @@ use crate::proxy::head::{self, FirstRequest, Rewind};
 use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Inbound;
 use crate::proxy::respond::respond;
-use crate::proxy::{authenticate, endpoint, forward, tunnel};
+use crate::proxy::{authenticate, endpoint, forward, redirected, tunnel};
 use crate::telemetry::access::Access;
 
 /// Serves one client connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, inbound: Inbound) {
-    let Inbound::Explicit = inbound;
+    if let Inbound::Transparent(redirected) = inbound {
+        return redirected::serve(ctx, stream, peer, redirected).await;
+    }
     let _ = stream.set_nodelay(true);
     let first = tokio::select! {
         first = head::read_first(&mut stream, ctx.config.timeouts.header) => first,

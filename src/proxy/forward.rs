@@ -25,7 +25,7 @@ use crate::policy::plan::Door;
 use crate::policy::rule::Facts;
 use crate::proxy::context::Context;
 use crate::proxy::respond::note_upstream;
-use crate::proxy::route::route;
+use crate::proxy::route::{Routed, route};
 use crate::telemetry::access::{Access, Counter, Metered};
 use crate::upstream::parent::refusal_hint;
 use crate::upstream::pool::{HttpClient, client_error};
@@ -46,6 +46,19 @@ pub async fn serve(
         user: user.as_deref(),
     };
     let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
+    send(ctx, access, req, dest, routed).await
+}
+
+/// Sends a planned plain-HTTP request to `dest`, only to the addresses the
+/// plan checked, through the rule's clients (the parent's, unless it says
+/// `parent = false`). A redirected connection's requests come here too.
+pub async fn send(
+    ctx: &Context,
+    access: &mut Access,
+    req: Request<Incoming>,
+    dest: Authority,
+    routed: Routed<'_>,
+) -> Result<Response<Body>, Error> {
     let via = Via::of(routed.plan.rule());
     let client = ctx.clients.via(via).for_checked(routed.checked.as_deref());
     let parent = ctx.dialer_for(via).forward_proxy(&dest);

@@ -2,9 +2,14 @@
 //!
 //! - [`server`]: start and stop; the accept loop, one task per connection.
 //! - [`listener`]: the listener seam; where connections come from.
+//! - [`transparent`]: the listener for redirected connections, and where
+//!   each was going.
 //! - [`limits`]: admission: connection limits, global and per client.
 //! - [`connection`]: one client connection: first head, then tunnel or hyper.
 //! - [`authenticate`]: who is asking (`[auth]`), on the explicit listener.
+//! - [`redirected`]: a redirected connection, served as a CONNECT to where
+//!   it was going.
+//! - [`sniff`]: TLS or plain HTTP, from a redirected connection's first bytes.
 //! - [`head`]: reading the first request head ourselves.
 //! - [`classify`]: the request form: tunnel, forward, or module endpoint.
 //! - [`route`]: the policy's plan, with DNS when a `dst` rule needs it.
@@ -36,10 +41,13 @@ pub mod inside;
 pub mod intercept;
 pub mod limits;
 pub mod listener;
+pub mod redirected;
 pub mod relay;
 pub mod respond;
 pub mod route;
 pub mod server;
+pub mod sniff;
+pub mod transparent;
 pub mod tunnel;
 pub mod warm;
 pub mod watch;

@@ -27,6 +27,7 @@ use crate::proxy::connection;
 use crate::proxy::context::Context;
 use crate::proxy::limits::Limits;
 use crate::proxy::listener::{Accepted, ExplicitListener, Listener};
+use crate::proxy::transparent::TransparentListener;
 use crate::telemetry::access::Access;
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
@@ -69,8 +70,9 @@ pub enum StartError {
 /// A running proxy.
 pub struct Server {
     addr: SocketAddr,
+    transparent: Option<SocketAddr>,
     draining: CancellationToken,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -92,8 +94,22 @@ impl Server {
             per_client = limits.per_client(),
             "connection limits"
         );
-        let task = tokio::spawn(accept_loop(Box::new(listener), ctx, limits));
-        Ok(Server { addr, draining, task })
+        let transparent = bind_transparent(&ctx, addr).await?;
+        let transparent_addr = transparent.as_ref().and_then(|l| l.local_addr().ok());
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            Box::new(listener),
+            ctx.clone(),
+            limits.clone(),
+        ))];
+        if let Some(listener) = transparent {
+            tasks.push(tokio::spawn(accept_loop(Box::new(listener), ctx, limits)));
+        }
+        Ok(Server {
+            addr,
+            transparent: transparent_addr,
+            draining,
+            tasks,
+        })
     }
 
     /// The address the proxy listens on.
@@ -101,12 +117,32 @@ impl Server {
         self.addr
     }
 
+    /// The address the transparent listener is bound to, when there is one.
+    pub fn transparent_addr(&self) -> Option<SocketAddr> {
+        self.transparent
+    }
+
     /// Stops accepting, lets in-flight work finish within
     /// `timeouts.shutdown`, then cuts what is left.
     pub async fn shutdown(self) {
         self.draining.cancel();
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
+}
+
+/// The transparent listener of `[transparent]`, when there is one; it knows
+/// the explicit listener at `explicit`, so it never connects to it.
+async fn bind_transparent(ctx: &Context, explicit: SocketAddr) -> Result<Option<TransparentListener>, StartError> {
+    let Some(settings) = ctx.config.transparent else {
+        return Ok(None);
+    };
+    let addr = settings.listen;
+    TransparentListener::bind(addr, &[explicit], ctx.own_sockets.clone())
+        .await
+        .map(Some)
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// What `serve` checks before it listens, beyond the config's syntax: the

@@ -1,6 +1,10 @@
 //! `CONNECT host:port`: plan the tunnel, answer `200 Connection
 //! established`, then relay bytes ([`relay`]) while the tunnel's chain is
 //! watched ([`watch`]), or hand the client to the interceptor.
+//!
+//! A redirected TLS connection ([`redirected`](crate::proxy::redirected))
+//! is the same tunnel without the CONNECT: it is established and run by
+//! the same two functions, [`establish`] and [`run`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,18 +24,21 @@ use crate::policy::rule::Facts;
 use crate::proxy::connection::refuse;
 use crate::proxy::context::Context;
 use crate::proxy::head::FirstRequest;
-use crate::proxy::route::route;
+use crate::proxy::route::{Routed, route};
 use crate::proxy::{authenticate, intercept, relay, watch};
 use crate::telemetry::access::Access;
 
-/// What a planned CONNECT turns into.
-enum Tunnel {
+/// What a planned tunnel turns into.
+pub enum Tunnel {
     /// Relay bytes to this upstream.
     Relay {
+        /// The connection to the destination (or to the parent).
         upstream: TcpStream,
         /// The address verdicts on this tunnel are kept under.
         addr: SocketAddr,
+        /// The destination.
         dest: Authority,
+        /// Whether it went through the parent.
         via: Via,
     },
     /// Terminate TLS with the local CA and route each request inside.
@@ -64,16 +71,23 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         access.emit();
         return;
     }
+    run(ctx, client, tunnel, early, &mut access).await;
+    access.emit();
+}
+
+/// Runs an established tunnel until it ends; `early` are the client's
+/// bytes already read (sent on first).
+pub async fn run(ctx: &Arc<Context>, client: TcpStream, tunnel: Tunnel, early: Bytes, access: &mut Access) {
+    let peer = access.client;
     match tunnel {
-        Tunnel::Intercept(dest) => intercept::serve(ctx, client, early, peer, dest, &mut access).await,
+        Tunnel::Intercept(dest) => intercept::serve(ctx, client, early, peer, dest, access).await,
         Tunnel::Relay {
             upstream,
             addr,
             dest,
             via,
-        } => relay_watched(ctx, client, upstream, early, (addr, dest, via), &mut access).await,
+        } => relay_watched(ctx, client, upstream, early, (addr, dest, via), access).await,
     }
-    access.emit();
 }
 
 /// Plans the tunnel and, for a relay, connects to a checked address.
@@ -88,6 +102,18 @@ async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel
         user: user.as_deref(),
     };
     let routed = route(ctx, Door::Tunnel, facts, &dest.to_string(), access).await?;
+    establish(ctx, access, routed, dest).await
+}
+
+/// Carries out a tunnel's plan up to the point where bytes can flow:
+/// nothing more for an intercepted one; for a relay, a connection to the
+/// destination through the rule's dialer, only to the checked addresses.
+pub async fn establish(
+    ctx: &Context,
+    access: &mut Access,
+    routed: Routed<'_>,
+    dest: Authority,
+) -> Result<Tunnel, Error> {
     match routed.plan {
         Plan::Intercept(_) => Ok(Tunnel::Intercept(dest)),
         Plan::Relay(rule) => {

@@ -2,7 +2,8 @@
 //!
 //! Fields: client, user (when `[auth]` authenticated one), method, target,
 //! rule, action, upstream, parent (when the upstream was reached through
-//! `[parent]`), status, bytes_in (client to upstream), bytes_out (upstream
+//! `[parent]`), original (the original destination of a connection the
+//! firewall redirected to the transparent listener), status, bytes_in (client to upstream), bytes_out (upstream
 //! to client), duration_ms, and error when modgate refused or failed the
 //! request. With
 //! `--log-format json` each event is one JSON object on one line.
@@ -43,6 +44,8 @@ pub struct Access {
     pub upstream: Option<String>,
     /// The parent proxy the upstream was reached through, when it was.
     pub parent: Option<String>,
+    /// Where a connection redirected to the transparent listener was going.
+    pub original: Option<SocketAddr>,
     /// The status sent to the client (200 for an established tunnel).
     pub status: u16,
     /// Bytes from the client to the upstream (body or tunnel bytes).
@@ -115,6 +118,7 @@ impl Access {
             action: ActionTaken::Error,
             upstream: None,
             parent: None,
+            original: None,
             status: 0,
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
@@ -161,6 +165,7 @@ impl Access {
             action = self.action.as_str(),
             upstream = %escape(self.upstream.as_deref().unwrap_or("-")),
             parent = self.parent.as_deref(),
+            original = self.original.map(|a| a.to_string()).as_deref(),
             status = self.status,
             bytes_in = self.bytes_in.get(),
             bytes_out = self.bytes_out.get(),

@@ -4,6 +4,7 @@
 mod fake_dns;
 mod gotool;
 mod moto;
+mod netns;
 mod support;
 mod tools;
 
@@ -26,6 +27,7 @@ mod modules;
 mod parent;
 mod policy;
 mod sumdb;
+mod transparent;
 mod tunnel;
 mod upstream_errors;
 mod verdicts;

@@ -1,0 +1,382 @@
+//! Issue 11 §2: the transparent listener, in network namespaces the tests
+//! create (see `netns`): a client namespace whose TCP 80 and 443 the
+//! gateway namespace REDIRECTs to modgate's transparent listener. The
+//! client has no proxy settings at all.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::gotool::*;
+use crate::netns::*;
+use crate::support::*;
+
+/// Where each origin lives, on the gateway's loopback.
+const PROXY_GOLANG: &str = "10.200.78.10";
+const MIRROR: &str = "10.200.78.11";
+const TUNNEL: &str = "10.200.78.12";
+const BLOCKED: &str = "10.200.78.13";
+const PLAIN: &str = "10.200.78.14";
+const LOOPED: &str = "10.200.78.15";
+const MARKED: &str = "10.200.78.16";
+
+const MODULES: &[FixtureModule] = &[FixtureModule {
+    path: "example.test/transparent",
+    version: "v1.2.0",
+    payload: 10_000,
+}];
+
+/// A gateway with modgate on its transparent port, origins behind it, and
+/// modgate's CA bundle for clients.
+struct World {
+    // Dropped first: modgate and the origins go before the namespaces.
+    served: Served,
+    mirror: ModuleOrigin,
+    tunnel_origin: Arc<AtomicUsize>,
+    blocked_origin: Arc<AtomicUsize>,
+    plain: Origin,
+    _tasks: Vec<tokio::task::JoinHandle<()>>,
+    pki: TestPki,
+    bundle: PathBuf,
+    dir: tempfile::TempDir,
+    gateway: Gateway,
+}
+
+impl World {
+    async fn new() -> World {
+        let gateway = Gateway::create(&format!(
+            "{PROXY_GOLANG} proxy.golang.org\n{TUNNEL} tunnel.test unverified.test\n{BLOCKED} blocked.test\n{PLAIN} plain.test\n{LOOPED} loop.test\n{MARKED} marked.test\n"
+        ));
+        for ip in [PROXY_GOLANG, MIRROR, TUNNEL, BLOCKED, PLAIN, LOOPED, MARKED] {
+            gateway.add_origin_address(ip);
+        }
+        // modgate's own connections to LOOPED are redirected back to it
+        // (a loop); to MARKED only when they lack modgate's mark.
+        let port = TRANSPARENT_PORT.to_string();
+        gateway.iptables(&[
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            LOOPED,
+            "--dport",
+            "443",
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            &port,
+        ]);
+        gateway.iptables(&[
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            MARKED,
+            "--dport",
+            "443",
+            "-m",
+            "mark",
+            "!",
+            "--mark",
+            "42",
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            &port,
+        ]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_fixture(&d.join("fixture"), MODULES);
+        let pki = TestPki::new("Transparent Test Public Root");
+        std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
+        let mirror = start_module_origin_on(
+            gateway.listen_in_gateway(&format!("{MIRROR}:443")),
+            &pki,
+            &["mirror.test"],
+            &d.join("fixture"),
+            Behavior::Serve,
+        );
+        let versions = rustls::DEFAULT_VERSIONS;
+        let (chain, key) = pki.leaf(&["tunnel.test", "unverified.test"]);
+        let listener = gateway.listen_in_gateway(&format!("{TUNNEL}:443"));
+        let (_, tunnel_origin, t1) = start_tls_server_on(listener, chain, key, "tunnelled", versions);
+        let (chain, key) = pki.leaf(&["blocked.test"]);
+        let listener = gateway.listen_in_gateway(&format!("{BLOCKED}:443"));
+        let (_, blocked_origin, t2) = start_tls_server_on(listener, chain, key, "must not be reached", versions);
+        let (chain, key) = pki.leaf(&["marked.test"]);
+        let listener = gateway.listen_in_gateway(&format!("{MARKED}:443"));
+        let (_, _, t3) = start_tls_server_on(listener, chain, key, "marked and not looped", versions);
+        let plain = start_origin_on(
+            gateway.listen_in_gateway(&format!("{PLAIN}:80")),
+            Arc::new(|_req| Box::pin(async { http::Response::new(full("plain over the gateway")) })),
+        );
+
+        std::fs::write(
+            d.join("c.toml"),
+            format!(
+                "listen = \"127.0.0.1:0\"\n\n[transparent]\nlisten = \"0.0.0.0:{TRANSPARENT_PORT}\"\nmark = 42\n\n\
+                 [tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"proxy.golang.org\"]\npublic_roots = \"public-root.pem\"\n\n\
+                 [cache]\ndir = \"\"\n\n\
+                 [hosts]\n\"proxy.golang.org\" = \"{PROXY_GOLANG}\"\n\"mirror.test\" = \"{MIRROR}:443\"\n\"tunnel.test\" = \"{TUNNEL}\"\n\"blocked.test\" = \"{BLOCKED}\"\n\"plain.test\" = \"{PLAIN}\"\n\"loop.test\" = \"{LOOPED}\"\n\"marked.test\" = \"{MARKED}\"\n\n\
+                 [[rule]]\nname = \"blocked\"\nhosts = [\"blocked.test\"]\naction = \"block\"\nreason = \"not on this network\"\n\n\
+                 [[rule]]\nname = \"unverified\"\nhosts = [\"unverified.test\"]\naction = \"direct\"\nverify_host = false\n\n\
+                 [[rule]]\nname = \"go-modules\"\nhosts = [\"proxy.golang.org\"]\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n\n\
+                 [[rule]]\nname = \"default\"\naction = \"direct\"\n"
+            ),
+        )
+        .unwrap();
+        let modgate = |args: &[&str]| {
+            std::process::Command::new(modgate_bin())
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap()
+        };
+        let init = modgate(&["ca", "init", "--config", "c.toml"]);
+        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        let bundle = modgate(&["ca", "bundle", "--config", "c.toml"]);
+        assert!(bundle.status.success());
+        std::fs::write(d.join("bundle.pem"), bundle.stdout).unwrap();
+
+        let wrapper = gateway.exec_in(&gateway.gw);
+        let served = start_served_with(&wrapper, d, &["--config", "c.toml", "--log-format", "json"], &[]).await;
+        World {
+            served,
+            mirror,
+            tunnel_origin,
+            blocked_origin,
+            plain,
+            _tasks: vec![t1, t2, t3],
+            pki,
+            bundle: d.join("bundle.pem"),
+            dir,
+            gateway,
+        }
+    }
+
+    /// The next access event, skipping none.
+    async fn access(&mut self) -> serde_json::Value {
+        self.served.next_access().await
+    }
+
+    /// A TLS exchange from the client namespace to `ip:443` naming `sni`:
+    /// the response, or why the handshake failed.
+    async fn tls_from_client(&self, ip: &str, sni: &str) -> Result<String, String> {
+        let stream = self
+            .gateway
+            .connect_from_client(&format!("{ip}:443"))
+            .map_err(|e| format!("connect: {e}"))?;
+        let connector = tokio_rustls::TlsConnector::from(self.pki.client_config());
+        let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+        let mut tls = tokio::time::timeout(STEP, connector.connect(name, stream))
+            .await
+            .map_err(|_| "handshake timed out".to_owned())?
+            .map_err(|e| format!("handshake: {e}"))?;
+        tls.write_all(format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut out)).await;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// A plain-HTTP exchange from the client namespace to `ip:80` with
+    /// `Host: host`: the whole response.
+    async fn http_from_client(&self, ip: &str, host: &str) -> String {
+        let mut stream = self.gateway.connect_from_client(&format!("{ip}:80")).unwrap();
+        stream
+            .write_all(format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_go_downloads_transparently_with_no_proxy_variables() {
+    let mut world = World::new().await;
+    let project = GoProject::new(&[("example.test/transparent", "v1.2.0")]);
+    // Only SSL_CERT_FILE: no HTTPS_PROXY, no GOPROXY.
+    let wrapper = world.gateway.exec_in(&world.gateway.client);
+    let run = project
+        .download_in(&wrapper, &[("SSL_CERT_FILE", world.bundle.display().to_string())])
+        .await;
+    run.assert_ok();
+    assert_eq!(run.modules.len(), 1, "{:?}", run.modules);
+    assert!(
+        world.mirror.requests.load(Ordering::SeqCst) >= 2,
+        "the mirror served the download"
+    );
+    // Requests inside the redirected, intercepted connection were mirrored;
+    // the connection itself was planned as a tunnel to proxy.golang.org.
+    let mut mirrored = None;
+    let mut intercepted = None;
+    while mirrored.is_none() || intercepted.is_none() {
+        let access = world.access().await;
+        if access["action"] == "mirror" && access["status"] == 200 {
+            mirrored = Some(access);
+        } else if access["action"] == "intercept" {
+            intercepted = Some(access);
+        }
+    }
+    let intercepted = intercepted.unwrap();
+    assert_eq!(
+        (
+            intercepted["method"].as_str(),
+            intercepted["target"].as_str(),
+            intercepted["original"].as_str()
+        ),
+        (Some("TLS"), Some("proxy.golang.org:443"), Some("10.200.78.10:443")),
+        "{intercepted}"
+    );
+    assert_eq!(mirrored.unwrap()["rule"], "go-modules");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_rules() {
+    let mut world = World::new().await;
+
+    // A TLS host outside tls.intercept: relayed to the original
+    // destination, with its verdict.
+    let response = world.tls_from_client(TUNNEL, "tunnel.test").await.unwrap();
+    assert!(response.ends_with("tunnelled"), "{response}");
+    let access = world.access().await;
+    assert_eq!(
+        (
+            access["method"].as_str(),
+            access["target"].as_str(),
+            access["action"].as_str()
+        ),
+        (Some("TLS"), Some("tunnel.test:443"), Some("direct")),
+        "{access}"
+    );
+    assert_eq!(access["original"], format!("{TUNNEL}:443"));
+    assert_eq!(access["upstream"], format!("{TUNNEL}:443"));
+    assert_eq!(access["verdict"], "public", "{access}");
+
+    // A blocked host: the connection is closed, the origin never reached.
+    let refused = world.tls_from_client(BLOCKED, "blocked.test").await;
+    assert!(refused.is_err(), "{refused:?}");
+    let access = world.access().await;
+    assert_eq!(
+        (
+            access["rule"].as_str(),
+            access["action"].as_str(),
+            access["status"].as_u64()
+        ),
+        (Some("blocked"), Some("block"), Some(403)),
+        "{access}"
+    );
+    assert_eq!(access["error"], "blocked by rule 'blocked': not on this network");
+    assert_eq!(world.blocked_origin.load(Ordering::SeqCst), 0);
+
+    // A name that does not resolve to where the connection was going.
+    let refused = world.tls_from_client(TUNNEL, "proxy.golang.org").await;
+    assert!(refused.is_err(), "{refused:?}");
+    let access = world.access().await;
+    assert_eq!(access["status"], 409, "{access}");
+    assert!(
+        access["error"].as_str().unwrap_or_default().starts_with(
+            "host verification failed: proxy.golang.org resolves to 10.200.78.10, but the connection was going to 10.200.78.12:443"
+        ),
+        "{access}"
+    );
+    // ... unless the rule trusts the name.
+    let before = world.tunnel_origin.load(Ordering::SeqCst);
+    let response = world.tls_from_client(TUNNEL, "unverified.test").await.unwrap();
+    assert!(response.ends_with("tunnelled"), "{response}");
+    assert_eq!(world.access().await["rule"], "unverified");
+    // The relayed connection (and maybe an active probe) reached the origin.
+    assert!(world.tunnel_origin.load(Ordering::SeqCst) > before);
+
+    // Plain HTTP: forwarded by Host, refused with 403 or 409.
+    let response = world.http_from_client(PLAIN, "plain.test").await;
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("plain over the gateway"),
+        "{response}"
+    );
+    let access = world.access().await;
+    assert_eq!(
+        (access["target"].as_str(), access["original"].as_str()),
+        (Some("http://plain.test:80/x"), Some("10.200.78.14:80")),
+        "{access}"
+    );
+    let response = world.http_from_client(BLOCKED, "blocked.test").await;
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    assert!(
+        response.ends_with("modgate: blocked by rule 'blocked': not on this network\n"),
+        "{response}"
+    );
+    world.access().await;
+    let response = world.http_from_client(PLAIN, "tunnel.test").await;
+    assert!(response.starts_with("HTTP/1.1 409"), "{response}");
+    assert!(
+        response.contains("modgate: host verification failed: tunnel.test resolves to 10.200.78.12, but the connection was going to 10.200.78.14:80; set verify_host = false"),
+        "{response}"
+    );
+    world.access().await;
+    let _ = (&world.plain, &world.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modgate_never_connects_to_itself_and_its_mark_exempts_its_traffic() {
+    let mut world = World::new().await;
+
+    // Straight to the transparent port, not redirected: its "original
+    // destination" is modgate itself.
+    let mut stream = world
+        .gateway
+        .connect_from_client(&format!("{GATEWAY}:{TRANSPARENT_PORT}"))
+        .unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut out)).await;
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    let access = world.access().await;
+    assert_eq!(access["status"], 508, "{access}");
+    assert_eq!(
+        access["error"],
+        format!(
+            "refused a loop: the original destination {GATEWAY}:{TRANSPARENT_PORT} is modgate's own listener (a connection made to the transparent port itself, not redirected to it)"
+        )
+    );
+
+    // modgate's own upstream connection redirected back to it (no
+    // exemption for LOOPED): refused once, instead of looping.
+    let refused = world.tls_from_client(LOOPED, "loop.test").await;
+    assert!(refused.is_err(), "{refused:?}");
+    let (mut inner, mut outer) = (None, None);
+    while inner.is_none() || outer.is_none() {
+        let access = world.access().await;
+        match access["method"].as_str() {
+            Some("-") => inner = Some(access),
+            _ => outer = Some(access),
+        }
+    }
+    let inner = inner.unwrap();
+    assert!(
+        inner["error"].as_str().unwrap_or_default().starts_with(
+            "refused a loop: this is modgate's own upstream connection to 10.200.78.15:443, redirected back to it"
+        ),
+        "{inner}"
+    );
+    assert_eq!(outer.unwrap()["target"], "loop.test:443");
+
+    // MARKED is redirected only without modgate's mark: modgate's own
+    // connection carries it (SO_MARK 42) and reaches the origin.
+    let response = world.tls_from_client(MARKED, "marked.test").await.unwrap();
+    assert!(response.ends_with("marked and not looped"), "{response}");
+    let access = world.access().await;
+    assert_eq!(access["upstream"], format!("{MARKED}:443"), "{access}");
+}
