@@ -31,6 +31,10 @@ pub const IP: &str = "/usr/sbin/ip";
 pub const GATEWAY: &str = "10.200.77.1";
 /// The client's address on the veth link.
 pub const CLIENT: &str = "10.200.77.2";
+/// The gateway's IPv6 address on the veth link.
+pub const GATEWAY6: &str = "fd00:200:77::1";
+/// The client's IPv6 address on the veth link.
+pub const CLIENT6: &str = "fd00:200:77::2";
 /// The port REDIRECT sends client traffic to.
 pub const TRANSPARENT_PORT: u16 = 3129;
 
@@ -161,9 +165,73 @@ impl Gateway {
         ]);
     }
 
-    /// Adds `ip` (an origin's address) to the gateway's loopback.
+    /// Adds `ip` (an origin's address, IPv4 or IPv6) to the gateway's
+    /// loopback.
     pub fn add_origin_address(&self, ip: &str) {
-        must(&[IP, "-n", &self.gw, "addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        let prefix = if ip.contains(':') { 128 } else { 32 };
+        must(&[
+            IP,
+            "-n",
+            &self.gw,
+            "addr",
+            "add",
+            &format!("{ip}/{prefix}"),
+            "dev",
+            "lo",
+            "nodad",
+        ]);
+    }
+
+    /// IPv6 on the link too (fd00:200:77::/64), with the client's default
+    /// route through the gateway and ip6tables REDIRECT of TCP 443.
+    pub fn enable_ipv6(&self) {
+        let (c, g) = (self.client.as_str(), self.gw.as_str());
+        let (vc, vg) = (format!("{}-vc", self.base), format!("{}-vg", self.base));
+        must(&[
+            IP,
+            "-n",
+            c,
+            "addr",
+            "add",
+            &format!("{CLIENT6}/64"),
+            "dev",
+            &vc,
+            "nodad",
+        ]);
+        must(&[
+            IP,
+            "-n",
+            g,
+            "addr",
+            "add",
+            &format!("{GATEWAY6}/64"),
+            "dev",
+            &vg,
+            "nodad",
+        ]);
+        must(&[IP, "-n", c, "-6", "route", "add", "default", "via", GATEWAY6]);
+        let port = TRANSPARENT_PORT.to_string();
+        must(&[
+            IP,
+            "netns",
+            "exec",
+            g,
+            "ip6tables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-i",
+            &vg,
+            "-p",
+            "tcp",
+            "--dport",
+            "443",
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            &port,
+        ]);
     }
 
     /// Runs `iptables ARGS` in the gateway namespace.

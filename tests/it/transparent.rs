@@ -380,3 +380,81 @@ async fn modgate_never_connects_to_itself_and_its_mark_exempts_its_traffic() {
     let access = world.access().await;
     assert_eq!(access["upstream"], format!("{MARKED}:443"), "{access}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirected_ipv6_and_ipv4_reach_one_dual_stack_listener() {
+    const TUNNEL6: &str = "fd00:200:78::12";
+    let gateway = Gateway::create(&format!("{TUNNEL6} tunnel6.test\n{TUNNEL} tunnel.test\n"));
+    gateway.enable_ipv6();
+    gateway.add_origin_address(TUNNEL6);
+    gateway.add_origin_address(TUNNEL);
+    let pki = TestPki::new("Transparent v6 Test Root");
+    let versions = rustls::DEFAULT_VERSIONS;
+    let (chain, key) = pki.leaf(&["tunnel6.test", "tunnel.test"]);
+    let (_, _, _t6) = start_tls_server_on(
+        gateway.listen_in_gateway(&format!("[{TUNNEL6}]:443")),
+        chain.clone(),
+        key.clone_key(),
+        "over ipv6",
+        versions,
+    );
+    let (_, _, _t4) = start_tls_server_on(
+        gateway.listen_in_gateway(&format!("{TUNNEL}:443")),
+        chain,
+        key,
+        "over ipv4",
+        versions,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("public-root.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\n\n[transparent]\nlisten = \"[::]:{TRANSPARENT_PORT}\"\n\n[tls]\npublic_roots = \"public-root.pem\"\n\n\
+             [hosts]\n\"tunnel6.test\" = \"{TUNNEL6}\"\n\"tunnel.test\" = \"{TUNNEL}\"\n\n[[rule]]\naction = \"direct\"\n"
+        ),
+    )
+    .unwrap();
+    let wrapper = gateway.exec_in(&gateway.gw);
+    let mut served = start_served_with(
+        &wrapper,
+        dir.path(),
+        &["--config", "c.toml", "--log-format", "json"],
+        &[],
+    )
+    .await;
+
+    for (addr, name, text, original) in [
+        (
+            format!("[{TUNNEL6}]:443"),
+            "tunnel6.test",
+            "over ipv6",
+            format!("[{TUNNEL6}]:443"),
+        ),
+        (
+            format!("{TUNNEL}:443"),
+            "tunnel.test",
+            "over ipv4",
+            format!("{TUNNEL}:443"),
+        ),
+    ] {
+        let stream = gateway.connect_from_client(&addr).unwrap();
+        let mut tls = tls_connect(stream, pki.client_config(), name).await;
+        tls.write_all(format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut out)).await;
+        assert!(
+            String::from_utf8_lossy(&out).ends_with(text),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        drop(tls);
+        let access = served.next_access().await;
+        assert_eq!(access["original"], original.as_str(), "{access}");
+        assert_eq!(access["upstream"], original.as_str(), "{access}");
+        assert_eq!(access["target"], format!("{name}:443"));
+    }
+    drop(served);
+}
