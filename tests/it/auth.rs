@@ -194,6 +194,37 @@ async fn curl_authenticates_and_the_credentials_stop_at_modgate() {
     let not_ci = curl(d, &["-x", &proxy("alice:s3cret"), &ci_url]).await;
     assert_eq!(not_ci.code, "403");
     assert_eq!(not_ci.body, "modgate: blocked by rule 'not-ci': for ci-* users only");
+
+    // `explain --user` agrees.
+    let explain = |args: &[&str]| {
+        std::process::Command::new(modgate_bin())
+            .args(["explain", "--config", "c.toml"])
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    let out = explain(&["--user", "ci-linux", &ci_url]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("user:    ci-linux (authenticated)") && text.contains("rule:    'ci-only'"),
+        "{text}"
+    );
+    let out = explain(&["--user", "alice", &ci_url]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(user not in users)") && text.contains("rule:    'not-ci'"),
+        "{text}"
+    );
+    let out = explain(&[&ci_url]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(no user authenticated)") && text.contains("rule:    'not-ci'"),
+        "{text}"
+    );
+    let out = explain(&["--user", "alice", "--transparent", "192.0.2.1", &ci_url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("redirected connections carry no credentials"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -326,7 +326,43 @@ async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_r
         "{response}"
     );
     world.access().await;
-    let _ = (&world.plain, &world.dir);
+
+    // `explain --transparent` makes the same decisions, and says what is
+    // verified.
+    let explain = |args: &[&str]| {
+        let out = std::process::Command::new(modgate_bin())
+            .args(["explain", "--config", "c.toml"])
+            .args(args)
+            .current_dir(world.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = explain(&["--transparent", BLOCKED, "blocked.test:443"]);
+    assert!(
+        text.contains("arrived: redirected to the transparent listener; original destination 10.200.78.13"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rule:    'blocked'") && text.contains("action:  block (not on this network)"),
+        "{text}"
+    );
+    let text = explain(&["--transparent", TUNNEL, "tunnel.test:443"]);
+    assert!(
+        text.contains("address: 10.200.78.12 (the original destination)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("host:    tunnel.test must resolve to 10.200.78.12"),
+        "{text}"
+    );
+    let text = explain(&["--transparent", TUNNEL, "unverified.test:443"]);
+    assert!(
+        text.contains("host:    not verified: rule 'unverified' sets verify_host = false"),
+        "{text}"
+    );
+    let _ = &world.plain;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
