@@ -26,18 +26,25 @@ use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
 use crate::telemetry::access::Access;
 
-/// Answers one request inside the tunnel to `dest` from `peer`, whose
-/// CONNECT authenticated `user` (if `[auth]` is on).
-pub async fn serve(
-    ctx: &Context,
-    (peer, user): (SocketAddr, Option<&str>),
-    dest: &Authority,
-    req: Request<Incoming>,
-) -> Response<Body> {
+/// Who sent an intercepted tunnel's requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The user its CONNECT authenticated (`[auth]`), if one did.
+    pub user: Option<&'a str>,
+    /// For a redirected connection, its original destination: the one
+    /// address its requests go to.
+    pub original: Option<SocketAddr>,
+}
+
+/// Answers one request inside the tunnel to `dest`.
+pub async fn serve(ctx: &Context, sender: Sender<'_>, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
     let url = dest.https_url();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut access = Access::new(peer, req.method().as_str(), format!("{url}{path}"));
-    access.user = user.map(str::to_owned);
+    let mut access = Access::new(sender.peer, req.method().as_str(), format!("{url}{path}"));
+    access.user = sender.user.map(str::to_owned);
+    access.original = sender.original;
     let result = carry_out(ctx, &mut access, dest, req).await;
     respond(result, access)
 }
@@ -65,10 +72,11 @@ async fn carry_out(
     let classified = classify(&dest.host.to_string(), req.uri().path())?;
     let module = classified.as_ref().and_then(|(m, _)| m.module());
     let user = access.user.clone();
+    let original = access.original;
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(dest),
-        addr: None,
+        addr: original.map(|a| a.ip()),
         module,
         user: user.as_deref(),
     };
@@ -76,7 +84,11 @@ async fn carry_out(
     let door = Door::Intercepted {
         module_request: classified.is_some(),
     };
-    let routed = route(ctx, door, facts, &what, access).await?;
+    let mut routed = route(ctx, door, facts, &what, access).await?;
+    if let Some(original) = original {
+        // A redirected connection goes to its original destination only.
+        routed.checked = Some(vec![original]);
+    }
     match (routed.plan.clone(), classified) {
         (Plan::Mirror(rule, mirrors), Some((request, rel_path))) => {
             let original = Original {

@@ -21,12 +21,28 @@ const BLOCKED: &str = "10.200.78.13";
 const PLAIN: &str = "10.200.78.14";
 const LOOPED: &str = "10.200.78.15";
 const MARKED: &str = "10.200.78.16";
+const ORIGIN: &str = "10.200.78.17";
+const DECOY: &str = "10.200.78.18";
 
 const MODULES: &[FixtureModule] = &[FixtureModule {
     path: "example.test/transparent",
     version: "v1.2.0",
     payload: 10_000,
 }];
+
+/// A client config trusting the certificates in `pem`.
+fn trusting(pem: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    install_crypto();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in pem_file_certs(pem) {
+        let _ = roots.add(cert);
+    }
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
 
 /// A gateway with modgate on its transparent port, origins behind it, and
 /// modgate's CA bundle for clients.
@@ -36,6 +52,7 @@ struct World {
     mirror: ModuleOrigin,
     tunnel_origin: Arc<AtomicUsize>,
     blocked_origin: Arc<AtomicUsize>,
+    decoy_origin: Arc<AtomicUsize>,
     plain: Origin,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
     pki: TestPki,
@@ -47,9 +64,19 @@ struct World {
 impl World {
     async fn new() -> World {
         let gateway = Gateway::create(&format!(
-            "{PROXY_GOLANG} proxy.golang.org\n{TUNNEL} tunnel.test unverified.test\n{BLOCKED} blocked.test\n{PLAIN} plain.test\n{LOOPED} loop.test\n{MARKED} marked.test\n"
+            "{PROXY_GOLANG} proxy.golang.org\n{TUNNEL} tunnel.test unverified.test\n{BLOCKED} blocked.test\n{PLAIN} plain.test\n{LOOPED} loop.test\n{MARKED} marked.test\n{ORIGIN} origin.test\n"
         ));
-        for ip in [PROXY_GOLANG, MIRROR, TUNNEL, BLOCKED, PLAIN, LOOPED, MARKED] {
+        for ip in [
+            PROXY_GOLANG,
+            MIRROR,
+            TUNNEL,
+            BLOCKED,
+            PLAIN,
+            LOOPED,
+            MARKED,
+            ORIGIN,
+            DECOY,
+        ] {
             gateway.add_origin_address(ip);
         }
         // modgate's own connections to LOOPED are redirected back to it
@@ -115,6 +142,19 @@ impl World {
         let (chain, key) = pki.leaf(&["marked.test"]);
         let listener = gateway.listen_in_gateway(&format!("{MARKED}:443"));
         let (_, _, t3) = start_tls_server_on(listener, chain, key, "marked and not looped", versions);
+        // origin.test resolves (for modgate) to DECOY first, then ORIGIN;
+        // a redirected connection to ORIGIN must stay there.
+        let (chain, key) = pki.leaf(&["origin.test"]);
+        let listener = gateway.listen_in_gateway(&format!("{ORIGIN}:443"));
+        let (_, _, t4) = start_tls_server_on(
+            listener,
+            chain.clone(),
+            key.clone_key(),
+            "the original destination",
+            versions,
+        );
+        let listener = gateway.listen_in_gateway(&format!("{DECOY}:443"));
+        let (_, decoy_origin, t5) = start_tls_server_on(listener, chain, key, "another address of the name", versions);
         let plain = start_origin_on(
             gateway.listen_in_gateway(&format!("{PLAIN}:80")),
             Arc::new(|_req| Box::pin(async { http::Response::new(full("plain over the gateway")) })),
@@ -124,9 +164,9 @@ impl World {
             d.join("c.toml"),
             format!(
                 "listen = \"127.0.0.1:0\"\n\n[transparent]\nlisten = \"0.0.0.0:{TRANSPARENT_PORT}\"\nmark = 42\n\n\
-                 [tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"proxy.golang.org\"]\npublic_roots = \"public-root.pem\"\n\n\
+                 [tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"proxy.golang.org\", \"origin.test\"]\npublic_roots = \"public-root.pem\"\n\n\
                  [cache]\ndir = \"\"\n\n\
-                 [hosts]\n\"proxy.golang.org\" = \"{PROXY_GOLANG}\"\n\"mirror.test\" = \"{MIRROR}:443\"\n\"tunnel.test\" = \"{TUNNEL}\"\n\"blocked.test\" = \"{BLOCKED}\"\n\"plain.test\" = \"{PLAIN}\"\n\"loop.test\" = \"{LOOPED}\"\n\"marked.test\" = \"{MARKED}\"\n\n\
+                 [hosts]\n\"proxy.golang.org\" = \"{PROXY_GOLANG}\"\n\"mirror.test\" = \"{MIRROR}:443\"\n\"tunnel.test\" = \"{TUNNEL}\"\n\"blocked.test\" = \"{BLOCKED}\"\n\"plain.test\" = \"{PLAIN}\"\n\"loop.test\" = \"{LOOPED}\"\n\"marked.test\" = \"{MARKED}\"\n\"origin.test\" = [\"{DECOY}\", \"{ORIGIN}\"]\n\n\
                  [[rule]]\nname = \"blocked\"\nhosts = [\"blocked.test\"]\naction = \"block\"\nreason = \"not on this network\"\n\n\
                  [[rule]]\nname = \"unverified\"\nhosts = [\"unverified.test\"]\naction = \"direct\"\nverify_host = false\n\n\
                  [[rule]]\nname = \"go-modules\"\nhosts = [\"proxy.golang.org\"]\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n\n\
@@ -155,7 +195,8 @@ impl World {
             tunnel_origin,
             blocked_origin,
             plain,
-            _tasks: vec![t1, t2, t3],
+            decoy_origin,
+            _tasks: vec![t1, t2, t3, t4, t5],
             pki,
             bundle: d.join("bundle.pem"),
             dir,
@@ -264,6 +305,37 @@ async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_r
     assert_eq!(access["original"], format!("{TUNNEL}:443"));
     assert_eq!(access["upstream"], format!("{TUNNEL}:443"));
     assert_eq!(access["verdict"], "public", "{access}");
+
+    // An intercepted host with a `direct` rule: each request inside goes to
+    // the original destination, not to another address of the name.
+    let stream = world.gateway.connect_from_client(&format!("{ORIGIN}:443")).unwrap();
+    let bundle = trusting(&world.bundle);
+    let mut tls = tls_connect(stream, bundle, "origin.test").await;
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut out)).await;
+    drop(tls);
+    let response = String::from_utf8_lossy(&out);
+    assert!(response.ends_with("the original destination"), "{response}");
+    assert_eq!(world.decoy_origin.load(Ordering::SeqCst), 0);
+    let inner = world.access().await;
+    assert_eq!(
+        (
+            inner["target"].as_str(),
+            inner["original"].as_str(),
+            inner["verdict"].as_str()
+        ),
+        (Some("https://origin.test/x"), Some("10.200.78.17:443"), Some("public")),
+        "{inner}"
+    );
+    let outer = world.access().await;
+    assert_eq!(
+        (outer["method"].as_str(), outer["action"].as_str()),
+        (Some("TLS"), Some("intercept")),
+        "{outer}"
+    );
 
     // A blocked host: the connection is closed, the origin never reached.
     let refused = world.tls_from_client(BLOCKED, "blocked.test").await;
