@@ -35,6 +35,11 @@ impl Failures {
         }
     }
 
+    /// Whether `other` counts with the same `max` and `lockout`.
+    pub fn same_limits(&self, other: &Failures) -> bool {
+        self.max == other.max && self.lockout == other.lockout
+    }
+
     /// How long `client` is still refused, if it is.
     pub fn locked(&self, client: IpAddr) -> Option<Duration> {
         let window = self.by_client.get(&canonical(client))?;

@@ -30,11 +30,26 @@ const VERIFIED_MAX: u64 = 10_000;
 /// How long verified credentials are remembered.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
+/// Where credentials are asked for: it decides the challenge and the
+/// header they come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// Through modgate as a proxy: `Proxy-Authorization`, else 407 with
+    /// `Proxy-Authenticate`.
+    Proxy,
+    /// modgate's own module endpoint (an origin server): `Authorization`,
+    /// else 401 with `WWW-Authenticate`.
+    ModuleEndpoint,
+    /// The admin listener (an origin server), under `admin.require_auth`:
+    /// `Authorization`, else 401 with `WWW-Authenticate`.
+    Admin,
+}
+
 /// Checks credentials against the htpasswd file.
 pub struct Authenticator {
     users: Arc<Users>,
     realm: String,
-    failures: Failures,
+    failures: Arc<Failures>,
     /// User names of recently verified header values, by keyed digest.
     verified: Bounded<Vec<u8>, Arc<str>>,
     key: ring::hmac::Key,
@@ -50,28 +65,44 @@ impl Authenticator {
         Ok(Authenticator {
             users: Arc::new(users),
             realm: settings.realm.clone(),
-            failures: Failures::new(settings.max_failures, settings.lockout),
+            failures: Arc::new(Failures::new(settings.max_failures, settings.lockout)),
             verified: bounded(VERIFIED_MAX, VERIFIED_FOR),
             key,
         })
     }
 
+    /// Takes over the failed logins counted by `before` (the authenticator
+    /// a reload replaces), when both count them the same way: a reload
+    /// re-reads the users but does not reset anyone's lockout.
+    pub fn keep_failures_of(&mut self, before: &Authenticator) {
+        if self.failures.same_limits(&before.failures) {
+            self.failures = before.failures.clone();
+        }
+    }
+
+    /// The realm of the challenge.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
     /// The user `header` (a `Proxy-Authorization` or `Authorization`
-    /// value) authenticates, for a request from `client`. `endpoint`: the
-    /// request is for modgate's own module endpoint (a 401 challenge), not
-    /// proxied (a 407).
-    pub async fn authenticate(&self, client: IpAddr, header: Option<&[u8]>, endpoint: bool) -> Result<String, Error> {
+    /// value) authenticates, for a request from `client` at `door`, which
+    /// decides the challenge (407 or 401) and how the fix is worded.
+    pub async fn authenticate(&self, client: IpAddr, header: Option<&[u8]>, door: Door) -> Result<String, Error> {
         let refuse = |reason: String| Error::Unauthenticated {
             realm: self.realm.clone(),
             reason,
-            endpoint,
+            endpoint: door != Door::Proxy,
         };
         let Some(header) = header else {
-            let how = match endpoint {
-                true => {
+            let how = match door {
+                Door::ModuleEndpoint => {
                     "send Authorization: Basic (go sends no credentials over http://: use HTTPS_PROXY=http://user:password@host:port instead)"
                 }
-                false => "send Proxy-Authorization: Basic (e.g. HTTPS_PROXY=http://user:password@host:port)",
+                Door::Proxy => "send Proxy-Authorization: Basic (e.g. HTTPS_PROXY=http://user:password@host:port)",
+                Door::Admin => {
+                    "the admin listener asks for an [auth] user (admin.require_auth): send Authorization: Basic (e.g. curl -u user:password)"
+                }
             };
             return Err(refuse(format!("no credentials; {how}")));
         };
@@ -134,33 +165,33 @@ mod tests {
         let auth = authenticator(dir.path(), 2);
         let me: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            auth.authenticate(me, Some(&basic("alice:s3cret")), false)
+            auth.authenticate(me, Some(&basic("alice:s3cret")), Door::Proxy)
                 .await
                 .unwrap(),
             "alice"
         );
-        let missing = auth.authenticate(me, None, false).await.unwrap_err();
+        let missing = auth.authenticate(me, None, Door::Proxy).await.unwrap_err();
         assert_eq!(missing.status(), http::StatusCode::PROXY_AUTHENTICATION_REQUIRED);
         assert_eq!(
             missing.challenge().unwrap().1,
             "Basic realm=\"test\", charset=\"UTF-8\""
         );
-        let on_endpoint = auth.authenticate(me, None, true).await.unwrap_err();
+        let on_endpoint = auth.authenticate(me, None, Door::ModuleEndpoint).await.unwrap_err();
         assert_eq!(on_endpoint.status(), http::StatusCode::UNAUTHORIZED);
         let wrong = auth
-            .authenticate(me, Some(&basic("alice:nope")), false)
+            .authenticate(me, Some(&basic("alice:nope")), Door::Proxy)
             .await
             .unwrap_err();
         assert!(wrong.to_string().contains("unknown user or wrong password"), "{wrong}");
         let unknown = auth
-            .authenticate(me, Some(&basic("bob:s3cret")), false)
+            .authenticate(me, Some(&basic("bob:s3cret")), Door::Proxy)
             .await
             .unwrap_err();
         assert_eq!(unknown.to_string(), wrong.to_string());
         // Two failures: locked out, even with the right password, but
         // credentials verified before still work.
         let locked = auth
-            .authenticate(me, Some(&basic("alice:s3cret ")), false)
+            .authenticate(me, Some(&basic("alice:s3cret ")), Door::Proxy)
             .await
             .unwrap_err();
         assert_eq!(locked.status(), http::StatusCode::FORBIDDEN, "{locked}");
@@ -170,7 +201,7 @@ mod tests {
                 .starts_with("too many failed proxy logins from 192.0.2.1")
         );
         assert_eq!(
-            auth.authenticate(me, Some(&basic("alice:s3cret")), false)
+            auth.authenticate(me, Some(&basic("alice:s3cret")), Door::Proxy)
                 .await
                 .unwrap(),
             "alice"

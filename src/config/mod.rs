@@ -5,8 +5,9 @@
 //! globs and ports are parsed here, at load time; nothing downstream sees a
 //! string it has to check again. Each table has its own room: [`hosts`],
 //! [`timeouts`], [`tls`], [`cache`], [`parent`], [`transparent`], [`auth`],
-//! [`rules`]; [`describe`] prints what `check` shows.
+//! [`rules`], [`admin`]; [`describe`] prints what `check` shows.
 
+pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod describe;
@@ -69,6 +70,11 @@ pub struct Config {
     pub transparent: Option<transparent::TransparentSettings>,
     /// Proxy authentication on the explicit listener, when it is on.
     pub auth: Option<auth::AuthSettings>,
+    /// The admin listener.
+    pub admin: admin::AdminSettings,
+    /// SHA-256 (hex) of the config text, for the `modgate_config_info`
+    /// metric and the admin page: it tells which file a process runs.
+    pub digest: String,
 }
 
 /// A config that cannot be used, with where the problem is.
@@ -104,6 +110,8 @@ struct FileConfig {
     parent: parent::FileParent,
     transparent: Option<transparent::FileTransparent>,
     auth: Option<auth::FileAuth>,
+    #[serde(default)]
+    admin: admin::FileAdmin,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -112,11 +120,13 @@ impl FileConfig {
     fn resolve(self, source: &str, base: &Path) -> Result<Config, Located> {
         let (tls, intercept) = self.tls.resolve(base, source == EMBEDDED_NAME)?;
         let auth = self.auth.map(|a| a.resolve(base)).transpose()?;
+        let listen = self
+            .listen
+            .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0);
+        let admin = self.admin.resolve(listen, source == EMBEDDED_NAME, auth.is_some())?;
         Ok(Config {
             source: source.to_owned(),
-            listen: self
-                .listen
-                .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0),
+            listen,
             hosts: hosts::resolve(self.hosts)?,
             timeouts: self.timeouts.resolve(),
             tls,
@@ -134,6 +144,8 @@ impl FileConfig {
                 .map(transparent::FileTransparent::resolve)
                 .transpose()?,
             auth,
+            admin,
+            digest: String::new(),
         })
     }
 }
@@ -180,9 +192,21 @@ impl Config {
             let message = e.message().trim().replace('\n', "; ");
             at(e.span(), message)
         })?;
-        file.resolve(source, base)
-            .map_err(|(span, message)| at(Some(span), message))
+        let mut config = file
+            .resolve(source, base)
+            .map_err(|(span, message)| at(Some(span), message))?;
+        config.digest = digest_hex(text);
+        Ok(config)
     }
+}
+
+/// SHA-256 of `text`, hex.
+fn digest_hex(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The 1-based line and column (in characters) of a byte offset.

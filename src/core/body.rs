@@ -54,5 +54,9 @@ pub fn error_response(err: &Error) -> Response<Body> {
             resp.headers_mut().insert(name, value);
         }
     }
+    if let Error::MethodNotAllowed(_) = err {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
     resp
 }

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use crate::core::body::{Body, BoxError, full, text};
 use crate::core::error::Error;
 use crate::core::escape::escape;
-use crate::core::hop::strip_hop_by_hop;
+use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::{Authority, Host};
 use crate::core::proxy_url::ProxyUrl;
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
@@ -134,10 +134,13 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
     if let (Some(parent), StatusCode::PROXY_AUTHENTICATION_REQUIRED) = (parent_for(clients, &url), status) {
         return Answer::Failed(Error::ParentRefused {
             parent: parent.to_string(),
-            request: format!("GET {url}"),
+            request: format!("{} {url}", if req.head { "HEAD" } else { "GET" }),
             status: format!("HTTP/1.1 {status}"),
             hint: refusal_hint("407", parent),
         });
+    }
+    if let Some(why) = unusable_response(status, resp.headers()) {
+        return failed(why.to_owned());
     }
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         return Answer::NotFound(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()));
@@ -156,8 +159,12 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
         if declared.is_some_and(|n| n > MAX_ZIP_BYTES) {
             return Answer::Failed(zip_too_large(base, &req));
         }
+        let too_large = zip_too_large(base, &req).to_string();
         let limited = Limited::new(body, MAX_ZIP_BYTES as usize)
-            .map_err(BoxError::from)
+            .map_err(move |e| match e.is::<http_body_util::LengthLimitError>() {
+                true => BoxError::from(too_large.clone()),
+                false => e,
+            })
             .boxed_unsync();
         return Answer::Found(Response::from_parts(parts, limited));
     }
@@ -179,7 +186,15 @@ async fn send(
     req: &SourceRequest<'_>,
     parent: Option<&ProxyUrl>,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
-    let mut request = Request::get(url).header(header::USER_AGENT, "modgate");
+    let method = if req.head {
+        http::Method::HEAD
+    } else {
+        http::Method::GET
+    };
+    let mut request = Request::builder()
+        .method(method)
+        .uri(url)
+        .header(header::USER_AGENT, "modgate");
     if let Some(credentials) = parent.and_then(ProxyUrl::proxy_authorization) {
         request = request.header(header::PROXY_AUTHORIZATION, credentials);
     }

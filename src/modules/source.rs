@@ -15,6 +15,7 @@ use crate::core::error::Error;
 use crate::core::host::Authority;
 use crate::gomod::request::ModuleRequest;
 use crate::policy::parent::Via;
+use crate::telemetry::metrics::FetchOutcome;
 
 /// The original host of an intercepted tunnel, for `direct`.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,9 @@ pub struct SourceRequest<'a> {
     pub header_timeout: Duration,
     /// Whether the rule lets upstream connections use `[parent]`.
     pub via: Via,
+    /// A HEAD request: sources answer with the head only, and ask their
+    /// upstreams with HEAD, never fetching a body.
+    pub head: bool,
 }
 
 impl SourceRequest<'_> {
@@ -72,6 +76,17 @@ pub enum Answer {
     NotFound(Response<Body>),
     /// Anything else: connect, TLS, timeout, 5xx, or a refusal.
     Failed(Error),
+}
+
+impl Answer {
+    /// How the fetch ended, for the latency histogram.
+    pub fn outcome(&self) -> FetchOutcome {
+        match self {
+            Answer::Found(_) => FetchOutcome::Found,
+            Answer::NotFound(_) => FetchOutcome::NotFound,
+            Answer::Failed(_) => FetchOutcome::Error,
+        }
+    }
 }
 
 /// Something that answers module requests.

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use http::Request;
 use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
 
+use crate::auth::Door;
 use crate::core::error::Error;
 use crate::proxy::context::Context;
 use crate::proxy::head::{FirstRequest, MAX_HEADERS};
@@ -33,7 +34,7 @@ pub async fn connect(ctx: &Context, first: &FirstRequest, client: IpAddr) -> Res
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(PROXY_AUTHORIZATION.as_str()))
         .map(|h| h.value);
-    auth.authenticate(client, value, false).await.map(Some)
+    auth.authenticate(client, value, Door::Proxy).await.map(Some)
 }
 
 /// The user a request served by hyper authenticates; `None` when `[auth]`
@@ -52,7 +53,11 @@ pub async fn request<B>(
         true => headers.get(AUTHORIZATION).or_else(|| headers.get(PROXY_AUTHORIZATION)),
         false => headers.get(PROXY_AUTHORIZATION),
     };
-    auth.authenticate(client, value.map(|v| v.as_bytes()), endpoint)
+    let door = match endpoint {
+        true => Door::ModuleEndpoint,
+        false => Door::Proxy,
+    };
+    auth.authenticate(client, value.map(|v| v.as_bytes()), door)
         .await
         .map(Some)
 }

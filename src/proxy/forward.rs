@@ -7,7 +7,7 @@
 //! credentials for modgate were already removed with the hop-by-hop
 //! headers); a 407 from the parent is modgate's error, not the client's.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority as UriAuthority, PathAndQuery, Scheme};
@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 
 use crate::core::body::{Body, BoxError};
 use crate::core::error::Error;
-use crate::core::hop::strip_hop_by_hop;
+use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::Authority;
 use crate::core::proxy_url::ProxyUrl;
 use crate::policy::parent::Via;
@@ -27,6 +27,7 @@ use crate::proxy::context::Context;
 use crate::proxy::respond::note_upstream;
 use crate::proxy::route::{Routed, route};
 use crate::telemetry::access::{Access, Counter, Metered};
+use crate::telemetry::metrics::FetchOutcome;
 use crate::upstream::parent::refusal_hint;
 use crate::upstream::pool::{HttpClient, client_error};
 
@@ -63,8 +64,7 @@ pub async fn send(
     let client = ctx.clients.via(via).for_checked(routed.checked.as_deref());
     let parent = ctx.dialer_for(via).forward_proxy(&dest);
     let bytes_in = access.bytes_in.clone();
-    let t = ctx.config.timeouts;
-    let resp = forward(&client, req, Scheme::HTTP, &dest, t.header, bytes_in, parent).await?;
+    let resp = forward_counted(ctx, &client, req, Scheme::HTTP, &dest, bytes_in, parent).await?;
     note_upstream(access, resp.extensions());
     Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
 }
@@ -116,10 +116,41 @@ pub async fn forward(
             hint: refusal_hint("407", parent),
         });
     }
+    if let Some(why) = unusable_response(resp.status(), resp.headers()) {
+        return Err(Error::Upstream {
+            target: dest.to_string(),
+            reason: why.to_owned(),
+        });
+    }
     strip_hop_by_hop(resp.headers_mut());
     let received = via(resp.version());
     resp.headers_mut().append(header::VIA, received);
     Ok(resp)
+}
+
+/// [`forward`], with the time to the response head counted in the
+/// metrics as the source `direct`.
+pub async fn forward_counted(
+    ctx: &Context,
+    client: &HttpClient,
+    req: Request<Incoming>,
+    scheme: Scheme,
+    dest: &Authority,
+    bytes_in: Counter,
+    parent: Option<&ProxyUrl>,
+) -> Result<Response<Incoming>, Error> {
+    let started = Instant::now();
+    let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in, parent).await;
+    let outcome = match &result {
+        Ok(r) if r.status().is_server_error() => FetchOutcome::Error,
+        Ok(r) if r.status() == 404 || r.status() == 410 => FetchOutcome::NotFound,
+        Ok(_) => FetchOutcome::Found,
+        Err(_) => FetchOutcome::Error,
+    };
+    ctx.telemetry
+        .metrics
+        .observe_fetch("direct", outcome, started.elapsed());
+    result
 }
 
 /// The `Via` entry for a message modgate received over `version` (RFC 9110

@@ -11,6 +11,8 @@
 //!   it was going.
 //! - [`sniff`]: TLS or plain HTTP, from a redirected connection's first bytes.
 //! - [`head`]: reading the first request head ourselves.
+//! - [`frontdoor`]: hyper's own refusals replaced with `modgate:` lines.
+//! - [`gate`]: the checks every door makes: Host, target form, the tunnel's host, methods.
 //! - [`classify`]: the request form: tunnel, forward, or module endpoint.
 //! - [`route`]: the policy's plan, with DNS when a `dst` rule needs it.
 //! - [`tunnel`]: CONNECT: relay or intercept.
@@ -25,6 +27,9 @@
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
 //! - [`idle`]: the idle-timeout clock.
 //! - [`context`]: what every connection shares.
+//! - [`live`]: the context in effect, swapped whole by a reload.
+//! - [`reload`]: loading the config again while serving.
+//! - [`reload_watch`]: what triggers a reload: SIGHUP and file changes.
 //! - [`warm`]: the endpoint's path without a listener, for `cache warm`.
 
 pub mod answer;
@@ -35,14 +40,19 @@ pub mod context;
 pub mod drain;
 pub mod endpoint;
 pub mod forward;
+pub mod frontdoor;
+pub mod gate;
 pub mod head;
 pub mod idle;
 pub mod inside;
 pub mod intercept;
 pub mod limits;
 pub mod listener;
+pub mod live;
 pub mod redirected;
 pub mod relay;
+pub mod reload;
+pub mod reload_watch;
 pub mod respond;
 pub mod route;
 pub mod server;

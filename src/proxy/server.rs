@@ -28,8 +28,9 @@ use crate::proxy::connection;
 use crate::proxy::context::Context;
 use crate::proxy::limits::Limits;
 use crate::proxy::listener::{Accepted, ExplicitListener, Listener};
+use crate::proxy::live::Live;
 use crate::proxy::transparent::TransparentListener;
-use crate::telemetry::access::Access;
+use crate::telemetry::sink::Telemetry;
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
@@ -74,6 +75,7 @@ pub struct Server {
     transparent: Option<SocketAddr>,
     draining: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    live: Arc<Live<Context>>,
 }
 
 impl Server {
@@ -81,6 +83,9 @@ impl Server {
     /// given), and starts serving.
     pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Server, StartError> {
         let ctx = Arc::new(build_context(config).await?);
+        ctx.telemetry.metrics.config_in_effect(&ctx.config.digest);
+        let live = Arc::new(Live::new(ctx.clone()));
+        let _ = ctx.live.set(Arc::downgrade(&live));
         let addr = listen.unwrap_or(ctx.config.listen);
         let listener = ExplicitListener::bind(addr)
             .await
@@ -99,17 +104,18 @@ impl Server {
         let transparent_addr = transparent.as_ref().and_then(|l| l.local_addr().ok());
         let mut tasks = vec![tokio::spawn(accept_loop(
             Box::new(listener),
-            ctx.clone(),
+            live.clone(),
             limits.clone(),
         ))];
         if let Some(listener) = transparent {
-            tasks.push(tokio::spawn(accept_loop(Box::new(listener), ctx, limits)));
+            tasks.push(tokio::spawn(accept_loop(Box::new(listener), live.clone(), limits)));
         }
         Ok(Server {
             addr,
             transparent: transparent_addr,
             draining,
             tasks,
+            live,
         })
     }
 
@@ -123,13 +129,51 @@ impl Server {
         self.transparent
     }
 
+    /// The context in effect, swapped by reloads.
+    pub fn live(&self) -> &Arc<Live<Context>> {
+        &self.live
+    }
+
+    /// The proxy's listener, for readiness.
+    pub fn status(&self) -> ProxyStatus {
+        ProxyStatus {
+            addr: self.addr,
+            draining: self.draining.clone(),
+        }
+    }
+
     /// Stops accepting, lets in-flight work finish within
     /// `timeouts.shutdown`, then cuts what is left.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.draining.cancel();
-        for task in self.tasks {
+        for task in &mut self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// A server dropped without [`Server::shutdown`] shuts down in the
+/// background: it stops listening, and its connections get
+/// `timeouts.shutdown` to finish.
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.draining.cancel();
+    }
+}
+
+/// The proxy's listener as readiness sees it.
+#[derive(Debug, Clone)]
+pub struct ProxyStatus {
+    /// The address it is bound to.
+    pub addr: SocketAddr,
+    /// Cancelled when shutdown begins and the listener closes.
+    pub draining: CancellationToken,
+}
+
+impl ProxyStatus {
+    /// Whether the listener still accepts connections.
+    pub fn accepting(&self) -> bool {
+        !self.draining.is_cancelled()
     }
 }
 
@@ -180,10 +224,42 @@ fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), St
 
 /// Everything the connections share, built once from the config.
 pub(crate) async fn build_context(config: Config) -> Result<Context, StartError> {
+    let telemetry = Arc::new(Telemetry::new(config.admin.recent));
+    assemble(config, Carried::Nothing(telemetry)).await
+}
+
+/// A context for a reloaded `config`, keeping what outlives a reload from
+/// `previous`: the module cache (its store and in-flight fetches), the
+/// metrics, and the shutdown signal. Validated like `check`: the roots
+/// load, and the CA exists and covers `tls.intercept`.
+pub(crate) async fn rebuild_context(config: Config, previous: &Context) -> Result<Context, StartError> {
+    assemble(config, Carried::From(previous)).await
+}
+
+/// What a new context takes over.
+enum Carried<'a> {
+    /// Nothing: a fresh start, with these metrics.
+    Nothing(Arc<Telemetry>),
+    /// The cache, metrics and shutdown signal of a context in effect.
+    From(&'a Context),
+}
+
+async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
-    let auth = load_auth(&config)?;
+    let mut auth = load_auth(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
-    let own_sockets = config.transparent.map(|_| OwnSockets::default());
+    let mut own_sockets = config.transparent.map(|_| OwnSockets::default());
+    if let Carried::From(previous) = &carried {
+        // The transparent listener holds the ports of modgate's own
+        // sockets from its start: keep noting them there.
+        if previous.own_sockets.is_some() {
+            own_sockets.clone_from(&previous.own_sockets);
+        }
+        // A reload re-reads the users, but does not forgive failed logins.
+        if let (Some(auth), Some(before)) = (&mut auth, &previous.auth) {
+            auth.keep_failures_of(before);
+        }
+    }
     let outgoing = Outgoing {
         mark: config.transparent.and_then(|t| t.mark),
         own: own_sockets.clone(),
@@ -204,9 +280,33 @@ pub(crate) async fn build_context(config: Config) -> Result<Context, StartError>
     if parent.https.is_some() || parent.http.is_some() {
         clients = clients.with_direct(direct_dialer.clone());
     }
-    let cache = open_cache(&config, &clients).await?;
+    let (cache, telemetry, draining) = match carried {
+        Carried::Nothing(telemetry) => {
+            let cache = match Store::open(&config.cache).await? {
+                Some(store) => Some(Arc::new(ModuleCache::new(
+                    store.clone(),
+                    config.cache.clone(),
+                    content_check(&config, &clients, &store),
+                )?)),
+                None => None,
+            };
+            (cache, telemetry, CancellationToken::new())
+        }
+        Carried::From(previous) => {
+            if let Some(cache) = &previous.cache {
+                // The checksum database is reached with the new TLS settings.
+                cache.set_check(content_check(&config, &clients, cache.store()));
+            }
+            (
+                previous.cache.clone(),
+                previous.telemetry.clone(),
+                previous.draining.clone(),
+            )
+        }
+    };
+    telemetry.recent.set_capacity(config.admin.recent);
     Ok(Context {
-        sources: SourceSet::new(&config.policy, &clients),
+        sources: SourceSet::new(&config.policy, &clients).counted_in(telemetry.clone()),
         sumdb_source: ProxySource::new(config.sumdb.url.clone(), clients.clone()),
         cache,
         clients,
@@ -219,7 +319,9 @@ pub(crate) async fn build_context(config: Config) -> Result<Context, StartError>
         own_sockets,
         interceptor,
         config,
-        draining: CancellationToken::new(),
+        draining,
+        telemetry,
+        live: std::sync::OnceLock::new(),
     })
 }
 
@@ -233,8 +335,13 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Answers a connection over a limit with its `503` line, without making
 /// the accept loop wait: what the socket takes at once is sent, then the
 /// connection is closed after a short, bounded linger.
-fn turn_away(accepted: Accepted, over: &crate::core::error::Error, lingering: &Arc<tokio::sync::Semaphore>) {
-    let mut access = Access::new(accepted.peer, "-", "-");
+fn turn_away(
+    ctx: &Context,
+    accepted: Accepted,
+    over: &crate::core::error::Error,
+    lingering: &Arc<tokio::sync::Semaphore>,
+) {
+    let mut access = ctx.access(accepted.peer, "-", "-");
     access.fail(over);
     access.emit();
     let stream = accepted.stream;
@@ -254,56 +361,53 @@ fn turn_away(accepted: Accepted, over: &crate::core::error::Error, lingering: &A
     });
 }
 
-/// The module cache, when `[cache]` turns it on: the store, and the
-/// checksum-database verifier behind it when `sumdb.verify` is set.
-async fn open_cache(config: &Config, clients: &Clients) -> Result<Option<Arc<ModuleCache>>, StartError> {
-    let Some(store) = Store::open(&config.cache).await? else {
-        return Ok(None);
+/// The checksum-database check behind the cache, when `sumdb.verify` is
+/// set and the cache has a state directory.
+fn content_check(config: &Config, clients: &Clients, store: &Store) -> Option<Arc<ContentCheck>> {
+    let (true, Some(state)) = (config.sumdb.verify, state_dir_for(&config.cache)) else {
+        return None;
     };
-    let check = match (config.sumdb.verify, state_dir_for(&config.cache)) {
-        (true, Some(state)) => {
-            let sumdb = &config.sumdb;
-            let fetcher = Arc::new(SumdbFetcher::new(
-                sumdb.name(),
-                &sumdb.url,
-                clients.clone(),
-                config.timeouts.header,
-                Some(store.clone()),
-            ));
-            let trees = Arc::new(FileTreeStore::new(
-                state.join("sumdb").join(sumdb.name()).join("latest"),
-            ));
-            let verifier = Arc::new(SumdbVerifier::new(sumdb.key.clone(), fetcher, trees));
-            Some(Arc::new(ContentCheck::new(sumdb.clone(), verifier, state.join("tofu"))))
-        }
-        _ => None,
-    };
-    let cache = ModuleCache::new(store, config.cache.clone(), check)?;
-    Ok(Some(Arc::new(cache)))
+    let sumdb = &config.sumdb;
+    let fetcher = Arc::new(SumdbFetcher::new(
+        sumdb.name(),
+        &sumdb.url,
+        clients.clone(),
+        config.timeouts.header,
+        Some(store.clone()),
+    ));
+    let trees = Arc::new(FileTreeStore::new(
+        state.join("sumdb").join(sumdb.name()).join("latest"),
+    ));
+    let verifier = Arc::new(SumdbVerifier::new(sumdb.key.clone(), fetcher, trees));
+    Some(Arc::new(ContentCheck::new(sumdb.clone(), verifier, state.join("tofu"))))
 }
 
-async fn accept_loop(listener: Box<dyn Listener>, ctx: Arc<Context>, limits: Arc<Limits>) {
+/// Accepts connections until shutdown; each one is served under the
+/// context in effect when it arrives.
+async fn accept_loop(listener: Box<dyn Listener>, live: Arc<Live<Context>>, limits: Arc<Limits>) {
     let tracker = TaskTracker::new();
     let cut = CancellationToken::new();
     let lingering = Arc::new(tokio::sync::Semaphore::new(LINGERING_MAX));
+    let draining = live.current().draining.clone();
     loop {
         let accepted = tokio::select! {
-            () = ctx.draining.cancelled() => break,
+            () = draining.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok(accepted) => {
+                let ctx = live.current();
                 let admitted = match limits.admit(accepted.peer.ip()) {
                     Ok(admitted) => admitted,
                     Err(over) => {
-                        turn_away(accepted, &over, &lingering);
+                        turn_away(&ctx, accepted, &over, &lingering);
                         continue;
                     }
                 };
-                let ctx = ctx.clone();
                 let cut = cut.clone();
                 tracker.spawn(async move {
                     let _place = admitted;
+                    let _open = ctx.telemetry.metrics.open_connection();
                     tokio::select! {
                         () = connection::serve(&ctx, accepted.stream, accepted.peer, accepted.inbound) => {}
                         () = cut.cancelled() => {}
@@ -319,7 +423,7 @@ async fn accept_loop(listener: Box<dyn Listener>, ctx: Arc<Context>, limits: Arc
     }
     drop(listener);
     tracker.close();
-    let grace = ctx.config.timeouts.shutdown;
+    let grace = live.current().config.timeouts.shutdown;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             open = tracker.len(),

@@ -13,8 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Probe;
+use crate::config::{OnInterception, Probe};
 use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::core::host::Authority;
@@ -47,7 +48,7 @@ pub enum Tunnel {
 
 /// Serves a CONNECT until the tunnel ends.
 pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, first: FirstRequest) {
-    let mut access = Access::new(peer, "CONNECT", first.target.clone());
+    let mut access = ctx.access(peer, "CONNECT", first.target.clone());
     let opened = match authenticate::connect(ctx, &first, peer.ip()).await {
         Ok(user) => {
             access.user = user;
@@ -65,6 +66,7 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         }
     };
     access.status = 200;
+    let _open = ctx.telemetry.metrics.open_tunnel();
     let early = first.after_head();
     if let Err(e) = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await {
         access.error = Some(format!("tunnel setup: {e}"));
@@ -131,6 +133,10 @@ pub async fn establish(
                 (Some(_), Some(first)) => *first,
                 _ => dialed.peer,
             };
+            // Only `block` may delay a tunnel: the verdict comes first.
+            if ctx.config.tls.on_interception == OnInterception::Block {
+                watch::preflight(ctx, &dest, addr, via).await?;
+            }
             Ok(Tunnel::Relay {
                 upstream: dialed.stream,
                 addr,
@@ -163,8 +169,22 @@ async fn relay_watched(
     } else {
         let mut taps = watch::Taps::new(&early);
         let seen = taps.seen.clone();
-        let watcher = tokio::spawn(watch::watch(ctx.clone(), dest, addr, via, taps.take_watch()));
-        let ended = relay::relay(&client, &upstream, idle, bytes_in, bytes_out, taps.relay_taps()).await;
+        let cut = CancellationToken::new();
+        let watcher = tokio::spawn(watch::watch(
+            ctx.clone(),
+            dest,
+            addr,
+            via,
+            taps.take_watch(),
+            cut.clone(),
+        ));
+        let relayed = relay::relay(&client, &upstream, idle, bytes_in, bytes_out, taps.relay_taps());
+        // A chain the policy refuses closes the tunnel at once; the relay
+        // itself is never delayed for a verdict.
+        let ended = tokio::select! {
+            ended = relayed => ended,
+            () = cut.cancelled() => relay::Ended::Refused,
+        };
         drop(taps);
         // The verdict for this tunnel's access event; the relay is over, so
         // waiting here delays nobody.
@@ -176,5 +196,15 @@ async fn relay_watched(
         relay::Ended::Closed => {}
         relay::Ended::Idle => access.error = Some(format!("closed after {} idle", fmt_duration(idle))),
         relay::Ended::Failed(e) => access.error = Some(format!("tunnel: {e}")),
+        relay::Ended::Refused => {
+            let said = access
+                .judgement
+                .as_ref()
+                .map(|j| format!("{} ({})", j.verdict, j.vendor.as_deref().unwrap_or("unknown")))
+                .unwrap_or_default();
+            access.error = Some(format!(
+                "closed: the upstream's chain is {said}, which tls.on_interception refuses (untrusted chains always are)"
+            ));
+        }
     }
 }

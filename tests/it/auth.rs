@@ -85,7 +85,10 @@ async fn curl_authenticates_and_the_credentials_stop_at_modgate() {
     let pki = TestPki::new("Auth Test Root");
     std::fs::write(d.join("root.pem"), &pki.ca_pem).unwrap();
     let (tls_origin, _t) = start_tls_origin(&pki, &["localhost"], "authenticated over tls").await;
-    let rules = "[hosts]\n\"ci.test\" = \"127.0.0.1\"\n\n\
+    // The test root is the public PKI here: an untrusted chain would close
+    // the relayed tunnel.
+    let rules = "[tls]\npublic_roots = \"root.pem\"\n\n\
+                 [hosts]\n\"ci.test\" = \"127.0.0.1\"\n\n\
                  [[rule]]\nname = \"ci-only\"\nhosts = [\"ci.test\"]\nusers = [\"ci-*\"]\naction = \"direct\"\n\n\
                  [[rule]]\nname = \"not-ci\"\nhosts = [\"ci.test\"]\naction = \"block\"\nreason = \"for ci-* users only\"\n";
     let mut served = serve_with_auth(d, "realm = \"corp proxy\"", rules).await;
