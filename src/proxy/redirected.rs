@@ -36,7 +36,9 @@ use crate::policy::plan::Door;
 use crate::policy::rule::{Facts, Rule};
 use crate::proxy::context::Context;
 use crate::proxy::drain::{ConnEnd, serve_until_done};
-use crate::proxy::head::MAX_HEAD_BYTES;
+use crate::proxy::frontdoor::{FrontDoor, Guarded};
+use crate::proxy::gate::{self, Entrance};
+use crate::proxy::head::{MAX_HEAD_BYTES, MAX_HEADERS};
 use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Redirected;
 use crate::proxy::respond::respond;
@@ -50,7 +52,7 @@ pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, 
     let original = redirected.original_dst;
     let _ = stream.set_nodelay(true);
     if let Some(looped) = redirected.looped {
-        let mut access = Access::new(peer, "-", original.to_string());
+        let mut access = ctx.access(peer, "-", original.to_string());
         access.original = Some(original);
         refused(&mut access, &Error::Loop(looped.reason(original)));
         access.emit();
@@ -65,7 +67,7 @@ pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, 
         Ok(Sniffed::Http) => serve_http(ctx, stream, peer, original).await,
         Ok(Sniffed::Closed) => {}
         Err(err) => {
-            let mut access = Access::new(peer, "-", original.to_string());
+            let mut access = ctx.access(peer, "-", original.to_string());
             access.original = Some(original);
             refused(&mut access, &err);
             access.emit();
@@ -101,7 +103,7 @@ async fn serve_tls(
     (hello, sni): (Bytes, Option<String>),
 ) {
     let dest = destination(sni.as_deref(), original);
-    let mut access = Access::new(peer, "TLS", dest.to_string());
+    let mut access = ctx.access(peer, "TLS", dest.to_string());
     access.original = Some(original);
     let tunnel = match open_tunnel(ctx, &mut access, &dest, original).await {
         Ok(tunnel) => tunnel,
@@ -113,6 +115,7 @@ async fn serve_tls(
         }
     };
     access.status = 200;
+    let _open = ctx.telemetry.metrics.open_tunnel();
     tunnel::run(ctx, client, tunnel, hello, &mut access).await;
     access.emit();
 }
@@ -189,31 +192,42 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A plain-HTTP connection, served by hyper.
+/// A plain-HTTP connection, served by hyper behind the front door (its
+/// refusals are `modgate:` lines, as on the proxy port).
 async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, original: SocketAddr) {
     let t = ctx.config.timeouts;
     let activity = Arc::new(Activity::new());
-    let io = Watched::new(stream, activity.clone());
-    let service = service_fn(|req| async move { Ok::<_, Infallible>(serve_request(ctx, peer, original, req).await) });
+    let door = FrontDoor::new(ctx, peer);
+    let io = Guarded::new(Watched::new(stream, activity.clone()), door.clone());
+    let service = service_fn(|req| {
+        let door = door.clone();
+        async move { Ok::<_, Infallible>(door.track(serve_request(ctx, peer, original, req).await)) }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(t.header)
         .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(io), service);
     if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
         tracing::debug!(client = %peer, "closing idle redirected connection");
     }
 }
 
-/// One request on a redirected plain-HTTP connection.
+/// One request on a redirected plain-HTTP connection, under the config
+/// in effect now.
 async fn serve_request(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     peer: SocketAddr,
     original: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let mut access = Access::new(peer, req.method().as_str(), req.uri().to_string());
+    let ctx = &*ctx.latest();
+    let mut access = ctx.access(peer, req.method().as_str(), req.uri().to_string());
     access.original = Some(original);
+    if let Err(e) = gate::check(&req, Entrance::Redirected) {
+        return respond(Err(e), access);
+    }
     let result = forward_request(ctx, &mut access, req, original).await;
     respond(result, access)
 }

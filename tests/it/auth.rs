@@ -435,3 +435,119 @@ fn check_reads_the_htpasswd_file_as_serve_does() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("auth:     Basic, realm \"modgate\""), "{shown}");
 }
+
+/// `[admin] require_auth`: the admin listener (an origin server) asks for
+/// an `[auth]` user with 401 and `WWW-Authenticate` on every path but
+/// `/healthz`; proxy credentials do not count there. A reload (SIGHUP)
+/// reads the htpasswd file again and keeps the failed-login counts; a
+/// config edit turns the requirement off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_asks_for_an_auth_user_under_require_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_users(d);
+    let config = |require: bool| {
+        format!(
+            "[auth]\nhtpasswd = \"users.htpasswd\"\nmax_failures = 4\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\nrequire_auth = {require}\n\n\
+             [[rule]]\nname = \"allow\"\naction = \"direct\"\n"
+        )
+    };
+    std::fs::write(d.join("c.toml"), config(true)).unwrap();
+    let mut served = start_served(
+        d,
+        &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
+    )
+    .await;
+    let admin = served.admin.expect("the admin listener");
+    let at = |path: &str| format!("http://{admin}{path}");
+    let challenge = "www-authenticate: Basic realm=\"modgate\", charset=\"UTF-8\"";
+
+    // No credentials: 401 with the challenge, on every path but /healthz.
+    for path in ["/", "/metrics", "/readyz", "/chains/0123.pem"] {
+        let refused = curl(d, &[&at(path)]).await;
+        assert_eq!(refused.code, "401", "{path}: {}", refused.body);
+        assert!(refused.headers.contains(challenge), "{path}: {}", refused.headers);
+        assert_eq!(
+            refused.body,
+            "modgate: proxy authentication required: no credentials; the admin listener asks for an [auth] user (admin.require_auth): send Authorization: Basic (e.g. curl -u user:password)",
+            "{path}"
+        );
+    }
+    let health = curl(d, &[&at("/healthz")]).await;
+    assert_eq!((health.code.as_str(), health.body.as_str()), ("200", "ok"));
+
+    // With a user's credentials (bcrypt and sha-crypt): the page, the
+    // metrics (they parse) and readiness.
+    let page = curl(d, &["-u", "alice:s3cret", &at("/")]).await;
+    assert_eq!(page.code, "200", "{}", page.body);
+    assert!(
+        page.body.contains("<html") && page.body.contains("c.toml"),
+        "{}",
+        page.body
+    );
+    let metrics = curl(d, &["-u", "bob:b0b-pw", &at("/metrics")]).await;
+    assert_eq!(metrics.code, "200", "{}", metrics.body);
+    let parsed = prometheus_parse::Scrape::parse(metrics.body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    assert!(
+        parsed.samples.iter().any(|s| s.metric == "modgate_build_info"),
+        "{}",
+        metrics.body
+    );
+    let ready = curl(d, &["-u", "ci-linux:ci-pw", &at("/readyz")]).await;
+    assert_eq!(ready.code, "200", "{}", ready.body);
+
+    // Proxy credentials are not the origin server's: still 401, and no
+    // failure counted (nothing was offered).
+    let basic = format!("Proxy-Authorization: Basic {}", base64("alice:s3cret"));
+    let proxied = curl(d, &["-H", &basic, &at("/metrics")]).await;
+    assert_eq!(proxied.code, "401");
+
+    // A wrong password and an unknown user: 401, the same line (2 failures).
+    let wrong = curl(d, &["-u", "alice:wrong", &at("/")]).await;
+    let unknown = curl(d, &["-u", "mallory:s3cret", &at("/")]).await;
+    assert_eq!((wrong.code.as_str(), unknown.code.as_str()), ("401", "401"));
+    assert_eq!(
+        wrong.body,
+        "modgate: proxy authentication required: unknown user or wrong password"
+    );
+    assert_eq!(unknown.body, wrong.body);
+    assert!(wrong.headers.contains(challenge), "{}", wrong.headers);
+
+    // The htpasswd file changes: alice goes, carol comes. SIGHUP reads it.
+    let carol = bcrypt::hash("c4rol", 5).unwrap();
+    std::fs::write(
+        d.join("users.htpasswd"),
+        format!("bob:{}\ncarol:{carol}\n", sha512_crypt("b0b-pw")),
+    )
+    .unwrap();
+    signal(&served.child, "HUP");
+    served.wait_for_line("config reloaded").await;
+    assert_eq!(curl(d, &["-u", "carol:c4rol", &at("/")]).await.code, "200");
+    // alice's credentials worked a moment ago; not any more (failure 3).
+    assert_eq!(curl(d, &["-u", "alice:s3cret", &at("/")]).await.code, "401");
+    // Failure 4: the counts from before the reload still count, so this
+    // client is locked out now, even with bob's right password.
+    assert_eq!(curl(d, &["-u", "bob:nope", &at("/")]).await.code, "401");
+    let locked = curl(d, &["-u", "bob:b0b-pw", &at("/")]).await;
+    assert_eq!(locked.code, "403", "{}", locked.body);
+    assert!(
+        locked
+            .body
+            .starts_with("modgate: too many failed proxy logins from 127.0.0.1"),
+        "{}",
+        locked.body
+    );
+
+    // An edit turns the requirement off: the page opens without credentials.
+    std::fs::write(d.join("c.toml"), config(false)).unwrap();
+    served.wait_for_line("config reloaded").await;
+    let open = curl(d, &[&at("/")]).await;
+    assert_eq!(open.code, "200", "{}", open.body);
+}
+
+/// `Basic` credentials, base64.
+fn base64(user_password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(user_password)
+}
