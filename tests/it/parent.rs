@@ -491,3 +491,44 @@ async fn inspect_with_a_config_goes_through_its_parent() {
     assert_eq!(json["proxy"], mitm.url());
     assert_eq!(json["vendor"], "mitmproxy");
 }
+
+/// A reload puts a changed `[parent]` in effect for new connections: none
+/// (straight to the origin), then a real Squid with a wrong password (a
+/// 502 naming the parent and its 407), then the right one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_puts_a_changed_parent_in_effect() {
+    let squid = Squid::start(&[("alice", "s3cret")], "").await;
+    let plain = start_text_origin("reloaded parent").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let config = |parent: &str| format!("{parent}\n[[rule]]\nname = \"allow\"\naction = \"direct\"\n");
+    std::fs::write(&path, config("")).unwrap();
+    let mut served = start_served(
+        dir.path(),
+        &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
+    )
+    .await;
+    let url = format!("http://localhost:{}/r", plain.addr.port());
+    let parent = format!("http://{}", squid.addr);
+
+    let (status, _, body) = get_via(served.addr, &url).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "reloaded parent"));
+    assert!(served.next_access().await.get("parent").is_none());
+
+    std::fs::write(&path, config(&format!("[parent]\nurl = \"{}\"\n", squid.url("alice", "wrong")))).unwrap();
+    served.wait_for_line("config reloaded").await;
+    let (status, _, body) = get_via(served.addr, &url).await;
+    assert_eq!(status.as_u16(), 502, "{body}");
+    assert!(
+        body.starts_with(&format!("modgate: parent proxy {parent} refused GET {url}: HTTP/1.1 407")),
+        "{body}"
+    );
+    served.next_access().await;
+
+    std::fs::write(&path, config(&format!("[parent]\nurl = \"{}\"\n", squid.url("alice", "s3cret")))).unwrap();
+    served.wait_for_line("config reloaded").await;
+    let (status, _, body) = get_via(served.addr, &url).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "reloaded parent"));
+    assert_eq!(served.next_access().await["parent"], parent.as_str());
+    squid.logged(&["TCP_MISS/200", &format!("GET {url}"), " alice "]).await;
+}
