@@ -532,3 +532,53 @@ async fn a_reload_puts_a_changed_parent_in_effect() {
     assert_eq!(served.next_access().await["parent"], parent.as_str());
     squid.logged(&["TCP_MISS/200", &format!("GET {url}"), " alice "]).await;
 }
+
+/// An intercepted `direct` request goes to its origin through the parent:
+/// a CONNECT to Squid with modgate's credentials, then TLS end to end,
+/// verified against the origin's (public) root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intercepted_direct_request_goes_through_the_parent() {
+    let squid = Squid::start(&[("alice", "s3cret")], "").await;
+    let pki = TestPki::new("Intercepted Direct Parent Root");
+    let (tls_origin, _t) = start_tls_origin(&pki, &["localhost"], "origin behind squid").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(
+        d.join("c.toml"),
+        format!(
+            "[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"localhost\"]\npublic_roots = \"public-root.pem\"\n\n\
+             [parent]\nurl = \"{}\"\n\n[[rule]]\nname = \"origin\"\naction = \"direct\"\n",
+            squid.url("alice", "s3cret")
+        ),
+    )
+    .unwrap();
+    ca_and_bundle(d);
+    let mut served = start_served(
+        d,
+        &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
+    )
+    .await;
+    let target = format!("localhost:{}", tls_origin.port());
+    let response = tls_get(served.addr, &target, trusting(&d.join("ca/modgate-ca.pem"))).await;
+    assert!(response.ends_with("origin behind squid"), "{response}");
+    let inner = loop {
+        let access = served.next_access().await;
+        if access["method"] == "GET" {
+            break access;
+        }
+    };
+    assert_eq!(
+        (inner["action"].as_str(), inner["status"].as_u64()),
+        (Some("direct"), Some(200)),
+        "{inner}"
+    );
+    assert_eq!(inner["parent"], format!("http://{}", squid.addr), "{inner}");
+    assert_eq!(inner["verdict"], "public", "{inner}");
+    // Squid logs a tunnel when it closes: modgate's pooled one closes when
+    // modgate stops.
+    sigterm(&served.child);
+    squid
+        .logged(&["TCP_TUNNEL/200", &format!("CONNECT {target}"), " alice "])
+        .await;
+}
