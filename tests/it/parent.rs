@@ -515,17 +515,27 @@ async fn a_reload_puts_a_changed_parent_in_effect() {
     assert_eq!((status.as_u16(), body.as_str()), (200, "reloaded parent"));
     assert!(served.next_access().await.get("parent").is_none());
 
-    std::fs::write(&path, config(&format!("[parent]\nurl = \"{}\"\n", squid.url("alice", "wrong")))).unwrap();
+    std::fs::write(
+        &path,
+        config(&format!("[parent]\nurl = \"{}\"\n", squid.url("alice", "wrong"))),
+    )
+    .unwrap();
     served.wait_for_line("config reloaded").await;
     let (status, _, body) = get_via(served.addr, &url).await;
     assert_eq!(status.as_u16(), 502, "{body}");
     assert!(
-        body.starts_with(&format!("modgate: parent proxy {parent} refused GET {url}: HTTP/1.1 407")),
+        body.starts_with(&format!(
+            "modgate: parent proxy {parent} refused GET {url}: HTTP/1.1 407"
+        )),
         "{body}"
     );
     served.next_access().await;
 
-    std::fs::write(&path, config(&format!("[parent]\nurl = \"{}\"\n", squid.url("alice", "s3cret")))).unwrap();
+    std::fs::write(
+        &path,
+        config(&format!("[parent]\nurl = \"{}\"\n", squid.url("alice", "s3cret"))),
+    )
+    .unwrap();
     served.wait_for_line("config reloaded").await;
     let (status, _, body) = get_via(served.addr, &url).await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "reloaded parent"));

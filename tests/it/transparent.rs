@@ -166,7 +166,10 @@ impl World {
                 "listen = \"127.0.0.1:0\"\n\n[transparent]\nlisten = \"0.0.0.0:{TRANSPARENT_PORT}\"\nmark = 42\n\n\
                  [tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"proxy.golang.org\", \"origin.test\"]\npublic_roots = \"public-root.pem\"\n\n\
                  [cache]\ndir = \"\"\n\n\
-                 [hosts]\n\"proxy.golang.org\" = \"{PROXY_GOLANG}\"\n\"mirror.test\" = \"{MIRROR}:443\"\n\"tunnel.test\" = \"{TUNNEL}\"\n\"blocked.test\" = \"{BLOCKED}\"\n\"plain.test\" = \"{PLAIN}\"\n\"loop.test\" = \"{LOOPED}\"\n\"marked.test\" = \"{MARKED}\"\n\"origin.test\" = [\"{DECOY}\", \"{ORIGIN}\"]\n\n\
+                 [auth]\nhtpasswd = \"users.htpasswd\"\n\n\
+                 [hosts]\n\"proxy.golang.org\" = \"{PROXY_GOLANG}\"\n\"mirror.test\" = \"{MIRROR}:443\"\n\"tunnel.test\" = \"{TUNNEL}\"\n\"gated.test\" = \"{TUNNEL}\"\n\"blocked.test\" = \"{BLOCKED}\"\n\"plain.test\" = \"{PLAIN}\"\n\"loop.test\" = \"{LOOPED}\"\n\"marked.test\" = \"{MARKED}\"\n\"origin.test\" = [\"{DECOY}\", \"{ORIGIN}\"]\n\n\
+                 [[rule]]\nname = \"staff\"\nhosts = [\"plain.test\", \"tunnel.test\"]\nusers = [\"*\"]\naction = \"block\"\nreason = \"a users rule never matches a redirected connection\"\n\n\
+                 [[rule]]\nname = \"gated\"\nhosts = [\"gated.test\"]\nsrc = [\"{CLIENT}\"]\naction = \"block\"\nreason = \"not from the client subnet\"\n\n\
                  [[rule]]\nname = \"blocked\"\nhosts = [\"blocked.test\"]\naction = \"block\"\nreason = \"not on this network\"\n\n\
                  [[rule]]\nname = \"unverified\"\nhosts = [\"unverified.test\"]\naction = \"direct\"\nverify_host = false\n\n\
                  [[rule]]\nname = \"go-modules\"\nhosts = [\"proxy.golang.org\"]\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n\n\
@@ -181,6 +184,10 @@ impl World {
                 .output()
                 .unwrap()
         };
+        // [auth] is on: the explicit listener asks for credentials, the
+        // transparent one never does (it has none to ask for).
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        std::fs::write(d.join("users.htpasswd"), format!("alice:{hash}\n")).unwrap();
         let init = modgate(&["ca", "init", "--config", "c.toml"]);
         assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
         let bundle = modgate(&["ca", "bundle", "--config", "c.toml"]);
@@ -305,6 +312,19 @@ async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_r
     assert_eq!(access["original"], format!("{TUNNEL}:443"));
     assert_eq!(access["upstream"], format!("{TUNNEL}:443"));
     assert_eq!(access["verdict"], "public", "{access}");
+    assert!(access.get("user").is_none(), "{access}");
+
+    // With [auth] on, no credentials are asked for here; the transparent
+    // listener relies on `src`: a rule for the client's address refuses it
+    // (the TLS connection is closed).
+    let refused = world.tls_from_client(TUNNEL, "gated.test").await;
+    assert!(refused.as_ref().map_or(true, |r| r.is_empty()), "{refused:?}");
+    let access = world.access().await;
+    assert_eq!(
+        (access["rule"].as_str(), access["status"].as_u64()),
+        (Some("gated"), Some(403)),
+        "{access}"
+    );
 
     // An intercepted host with a `direct` rule: each request inside goes to
     // the original destination, not to another address of the name.
