@@ -31,7 +31,11 @@ impl Config {
             limit(self.limits.max_connections),
             limit(self.limits.per_client)
         );
-        let _ = writeln!(out, "admin:    {}", self.admin.listen);
+        let guarded = match self.admin.require_auth {
+            true => ", [auth] users only (but /healthz)",
+            false => "",
+        };
+        let _ = writeln!(out, "admin:    {}{guarded}", self.admin.listen);
         let c = &self.cache;
         match &c.location {
             CacheLocation::Off { why } => {

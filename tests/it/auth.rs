@@ -454,6 +454,16 @@ async fn the_admin_listener_asks_for_an_auth_user_under_require_auth() {
         )
     };
     std::fs::write(d.join("c.toml"), config(true)).unwrap();
+    let check = std::process::Command::new(modgate_bin())
+        .args(["check", "--config", "c.toml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        shown.contains("admin:    127.0.0.1:0, [auth] users only (but /healthz)"),
+        "{shown}"
+    );
     let mut served = start_served(
         d,
         &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
