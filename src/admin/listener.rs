@@ -5,15 +5,17 @@
 //! holds 9128), modgate warns and runs without the admin listener; an
 //! address someone chose that cannot be bound is an error.
 //!
-//! Access: the listener binds loopback by default. `[admin] require_auth`
-//! is where the `[auth]` users will be asked for; until this build has
-//! `[auth]`, the key refuses `true` at load time, and requests here are not
-//! authenticated.
+//! Access: the listener binds loopback by default. With `[admin]
+//! require_auth = true`, every path but `/healthz` asks for the credentials
+//! of an `[auth]` user: this is an origin server, so the challenge is `401`
+//! with `WWW-Authenticate` and the credentials come in `Authorization`.
+//! Failed logins count towards the same per-client lockout as the proxy's.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -22,8 +24,9 @@ use tokio::net::TcpListener;
 
 use crate::admin::metrics::{CacheCollector, MirrorCollector};
 use crate::admin::{AdminState, chains, health, metrics, page};
+use crate::auth::Door;
 use crate::config::admin::AdminListen;
-use crate::core::body::{Body, text};
+use crate::core::body::{Body, error_response, text};
 
 /// How long a client may take to send a request head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -86,7 +89,7 @@ pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<Admi
 async fn accept(listener: TcpListener, state: Arc<AdminState>) {
     let stop = state.proxy.draining.clone();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -101,7 +104,7 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
+                async move { Ok::<_, Infallible>(route(&state, req, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -112,8 +115,8 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
     }
 }
 
-/// The routes.
-async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
+/// The routes, behind the credentials `admin.require_auth` asks for.
+async fn route(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -121,6 +124,12 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let path = req.uri().path();
+    // Liveness says only "ok": probes that carry no credentials keep working.
+    if path != "/healthz" {
+        if let Err(refusal) = authorize(state, &req, peer).await {
+            return refusal;
+        }
+    }
     match path {
         "/" => page::serve(state).await,
         "/metrics" => metrics::serve(&state.live.current().telemetry.metrics),
@@ -149,4 +158,25 @@ fn mirrors(state: &AdminState) -> Response<Body> {
         .map(|s| format!("{s}\n"))
         .collect();
     text(StatusCode::OK, &lines)
+}
+
+/// Under `admin.require_auth`, the `[auth]` user `req` authenticates as;
+/// otherwise anyone the listener's address lets in.
+async fn authorize(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr) -> Result<(), Response<Body>> {
+    let ctx = state.live.current();
+    if !ctx.config.admin.require_auth {
+        return Ok(());
+    }
+    // The config refuses require_auth without [auth]; fail closed anyway.
+    let Some(auth) = &ctx.auth else {
+        return Err(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "modgate: admin.require_auth is set but [auth] is not; the admin listener refuses everyone",
+        ));
+    };
+    let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    match auth.authenticate(peer.ip(), header, Door::Admin).await {
+        Ok(_user) => Ok(()),
+        Err(e) => Err(error_response(&e)),
+    }
 }

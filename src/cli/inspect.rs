@@ -1,6 +1,7 @@
 //! `modgate inspect`: the interception diagnosis for one host or one saved
 //! chain, with the fix spelled out. The handshake goes through the same
-//! dialers as `serve` (direct, or CONNECT through `--proxy`).
+//! dialers as `serve`: direct, through the config's `[parent]`, or
+//! through `--proxy`, which overrides it.
 //!
 //! Exit codes: 0 public, 3 intercepted, 4 untrusted, 2 error.
 
@@ -18,12 +19,15 @@ use crate::cli::usage_error;
 use crate::config::{Config, OnInterception, PublicRoots};
 use crate::core::escape::escape;
 use crate::core::host::{Authority, HostOverrides};
+use crate::core::proxy_url::ProxyUrl;
+use crate::policy::parent::{Leg, Via};
 use crate::tls::chain::{ChainReport, Verdict, analyze, issued_by};
 use crate::tls::evidence::{Evidence, Saved, Sighted};
 use crate::tls::pem::read_chain;
 use crate::tls::probe;
 use crate::tls::trust::{Trust, read_pem_certs};
-use crate::upstream::dial::{Dialer, DirectDialer, ProxyDialer};
+use crate::upstream::dial::{Dialer, DirectDialer};
+use crate::upstream::parent::ParentDialer;
 use crate::upstream::resolve::Resolver;
 
 /// How long connecting and the handshake may take.
@@ -147,9 +151,24 @@ pub async fn inspect(source: Source, config: Option<&Config>) -> Result<Inspecti
             let sni = sni.unwrap_or_else(|| host.clone());
             let dns = config.map(|c| c.dns.clone()).unwrap_or_default();
             let resolver = Arc::new(Resolver::new(hosts, &dns));
-            let dialer: Box<dyn Dialer> = match &proxy {
-                Some(url) => Box::new(ProxyDialer::new(url, resolver)?),
-                None => Box::new(DirectDialer::new(resolver)),
+            let direct = DirectDialer::new(resolver);
+            let parent = config.map(|c| &c.policy.parent);
+            let (dialer, proxy): (Box<dyn Dialer>, Option<String>) = match (&proxy, parent) {
+                (Some(url), _) => {
+                    let url = ProxyUrl::parse(url)?;
+                    (
+                        Box::new(ParentDialer::through(url.clone(), direct)),
+                        Some(url.to_string()),
+                    )
+                }
+                (None, Some(route)) => {
+                    let used = match route.leg(Via::Parent, &dest, true) {
+                        Leg::Parent(p) => Some(p.to_string()),
+                        Leg::Direct(_) => None,
+                    };
+                    (Box::new(ParentDialer::new(route.clone(), direct)), used)
+                }
+                (None, None) => (Box::new(direct), None),
             };
             let stream = dialer.dial(&dest, None, STEP).await.map_err(|e| e.to_string())?.stream;
             let chain = tokio::time::timeout(STEP, probe::handshake(stream, &sni))

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
-use crate::policy::explain::{self, ExplainTarget, Explainer};
+use crate::policy::explain::{self, ExplainTarget, Explainer, Viewpoint};
 
 /// A forward proxy for Go module traffic.
 #[derive(Parser)]
@@ -116,6 +116,12 @@ pub(crate) enum Command {
         /// The client address to evaluate `src` rules for.
         #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
         from: IpAddr,
+        /// The user who authenticated ([auth]), to evaluate `users` rules for.
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// As a connection redirected to the transparent listener, whose original destination is IP.
+        #[arg(long, value_name = "IP")]
+        transparent: Option<IpAddr>,
         /// A URL (https://host/path, http://host/path), host:port, or module[@version].
         target: String,
     },
@@ -195,7 +201,13 @@ pub fn main() -> ExitCode {
             }
             Err(e) => usage_error(e),
         },
-        Command::Explain { config, from, target } => {
+        Command::Explain {
+            config,
+            from,
+            user,
+            transparent,
+            target,
+        } => {
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
@@ -208,9 +220,14 @@ pub fn main() -> ExitCode {
                 mirror_settings: &|url| config.mirrors.get(url).describe(),
                 health: health.as_ref().map(|(lines, from)| (lines.as_str(), from.clone())),
             };
-            match ExplainTarget::parse(&target) {
-                Ok(t) => {
-                    print!("{}", explain::explain(&explainer, from, &t));
+            let who = Viewpoint {
+                from,
+                user: user.as_deref(),
+                transparent,
+            };
+            match ExplainTarget::parse(&target).and_then(|t| explain::explain(&explainer, &who, &t)) {
+                Ok(text) => {
+                    print!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => usage_error(e),

@@ -108,6 +108,9 @@ fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
             eprintln!("modgate admin listening on {}", admin.local_addr());
             tracing::info!(admin = %admin.local_addr(), "admin listener: /metrics /healthz /readyz /");
         }
+        if let Some(transparent) = server.transparent_addr() {
+            eprintln!("modgate transparent listener on {transparent}");
+        }
         eprintln!("modgate listening on {}", server.local_addr());
         tracing::info!(config = %source, listen = %server.local_addr(), "started");
         wait_for_signal().await?;

@@ -65,9 +65,9 @@ pub struct AdminSettings {
     pub listen: AdminListen,
     /// Access events the admin page lists (the most recent first).
     pub recent: usize,
-    /// Ask for the `[auth]` users' credentials on the admin listener.
-    /// The hook for `[auth]`: until this build has `[auth]`, `true` is
-    /// refused at load time, so nobody believes the page is protected.
+    /// Ask for an `[auth]` user's credentials on the admin listener (every
+    /// path but `/healthz`). `true` needs an `[auth]` table: without one it
+    /// is refused at load time, so nobody believes the page is protected.
     pub require_auth: bool,
 }
 
@@ -94,7 +94,9 @@ impl FileAdmin {
     /// Validates the table; `proxy` is the proxy's own address, which the
     /// admin listener may never share. The embedded default's address is
     /// a default, not a choice: a busy port there is only a warning.
-    pub(crate) fn resolve(self, proxy: SocketAddr, embedded: bool) -> Result<AdminSettings, Located> {
+    /// `has_auth`: the config has an `[auth]` table, whose users
+    /// `require_auth` asks for.
+    pub(crate) fn resolve(self, proxy: SocketAddr, embedded: bool, has_auth: bool) -> Result<AdminSettings, Located> {
         let mut settings = AdminSettings::default();
         if let Some(listen) = self.listen {
             settings.listen = AdminListen::parse_flag(listen.get_ref()).map_err(|e| (listen.span(), e))?;
@@ -116,12 +118,13 @@ impl FileAdmin {
             settings.recent = n as usize;
         }
         if let Some(auth) = self.require_auth {
-            if *auth.get_ref() {
+            if *auth.get_ref() && !has_auth {
                 return Err((
                     auth.span(),
-                    "admin.require_auth needs the [auth] table, which this build does not have yet; bind admin.listen to loopback instead".into(),
+                    "admin.require_auth needs an [auth] table: its htpasswd users are the ones the admin listener lets in".into(),
                 ));
             }
+            settings.require_auth = *auth.get_ref();
         }
         Ok(settings)
     }
@@ -166,9 +169,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("t.toml:2:16: admin.require_auth needs the [auth] table"),
+            e.starts_with("t.toml:2:16: admin.require_auth needs an [auth] table"),
             "{e}"
         );
+        let c = Config::parse("[auth]\nhtpasswd = \"users\"\n[admin]\nrequire_auth = true\n", "t.toml").unwrap();
+        assert!(c.admin.require_auth);
         let e = Config::parse("[admin]\nrecent = 0\n", "t.toml")
             .unwrap_err()
             .to_string();

@@ -32,7 +32,11 @@ impl Config {
             limit(self.limits.max_connections),
             limit(self.limits.per_client)
         );
-        let _ = writeln!(out, "admin:    {}", self.admin.listen);
+        let guarded = match self.admin.require_auth {
+            true => ", [auth] users only (but /healthz)",
+            false => "",
+        };
+        let _ = writeln!(out, "admin:    {}{guarded}", self.admin.listen);
         let c = &self.cache;
         match &c.location {
             CacheLocation::Off { why } => {
@@ -64,6 +68,7 @@ impl Config {
                 self.tls.ca_cert.display()
             );
         }
+        describe_network(self, &mut out);
         for (name, addrs) in self.hosts.sorted() {
             let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
             let _ = writeln!(out, "hosts:    {name} -> {}", list.join(", "));
@@ -89,5 +94,45 @@ impl Config {
             let _ = writeln!(out, "  (no rule matched: block, \"{NO_MATCH_REASON}\")");
         }
         out
+    }
+}
+
+/// The `[parent]`, `[transparent]` and `[auth]` lines, for the tables that
+/// are set.
+fn describe_network(config: &Config, out: &mut String) {
+    let parent = &config.policy.parent;
+    let shown = |p: &Option<crate::core::proxy_url::ProxyUrl>| {
+        p.as_ref().map_or_else(
+            || "none (direct)".to_owned(),
+            |p| match p.user() {
+                Some(user) => format!("{p} (as {user})"),
+                None => p.to_string(),
+            },
+        )
+    };
+    match (&parent.https, &parent.http, parent.from_env) {
+        (None, None, false) => {}
+        (https, http, from_env) => {
+            let source = if from_env { " from the environment" } else { "" };
+            let _ = writeln!(out, "parent:   https {}, http {}{source}", shown(https), shown(http));
+        }
+    }
+    if !parent.no_parent.is_empty() {
+        let list: Vec<String> = parent.no_parent.entries().iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "no_parent: {}", list.join(", "));
+    }
+    if let Some(t) = &config.transparent {
+        let mark = t.mark.map_or_else(|| "no mark".to_owned(), |m| format!("mark {m:#x}"));
+        let _ = writeln!(out, "transparent: {} ({mark})", t.listen);
+    }
+    if let Some(a) = &config.auth {
+        let _ = writeln!(
+            out,
+            "auth:     Basic, realm \"{}\", users from {}; {} failed logins within {} lock a client out",
+            a.realm,
+            a.htpasswd.display(),
+            a.max_failures,
+            fmt_duration(a.lockout)
+        );
     }
 }

@@ -4,22 +4,25 @@
 //! Every problem is reported as `file:line:col: message`. Durations, CIDRs,
 //! globs and ports are parsed here, at load time; nothing downstream sees a
 //! string it has to check again. Each table has its own room: [`hosts`],
-//! [`timeouts`], [`tls`], [`cache`], [`rules`], [`admin`], [`mirrors`]; [`describe`]
-//! prints what `check` shows.
+//! [`timeouts`], [`tls`], [`cache`], [`parent`], [`transparent`], [`auth`],
+//! [`rules`], [`admin`], [`mirrors`]; [`describe`] prints what `check` shows.
 
 pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod describe;
 pub mod dns;
 pub(crate) mod hosts;
 pub mod limits;
 pub mod mirrors;
+pub(crate) mod parent;
 pub mod paths;
 pub(crate) mod rules;
 pub mod sumdb;
 pub(crate) mod syntax;
 pub mod timeouts;
 pub mod tls;
+pub mod transparent;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -64,6 +67,10 @@ pub struct Config {
     pub dns: dns::DnsSettings,
     /// The checksum database.
     pub sumdb: sumdb::SumdbSettings,
+    /// The listener for redirected connections, when there is one.
+    pub transparent: Option<transparent::TransparentSettings>,
+    /// Proxy authentication on the explicit listener, when it is on.
+    pub auth: Option<auth::AuthSettings>,
     /// The admin listener.
     pub admin: admin::AdminSettings,
     /// Per-mirror timeouts, health checks and credentials.
@@ -103,6 +110,10 @@ struct FileConfig {
     #[serde(default)]
     sumdb: sumdb::FileSumdb,
     #[serde(default)]
+    parent: parent::FileParent,
+    transparent: Option<transparent::FileTransparent>,
+    auth: Option<auth::FileAuth>,
+    #[serde(default)]
     admin: admin::FileAdmin,
     #[serde(default)]
     mirror: std::collections::BTreeMap<toml::Spanned<String>, mirrors::FileMirror>,
@@ -113,9 +124,11 @@ struct FileConfig {
 impl FileConfig {
     fn resolve(self, source: &str, base: &Path) -> Result<Config, Located> {
         let (tls, intercept) = self.tls.resolve(base, source == EMBEDDED_NAME)?;
+        let auth = self.auth.map(|a| a.resolve(base)).transpose()?;
         let listen = self
             .listen
             .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0);
+        let admin = self.admin.resolve(listen, source == EMBEDDED_NAME, auth.is_some())?;
         Ok(Config {
             source: source.to_owned(),
             listen,
@@ -124,13 +137,19 @@ impl FileConfig {
             tls,
             cache: self.cache.resolve(base)?,
             policy: Policy {
-                rules: rules::resolve(self.rules)?,
+                rules: rules::resolve(self.rules, auth.is_some())?,
                 intercept,
+                parent: self.parent.resolve(&parent::process_env)?,
             },
             limits: self.limits.resolve()?,
             dns: self.dns.resolve()?,
             sumdb: self.sumdb.resolve()?,
-            admin: self.admin.resolve(listen, source == EMBEDDED_NAME)?,
+            transparent: self
+                .transparent
+                .map(transparent::FileTransparent::resolve)
+                .transpose()?,
+            auth,
+            admin,
             mirrors: mirrors::resolve(self.mirror, base)?,
             digest: String::new(),
         })
@@ -252,6 +271,54 @@ mod tests {
         assert!(e.starts_with("t.toml:1:10: invalid type"), "{e}");
         let e = err("[[rule]]\nname = \"x\"\n");
         assert!(e.starts_with("t.toml:1:1: missing field `action`"), "{e}");
+    }
+
+    #[test]
+    fn network_tables_are_checked_at_their_position() {
+        let e = err("[[rule]]\nusers = [\"alice\"]\naction = \"direct\"\n");
+        assert!(e.starts_with("t.toml:2:9: users needs [auth] htpasswd"), "{e}");
+        let e = err("[auth]\nhtpasswd = \"u\"\n[[rule]]\nusers = [\"a b\"]\naction = \"direct\"\n");
+        assert!(e.starts_with("t.toml:4:10: bad user glob 'a b'"), "{e}");
+        let e = err("[auth]\nhtpasswd = \"u\"\nrealm = \"a\\\"b\"\n");
+        assert!(e.starts_with("t.toml:3:9: auth.realm must be"), "{e}");
+        let e = err("[auth]\nhtpasswd = \"u\"\nmax_failures = 0\n");
+        assert!(e.starts_with("t.toml:3:16: auth.max_failures"), "{e}");
+        let e = err("[transparent]\nlisten = \"0.0.0.0:3129\"\nmark = -1\n");
+        assert!(e.starts_with("t.toml:3:8: transparent.mark"), "{e}");
+        let e = err("[transparent]\nmark = 1\n");
+        assert!(e.starts_with("t.toml:1:1: missing field `listen`"), "{e}");
+        let e = err("[parent]\nurl = \"ftp://proxy:21\"\n");
+        assert!(
+            e.starts_with("t.toml:2:7: bad proxy URL 'ftp://proxy:21': scheme 'ftp'"),
+            "{e}"
+        );
+        let e = err("[parent]\nurl = \"http://proxy:3128\"\nno_parent = [\"ok.example\", \"10.0.0.0/99\"]\n");
+        assert!(e.starts_with("t.toml:3:28: bad no_parent entry '10.0.0.0/99'"), "{e}");
+        let e = err("[[rule]]\naction = \"direct\"\nparent = \"no\"\n");
+        assert!(e.starts_with("t.toml:3:10: invalid type"), "{e}");
+
+        let c = Config::parse(
+            "[parent]\nurl = \"http://u:p@proxy:3128\"\n[transparent]\nlisten = \"0.0.0.0:3129\"\nmark = 42\n[auth]\nhtpasswd = \"users\"\n[[rule]]\nusers = [\"ci-*\"]\naction = \"direct\"\nparent = false\nverify_host = false\n",
+            "/etc/modgate/t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.transparent.unwrap().mark, Some(42));
+        let auth = c.auth.as_ref().unwrap();
+        assert_eq!(auth.htpasswd, std::path::Path::new("/etc/modgate/users"));
+        assert_eq!((auth.realm.as_str(), auth.max_failures), ("modgate", 10));
+        let rule = &c.policy.rules[0];
+        assert!(!rule.parent && !rule.verify_host && rule.users.is_some());
+        let shown = c.describe();
+        assert!(
+            shown.contains("parent:   https http://proxy:3128 (as u), http http://proxy:3128 (as u)"),
+            "{shown}"
+        );
+        assert!(!shown.contains(":p@"), "{shown}");
+        assert!(
+            shown.contains("users [ci-*] -> direct (parent = false) (verify_host = false)"),
+            "{shown}"
+        );
+        assert!(shown.contains("transparent: 0.0.0.0:3129 (mark 0x2a)"), "{shown}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::syntax::{Located, MatchList, parse_list};
-use crate::policy::glob::{HostGlob, ModuleGlob};
+use crate::policy::glob::{HostGlob, ModuleGlob, UserGlob};
 use crate::policy::mirrors::MirrorList;
 use crate::policy::rule::{Action, Cidr, PortRange, Rule};
 
@@ -46,14 +46,18 @@ pub(crate) struct FileRule {
     src: Option<MatchList<Spanned<String>>>,
     dst: Option<MatchList<Spanned<String>>>,
     modules: Option<MatchList<Spanned<String>>>,
+    users: Option<Spanned<MatchList<Spanned<String>>>>,
     action: Spanned<FileAction>,
     reason: Option<Spanned<String>>,
     mirrors: Option<Spanned<String>>,
     cache: Option<bool>,
+    parent: Option<bool>,
+    verify_host: Option<bool>,
 }
 
-/// Validates the rule table: unique names, fields that fit the action.
-pub(crate) fn resolve(file: Vec<FileRule>) -> Result<Vec<Rule>, Located> {
+/// Validates the rule table: unique names, fields that fit the action,
+/// and `users` only where `[auth]` authenticates users (`auth_on`).
+pub(crate) fn resolve(file: Vec<FileRule>, auth_on: bool) -> Result<Vec<Rule>, Located> {
     let mut rules = Vec::with_capacity(file.len());
     let mut names = HashSet::new();
     for (i, r) in file.into_iter().enumerate() {
@@ -69,6 +73,17 @@ pub(crate) fn resolve(file: Vec<FileRule>) -> Result<Vec<Rule>, Located> {
             return Err((span, format!("rule name '{name}' is used twice")));
         }
         let action = action(&r)?;
+        let users = match r.users {
+            Some(users) if !auth_on => {
+                return Err((
+                    users.span(),
+                    "users needs [auth] htpasswd: without it no user authenticates, and this rule would never match"
+                        .into(),
+                ));
+            }
+            Some(users) => parse_list::<UserGlob, _>(Some(users.into_inner()), String::clone)?,
+            None => None,
+        };
         rules.push(Rule {
             name,
             hosts: parse_list::<HostGlob, _>(r.hosts, String::clone)?,
@@ -76,8 +91,11 @@ pub(crate) fn resolve(file: Vec<FileRule>) -> Result<Vec<Rule>, Located> {
             src: parse_list::<Cidr, _>(r.src, String::clone)?,
             dst: parse_list::<Cidr, _>(r.dst, String::clone)?,
             modules: parse_list::<ModuleGlob, _>(r.modules, String::clone)?,
+            users,
             action,
             cache: r.cache.unwrap_or(true),
+            parent: r.parent.unwrap_or(true),
+            verify_host: r.verify_host.unwrap_or(true),
         });
     }
     Ok(rules)

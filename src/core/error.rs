@@ -5,7 +5,7 @@
 //! we cannot serve, the policy refused it, the upstream failed, or modgate
 //! itself did. The status code follows from that: 400, 403, 502/504, 500.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -167,6 +167,87 @@ pub enum Error {
         reason: String,
     },
 
+    /// The parent proxy could not be reached: its name did not resolve, or
+    /// the connection to it failed.
+    #[error("cannot reach parent proxy {parent} for {target}: {reason}")]
+    ParentUnreachable {
+        /// The parent, as `http://host:port` (never with credentials).
+        parent: String,
+        /// Where the connection was going.
+        target: String,
+        /// What failed.
+        reason: String,
+    },
+
+    /// The parent proxy did not answer in time.
+    #[error("parent proxy {parent} timed out after {} {doing} (for {target})", crate::core::duration::fmt_duration(*after))]
+    ParentTimeout {
+        /// The parent, as `http://host:port`.
+        parent: String,
+        /// Where the connection was going.
+        target: String,
+        /// What modgate was waiting for.
+        doing: String,
+        /// The time allowed.
+        after: Duration,
+    },
+
+    /// The parent proxy answered a CONNECT (or a forwarded request) with a
+    /// refusal: 407, 403, or any other non-2xx status.
+    #[error("parent proxy {parent} refused {request}: {status}; {hint}")]
+    ParentRefused {
+        /// The parent, as `http://host:port`.
+        parent: String,
+        /// `CONNECT host:port`, or the forwarded request.
+        request: String,
+        /// The parent's status line, escaped.
+        status: String,
+        /// What to do about it.
+        hint: String,
+    },
+
+    /// Proxy authentication (`[auth]`) is required and the client sent no
+    /// usable credentials: a 407 with `Proxy-Authenticate`, or a 401 with
+    /// `WWW-Authenticate` on the module endpoint.
+    #[error("proxy authentication required: {reason}")]
+    Unauthenticated {
+        /// The realm of the challenge.
+        realm: String,
+        /// What was wrong with the credentials, as the client may know it.
+        reason: String,
+        /// The request came to modgate as an origin server, its module
+        /// endpoint or its admin listener (401), not through it as a proxy
+        /// (407).
+        endpoint: bool,
+    },
+
+    /// A client address failed to log in too often (`auth.max_failures`).
+    #[error("too many failed proxy logins from {client}; try again in {}", crate::core::duration::fmt_duration(*retry_after))]
+    LockedOut {
+        /// The client's address.
+        client: IpAddr,
+        /// When it may try again.
+        retry_after: Duration,
+    },
+
+    /// A redirected connection named a host (SNI or Host) that does not
+    /// resolve to where the connection was going.
+    #[error(
+        "host verification failed: {host} {reason}, but the connection was going to {original}; set verify_host = false on the rule to trust the name as sent"
+    )]
+    HostMismatch {
+        /// The name the client sent.
+        host: String,
+        /// The original destination.
+        original: SocketAddr,
+        /// What resolving the name gave.
+        reason: String,
+    },
+
+    /// The connection would reach modgate itself.
+    #[error("refused a loop: {0}")]
+    Loop(String),
+
     /// modgate is at a connection limit.
     #[error("{0}")]
     Overloaded(String),
@@ -182,10 +263,12 @@ impl Error {
         match self {
             Error::BadRequest(_)
             | Error::HeaderTimeout(_)
+            | Error::Unauthenticated { .. }
+            | Error::HostMismatch { .. }
             | Error::Misdirected { .. }
             | Error::MethodNotAllowed(_)
             | Error::HeadTooLarge { .. } => Side::Client,
-            Error::Blocked { .. } | Error::NoRule(_) => Side::Policy,
+            Error::Blocked { .. } | Error::NoRule(_) | Error::LockedOut { .. } | Error::Loop(_) => Side::Policy,
             Error::Resolve { .. }
             | Error::ResolveTimeout { .. }
             | Error::Connect { .. }
@@ -194,7 +277,10 @@ impl Error {
             | Error::Tls { .. }
             | Error::Chain { .. }
             | Error::UpstreamStatus { .. }
-            | Error::Upstream { .. } => Side::Upstream,
+            | Error::Upstream { .. }
+            | Error::ParentUnreachable { .. }
+            | Error::ParentTimeout { .. }
+            | Error::ParentRefused { .. } => Side::Upstream,
             Error::Internal(_) | Error::Overloaded(_) => Side::Internal,
         }
     }
@@ -229,15 +315,22 @@ impl Error {
             Error::HeadTooLarge { status: 414, .. } => StatusCode::URI_TOO_LONG,
             Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::HeaderTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Error::Blocked { .. } | Error::NoRule(_) => StatusCode::FORBIDDEN,
-            Error::ConnectTimeout { .. } | Error::UpstreamTimeout { .. } | Error::ResolveTimeout { .. } => {
-                StatusCode::GATEWAY_TIMEOUT
-            }
+            Error::Blocked { .. } | Error::NoRule(_) | Error::LockedOut { .. } => StatusCode::FORBIDDEN,
+            Error::ConnectTimeout { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::ResolveTimeout { .. }
+            | Error::ParentTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Resolve { .. }
             | Error::Connect { .. }
             | Error::Tls { .. }
             | Error::Upstream { .. }
-            | Error::UpstreamStatus { .. } => StatusCode::BAD_GATEWAY,
+            | Error::UpstreamStatus { .. }
+            | Error::ParentUnreachable { .. }
+            | Error::ParentRefused { .. } => StatusCode::BAD_GATEWAY,
+            Error::Unauthenticated { endpoint: false, .. } => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            Error::Unauthenticated { endpoint: true, .. } => StatusCode::UNAUTHORIZED,
+            Error::HostMismatch { .. } => StatusCode::CONFLICT,
+            Error::Loop(_) => StatusCode::LOOP_DETECTED,
             Error::Chain { by_policy: true, .. } => StatusCode::FORBIDDEN,
             Error::Chain { .. } => StatusCode::BAD_GATEWAY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -254,13 +347,30 @@ impl Error {
         line
     }
 
+    /// The authentication challenge header this answer carries, if any:
+    /// `Proxy-Authenticate` on a 407, `WWW-Authenticate` on a 401.
+    pub fn challenge(&self) -> Option<(http::header::HeaderName, String)> {
+        let Error::Unauthenticated { realm, endpoint, .. } = self else {
+            return None;
+        };
+        let name = match endpoint {
+            true => http::header::WWW_AUTHENTICATE,
+            false => http::header::PROXY_AUTHENTICATE,
+        };
+        Some((name, format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")))
+    }
+
     /// A complete HTTP/1.1 response for this error, for the places where
     /// modgate writes to the socket itself (before hyper owns it).
     pub fn raw_response(&self) -> Vec<u8> {
         let body = self.body();
         let status = self.status();
+        let challenge = self
+            .challenge()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .unwrap_or_default();
         format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\n{challenge}content-length: {}\r\nconnection: close\r\n\r\n{}",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             body.len(),

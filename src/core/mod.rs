@@ -9,6 +9,7 @@
 //! - [`duration`]: durations as the config writes them.
 //! - [`size`]: sizes as the config writes them.
 //! - [`cache`]: the one bounded, expiring cache type.
+//! - [`proxy_url`]: a parent proxy URL and its credentials.
 //! - [`verdict`]: the trust verdict on an upstream chain.
 
 pub mod body;
@@ -18,5 +19,6 @@ pub mod error;
 pub mod escape;
 pub mod hop;
 pub mod host;
+pub mod proxy_url;
 pub mod size;
 pub mod verdict;

@@ -19,8 +19,10 @@ use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::{Authority, Host};
+use crate::core::proxy_url::ProxyUrl;
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
+use crate::upstream::parent::refusal_hint;
 use crate::upstream::pool::{Clients, HttpClient, client_error};
 
 /// The most redirects followed for one request (go's own limit).
@@ -66,8 +68,9 @@ impl ModuleSource for ProxySource {
     fn fetch<'a>(&'a self, req: SourceRequest<'a>) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
             let url = format!("{}{}", self.base, req.rel_path);
-            let client = self.clients.default_client().clone();
-            get(&self.clients, client, &self.base, url, req, self.login.as_ref()).await
+            let clients = self.clients.via(req.via);
+            let client = clients.default_client().clone();
+            get(clients, client, &self.base, url, req, self.login.as_ref()).await
         })
     }
 }
@@ -90,8 +93,9 @@ impl ModuleSource for OriginSource {
         Box::pin(async move {
             match req.origin {
                 Some(origin) => {
-                    let client = self.clients.for_checked(origin.checked);
-                    get(&self.clients, client, origin.url, origin.url.to_owned(), req, None).await
+                    let clients = self.clients.via(req.via);
+                    let client = clients.for_checked(origin.checked);
+                    get(clients, client, origin.url, origin.url.to_owned(), req, None).await
                 }
                 None => Answer::NotFound(go_direct(req.rule, &req.what())),
             }
@@ -128,7 +132,8 @@ async fn get(
     let mut hops = 0;
     let resp = loop {
         let auth = login.filter(|l| url::Url::parse(&url).is_ok_and(|u| u.origin() == l.origin));
-        let resp = match send(&client, base, &url, &req, auth.map(|l| &l.header)).await {
+        let parent = parent_for(clients, &url);
+        let resp = match send(&client, base, &url, &req, auth.map(|l| &l.header), parent).await {
             Ok(resp) => resp,
             Err(e) => return Answer::Failed(e),
         };
@@ -158,6 +163,14 @@ async fn get(
         url = next.to_string();
     };
     let status = resp.status();
+    if let (Some(parent), StatusCode::PROXY_AUTHENTICATION_REQUIRED) = (parent_for(clients, &url), status) {
+        return Answer::Failed(Error::ParentRefused {
+            parent: parent.to_string(),
+            request: format!("{} {url}", if req.head { "HEAD" } else { "GET" }),
+            status: format!("HTTP/1.1 {status}"),
+            hint: refusal_hint("407", parent),
+        });
+    }
     if let Some(why) = unusable_response(status, resp.headers()) {
         return failed(why.to_owned());
     }
@@ -194,13 +207,21 @@ async fn get(
     Answer::Found(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()))
 }
 
-/// One GET within the header timeout.
+/// The parent proxy a plain-HTTP `url` is sent to in absolute form, if any.
+fn parent_for<'c>(clients: &'c Clients, url: &str) -> Option<&'c ProxyUrl> {
+    let url = url::Url::parse(url).ok().filter(|u| u.scheme() == "http")?;
+    clients.forward_proxy(&authority_of(&url).ok()?)
+}
+
+/// One GET within the header timeout, with `auth` as `Authorization`;
+/// through `parent` with its credentials, when a plain-HTTP URL goes to one.
 async fn send(
     client: &HttpClient,
     base: &str,
     url: &str,
     req: &SourceRequest<'_>,
     auth: Option<&http::HeaderValue>,
+    parent: Option<&ProxyUrl>,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
     let method = if req.head {
         http::Method::HEAD
@@ -210,7 +231,11 @@ async fn send(
     let mut request = Request::builder()
         .method(method)
         .uri(url)
-        .header(header::USER_AGENT, "modgate")
+        .header(header::USER_AGENT, "modgate");
+    if let Some(credentials) = parent.and_then(ProxyUrl::proxy_authorization) {
+        request = request.header(header::PROXY_AUTHORIZATION, credentials);
+    }
+    let mut request = request
         .body(full(Bytes::new()))
         .map_err(|e| Error::Internal(format!("bad upstream URL {url}: {e}")))?;
     if let Some(auth) = auth {

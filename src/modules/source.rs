@@ -14,6 +14,7 @@ use crate::core::body::Body;
 use crate::core::error::Error;
 use crate::core::host::Authority;
 use crate::gomod::request::ModuleRequest;
+use crate::policy::parent::Via;
 use crate::telemetry::metrics::FetchOutcome;
 
 /// The original host of an intercepted tunnel, for `direct`.
@@ -50,6 +51,8 @@ pub struct SourceRequest<'a> {
     pub rule: &'a str,
     /// Time allowed for an upstream's response head.
     pub header_timeout: Duration,
+    /// Whether the rule lets upstream connections use `[parent]`.
+    pub via: Via,
     /// A HEAD request: sources answer with the head only, and ask their
     /// upstreams with HEAD, never fetching a body.
     pub head: bool,

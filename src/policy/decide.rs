@@ -82,8 +82,11 @@ mod tests {
             src: None,
             dst: None,
             modules: None,
+            users: None,
             action: Action::Direct,
             cache: true,
+            parent: true,
+            verify_host: true,
         };
         f(&mut r);
         r
@@ -103,6 +106,7 @@ mod tests {
             dest,
             addr: None,
             module: None,
+            user: None,
         }
     }
 

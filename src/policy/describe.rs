@@ -26,12 +26,22 @@ pub fn rule_line(rule: &Rule) -> String {
     if let Some(m) = &rule.modules {
         fields.push(format!("modules [{}]", list(m)));
     }
+    if let Some(u) = &rule.users {
+        fields.push(format!("users [{}]", list(u)));
+    }
     let matches = if fields.is_empty() {
         "everything".to_owned()
     } else {
         fields.join(" and ")
     };
-    format!("'{}': {} -> {}", rule.name, matches, action_text(&rule.action))
+    let mut line = format!("'{}': {} -> {}", rule.name, matches, action_text(&rule.action));
+    if !rule.parent {
+        line.push_str(" (parent = false)");
+    }
+    if !rule.verify_host {
+        line.push_str(" (verify_host = false)");
+    }
+    line
 }
 
 /// The action as the config reads: `direct`, `block: reason`, `mirror: list`.

@@ -4,7 +4,11 @@
 //! depending on DNS, with both outcomes.
 //!
 //! The outcome printed is the [`Plan`] that `serve` would carry out, made
-//! by the same code ([`plan_decided`]), including its refusal line.
+//! by the same code ([`plan_decided`]), including its refusal line, and,
+//! when there is a `[parent]`, how each upstream connection leaves
+//! ([`ParentRoute::leg`]). The request can be seen as a user's
+//! (`--user`) or as a connection redirected to the transparent listener
+//! (`--transparent ADDR`), whose original destination is a known address.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -20,6 +24,7 @@ use crate::policy::decide::{Decision, decide_resolved};
 use crate::policy::describe::rule_line;
 use crate::policy::glob::HostGlob;
 use crate::policy::mirrors::{Mirror, MirrorList};
+use crate::policy::parent::{ParentRoute, Via};
 use crate::policy::plan::{Door, Plan, plan_decided};
 use crate::policy::rule::{Action, Facts, Mismatch, Rule};
 
@@ -109,16 +114,47 @@ pub struct Explainer<'a> {
     pub health: Option<(&'a str, String)>,
 }
 
-/// The explanation for `target` requested from `from`.
-pub fn explain(x: &Explainer<'_>, from: IpAddr, target: &ExplainTarget) -> String {
+/// Who asks, and how the request arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewpoint<'a> {
+    /// The client's address, for `src` rules.
+    pub from: IpAddr,
+    /// The user who authenticated (`[auth]`), for `users` rules.
+    pub user: Option<&'a str>,
+    /// For a connection redirected to the transparent listener: its
+    /// original destination address, which `dst` rules match and the name
+    /// must resolve to.
+    pub transparent: Option<IpAddr>,
+}
+
+/// The explanation for `target` as `who` sends it; an error when the
+/// viewpoint cannot apply to the target.
+pub fn explain(x: &Explainer<'_>, who: &Viewpoint<'_>, target: &ExplainTarget) -> Result<String, String> {
+    if who.transparent.is_some() && matches!(target, ExplainTarget::Module(_)) {
+        return Err("--transparent needs a host target (host:port or a URL): redirected connections never reach the module endpoint".into());
+    }
+    if who.transparent.is_some() && who.user.is_some() {
+        return Err("--transparent and --user exclude each other: redirected connections carry no credentials".into());
+    }
     let mut out = String::new();
-    fn facts<'a>(from: IpAddr, dest: Option<&'a Authority>, module: Option<&'a str>) -> Facts<'a> {
+    let from = who.from;
+    fn facts<'a>(who: &Viewpoint<'a>, dest: Option<&'a Authority>, module: Option<&'a str>) -> Facts<'a> {
         Facts {
-            src: from,
+            src: who.from,
             dest,
-            addr: None,
+            addr: who.transparent,
             module,
+            user: who.user,
         }
+    }
+    if let Some(user) = who.user {
+        let _ = writeln!(out, "user:    {user} (authenticated)");
+    }
+    if let Some(addr) = who.transparent {
+        let _ = writeln!(
+            out,
+            "arrived: redirected to the transparent listener; original destination {addr}, which dst rules match"
+        );
     }
     match target {
         ExplainTarget::Tunnel(dest) => {
@@ -126,7 +162,7 @@ pub fn explain(x: &Explainer<'_>, from: IpAddr, target: &ExplainTarget) -> Strin
             trace(
                 x,
                 Door::Tunnel,
-                &facts(from, Some(dest), None),
+                &facts(who, Some(dest), None),
                 &dest.to_string(),
                 &mut out,
             );
@@ -136,7 +172,7 @@ pub fn explain(x: &Explainer<'_>, from: IpAddr, target: &ExplainTarget) -> Strin
             trace(
                 x,
                 Door::Forward,
-                &facts(from, Some(dest), None),
+                &facts(who, Some(dest), None),
                 &dest.to_string(),
                 &mut out,
             );
@@ -156,26 +192,20 @@ pub fn explain(x: &Explainer<'_>, from: IpAddr, target: &ExplainTarget) -> Strin
                 trace(
                     x,
                     Door::Tunnel,
-                    &facts(from, Some(dest), None),
+                    &facts(who, Some(dest), None),
                     &dest.to_string(),
                     &mut out,
                 );
-                return out;
+                return Ok(out);
             }
-            tunnel_then_request(x, dest, request, &facts(from, Some(dest), module), &mut out);
+            tunnel_then_request(x, dest, request, &facts(who, Some(dest), module), &mut out);
         }
         ExplainTarget::Module(request) => {
             let module = request.module().unwrap_or_default();
             let version = request.version().map(|v| format!("@{v}")).unwrap_or_default();
             let _ = writeln!(out, "target:  module {module}{version} from {from}");
             let _ = writeln!(out, "via:     modgate's module endpoint (GOPROXY=http://<modgate>)");
-            trace(
-                x,
-                Door::Endpoint,
-                &facts(from, None, request.module()),
-                module,
-                &mut out,
-            );
+            trace(x, Door::Endpoint, &facts(who, None, request.module()), module, &mut out);
             for glob in &x.policy.intercept {
                 let HostGlob::Exact(host) = glob else { continue };
                 let dest = Authority {
@@ -183,11 +213,11 @@ pub fn explain(x: &Explainer<'_>, from: IpAddr, target: &ExplainTarget) -> Strin
                     port: 443,
                 };
                 let _ = writeln!(out, "\nvia:     an intercepted tunnel to {host}");
-                tunnel_then_request(x, &dest, request, &facts(from, Some(&dest), request.module()), &mut out);
+                tunnel_then_request(x, &dest, request, &facts(who, Some(&dest), request.module()), &mut out);
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// An intercepted host's two decisions: the CONNECT (module unknown), and
@@ -218,11 +248,18 @@ fn tunnel_then_request(
 /// only DNS can resolve: the plan when no `dst` rule applies, with a note
 /// for each that could).
 fn trace<'a>(x: &Explainer<'a>, door: Door, facts: &Facts<'_>, what: &str, out: &mut String) -> Plan<'a> {
-    let known: Option<Vec<IpAddr>> = facts
-        .dest
-        .and_then(|dest| x.hosts.pinned(dest))
-        .map(|addrs| addrs.iter().map(|a| a.ip()).collect());
-    if let (Some(dest), Some(ips)) = (facts.dest, &known) {
+    // A redirected connection goes to its original destination: that is
+    // the address, whatever [hosts] or DNS say.
+    let known: Option<Vec<IpAddr>> = match facts.addr {
+        Some(_) => None,
+        None => facts
+            .dest
+            .and_then(|dest| x.hosts.pinned(dest))
+            .map(|addrs| addrs.iter().map(|a| a.ip()).collect()),
+    };
+    if let (Some(addr), Some(_)) = (facts.addr, facts.dest) {
+        let _ = writeln!(out, "address: {addr} (the original destination)");
+    } else if let (Some(dest), Some(ips)) = (facts.dest, &known) {
         if let Host::Name(_) = dest.host {
             let list: Vec<String> = ips.iter().map(ToString::to_string).collect();
             let _ = writeln!(out, "address: {} (from [hosts])", list.join(", "));
@@ -263,6 +300,8 @@ fn trace<'a>(x: &Explainer<'a>, door: Door, facts: &Facts<'_>, what: &str, out: 
     };
     let plan = plan_decided(x.policy, door, facts, decision, what);
     print_plan(x, &plan, out);
+    print_legs(&x.policy.parent, &plan, door, facts.dest, out);
+    print_host_check(&plan, facts, out);
     if let Some(dest) = facts.dest {
         for rule in &depends_on_dns {
             let _ = writeln!(
@@ -311,6 +350,77 @@ fn print_plan(x: &Explainer<'_>, plan: &Plan<'_>, out: &mut String) {
         }
         _ => {}
     }
+}
+
+/// With a `[parent]`: how each upstream connection of `plan` leaves,
+/// through the parent or direct, and why.
+fn print_legs(parent: &ParentRoute, plan: &Plan<'_>, door: Door, dest: Option<&Authority>, out: &mut String) {
+    if parent.https.is_none() && parent.http.is_none() {
+        return;
+    }
+    let via = Via::of(plan.rule());
+    match (plan, dest) {
+        (Plan::Relay(_), Some(dest)) => {
+            let _ = writeln!(out, "upstream: {dest} {}", leg_text(parent, via, dest, true));
+        }
+        (Plan::Origin(_), Some(dest)) => {
+            let tls = door != Door::Forward;
+            let _ = writeln!(out, "upstream: {dest} {}", leg_text(parent, via, dest, tls));
+        }
+        (Plan::Mirror(_, mirrors), _) => {
+            for entry in &mirrors.entries {
+                let (name, target) = match &entry.mirror {
+                    Mirror::Proxy(base) => (base.clone(), mirror_authority(base)),
+                    Mirror::Direct => ("direct".to_owned(), dest.cloned()),
+                    Mirror::Dir(_) | Mirror::Off => continue,
+                };
+                let Some(target) = target else { continue };
+                let tls = !matches!(&entry.mirror, Mirror::Proxy(base) if base.starts_with("http://"));
+                let _ = writeln!(out, "upstream: {name} {}", leg_text(parent, via, &target, tls));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `via parent URL`, or `direct` and why.
+fn leg_text(parent: &ParentRoute, via: Via, dest: &Authority, tls: bool) -> String {
+    match parent.leg(via, dest, tls) {
+        leg @ crate::policy::parent::Leg::Parent(_) => format!("via {leg}"),
+        leg => leg.to_string(),
+    }
+}
+
+/// The host and port of a mirror's base URL.
+fn mirror_authority(base: &str) -> Option<Authority> {
+    let uri: Uri = base.parse().ok()?;
+    let https = uri.scheme_str() == Some("https");
+    Some(Authority {
+        host: Host::parse(uri.host()?).ok()?,
+        port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+    })
+}
+
+/// For a redirected connection: whether its name must resolve to the
+/// original destination (`verify_host`).
+fn print_host_check(plan: &Plan<'_>, facts: &Facts<'_>, out: &mut String) {
+    let (Some(addr), Some(dest), Some(rule)) = (facts.addr, facts.dest, plan.rule()) else {
+        return;
+    };
+    if matches!(dest.host, Host::Ip(_)) || matches!(plan, Plan::Refuse { .. }) {
+        return;
+    }
+    let line = match rule.verify_host {
+        true => format!(
+            "{} must resolve to {addr} (checked at connection time), or the connection is refused",
+            dest.host
+        ),
+        false => format!(
+            "not verified: rule '{}' sets verify_host = false, so {} is trusted as sent",
+            rule.name, dest.host
+        ),
+    };
+    let _ = writeln!(out, "host:    {line}");
 }
 
 /// A rule matches a set of known addresses when it matches any of them.

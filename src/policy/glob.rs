@@ -163,6 +163,42 @@ impl fmt::Display for ModuleGlob {
     }
 }
 
+/// A `users` glob: a user name, or a Go `path.Match` pattern over the
+/// whole name (`ci-*` matches `ci-linux`; `*` matches every authenticated
+/// user). Case-sensitive, as htpasswd names are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserGlob(String);
+
+impl UserGlob {
+    /// Whether the authenticated user `name` falls under this glob.
+    pub fn matches(&self, name: &str) -> bool {
+        // Validated at parse time; an error cannot occur here.
+        path_match(&self.0, name).unwrap_or(false)
+    }
+}
+
+impl FromStr for UserGlob {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("bad user glob '{}': {why}", s.escape_debug());
+        if s.is_empty() {
+            return Err(bad("empty glob"));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':') {
+            return Err(bad("whitespace, ':' and control characters cannot be in a user name"));
+        }
+        check_pattern(s).map_err(|e| bad(e.message()))?;
+        Ok(UserGlob(s.to_owned()))
+    }
+}
+
+impl fmt::Display for UserGlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Why a `path.Match` pattern is malformed (Go reports all of these as
 /// `path.ErrBadPattern`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -625,5 +661,19 @@ mod module_glob_tests {
         for &(pattern, _, want) in GO_MATCH_CASES {
             assert_eq!(pattern.parse::<ModuleGlob>().is_ok(), want.is_some(), "{pattern:?}");
         }
+    }
+
+    #[test]
+    fn user_globs_match_whole_names() {
+        let ci: UserGlob = "ci-*".parse().unwrap();
+        assert!(ci.matches("ci-linux") && ci.matches("ci-"));
+        assert!(!ci.matches("alice") && !ci.matches("CI-linux"));
+        let alice: UserGlob = "alice".parse().unwrap();
+        assert!(alice.matches("alice") && !alice.matches("alice2"));
+        assert!("*".parse::<UserGlob>().unwrap().matches("anyone"));
+        assert!("a b".parse::<UserGlob>().is_err());
+        assert!("a:b".parse::<UserGlob>().is_err());
+        assert!("[".parse::<UserGlob>().is_err());
+        assert!("".parse::<UserGlob>().is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! - [`mirrors`]: the `mirrors` list of a `mirror` rule, in GOPROXY syntax.
 //! - [`rule`]: one rule's match fields and action, and how they are checked.
 //! - [`decide`]: the first rule that matches.
+//! - [`parent`]: which upstream connections go through `[parent]`.
 //! - [`plan`]: what modgate does at each door: the [`Plan`](plan::Plan) that
 //!   `serve` carries out and `explain` prints.
 //! - [`describe`]: a rule as one line, for `check` and `explain`.
@@ -14,6 +15,7 @@ pub mod describe;
 pub mod explain;
 pub mod glob;
 pub mod mirrors;
+pub mod parent;
 pub mod plan;
 pub mod rule;
 
@@ -29,6 +31,8 @@ pub struct Policy {
     /// Hosts whose CONNECT tunnels modgate terminates with its local CA
     /// (`tls.intercept`), so that it can plan each request inside.
     pub intercept: Vec<HostGlob>,
+    /// The corporate parent proxy and the hosts reached without it.
+    pub parent: parent::ParentRoute,
 }
 
 impl Policy {
@@ -40,7 +44,12 @@ impl Policy {
     /// Whether the last rule matches everything, so no request goes unmatched.
     pub fn has_catch_all(&self) -> bool {
         self.rules.last().is_some_and(|r| {
-            r.hosts.is_none() && r.ports.is_none() && r.src.is_none() && r.dst.is_none() && r.modules.is_none()
+            r.hosts.is_none()
+                && r.ports.is_none()
+                && r.src.is_none()
+                && r.dst.is_none()
+                && r.modules.is_none()
+                && r.users.is_none()
         })
     }
 }

@@ -206,10 +206,14 @@ mod tests {
                 src: None,
                 dst: None,
                 modules: None,
+                users: None,
                 action,
                 cache: true,
+                parent: true,
+                verify_host: true,
             }],
             intercept: intercept.iter().map(|h| h.parse().unwrap()).collect(),
+            ..Policy::default()
         }
     }
 
@@ -225,6 +229,7 @@ mod tests {
             dest,
             addr: None,
             module,
+            user: None,
         }
     }
 

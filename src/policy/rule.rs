@@ -8,7 +8,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use crate::core::host::Authority;
-use crate::policy::glob::{HostGlob, ModuleGlob};
+use crate::policy::glob::{HostGlob, ModuleGlob, UserGlob};
 use crate::policy::mirrors::MirrorList;
 
 /// One `[[rule]]` entry, validated.
@@ -28,11 +28,22 @@ pub struct Rule {
     /// Module-path globs (GOPRIVATE semantics); a rule with `modules` matches
     /// only requests whose module path is known. `None` matches everything.
     pub modules: Option<Vec<ModuleGlob>>,
+    /// User globs, matched against the user who authenticated (`[auth]`);
+    /// a rule with `users` matches only authenticated requests. `None`
+    /// matches everyone, authenticated or not.
+    pub users: Option<Vec<UserGlob>>,
     /// What to do with a matching request.
     pub action: Action,
     /// Whether module requests it serves may use the module cache
     /// (`cache = false` bypasses it).
     pub cache: bool,
+    /// Whether its upstream connections go through `[parent]` when there
+    /// is one (`parent = false` goes direct).
+    pub parent: bool,
+    /// Whether a transparent connection it matches must name a host (SNI
+    /// or Host) that resolves to the original destination (`verify_host =
+    /// false` trusts the name as sent).
+    pub verify_host: bool,
 }
 
 /// What happens to a request that matches a rule.
@@ -74,6 +85,8 @@ pub struct Facts<'a> {
     pub addr: Option<IpAddr>,
     /// The module path, for GOPROXY and sumdb lookup requests.
     pub module: Option<&'a str>,
+    /// The user who authenticated (`[auth]`), if one did.
+    pub user: Option<&'a str>,
 }
 
 /// Why a rule did not match; `explain` prints it.
@@ -96,6 +109,10 @@ pub enum Mismatch {
     NoModule,
     /// The module path is not in `modules`.
     Module,
+    /// The rule has `users` and no user authenticated.
+    NoUser,
+    /// The user is not in `users`.
+    User,
 }
 
 impl fmt::Display for Mismatch {
@@ -109,6 +126,8 @@ impl fmt::Display for Mismatch {
             Mismatch::AddressUnknown => "depends on the resolved address",
             Mismatch::NoModule => "no module path is known here",
             Mismatch::Module => "module not in modules",
+            Mismatch::NoUser => "no user authenticated",
+            Mismatch::User => "user not in users",
         })
     }
 }
@@ -120,6 +139,14 @@ impl Rule {
         if let Some(src) = &self.src {
             if !src.iter().any(|c| c.contains(facts.src)) {
                 return Err(Mismatch::Src);
+            }
+        }
+        if let Some(users) = &self.users {
+            let Some(user) = facts.user else {
+                return Err(Mismatch::NoUser);
+            };
+            if !users.iter().any(|g| g.matches(user)) {
+                return Err(Mismatch::User);
             }
         }
         if let Some(modules) = &self.modules {

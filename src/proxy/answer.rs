@@ -16,6 +16,7 @@ use crate::modules::cached::{CacheStatus, Fetched};
 use crate::modules::fetch::fetch;
 use crate::modules::source::{Answer, ModuleSource, Origin, SourceRequest};
 use crate::policy::mirrors::MirrorList;
+use crate::policy::parent::Via;
 use crate::policy::rule::Rule;
 use crate::proxy::context::Context;
 use crate::proxy::respond::note_upstream;
@@ -72,6 +73,8 @@ pub async fn answer(
         rule: rule.name.clone(),
         mirrors: mirrors.clone(),
         own_sumdb,
+        user: access.user.clone(),
+        via: Via::of(Some(rule)),
         head,
     };
     let upstream = move || -> BoxFuture<'static, Fetched> { Box::pin(job.fetch()) };
@@ -122,6 +125,10 @@ struct Upstream {
     mirrors: MirrorList,
     /// A request for the checksum database modgate is configured with.
     own_sumdb: bool,
+    /// The user the request authenticated as, for redirect checks.
+    user: Option<String>,
+    /// Through `[parent]` or not, as the rule says.
+    via: Via,
     head: bool,
 }
 
@@ -133,6 +140,7 @@ impl Upstream {
             ctx,
             src: self.src,
             module: self.request.module(),
+            user: self.user.as_deref(),
         };
         let source_request = SourceRequest {
             request: &self.request,
@@ -144,6 +152,7 @@ impl Upstream {
             redirects: &redirects,
             rule: &self.rule,
             header_timeout: ctx.config.timeouts.header,
+            via: self.via,
             head: self.head,
         };
         if !self.own_sumdb {

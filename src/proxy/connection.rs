@@ -1,4 +1,5 @@
-//! One client connection on the proxy port, from its first byte:
+//! One client connection on the proxy port, from its first byte (a
+//! connection the firewall redirected goes to [`redirected`] instead):
 //! 1. [`head::read_first`] reads the first request head;
 //! 2. a CONNECT goes to [`tunnel::serve`];
 //! 3. anything else goes to hyper, which calls [`serve_request`] for each
@@ -27,11 +28,13 @@ use crate::proxy::head::{self, FirstRequest, Rewind};
 use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Inbound;
 use crate::proxy::respond::respond;
-use crate::proxy::{endpoint, forward, tunnel};
+use crate::proxy::{authenticate, endpoint, forward, redirected, tunnel};
 
 /// Serves one client connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, inbound: Inbound) {
-    let Inbound::Explicit = inbound;
+    if let Inbound::Transparent(redirected) = inbound {
+        return redirected::serve(ctx, stream, peer, redirected).await;
+    }
     let _ = stream.set_nodelay(true);
     let first = tokio::select! {
         first = head::read_first(&mut stream, ctx.config.timeouts.header) => first,
@@ -81,12 +84,18 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
 }
 
 /// One request on a hyper-served connection: classify, then forward or
-/// answer from the module endpoint, under the config in effect now.
+/// answer from the module endpoint, under the config in effect now. With
+/// `[auth]`, the request must carry a known user's credentials first.
 async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let ctx = &ctx.latest();
     let mut access = ctx.access(peer, req.method().as_str(), req.uri().to_string());
     if let Err(e) = gate::check(&req, Entrance::ProxyPort) {
         return respond(Err(e), access);
+    }
+    let endpoint = matches!(classify(&req), Ok(Target::Endpoint));
+    match authenticate::request(ctx, &req, peer.ip(), endpoint).await {
+        Ok(user) => access.user = user,
+        Err(e) => return respond(Err(e), access),
     }
     let result = match classify(&req) {
         Ok(Target::Forward(dest)) => forward::serve(ctx, &mut access, req, dest).await,

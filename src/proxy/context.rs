@@ -6,10 +6,12 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::modules::cached::ModuleCache;
 use crate::modules::fetch::SourceSet;
 use crate::modules::proxy_source::ProxySource;
+use crate::policy::parent::Via;
 use crate::proxy::live::Live;
 use crate::telemetry::access::Access;
 use crate::telemetry::sink::Telemetry;
@@ -17,6 +19,7 @@ use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
 use crate::tls::verifier::VerdictVerifier;
 use crate::upstream::dial::Dialer;
+use crate::upstream::own::OwnSockets;
 use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
 
@@ -26,8 +29,11 @@ pub struct Context {
     pub config: Config,
     /// `[hosts]` and DNS, for the `dst` check.
     pub resolver: Arc<Resolver>,
-    /// How upstream connections are opened.
+    /// How upstream connections are opened: through `[parent]` when there
+    /// is one.
     pub dialer: Arc<dyn Dialer>,
+    /// How upstream connections are opened for rules with `parent = false`.
+    pub direct_dialer: Arc<dyn Dialer>,
     /// The pooled clients for origins and mirrors.
     pub clients: Clients,
     /// The source behind each mirror-list entry.
@@ -42,6 +48,11 @@ pub struct Context {
     /// Active probe results per address and name for `tls.probe_ttl`, and
     /// the bounds on probing.
     pub probes: Probes,
+    /// Proxy authentication on the explicit listener, when `[auth]` is on.
+    pub auth: Option<Authenticator>,
+    /// modgate's own upstream sockets, when the transparent listener needs
+    /// to recognise them.
+    pub own_sockets: Option<OwnSockets>,
     /// TLS termination for `tls.intercept` hosts, when there are any.
     pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work. Shared by
@@ -84,5 +95,15 @@ impl Context {
     pub fn put_in_effect(self: Arc<Self>, live: &Arc<Live<Context>>) {
         let _ = self.live.set(Arc::downgrade(live));
         live.swap(self);
+    }
+}
+
+impl Context {
+    /// The dialer for a rule's choice of parent.
+    pub fn dialer_for(&self, via: Via) -> &Arc<dyn Dialer> {
+        match via {
+            Via::Parent => &self.dialer,
+            Via::Direct => &self.direct_dialer,
+        }
     }
 }

@@ -44,11 +44,13 @@ pub async fn serve_path(
         )));
     };
     crate::proxy::gate::module_method(method)?;
+    let user = access.user.clone();
     let facts = Facts {
         src: access.client.ip(),
         dest: None,
         addr: None,
         module: request.module(),
+        user: user.as_deref(),
     };
     let what = request.module().unwrap_or(path.as_str()).to_owned();
     let routed = route(ctx, Door::Endpoint, facts, &what, access).await?;

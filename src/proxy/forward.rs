@@ -1,12 +1,17 @@
 //! Forwarding a request to its origin over pooled keep-alive connections,
 //! streaming bodies both ways: absolute-form requests (`GET
 //! http://host/path`), and `direct` requests inside intercepted tunnels.
+//!
+//! Behind a parent proxy, a plain-HTTP request goes to the parent in
+//! absolute form with the parent's `Proxy-Authorization` (the client's own
+//! credentials for modgate were already removed with the hop-by-hop
+//! headers); a 407 from the parent is modgate's error, not the client's.
 
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority as UriAuthority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -14,13 +19,16 @@ use crate::core::body::{Body, BoxError};
 use crate::core::error::Error;
 use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::Authority;
+use crate::core::proxy_url::ProxyUrl;
+use crate::policy::parent::Via;
 use crate::policy::plan::Door;
 use crate::policy::rule::Facts;
 use crate::proxy::context::Context;
 use crate::proxy::respond::note_upstream;
-use crate::proxy::route::route;
+use crate::proxy::route::{Routed, route};
 use crate::telemetry::access::{Access, Counter, Metered};
 use crate::telemetry::metrics::FetchOutcome;
+use crate::upstream::parent::refusal_hint;
 use crate::upstream::pool::{HttpClient, client_error};
 
 /// `GET http://host/path`: plan, then forward to a checked address.
@@ -30,24 +38,41 @@ pub async fn serve(
     req: Request<Incoming>,
     dest: Authority,
 ) -> Result<Response<Body>, Error> {
+    let user = access.user.clone();
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(&dest),
         addr: None,
         module: None,
+        user: user.as_deref(),
     };
     let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
-    let client = ctx.clients.for_checked(routed.checked.as_deref());
+    send(ctx, access, req, dest, routed).await
+}
+
+/// Sends a planned plain-HTTP request to `dest`, only to the addresses the
+/// plan checked, through the rule's clients (the parent's, unless it says
+/// `parent = false`). A redirected connection's requests come here too.
+pub async fn send(
+    ctx: &Context,
+    access: &mut Access,
+    req: Request<Incoming>,
+    dest: Authority,
+    routed: Routed<'_>,
+) -> Result<Response<Body>, Error> {
+    let via = Via::of(routed.plan.rule());
+    let client = ctx.clients.via(via).for_checked(routed.checked.as_deref());
+    let parent = ctx.dialer_for(via).forward_proxy(&dest);
     let bytes_in = access.bytes_in.clone();
-    let resp = forward_counted(ctx, &client, req, Scheme::HTTP, &dest, bytes_in).await?;
+    let resp = forward_counted(ctx, &client, req, Scheme::HTTP, &dest, bytes_in, parent).await?;
     note_upstream(access, resp.extensions());
     Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
 }
 
 /// Forwards `req` to `dest` over `scheme` (http, or https for intercepted
-/// connections). When the policy checked the destination's addresses,
-/// `connect_to` is the checked address to use (plain HTTP only: TLS needs
-/// the name). The request body is counted into `bytes_in`.
+/// connections) with `client`. The request body is counted into
+/// `bytes_in`. `parent`, for a plain-HTTP request the client's dialer sends
+/// to a parent proxy, adds its credentials.
 pub async fn forward(
     client: &HttpClient,
     req: Request<Incoming>,
@@ -55,6 +80,7 @@ pub async fn forward(
     dest: &Authority,
     header_timeout: Duration,
     bytes_in: Counter,
+    parent: Option<&ProxyUrl>,
 ) -> Result<Response<Incoming>, Error> {
     let (mut parts, body) = req.into_parts();
     let host_header = host_header(&parts.uri, dest)?;
@@ -62,6 +88,12 @@ pub async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, host_header);
     parts.headers.append(header::VIA, via(parts.version));
+    if let Some(credentials) = parent.and_then(ProxyUrl::proxy_authorization) {
+        let value = HeaderValue::from_str(&credentials)
+            .map_err(|_| Error::Internal("the parent's credentials are not a header value".into()))?;
+        parts.headers.insert(header::PROXY_AUTHORIZATION, value);
+    }
+    let request_line = format!("{} {}", parts.method, parts.uri);
     parts.version = http::Version::HTTP_11;
     let body = Metered::new(body, bytes_in).map_err(BoxError::from).boxed_unsync();
 
@@ -76,6 +108,14 @@ pub async fn forward(
         Ok(Err(e)) => return Err(client_error(&format!("{scheme}://{dest}"), &e)),
         Ok(Ok(resp)) => resp,
     };
+    if let (Some(parent), StatusCode::PROXY_AUTHENTICATION_REQUIRED) = (parent, resp.status()) {
+        return Err(Error::ParentRefused {
+            parent: parent.to_string(),
+            request: request_line,
+            status: format!("HTTP/1.1 407 {}", resp.status().canonical_reason().unwrap_or_default()),
+            hint: refusal_hint("407", parent),
+        });
+    }
     if let Some(why) = unusable_response(resp.status(), resp.headers()) {
         return Err(Error::Upstream {
             target: dest.to_string(),
@@ -97,9 +137,10 @@ pub async fn forward_counted(
     scheme: Scheme,
     dest: &Authority,
     bytes_in: Counter,
+    parent: Option<&ProxyUrl>,
 ) -> Result<Response<Incoming>, Error> {
     let started = Instant::now();
-    let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in).await;
+    let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in, parent).await;
     let outcome = match &result {
         Ok(r) if r.status().is_server_error() => FetchOutcome::Error,
         Ok(r) if r.status() == 404 || r.status() == 410 => FetchOutcome::NotFound,

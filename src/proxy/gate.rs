@@ -18,6 +18,10 @@ pub enum Entrance<'a> {
     ProxyPort,
     /// Inside a tunnel to this destination, whose TLS modgate terminated.
     Tunnel(&'a Authority),
+    /// A plain-HTTP connection redirected to the transparent listener: its
+    /// Host names where it goes (and is verified against the original
+    /// destination later).
+    Redirected,
 }
 
 /// Checks a request before it is classified.

@@ -17,6 +17,7 @@ use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
 use crate::gomod::escape::decode_path;
 use crate::gomod::request::ModuleRequest;
 use crate::modules::fetch::direct_only;
+use crate::policy::parent::Via;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
 use crate::proxy::answer::{Original, answer};
@@ -27,13 +28,27 @@ use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
 use crate::telemetry::access::Access;
 
+/// Who sent an intercepted tunnel's requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The user its CONNECT authenticated (`[auth]`), if one did.
+    pub user: Option<&'a str>,
+    /// For a redirected connection, its original destination: the one
+    /// address its requests go to.
+    pub original: Option<SocketAddr>,
+}
+
 /// Answers one request inside the tunnel to `dest`, under the rules in
 /// effect now (the tunnel's own TLS stays as it began).
-pub async fn serve(ctx: &Arc<Context>, peer: SocketAddr, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
+pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
     let ctx = &ctx.latest();
     let url = dest.https_url();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut access = ctx.access(peer, req.method().as_str(), format!("{url}{path}"));
+    let mut access = ctx.access(sender.peer, req.method().as_str(), format!("{url}{path}"));
+    access.user = sender.user.map(str::to_owned);
+    access.original = sender.original;
     if let Err(e) = gate::check(&req, Entrance::Tunnel(dest)) {
         return respond(Err(e), access);
     }
@@ -65,17 +80,24 @@ async fn carry_out(
         gate::module_method(req.method())?;
     }
     let module = classified.as_ref().and_then(|(m, _)| m.module());
+    let user = access.user.clone();
+    let original = access.original;
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(dest),
-        addr: None,
+        addr: original.map(|a| a.ip()),
         module,
+        user: user.as_deref(),
     };
     let what = module.map_or_else(|| access.target.clone(), str::to_owned);
     let door = Door::Intercepted {
         module_request: classified.is_some(),
     };
-    let routed = route(ctx, door, facts, &what, access).await?;
+    let mut routed = route(ctx, door, facts, &what, access).await?;
+    if let Some(original) = original {
+        // A redirected connection goes to its original destination only.
+        routed.checked = Some(vec![original]);
+    }
     match (routed.plan.clone(), classified) {
         (Plan::Mirror(rule, mirrors), Some((request, rel_path))) => {
             let original = Original {
@@ -116,11 +138,14 @@ async fn carry_out(
                 rule.name
             ),
         )),
-        (Plan::Origin(_), _) => {
+        (Plan::Origin(rule), _) => {
             let bytes_in = access.bytes_in.clone();
             access.upstream = Some(dest.https_url());
-            let client = ctx.clients.for_checked(routed.checked.as_deref());
-            let resp = forward_counted(ctx, &client, req, Scheme::HTTPS, dest, bytes_in).await?;
+            let client = ctx
+                .clients
+                .via(Via::of(Some(rule)))
+                .for_checked(routed.checked.as_deref());
+            let resp = forward_counted(ctx, &client, req, Scheme::HTTPS, dest, bytes_in, None).await?;
             note_upstream(access, resp.extensions());
             Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
         }

@@ -93,14 +93,24 @@ pub async fn serve(
     };
 
     let dest = Arc::new(dest);
+    let user: Option<Arc<str>> = access.user.as_deref().map(Arc::from);
+    let original = access.original;
     let service_ctx = ctx.clone();
     let door = FrontDoor::new(ctx, peer);
     let service_door = door.clone();
     let service = service_fn(move |req| {
         let ctx = service_ctx.clone();
         let dest = dest.clone();
+        let user = user.clone();
         let door = service_door.clone();
-        async move { Ok::<_, Infallible>(door.track(inside::serve(&ctx, peer, &dest, req).await)) }
+        async move {
+            let sender = inside::Sender {
+                peer,
+                user: user.as_deref(),
+                original,
+            };
+            Ok::<_, Infallible>(door.track(inside::serve(&ctx, sender, &dest, req).await))
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder

@@ -2,9 +2,10 @@
 //! one carries besides its socket.
 //!
 //! The explicit listener takes proxy requests (CONNECT, absolute-form,
-//! module endpoint). A transparent listener, for connections redirected by
-//! the firewall, would feed the same connection stages with the original
-//! destination in [`Inbound`].
+//! module endpoint). The transparent listener
+//! ([`transparent`](crate::proxy::transparent)), for connections redirected
+//! by the firewall, feeds the same connection stages with the original
+//! destination in [`Inbound::Transparent`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +19,43 @@ pub enum Inbound {
     /// The client speaks the proxy protocol: CONNECT, absolute-form, or a
     /// request to the module endpoint.
     Explicit,
+    /// The firewall redirected the connection here; the client thinks it
+    /// talks to the origin.
+    Transparent(Redirected),
+}
+
+/// Where a redirected connection was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirected {
+    /// The original destination (`SO_ORIGINAL_DST`).
+    pub original_dst: SocketAddr,
+    /// Set when connecting there would reach modgate itself.
+    pub looped: Option<Loop>,
+}
+
+/// How a redirected connection would loop back into modgate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loop {
+    /// The original destination is one of modgate's own listeners (or the
+    /// connection was not redirected at all).
+    OwnListener,
+    /// The connection is one of modgate's own upstream connections, which
+    /// the firewall redirected back.
+    OwnConnection,
+}
+
+impl Loop {
+    /// Why the connection is refused, and the fix.
+    pub fn reason(&self, original_dst: SocketAddr) -> String {
+        match self {
+            Loop::OwnListener => format!(
+                "the original destination {original_dst} is modgate's own listener (a connection made to the transparent port itself, not redirected to it)"
+            ),
+            Loop::OwnConnection => format!(
+                "this is modgate's own upstream connection to {original_dst}, redirected back to it; exempt modgate's traffic from the redirect ([transparent] mark, or an owner match; see docs/network.md)"
+            ),
+        }
+    }
 }
 
 /// One accepted client connection.

@@ -2,8 +2,14 @@
 //!
 //! - [`server`]: start and stop; the accept loop, one task per connection.
 //! - [`listener`]: the listener seam; where connections come from.
+//! - [`transparent`]: the listener for redirected connections, and where
+//!   each was going.
 //! - [`limits`]: admission: connection limits, global and per client.
 //! - [`connection`]: one client connection: first head, then tunnel or hyper.
+//! - [`authenticate`]: who is asking (`[auth]`), on the explicit listener.
+//! - [`redirected`]: a redirected connection, served as a CONNECT to where
+//!   it was going.
+//! - [`sniff`]: TLS or plain HTTP, from a redirected connection's first bytes.
 //! - [`head`]: reading the first request head ourselves.
 //! - [`frontdoor`]: hyper's own refusals replaced with `modgate:` lines.
 //! - [`gate`]: the checks every door makes: Host, target form, the tunnel's host, methods.
@@ -27,6 +33,7 @@
 //! - [`warm`]: the endpoint's path without a listener, for `cache warm`.
 
 pub mod answer;
+pub mod authenticate;
 pub mod classify;
 pub mod connection;
 pub mod context;
@@ -42,12 +49,15 @@ pub mod intercept;
 pub mod limits;
 pub mod listener;
 pub mod live;
+pub mod redirected;
 pub mod relay;
 pub mod reload;
 pub mod reload_watch;
 pub mod respond;
 pub mod route;
 pub mod server;
+pub mod sniff;
+pub mod transparent;
 pub mod tunnel;
 pub mod warm;
 pub mod watch;

@@ -7,11 +7,15 @@
 //! and tunnels in flight finish under the config they started with.
 //!
 //! Some settings belong to what `serve` built once and cannot change under
-//! it: the proxy's `listen` (and `[admin] listen`), `[limits]`, and the
-//! module cache (`[cache]`, `[sumdb]`). A reload that changes one of them is
-//! refused with a message saying it needs a restart. The module cache (its
-//! store and in-flight fetches) and the metrics carry over to the new
-//! config.
+//! it: the proxy's `listen` (and `[admin] listen`, `[transparent] listen`),
+//! `[limits]`, and the module cache (`[cache]`, `[sumdb]`). A reload that
+//! changes one of them is refused with a message saying it needs a restart.
+//! The module cache (its store and in-flight fetches), the metrics, the
+//! ports of modgate's own upstream sockets (for the transparent listener's
+//! loop check) and the failed-login counts of `[auth]` carry over to the new
+//! config. `[parent]`, `[auth]` (the htpasswd file is read again),
+//! `transparent.mark` and the rules take effect for new connections and
+//! requests.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -176,6 +180,11 @@ fn needs_restart(old: &Config, new: &Config, overrides: Overrides) -> Result<(),
             new.admin.listen.to_string(),
         );
     }
+    let transparent = |c: &Config| c.transparent.map(|t| t.listen);
+    if transparent(old) != transparent(new) {
+        let show = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        return refuse("transparent.listen", show(transparent(old)), show(transparent(new)));
+    }
     // Plain data: their Debug forms are equal exactly when they are.
     let same = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
     let tables: [(&str, bool); 3] = [
@@ -218,6 +227,27 @@ mod tests {
                 .contains("[cache] changed")
         );
         let new = Config::parse("[[rule]]\naction = \"block\"\n", "m.toml").unwrap();
+        assert!(needs_restart(&old, &new, Overrides::default()).is_ok());
+    }
+
+    #[test]
+    fn the_transparent_listener_needs_a_restart_but_parent_auth_and_mark_do_not() {
+        let old = Config::parse("[transparent]\nlisten = \"127.0.0.1:3129\"\n", "m.toml").unwrap();
+        let none = Config::parse("", "m.toml").unwrap();
+        assert_eq!(
+            needs_restart(&old, &none, Overrides::default()).unwrap_err(),
+            "m.toml: transparent.listen changed from 127.0.0.1:3129 to none; that needs a restart of modgate (the config in effect stays)"
+        );
+        assert!(
+            needs_restart(&none, &old, Overrides::default())
+                .unwrap_err()
+                .contains("transparent.listen changed from none to 127.0.0.1:3129")
+        );
+        // The htpasswd file is read when the context is built, not here.
+        let text = "[transparent]\nlisten = \"127.0.0.1:3129\"\nmark = 7\n\
+                    [parent]\nurl = \"http://u:p@127.0.0.1:8080\"\n\
+                    [auth]\nhtpasswd = \"users\"\n";
+        let new = Config::parse(text, "m.toml").unwrap();
         assert!(needs_restart(&old, &new, Overrides::default()).is_ok());
     }
 }

@@ -39,5 +39,8 @@ pub fn note_upstream(access: &mut Access, extensions: &http::Extensions) {
         if let Some(judgement) = &info.judgement {
             access.judgement = Some(judgement.clone());
         }
+        if info.parent.is_some() {
+            access.parent = info.parent.clone();
+        }
     }
 }

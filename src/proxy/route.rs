@@ -64,6 +64,8 @@ pub struct RedirectCheck<'a> {
     pub src: IpAddr,
     /// The module requested, when known.
     pub module: Option<&'a str>,
+    /// The user who authenticated, if one did.
+    pub user: Option<&'a str>,
 }
 
 impl RedirectPolicy for RedirectCheck<'_> {
@@ -75,6 +77,7 @@ impl RedirectPolicy for RedirectCheck<'_> {
                 dest: Some(dest),
                 addr: None,
                 module: self.module,
+                user: self.user,
             };
             let (decision, checked) = match decide(rules, &facts) {
                 Decision::NeedsAddress => {

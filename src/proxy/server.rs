@@ -1,6 +1,7 @@
-//! Starting and stopping the proxy: load the roots and the CA, build the
-//! shared [`Context`], bind the listener, and run one task per client
-//! connection ([`connection::serve`]).
+//! Starting and stopping the proxy: load the roots, the CA and the
+//! htpasswd file, build the shared [`Context`], bind the listeners (the
+//! explicit one, and the transparent one of `[transparent]`), and run one
+//! task per client connection ([`connection::serve`]).
 //!
 //! On shutdown the listener closes at once, idle keep-alive connections are
 //! closed, and in-flight requests and tunnels get `timeouts.shutdown` to
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Authenticator;
 use crate::cache::{CacheError, Store};
 use crate::config::Config;
 use crate::modules::cached::{ModuleCache, state_dir_for};
@@ -28,12 +30,15 @@ use crate::proxy::context::Context;
 use crate::proxy::limits::Limits;
 use crate::proxy::listener::{Accepted, ExplicitListener, Listener};
 use crate::proxy::live::Live;
+use crate::proxy::transparent::TransparentListener;
 use crate::telemetry::sink::Telemetry;
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
 use crate::tls::trust::{Trust, TrustError, client_config};
-use crate::upstream::dial::{Dialer, DirectDialer};
+use crate::upstream::dial::{Dialer, DirectDialer, Outgoing};
+use crate::upstream::own::OwnSockets;
+use crate::upstream::parent::ParentDialer;
 use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
 
@@ -57,6 +62,9 @@ pub enum StartError {
     /// The module cache cannot be opened.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// The htpasswd file of `[auth]` is unusable.
+    #[error("auth.htpasswd: {0}")]
+    Auth(String),
     /// `cache warm` with a config whose cache is off.
     #[error("the cache is off in this config: set [cache] dir or url")]
     NoCache,
@@ -65,8 +73,9 @@ pub enum StartError {
 /// A running proxy.
 pub struct Server {
     addr: SocketAddr,
+    transparent: Option<SocketAddr>,
     draining: CancellationToken,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
     live: Arc<Live<Context>>,
 }
 
@@ -92,11 +101,21 @@ impl Server {
             per_client = limits.per_client(),
             "connection limits"
         );
-        let task = tokio::spawn(accept_loop(Box::new(listener), live.clone(), limits));
+        let transparent = bind_transparent(&ctx, addr).await?;
+        let transparent_addr = transparent.as_ref().and_then(|l| l.local_addr().ok());
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            Box::new(listener),
+            live.clone(),
+            limits.clone(),
+        ))];
+        if let Some(listener) = transparent {
+            tasks.push(tokio::spawn(accept_loop(Box::new(listener), live.clone(), limits)));
+        }
         Ok(Server {
             addr,
+            transparent: transparent_addr,
             draining,
-            task,
+            tasks,
             live,
         })
     }
@@ -104,6 +123,11 @@ impl Server {
     /// The address the proxy listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the transparent listener is bound to, when there is one.
+    pub fn transparent_addr(&self) -> Option<SocketAddr> {
+        self.transparent
     }
 
     /// The context in effect, swapped by reloads.
@@ -123,7 +147,9 @@ impl Server {
     /// `timeouts.shutdown`, then cuts what is left.
     pub async fn shutdown(mut self) {
         self.draining.cancel();
-        let _ = (&mut self.task).await;
+        for task in &mut self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -152,11 +178,36 @@ impl ProxyStatus {
     }
 }
 
+/// The transparent listener of `[transparent]`, when there is one; it knows
+/// the explicit listener at `explicit`, so it never connects to it.
+async fn bind_transparent(ctx: &Context, explicit: SocketAddr) -> Result<Option<TransparentListener>, StartError> {
+    let Some(settings) = ctx.config.transparent else {
+        return Ok(None);
+    };
+    let addr = settings.listen;
+    TransparentListener::bind(addr, &[explicit], ctx.own_sockets.clone())
+        .await
+        .map(Some)
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
 /// What `serve` checks before it listens, beyond the config's syntax: the
-/// root files load, and the CA exists and covers `tls.intercept`. `check`
-/// runs the same checks, so a config it passes is one `serve` starts with.
+/// root files load, the CA exists and covers `tls.intercept`, and the
+/// htpasswd file of `[auth]` reads and parses. `check` runs the same
+/// checks, so a config it passes is one `serve` starts with.
 pub fn validate(config: &Config) -> Result<(), StartError> {
-    load_trust_and_ca(config).map(|_| ())
+    load_trust_and_ca(config)?;
+    load_auth(config)?;
+    Ok(())
+}
+
+/// The authenticator of `[auth]`, when it is on.
+fn load_auth(config: &Config) -> Result<Option<Authenticator>, StartError> {
+    config
+        .auth
+        .as_ref()
+        .map(|settings| Authenticator::load(settings).map_err(StartError::Auth))
+        .transpose()
 }
 
 fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), StartError> {
@@ -196,8 +247,27 @@ enum Carried<'a> {
 
 async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
+    let mut auth = load_auth(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
-    let dialer: Arc<dyn Dialer> = Arc::new(DirectDialer::new(resolver.clone()));
+    let mut own_sockets = config.transparent.map(|_| OwnSockets::default());
+    if let Carried::From(previous) = &carried {
+        // The transparent listener holds the ports of modgate's own
+        // sockets from its start: keep noting them there.
+        if previous.own_sockets.is_some() {
+            own_sockets.clone_from(&previous.own_sockets);
+        }
+        // A reload re-reads the users, but does not forgive failed logins.
+        if let (Some(auth), Some(before)) = (&mut auth, &previous.auth) {
+            auth.keep_failures_of(before);
+        }
+    }
+    let outgoing = Outgoing {
+        mark: config.transparent.and_then(|t| t.mark),
+        own: own_sockets.clone(),
+    };
+    let direct = DirectDialer::with(resolver.clone(), outgoing);
+    let direct_dialer: Arc<dyn Dialer> = Arc::new(direct.clone());
+    let dialer: Arc<dyn Dialer> = Arc::new(ParentDialer::new(config.policy.parent.clone(), direct));
     let t = config.timeouts;
     let verifier = trust.verdict_verifier(config.tls.on_interception, &config.tls.intercepted_dir);
     let tls = client_config(verifier.clone()).map_err(|e| {
@@ -206,7 +276,11 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
             reason: e.to_string(),
         })
     })?;
-    let clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
+    let mut clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
+    let parent = &config.policy.parent;
+    if parent.https.is_some() || parent.http.is_some() {
+        clients = clients.with_direct(direct_dialer.clone());
+    }
     let health = match &carried {
         Carried::Nothing(_) => Health::new(),
         // A mirror that is down stays down across a reload.
@@ -246,6 +320,9 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
         probes: Probes::new(config.tls.probe_ttl),
         resolver,
         dialer,
+        direct_dialer,
+        auth,
+        own_sockets,
         interceptor,
         config,
         draining,

@@ -1,6 +1,10 @@
 //! `CONNECT host:port`: plan the tunnel, answer `200 Connection
 //! established`, then relay bytes ([`relay`]) while the tunnel's chain is
 //! watched ([`watch`]), or hand the client to the interceptor.
+//!
+//! A redirected TLS connection ([`redirected`](crate::proxy::redirected))
+//! is the same tunnel without the CONNECT: it is established and run by
+//! the same two functions, [`establish`] and [`run`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,22 +19,28 @@ use crate::config::{OnInterception, Probe};
 use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::core::host::Authority;
+use crate::policy::parent::Via;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
 use crate::proxy::connection::refuse;
 use crate::proxy::context::Context;
 use crate::proxy::head::FirstRequest;
-use crate::proxy::route::route;
-use crate::proxy::{intercept, relay, watch};
+use crate::proxy::route::{Routed, route};
+use crate::proxy::{authenticate, intercept, relay, watch};
 use crate::telemetry::access::Access;
 
-/// What a planned CONNECT turns into.
-enum Tunnel {
+/// What a planned tunnel turns into.
+pub enum Tunnel {
     /// Relay bytes to this upstream.
     Relay {
+        /// The connection to the destination (or to the parent).
         upstream: TcpStream,
+        /// The address verdicts on this tunnel are kept under.
         addr: SocketAddr,
+        /// The destination.
         dest: Authority,
+        /// Whether it went through the parent.
+        via: Via,
     },
     /// Terminate TLS with the local CA and route each request inside.
     Intercept(Authority),
@@ -39,7 +49,14 @@ enum Tunnel {
 /// Serves a CONNECT until the tunnel ends.
 pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, first: FirstRequest) {
     let mut access = ctx.access(peer, "CONNECT", first.target.clone());
-    let tunnel = match open(ctx, &mut access, &first.target).await {
+    let opened = match authenticate::connect(ctx, &first, peer.ip()).await {
+        Ok(user) => {
+            access.user = user;
+            open(ctx, &mut access, &first.target).await
+        }
+        Err(err) => Err(err),
+    };
+    let tunnel = match opened {
         Ok(tunnel) => tunnel,
         Err(err) => {
             access.fail(&err);
@@ -56,41 +73,75 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         access.emit();
         return;
     }
-    match tunnel {
-        Tunnel::Intercept(dest) => intercept::serve(ctx, client, early, peer, dest, &mut access).await,
-        Tunnel::Relay { upstream, addr, dest } => {
-            relay_watched(ctx, client, upstream, early, addr, dest, &mut access).await
-        }
-    }
+    run(ctx, client, tunnel, early, &mut access).await;
     access.emit();
+}
+
+/// Runs an established tunnel until it ends; `early` are the client's
+/// bytes already read (sent on first).
+pub async fn run(ctx: &Arc<Context>, client: TcpStream, tunnel: Tunnel, early: Bytes, access: &mut Access) {
+    let peer = access.client;
+    match tunnel {
+        Tunnel::Intercept(dest) => intercept::serve(ctx, client, early, peer, dest, access).await,
+        Tunnel::Relay {
+            upstream,
+            addr,
+            dest,
+            via,
+        } => relay_watched(ctx, client, upstream, early, (addr, dest, via), access).await,
+    }
 }
 
 /// Plans the tunnel and, for a relay, connects to a checked address.
 async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel, Error> {
     let dest = Authority::parse_connect(target)?;
+    let user = access.user.clone();
     let facts = Facts {
         src: access.client.ip(),
         dest: Some(&dest),
         addr: None,
         module: None,
+        user: user.as_deref(),
     };
     let routed = route(ctx, Door::Tunnel, facts, &dest.to_string(), access).await?;
+    establish(ctx, access, routed, dest).await
+}
+
+/// Carries out a tunnel's plan up to the point where bytes can flow:
+/// nothing more for an intercepted one; for a relay, a connection to the
+/// destination through the rule's dialer, only to the checked addresses.
+pub async fn establish(
+    ctx: &Context,
+    access: &mut Access,
+    routed: Routed<'_>,
+    dest: Authority,
+) -> Result<Tunnel, Error> {
     match routed.plan {
         Plan::Intercept(_) => Ok(Tunnel::Intercept(dest)),
-        Plan::Relay(_) => {
+        Plan::Relay(rule) => {
+            let via = Via::of(Some(rule));
+            let checked = routed.checked.as_deref();
             let dialed = ctx
-                .dialer
-                .dial(&dest, routed.checked.as_deref(), ctx.config.timeouts.connect)
+                .dialer_for(via)
+                .dial(&dest, checked, ctx.config.timeouts.connect)
                 .await?;
             access.upstream = Some(dialed.peer.to_string());
+            access.parent = dialed.parent.as_ref().map(ToString::to_string);
+            // Through a parent, the address connected to is the parent's:
+            // verdicts are kept under the destination's checked address.
+            let addr = match (&dialed.parent, checked.and_then(<[_]>::first)) {
+                (Some(_), Some(first)) => *first,
+                _ => dialed.peer,
+            };
             // Only `block` may delay a tunnel: the verdict comes first.
             if ctx.config.tls.on_interception == OnInterception::Block {
-                watch::preflight(ctx, &dest, dialed.peer).await?;
+                watch::preflight(ctx, &dest, addr, via).await?;
             }
             Ok(Tunnel::Relay {
                 upstream: dialed.stream,
-                addr: dialed.peer,
+                addr,
                 dest,
+                via,
             })
         }
         other => Err(Error::Internal(format!("a tunnel cannot be planned as {other:?}"))),
@@ -103,8 +154,7 @@ async fn relay_watched(
     client: TcpStream,
     mut upstream: TcpStream,
     early: Bytes,
-    addr: SocketAddr,
-    dest: Authority,
+    (addr, dest, via): (SocketAddr, Authority, Via),
     access: &mut Access,
 ) {
     if let Err(e) = upstream.write_all(&early).await {
@@ -120,7 +170,14 @@ async fn relay_watched(
         let mut taps = watch::Taps::new(&early);
         let seen = taps.seen.clone();
         let cut = CancellationToken::new();
-        let watcher = tokio::spawn(watch::watch(ctx.clone(), dest, addr, taps.take_watch(), cut.clone()));
+        let watcher = tokio::spawn(watch::watch(
+            ctx.clone(),
+            dest,
+            addr,
+            via,
+            taps.take_watch(),
+            cut.clone(),
+        ));
         let relayed = relay::relay(&client, &upstream, idle, bytes_in, bytes_out, taps.relay_taps());
         // A chain the policy refuses closes the tunnel at once; the relay
         // itself is never delayed for a verdict.

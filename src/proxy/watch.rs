@@ -18,6 +18,7 @@ use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::host::Authority;
 use crate::core::verdict::{Judgement, Verdict};
+use crate::policy::parent::Via;
 use crate::proxy::context::Context;
 use crate::proxy::relay;
 use crate::tls::chain::analyze;
@@ -120,11 +121,19 @@ impl Taps {
 ///
 /// A chain the policy refuses ([`refuses`]) closes the tunnel at once
 /// through `cut`: untrusted always, intercepted under
-/// `tls.on_interception = "block"`.
-pub async fn watch(ctx: Arc<Context>, dest: Authority, addr: SocketAddr, watch: Option<Watch>, cut: CancellationToken) {
+/// `tls.on_interception = "block"`. Probes go the way the rule's `via`
+/// says: through `[parent]` or direct.
+pub async fn watch(
+    ctx: Arc<Context>,
+    dest: Authority,
+    addr: SocketAddr,
+    via: Via,
+    watch: Option<Watch>,
+    cut: CancellationToken,
+) {
     let Some(mut watch) = watch else { return };
     let seen = watch.seen.clone();
-    observe_tunnel(&ctx, &dest, addr, &mut watch).await;
+    observe_tunnel(&ctx, &dest, addr, via, &mut watch).await;
     let judged = seen.lock().ok().and_then(|s| s.clone());
     if let Some(judgement) = judged.filter(|j| refuses(&ctx, j)) {
         tracing::warn!(
@@ -152,8 +161,9 @@ pub fn refuses(ctx: &Context, judgement: &Judgement) -> bool {
 /// `tls.probe_ttl`, before `200 Connection established`. A chain the policy
 /// refuses is the CONNECT's refusal, with the same line an intercepted
 /// connection of modgate's own would get. A server that does not speak TLS
-/// cannot be judged, and is let through.
-pub async fn preflight(ctx: &Context, dest: &Authority, addr: SocketAddr) -> Result<(), Error> {
+/// cannot be judged, and is let through. The probe goes the way the tunnel
+/// will (`via`).
+pub async fn preflight(ctx: &Context, dest: &Authority, addr: SocketAddr, via: Via) -> Result<(), Error> {
     if ctx.config.tls.probe == Probe::Off {
         return Ok(());
     }
@@ -180,7 +190,7 @@ pub async fn preflight(ctx: &Context, dest: &Authority, addr: SocketAddr) -> Res
     let t = ctx.config.timeouts;
     let chain = async {
         let dialed = ctx
-            .dialer
+            .dialer_for(via)
             .dial(dest, Some(&[addr]), t.connect)
             .await
             .map_err(|e| e.to_string())?;
@@ -224,7 +234,7 @@ pub async fn preflight(ctx: &Context, dest: &Authority, addr: SocketAddr) -> Res
 }
 
 /// The verdict on the tunnel's chain, noted in its `seen`.
-async fn observe_tunnel(ctx: &Arc<Context>, dest: &Authority, addr: SocketAddr, watch: &mut Watch) {
+async fn observe_tunnel(ctx: &Arc<Context>, dest: &Authority, addr: SocketAddr, via: Via, watch: &mut Watch) {
     let Ok(flight) = (&mut watch.flight).await else { return };
     let sni = watch.client_hello.try_recv().ok().and_then(|bytes| client_sni(&bytes));
     let host = dest.host.to_string().trim_matches(['[', ']']).to_owned();
@@ -235,7 +245,7 @@ async fn observe_tunnel(ctx: &Arc<Context>, dest: &Authority, addr: SocketAddr, 
             judge(ctx, &chain, &name, &sighted, &watch.seen);
         }
         Flight::Tls13 if ctx.config.tls.probe == Probe::Active => {
-            active_probe(ctx, &name, &sighted, dest, addr, &watch.seen).await
+            active_probe(ctx, &name, &sighted, (dest, addr, via), &watch.seen).await
         }
         _ => {}
     }
@@ -272,8 +282,15 @@ fn note(seen: &Seen, judgement: Option<Judgement>) {
 }
 
 /// One probe handshake to `addr` with `name`, unless one ran within
-/// `tls.probe_ttl` (its result is reused) or the probe bounds say no.
-async fn active_probe(ctx: &Context, name: &str, sighted: &Sighted, dest: &Authority, addr: SocketAddr, seen: &Seen) {
+/// `tls.probe_ttl` (its result is reused) or the probe bounds say no. It
+/// goes the way the tunnel went: through the parent when the tunnel did.
+async fn active_probe(
+    ctx: &Context,
+    name: &str,
+    sighted: &Sighted,
+    (dest, addr, via): (&Authority, SocketAddr, Via),
+    seen: &Seen,
+) {
     let permit = match ctx.probes.begin(addr, name) {
         ProbeStart::Known(known) => return note(seen, known),
         ProbeStart::Refused(why) => {
@@ -285,7 +302,7 @@ async fn active_probe(ctx: &Context, name: &str, sighted: &Sighted, dest: &Autho
     let t = ctx.config.timeouts;
     let chain = async {
         let dialed = ctx
-            .dialer
+            .dialer_for(via)
             .dial(dest, Some(&[addr]), t.connect)
             .await
             .map_err(|e| e.to_string())?;

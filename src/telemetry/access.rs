@@ -1,6 +1,9 @@
 //! The access event: one per request or tunnel, emitted when it ends.
 //!
-//! Fields: client, method, target, rule, action, upstream, status, bytes_in
+//! Fields: client, user (when `[auth]` authenticated one), method, target,
+//! rule, action, upstream, parent (when the upstream was reached through
+//! `[parent]`), original (the original destination of a connection the
+//! firewall redirected to the transparent listener), status, bytes_in
 //! (client to upstream), bytes_out (upstream to client), duration_ms,
 //! verdict and vendor for TLS upstreams, cache and mirror_state for module
 //! requests, and error when modgate refused or failed the request. With
@@ -27,6 +30,8 @@ use crate::policy::plan::{ActionTaken, Plan};
 pub struct Access {
     /// The client's address.
     pub client: SocketAddr,
+    /// The user who authenticated (`[auth]`), if one did.
+    pub user: Option<String>,
     /// The request method (`CONNECT` for tunnels).
     pub method: String,
     /// What the client asked for: `host:port`, a URL, or a path.
@@ -38,6 +43,10 @@ pub struct Access {
     /// Where the answer came from: the upstream address, a mirror URL, or
     /// the origin URL.
     pub upstream: Option<String>,
+    /// The parent proxy the upstream was reached through, when it was.
+    pub parent: Option<String>,
+    /// Where a connection redirected to the transparent listener was going.
+    pub original: Option<SocketAddr>,
     /// The status sent to the client (200 for an established tunnel).
     pub status: u16,
     /// Bytes from the client to the upstream (body or tunnel bytes).
@@ -116,11 +125,14 @@ impl Access {
     pub fn new(client: SocketAddr, method: impl Into<String>, target: impl Into<String>) -> Access {
         Access {
             client,
+            user: None,
             method: method.into(),
             target: target.into(),
             rule: None,
             action: ActionTaken::Error,
             upstream: None,
+            parent: None,
+            original: None,
             status: 0,
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
@@ -168,11 +180,14 @@ impl Access {
         tracing::info!(
             target: "modgate::access",
             client = %self.client,
+            user = self.user.as_deref().map(escape).as_deref(),
             method = %escape(&self.method),
             target = %escape(&self.target),
             rule = self.rule.as_deref().unwrap_or("-"),
             action = self.action.as_str(),
             upstream = %escape(self.upstream.as_deref().unwrap_or("-")),
+            parent = self.parent.as_deref(),
+            original = self.original.map(|a| a.to_string()).as_deref(),
             status = self.status,
             bytes_in = self.bytes_in.get(),
             bytes_out = self.bytes_out.get(),

@@ -4,8 +4,12 @@
 //!
 //! A name is only a hint: modgate names a product only when the trust
 //! difference agrees (the chain fails the public roots). Products whose
-//! admins generate their own CA (Palo Alto, Check Point, Squid, ...) have no
-//! fixed name and are reported as `unknown`.
+//! admins generate their own CA (Palo Alto, Check Point, ...) have no fixed
+//! name and are reported as `unknown`. Squid's ssl-bump CA is the admin's
+//! too, but when the origin's own chain fails Squid's checks, Squid signs
+//! the mimicked leaf with a self-signed CA it names `Not trusted by
+//! "<issuer>"` (src/ssl/support.cc, `generateUntrustedCert`): that name is
+//! Squid's.
 
 use std::sync::OnceLock;
 
@@ -102,6 +106,8 @@ const PATTERNS: &[(&str, Field, &str)] = &[
     ("Burp Suite", Field::CommonName, r"PortSwigger CA"),
     ("mitmproxy", Field::CommonName, r"mitmproxy"),
     ("mitmproxy", Field::Organization, r"mitmproxy"),
+    // Squid ssl-bump's CA for origins whose chain Squid did not trust.
+    ("Squid ssl-bump", Field::CommonName, r#"Not trusted( by ".*")?"#),
     // modgate itself, as `ca init` names its CA: another modgate (or this
     // one) intercepting upstream.
     ("modgate", Field::CommonName, r"modgate local CA [0-9a-f]{8}"),
@@ -192,6 +198,12 @@ mod tests {
         };
         assert_eq!(product(&cloudflare), Some("Cloudflare Gateway"));
         assert_eq!(product(&cn("mitmproxy")), Some("mitmproxy"));
+        assert_eq!(product(&o("mitmproxy")), Some("mitmproxy"));
+        assert_eq!(
+            product(&cn("Not trusted by \"Example Corp Root CA\"")),
+            Some("Squid ssl-bump")
+        );
+        assert_eq!(product(&cn("Not trusted")), Some("Squid ssl-bump"));
         assert_eq!(product(&cn("modgate local CA 0a1b2c3d")), Some("modgate"));
         assert_eq!(product(&cn("modgate local CA")), None);
     }
@@ -202,6 +214,7 @@ mod tests {
         assert_eq!(product(&cn("Example Corp Root CA")), None);
         assert_eq!(product(&o("Ciscoville Ltd")), None);
         assert_eq!(product(&cn("not mitmproxy")), None);
+        assert_eq!(product(&cn("Not trusted by me, or by anyone")), None);
         assert_eq!(product(&cn("DigiCert Global Root G2")), None);
     }
 }

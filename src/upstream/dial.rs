@@ -1,8 +1,9 @@
 //! Opening a TCP connection towards a destination: the [`Dialer`] seam.
 //!
 //! [`DirectDialer`] connects itself, only to addresses the policy checked
-//! when it checked any. [`ProxyDialer`] asks an HTTP proxy for a CONNECT
-//! tunnel (`modgate inspect --proxy`); a corporate parent proxy is another
+//! when it checked any, with the socket options of [`Outgoing`] (the
+//! transparent listener's `SO_MARK`). The parent proxy
+//! ([`ParentDialer`](crate::upstream::parent::ParentDialer)) is another
 //! dialer behind the same trait. Tunnels, the pooled client, probes and
 //! `inspect` all dial through it.
 
@@ -11,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::core::error::Error;
 use crate::core::host::Authority;
+use crate::core::proxy_url::ProxyUrl;
+use crate::upstream::own::OwnSockets;
 use crate::upstream::resolve::Resolver;
 
 /// A connection towards a destination.
@@ -27,6 +29,8 @@ pub struct Dialed {
     /// The address the TCP connection went to (the destination's, or a
     /// proxy's).
     pub peer: SocketAddr,
+    /// The parent proxy the connection goes through, if any.
+    pub parent: Option<ProxyUrl>,
 }
 
 /// Opens connections towards destinations.
@@ -40,18 +44,53 @@ pub trait Dialer: Send + Sync {
         checked: Option<&'a [SocketAddr]>,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Dialed, Error>>;
+
+    /// The parent proxy a plain-HTTP request to `dest` is sent to in
+    /// absolute form (`GET http://host/path`), if there is one; the
+    /// request then carries its `Proxy-Authorization`.
+    fn forward_proxy(&self, _dest: &Authority) -> Option<&ProxyUrl> {
+        None
+    }
+
+    /// A connection for plain-HTTP requests to `dest`: to the
+    /// destination, or to the parent that [`Dialer::forward_proxy`] names.
+    fn dial_plain<'a>(
+        &'a self,
+        dest: &'a Authority,
+        checked: Option<&'a [SocketAddr]>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Dialed, Error>> {
+        self.dial(dest, checked, timeout)
+    }
+}
+
+/// Options of every upstream socket modgate opens itself.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// `SO_MARK` (`[transparent] mark`), so firewall rules can tell
+    /// modgate's own traffic from the traffic they redirect to it.
+    pub mark: Option<u32>,
+    /// Where the local port of each socket is noted, so the transparent
+    /// listener can recognise modgate's own connections redirected back.
+    pub own: Option<OwnSockets>,
 }
 
 /// Connects straight to the destination.
 #[derive(Debug, Clone)]
 pub struct DirectDialer {
     resolver: Arc<Resolver>,
+    outgoing: Outgoing,
 }
 
 impl DirectDialer {
     /// A dialer resolving names through `resolver`.
     pub fn new(resolver: Arc<Resolver>) -> DirectDialer {
-        DirectDialer { resolver }
+        DirectDialer::with(resolver, Outgoing::default())
+    }
+
+    /// A dialer whose sockets get `outgoing`'s options.
+    pub fn with(resolver: Arc<Resolver>, outgoing: Outgoing) -> DirectDialer {
+        DirectDialer { resolver, outgoing }
     }
 }
 
@@ -68,7 +107,7 @@ impl Dialer for DirectDialer {
                 Some(addrs) => addrs.to_vec(),
                 None => self.resolver.resolve_within(dest, timeout).await?,
             };
-            connect(dest, &addrs, deadline, timeout).await
+            connect(dest, &addrs, deadline, timeout, &self.outgoing).await
         })
     }
 }
@@ -87,6 +126,7 @@ async fn connect(
     addrs: &[SocketAddr],
     deadline: Instant,
     timeout: Duration,
+    outgoing: &Outgoing,
 ) -> Result<Dialed, Error> {
     let Some(&first) = addrs.first() else {
         return Err(Error::Resolve {
@@ -101,7 +141,8 @@ async fn connect(
     loop {
         if let Some(addr) = pending.next() {
             last_addr = addr;
-            attempts.spawn(async move { (addr, TcpStream::connect(addr).await) });
+            let outgoing = outgoing.clone();
+            attempts.spawn(async move { (addr, open(addr, &outgoing).await) });
         }
         if attempts.is_empty() {
             break;
@@ -116,7 +157,7 @@ async fn connect(
             joined = attempts.join_next() => match joined {
                 Some(Ok((addr, Ok(stream)))) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(Dialed { stream, peer: addr });
+                    return Ok(Dialed { stream, peer: addr, parent: None });
                 }
                 Some(Ok((addr, Err(e)))) => {
                     last_error = Some(Error::Connect {
@@ -147,83 +188,40 @@ async fn connect(
     }))
 }
 
-/// Reaches destinations through an HTTP proxy's CONNECT.
-#[derive(Debug, Clone)]
-pub struct ProxyDialer {
-    /// The proxy as the user wrote it, for messages.
-    url: String,
-    proxy: Authority,
-    direct: DirectDialer,
-}
-
-/// The longest CONNECT response head read from a proxy.
-const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
-
-impl ProxyDialer {
-    /// A dialer through the proxy at `url` (`http://host:port`), whose own
-    /// name is resolved by `resolver`.
-    pub fn new(url: &str, resolver: Arc<Resolver>) -> Result<ProxyDialer, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("bad proxy URL '{url}': {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!("bad proxy URL '{url}': expected http://host:port"));
-        }
-        let host = uri.host().ok_or_else(|| format!("bad proxy URL '{url}': no host"))?;
-        let proxy = Authority::parse_connect(&format!("{host}:{}", uri.port_u16().unwrap_or(3128)))
-            .map_err(|e| format!("bad proxy URL '{url}': {e}"))?;
-        Ok(ProxyDialer {
-            url: url.to_owned(),
-            proxy,
-            direct: DirectDialer::new(resolver),
-        })
+/// One TCP connection to `addr` with `outgoing`'s options: the mark is
+/// set and the local port noted before the connection is attempted.
+async fn open(addr: SocketAddr, outgoing: &Outgoing) -> std::io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(mark) = outgoing.mark {
+        set_mark(&socket, mark)?;
     }
-
-    async fn tunnel(&self, dest: &Authority, timeout: Duration) -> Result<Dialed, Error> {
-        let deadline = Instant::now() + timeout;
-        let failed = |reason: String| Error::Upstream {
-            target: format!("proxy {}", self.url),
-            reason,
+    if let Some(own) = &outgoing.own {
+        let any: SocketAddr = match addr {
+            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
         };
-        let mut dialed = self.direct.dial(&self.proxy, None, timeout).await?;
-        let request = format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n\r\n");
-        dialed
-            .stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        // Read the response head a byte at a time, so no byte of the tunnel
-        // that follows it is consumed here.
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            let n = tokio::time::timeout_at(deadline, dialed.stream.read(&mut byte))
-                .await
-                .map_err(|_| failed(format!("no answer to CONNECT {dest}")))?
-                .map_err(|e| failed(e.to_string()))?;
-            if n == 0 || head.len() > MAX_CONNECT_RESPONSE {
-                return Err(failed(format!("closed the connection during CONNECT {dest}")));
-            }
-            head.push(byte[0]);
-        }
-        let text = String::from_utf8_lossy(&head);
-        let status = text.lines().next().unwrap_or_default().trim().to_owned();
-        if !status
-            .split_whitespace()
-            .nth(1)
-            .is_some_and(|code| code.starts_with('2'))
-        {
-            return Err(failed(format!("refused CONNECT {dest}: {status}")));
-        }
-        Ok(dialed)
+        socket.bind(any)?;
+        own.note(socket.local_addr()?);
     }
+    socket.connect(addr).await
 }
 
-impl Dialer for ProxyDialer {
-    fn dial<'a>(
-        &'a self,
-        dest: &'a Authority,
-        _checked: Option<&'a [SocketAddr]>,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Dialed, Error>> {
-        Box::pin(self.tunnel(dest, timeout))
-    }
+#[cfg(target_os = "linux")]
+fn set_mark(socket: &TcpSocket, mark: u32) -> std::io::Result<()> {
+    socket2::SockRef::from(socket).set_mark(mark).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("setting SO_MARK {mark:#x} (needs CAP_NET_ADMIN): {e}"),
+        )
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_mark(_socket: &TcpSocket, _mark: u32) -> std::io::Result<()> {
+    Err(std::io::Error::other(
+        "SO_MARK ([transparent] mark) exists on Linux only",
+    ))
 }

@@ -23,7 +23,9 @@ use crate::core::body::Body;
 use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{self, Error};
 use crate::core::host::{Authority, Host};
+use crate::core::proxy_url::ProxyUrl;
 use crate::core::verdict::Judgement;
+use crate::policy::parent::Via;
 use crate::tls::verifier::{VerdictVerifier, refusal_in};
 use crate::upstream::dial::Dialer;
 
@@ -39,12 +41,16 @@ const PINNED_CLIENTS_MAX: u64 = 1024;
 /// addresses, with its own pool: a name that resolves differently later
 /// (DNS rebinding) can never be reached at an address the policy did not
 /// check.
+///
+/// With a `[parent]`, these clients dial through it, and a twin set
+/// dials directly, for rules with `parent = false` ([`Clients::via`]).
 #[derive(Clone)]
 pub struct Clients {
     connector: Connector,
     idle: Duration,
     default: HttpClient,
     pinned: Bounded<Arc<[SocketAddr]>, HttpClient>,
+    direct: Option<Box<Clients>>,
 }
 
 impl Clients {
@@ -69,6 +75,7 @@ impl Clients {
             connector,
             idle,
             pinned: bounded(PINNED_CLIENTS_MAX, idle.max(Duration::from_secs(60))),
+            direct: None,
         }
     }
 
@@ -82,7 +89,32 @@ impl Clients {
             connector,
             idle: self.idle,
             pinned: bounded(PINNED_CLIENTS_MAX, self.idle.max(Duration::from_secs(60))),
+            direct: self.direct.as_ref().map(|d| Box::new(d.with_connect_timeout(timeout))),
         }
+    }
+
+    /// These clients, with a twin set dialing through `direct` for
+    /// [`Via::Direct`].
+    pub fn with_direct(mut self, direct: Arc<dyn Dialer>) -> Clients {
+        let c = &self.connector;
+        let twin = Clients::new(direct, c.timeout, self.idle, c.tls.clone(), c.verifier.clone());
+        self.direct = Some(Box::new(twin));
+        self
+    }
+
+    /// The clients for a rule's choice: the direct twin for
+    /// [`Via::Direct`] when there is one, else these.
+    pub fn via(&self, via: Via) -> &Clients {
+        match (via, &self.direct) {
+            (Via::Direct, Some(direct)) => direct,
+            _ => self,
+        }
+    }
+
+    /// The parent proxy a plain-HTTP request to `dest` goes to in absolute
+    /// form, when these clients send it to one.
+    pub fn forward_proxy(&self, dest: &Authority) -> Option<&ProxyUrl> {
+        self.connector.dialer.forward_proxy(dest)
     }
 
     /// The client that resolves names itself.
@@ -133,16 +165,19 @@ pub fn client_error(target: &str, err: &hyper_util::client::legacy::Error) -> Er
 /// for the access log.
 #[derive(Debug, Clone)]
 pub struct UpstreamInfo {
-    /// The upstream's address.
+    /// The address connected to: the upstream's, or the parent proxy's.
     pub addr: SocketAddr,
     /// The verdict on its chain and the vendor, for TLS upstreams.
     pub judgement: Option<Judgement>,
+    /// The parent proxy it was reached through, as `http://host:port`.
+    pub parent: Option<String>,
 }
 
 /// A pooled upstream connection: plain TCP, or TLS over TCP.
 pub enum PooledStream {
-    /// `http://` origins and mirrors.
-    Plain(TokioIo<TcpStream>, SocketAddr),
+    /// `http://` origins and mirrors, or the parent proxy they are sent to
+    /// in absolute form (then `proxied`).
+    Plain(TokioIo<TcpStream>, UpstreamInfo, bool),
     /// `https://` origins and mirrors.
     Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>, UpstreamInfo),
 }
@@ -150,10 +185,7 @@ pub enum PooledStream {
 impl Connection for PooledStream {
     fn connected(&self) -> Connected {
         match self {
-            PooledStream::Plain(_, peer) => Connected::new().extra(UpstreamInfo {
-                addr: *peer,
-                judgement: None,
-            }),
+            PooledStream::Plain(_, info, proxied) => Connected::new().extra(info.clone()).proxy(*proxied),
             PooledStream::Tls(io, info) => {
                 let h2 = io.inner().get_ref().1.alpn_protocol() == Some(b"h2");
                 let connected = Connected::new().extra(info.clone());
@@ -170,7 +202,7 @@ impl hyper::rt::Read for PooledStream {
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            PooledStream::Plain(io, _) => Pin::new(io).poll_read(cx, buf),
+            PooledStream::Plain(io, ..) => Pin::new(io).poll_read(cx, buf),
             PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_read(cx, buf),
         }
     }
@@ -179,25 +211,25 @@ impl hyper::rt::Read for PooledStream {
 impl hyper::rt::Write for PooledStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            PooledStream::Plain(io, _) => Pin::new(io).poll_write(cx, buf),
+            PooledStream::Plain(io, ..) => Pin::new(io).poll_write(cx, buf),
             PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            PooledStream::Plain(io, _) => Pin::new(io).poll_flush(cx),
+            PooledStream::Plain(io, ..) => Pin::new(io).poll_flush(cx),
             PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            PooledStream::Plain(io, _) => Pin::new(io).poll_shutdown(cx),
+            PooledStream::Plain(io, ..) => Pin::new(io).poll_shutdown(cx),
             PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_shutdown(cx),
         }
     }
     fn is_write_vectored(&self) -> bool {
         match self {
-            PooledStream::Plain(io, _) => io.is_write_vectored(),
+            PooledStream::Plain(io, ..) => io.is_write_vectored(),
             PooledStream::Tls(io, _) => io.is_write_vectored(),
         }
     }
@@ -207,7 +239,7 @@ impl hyper::rt::Write for PooledStream {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            PooledStream::Plain(io, _) => Pin::new(io).poll_write_vectored(cx, bufs),
+            PooledStream::Plain(io, ..) => Pin::new(io).poll_write_vectored(cx, bufs),
             PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -237,11 +269,19 @@ impl Connector {
             host,
         };
         let deadline = Instant::now() + self.timeout;
+        if !https {
+            let proxied = self.dialer.forward_proxy(&dest).is_some();
+            let dialed = self.dialer.dial_plain(&dest, self.pin.as_deref(), self.timeout).await?;
+            let info = UpstreamInfo {
+                addr: dialed.peer,
+                judgement: None,
+                parent: dialed.parent.map(|p| p.to_string()),
+            };
+            return Ok(PooledStream::Plain(TokioIo::new(dialed.stream), info, proxied));
+        }
         let dialed = self.dialer.dial(&dest, self.pin.as_deref(), self.timeout).await?;
         let (stream, peer) = (dialed.stream, dialed.peer);
-        if !https {
-            return Ok(PooledStream::Plain(TokioIo::new(stream), peer));
-        }
+        let parent = dialed.parent.map(|p| p.to_string());
         let name = match &dest.host {
             Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
                 .map_err(|e| Error::Internal(format!("server name {n}: {e}")))?,
@@ -264,7 +304,11 @@ impl Connector {
         let judgement = leaf.and_then(|leaf| self.verifier.known(leaf, Some(peer), &verified));
         Ok(PooledStream::Tls(
             Box::new(TokioIo::new(tls)),
-            UpstreamInfo { addr: peer, judgement },
+            UpstreamInfo {
+                addr: peer,
+                judgement,
+                parent,
+            },
         ))
     }
 }

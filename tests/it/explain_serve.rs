@@ -173,3 +173,70 @@ action = "direct"
         (Some("no-internal"), Some("block"))
     );
 }
+
+/// The `upstream:` line `explain` prints for a target.
+fn upstream_line(e: &Explained) -> String {
+    e.text
+        .lines()
+        .find_map(|l| l.strip_prefix("upstream:"))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn explain_and_serve_agree_on_the_parent() {
+    // Another modgate is the parent; the origin accepts and closes.
+    let parent = start_proxy(&config_allowing_loopback("")).await;
+    let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = origin.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = origin.accept().await {
+            drop(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[parent]\nurl = \"http://{}\"\nno_parent = [\"exempt.test\"]\n\n[hosts]\n\"straight.test\" = \"127.0.0.1\"\n\"exempt.test\" = \"127.0.0.1\"\n\n\
+             [[rule]]\nname = \"straight\"\nhosts = [\"straight.test\"]\naction = \"direct\"\nparent = false\n\n\
+             [[rule]]\nname = \"allow\"\naction = \"direct\"\n",
+            parent.addr
+        ),
+    )
+    .unwrap();
+    let mut served = start_served(
+        dir.path(),
+        &["--config", "c.toml", "--listen", "127.0.0.1:0", "--log-format", "json"],
+    )
+    .await;
+    let parent_url = format!("http://{}", parent.addr);
+
+    let target = format!("localhost:{port}");
+    let e = explain(dir.path(), &target);
+    assert_eq!(
+        upstream_line(&e),
+        format!("{target} via parent {parent_url}"),
+        "{}",
+        e.text
+    );
+    let (status, _) = connect(served.addr, &target).await;
+    assert_eq!(status, "HTTP/1.1 200 Connection established");
+    let access = served.next_access().await;
+    assert_eq!(access["parent"], parent_url.as_str(), "{access}");
+
+    for (host, why) in [
+        ("straight.test", "direct (the rule says parent = false)"),
+        ("exempt.test", "direct (the host is in no_parent)"),
+    ] {
+        let target = format!("{host}:{port}");
+        let e = explain(dir.path(), &target);
+        assert_eq!(upstream_line(&e), format!("{target} {why}"), "{}", e.text);
+        let (status, _) = connect(served.addr, &target).await;
+        assert_eq!(status, "HTTP/1.1 200 Connection established");
+        let access = served.next_access().await;
+        assert!(access.get("parent").is_none(), "{access}");
+        assert_eq!(access["upstream"], format!("127.0.0.1:{port}"), "{access}");
+    }
+    parent.stop().await;
+}

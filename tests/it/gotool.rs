@@ -80,8 +80,21 @@ impl GoProject {
     /// Runs `go mod download -json` with exactly `env` (plus the private
     /// directories and the settings every case needs).
     pub async fn download(&self, env: &[(&str, String)]) -> GoRun {
+        self.download_in(&[], env).await
+    }
+
+    /// [`GoProject::download`], run under `wrapper` (e.g. `ip netns exec
+    /// NS`, by absolute path).
+    pub async fn download_in(&self, wrapper: &[&str], env: &[(&str, String)]) -> GoRun {
         let root = self.dir.path();
-        let mut cmd = tokio::process::Command::new(go_binary());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(rest).arg(go_binary());
+                cmd
+            }
+            None => tokio::process::Command::new(go_binary()),
+        };
         cmd.args(["mod", "download", "-json"])
             .current_dir(root.join("app"))
             .env_clear()
@@ -242,6 +255,19 @@ pub async fn start_module_origin(
     root: &Path,
     behavior: Behavior,
 ) -> ModuleOrigin {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_module_origin_on(listener, pki, names, root, behavior)
+}
+
+/// [`start_module_origin`] on a listener the test bound itself (e.g.
+/// inside a network namespace).
+pub fn start_module_origin_on(
+    listener: tokio::net::TcpListener,
+    pki: &crate::support::TestPki,
+    names: &[&str],
+    root: &Path,
+    behavior: Behavior,
+) -> ModuleOrigin {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -256,7 +282,6 @@ pub async fn start_module_origin(
         .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();

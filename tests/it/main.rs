@@ -4,10 +4,13 @@
 mod fake_dns;
 mod gotool;
 mod moto;
+mod netns;
 mod support;
+mod tools;
 
 mod access;
 mod admin;
+mod auth;
 mod bad_input;
 mod cache;
 mod cache_store;
@@ -26,9 +29,11 @@ mod limits;
 mod local_ca;
 mod mirror_health;
 mod modules;
+mod parent;
 mod policy;
 mod reload;
 mod sumdb;
+mod transparent;
 mod tunnel;
 mod tunnel_policy;
 mod upstream_errors;

@@ -125,7 +125,12 @@ pub type Handler =
 
 /// A plain HTTP/1.1 origin with keep-alive, answering with `handler`.
 pub async fn start_origin(handler: Handler) -> Origin {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_origin_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), handler)
+}
+
+/// [`start_origin`] on a listener the test bound itself (e.g. inside a
+/// network namespace).
+pub fn start_origin_on(listener: TcpListener, handler: Handler) -> Origin {
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let last_headers = Arc::new(Mutex::new(None));
@@ -327,13 +332,25 @@ pub async fn start_counted_tls_server(
     text: &'static str,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_tls_server_on(listener, chain, key, text, versions)
+}
+
+/// A TLS server presenting `chain` on a listener the test bound itself,
+/// counting the TCP connections accepted.
+pub fn start_tls_server_on(
+    listener: TcpListener,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    text: &'static str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
     install_crypto();
     let config = rustls::ServerConfig::builder_with_protocol_versions(versions)
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
@@ -606,9 +623,28 @@ pub async fn start_served(dir: &std::path::Path, args: &[&str]) -> Served {
 
 /// [`start_served`] with extra environment variables.
 pub async fn start_served_with_env(dir: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Served {
+    start_served_with(&[], dir, args, env).await
+}
+
+/// [`start_served_with_env`], run under `wrapper` (e.g. `ip netns exec NS`).
+pub async fn start_served_with(
+    wrapper: &[&str],
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(String, String)],
+) -> Served {
     use tokio::io::AsyncBufReadExt;
     let cache_home = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(modgate_bin())
+    let (program, before) = match wrapper.split_first() {
+        Some((program, rest)) => (program.to_string(), rest.iter().map(|s| s.to_string()).collect()),
+        None => (modgate_bin().to_owned(), Vec::new()),
+    };
+    let mut command = tokio::process::Command::new(program);
+    command.args(&before);
+    if !wrapper.is_empty() {
+        command.arg(modgate_bin());
+    }
+    let mut child = command
         .arg("serve")
         .args(args)
         .current_dir(dir)

@@ -18,6 +18,7 @@ use crate::cli::doctor::checks::{Finding, OwnCa, authority, entries, pem_certs};
 use crate::cli::doctor::goenv::GoEnv;
 use crate::cli::usage_error;
 use crate::config::Config;
+use crate::core::proxy_url::ProxyUrl;
 
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
@@ -78,7 +79,8 @@ pub async fn diagnose(env: GoEnv, proxy: Option<String>, config: &Config, module
         findings.push(reach::proxy_answers(url).await);
     }
     if let Some(module) = &module {
-        findings.push(reach::rule_for(config, module));
+        let user = proxy.as_deref().and_then(|p| ProxyUrl::parse(p).ok());
+        findings.push(reach::rule_for(config, module, user.as_ref().and_then(ProxyUrl::user)));
         findings.extend(reach::fetch(&env, module, Some(config)).await);
     }
     let ok = findings.iter().all(|f| f.ok);

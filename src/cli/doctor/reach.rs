@@ -19,11 +19,13 @@ use crate::cli::inspect::{Source, inspect};
 use crate::config::Config;
 use crate::config::dns::DnsSettings;
 use crate::core::host::{Authority, HostOverrides};
+use crate::core::proxy_url::ProxyUrl;
 use crate::gomod::escape::encode_case;
-use crate::policy::explain::{self, ExplainTarget, Explainer};
+use crate::policy::explain::{self, ExplainTarget, Explainer, Viewpoint};
 use crate::policy::glob::ModuleGlob;
 use crate::tls::chain::Verdict;
-use crate::upstream::dial::{Dialer, DirectDialer, ProxyDialer};
+use crate::upstream::dial::{Dialer, DirectDialer};
+use crate::upstream::parent::ParentDialer;
 use crate::upstream::resolve::Resolver;
 
 /// Time allowed for each network step.
@@ -69,8 +71,9 @@ impl Finding {
     }
 }
 
-/// Which rule of `config` applies to `module`, as `modgate explain` says.
-pub fn rule_for(config: &Config, module: &str) -> Finding {
+/// Which rule of `config` applies to `module`, as `modgate explain` says,
+/// for `user` (the one in the proxy URL, for `users` rules).
+pub fn rule_for(config: &Config, module: &str, user: Option<&str>) -> Finding {
     let target = match ExplainTarget::parse(module) {
         Ok(t) => t,
         Err(e) => return Finding::fail("rule", format!("'{module}': {e}"), "give MODULE as path[@version]"),
@@ -81,7 +84,15 @@ pub fn rule_for(config: &Config, module: &str) -> Finding {
         mirror_settings: &|url| config.mirrors.get(url).describe(),
         health: None,
     };
-    let text = explain::explain(&explainer, std::net::IpAddr::from([127, 0, 0, 1]), &target);
+    let who = Viewpoint {
+        from: std::net::IpAddr::from([127, 0, 0, 1]),
+        user,
+        transparent: None,
+    };
+    let text = match explain::explain(&explainer, &who, &target) {
+        Ok(text) => text,
+        Err(e) => return Finding::fail("rule", format!("'{module}': {e}"), "give MODULE as path[@version]"),
+    };
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -277,7 +288,7 @@ async fn get(
 ) -> Result<(u16, String), String> {
     let resolver = Arc::new(Resolver::new(HostOverrides::default(), &DnsSettings::default()));
     let dialer: Box<dyn Dialer> = match proxy {
-        Some(p) => Box::new(ProxyDialer::new(p, resolver)?),
+        Some(p) => Box::new(ParentDialer::through(ProxyUrl::parse(p)?, DirectDialer::new(resolver))),
         None => Box::new(DirectDialer::new(resolver)),
     };
     let stream = dialer.dial(dest, None, STEP).await.map_err(|e| e.to_string())?.stream;

@@ -1,0 +1,179 @@
+//! The htpasswd file: `user:hash` lines, as `htpasswd -B` (bcrypt) or
+//! `openssl passwd -5`/`-6` (sha-crypt) write them.
+//!
+//! Hashes are checked by the `bcrypt` and `sha-crypt` crates, whose
+//! comparisons are constant-time. Formats they cannot check (Apache MD5
+//! `$apr1$`, `{SHA}`, crypt(3) DES, plain text) are refused when the file
+//! is loaded, naming the line and the way to write a supported one.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sha_crypt::{PasswordVerifier, ShaCrypt};
+
+/// The largest htpasswd file read.
+const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// One password hash.
+#[derive(Clone)]
+pub enum Hash {
+    /// `$2a$`, `$2b$`, `$2x$` or `$2y$` (bcrypt).
+    Bcrypt(String),
+    /// `$5$` (SHA-256-crypt) or `$6$` (SHA-512-crypt).
+    ShaCrypt(String),
+}
+
+impl std::fmt::Debug for Hash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hash::Bcrypt(_) => "Hash::Bcrypt(..)",
+            Hash::ShaCrypt(_) => "Hash::ShaCrypt(..)",
+        })
+    }
+}
+
+impl Hash {
+    /// Parses the hash field of a line; an error names the format.
+    fn parse(field: &str) -> Result<Hash, String> {
+        let advice = "write bcrypt (htpasswd -B) or sha-crypt (openssl passwd -6) hashes";
+        match field {
+            f if ["$2a$", "$2b$", "$2x$", "$2y$"].iter().any(|p| f.starts_with(p)) => {
+                f.parse::<bcrypt::HashParts>()
+                    .map_err(|e| format!("a bad bcrypt hash: {e}"))?;
+                Ok(Hash::Bcrypt(f.to_owned()))
+            }
+            f if f.starts_with("$5$") || f.starts_with("$6$") => {
+                // A check against a dummy password proves the hash parses.
+                match ShaCrypt::default().verify_password(b"", f) {
+                    Err(sha_crypt::password_hash::Error::PasswordInvalid) | Ok(()) => Ok(Hash::ShaCrypt(f.to_owned())),
+                    Err(e) => Err(format!("a bad sha-crypt hash: {e}")),
+                }
+            }
+            f if f.starts_with("$apr1$") || f.starts_with("$1$") => {
+                Err(format!("MD5-crypt hashes ($apr1$, $1$) are not supported; {advice}"))
+            }
+            f if f.starts_with("{SHA}") => Err(format!("{{SHA}} hashes are not supported; {advice}")),
+            f if f.starts_with("$argon2") => Err(format!("argon2 hashes are not supported; {advice}")),
+            _ => Err(format!("not a supported password hash; {advice}")),
+        }
+    }
+
+    /// Whether `password` matches, compared in constant time.
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            Hash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+            Hash::ShaCrypt(h) => ShaCrypt::default().verify_password(password, h.as_str()).is_ok(),
+        }
+    }
+}
+
+/// The users of an htpasswd file.
+#[derive(Debug, Clone)]
+pub struct Users {
+    by_name: HashMap<String, Hash>,
+    /// A hash checked for unknown users, so that they take as long as
+    /// known ones.
+    decoy: Option<Hash>,
+}
+
+impl Users {
+    /// Reads `path`. Errors read `path:line: message` (or `path: message`).
+    pub fn load(path: &Path) -> Result<Users, String> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: cannot read the htpasswd file: {e}"))?;
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(format!("{shown}: the htpasswd file is larger than 16 MiB"));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read the htpasswd file: {e}"))?;
+        Users::parse(&text).map_err(|(line, message)| match line {
+            0 => format!("{shown}: {message}"),
+            n => format!("{shown}:{n}: {message}"),
+        })
+    }
+
+    /// Parses htpasswd text; an error is (1-based line, message), line 0
+    /// for the file as a whole.
+    pub fn parse(text: &str) -> Result<Users, (usize, String)> {
+        let mut by_name = HashMap::new();
+        let mut decoy = None;
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let Some((user, hash)) = line.split_once(':') else {
+                return Err((n, "expected user:hash".into()));
+            };
+            if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err((n, "the user name is empty or has whitespace".into()));
+            }
+            let hash = Hash::parse(hash.trim()).map_err(|e| (n, format!("user '{user}': {e}")))?;
+            decoy.get_or_insert_with(|| hash.clone());
+            if by_name.insert(user.to_owned(), hash).is_some() {
+                return Err((n, format!("user '{user}' is listed twice")));
+            }
+        }
+        if by_name.is_empty() {
+            return Err((0, "the htpasswd file lists no users".into()));
+        }
+        Ok(Users { by_name, decoy })
+    }
+
+    /// Whether `user` exists and `password` is theirs. An unknown user
+    /// costs one hash check too.
+    pub fn verify(&self, user: &str, password: &[u8]) -> bool {
+        match (self.by_name.get(user), &self.decoy) {
+            (Some(hash), _) => hash.verify(password),
+            (None, Some(decoy)) => {
+                let _ = decoy.verify(password);
+                false
+            }
+            (None, None) => false,
+        }
+    }
+
+    /// How many users the file lists.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether the file lists no users (never, once loaded).
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `openssl passwd -6 -salt saltsalt s3cret`.
+    const SHA512: &str =
+        "$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1";
+
+    #[test]
+    fn bcrypt_and_sha_crypt_entries_verify() {
+        let bcrypt = bcrypt::hash("hunter2", 4).unwrap().replacen("$2b$", "$2y$", 1);
+        let users = Users::parse(&format!("# comment\n\nalice:{SHA512}\nci-bot:{bcrypt}\n")).unwrap();
+        assert_eq!(users.len(), 2);
+        assert!(users.verify("alice", b"s3cret"));
+        assert!(!users.verify("alice", b"s3cret "));
+        assert!(users.verify("ci-bot", b"hunter2"));
+        assert!(!users.verify("ci-bot", b"hunter3"));
+        assert!(!users.verify("mallory", b"s3cret"));
+    }
+
+    #[test]
+    fn unsupported_and_malformed_lines_are_named() {
+        let e = |text: &str| Users::parse(text).unwrap_err();
+        assert_eq!(e("bob:$apr1$xyz$abc\n").0, 1);
+        assert!(e("bob:$apr1$xyz$abc\n").1.contains("htpasswd -B"));
+        assert!(e("a:{SHA}abc=\n").1.contains("{SHA}"));
+        assert!(e("a:plain\n").1.contains("not a supported"));
+        assert_eq!(e(&format!("a:{SHA512}\nnocolon\n")).0, 2);
+        assert!(e(&format!("a:{SHA512}\na:{SHA512}\n")).1.contains("twice"));
+        assert!(e("a:$2y$04$short\n").1.contains("bcrypt"));
+        assert!(e("# only comments\n").1.contains("no users"));
+    }
+}

@@ -1,0 +1,210 @@
+//! Proxy authentication (`[auth]`): Basic credentials on the explicit
+//! listener, checked against an htpasswd file.
+//!
+//! - [`basic`]: reading a `Basic` credentials header.
+//! - [`htpasswd`]: the users and their bcrypt or sha-crypt hashes.
+//! - [`failures`]: failed logins counted per client address.
+//!
+//! A hash check costs milliseconds of CPU, so it runs off the runtime,
+//! once: credentials that verified are remembered for a few minutes under
+//! a keyed digest of the header (the password is never kept). Unknown
+//! users cost a hash check too, so timing does not tell which names exist.
+
+pub mod basic;
+pub mod failures;
+pub mod htpasswd;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::auth::AuthSettings;
+use crate::core::cache::{Bounded, bounded};
+use crate::core::error::Error;
+use crate::core::escape::escape;
+use failures::Failures;
+use htpasswd::Users;
+
+/// Credentials remembered at most.
+const VERIFIED_MAX: u64 = 10_000;
+/// How long verified credentials are remembered.
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+/// Where credentials are asked for: it decides the challenge and the
+/// header they come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// Through modgate as a proxy: `Proxy-Authorization`, else 407 with
+    /// `Proxy-Authenticate`.
+    Proxy,
+    /// modgate's own module endpoint (an origin server): `Authorization`,
+    /// else 401 with `WWW-Authenticate`.
+    ModuleEndpoint,
+    /// The admin listener (an origin server), under `admin.require_auth`:
+    /// `Authorization`, else 401 with `WWW-Authenticate`.
+    Admin,
+}
+
+/// Checks credentials against the htpasswd file.
+pub struct Authenticator {
+    users: Arc<Users>,
+    realm: String,
+    failures: Arc<Failures>,
+    /// User names of recently verified header values, by keyed digest.
+    verified: Bounded<Vec<u8>, Arc<str>>,
+    key: ring::hmac::Key,
+}
+
+impl Authenticator {
+    /// Loads the htpasswd file of `settings`; the error names the file and
+    /// line.
+    pub fn load(settings: &AuthSettings) -> Result<Authenticator, String> {
+        let users = Users::load(&settings.htpasswd)?;
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+            .map_err(|_| "cannot make a random key".to_owned())?;
+        Ok(Authenticator {
+            users: Arc::new(users),
+            realm: settings.realm.clone(),
+            failures: Arc::new(Failures::new(settings.max_failures, settings.lockout)),
+            verified: bounded(VERIFIED_MAX, VERIFIED_FOR),
+            key,
+        })
+    }
+
+    /// Takes over the failed logins counted by `before` (the authenticator
+    /// a reload replaces), when both count them the same way: a reload
+    /// re-reads the users but does not reset anyone's lockout.
+    pub fn keep_failures_of(&mut self, before: &Authenticator) {
+        if self.failures.same_limits(&before.failures) {
+            self.failures = before.failures.clone();
+        }
+    }
+
+    /// The realm of the challenge.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The user `header` (a `Proxy-Authorization` or `Authorization`
+    /// value) authenticates, for a request from `client` at `door`, which
+    /// decides the challenge (407 or 401) and how the fix is worded.
+    pub async fn authenticate(&self, client: IpAddr, header: Option<&[u8]>, door: Door) -> Result<String, Error> {
+        let refuse = |reason: String| Error::Unauthenticated {
+            realm: self.realm.clone(),
+            reason,
+            endpoint: door != Door::Proxy,
+        };
+        let Some(header) = header else {
+            let how = match door {
+                Door::ModuleEndpoint => {
+                    "send Authorization: Basic (go sends no credentials over http://: use HTTPS_PROXY=http://user:password@host:port instead)"
+                }
+                Door::Proxy => "send Proxy-Authorization: Basic (e.g. HTTPS_PROXY=http://user:password@host:port)",
+                Door::Admin => {
+                    "the admin listener asks for an [auth] user (admin.require_auth): send Authorization: Basic (e.g. curl -u user:password)"
+                }
+            };
+            return Err(refuse(format!("no credentials; {how}")));
+        };
+        let digest = ring::hmac::sign(&self.key, header).as_ref().to_vec();
+        if let Some(user) = self.verified.get(&digest) {
+            return Ok(user.to_string());
+        }
+        if let Some(left) = self.failures.locked(client) {
+            return Err(Error::LockedOut {
+                client,
+                retry_after: Duration::from_secs(left.as_secs().max(1)),
+            });
+        }
+        let credentials = match basic::parse(header) {
+            Ok(c) => c,
+            Err(why) => {
+                self.failures.fail(client);
+                return Err(refuse(format!("malformed credentials: {why}")));
+            }
+        };
+        let users = self.users.clone();
+        let user = credentials.user.clone();
+        let ok = tokio::task::spawn_blocking(move || users.verify(&credentials.user, &credentials.password))
+            .await
+            .map_err(|e| Error::Internal(format!("password check: {e}")))?;
+        if !ok {
+            self.failures.fail(client);
+            tracing::warn!(client = %client, user = %escape(&user), "proxy authentication failed");
+            return Err(refuse("unknown user or wrong password".into()));
+        }
+        self.verified.insert(digest, Arc::from(user.as_str()));
+        Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn authenticator(dir: &std::path::Path, max_failures: u32) -> Authenticator {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        std::fs::write(dir.join("users"), format!("alice:{hash}\n")).unwrap();
+        Authenticator::load(&AuthSettings {
+            htpasswd: dir.join("users"),
+            realm: "test".into(),
+            max_failures,
+            lockout: Duration::from_secs(60),
+        })
+        .unwrap()
+    }
+
+    fn basic(s: &str) -> Vec<u8> {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s)).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn right_wrong_missing_and_locked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = authenticator(dir.path(), 2);
+        let me: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            auth.authenticate(me, Some(&basic("alice:s3cret")), Door::Proxy)
+                .await
+                .unwrap(),
+            "alice"
+        );
+        let missing = auth.authenticate(me, None, Door::Proxy).await.unwrap_err();
+        assert_eq!(missing.status(), http::StatusCode::PROXY_AUTHENTICATION_REQUIRED);
+        assert_eq!(
+            missing.challenge().unwrap().1,
+            "Basic realm=\"test\", charset=\"UTF-8\""
+        );
+        let on_endpoint = auth.authenticate(me, None, Door::ModuleEndpoint).await.unwrap_err();
+        assert_eq!(on_endpoint.status(), http::StatusCode::UNAUTHORIZED);
+        let wrong = auth
+            .authenticate(me, Some(&basic("alice:nope")), Door::Proxy)
+            .await
+            .unwrap_err();
+        assert!(wrong.to_string().contains("unknown user or wrong password"), "{wrong}");
+        let unknown = auth
+            .authenticate(me, Some(&basic("bob:s3cret")), Door::Proxy)
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.to_string(), wrong.to_string());
+        // Two failures: locked out, even with the right password, but
+        // credentials verified before still work.
+        let locked = auth
+            .authenticate(me, Some(&basic("alice:s3cret ")), Door::Proxy)
+            .await
+            .unwrap_err();
+        assert_eq!(locked.status(), http::StatusCode::FORBIDDEN, "{locked}");
+        assert!(
+            locked
+                .to_string()
+                .starts_with("too many failed proxy logins from 192.0.2.1")
+        );
+        assert_eq!(
+            auth.authenticate(me, Some(&basic("alice:s3cret")), Door::Proxy)
+                .await
+                .unwrap(),
+            "alice"
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Reaching upstreams through the corporate parent proxy (`[parent]`, or
+//! `inspect --proxy`).
+//!
+//! A connection to a destination the parent serves is a CONNECT to the
+//! parent, carrying its `Proxy-Authorization`:
+//!
+//! ```text
+//! CONNECT proxy.golang.org:443 HTTP/1.1
+//! Host: proxy.golang.org:443
+//! Proxy-Authorization: Basic YWxpY2U6czNjcmV0
+//! ```
+//!
+//! The name is sent, never an address: the policy resolved the name only
+//! to check `dst` rules. A plain-HTTP request instead goes to the parent
+//! itself, in absolute form. Destinations in `no_parent` are dialed
+//! directly. Every failure of the parent is its own error, naming the
+//! parent and, when it answered, its status line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::core::error::Error;
+use crate::core::escape::escape;
+use crate::core::host::Authority;
+use crate::core::proxy_url::ProxyUrl;
+use crate::policy::parent::{Leg, ParentRoute, Via};
+use crate::upstream::dial::{Dialed, Dialer, DirectDialer};
+
+/// The longest CONNECT response head read from a parent.
+const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
+
+/// Dials through the parent proxies of a [`ParentRoute`], and directly to
+/// the destinations it exempts.
+#[derive(Debug, Clone)]
+pub struct ParentDialer {
+    route: ParentRoute,
+    direct: DirectDialer,
+}
+
+impl ParentDialer {
+    /// A dialer following `route`; `direct` reaches the parents and the
+    /// exempt destinations.
+    pub fn new(route: ParentRoute, direct: DirectDialer) -> ParentDialer {
+        ParentDialer { route, direct }
+    }
+
+    /// Every connection through `parent` (`inspect --proxy`).
+    pub fn through(parent: ProxyUrl, direct: DirectDialer) -> ParentDialer {
+        let route = ParentRoute {
+            https: Some(parent.clone()),
+            http: Some(parent),
+            ..ParentRoute::default()
+        };
+        ParentDialer::new(route, direct)
+    }
+
+    /// A TCP connection to the parent itself.
+    async fn reach(&self, parent: &ProxyUrl, target: &Authority, timeout: Duration) -> Result<Dialed, Error> {
+        let unreachable = |reason: String| Error::ParentUnreachable {
+            parent: parent.to_string(),
+            target: target.to_string(),
+            reason,
+        };
+        match self.direct.dial(&parent.authority, None, timeout).await {
+            Ok(mut dialed) => {
+                dialed.parent = Some(parent.clone());
+                Ok(dialed)
+            }
+            Err(Error::ConnectTimeout { addr, after, .. }) => Err(Error::ParentTimeout {
+                parent: parent.to_string(),
+                target: target.to_string(),
+                doing: format!("connecting to it ({addr})"),
+                after,
+            }),
+            Err(Error::Connect { addr, reason, .. }) => Err(unreachable(format!("{reason} ({addr})"))),
+            Err(Error::Resolve { reason, .. }) => Err(unreachable(format!("cannot resolve its name: {reason}"))),
+            Err(Error::ResolveTimeout { after, .. }) => Err(Error::ParentTimeout {
+                parent: parent.to_string(),
+                target: target.to_string(),
+                doing: "resolving its name".into(),
+                after,
+            }),
+            Err(other) => Err(unreachable(other.to_string())),
+        }
+    }
+
+    /// `CONNECT dest` through `parent`, within `timeout` in all.
+    async fn tunnel(&self, parent: &ProxyUrl, dest: &Authority, timeout: Duration) -> Result<Dialed, Error> {
+        let deadline = Instant::now() + timeout;
+        let mut dialed = self.reach(parent, dest, timeout).await?;
+        let lost = |e: std::io::Error| Error::ParentUnreachable {
+            parent: parent.to_string(),
+            target: dest.to_string(),
+            reason: format!("the connection failed during CONNECT: {e}"),
+        };
+        let mut request = format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n");
+        if let Some(credentials) = parent.proxy_authorization() {
+            request.push_str(&format!("Proxy-Authorization: {credentials}\r\n"));
+        }
+        request.push_str("\r\n");
+        dialed.stream.write_all(request.as_bytes()).await.map_err(lost)?;
+        // Read the response head a byte at a time, so no byte of the tunnel
+        // that follows it is consumed here.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
+            let read = tokio::time::timeout_at(deadline, dialed.stream.read(&mut byte)).await;
+            let n = match read {
+                Ok(n) => n.map_err(lost)?,
+                Err(_) => {
+                    return Err(Error::ParentTimeout {
+                        parent: parent.to_string(),
+                        target: dest.to_string(),
+                        doing: format!("waiting for its answer to CONNECT {dest}"),
+                        after: timeout,
+                    });
+                }
+            };
+            if n == 0 || head.len() > MAX_CONNECT_RESPONSE {
+                return Err(Error::ParentUnreachable {
+                    parent: parent.to_string(),
+                    target: dest.to_string(),
+                    reason: format!("it closed the connection instead of answering CONNECT {dest}"),
+                });
+            }
+            head.push(byte[0]);
+        }
+        let status_line = status_line(&head);
+        let code = status_line.split_whitespace().nth(1).unwrap_or_default();
+        if !code.starts_with('2') {
+            return Err(Error::ParentRefused {
+                parent: parent.to_string(),
+                request: format!("CONNECT {dest}"),
+                status: status_line.clone(),
+                hint: refusal_hint(code, parent),
+            });
+        }
+        Ok(dialed)
+    }
+}
+
+/// The first line of a response head, escaped (it came from the network).
+fn status_line(head: &[u8]) -> String {
+    let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let text = String::from_utf8_lossy(first);
+    escape(text.trim()).into_owned()
+}
+
+/// What to do about a parent's refusal with status `code`.
+pub fn refusal_hint(code: &str, parent: &ProxyUrl) -> String {
+    match (code, parent.user()) {
+        ("407", Some(user)) => format!("the parent did not accept the credentials of '{user}' in [parent] url"),
+        ("407", None) => {
+            "the parent wants credentials: put them in [parent] url (http://user:password@host:port)".into()
+        }
+        ("403", _) => "the parent's own policy refuses this destination".into(),
+        _ => "the parent refused the request".into(),
+    }
+}
+
+impl Dialer for ParentDialer {
+    fn dial<'a>(
+        &'a self,
+        dest: &'a Authority,
+        checked: Option<&'a [SocketAddr]>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Dialed, Error>> {
+        Box::pin(async move {
+            match self.route.leg(Via::Parent, dest, true) {
+                Leg::Parent(parent) => self.tunnel(parent, dest, timeout).await,
+                Leg::Direct(_) => self.direct.dial(dest, checked, timeout).await,
+            }
+        })
+    }
+
+    fn forward_proxy(&self, dest: &Authority) -> Option<&ProxyUrl> {
+        match self.route.leg(Via::Parent, dest, false) {
+            Leg::Parent(parent) => Some(parent),
+            Leg::Direct(_) => None,
+        }
+    }
+
+    fn dial_plain<'a>(
+        &'a self,
+        dest: &'a Authority,
+        checked: Option<&'a [SocketAddr]>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Dialed, Error>> {
+        Box::pin(async move {
+            match self.forward_proxy(dest) {
+                Some(parent) => self.reach(parent, dest, timeout).await,
+                None => self.direct.dial(dest, checked, timeout).await,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_is_one_escaped_line() {
+        assert_eq!(
+            status_line(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n"),
+            "HTTP/1.1 407 Proxy Authentication Required"
+        );
+        assert_eq!(status_line(b"HTTP/1.1 403 \x1b[2J\r\n\r\n"), "HTTP/1.1 403 \\u{1b}[2J");
+    }
+
+    #[test]
+    fn hints_name_the_fix() {
+        let with = ProxyUrl::parse("http://alice:x@p:1").unwrap();
+        let without = ProxyUrl::parse("http://p:1").unwrap();
+        assert!(refusal_hint("407", &with).contains("'alice'"));
+        assert!(refusal_hint("407", &without).contains("http://user:password@host:port"));
+        assert!(refusal_hint("403", &with).contains("own policy"));
+    }
+}
