@@ -10,6 +10,7 @@ use crate::config::syntax::{Located, MatchList, parse_list};
 use crate::policy::glob::{HostGlob, ModuleGlob};
 use crate::policy::mirrors::MirrorList;
 use crate::policy::rule::{Action, Cidr, PortRange, Rule};
+use crate::policy::versions::VersionMatch;
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +47,7 @@ pub(crate) struct FileRule {
     src: Option<MatchList<Spanned<String>>>,
     dst: Option<MatchList<Spanned<String>>>,
     modules: Option<MatchList<Spanned<String>>>,
+    versions: Option<MatchList<Spanned<String>>>,
     action: Spanned<FileAction>,
     reason: Option<Spanned<String>>,
     mirrors: Option<Spanned<String>>,
@@ -76,6 +78,7 @@ pub(crate) fn resolve(file: Vec<FileRule>) -> Result<Vec<Rule>, Located> {
             src: parse_list::<Cidr, _>(r.src, String::clone)?,
             dst: parse_list::<Cidr, _>(r.dst, String::clone)?,
             modules: parse_list::<ModuleGlob, _>(r.modules, String::clone)?,
+            versions: parse_list::<VersionMatch, _>(r.versions, String::clone)?,
             action,
             cache: r.cache.unwrap_or(true),
         });

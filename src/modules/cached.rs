@@ -143,12 +143,18 @@ impl ModuleCache {
 
     /// Answers `request` (at `rel_path` below a GOPROXY base) from the
     /// cache, or through `fetch` — the fall-through loop — storing what it
-    /// answers.
-    pub async fn serve<'a, F>(self: &Arc<Self>, request: &ModuleRequest, rel_path: &str, fetch: F) -> Cached
+    /// answers. A `private` module's objects are kept under `private/`.
+    pub async fn serve<'a, F>(
+        self: &Arc<Self>,
+        request: &ModuleRequest,
+        rel_path: &str,
+        private: bool,
+        fetch: F,
+    ) -> Cached
     where
         F: FnOnce() -> BoxFuture<'a, Fetched>,
     {
-        let Some((key, lifetime)) = cache_key(request, rel_path) else {
+        let Some((key, lifetime)) = cache_key(request, rel_path, private) else {
             let (result, source) = fetch().await;
             return Cached {
                 result,
@@ -211,8 +217,8 @@ impl ModuleCache {
 
     /// The head of a fresh cached answer to `request`, for a HEAD request:
     /// no body is read. `None` when it is not cached (or not fresh).
-    pub async fn head(&self, request: &ModuleRequest, rel_path: &str) -> Option<Response<Body>> {
-        let (key, lifetime) = cache_key(request, rel_path)?;
+    pub async fn head(&self, request: &ModuleRequest, rel_path: &str, private: bool) -> Option<Response<Body>> {
+        let (key, lifetime) = cache_key(request, rel_path, private)?;
         let hit = self.store.get(&key).await.ok()??;
         if lifetime == Lifetime::Ttl && !self.fresh(hit.stored_at) {
             return None;
@@ -481,9 +487,10 @@ pub fn content_type(request: &ModuleRequest) -> &'static str {
     }
 }
 
-/// The key of a cacheable request and how long it stays fresh; `None` for
-/// what is never cached (sumdb `supported`).
-fn cache_key(request: &ModuleRequest, rel_path: &str) -> Option<(Key, Lifetime)> {
+/// The key of a cacheable request (under `private/` for a private
+/// module) and how long it stays fresh; `None` for what is never cached
+/// (sumdb `supported`).
+fn cache_key(request: &ModuleRequest, rel_path: &str, private: bool) -> Option<(Key, Lifetime)> {
     let lifetime = match request {
         ModuleRequest::Mod { .. } | ModuleRequest::Zip { .. } => Lifetime::Forever,
         ModuleRequest::Info { version, .. } if is_canonical(version) => Lifetime::Forever,
@@ -504,6 +511,7 @@ fn cache_key(request: &ModuleRequest, rel_path: &str) -> Option<(Key, Lifetime)>
             let prefix = format!("/sumdb/{db}/");
             Key::sumdb(db, rel_path.strip_prefix(&prefix)?).ok()?
         }
+        _ if private => Key::for_request(request).ok()?.in_private(),
         _ => Key::for_request(request).ok()?,
     };
     Some((key, lifetime))

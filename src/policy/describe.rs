@@ -26,6 +26,9 @@ pub fn rule_line(rule: &Rule) -> String {
     if let Some(m) = &rule.modules {
         fields.push(format!("modules [{}]", list(m)));
     }
+    if let Some(v) = &rule.versions {
+        fields.push(format!("versions [{}]", list(v)));
+    }
     let matches = if fields.is_empty() {
         "everything".to_owned()
     } else {

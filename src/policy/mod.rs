@@ -2,10 +2,12 @@
 //!
 //! - [`glob`]: host globs and module-path globs (Go's `path.Match`).
 //! - [`mirrors`]: the `mirrors` list of a `mirror` rule, in GOPROXY syntax.
+//! - [`versions`]: version constraints of a rule's `versions` field.
 //! - [`rule`]: one rule's match fields and action, and how they are checked.
 //! - [`decide`]: the first rule that matches.
 //! - [`plan`]: what modgate does at each door: the [`Plan`](plan::Plan) that
 //!   `serve` carries out and `explain` prints.
+//! - [`private`]: `[private]` module paths, confined to listed mirrors.
 //! - [`describe`]: a rule as one line, for `check` and `explain`.
 //! - [`explain`]: the dry run behind `modgate explain`.
 
@@ -15,10 +17,13 @@ pub mod explain;
 pub mod glob;
 pub mod mirrors;
 pub mod plan;
+pub mod private;
 pub mod rule;
+pub mod versions;
 
 use crate::core::host::Host;
 use glob::HostGlob;
+use private::Private;
 use rule::Rule;
 
 /// Everything the decision depends on, validated at load time.
@@ -29,6 +34,8 @@ pub struct Policy {
     /// Hosts whose CONNECT tunnels modgate terminates with its local CA
     /// (`tls.intercept`), so that it can plan each request inside.
     pub intercept: Vec<HostGlob>,
+    /// `[private]`: module paths sent only to listed mirrors.
+    pub private: Private,
 }
 
 impl Policy {
@@ -40,7 +47,12 @@ impl Policy {
     /// Whether the last rule matches everything, so no request goes unmatched.
     pub fn has_catch_all(&self) -> bool {
         self.rules.last().is_some_and(|r| {
-            r.hosts.is_none() && r.ports.is_none() && r.src.is_none() && r.dst.is_none() && r.modules.is_none()
+            r.hosts.is_none()
+                && r.ports.is_none()
+                && r.src.is_none()
+                && r.dst.is_none()
+                && r.modules.is_none()
+                && r.versions.is_none()
         })
     }
 }

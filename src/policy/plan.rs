@@ -9,12 +9,14 @@
 //! absolute-form request under a `mirror` rule is refused here, with the
 //! reason and the fix.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::core::error::Error;
 use crate::policy::Policy;
 use crate::policy::decide::{Decision, decide, decide_resolved};
 use crate::policy::mirrors::MirrorList;
+use crate::policy::private::confine;
 use crate::policy::rule::{Action, Facts, Rule};
 
 /// How a request or tunnel reached modgate: what it can see there, and what
@@ -76,8 +78,9 @@ pub enum Plan<'a> {
     /// Send the request to its origin: a plain-HTTP forward, or the
     /// original host of an intercepted tunnel.
     Origin(&'a Rule),
-    /// Fetch the module request from the rule's mirror list.
-    Mirror(&'a Rule, &'a MirrorList),
+    /// Fetch the module request from the rule's mirror list (for a private
+    /// module path, only its entries `[private]` allows).
+    Mirror(&'a Rule, Cow<'a, MirrorList>),
     /// Answer 404 so that `go` fetches the module with its own `direct`
     /// (a `direct` rule on modgate's own endpoint).
     ClientDirect(&'a Rule),
@@ -171,7 +174,7 @@ pub fn plan_decided<'a>(
         },
     };
     let intercepted_host = facts.dest.is_some_and(|d| policy.intercepts(&d.host));
-    match (&rule.action, door) {
+    let plan = match (&rule.action, door) {
         (Action::Block { reason }, _) => refuse(reason.clone()),
         (_, Door::Tunnel) if intercepted_host => Plan::Intercept(rule),
         (Action::Direct, Door::Tunnel) => Plan::Relay(rule),
@@ -185,10 +188,11 @@ pub fn plan_decided<'a>(
         ),
         (Action::Direct, Door::Endpoint) => Plan::ClientDirect(rule),
         (Action::Mirror { mirrors }, Door::Endpoint | Door::Intercepted { module_request: true }) => {
-            Plan::Mirror(rule, mirrors)
+            Plan::Mirror(rule, Cow::Borrowed(mirrors))
         }
         (Action::Mirror { .. }, Door::Intercepted { module_request: false }) => Plan::NotModule(rule),
-    }
+    };
+    confine(&policy.private, facts, plan)
 }
 
 #[cfg(test)]
@@ -206,10 +210,12 @@ mod tests {
                 src: None,
                 dst: None,
                 modules: None,
+                versions: None,
                 action,
                 cache: true,
             }],
             intercept: intercept.iter().map(|h| h.parse().unwrap()).collect(),
+            private: Default::default(),
         }
     }
 
@@ -225,6 +231,8 @@ mod tests {
             dest,
             addr: None,
             module,
+            version: None,
+            sumdb_lookup: false,
         }
     }
 

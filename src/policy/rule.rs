@@ -8,8 +8,11 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use crate::core::host::Authority;
+use crate::gomod::request::{ModuleRequest, SumdbKind};
+use crate::gomod::semver::is_canonical;
 use crate::policy::glob::{HostGlob, ModuleGlob};
 use crate::policy::mirrors::MirrorList;
+use crate::policy::versions::VersionMatch;
 
 /// One `[[rule]]` entry, validated.
 #[derive(Debug, Clone)]
@@ -28,6 +31,10 @@ pub struct Rule {
     /// Module-path globs (GOPRIVATE semantics); a rule with `modules` matches
     /// only requests whose module path is known. `None` matches everything.
     pub modules: Option<Vec<ModuleGlob>>,
+    /// Version constraints (go's semver order); a rule with `versions`
+    /// matches only requests naming a canonical version (`.info`, `.mod`,
+    /// `.zip`, sumdb lookups). `None` matches every version.
+    pub versions: Option<Vec<VersionMatch>>,
     /// What to do with a matching request.
     pub action: Action,
     /// Whether module requests it serves may use the module cache
@@ -74,6 +81,34 @@ pub struct Facts<'a> {
     pub addr: Option<IpAddr>,
     /// The module path, for GOPROXY and sumdb lookup requests.
     pub module: Option<&'a str>,
+    /// The canonical version the request names (`.info`, `.mod`, `.zip`,
+    /// sumdb lookups); `None` for list, latest and queries such as `master`.
+    pub version: Option<&'a str>,
+    /// Whether the request is a checksum-database lookup.
+    pub sumdb_lookup: bool,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of `request` from `src` to `dest` (`None` on modgate's own
+    /// endpoint): its module path, its version when canonical (a query such
+    /// as `master` names none until it is answered), and whether it is a
+    /// checksum-database lookup.
+    pub fn of_request(src: IpAddr, dest: Option<&'a Authority>, request: &'a ModuleRequest) -> Facts<'a> {
+        Facts {
+            src,
+            dest,
+            addr: None,
+            module: request.module(),
+            version: request.version().filter(|v| is_canonical(v)),
+            sumdb_lookup: matches!(
+                request,
+                ModuleRequest::Sumdb {
+                    kind: SumdbKind::Lookup { .. },
+                    ..
+                }
+            ),
+        }
+    }
 }
 
 /// Why a rule did not match; `explain` prints it.
@@ -96,6 +131,10 @@ pub enum Mismatch {
     NoModule,
     /// The module path is not in `modules`.
     Module,
+    /// The rule has `versions` and the request names no version.
+    NoVersion,
+    /// The version is not in `versions`.
+    Version,
 }
 
 impl fmt::Display for Mismatch {
@@ -109,6 +148,8 @@ impl fmt::Display for Mismatch {
             Mismatch::AddressUnknown => "depends on the resolved address",
             Mismatch::NoModule => "no module path is known here",
             Mismatch::Module => "module not in modules",
+            Mismatch::NoVersion => "no version is known here",
+            Mismatch::Version => "version not in versions",
         })
     }
 }
@@ -128,6 +169,14 @@ impl Rule {
             };
             if !modules.iter().any(|g| g.matches(module)) {
                 return Err(Mismatch::Module);
+            }
+        }
+        if let Some(versions) = &self.versions {
+            let Some(version) = facts.version else {
+                return Err(Mismatch::NoVersion);
+            };
+            if !versions.iter().any(|v| v.matches(version)) {
+                return Err(Mismatch::Version);
             }
         }
         let needs_dest = self.hosts.is_some() || self.ports.is_some() || self.dst.is_some();

@@ -20,6 +20,7 @@ use crate::policy::rule::Facts;
 use crate::proxy::answer::answer;
 use crate::proxy::context::Context;
 use crate::proxy::route::route;
+use crate::proxy::versions::Screen;
 use crate::telemetry::access::Access;
 
 /// Answers one request addressed to modgate itself.
@@ -42,12 +43,7 @@ pub async fn serve_path(
         )));
     };
     crate::proxy::gate::module_method(method)?;
-    let facts = Facts {
-        src: access.client.ip(),
-        dest: None,
-        addr: None,
-        module: request.module(),
-    };
+    let facts = Facts::of_request(access.client.ip(), None, &request);
     let what = request.module().unwrap_or(path.as_str()).to_owned();
     let routed = route(ctx, Door::Endpoint, facts, &what, access).await?;
     let (rule, mirrors) = match routed.plan {
@@ -55,5 +51,16 @@ pub async fn serve_path(
         Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, &what)),
         other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
     };
-    answer(ctx, access, &request, path, method == Method::HEAD, rule, mirrors, None).await
+    let head = method == Method::HEAD;
+    let resp = answer(ctx, access, &request, path, head, rule, &mirrors, None).await?;
+    let screen = Screen {
+        ctx,
+        door: Door::Endpoint,
+        src: access.client.ip(),
+        dest: None,
+        checked: None,
+        rule,
+        mirrors: &mirrors,
+    };
+    screen.screen(access, &request, head, resp).await
 }

@@ -35,6 +35,8 @@ pub async fn serve(
         dest: Some(&dest),
         addr: None,
         module: None,
+        version: None,
+        sumdb_lookup: false,
     };
     let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
     let client = ctx.clients.for_checked(routed.checked.as_deref());

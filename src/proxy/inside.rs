@@ -25,6 +25,7 @@ use crate::proxy::forward::forward_counted;
 use crate::proxy::gate::{self, Entrance};
 use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
+use crate::proxy::versions::Screen;
 use crate::telemetry::access::Access;
 
 /// Answers one request inside the tunnel to `dest`, under the rules in
@@ -65,11 +66,16 @@ async fn carry_out(
         gate::module_method(req.method())?;
     }
     let module = classified.as_ref().and_then(|(m, _)| m.module());
-    let facts = Facts {
-        src: access.client.ip(),
-        dest: Some(dest),
-        addr: None,
-        module,
+    let facts = match &classified {
+        Some((request, _)) => Facts::of_request(access.client.ip(), Some(dest), request),
+        None => Facts {
+            src: access.client.ip(),
+            dest: Some(dest),
+            addr: None,
+            module: None,
+            version: None,
+            sumdb_lookup: false,
+        },
     };
     let what = module.map_or_else(|| access.target.clone(), str::to_owned);
     let door = Door::Intercepted {
@@ -83,7 +89,17 @@ async fn carry_out(
                 checked: routed.checked.as_deref(),
             };
             let head = req.method() == Method::HEAD;
-            answer(ctx, access, &request, &rel_path, head, rule, mirrors, Some(original)).await
+            let resp = answer(ctx, access, &request, &rel_path, head, rule, &mirrors, Some(original)).await?;
+            let screen = Screen {
+                ctx,
+                door,
+                src: access.client.ip(),
+                dest: Some(dest),
+                checked: routed.checked.as_deref(),
+                rule,
+                mirrors: &mirrors,
+            };
+            screen.screen(access, &request, head, resp).await
         }
         // An intercepted `direct` module GET: the original host as a
         // one-entry list, so the cache serves it too.
@@ -96,7 +112,7 @@ async fn carry_out(
                 checked: routed.checked.as_deref(),
             };
             let head = req.method() == Method::HEAD;
-            answer(
+            let resp = answer(
                 ctx,
                 access,
                 &request,
@@ -106,7 +122,17 @@ async fn carry_out(
                 direct_only(),
                 Some(original),
             )
-            .await
+            .await?;
+            let screen = Screen {
+                ctx,
+                door,
+                src: access.client.ip(),
+                dest: Some(dest),
+                checked: routed.checked.as_deref(),
+                rule,
+                mirrors: direct_only(),
+            };
+            screen.screen(access, &request, head, resp).await
         }
         (Plan::NotModule(rule), _) => Ok(text(
             StatusCode::NOT_FOUND,

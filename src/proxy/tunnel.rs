@@ -73,6 +73,8 @@ async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel
         dest: Some(&dest),
         addr: None,
         module: None,
+        version: None,
+        sumdb_lookup: false,
     };
     let routed = route(ctx, Door::Tunnel, facts, &dest.to_string(), access).await?;
     match routed.plan {

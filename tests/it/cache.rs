@@ -51,8 +51,8 @@ const REQUIRES: &[(&str, &str)] = &[
 
 /// A plain-HTTP module proxy over a fixture tree, whose behaviour a test
 /// changes while it runs; it counts requests per path.
-struct Mirror {
-    addr: SocketAddr,
+pub(crate) struct Mirror {
+    pub(crate) addr: SocketAddr,
     /// A status to answer everything with (0: serve the tree).
     status: Arc<AtomicU16>,
     /// Milliseconds to wait before sending a zip's body.
@@ -72,12 +72,17 @@ impl Drop for Mirror {
 }
 
 impl Mirror {
-    fn count(&self, path: &str) -> usize {
+    /// Every path asked so far (HEADs as `HEAD path`).
+    pub(crate) fn paths(&self) -> Vec<String> {
+        self.counts.lock().unwrap().keys().cloned().collect()
+    }
+
+    pub(crate) fn count(&self, path: &str) -> usize {
         self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 }
 
-async fn start_mirror(root: &Path) -> Mirror {
+pub(crate) async fn start_mirror(root: &Path) -> Mirror {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mirror = Mirror {
@@ -254,7 +259,7 @@ fn via_endpoint(proxy: &Proxy, world: &World) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn endpoint_get(proxy: SocketAddr, path: &str) -> (u16, http::HeaderMap, Bytes) {
+pub(crate) async fn endpoint_get(proxy: SocketAddr, path: &str) -> (u16, http::HeaderMap, Bytes) {
     let mut conn = ProxyConn::open(proxy).await;
     let resp = conn
         .send(Request::get(path).header("host", "modgate").body(full("")).unwrap())

@@ -80,9 +80,15 @@ impl GoProject {
     /// Runs `go mod download -json` with exactly `env` (plus the private
     /// directories and the settings every case needs).
     pub async fn download(&self, env: &[(&str, String)]) -> GoRun {
+        GoRun::from(self.go(&["mod", "download", "-json"], env).await)
+    }
+
+    /// Runs `go ARGS` in the project with exactly `env` (plus the private
+    /// directories and the settings every case needs).
+    pub async fn go(&self, args: &[&str], env: &[(&str, String)]) -> Output {
         let root = self.dir.path();
         let mut cmd = tokio::process::Command::new(go_binary());
-        cmd.args(["mod", "download", "-json"])
+        cmd.args(args)
             .current_dir(root.join("app"))
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -98,11 +104,15 @@ impl GoProject {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out: Output = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
             .await
             .expect("go finishes within 2 minutes")
-            .expect("go runs");
-        GoRun::from(out)
+            .expect("go runs")
+    }
+
+    /// The project's go.mod as it is now.
+    pub fn go_mod(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("app/go.mod")).unwrap()
     }
 }
 
@@ -223,6 +233,8 @@ pub enum Behavior {
 pub struct ModuleOrigin {
     pub addr: std::net::SocketAddr,
     pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Every request path, in order.
+    pub paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
     /// Cancelled on drop: open keep-alive connections close too, so a
     /// dropped origin is really down.
@@ -260,12 +272,14 @@ pub async fn start_module_origin(
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
+    let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = paths.clone();
     let root = root.to_owned();
     let gone = tokio_util::sync::CancellationToken::new();
     let gone_inner = gone.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (acceptor, root, counter) = (acceptor.clone(), root.clone(), counter.clone());
+            let (acceptor, root, counter, seen) = (acceptor.clone(), root.clone(), counter.clone(), seen.clone());
             let gone = gone_inner.clone();
             tokio::spawn(async move {
                 let _ = gone
@@ -273,6 +287,7 @@ pub async fn start_module_origin(
                         let Ok(tls) = acceptor.accept(stream).await else { return };
                         let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                             counter.fetch_add(1, Ordering::SeqCst);
+                            seen.lock().unwrap().push(req.uri().path().to_owned());
                             let root = root.clone();
                             async move {
                                 let path = req.uri().path().trim_start_matches('/').to_owned();
@@ -340,6 +355,7 @@ pub async fn start_module_origin(
     ModuleOrigin {
         addr,
         requests,
+        paths,
         task,
         gone,
     }
