@@ -8,7 +8,12 @@
 //! sumdb/sum.golang.org/latest
 //! sumdb/sum.golang.org/lookup/github.com/!azure/go-autorest@v1.0.0
 //! sumdb/sum.golang.org/tile/8/0/x001/234
+//! private/git.corp.example.com/team/repo/@v/v1.0.0.zip
 //! ```
+//!
+//! Modules in `[private] modules` are kept under `private/` (no module
+//! path starts with it: a first element needs a dot), so they can be
+//! listed, removed or kept out of a shared store on their own.
 //!
 //! Module paths and versions are `!`-case-encoded. Every key is checked by
 //! the same classifier that reads requests off the wire, so a key never
@@ -27,6 +32,9 @@ use crate::gomod::request::{ModuleRequest, SumdbKind};
 /// The longest key accepted, in bytes: module path and version bounds plus
 /// the sumdb and `@v/` framing.
 const MAX_KEY: usize = 2048;
+
+/// Where private modules' objects are kept.
+const PRIVATE_PREFIX: &str = "private/";
 
 /// What a cached object is, for statistics and listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,6 +81,8 @@ impl KeyKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     path: String,
+    /// Under the `private/` prefix.
+    private: bool,
     kind: KeyKind,
     module: Option<String>,
     version: Option<String>,
@@ -115,6 +125,7 @@ impl Key {
         };
         Key::checked(Key {
             path,
+            private: false,
             kind,
             module: request.module().map(str::to_owned),
             version: request.version().map(str::to_owned),
@@ -146,6 +157,7 @@ impl Key {
         };
         Key::checked(Key {
             path,
+            private: false,
             kind: KeyKind::Sumdb,
             module,
             version,
@@ -160,6 +172,13 @@ impl Key {
         };
         if path.starts_with('/') {
             return Err(bad("leading '/'".into()));
+        }
+        if let Some(rest) = path.strip_prefix(PRIVATE_PREFIX) {
+            let key = Key::parse(rest)?;
+            if key.private || key.kind == KeyKind::Sumdb {
+                return Err(bad("only module files are kept under private/".into()));
+            }
+            return Ok(key.in_private());
         }
         if let Some(rest) = path.strip_prefix("sumdb/") {
             let (db, endpoint) = rest
@@ -194,6 +213,24 @@ impl Key {
             return Err(bad("an empty element, or one starting with '.'"));
         }
         Ok(key)
+    }
+
+    /// The same object kept under the `private/` prefix, for a module in
+    /// `[private] modules`.
+    pub fn in_private(self) -> Key {
+        if self.private {
+            return self;
+        }
+        Key {
+            path: format!("{PRIVATE_PREFIX}{}", self.path),
+            private: true,
+            ..self
+        }
+    }
+
+    /// Whether the key is under the `private/` prefix.
+    pub fn is_private(&self) -> bool {
+        self.private
     }
 
     /// The key as a relative path with `/` separators.
@@ -355,6 +392,30 @@ mod tests {
             let e = Key::for_request(&request).unwrap_err().to_string();
             assert!(e.starts_with("bad cache key"), "{e}");
             assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn private_modules_are_kept_under_their_own_prefix() {
+        let key = Key::for_request(&zip("git.corp.test/Team/repo", "v1.0.0"))
+            .unwrap()
+            .in_private();
+        assert_eq!(key.as_str(), "private/git.corp.test/!team/repo/@v/v1.0.0.zip");
+        assert!(key.is_private());
+        assert_eq!(key.module(), Some("git.corp.test/Team/repo"));
+        let parsed = Key::parse(key.as_str()).unwrap();
+        assert_eq!(parsed, key);
+        assert!(
+            !Key::parse("git.corp.test/!team/repo/@v/v1.0.0.zip")
+                .unwrap()
+                .is_private()
+        );
+        for bad in [
+            "private/private/a.test/m/@v/list",
+            "private/sumdb/sum.golang.org/latest",
+            "private/",
+        ] {
+            assert!(Key::parse(bad).is_err(), "{bad}");
         }
     }
 }

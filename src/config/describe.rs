@@ -69,6 +69,18 @@ impl Config {
             );
         }
         describe_network(self, &mut out);
+        let private = &self.policy.private;
+        if !private.modules.is_empty() {
+            let globs: Vec<String> = private.modules.iter().map(ToString::to_string).collect();
+            let mirrors: Vec<&str> = private.mirrors.iter().map(|m| m.url.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "private:  {} -> only to [{}], never to a checksum database; cache {}",
+                globs.join(","),
+                mirrors.join(", "),
+                if private.cache { "on (under private/)" } else { "off" }
+            );
+        }
         for (name, addrs) in self.hosts.sorted() {
             let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
             let _ = writeln!(out, "hosts:    {name} -> {}", list.join(", "));

@@ -5,7 +5,8 @@
 //! globs and ports are parsed here, at load time; nothing downstream sees a
 //! string it has to check again. Each table has its own room: [`hosts`],
 //! [`timeouts`], [`tls`], [`cache`], [`parent`], [`transparent`], [`auth`],
-//! [`rules`], [`admin`], [`mirrors`]; [`describe`] prints what `check` shows.
+//! [`rules`], [`admin`], [`mirrors`], [`private`]; [`describe`] prints what
+//! `check` shows.
 
 pub mod admin;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod limits;
 pub mod mirrors;
 pub(crate) mod parent;
 pub mod paths;
+pub(crate) mod private;
 pub(crate) mod rules;
 pub mod sumdb;
 pub(crate) mod syntax;
@@ -117,6 +119,8 @@ struct FileConfig {
     admin: admin::FileAdmin,
     #[serde(default)]
     mirror: std::collections::BTreeMap<toml::Spanned<String>, mirrors::FileMirror>,
+    #[serde(default)]
+    private: private::FilePrivate,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -125,6 +129,11 @@ impl FileConfig {
     fn resolve(self, source: &str, base: &Path) -> Result<Config, Located> {
         let (tls, intercept) = self.tls.resolve(base, source == EMBEDDED_NAME)?;
         let auth = self.auth.map(|a| a.resolve(base)).transpose()?;
+        let private = self.private.resolve()?;
+        let mut sumdb = self.sumdb.resolve()?;
+        // modgate's own verification never asks the database about a
+        // private path either: those are trusted on first use.
+        sumdb.nosumdb.extend(private.modules.iter().cloned());
         let listen = self
             .listen
             .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0);
@@ -140,10 +149,11 @@ impl FileConfig {
                 rules: rules::resolve(self.rules, auth.is_some())?,
                 intercept,
                 parent: self.parent.resolve(&parent::process_env)?,
+                private,
             },
             limits: self.limits.resolve()?,
             dns: self.dns.resolve()?,
-            sumdb: self.sumdb.resolve()?,
+            sumdb,
             transparent: self
                 .transparent
                 .map(transparent::FileTransparent::resolve)
@@ -319,6 +329,61 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("transparent: 0.0.0.0:3129 (mark 0x2a)"), "{shown}");
+    }
+
+    #[test]
+    fn version_constraints_are_checked_at_their_position() {
+        let e = err("[[rule]]\nmodules = [\"a.test/m\"]\nversions = [\"v1.5.0\", \"<1.4\"]\naction = \"block\"\n");
+        assert!(e.starts_with("t.toml:3:23: bad version constraint '<1.4'"), "{e}");
+        let e = err("[[rule]]\nversions = []\naction = \"block\"\n");
+        assert!(e.starts_with("t.toml:2:12: empty list would match nothing"), "{e}");
+        let c = Config::parse(
+            "[[rule]]\nname = \"pin\"\nmodules = [\"a.test/m\"]\nversions = [\"<v1.4.2\", \"v1.5.0\", \">=v2.0.0-0\"]\naction = \"block\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let rule = &c.policy.rules[0];
+        assert_eq!(rule.versions.as_ref().map(Vec::len), Some(3));
+        assert!(
+            c.describe()
+                .contains("'pin': modules [a.test/m] and versions [<v1.4.2, v1.5.0, >=v2.0.0-0] -> block"),
+            "{}",
+            c.describe()
+        );
+    }
+
+    #[test]
+    fn private_modules_and_mirrors_are_checked_at_their_position() {
+        let c = Config::parse(
+            "[private]\nmodules = [\"git.corp.test/*,,github.com/corp\", \"x.test\"]\nmirrors = [\"https://athens.corp.test\"]\ncache = false\n",
+            "t.toml",
+        )
+        .unwrap();
+        let p = &c.policy.private;
+        assert_eq!(p.modules.len(), 3);
+        assert!(p.is_private("git.corp.test/team/x") && p.is_private("github.com/corp/y"));
+        assert!(!p.is_private("github.com/corporate/y"));
+        assert!(!p.cache);
+        assert!(
+            c.sumdb.is_private("git.corp.test/team/x"),
+            "private modules are never looked up"
+        );
+        let e = err("[private]\nmodules = [\"ok.test\", \"bad[\"]\n");
+        assert!(e.starts_with("t.toml:2:23: bad module glob 'bad['"), "{e}");
+        let e = err("[private]\nmodules = [\"a.test\"]\nmirrors = [\"athens.corp.test\"]\n");
+        assert!(
+            e.starts_with("t.toml:3:12: bad private mirror 'athens.corp.test'"),
+            "{e}"
+        );
+        let e = err("[private]\nmirrors = [\"https://athens.corp.test\"]\n");
+        assert!(
+            e.starts_with("t.toml:2:11: [private] mirrors without [private] modules"),
+            "{e}"
+        );
+        let e = err("[private]\nmodules = [\",\"]\n");
+        assert!(e.starts_with("t.toml:2:11: no module glob given"), "{e}");
+        let e = err("[private]\nmodule = [\"a.test\"]\n");
+        assert!(e.starts_with("t.toml:2:1: unknown field `module`"), "{e}");
     }
 
     #[test]

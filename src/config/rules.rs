@@ -10,6 +10,7 @@ use crate::config::syntax::{Located, MatchList, parse_list};
 use crate::policy::glob::{HostGlob, ModuleGlob, UserGlob};
 use crate::policy::mirrors::MirrorList;
 use crate::policy::rule::{Action, Cidr, PortRange, Rule};
+use crate::policy::versions::VersionMatch;
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -47,6 +48,7 @@ pub(crate) struct FileRule {
     dst: Option<MatchList<Spanned<String>>>,
     modules: Option<MatchList<Spanned<String>>>,
     users: Option<Spanned<MatchList<Spanned<String>>>>,
+    versions: Option<MatchList<Spanned<String>>>,
     action: Spanned<FileAction>,
     reason: Option<Spanned<String>>,
     mirrors: Option<Spanned<String>>,
@@ -92,6 +94,7 @@ pub(crate) fn resolve(file: Vec<FileRule>, auth_on: bool) -> Result<Vec<Rule>, L
             dst: parse_list::<Cidr, _>(r.dst, String::clone)?,
             modules: parse_list::<ModuleGlob, _>(r.modules, String::clone)?,
             users,
+            versions: parse_list::<VersionMatch, _>(r.versions, String::clone)?,
             action,
             cache: r.cache.unwrap_or(true),
             parent: r.parent.unwrap_or(true),

@@ -66,6 +66,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A private module path (`[private] modules`) would go somewhere it
+    /// may not: answered 404 so that `go` falls through to its `direct`.
+    #[error("{module} is private ([private] modules): {detail}")]
+    Private {
+        /// The module path.
+        module: String,
+        /// Where it would have gone, and what go does instead.
+        detail: String,
+    },
+
     /// No rule matched the request.
     #[error("no rule matched {0}; modgate refuses what no rule allows")]
     NoRule(String),
@@ -268,7 +278,11 @@ impl Error {
             | Error::Misdirected { .. }
             | Error::MethodNotAllowed(_)
             | Error::HeadTooLarge { .. } => Side::Client,
-            Error::Blocked { .. } | Error::NoRule(_) | Error::LockedOut { .. } | Error::Loop(_) => Side::Policy,
+            Error::Blocked { .. }
+            | Error::NoRule(_)
+            | Error::LockedOut { .. }
+            | Error::Loop(_)
+            | Error::Private { .. } => Side::Policy,
             Error::Resolve { .. }
             | Error::ResolveTimeout { .. }
             | Error::Connect { .. }
@@ -316,6 +330,7 @@ impl Error {
             Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::HeaderTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Blocked { .. } | Error::NoRule(_) | Error::LockedOut { .. } => StatusCode::FORBIDDEN,
+            Error::Private { .. } => StatusCode::NOT_FOUND,
             Error::ConnectTimeout { .. }
             | Error::UpstreamTimeout { .. }
             | Error::ResolveTimeout { .. }

@@ -20,6 +20,14 @@ pub struct Version<'a> {
     short: bool,
 }
 
+impl Version<'_> {
+    /// Whether it is a release: no pre-release part (pseudo-versions are
+    /// pre-releases).
+    pub fn is_release(&self) -> bool {
+        self.prerelease.is_empty()
+    }
+}
+
 /// Parses `v`, or `None` when go would not call it a semantic version.
 pub fn parse(v: &str) -> Option<Version<'_>> {
     let rest = v.strip_prefix('v')?;
@@ -95,6 +103,35 @@ pub fn compare(a: &str, b: &str) -> Option<Ordering> {
             .then_with(|| by_number(a.patch, b.patch))
             .then_with(|| compare_prerelease(a.prerelease, b.prerelease)),
     )
+}
+
+/// Go's `semver.Compare`: a total order in which every invalid string is
+/// equal to every other and below every valid version.
+pub fn compare_go(a: &str, b: &str) -> Ordering {
+    match (parse(a).is_some(), parse(b).is_some()) {
+        (false, false) => Ordering::Equal,
+        (false, true) => Ordering::Less,
+        (true, false) => Ordering::Greater,
+        (true, true) => compare(a, b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// Go's `semver.Canonical`: `vMAJOR.MINOR.PATCH[-pre]`, without any build
+/// suffix; `None` for an invalid version.
+pub fn canonical(v: &str) -> Option<String> {
+    let p = parse(v)?;
+    let mut out = format!("v{}.{}.{}", p.major, p.minor, p.patch);
+    if !p.prerelease.is_empty() {
+        out.push('-');
+        out.push_str(p.prerelease);
+    }
+    Some(out)
+}
+
+/// Whether `v` names a full `vMAJOR.MINOR.PATCH` (not the short `v1` or
+/// `v1.2` that go also accepts).
+pub fn is_full(v: &str) -> bool {
+    parse(v).is_some_and(|p| !p.short)
 }
 
 /// A release sorts after its pre-releases; identifiers compare one by one,
@@ -198,6 +235,91 @@ mod tests {
         assert_eq!(compare("v1.2", "v1.2.0"), Some(Ordering::Equal));
         assert_eq!(compare("v2.0.0+incompatible", "v2.0.0"), Some(Ordering::Equal));
         assert_eq!(compare("v1.0.0", "master"), None);
+    }
+
+    /// golang.org/x/mod/semver's own test table (semver_test.go), in
+    /// ascending order: each input and its canonical form ("" = invalid).
+    const GO_TABLE: &[(&str, &str)] = &[
+        ("bad", ""),
+        ("v1-alpha.beta.gamma", ""),
+        ("v1-pre", ""),
+        ("v1+meta", ""),
+        ("v1-pre+meta", ""),
+        ("v1.2-pre", ""),
+        ("v1.2+meta", ""),
+        ("v1.2-pre+meta", ""),
+        ("v1.0.0-alpha", "v1.0.0-alpha"),
+        ("v1.0.0-alpha.1", "v1.0.0-alpha.1"),
+        ("v1.0.0-alpha.beta", "v1.0.0-alpha.beta"),
+        ("v1.0.0-beta", "v1.0.0-beta"),
+        ("v1.0.0-beta.2", "v1.0.0-beta.2"),
+        ("v1.0.0-beta.11", "v1.0.0-beta.11"),
+        ("v1.0.0-rc.1", "v1.0.0-rc.1"),
+        ("v1", "v1.0.0"),
+        ("v1.0", "v1.0.0"),
+        ("v1.0.0", "v1.0.0"),
+        ("v1.2", "v1.2.0"),
+        ("v1.2.0", "v1.2.0"),
+        ("v1.2.3-456", "v1.2.3-456"),
+        ("v1.2.3-456.789", "v1.2.3-456.789"),
+        ("v1.2.3-456-789", "v1.2.3-456-789"),
+        ("v1.2.3-456a", "v1.2.3-456a"),
+        ("v1.2.3-pre", "v1.2.3-pre"),
+        ("v1.2.3-pre+meta", "v1.2.3-pre"),
+        ("v1.2.3-pre.1", "v1.2.3-pre.1"),
+        ("v1.2.3-zzz", "v1.2.3-zzz"),
+        ("v1.2.3", "v1.2.3"),
+        ("v1.2.3+meta", "v1.2.3"),
+        ("v1.2.3+meta-pre", "v1.2.3"),
+        ("v1.2.3+meta-pre.sha.256a", "v1.2.3"),
+    ];
+
+    #[test]
+    fn go_semver_table_validity_and_canonical_forms() {
+        for (input, want) in GO_TABLE {
+            assert_eq!(parse(input).is_some(), !want.is_empty(), "IsValid({input})");
+            assert_eq!(canonical(input).unwrap_or_default(), *want, "Canonical({input})");
+        }
+    }
+
+    #[test]
+    fn go_semver_table_compares_as_go_does() {
+        // TestCompare: equal canonical forms compare equal, otherwise the
+        // table's order decides.
+        for (i, (a, ca)) in GO_TABLE.iter().enumerate() {
+            for (j, (b, cb)) in GO_TABLE.iter().enumerate() {
+                let want = if ca == cb { Ordering::Equal } else { i.cmp(&j) };
+                assert_eq!(compare_go(a, b), want, "Compare({a}, {b})");
+            }
+        }
+        assert_eq!(compare_go("v1", "v1"), Ordering::Equal);
+        assert_eq!(compare_go("v2", "v1"), Ordering::Greater);
+        assert_eq!(compare_go("v1", "v2"), Ordering::Less);
+        assert_eq!(compare_go("v1.10.0", "v1.9.0"), Ordering::Greater);
+    }
+
+    #[test]
+    fn pseudo_versions_and_incompatible_sort_as_go_sorts_them() {
+        // A pseudo-version after v1.2.3 is a pre-release of v1.2.4: above
+        // v1.2.3, below v1.2.4 and its tagged pre-releases' successors.
+        let after_tag = "v1.2.4-0.20240101120000-abcdefabcdef";
+        assert_eq!(compare_go(after_tag, "v1.2.3"), Ordering::Greater);
+        assert_eq!(compare_go(after_tag, "v1.2.4"), Ordering::Less);
+        assert_eq!(compare_go(after_tag, "v1.2.4-rc.1"), Ordering::Less);
+        // Pseudo-versions of one base order by time.
+        assert_eq!(
+            compare_go(after_tag, "v1.2.4-0.20250101120000-000000000000"),
+            Ordering::Less
+        );
+        // A commit before any tag.
+        assert_eq!(
+            compare_go("v0.0.0-20240101120000-abcdefabcdef", "v0.0.1"),
+            Ordering::Less
+        );
+        // +incompatible is build metadata: it does not count.
+        assert_eq!(compare_go("v2.0.0+incompatible", "v2.0.0"), Ordering::Equal);
+        assert_eq!(compare_go("v2.0.1+incompatible", "v2.0.0"), Ordering::Greater);
+        assert!(is_full("v1.2.3") && !is_full("v1.2") && !is_full("bad"));
     }
 
     #[test]

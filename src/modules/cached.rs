@@ -145,17 +145,17 @@ impl ModuleCache {
 
     /// Answers `request` (at `rel_path` below a GOPROXY base) from the
     /// cache, or through `fetch` — the fall-through loop — storing what it
-    /// answers.
+    /// answers. A `private` module's objects are kept under `private/`.
     ///
     /// The fetch runs as a task of its own, so it can outlive this request:
     /// when an expired list or latest has a stale copy and no answer comes
     /// within `cache.stale_after`, the stale copy is answered at once and
     /// the fetch goes on to refresh the cache (stale-while-revalidate).
-    pub async fn serve<F>(self: &Arc<Self>, request: &ModuleRequest, rel_path: &str, fetch: F) -> Cached
+    pub async fn serve<F>(self: &Arc<Self>, request: &ModuleRequest, rel_path: &str, private: bool, fetch: F) -> Cached
     where
         F: FnOnce() -> BoxFuture<'static, Fetched> + Send + 'static,
     {
-        let Some((key, lifetime)) = cache_key(request, rel_path) else {
+        let Some((key, lifetime)) = cache_key(request, rel_path, private) else {
             let (result, source) = fetch().await;
             return Cached {
                 result,
@@ -264,8 +264,8 @@ impl ModuleCache {
 
     /// The head of a fresh cached answer to `request`, for a HEAD request:
     /// no body is read. `None` when it is not cached (or not fresh).
-    pub async fn head(&self, request: &ModuleRequest, rel_path: &str) -> Option<Response<Body>> {
-        let (key, lifetime) = cache_key(request, rel_path)?;
+    pub async fn head(&self, request: &ModuleRequest, rel_path: &str, private: bool) -> Option<Response<Body>> {
+        let (key, lifetime) = cache_key(request, rel_path, private)?;
         let hit = self.store.get(&key).await.ok()??;
         if lifetime == Lifetime::Ttl && !self.fresh(hit.stored_at) {
             return None;
@@ -547,9 +547,10 @@ pub fn content_type(request: &ModuleRequest) -> &'static str {
     }
 }
 
-/// The key of a cacheable request and how long it stays fresh; `None` for
-/// what is never cached (sumdb `supported`).
-fn cache_key(request: &ModuleRequest, rel_path: &str) -> Option<(Key, Lifetime)> {
+/// The key of a cacheable request (under `private/` for a private
+/// module) and how long it stays fresh; `None` for what is never cached
+/// (sumdb `supported`).
+fn cache_key(request: &ModuleRequest, rel_path: &str, private: bool) -> Option<(Key, Lifetime)> {
     let lifetime = match request {
         ModuleRequest::Mod { .. } | ModuleRequest::Zip { .. } => Lifetime::Forever,
         ModuleRequest::Info { version, .. } if is_canonical(version) => Lifetime::Forever,
@@ -570,6 +571,7 @@ fn cache_key(request: &ModuleRequest, rel_path: &str) -> Option<(Key, Lifetime)>
             let prefix = format!("/sumdb/{db}/");
             Key::sumdb(db, rel_path.strip_prefix(&prefix)?).ok()?
         }
+        _ if private => Key::for_request(request).ok()?.in_private(),
         _ => Key::for_request(request).ok()?,
     };
     Some((key, lifetime))

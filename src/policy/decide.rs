@@ -83,6 +83,7 @@ mod tests {
             dst: None,
             modules: None,
             users: None,
+            versions: None,
             action: Action::Direct,
             cache: true,
             parent: true,
@@ -107,6 +108,8 @@ mod tests {
             addr: None,
             module: None,
             user: None,
+            version: None,
+            sumdb_lookup: false,
         }
     }
 
@@ -223,6 +226,43 @@ mod tests {
             ..facts("10.0.0.1", None)
         };
         assert_eq!(name(decide(&rules, &endpoint)), "endpoint");
+    }
+
+    #[test]
+    fn version_rules_and_with_modules_and_need_a_known_version() {
+        let rules = vec![
+            rule("pin", |r| {
+                r.modules = Some(vec!["github.com/acme/widget".parse().unwrap()]);
+                r.versions = Some(vec!["<v1.4.2".parse().unwrap(), "v1.5.0".parse().unwrap()]);
+                r.action = block("INC-311");
+            }),
+            rule("default", |_| {}),
+        ];
+        let at = |module: &'static str, version: Option<&'static str>| Facts {
+            module: Some(module),
+            version,
+            ..facts("10.0.0.1", None)
+        };
+        let widget = "github.com/acme/widget";
+        assert_eq!(name(decide(&rules, &at(widget, Some("v1.5.0")))), "pin");
+        assert_eq!(name(decide(&rules, &at(widget, Some("v1.4.1")))), "pin");
+        assert_eq!(
+            name(decide(
+                &rules,
+                &at(widget, Some("v1.4.2-0.20240101120000-abcdefabcdef"))
+            )),
+            "pin",
+            "a pseudo-version before v1.4.2"
+        );
+        assert_eq!(name(decide(&rules, &at(widget, Some("v1.4.2")))), "default");
+        assert_eq!(name(decide(&rules, &at(widget, Some("v1.10.0")))), "default");
+        assert_eq!(
+            name(decide(&rules, &at("github.com/acme/other", Some("v1.5.0")))),
+            "default"
+        );
+        // A list or latest request names no version: the rule is skipped.
+        assert_eq!(rules[0].check(&at(widget, None)), Err(Mismatch::NoVersion));
+        assert_eq!(rules[0].check(&at(widget, Some("v1.4.2"))), Err(Mismatch::Version));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub fn rule_line(rule: &Rule) -> String {
     if let Some(u) = &rule.users {
         fields.push(format!("users [{}]", list(u)));
     }
+    if let Some(v) = &rule.versions {
+        fields.push(format!("versions [{}]", list(v)));
+    }
     let matches = if fields.is_empty() {
         "everything".to_owned()
     } else {

@@ -145,6 +145,8 @@ pub fn explain(x: &Explainer<'_>, who: &Viewpoint<'_>, target: &ExplainTarget) -
             addr: who.transparent,
             module,
             user: who.user,
+            version: None,
+            sumdb_lookup: false,
         }
     }
     if let Some(user) = who.user {
@@ -198,14 +200,33 @@ pub fn explain(x: &Explainer<'_>, who: &Viewpoint<'_>, target: &ExplainTarget) -
                 );
                 return Ok(out);
             }
-            tunnel_then_request(x, dest, request, &facts(who, Some(dest), module), &mut out);
+            tunnel_then_request(
+                x,
+                dest,
+                request,
+                &Facts::of_request(from, Some(dest), request),
+                &mut out,
+            );
         }
         ExplainTarget::Module(request) => {
             let module = request.module().unwrap_or_default();
             let version = request.version().map(|v| format!("@{v}")).unwrap_or_default();
             let _ = writeln!(out, "target:  module {module}{version} from {from}");
+            if x.policy.private.is_private(module) {
+                let _ = writeln!(
+                    out,
+                    "private: yes ([private] modules): sent only to [private] mirrors, never to a checksum database"
+                );
+            }
+            version_rules(x, module, request.version(), &mut out);
             let _ = writeln!(out, "via:     modgate's module endpoint (GOPROXY=http://<modgate>)");
-            trace(x, Door::Endpoint, &facts(who, None, request.module()), module, &mut out);
+            trace(
+                x,
+                Door::Endpoint,
+                &Facts::of_request(from, None, request),
+                module,
+                &mut out,
+            );
             for glob in &x.policy.intercept {
                 let HostGlob::Exact(host) = glob else { continue };
                 let dest = Authority {
@@ -213,11 +234,53 @@ pub fn explain(x: &Explainer<'_>, who: &Viewpoint<'_>, target: &ExplainTarget) -
                     port: 443,
                 };
                 let _ = writeln!(out, "\nvia:     an intercepted tunnel to {host}");
-                tunnel_then_request(x, &dest, request, &facts(who, Some(&dest), request.module()), &mut out);
+                tunnel_then_request(
+                    x,
+                    &dest,
+                    request,
+                    &Facts::of_request(from, Some(&dest), request),
+                    &mut out,
+                );
             }
         }
     }
     Ok(out)
+}
+
+/// The `versions` rules that can match `module`: for `module@version`,
+/// whether each matches it; for a bare module, what they take out of its
+/// list and `@latest`.
+fn version_rules(x: &Explainer<'_>, module: &str, version: Option<&str>, out: &mut String) {
+    let rules = x
+        .policy
+        .rules
+        .iter()
+        .filter(|r| r.versions.is_some() && r.modules.as_ref().is_none_or(|m| m.iter().any(|g| g.matches(module))));
+    for rule in rules {
+        let Some(versions) = &rule.versions else { continue };
+        let list = versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let refuses = matches!(rule.action, Action::Block { .. });
+        match version {
+            Some(v) => {
+                let verdict = if versions.iter().any(|m| m.matches(v)) {
+                    "matches"
+                } else {
+                    "does not match"
+                };
+                let _ = writeln!(out, "version: {v} {verdict} rule '{}' versions [{list}]", rule.name);
+            }
+            None if refuses => {
+                let _ = writeln!(
+                    out,
+                    "version: rule '{}' refuses versions [{list}]: they are left out of @v/list, and @latest answers the highest allowed version instead",
+                    rule.name
+                );
+            }
+            None => {
+                let _ = writeln!(out, "version: rule '{}' applies to versions [{list}]", rule.name);
+            }
+        }
+    }
 }
 
 /// An intercepted host's two decisions: the CONNECT (module unknown), and

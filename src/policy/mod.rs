@@ -2,11 +2,13 @@
 //!
 //! - [`glob`]: host globs and module-path globs (Go's `path.Match`).
 //! - [`mirrors`]: the `mirrors` list of a `mirror` rule, in GOPROXY syntax.
+//! - [`versions`]: version constraints of a rule's `versions` field.
 //! - [`rule`]: one rule's match fields and action, and how they are checked.
 //! - [`decide`]: the first rule that matches.
 //! - [`parent`]: which upstream connections go through `[parent]`.
 //! - [`plan`]: what modgate does at each door: the [`Plan`](plan::Plan) that
 //!   `serve` carries out and `explain` prints.
+//! - [`private`]: `[private]` module paths, confined to listed mirrors.
 //! - [`describe`]: a rule as one line, for `check` and `explain`.
 //! - [`explain`]: the dry run behind `modgate explain`.
 
@@ -17,10 +19,13 @@ pub mod glob;
 pub mod mirrors;
 pub mod parent;
 pub mod plan;
+pub mod private;
 pub mod rule;
+pub mod versions;
 
 use crate::core::host::Host;
 use glob::HostGlob;
+use private::Private;
 use rule::Rule;
 
 /// Everything the decision depends on, validated at load time.
@@ -33,6 +38,8 @@ pub struct Policy {
     pub intercept: Vec<HostGlob>,
     /// The corporate parent proxy and the hosts reached without it.
     pub parent: parent::ParentRoute,
+    /// `[private]`: module paths sent only to listed mirrors.
+    pub private: Private,
 }
 
 impl Policy {
@@ -50,6 +57,7 @@ impl Policy {
                 && r.dst.is_none()
                 && r.modules.is_none()
                 && r.users.is_none()
+                && r.versions.is_none()
         })
     }
 }

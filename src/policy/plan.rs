@@ -9,12 +9,14 @@
 //! absolute-form request under a `mirror` rule is refused here, with the
 //! reason and the fix.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::core::error::Error;
 use crate::policy::Policy;
 use crate::policy::decide::{Decision, decide, decide_resolved};
 use crate::policy::mirrors::MirrorList;
+use crate::policy::private::Private;
 use crate::policy::rule::{Action, Facts, Rule};
 
 /// How a request or tunnel reached modgate: what it can see there, and what
@@ -76,8 +78,9 @@ pub enum Plan<'a> {
     /// Send the request to its origin: a plain-HTTP forward, or the
     /// original host of an intercepted tunnel.
     Origin(&'a Rule),
-    /// Fetch the module request from the rule's mirror list.
-    Mirror(&'a Rule, &'a MirrorList),
+    /// Fetch the module request from the rule's mirror list (for a private
+    /// module path, only its entries `[private]` allows).
+    Mirror(&'a Rule, Cow<'a, MirrorList>),
     /// Answer 404 so that `go` fetches the module with its own `direct`
     /// (a `direct` rule on modgate's own endpoint).
     ClientDirect(&'a Rule),
@@ -171,7 +174,7 @@ pub fn plan_decided<'a>(
         },
     };
     let intercepted_host = facts.dest.is_some_and(|d| policy.intercepts(&d.host));
-    match (&rule.action, door) {
+    let plan = match (&rule.action, door) {
         (Action::Block { reason }, _) => refuse(reason.clone()),
         (_, Door::Tunnel) if intercepted_host => Plan::Intercept(rule),
         (Action::Direct, Door::Tunnel) => Plan::Relay(rule),
@@ -185,9 +188,56 @@ pub fn plan_decided<'a>(
         ),
         (Action::Direct, Door::Endpoint) => Plan::ClientDirect(rule),
         (Action::Mirror { mirrors }, Door::Endpoint | Door::Intercepted { module_request: true }) => {
-            Plan::Mirror(rule, mirrors)
+            Plan::Mirror(rule, Cow::Borrowed(mirrors))
         }
         (Action::Mirror { .. }, Door::Intercepted { module_request: false }) => Plan::NotModule(rule),
+    };
+    confine_private(&policy.private, facts, plan)
+}
+
+/// `plan`, confined for a private module path: what it may not do becomes
+/// a 404 refusal with a `modgate:` line. Plans for public paths, and
+/// refusals, are returned as they are.
+fn confine_private<'a>(private: &Private, facts: &Facts<'_>, plan: Plan<'a>) -> Plan<'a> {
+    let Some(module) = facts.module.filter(|m| private.is_private(m)) else {
+        return plan;
+    };
+    let Some(rule) = plan.rule().filter(|_| !matches!(plan, Plan::Refuse { .. })) else {
+        return plan;
+    };
+    let refuse = |detail: String| Plan::Refuse {
+        rule: Some(rule),
+        error: Error::Private {
+            module: module.to_owned(),
+            detail,
+        },
+    };
+    if facts.sumdb_lookup {
+        return refuse(
+            "modgate never asks a checksum database about it; cover it with GONOSUMDB or GOPRIVATE".to_owned(),
+        );
+    }
+    match plan {
+        Plan::Mirror(rule, list) => {
+            // On the endpoint, `direct` is go's own fetch; inside a
+            // tunnel it is the intercepted host.
+            let direct_allowed = facts.dest.is_none_or(|d| private.allows_host(d));
+            match private.confine_list(&list, direct_allowed) {
+                Some(kept) if kept == *list => Plan::Mirror(rule, list),
+                Some(kept) => Plan::Mirror(rule, Cow::Owned(kept)),
+                None => refuse(format!(
+                    "rule '{}' would send it to {list}, and none of those is in [private] mirrors; go fetches it direct",
+                    rule.name
+                )),
+            }
+        }
+        Plan::Origin(_) => match facts.dest {
+            Some(dest) if !private.allows_host(dest) => refuse(format!(
+                "modgate does not send it to {dest}, which is not in [private] mirrors; go fetches it direct"
+            )),
+            _ => plan,
+        },
+        other => other,
     }
 }
 
@@ -207,12 +257,14 @@ mod tests {
                 dst: None,
                 modules: None,
                 users: None,
+                versions: None,
                 action,
                 cache: true,
                 parent: true,
                 verify_host: true,
             }],
             intercept: intercept.iter().map(|h| h.parse().unwrap()).collect(),
+            private: Default::default(),
             ..Policy::default()
         }
     }
@@ -230,6 +282,8 @@ mod tests {
             addr: None,
             module,
             user: None,
+            version: None,
+            sumdb_lookup: false,
         }
     }
 
@@ -289,5 +343,142 @@ mod tests {
             error.to_string(),
             "no rule matched golang.org/x/mod; modgate refuses what no rule allows"
         );
+    }
+
+    fn private_policy(action: Action, mirrors: &[&str]) -> Policy {
+        Policy {
+            rules: vec![Rule {
+                name: "all".into(),
+                hosts: None,
+                ports: None,
+                src: None,
+                dst: None,
+                modules: None,
+                users: None,
+                versions: None,
+                action,
+                cache: true,
+                parent: true,
+                verify_host: true,
+            }],
+            intercept: vec!["proxy.golang.org".parse().unwrap()],
+            parent: Default::default(),
+            private: crate::policy::private::Private {
+                modules: vec!["git.corp.test/*".parse().unwrap()],
+                mirrors: mirrors.iter().map(|m| m.parse().unwrap()).collect(),
+                cache: true,
+            },
+        }
+    }
+
+    fn mirror_list(list: &str) -> Action {
+        Action::Mirror {
+            mirrors: list.parse().unwrap(),
+        }
+    }
+
+    fn private_facts<'a>(dest: Option<&'a Authority>, module: &'a str) -> Facts<'a> {
+        Facts {
+            src: "127.0.0.1".parse().unwrap(),
+            dest,
+            addr: None,
+            module: Some(module),
+            user: None,
+            version: None,
+            sumdb_lookup: false,
+        }
+    }
+
+    const PRIVATE: &str = "git.corp.test/team/x";
+
+    #[test]
+    fn a_mirror_list_keeps_only_listed_entries_for_a_private_path() {
+        let p = private_policy(
+            mirror_list("https://proxy.golang.org,https://athens.corp.test/gomods|file:///srv/mods,direct"),
+            &["https://athens.corp.test"],
+        );
+        let planned = plan(&p, Door::Endpoint, &private_facts(None, PRIVATE), PRIVATE).unwrap();
+        let Plan::Mirror(_, list) = planned else {
+            panic!("{planned:?}")
+        };
+        assert_eq!(
+            list.to_string(),
+            "https://athens.corp.test/gomods|file:///srv/mods,direct"
+        );
+        // A public path keeps the whole list.
+        let public = "github.com/x/y";
+        let Plan::Mirror(_, list) = plan(&p, Door::Endpoint, &private_facts(None, public), public).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(list, Cow::Borrowed(_)));
+        // Inside an intercepted proxy.golang.org, `direct` is that host:
+        // not listed, so it goes.
+        let proxy = Authority::parse_connect("proxy.golang.org:443").unwrap();
+        let inside = Door::Intercepted { module_request: true };
+        let Plan::Mirror(_, list) = plan(&p, inside, &private_facts(Some(&proxy), PRIVATE), PRIVATE).unwrap() else {
+            panic!()
+        };
+        assert_eq!(list.to_string(), "https://athens.corp.test/gomods|file:///srv/mods");
+    }
+
+    #[test]
+    fn nothing_listed_left_is_a_404_naming_the_module() {
+        let p = private_policy(mirror_list("https://proxy.golang.org"), &["https://athens.corp.test"]);
+        let planned = plan(&p, Door::Endpoint, &private_facts(None, PRIVATE), PRIVATE).unwrap();
+        let Plan::Refuse { error, .. } = planned else {
+            panic!("{planned:?}")
+        };
+        assert_eq!(error.status(), http::StatusCode::NOT_FOUND);
+        assert_eq!(
+            error.to_string(),
+            "git.corp.test/team/x is private ([private] modules): rule 'all' would send it to https://proxy.golang.org, and none of those is in [private] mirrors; go fetches it direct"
+        );
+        // An http:// mirror on the listed host is another server.
+        let p = private_policy(mirror_list("http://athens.corp.test"), &["https://athens.corp.test"]);
+        assert!(matches!(
+            plan(&p, Door::Endpoint, &private_facts(None, PRIVATE), PRIVATE).unwrap(),
+            Plan::Refuse { .. }
+        ));
+    }
+
+    #[test]
+    fn an_intercepted_direct_reaches_only_a_listed_host() {
+        let proxy = Authority::parse_connect("proxy.golang.org:443").unwrap();
+        let inside = Door::Intercepted { module_request: true };
+        let p = private_policy(Action::Direct, &["https://athens.corp.test"]);
+        let planned = plan(&p, inside, &private_facts(Some(&proxy), PRIVATE), PRIVATE).unwrap();
+        let Plan::Refuse { error, .. } = planned else {
+            panic!("{planned:?}")
+        };
+        assert!(
+            error.to_string().contains("does not send it to proxy.golang.org:443"),
+            "{error}"
+        );
+        let athens = Authority::parse_connect("athens.corp.test:443").unwrap();
+        let planned = plan(&p, inside, &private_facts(Some(&athens), PRIVATE), PRIVATE).unwrap();
+        assert!(matches!(planned, Plan::Origin(_)), "{planned:?}");
+        // On the endpoint, `direct` only tells go to fetch it itself.
+        let planned = plan(&p, Door::Endpoint, &private_facts(None, PRIVATE), PRIVATE).unwrap();
+        assert!(matches!(planned, Plan::ClientDirect(_)), "{planned:?}");
+    }
+
+    #[test]
+    fn sumdb_lookups_of_private_paths_are_refused_and_blocks_stay_blocks() {
+        let p = private_policy(mirror_list("https://athens.corp.test"), &["https://athens.corp.test"]);
+        let lookup = Facts {
+            sumdb_lookup: true,
+            ..private_facts(None, PRIVATE)
+        };
+        let Plan::Refuse { error, .. } = plan(&p, Door::Endpoint, &lookup, PRIVATE).unwrap() else {
+            panic!()
+        };
+        assert_eq!(error.status(), http::StatusCode::NOT_FOUND);
+        assert!(error.to_string().contains("never asks a checksum database"), "{error}");
+        let p = private_policy(Action::Block { reason: "no".into() }, &[]);
+        let Plan::Refuse { error, .. } = plan(&p, Door::Endpoint, &private_facts(None, PRIVATE), PRIVATE).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(error.status(), http::StatusCode::FORBIDDEN);
     }
 }

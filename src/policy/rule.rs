@@ -8,8 +8,11 @@ use std::str::FromStr;
 use ipnet::IpNet;
 
 use crate::core::host::Authority;
+use crate::gomod::request::{ModuleRequest, SumdbKind};
+use crate::gomod::semver::is_canonical;
 use crate::policy::glob::{HostGlob, ModuleGlob, UserGlob};
 use crate::policy::mirrors::MirrorList;
+use crate::policy::versions::VersionMatch;
 
 /// One `[[rule]]` entry, validated.
 #[derive(Debug, Clone)]
@@ -32,6 +35,10 @@ pub struct Rule {
     /// a rule with `users` matches only authenticated requests. `None`
     /// matches everyone, authenticated or not.
     pub users: Option<Vec<UserGlob>>,
+    /// Version constraints (go's semver order); a rule with `versions`
+    /// matches only requests naming a canonical version (`.info`, `.mod`,
+    /// `.zip`, sumdb lookups). `None` matches every version.
+    pub versions: Option<Vec<VersionMatch>>,
     /// What to do with a matching request.
     pub action: Action,
     /// Whether module requests it serves may use the module cache
@@ -87,6 +94,36 @@ pub struct Facts<'a> {
     pub module: Option<&'a str>,
     /// The user who authenticated (`[auth]`), if one did.
     pub user: Option<&'a str>,
+    /// The canonical version the request names (`.info`, `.mod`, `.zip`,
+    /// sumdb lookups); `None` for list, latest and queries such as `master`.
+    pub version: Option<&'a str>,
+    /// Whether the request is a checksum-database lookup.
+    pub sumdb_lookup: bool,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of `request` from `src` to `dest` (`None` on modgate's own
+    /// endpoint): its module path, its version when canonical (a query such
+    /// as `master` names none until it is answered), and whether it is a
+    /// checksum-database lookup. No user: callers add the one that
+    /// authenticated.
+    pub fn of_request(src: IpAddr, dest: Option<&'a Authority>, request: &'a ModuleRequest) -> Facts<'a> {
+        Facts {
+            src,
+            dest,
+            addr: None,
+            module: request.module(),
+            version: request.version().filter(|v| is_canonical(v)),
+            user: None,
+            sumdb_lookup: matches!(
+                request,
+                ModuleRequest::Sumdb {
+                    kind: SumdbKind::Lookup { .. },
+                    ..
+                }
+            ),
+        }
+    }
 }
 
 /// Why a rule did not match; `explain` prints it.
@@ -113,6 +150,10 @@ pub enum Mismatch {
     NoUser,
     /// The user is not in `users`.
     User,
+    /// The rule has `versions` and the request names no version.
+    NoVersion,
+    /// The version is not in `versions`.
+    Version,
 }
 
 impl fmt::Display for Mismatch {
@@ -128,6 +169,8 @@ impl fmt::Display for Mismatch {
             Mismatch::Module => "module not in modules",
             Mismatch::NoUser => "no user authenticated",
             Mismatch::User => "user not in users",
+            Mismatch::NoVersion => "no version is known here",
+            Mismatch::Version => "version not in versions",
         })
     }
 }
@@ -155,6 +198,14 @@ impl Rule {
             };
             if !modules.iter().any(|g| g.matches(module)) {
                 return Err(Mismatch::Module);
+            }
+        }
+        if let Some(versions) = &self.versions {
+            let Some(version) = facts.version else {
+                return Err(Mismatch::NoVersion);
+            };
+            if !versions.iter().any(|v| v.matches(version)) {
+                return Err(Mismatch::Version);
             }
         }
         let needs_dest = self.hosts.is_some() || self.ports.is_some() || self.dst.is_some();

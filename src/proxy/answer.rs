@@ -78,9 +78,17 @@ pub async fn answer(
         head,
     };
     let upstream = move || -> BoxFuture<'static, Fetched> { Box::pin(job.fetch()) };
-    let cache = ctx.cache.as_ref().filter(|_| rule.cache);
+    // The plan has already confined a private module to where it may go;
+    // its objects are cached apart, or not at all with `[private] cache =
+    // false`.
+    let private = &ctx.config.policy.private;
+    let is_private = request.module().is_some_and(|m| private.is_private(m));
+    let cache = ctx
+        .cache
+        .as_ref()
+        .filter(|_| rule.cache && (!is_private || private.cache));
     if let (true, Some(cache)) = (head, cache) {
-        if let Some(resp) = cache.head(request, rel_path).await {
+        if let Some(resp) = cache.head(request, rel_path, is_private).await {
             access.cache = Some(CacheStatus::Hit);
             access.upstream = Some("cache".into());
             return Ok(resp);
@@ -88,7 +96,7 @@ pub async fn answer(
     }
     let (result, source, status) = match (cache, head) {
         (Some(cache), false) => {
-            let cached = cache.serve(request, rel_path, upstream).await;
+            let cached = cache.serve(request, rel_path, is_private, upstream).await;
             (cached.result, cached.source, cached.status)
         }
         _ => {

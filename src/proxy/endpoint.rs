@@ -22,6 +22,7 @@ use crate::policy::rule::Facts;
 use crate::proxy::answer::answer;
 use crate::proxy::context::Context;
 use crate::proxy::route::route;
+use crate::proxy::versions::Screen;
 use crate::telemetry::access::Access;
 
 /// Answers one request addressed to modgate itself.
@@ -45,13 +46,8 @@ pub async fn serve_path(
     };
     crate::proxy::gate::module_method(method)?;
     let user = access.user.clone();
-    let facts = Facts {
-        src: access.client.ip(),
-        dest: None,
-        addr: None,
-        module: request.module(),
-        user: user.as_deref(),
-    };
+    let mut facts = Facts::of_request(access.client.ip(), None, &request);
+    facts.user = user.as_deref();
     let what = request.module().unwrap_or(path.as_str()).to_owned();
     let routed = route(ctx, Door::Endpoint, facts, &what, access).await?;
     let (rule, mirrors) = match routed.plan {
@@ -59,5 +55,17 @@ pub async fn serve_path(
         Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, &what)),
         other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
     };
-    answer(ctx, access, &request, path, method == Method::HEAD, rule, mirrors, None).await
+    let head = method == Method::HEAD;
+    let resp = answer(ctx, access, &request, path, head, rule, &mirrors, None).await?;
+    let screen = Screen {
+        ctx,
+        door: Door::Endpoint,
+        src: access.client.ip(),
+        user: access.user.clone(),
+        dest: None,
+        checked: None,
+        rule,
+        mirrors: &mirrors,
+    };
+    screen.screen(access, &request, head, resp).await
 }

@@ -45,6 +45,8 @@ pub async fn serve(
         addr: None,
         module: None,
         user: user.as_deref(),
+        version: None,
+        sumdb_lookup: false,
     };
     let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
     send(ctx, access, req, dest, routed).await

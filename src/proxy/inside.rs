@@ -26,6 +26,7 @@ use crate::proxy::forward::forward_counted;
 use crate::proxy::gate::{self, Entrance};
 use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
+use crate::proxy::versions::Screen;
 use crate::telemetry::access::Access;
 
 /// Who sent an intercepted tunnel's requests.
@@ -82,13 +83,20 @@ async fn carry_out(
     let module = classified.as_ref().and_then(|(m, _)| m.module());
     let user = access.user.clone();
     let original = access.original;
-    let facts = Facts {
-        src: access.client.ip(),
-        dest: Some(dest),
-        addr: original.map(|a| a.ip()),
-        module,
-        user: user.as_deref(),
+    let mut facts = match &classified {
+        Some((request, _)) => Facts::of_request(access.client.ip(), Some(dest), request),
+        None => Facts {
+            src: access.client.ip(),
+            dest: Some(dest),
+            addr: None,
+            module: None,
+            user: None,
+            version: None,
+            sumdb_lookup: false,
+        },
     };
+    facts.user = user.as_deref();
+    facts.addr = original.map(|a| a.ip());
     let what = module.map_or_else(|| access.target.clone(), str::to_owned);
     let door = Door::Intercepted {
         module_request: classified.is_some(),
@@ -105,7 +113,18 @@ async fn carry_out(
                 checked: routed.checked.as_deref(),
             };
             let head = req.method() == Method::HEAD;
-            answer(ctx, access, &request, &rel_path, head, rule, mirrors, Some(original)).await
+            let resp = answer(ctx, access, &request, &rel_path, head, rule, &mirrors, Some(original)).await?;
+            let screen = Screen {
+                ctx,
+                door,
+                src: access.client.ip(),
+                user: access.user.clone(),
+                dest: Some(dest),
+                checked: routed.checked.as_deref(),
+                rule,
+                mirrors: &mirrors,
+            };
+            screen.screen(access, &request, head, resp).await
         }
         // An intercepted `direct` module GET: the original host as a
         // one-entry list, so the cache serves it too.
@@ -118,7 +137,7 @@ async fn carry_out(
                 checked: routed.checked.as_deref(),
             };
             let head = req.method() == Method::HEAD;
-            answer(
+            let resp = answer(
                 ctx,
                 access,
                 &request,
@@ -128,7 +147,18 @@ async fn carry_out(
                 direct_only(),
                 Some(original),
             )
-            .await
+            .await?;
+            let screen = Screen {
+                ctx,
+                door,
+                src: access.client.ip(),
+                user: access.user.clone(),
+                dest: Some(dest),
+                checked: routed.checked.as_deref(),
+                rule,
+                mirrors: direct_only(),
+            };
+            screen.screen(access, &request, head, resp).await
         }
         (Plan::NotModule(rule), _) => Ok(text(
             StatusCode::NOT_FOUND,

@@ -22,6 +22,7 @@
 //! - [`inside`]: one request inside an intercepted tunnel.
 //! - [`endpoint`]: modgate's own GOPROXY endpoint.
 //! - [`answer`]: a module request answered through the cache, the mirror list or the sumdb.
+//! - [`versions`]: version rules applied to lists, `@latest` and queries' answers.
 //! - [`forward`]: forwarding to the origin over pooled connections.
 //! - [`respond`]: the response and its access event.
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
@@ -59,5 +60,6 @@ pub mod server;
 pub mod sniff;
 pub mod transparent;
 pub mod tunnel;
+pub mod versions;
 pub mod warm;
 pub mod watch;

@@ -143,6 +143,8 @@ fn facts<'a>(access: &Access, dest: &'a Authority, original: SocketAddr) -> Fact
         addr: Some(original.ip()),
         module: None,
         user: None,
+        version: None,
+        sumdb_lookup: false,
     }
 }
 

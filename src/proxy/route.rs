@@ -78,6 +78,8 @@ impl RedirectPolicy for RedirectCheck<'_> {
                 addr: None,
                 module: self.module,
                 user: self.user,
+                version: None,
+                sumdb_lookup: false,
             };
             let (decision, checked) = match decide(rules, &facts) {
                 Decision::NeedsAddress => {
@@ -91,6 +93,17 @@ impl RedirectPolicy for RedirectCheck<'_> {
                 }
                 decision => (decision, None),
             };
+            let private = &self.ctx.config.policy.private;
+            if let Some(module) = self.module.filter(|m| private.is_private(m)) {
+                if !private.allows_host(dest) {
+                    return Err(Error::Private {
+                        module: module.to_owned(),
+                        detail: format!(
+                            "an upstream redirected it to {dest}, which is not in [private] mirrors; modgate does not follow"
+                        ),
+                    });
+                }
+            }
             match decision {
                 Decision::Matched(rule) => match &rule.action {
                     Action::Block { reason } => Err(Error::Blocked {

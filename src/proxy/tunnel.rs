@@ -102,6 +102,8 @@ async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel
         addr: None,
         module: None,
         user: user.as_deref(),
+        version: None,
+        sumdb_lookup: false,
     };
     let routed = route(ctx, Door::Tunnel, facts, &dest.to_string(), access).await?;
     establish(ctx, access, routed, dest).await

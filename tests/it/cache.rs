@@ -74,6 +74,11 @@ impl Drop for Mirror {
 }
 
 impl Mirror {
+    /// Every path asked so far (HEADs as `HEAD path`).
+    pub(crate) fn paths(&self) -> Vec<String> {
+        self.counts.lock().unwrap().keys().cloned().collect()
+    }
+
     pub(crate) fn count(&self, path: &str) -> usize {
         self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
     }

@@ -48,15 +48,20 @@ const REQUIRES: &[(&str, &str)] = &[
 ];
 
 /// Fixture tree, stand-in public PKI, modgate's CA and the client bundle.
-struct World {
+pub(crate) struct World {
     dir: tempfile::TempDir,
-    pki: TestPki,
+    pub(crate) pki: TestPki,
 }
 
 impl World {
     fn new() -> World {
+        World::with(FIXTURE)
+    }
+
+    /// A world whose fixture holds `modules`.
+    pub(crate) fn with(modules: &[FixtureModule]) -> World {
         let dir = tempfile::tempdir().unwrap();
-        write_fixture(&dir.path().join("fixture"), FIXTURE);
+        write_fixture(&dir.path().join("fixture"), modules);
         let pki = TestPki::new("Test Public Root CA");
         std::fs::write(dir.path().join("public-root.pem"), &pki.ca_pem).unwrap();
         let world = World { dir, pki };
@@ -70,11 +75,11 @@ impl World {
         world
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn fixture(&self) -> PathBuf {
+    pub(crate) fn fixture(&self) -> PathBuf {
         self.path("fixture")
     }
 
@@ -110,7 +115,7 @@ impl World {
         path
     }
 
-    async fn proxy(&self, hosts: &[(&str, std::net::SocketAddr)], rules: &str) -> Proxy {
+    pub(crate) async fn proxy(&self, hosts: &[(&str, std::net::SocketAddr)], rules: &str) -> Proxy {
         self.proxy_tls(hosts, rules, "").await
     }
 
@@ -122,7 +127,7 @@ impl World {
     }
 
     /// The environment of a developer using modgate as HTTPS_PROXY.
-    fn via_proxy(&self, proxy: &Proxy) -> Vec<(&'static str, String)> {
+    pub(crate) fn via_proxy(&self, proxy: &Proxy) -> Vec<(&'static str, String)> {
         vec![
             ("HTTPS_PROXY", format!("http://{}", proxy.addr)),
             ("SSL_CERT_FILE", self.bundle().display().to_string()),

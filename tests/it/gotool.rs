@@ -80,12 +80,23 @@ impl GoProject {
     /// Runs `go mod download -json` with exactly `env` (plus the private
     /// directories and the settings every case needs).
     pub async fn download(&self, env: &[(&str, String)]) -> GoRun {
-        self.download_in(&[], env).await
+        GoRun::from(self.go_in(&[], &["mod", "download", "-json"], env).await)
     }
 
     /// [`GoProject::download`], run under `wrapper` (e.g. `ip netns exec
     /// NS`, by absolute path).
     pub async fn download_in(&self, wrapper: &[&str], env: &[(&str, String)]) -> GoRun {
+        GoRun::from(self.go_in(wrapper, &["mod", "download", "-json"], env).await)
+    }
+
+    /// Runs `go ARGS` in the project with exactly `env` (plus the private
+    /// directories and the settings every case needs).
+    pub async fn go(&self, args: &[&str], env: &[(&str, String)]) -> Output {
+        self.go_in(&[], args, env).await
+    }
+
+    /// [`GoProject::go`] under `wrapper`.
+    async fn go_in(&self, wrapper: &[&str], args: &[&str], env: &[(&str, String)]) -> Output {
         let root = self.dir.path();
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -95,7 +106,7 @@ impl GoProject {
             }
             None => tokio::process::Command::new(go_binary()),
         };
-        cmd.args(["mod", "download", "-json"])
+        cmd.args(args)
             .current_dir(root.join("app"))
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -111,11 +122,15 @@ impl GoProject {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out: Output = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
             .await
             .expect("go finishes within 2 minutes")
-            .expect("go runs");
-        GoRun::from(out)
+            .expect("go runs")
+    }
+
+    /// The project's go.mod as it is now.
+    pub fn go_mod(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("app/go.mod")).unwrap()
     }
 }
 
@@ -236,6 +251,8 @@ pub enum Behavior {
 pub struct ModuleOrigin {
     pub addr: std::net::SocketAddr,
     pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Every request path, in order.
+    pub paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
     /// Cancelled on drop: open keep-alive connections close too, so a
     /// dropped origin is really down.
@@ -285,12 +302,14 @@ pub fn start_module_origin_on(
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
+    let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = paths.clone();
     let root = root.to_owned();
     let gone = tokio_util::sync::CancellationToken::new();
     let gone_inner = gone.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (acceptor, root, counter) = (acceptor.clone(), root.clone(), counter.clone());
+            let (acceptor, root, counter, seen) = (acceptor.clone(), root.clone(), counter.clone(), seen.clone());
             let gone = gone_inner.clone();
             tokio::spawn(async move {
                 let _ = gone
@@ -298,6 +317,7 @@ pub fn start_module_origin_on(
                         let Ok(tls) = acceptor.accept(stream).await else { return };
                         let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                             counter.fetch_add(1, Ordering::SeqCst);
+                            seen.lock().unwrap().push(req.uri().path().to_owned());
                             let root = root.clone();
                             async move {
                                 let path = req.uri().path().trim_start_matches('/').to_owned();
@@ -365,6 +385,7 @@ pub fn start_module_origin_on(
     ModuleOrigin {
         addr,
         requests,
+        paths,
         task,
         gone,
     }
