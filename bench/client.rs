@@ -12,8 +12,9 @@
 //!   for S seconds with 8 workers; prints connections/s.
 //! - `fetch --url http://… --clients C [--digest]`: C plain-HTTP clients
 //!   connect, then GET the URL together, reading and discarding the body
-//!   (`--digest`: hashing it with SHA-256, to tell whether every body was the
-//!   same); prints bytes, MB/s, statuses and `x-cache` values.
+//!   (`--digest`: hashing it with SHA-256, to tell whether every complete
+//!   body was the same); prints bytes, MB/s, bodies that failed part way,
+//!   statuses and `x-cache` values.
 //!
 //! `--alpn h2` offers h2 and http/1.1 (as `curl --http2` does) and speaks
 //! what the server picks; `--alpn http1.1` offers http/1.1 only; without it
@@ -202,7 +203,9 @@ struct Fetched {
     status: u16,
     x_cache: String,
     bytes: u64,
+    /// None when the body failed part way.
     digest: Option<Vec<u8>>,
+    failed: bool,
 }
 
 async fn fetch_one(client: Arc<Client>, start: Arc<Barrier>, digest: bool) -> Fetched {
@@ -219,8 +222,13 @@ async fn fetch_one(client: Arc<Client>, start: Arc<Barrier>, digest: bool) -> Fe
     let mut body = resp.into_body();
     let mut bytes = 0u64;
     let mut hash = digest.then(|| ring::digest::Context::new(&ring::digest::SHA256));
+    let mut failed = false;
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.expect("body").into_data() {
+        let Ok(frame) = frame else {
+            failed = true;
+            break;
+        };
+        if let Ok(data) = frame.into_data() {
             bytes += data.len() as u64;
             if let Some(h) = hash.as_mut() {
                 h.update(&data);
@@ -231,7 +239,8 @@ async fn fetch_one(client: Arc<Client>, start: Arc<Barrier>, digest: bool) -> Fe
         status,
         x_cache,
         bytes,
-        digest: hash.map(|h| h.finish().as_ref().to_vec()),
+        digest: hash.filter(|_| !failed).map(|h| h.finish().as_ref().to_vec()),
+        failed,
     }
 }
 
@@ -258,8 +267,9 @@ async fn fetch(client: Arc<Client>, clients: usize, digest: bool) {
     digests.sort();
     digests.dedup();
     let sizes: Vec<u64> = results.iter().map(|r| r.bytes).collect();
+    let failed = results.iter().filter(|r| r.failed).count();
     println!(
-        "{{\"mode\":\"fetch\",\"clients\":{clients},\"bytes\":{bytes},\"min_body\":{},\"max_body\":{},\"secs\":{secs:.4},\"MB_per_s\":{:.1},\"distinct_bodies\":{},\"statuses\":{},\"x_cache\":{}}}",
+        "{{\"mode\":\"fetch\",\"clients\":{clients},\"bytes\":{bytes},\"min_body\":{},\"max_body\":{},\"failed_bodies\":{failed},\"secs\":{secs:.4},\"MB_per_s\":{:.1},\"distinct_bodies\":{},\"statuses\":{},\"x_cache\":{}}}",
         sizes.iter().min().unwrap_or(&0),
         sizes.iter().max().unwrap_or(&0),
         bytes as f64 / 1e6 / secs,

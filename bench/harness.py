@@ -66,6 +66,30 @@ def median(xs):
     return statistics.median(xs) if xs else None
 
 
+class Failed(Exception):
+    """A contender failed one attempt of a sample (a truncated body, a failed download). The harness records
+    it beside the row and tries again, so a bug shows in the results instead of stopping the run."""
+
+
+def retried(fn, failures, tries=3):
+    """fn() until it succeeds, at most `tries` times; each failure's message is appended to `failures`."""
+    for _ in range(tries):
+        try:
+            return fn()
+        except Failed as e:
+            failures.append(str(e))
+    sys.exit(f"failed {tries} times in a row: {failures[-1]}")
+
+
+def summarize(key, samples, failures=(), **extra):
+    """One contender's result: the median of `samples` under `key`, the samples, and any failed attempts."""
+    out = {key: median(samples), **extra, "samples": samples}
+    if failures:
+        out["failed_attempts"] = len(failures)
+        out["errors"] = sorted(set(failures))[:5]
+    return out
+
+
 def write_module(tree, path, version, payload, stored=False):
     """A module version in GOPROXY layout under `tree`, whose zip holds a go.mod
     and `payload` (bytes, kept as they are when `stored`)."""
@@ -143,7 +167,7 @@ class World:
         self.zip_path = write_module(gomods, "big.test/zip", "v1.0.0", os.urandom(sizes["zip"]), stored=True)
         slow = www / "slowmods"
         self.cold_paths = [write_module(slow, f"slow.test/cold{i}", "v1.0.0", os.urandom(20_000), stored=True)
-                           for i in range(sizes["cold"] * rounds)]
+                           for i in range(sizes["cold"] * rounds + 5)]
         self.flight_paths = [write_module(slow, f"slow.test/flight{r}", "v1.0.0", os.urandom(sizes["flight"]), stored=True)
                              for r in range(rounds)]
 
@@ -561,7 +585,7 @@ def go_mod_download(world, project, env, what):
     elapsed = time.time() - started
     shutil.rmtree(cache, ignore_errors=True)
     if done.returncode != 0:
-        sys.exit(f"go mod download ({what}) failed:\n{done.stderr[-2000:]}")
+        raise Failed(f"go mod download ({what}): {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
     return elapsed
 
 
@@ -574,11 +598,11 @@ def go_download(world, rounds):
                                        "SSL_CERT_FILE": str(w / "go-bundle.pem")},
         "modgate endpoint (GOPROXY=http://modgate)": {"GOPROXY": f"http://127.0.0.1:{world.mg}"},
     }
-    samples = {k: [] for k in ways}
+    samples, failures = {k: [] for k in ways}, {k: [] for k in ways}
     for _ in range(rounds):
         for way, env in ways.items():
-            samples[way].append(go_mod_download(world, project, env, way))
-    return {k: {"seconds": median(v), "modules": len(world.modules), "samples": v} for k, v in samples.items()}
+            samples[way].append(retried(lambda: go_mod_download(world, project, env, way), failures[way]))
+    return {k: summarize("seconds", v, failures[k], modules=len(world.modules)) for k, v in samples.items()}
 
 
 # -- the module cache (issue 10)
@@ -587,53 +611,78 @@ def cache_go_download(world, rounds):
     """(a) `go mod download` of the module set from modgate's warm cache through the endpoint, against
     GOPROXY=file:// over the cache's own files (the limit), and through an empty cache."""
     project = go_project(world)
-    go_mod_download(world, project, {"GOPROXY": f"http://127.0.0.1:{world.mgc}"}, "warming the cache")
+    warming = []
+    retried(lambda: go_mod_download(world, project, {"GOPROXY": f"http://127.0.0.1:{world.mgc}"}, "warming"), warming)
     stats = json.loads(run([MODGATE, "cache", "stats", "--json", "--config", world.work / "modgate-cache.toml"]).stdout)
     zips = stats["by_kind"].get("zip", {}).get("objects", 0)
     if zips < len(world.modules):
         sys.exit(f"the cache holds {zips} zips after warming, expected {len(world.modules)}")
     limit, warm, cold = "GOPROXY=file:// (the limit)", "modgate endpoint, warm cache", "modgate endpoint, cold cache"
-    samples = {limit: [], warm: [], cold: []}
-    for r in range(rounds):
-        samples[limit].append(go_mod_download(world, project, {"GOPROXY": f"file://{world.cache_dir}"}, limit))
-        samples[warm].append(go_mod_download(world, project, {"GOPROXY": f"http://127.0.0.1:{world.mgc}"}, warm))
+    samples, failures = {limit: [], warm: [], cold: []}, {limit: [], warm: [], cold: []}
+    fresh = iter(range(1_000_000))
+
+    def through_empty_cache():
         port = free_port()
-        world.start_modgate_with("modgate-cold", port, world.work / f"cold-cache-{r}")
-        samples[cold].append(go_mod_download(world, project, {"GOPROXY": f"http://127.0.0.1:{port}"}, cold))
-        world.stop_one("modgate-cold")
-    return {k: {"seconds": median(v), "modules": len(world.modules), "samples": v} for k, v in samples.items()}
+        world.start_modgate_with("modgate-cold", port, world.work / f"cold-cache-{next(fresh)}")
+        try:
+            return go_mod_download(world, project, {"GOPROXY": f"http://127.0.0.1:{port}"}, cold)
+        finally:
+            world.stop_one("modgate-cold")
+
+    ways = {limit: lambda: go_mod_download(world, project, {"GOPROXY": f"file://{world.cache_dir}"}, limit),
+            warm: lambda: go_mod_download(world, project, {"GOPROXY": f"http://127.0.0.1:{world.mgc}"}, warm),
+            cold: through_empty_cache}
+    for _ in range(rounds):
+        for way, fn in ways.items():
+            samples[way].append(retried(fn, failures[way]))
+    out = {k: summarize("seconds", v, failures[k], modules=len(world.modules)) for k, v in samples.items()}
+    if warming:
+        out[warm]["warming_failed_attempts"] = len(warming)
+        out[warm]["warming_errors"] = sorted(set(warming))[:5]
+    return out
 
 
-def curl_get(url):
-    """(ms, x-cache) of one GET."""
-    ms, x_cache = run(["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total} %header{x-cache}", url]).stdout.split(" ", 1)
-    return float(ms) * 1e3, x_cache.strip()
+def curl_get(url, expect_cache=None):
+    """ms of one GET; Failed if it fails, or if `expect_cache` is not its x-cache header."""
+    done = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{time_total} %header{x-cache}", url],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise Failed(f"GET {url}: curl exit {done.returncode}")
+    ms, x_cache = done.stdout.split(" ", 1)
+    if expect_cache and x_cache.strip() != expect_cache:
+        raise Failed(f"GET {url}: x-cache {x_cache.strip()!r}, expected {expect_cache!r}")
+    return float(ms) * 1e3
 
 
 def cache_cold_warm(world, rounds, per_round):
     """(b) one small zip: straight from the 100 ms-delay origin, then through modgate as a cold miss, then
     again as a warm hit; a new module for every sample."""
     origin, cold, warm = "delayed origin, direct", "modgate, cold miss", "modgate, warm hit"
-    samples = {origin: [], cold: [], warm: []}
-    paths = iter(world.cold_paths)
-    for _ in range(rounds):
-        for _ in range(per_round):
-            path = next(paths)
-            samples[origin].append(curl_get(f"http://127.0.0.1:{world.slow}{path}")[0])
-            for who, expect in ((cold, "miss"), (warm, "hit")):
-                ms, x_cache = curl_get(f"http://127.0.0.1:{world.mgc}{path}")
-                if x_cache != expect:
-                    sys.exit(f"{who}: x-cache {x_cache!r}, expected {expect!r}")
-                samples[who].append(ms)
-    return {k: {"ms": median(v), "samples": v} for k, v in samples.items()}
+    samples, failures = {origin: [], cold: [], warm: []}, {origin: [], cold: [], warm: []}
+    wanted = rounds * per_round
+    for path in world.cold_paths:
+        if len(samples[cold]) == wanted:
+            break
+        try:
+            sample = {origin: curl_get(f"http://127.0.0.1:{world.slow}{path}")}
+            sample[cold] = curl_get(f"http://127.0.0.1:{world.mgc}{path}", "miss")
+            sample[warm] = curl_get(f"http://127.0.0.1:{world.mgc}{path}", "hit")
+        except Failed as e:
+            failures[cold if origin in sample else origin].append(str(e))
+            continue
+        for who, ms in sample.items():
+            samples[who].append(ms)
+    if len(samples[cold]) < wanted:
+        sys.exit(f"cold/warm: too many failures: {failures}")
+    return {k: summarize("ms", v, failures[k]) for k, v in samples.items()}
 
 
 def cached_zip(world, rounds):
     """(c) one client downloading the big zip: from modgate's cache, and from nginx serving the file."""
     url = f"http://127.0.0.1:{world.mgc}{world.zip_path}"
-    curl_get(url)
-    if curl_get(url)[1] != "hit":
-        sys.exit("the big zip is not a cache hit after a first download")
+    warming = []
+    retried(lambda: curl_get(url), warming)
+    curl_get(url, "hit")
     contenders = {"nginx (the file)": f"http://127.0.0.1:{world.http}/gomods{world.zip_path}", "modgate (cache hit)": url}
     samples = {k: [] for k in contenders}
     for _ in range(rounds):
@@ -681,31 +730,31 @@ def cached_zip_clients(world, rounds, clients):
     url = f"http://127.0.0.1:{world.mgc}{world.zip_path}"
     pid = world.pid("modgate-cache")
     size = (world.work / "www" / "gomods" / world.zip_path.lstrip("/")).stat().st_size
-    rss, peaks, rates = [], [], []
+    rss, peaks, rates, failures = [], [], [], []
     for _ in range(rounds):
         rss.append(rss_kib(pid) / 1024)
         out, peak = peak_rss_during(pid, lambda: client(world, ["fetch", "--url", url, "--clients", clients]))
-        if out["statuses"] != {"200": clients} or out["min_body"] != size or out["max_body"] != size:
-            sys.exit(f"cached zip, {clients} clients: {out}")
+        if out["statuses"] != {"200": clients} or out["failed_bodies"] or out["min_body"] != size:
+            failures.append(f"{out['failed_bodies']} bodies failed, statuses {out['statuses']}, shortest {out['min_body']} bytes")
         peaks.append(peak)
         rates.append(out["MB_per_s"])
-    return {"modgate (cache hit)": {"peak_rss_mb": max(peaks), "rss_before_mb": median(rss), "MB_per_s": median(rates),
-                                    "clients": clients, "bytes": size, "samples": peaks}}
+    return {"modgate (cache hit)": {**summarize("MB_per_s", rates, failures, clients=clients, bytes=size),
+                                    "peak_rss_mb": max(peaks), "rss_before_mb": median(rss), "peak_samples": peaks}}
 
 
 def single_flight(world, rounds, clients):
     """(e) CLIENTS clients at once on one uncached zip behind the delayed origin; upstream requests for it."""
-    counts, bodies, secs, x_cache = [], [], [], {}
+    counts, bodies, secs, x_cache, failures = [], [], [], {}, []
     for path in world.flight_paths[:rounds]:
         out = client(world, ["fetch", "--url", f"http://127.0.0.1:{world.mgc}{path}", "--clients", clients, "--digest"])
-        if out["statuses"] != {"200": clients}:
-            sys.exit(f"single-flight: {out}")
+        if out["statuses"] != {"200": clients} or out["failed_bodies"]:
+            failures.append(f"{out['failed_bodies']} bodies failed, statuses {out['statuses']}")
         counts.append(world.slow_counts().get(path, 0))
         bodies.append(out["distinct_bodies"])
         secs.append(out["secs"])
         x_cache = out["x_cache"]
-    return {"modgate": {"upstream_requests": max(counts), "distinct_bodies": max(bodies), "clients": clients,
-                        "seconds": median(secs), "x_cache": x_cache, "samples": counts}}
+    return {"modgate": {**summarize("seconds", secs, failures, clients=clients, x_cache=x_cache),
+                        "upstream_requests": max(counts), "distinct_bodies": max(bodies), "upstream_samples": counts}}
 
 
 # ---------------------------------------------------------------- ratios and targets
@@ -947,6 +996,20 @@ def write_docs(results, command, path):
         row(f"single-flight: {v['clients']} clients, one cold zip", k,
             f"{v['upstream_requests']} upstream request(s), {v['distinct_bodies']} distinct body, x-cache {v['x_cache']}")
 
+    failed = []
+    for section, by_who in r.items():
+        if section in NOT_WORKLOADS or not isinstance(by_who, dict):
+            continue
+        for who, v in by_who.items():
+            for prefix in ("", "warming_"):
+                if isinstance(v, dict) and v.get(prefix + "failed_attempts"):
+                    what = " while warming the cache" if prefix else ""
+                    failed.append(f"- {section} / {who}: {v[prefix + 'failed_attempts']} failed attempt(s){what}: "
+                                  + "; ".join(f"`{e}`" for e in v[prefix + "errors"]))
+    failed_text = ("\n**Failures** (a failed `go mod download` or GET is recorded and tried again; a `fetch` round with a "
+                   "failed body is recorded and kept):\n\n" + "\n".join(failed) + "\n"
+                   if failed else "")
+
     def target_cell(v):
         if "target" not in v:
             return " | "
@@ -977,6 +1040,7 @@ workload measured while other processes kept more than about 0.2 cores busy is n
 | --- | --- | --- |
 {chr(10).join(rows)}
 
+{failed_text}
 | ratio | value | target | |
 | --- | --- | --- | --- |
 {ratio_rows}
