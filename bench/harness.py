@@ -852,16 +852,24 @@ def compare(new, old, threshold=0.05):
     `threshold` in the bad direction. Returns the number flagged."""
     a, b = flatten(new), flatten(old)
     flagged = 0
-    print(f"\n{'workload / contender / metric':78s} {'new':>10s} {'old':>10s} {'new/old':>8s}")
+
+    def change(key):
+        return a[key] / b[key] if b[key] else float("inf") if a[key] else 1.0
+
+    print(f"\n{'workload / contender / metric':78s} {'new':>10s} {'old':>10s} {'new/old':>8s} {'direct':>7s}")
     for key in [k for k in a if k in b]:
-        ratio = a[key] / b[key] if b[key] else float("inf") if a[key] else 1.0
-        higher = key.rsplit(" / ", 1)[1] in HIGHER_IS_BETTER
+        ratio = change(key)
+        parts = key.split(" / ")
+        direct = " / ".join(parts[:-2] + ["direct", parts[-1]])
+        drift = f"{change(direct):7.2f}" if direct != key and direct in a and direct in b else " " * 7
+        higher = parts[-1] in HIGHER_IS_BETTER
         worse = ratio < 1 - threshold if higher else ratio > 1 + threshold
         flagged += worse
         flag = f"  REGRESSION ({(ratio - 1) * 100:+.1f}%)" if worse else ""
-        print(f"{key:78s} {a[key]:10.2f} {b[key]:10.2f} {ratio:8.2f}{flag}")
+        print(f"{key:78s} {a[key]:10.2f} {b[key]:10.2f} {ratio:8.2f} {drift}{flag}")
     print(f"\n{flagged} regression(s) of more than {threshold:.0%} in {len([k for k in a if k in b])} compared metrics"
-          f" (machine load now: {' '.join(loadavg())}; direct rows moving too means the machine, not modgate)")
+          f" (machine load now: {' '.join(loadavg())}). The last column is the same workload's direct row new/old:"
+          f" when it moved as much, the machine changed, not modgate.")
     return flagged
 
 
