@@ -5,7 +5,9 @@
 //! One folder per subsystem; dependencies point down this list, never up
 //! (`tests/it/layout.rs` checks it). In the order a request meets them:
 //!
-//! - [`cli`]: the commands; `serve` starts the [`proxy`].
+//! - [`cli`]: the commands; `serve` starts the [`proxy`] and the [`admin`]
+//!   listener.
+//! - [`admin`]: the admin listener: metrics, health, the admin page.
 //! - [`proxy`]: listeners and the request path: first head → classify →
 //!   route (the policy's plan, with DNS) → tunnel / intercept / endpoint /
 //!   forward → respond.
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -5,10 +5,13 @@
 //! - [`ca`]: `modgate ca init|bundle`.
 //! - [`cache`]: `modgate cache ls|stats|rm|gc`.
 //! - [`inspect`]: `modgate inspect`: the interception diagnosis.
+//! - [`doctor`]: `modgate doctor`: why go cannot download, on the
+//!   developer's side.
 //! - `check` and `explain` are a few lines each, below.
 
 pub mod ca;
 pub mod cache;
+pub mod doctor;
 pub mod inspect;
 pub mod serve;
 pub mod warm;
@@ -40,6 +43,9 @@ pub(crate) enum Command {
         /// Listen on this address instead of the config's `listen`.
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// The admin listener's address instead of `[admin] listen` ("" for none).
+        #[arg(long, value_name = "ADDR")]
+        admin_listen: Option<String>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -84,6 +90,23 @@ pub(crate) enum Command {
     Cache {
         #[command(subcommand)]
         command: cache::CacheCommand,
+    },
+    /// Why can't go download? Checks go's settings, modgate, and a real fetch.
+    ///
+    /// Exit codes: 0 everything passes, 1 something fails, 2 bad arguments or config.
+    Doctor {
+        /// modgate's address as a proxy URL [default: HTTPS_PROXY, else an http:// GOPROXY entry]
+        #[arg(long, value_name = "URL")]
+        proxy: Option<String>,
+        /// modgate's config, for its CA and rules [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// A module to fetch the way go would, e.g. golang.org/x/mod@v0.20.0.
+        #[arg(value_name = "MODULE[@VERSION]")]
+        module: Option<String>,
     },
     /// Show which rule a target meets, and why (a dry run: no DNS, no I/O).
     Explain {
@@ -140,6 +163,12 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Ca { command } => ca::run(command),
         Command::Cache { command } => cache::run(command),
+        Command::Doctor {
+            proxy,
+            config,
+            json,
+            module,
+        } => doctor::run(proxy, config, json, module),
         Command::Inspect {
             target,
             file,
@@ -151,8 +180,9 @@ pub fn main() -> ExitCode {
         Command::Serve {
             config,
             listen,
+            admin_listen,
             log_format,
-        } => serve::run(config, listen, log_format),
+        } => serve::run(config, listen, admin_listen.as_deref(), log_format),
         Command::Check { config } => match Config::load(config.as_deref()) {
             Ok(c) => {
                 print!("{}", c.describe());

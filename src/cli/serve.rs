@@ -1,24 +1,51 @@
-//! `modgate serve`: logging, the server, and the signals that stop it.
+//! `modgate serve`: logging, the server, the admin listener, the reload
+//! triggers, and the signals that stop it.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::admin::{self, AdminState};
 use crate::cli::{LogFormat, usage_error};
 use crate::config::Config;
+use crate::config::admin::AdminListen;
+use crate::proxy::reload::{Overrides, Reloader};
+use crate::proxy::reload_watch;
 use crate::proxy::server::Server;
 
-/// Runs the proxy until SIGINT or SIGTERM.
-pub(crate) fn run(config: Option<PathBuf>, listen: Option<SocketAddr>, log_format: LogFormat) -> ExitCode {
-    let config = match Config::load(config.as_deref()) {
+/// What the command line says beyond the config file.
+struct Flags {
+    path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    admin_listen: Option<AdminListen>,
+}
+
+/// Runs the proxy until SIGINT or SIGTERM; SIGHUP reloads the config.
+pub(crate) fn run(
+    path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    admin_listen: Option<&str>,
+    log_format: LogFormat,
+) -> ExitCode {
+    let config = match Config::load(path.as_deref()) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
+    let admin_listen = match admin_listen.map(AdminListen::parse_flag).transpose() {
+        Ok(a) => a,
+        Err(e) => return usage_error(format!("--admin-listen: {e}")),
+    };
     let _flush_on_exit = init_logging(log_format);
-    match serve(config, listen) {
+    let flags = Flags {
+        path,
+        listen,
+        admin_listen,
+    };
+    match serve(config, flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("modgate: {e:#}");
@@ -55,12 +82,32 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     guard
 }
 
-fn serve(config: Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
     raise_fd_limit();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
         let source = config.source.clone();
-        let server = Server::start(config, listen).await?;
+        let admin_listen = flags.admin_listen.unwrap_or(config.admin.listen);
+        let server = Server::start(config, flags.listen).await?;
+        let overrides = Overrides {
+            listen: flags.listen.is_some(),
+            admin_listen: flags.admin_listen.is_some(),
+        };
+        let reloader = Arc::new(Reloader::new(server.live().clone(), flags.path, overrides));
+        if let Err(e) = reload_watch::start(reloader.clone(), server.status().draining) {
+            tracing::warn!(error = %e, "config file changes will not be noticed; reload with SIGHUP");
+        }
+        let state = AdminState {
+            live: server.live().clone(),
+            reloader: Some(reloader),
+            proxy: server.status(),
+        };
+        // Before the listening line: scripts that wait for it find the
+        // admin listener up too.
+        if let Some(admin) = admin::listener::start(admin_listen, state).await? {
+            eprintln!("modgate admin listening on {}", admin.local_addr());
+            tracing::info!(admin = %admin.local_addr(), "admin listener: /metrics /healthz /readyz /");
+        }
         eprintln!("modgate listening on {}", server.local_addr());
         tracing::info!(config = %source, listen = %server.local_addr(), "started");
         wait_for_signal().await?;

@@ -31,6 +31,7 @@ impl Config {
             limit(self.limits.max_connections),
             limit(self.limits.per_client)
         );
+        let _ = writeln!(out, "admin:    {}", self.admin.listen);
         let c = &self.cache;
         match &c.location {
             CacheLocation::Off { why } => {

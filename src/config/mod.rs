@@ -4,9 +4,10 @@
 //! Every problem is reported as `file:line:col: message`. Durations, CIDRs,
 //! globs and ports are parsed here, at load time; nothing downstream sees a
 //! string it has to check again. Each table has its own room: [`hosts`],
-//! [`timeouts`], [`tls`], [`cache`], [`rules`]; [`describe`] prints what
-//! `check` shows.
+//! [`timeouts`], [`tls`], [`cache`], [`rules`], [`admin`]; [`describe`]
+//! prints what `check` shows.
 
+pub mod admin;
 pub mod cache;
 pub mod describe;
 pub mod dns;
@@ -62,6 +63,11 @@ pub struct Config {
     pub dns: dns::DnsSettings,
     /// The checksum database.
     pub sumdb: sumdb::SumdbSettings,
+    /// The admin listener.
+    pub admin: admin::AdminSettings,
+    /// SHA-256 (hex) of the config text, for the `modgate_config_info`
+    /// metric and the admin page: it tells which file a process runs.
+    pub digest: String,
 }
 
 /// A config that cannot be used, with where the problem is.
@@ -93,6 +99,8 @@ struct FileConfig {
     cache: cache::FileCache,
     #[serde(default)]
     sumdb: sumdb::FileSumdb,
+    #[serde(default)]
+    admin: admin::FileAdmin,
     #[serde(default, rename = "rule")]
     rules: Vec<rules::FileRule>,
 }
@@ -100,11 +108,12 @@ struct FileConfig {
 impl FileConfig {
     fn resolve(self, source: &str, base: &Path) -> Result<Config, Located> {
         let (tls, intercept) = self.tls.resolve(base, source == EMBEDDED_NAME)?;
+        let listen = self
+            .listen
+            .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0);
         Ok(Config {
             source: source.to_owned(),
-            listen: self
-                .listen
-                .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0),
+            listen,
             hosts: hosts::resolve(self.hosts)?,
             timeouts: self.timeouts.resolve(),
             tls,
@@ -116,6 +125,8 @@ impl FileConfig {
             limits: self.limits.resolve()?,
             dns: self.dns.resolve()?,
             sumdb: self.sumdb.resolve()?,
+            admin: self.admin.resolve(listen, source == EMBEDDED_NAME)?,
+            digest: String::new(),
         })
     }
 }
@@ -162,9 +173,21 @@ impl Config {
             let message = e.message().trim().replace('\n', "; ");
             at(e.span(), message)
         })?;
-        file.resolve(source, base)
-            .map_err(|(span, message)| at(Some(span), message))
+        let mut config = file
+            .resolve(source, base)
+            .map_err(|(span, message)| at(Some(span), message))?;
+        config.digest = digest_hex(text);
+        Ok(config)
     }
+}
+
+/// SHA-256 of `text`, hex.
+fn digest_hex(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The 1-based line and column (in characters) of a byte offset.

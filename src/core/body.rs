@@ -49,5 +49,9 @@ pub fn error_response(err: &Error) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if let Error::MethodNotAllowed(_) = err {
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
     resp
 }

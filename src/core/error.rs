@@ -34,6 +34,29 @@ pub enum Error {
     #[error("request header not received within {}", crate::core::duration::fmt_duration(*.0))]
     HeaderTimeout(Duration),
 
+    /// A request inside an intercepted tunnel names another host than the
+    /// tunnel's (domain fronting).
+    #[error("this tunnel is to {tunnel}, but the request names {named}; open a tunnel to that host")]
+    Misdirected {
+        /// What the request named (Host, `:authority` or absolute URI).
+        named: String,
+        /// The tunnel's destination.
+        tunnel: String,
+    },
+
+    /// The request head is larger than modgate takes (hyper's 414 and 431).
+    #[error("{reason}")]
+    HeadTooLarge {
+        /// 414 for a target too long, 431 for header fields.
+        status: u16,
+        /// What was too large, and the limits.
+        reason: String,
+    },
+
+    /// A module path asked with a method other than GET or HEAD.
+    #[error("module paths answer GET and HEAD, not {0}")]
+    MethodNotAllowed(String),
+
     /// A rule with action `block` matched.
     #[error("blocked by rule '{rule}': {reason}")]
     Blocked {
@@ -145,7 +168,11 @@ impl Error {
     /// Which side failed.
     pub fn side(&self) -> Side {
         match self {
-            Error::BadRequest(_) | Error::HeaderTimeout(_) => Side::Client,
+            Error::BadRequest(_)
+            | Error::HeaderTimeout(_)
+            | Error::Misdirected { .. }
+            | Error::MethodNotAllowed(_)
+            | Error::HeadTooLarge { .. } => Side::Client,
             Error::Blocked { .. } | Error::NoRule(_) => Side::Policy,
             Error::Resolve { .. }
             | Error::ResolveTimeout { .. }
@@ -163,6 +190,10 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::HeadTooLarge { status: 414, .. } => StatusCode::URI_TOO_LONG,
+            Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::HeaderTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Blocked { .. } | Error::NoRule(_) => StatusCode::FORBIDDEN,
             Error::ConnectTimeout { .. } | Error::UpstreamTimeout { .. } | Error::ResolveTimeout { .. } => {

@@ -16,6 +16,20 @@ const HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Why an upstream's response head cannot be passed on, if it cannot:
+/// `Content-Length` together with `Transfer-Encoding` (RFC 9112 §6.1: a
+/// sender must not send both, and passing both on invites response
+/// smuggling), or a `101 Switching Protocols` nobody asked for.
+pub fn unusable_response(status: http::StatusCode, headers: &HeaderMap) -> Option<&'static str> {
+    if status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return Some("switched protocols (101) although no upgrade was asked for");
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) && headers.contains_key(header::TRANSFER_ENCODING) {
+        return Some("sent both Content-Length and Transfer-Encoding");
+    }
+    None
+}
+
 /// Removes the hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers

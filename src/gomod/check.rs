@@ -3,10 +3,9 @@
 
 use crate::gomod::escape::{decode_case, quote};
 
-/// The longest module path accepted, in bytes: a sanity bound.
-pub(crate) const MAX_MODULE_PATH: usize = 1024;
-/// The longest version accepted, in bytes.
-pub(crate) const MAX_VERSION: usize = 256;
+// No length limits on module paths and versions: go has none (a 1217-byte
+// module path is valid). The request-head limit bounds them; a store that
+// cannot keep a name that long says "not here" (404), so go falls through.
 /// The longest checksum-database name accepted, in bytes (a DNS name).
 const MAX_DB_NAME: usize = 253;
 
@@ -31,9 +30,6 @@ pub(crate) fn version(encoded: &str) -> Result<String, String> {
 pub(crate) fn check_module_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("empty module path".into());
-    }
-    if path.len() > MAX_MODULE_PATH {
-        return Err(format!("longer than {MAX_MODULE_PATH} bytes"));
     }
     if path.starts_with('/') {
         return Err("leading slash".into());
@@ -90,9 +86,6 @@ pub(crate) fn check_elem(elem: &str) -> Result<(), String> {
 pub(crate) fn check_version(version: &str) -> Result<(), String> {
     if version.is_empty() {
         return Err("empty version".into());
-    }
-    if version.len() > MAX_VERSION {
-        return Err(format!("longer than {MAX_VERSION} bytes"));
     }
     if version == "." || version == ".." {
         return Err("not a version".into());

@@ -35,7 +35,7 @@ use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{Error, Side};
 use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::gomod::semver::is_canonical;
-use crate::modules::flight::{Flight, Head, Progress};
+use crate::modules::flight::{Flight, Head, Progress, spool_write};
 use crate::modules::verify::{ContentCheck, Subject, Verdict};
 pub use crate::telemetry::access::CacheStatus;
 
@@ -87,7 +87,9 @@ pub struct ModuleCache {
     settings: CacheSettings,
     negative: Bounded<String, NegativeAnswer>,
     flights: Mutex<HashMap<String, Arc<Flight>>>,
-    check: Option<Arc<ContentCheck>>,
+    /// Swapped by a config reload, so the checksum database is reached
+    /// with the TLS settings in effect; the store and the flights stay.
+    check: arc_swap::ArcSwapOption<ContentCheck>,
     spool: tempfile::TempDir,
     next_spool: AtomicU64,
     /// What happened, for metrics.
@@ -121,11 +123,17 @@ impl ModuleCache {
             store,
             settings,
             flights: Mutex::new(HashMap::new()),
-            check,
+            check: arc_swap::ArcSwapOption::new(check),
             spool,
             next_spool: AtomicU64::new(0),
             counters: CacheCounters::default(),
         })
+    }
+
+    /// Verifies module files with `check` from now on (a config reload
+    /// rebuilds it over the new upstream clients).
+    pub fn set_check(&self, check: Option<Arc<ContentCheck>>) {
+        self.check.store(check);
     }
 
     /// The store.
@@ -199,6 +207,23 @@ impl ModuleCache {
                 _ => tagged(Err(e), source, status),
             },
         }
+    }
+
+    /// The head of a fresh cached answer to `request`, for a HEAD request:
+    /// no body is read. `None` when it is not cached (or not fresh).
+    pub async fn head(&self, request: &ModuleRequest, rel_path: &str) -> Option<Response<Body>> {
+        let (key, lifetime) = cache_key(request, rel_path)?;
+        let hit = self.store.get(&key).await.ok()??;
+        if lifetime == Lifetime::Ttl && !self.fresh(hit.stored_at) {
+            return None;
+        }
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        let mut resp = Response::new(crate::core::body::empty());
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(hit.size));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(request)));
+        headers.insert("x-cache", HeaderValue::from_static(CacheStatus::Hit.as_str()));
+        Some(resp)
     }
 
     fn fresh(&self, stored: SystemTime) -> bool {
@@ -295,8 +320,7 @@ impl ModuleCache {
                 reason: format!("the body failed after {written} bytes: {e}"),
             })?;
             let Ok(data) = frame.into_data() else { continue };
-            spool
-                .write_all(&data)
+            spool_write(&mut spool, &data)
                 .await
                 .map_err(|e| Error::Internal(format!("spool write: {e}")))?;
             if let Some(w) = writer.as_mut() {
@@ -318,7 +342,7 @@ impl ModuleCache {
                 reason: format!("the body ended after {written} of {} bytes", length.unwrap_or_default()),
             });
         }
-        if let (Some(check), Some(subject)) = (&self.check, Subject::of(request)) {
+        if let (Some(check), Some(subject)) = (self.check.load_full(), Subject::of(request)) {
             match check.check(&subject, flight.spool(), source).await {
                 Ok(Verdict::Verified) => {}
                 Ok(Verdict::Unverifiable(why)) => {

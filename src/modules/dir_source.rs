@@ -72,6 +72,16 @@ impl DirSource {
         if matches!(req.request, ModuleRequest::Zip { .. }) && meta.len() > MAX_ZIP_BYTES {
             return Answer::Failed(zip_too_large(&self.name, &req));
         }
+        if req.head {
+            let mut resp = Response::new(crate::core::body::empty());
+            let headers = resp.headers_mut();
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(req.request)),
+            );
+            return Answer::Found(resp);
+        }
         let stream = tokio_util::io::ReaderStream::with_capacity(file, FRAME)
             .map_ok(Frame::data)
             .map_err(BoxError::from);

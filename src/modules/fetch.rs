@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use http::Response;
@@ -16,11 +17,15 @@ use crate::modules::source::{Answer, ModuleSource, SourceRequest};
 use crate::policy::Policy;
 use crate::policy::mirrors::{FallThrough, Mirror, MirrorList};
 use crate::policy::rule::Action;
+use crate::telemetry::metrics::FallReason;
+use crate::telemetry::sink::Telemetry;
 use crate::upstream::pool::Clients;
 
 /// The source behind every mirror-list entry of the policy, built once.
 pub struct SourceSet {
     by_entry: HashMap<Mirror, Arc<dyn ModuleSource>>,
+    /// Where upstream latency and fall-through are counted, when serving.
+    metrics: Option<Arc<Telemetry>>,
 }
 
 impl SourceSet {
@@ -46,7 +51,35 @@ impl SourceSet {
             };
             by_entry.insert(entry.mirror.clone(), source);
         }
-        SourceSet { by_entry }
+        SourceSet {
+            by_entry,
+            metrics: None,
+        }
+    }
+
+    /// The same sources, with each fetch's latency and each fall-through
+    /// counted in `telemetry`.
+    pub fn counted_in(self, telemetry: Arc<Telemetry>) -> SourceSet {
+        SourceSet {
+            metrics: Some(telemetry),
+            ..self
+        }
+    }
+
+    /// Asks `source` (the entry named `name`), timing it.
+    async fn ask(&self, name: &str, source: &dyn ModuleSource, req: SourceRequest<'_>) -> Answer {
+        let started = Instant::now();
+        let answer = source.fetch(req).await;
+        if let Some(t) = &self.metrics {
+            t.metrics.observe_fetch(name, answer.outcome(), started.elapsed());
+        }
+        answer
+    }
+
+    fn fell_through(&self, name: &str, reason: FallReason) {
+        if let Some(t) = &self.metrics {
+            t.metrics.fell_through(name, reason);
+        }
     }
 
     fn get(&self, mirror: &Mirror) -> Option<&Arc<dyn ModuleSource>> {
@@ -92,11 +125,12 @@ pub async fn fetch(
         let Some(source) = sources.get(&entry.mirror) else {
             return (Err(Error::Internal(format!("no source for mirror {name}"))), name);
         };
-        match source.fetch(req).await {
+        match sources.ask(&name, source.as_ref(), req).await {
             Answer::Found(resp) => return (Ok(resp), name),
             Answer::NotFound(resp) if i == last => return (Ok(resp), name),
-            Answer::NotFound(_) => {}
+            Answer::NotFound(_) => sources.fell_through(&name, FallReason::NotFound),
             Answer::Failed(e) if i < last && entry.then == FallThrough::OnAnyError => {
+                sources.fell_through(&name, FallReason::Error);
                 tracing::info!(rule = req.rule, mirror = %name, error = %e, "mirror failed; trying the next (|)");
             }
             Answer::Failed(e) => return (Err(e), name),

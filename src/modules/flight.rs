@@ -135,7 +135,8 @@ impl Flight {
     }
 
     /// Waits until the flight has an answer to give, and gives it: the
-    /// response (streaming from the spool), or the fetch's error.
+    /// response (streaming from the spool, once its first byte is there),
+    /// or the fetch's error.
     pub async fn answer(self: &Arc<Self>, mut rx: watch::Receiver<Progress>) -> Result<Response<Body>, Error> {
         loop {
             let progress = rx.borrow_and_update().clone();
@@ -154,7 +155,13 @@ impl Flight {
                     }
                     return Ok(resp);
                 }
-                Progress::Body { head, .. } => {
+                // Until the first byte is readable, a failed fetch is
+                // still the client's 502: hyper sends a head only with the
+                // body's first frame, so a body that failed before any
+                // would close the connection with no answer at all.
+                ref body @ Progress::Body { .. } if matches!(readable(body), Ok((0, false))) => {}
+                ref body @ Progress::Body { ref head, .. } => {
+                    let promised = readable(body).map_or(0, |(limit, _)| limit);
                     let file = tokio::fs::File::open(&self.spool)
                         .await
                         .map_err(|e| Error::Internal(format!("opening the spool {}: {e}", self.spool.display())))?;
@@ -163,11 +170,12 @@ impl Flight {
                         rx: Some(rx),
                         file: Some(file),
                         read: 0,
+                        promised,
                         op: Op::Idle,
                     };
                     let mut resp = Response::new(http_body_util::BodyExt::boxed_unsync(body));
                     *resp.status_mut() = head.status;
-                    if let Some(ct) = head.content_type {
+                    if let Some(ct) = head.content_type.clone() {
                         resp.headers_mut().insert(header::CONTENT_TYPE, ct);
                     }
                     if let Some(len) = head.length {
@@ -194,6 +202,10 @@ struct SpoolBody {
     /// The spool, while not lent to a pending read.
     file: Option<tokio::fs::File>,
     read: u64,
+    /// Bytes readable when the head was given: they are sent even if the
+    /// fetch fails meanwhile, so the head goes out (with them) and the
+    /// client sees a cut body, not a connection closed with no answer.
+    promised: u64,
     op: Op,
 }
 
@@ -257,6 +269,7 @@ impl http_body::Body for SpoolBody {
                     };
                     let (limit, done) = match readable(&rx.borrow_and_update()) {
                         Ok(r) => r,
+                        Err(_) if this.read < this.promised => (this.promised, false),
                         Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
                     };
                     if this.read < limit {
@@ -298,7 +311,11 @@ impl http_body::Body for SpoolBody {
     }
 }
 
-/// Writes `chunk` to the spool.
+/// Writes `chunk` to the spool, and waits until it is in the file: a
+/// tokio file's write returns once the bytes are handed to a background
+/// task, and readers, told how far the spool goes, read it through handles
+/// of their own.
 pub async fn spool_write(file: &mut tokio::fs::File, chunk: &[u8]) -> std::io::Result<()> {
-    file.write_all(chunk).await
+    file.write_all(chunk).await?;
+    file.flush().await
 }

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use crate::core::body::{Body, BoxError, full, text};
 use crate::core::error::Error;
 use crate::core::escape::escape;
-use crate::core::hop::strip_hop_by_hop;
+use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::{Authority, Host};
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
@@ -126,6 +126,9 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
         url = next.to_string();
     };
     let status = resp.status();
+    if let Some(why) = unusable_response(status, resp.headers()) {
+        return failed(why.to_owned());
+    }
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         return Answer::NotFound(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()));
     }
@@ -143,8 +146,12 @@ async fn get(clients: &Clients, mut client: HttpClient, base: &str, mut url: Str
         if declared.is_some_and(|n| n > MAX_ZIP_BYTES) {
             return Answer::Failed(zip_too_large(base, &req));
         }
+        let too_large = zip_too_large(base, &req).to_string();
         let limited = Limited::new(body, MAX_ZIP_BYTES as usize)
-            .map_err(BoxError::from)
+            .map_err(move |e| match e.is::<http_body_util::LengthLimitError>() {
+                true => BoxError::from(too_large.clone()),
+                false => e,
+            })
             .boxed_unsync();
         return Answer::Found(Response::from_parts(parts, limited));
     }
@@ -158,7 +165,14 @@ async fn send(
     url: &str,
     req: &SourceRequest<'_>,
 ) -> Result<Response<hyper::body::Incoming>, Error> {
-    let request = Request::get(url)
+    let method = if req.head {
+        http::Method::HEAD
+    } else {
+        http::Method::GET
+    };
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
         .header(header::USER_AGENT, "modgate")
         .body(full(Bytes::new()))
         .map_err(|e| Error::Internal(format!("bad upstream URL {url}: {e}")))?;

@@ -14,6 +14,7 @@ use crate::core::body::Body;
 use crate::core::error::Error;
 use crate::core::host::Authority;
 use crate::gomod::request::ModuleRequest;
+use crate::telemetry::metrics::FetchOutcome;
 
 /// The original host of an intercepted tunnel, for `direct`.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +50,9 @@ pub struct SourceRequest<'a> {
     pub rule: &'a str,
     /// Time allowed for an upstream's response head.
     pub header_timeout: Duration,
+    /// A HEAD request: sources answer with the head only, and ask their
+    /// upstreams with HEAD, never fetching a body.
+    pub head: bool,
 }
 
 impl SourceRequest<'_> {
@@ -69,6 +73,17 @@ pub enum Answer {
     NotFound(Response<Body>),
     /// Anything else: connect, TLS, timeout, 5xx, or a refusal.
     Failed(Error),
+}
+
+impl Answer {
+    /// How the fetch ended, for the latency histogram.
+    pub fn outcome(&self) -> FetchOutcome {
+        match self {
+            Answer::Found(_) => FetchOutcome::Found,
+            Answer::NotFound(_) => FetchOutcome::NotFound,
+            Answer::Failed(_) => FetchOutcome::Error,
+        }
+    }
 }
 
 /// Something that answers module requests.

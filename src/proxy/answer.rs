@@ -31,12 +31,15 @@ pub struct Original<'a> {
 }
 
 /// Answers `request` (at `rel_path` below a GOPROXY base) under `rule`'s
-/// `mirrors`.
+/// `mirrors`. A HEAD (`head`) gets the head of a cached answer, or asks the
+/// upstream with HEAD; it is never answered by fetching a body.
+#[allow(clippy::too_many_arguments)]
 pub async fn answer(
     ctx: &Context,
     access: &mut Access,
     request: &ModuleRequest,
     rel_path: &str,
+    head: bool,
     rule: &Rule,
     mirrors: &MirrorList,
     original: Option<Original<'_>>,
@@ -69,12 +72,19 @@ pub async fn answer(
         redirects: &redirects,
         rule: &rule.name,
         header_timeout: ctx.config.timeouts.header,
+        head,
     };
     let upstream = || -> BoxFuture<'_, Fetched> {
         Box::pin(async move {
             if own_sumdb.is_some() {
                 let sumdb = &ctx.sumdb_source;
-                return match sumdb.fetch(source_request).await {
+                let started = std::time::Instant::now();
+                let answer = sumdb.fetch(source_request).await;
+                let url = &ctx.config.sumdb.url;
+                ctx.telemetry
+                    .metrics
+                    .observe_fetch(url, answer.outcome(), started.elapsed());
+                return match answer {
                     crate::modules::source::Answer::Found(r) | crate::modules::source::Answer::NotFound(r) => {
                         (Ok(r), ctx.config.sumdb.url.clone())
                     }
@@ -84,8 +94,16 @@ pub async fn answer(
             fetch(mirrors, &ctx.sources, source_request).await
         })
     };
-    let (result, source, status) = match (&ctx.cache, rule.cache) {
-        (Some(cache), true) => {
+    let cache = ctx.cache.as_ref().filter(|_| rule.cache);
+    if let (true, Some(cache)) = (head, cache) {
+        if let Some(resp) = cache.head(request, rel_path).await {
+            access.cache = Some(CacheStatus::Hit);
+            access.upstream = Some("cache".into());
+            return Ok(resp);
+        }
+    }
+    let (result, source, status) = match (cache, head) {
+        (Some(cache), false) => {
             let cached = cache.serve(request, rel_path, upstream).await;
             (cached.result, cached.source, cached.status)
         }

@@ -21,12 +21,13 @@ use crate::core::error::Error;
 use crate::proxy::classify::{Target, classify};
 use crate::proxy::context::Context;
 use crate::proxy::drain::{ConnEnd, serve_until_done};
+use crate::proxy::frontdoor::{FrontDoor, Guarded};
+use crate::proxy::gate::{self, Entrance};
 use crate::proxy::head::{self, FirstRequest, Rewind};
 use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Inbound;
 use crate::proxy::respond::respond;
 use crate::proxy::{endpoint, forward, tunnel};
-use crate::telemetry::access::Access;
 
 /// Serves one client connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, inbound: Inbound) {
@@ -41,7 +42,7 @@ pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, 
         Ok(Some(first)) => serve_http(ctx, stream, peer, first).await,
         Ok(None) => {}
         Err(err) => {
-            let mut access = Access::new(peer, "-", "-");
+            let mut access = ctx.access(peer, "-", "-");
             access.fail(&err);
             refuse(&mut stream, &err).await;
             access.emit();
@@ -56,15 +57,23 @@ pub async fn refuse(stream: &mut TcpStream, err: &Error) {
 }
 
 /// Every first request but CONNECT: hand the connection to hyper.
-async fn serve_http(ctx: &Context, stream: TcpStream, peer: SocketAddr, first: FirstRequest) {
+async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, first: FirstRequest) {
     let t = ctx.config.timeouts;
     let activity = Arc::new(Activity::new());
-    let io = Watched::new(Rewind::new(first.buf.freeze(), stream), activity.clone());
-    let service = service_fn(|req| async move { Ok::<_, Infallible>(serve_request(ctx, peer, req).await) });
+    let door = FrontDoor::new(ctx, peer);
+    let io = Guarded::new(
+        Watched::new(Rewind::new(first.buf.freeze(), stream), activity.clone()),
+        door.clone(),
+    );
+    let service = service_fn(|req| {
+        let door = door.clone();
+        async move { Ok::<_, Infallible>(door.track(serve_request(ctx, peer, req).await)) }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(t.header)
         .max_buf_size(head::MAX_HEAD_BYTES)
+        .max_headers(head::MAX_HEADERS)
         .serve_connection(TokioIo::new(io), service);
     if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
         tracing::debug!(client = %peer, "closing idle client connection");
@@ -72,9 +81,13 @@ async fn serve_http(ctx: &Context, stream: TcpStream, peer: SocketAddr, first: F
 }
 
 /// One request on a hyper-served connection: classify, then forward or
-/// answer from the module endpoint.
-async fn serve_request(ctx: &Context, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let mut access = Access::new(peer, req.method().as_str(), req.uri().to_string());
+/// answer from the module endpoint, under the config in effect now.
+async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let ctx = &*ctx.latest();
+    let mut access = ctx.access(peer, req.method().as_str(), req.uri().to_string());
+    if let Err(e) = gate::check(&req, Entrance::ProxyPort) {
+        return respond(Err(e), access);
+    }
     let result = match classify(&req) {
         Ok(Target::Forward(dest)) => forward::serve(ctx, &mut access, req, dest).await,
         Ok(Target::Endpoint) => endpoint::serve(ctx, &mut access, req).await,

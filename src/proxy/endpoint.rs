@@ -41,11 +41,7 @@ pub async fn serve_path(
             "'{method} {path}' is neither a proxy request nor a module request; send an absolute URL (http://host/path), CONNECT host:port, or a GOPROXY path such as /golang.org/x/mod/@v/list"
         )));
     };
-    if method != Method::GET && method != Method::HEAD {
-        return Err(Error::BadRequest(format!(
-            "the module endpoint answers GET, not {method}"
-        )));
-    }
+    crate::proxy::gate::module_method(method)?;
     let facts = Facts {
         src: access.client.ip(),
         dest: None,
@@ -59,5 +55,5 @@ pub async fn serve_path(
         Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, &what)),
         other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
     };
-    answer(ctx, access, &request, path, rule, mirrors, None).await
+    answer(ctx, access, &request, path, method == Method::HEAD, rule, mirrors, None).await
 }

@@ -2,7 +2,7 @@
 //! streaming bodies both ways: absolute-form requests (`GET
 //! http://host/path`), and `direct` requests inside intercepted tunnels.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority as UriAuthority, PathAndQuery, Scheme};
@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::core::body::{Body, BoxError};
 use crate::core::error::Error;
-use crate::core::hop::strip_hop_by_hop;
+use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::Authority;
 use crate::policy::plan::Door;
 use crate::policy::rule::Facts;
@@ -20,6 +20,7 @@ use crate::proxy::context::Context;
 use crate::proxy::respond::note_upstream;
 use crate::proxy::route::route;
 use crate::telemetry::access::{Access, Counter, Metered};
+use crate::telemetry::metrics::FetchOutcome;
 use crate::upstream::pool::{HttpClient, client_error};
 
 /// `GET http://host/path`: plan, then forward to a checked address.
@@ -38,8 +39,7 @@ pub async fn serve(
     let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
     let client = ctx.clients.for_checked(routed.checked.as_deref());
     let bytes_in = access.bytes_in.clone();
-    let t = ctx.config.timeouts;
-    let resp = forward(&client, req, Scheme::HTTP, &dest, t.header, bytes_in).await?;
+    let resp = forward_counted(ctx, &client, req, Scheme::HTTP, &dest, bytes_in).await?;
     note_upstream(access, resp.extensions());
     Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
 }
@@ -76,10 +76,40 @@ pub async fn forward(
         Ok(Err(e)) => return Err(client_error(&format!("{scheme}://{dest}"), &e)),
         Ok(Ok(resp)) => resp,
     };
+    if let Some(why) = unusable_response(resp.status(), resp.headers()) {
+        return Err(Error::Upstream {
+            target: dest.to_string(),
+            reason: why.to_owned(),
+        });
+    }
     strip_hop_by_hop(resp.headers_mut());
     let received = via(resp.version());
     resp.headers_mut().append(header::VIA, received);
     Ok(resp)
+}
+
+/// [`forward`], with the time to the response head counted in the
+/// metrics as the source `direct`.
+pub async fn forward_counted(
+    ctx: &Context,
+    client: &HttpClient,
+    req: Request<Incoming>,
+    scheme: Scheme,
+    dest: &Authority,
+    bytes_in: Counter,
+) -> Result<Response<Incoming>, Error> {
+    let started = Instant::now();
+    let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in).await;
+    let outcome = match &result {
+        Ok(r) if r.status().is_server_error() => FetchOutcome::Error,
+        Ok(r) if r.status() == 404 || r.status() == 410 => FetchOutcome::NotFound,
+        Ok(_) => FetchOutcome::Found,
+        Err(_) => FetchOutcome::Error,
+    };
+    ctx.telemetry
+        .metrics
+        .observe_fetch("direct", outcome, started.elapsed());
+    result
 }
 
 /// The `Via` entry for a message modgate received over `version` (RFC 9110

@@ -20,8 +20,9 @@ use crate::core::error::Error;
 
 /// The largest request head accepted, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// The most header fields accepted in one request.
-pub const MAX_HEADERS: usize = 128;
+/// The most header fields accepted in one request: the same number for
+/// modgate's own parser of a connection's first head and for hyper's.
+pub const MAX_HEADERS: usize = 100;
 
 /// The first request head of a connection.
 #[derive(Debug)]

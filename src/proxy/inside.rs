@@ -3,6 +3,7 @@
 //! mirrored, sent to the original host, or refused.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode};
@@ -20,16 +21,22 @@ use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
 use crate::proxy::answer::{Original, answer};
 use crate::proxy::context::Context;
-use crate::proxy::forward::forward;
+use crate::proxy::forward::forward_counted;
+use crate::proxy::gate::{self, Entrance};
 use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
 use crate::telemetry::access::Access;
 
-/// Answers one request inside the tunnel to `dest`.
-pub async fn serve(ctx: &Context, peer: SocketAddr, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
+/// Answers one request inside the tunnel to `dest`, under the rules in
+/// effect now (the tunnel's own TLS stays as it began).
+pub async fn serve(ctx: &Arc<Context>, peer: SocketAddr, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
+    let ctx = &*ctx.latest();
     let url = dest.https_url();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut access = Access::new(peer, req.method().as_str(), format!("{url}{path}"));
+    let mut access = ctx.access(peer, req.method().as_str(), format!("{url}{path}"));
+    if let Err(e) = gate::check(&req, Entrance::Tunnel(dest)) {
+        return respond(Err(e), access);
+    }
     let result = carry_out(ctx, &mut access, dest, req).await;
     respond(result, access)
 }
@@ -53,8 +60,10 @@ async fn carry_out(
     dest: &Authority,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    let t = ctx.config.timeouts;
     let classified = classify(&dest.host.to_string(), req.uri().path())?;
+    if classified.is_some() {
+        gate::module_method(req.method())?;
+    }
     let module = classified.as_ref().and_then(|(m, _)| m.module());
     let facts = Facts {
         src: access.client.ip(),
@@ -73,17 +82,31 @@ async fn carry_out(
                 url: &access.target.clone(),
                 checked: routed.checked.as_deref(),
             };
-            answer(ctx, access, &request, &rel_path, rule, mirrors, Some(original)).await
+            let head = req.method() == Method::HEAD;
+            answer(ctx, access, &request, &rel_path, head, rule, mirrors, Some(original)).await
         }
         // An intercepted `direct` module GET: the original host as a
         // one-entry list, so the cache serves it too.
-        (Plan::Origin(rule), Some((request, rel_path))) if req.method() == Method::GET => {
+        (Plan::Origin(rule), Some((request, rel_path)))
+            if req.method() == Method::GET || req.method() == Method::HEAD =>
+        {
             let url = access.target.clone();
             let original = Original {
                 url: &url,
                 checked: routed.checked.as_deref(),
             };
-            answer(ctx, access, &request, &rel_path, rule, direct_only(), Some(original)).await
+            let head = req.method() == Method::HEAD;
+            answer(
+                ctx,
+                access,
+                &request,
+                &rel_path,
+                head,
+                rule,
+                direct_only(),
+                Some(original),
+            )
+            .await
         }
         (Plan::NotModule(rule), _) => Ok(text(
             StatusCode::NOT_FOUND,
@@ -97,7 +120,7 @@ async fn carry_out(
             let bytes_in = access.bytes_in.clone();
             access.upstream = Some(dest.https_url());
             let client = ctx.clients.for_checked(routed.checked.as_deref());
-            let resp = forward(&client, req, Scheme::HTTPS, dest, t.header, bytes_in).await?;
+            let resp = forward_counted(ctx, &client, req, Scheme::HTTPS, dest, bytes_in).await?;
             note_upstream(access, resp.extensions());
             Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
         }

@@ -19,7 +19,8 @@ use crate::core::error;
 use crate::core::host::{Authority, Host};
 use crate::proxy::context::Context;
 use crate::proxy::drain::{ConnEnd, serve_until_done};
-use crate::proxy::head::Rewind;
+use crate::proxy::frontdoor::{FrontDoor, Guarded};
+use crate::proxy::head::{MAX_HEAD_BYTES, MAX_HEADERS, Rewind};
 use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::inside;
 use crate::telemetry::access::Access;
@@ -58,13 +59,19 @@ pub async fn serve(
             return;
         }
     };
-    let name = start
-        .client_hello()
-        .server_name()
-        .and_then(|sni| Host::parse(sni).ok())
-        .filter(|sni| ctx.config.policy.intercepts(sni))
-        .unwrap_or_else(|| dest.host.clone())
-        .to_string();
+    // The certificate names the tunnel's host: a ClientHello asking for
+    // another name (domain fronting around the rules) is refused.
+    if let Some(sni) = start.client_hello().server_name() {
+        if Host::parse(sni).ok().as_ref() != Some(&dest.host) {
+            access.error = Some(format!(
+                "refused: the TLS SNI '{}' is not the tunnel's host {}",
+                crate::core::escape::escape(sni),
+                dest.host
+            ));
+            return;
+        }
+    }
+    let name = dest.host.to_string();
     let config = match interceptor.server_config(&name) {
         Ok(config) => config,
         Err(e) => {
@@ -87,15 +94,27 @@ pub async fn serve(
 
     let dest = Arc::new(dest);
     let service_ctx = ctx.clone();
+    let door = FrontDoor::new(ctx, peer);
+    let service_door = door.clone();
     let service = service_fn(move |req| {
         let ctx = service_ctx.clone();
         let dest = dest.clone();
-        async move { Ok::<_, Infallible>(inside::serve(&ctx, peer, &dest, req).await) }
+        let door = service_door.clone();
+        async move { Ok::<_, Infallible>(door.track(inside::serve(&ctx, peer, &dest, req).await)) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(t.header);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(None);
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(t.header)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(None)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    let conn = builder.serve_connection(TokioIo::new(Guarded::new(tls, door)), service);
     if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
         access.error = Some(format!("closed after {} idle", fmt_duration(t.idle)));
     }

@@ -5,6 +5,8 @@
 //! - [`limits`]: admission: connection limits, global and per client.
 //! - [`connection`]: one client connection: first head, then tunnel or hyper.
 //! - [`head`]: reading the first request head ourselves.
+//! - [`frontdoor`]: hyper's own refusals replaced with `modgate:` lines.
+//! - [`gate`]: the checks every door makes: Host, target form, the tunnel's host, methods.
 //! - [`classify`]: the request form: tunnel, forward, or module endpoint.
 //! - [`route`]: the policy's plan, with DNS when a `dst` rule needs it.
 //! - [`tunnel`]: CONNECT: relay or intercept.
@@ -19,6 +21,9 @@
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
 //! - [`idle`]: the idle-timeout clock.
 //! - [`context`]: what every connection shares.
+//! - [`live`]: the context in effect, swapped whole by a reload.
+//! - [`reload`]: loading the config again while serving.
+//! - [`reload_watch`]: what triggers a reload: SIGHUP and file changes.
 //! - [`warm`]: the endpoint's path without a listener, for `cache warm`.
 
 pub mod answer;
@@ -28,13 +33,18 @@ pub mod context;
 pub mod drain;
 pub mod endpoint;
 pub mod forward;
+pub mod frontdoor;
+pub mod gate;
 pub mod head;
 pub mod idle;
 pub mod inside;
 pub mod intercept;
 pub mod limits;
 pub mod listener;
+pub mod live;
 pub mod relay;
+pub mod reload;
+pub mod reload_watch;
 pub mod respond;
 pub mod route;
 pub mod server;

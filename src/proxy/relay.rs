@@ -34,6 +34,8 @@ pub enum Ended {
     Idle,
     /// A socket failed.
     Failed(io::Error),
+    /// Closed by modgate: the policy refuses the upstream's chain.
+    Refused,
 }
 
 /// A look at relayed bytes, after they were written on: it returns false

@@ -14,7 +14,12 @@ pub fn respond(result: Result<Response<Body>, Error>, mut access: Access) -> Res
     match result {
         Ok(resp) => {
             access.status = resp.status().as_u16();
-            resp.map(|body| Metered::logged(body, access).boxed_unsync())
+            let length = resp
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            resp.map(|body| Metered::logged_with_length(body, access, length).boxed_unsync())
         }
         Err(err) => {
             access.fail(&err);

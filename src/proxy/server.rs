@@ -26,7 +26,8 @@ use crate::proxy::connection;
 use crate::proxy::context::Context;
 use crate::proxy::limits::Limits;
 use crate::proxy::listener::{Accepted, ExplicitListener, Listener};
-use crate::telemetry::access::Access;
+use crate::proxy::live::Live;
+use crate::telemetry::sink::Telemetry;
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
@@ -65,6 +66,7 @@ pub struct Server {
     addr: SocketAddr,
     draining: CancellationToken,
     task: JoinHandle<()>,
+    live: Arc<Live<Context>>,
 }
 
 impl Server {
@@ -72,6 +74,9 @@ impl Server {
     /// given), and starts serving.
     pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Server, StartError> {
         let ctx = Arc::new(build_context(config).await?);
+        ctx.telemetry.metrics.config_in_effect(&ctx.config.digest);
+        let live = Arc::new(Live::new(ctx.clone()));
+        let _ = ctx.live.set(Arc::downgrade(&live));
         let addr = listen.unwrap_or(ctx.config.listen);
         let listener = ExplicitListener::bind(addr)
             .await
@@ -86,8 +91,13 @@ impl Server {
             per_client = limits.per_client(),
             "connection limits"
         );
-        let task = tokio::spawn(accept_loop(Box::new(listener), ctx, limits));
-        Ok(Server { addr, draining, task })
+        let task = tokio::spawn(accept_loop(Box::new(listener), live.clone(), limits));
+        Ok(Server {
+            addr,
+            draining,
+            task,
+            live,
+        })
     }
 
     /// The address the proxy listens on.
@@ -95,11 +105,49 @@ impl Server {
         self.addr
     }
 
+    /// The context in effect, swapped by reloads.
+    pub fn live(&self) -> &Arc<Live<Context>> {
+        &self.live
+    }
+
+    /// The proxy's listener, for readiness.
+    pub fn status(&self) -> ProxyStatus {
+        ProxyStatus {
+            addr: self.addr,
+            draining: self.draining.clone(),
+        }
+    }
+
     /// Stops accepting, lets in-flight work finish within
     /// `timeouts.shutdown`, then cuts what is left.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.draining.cancel();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// A server dropped without [`Server::shutdown`] shuts down in the
+/// background: it stops listening, and its connections get
+/// `timeouts.shutdown` to finish.
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.draining.cancel();
+    }
+}
+
+/// The proxy's listener as readiness sees it.
+#[derive(Debug, Clone)]
+pub struct ProxyStatus {
+    /// The address it is bound to.
+    pub addr: SocketAddr,
+    /// Cancelled when shutdown begins and the listener closes.
+    pub draining: CancellationToken,
+}
+
+impl ProxyStatus {
+    /// Whether the listener still accepts connections.
+    pub fn accepting(&self) -> bool {
+        !self.draining.is_cancelled()
     }
 }
 
@@ -125,6 +173,27 @@ fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), St
 
 /// Everything the connections share, built once from the config.
 pub(crate) async fn build_context(config: Config) -> Result<Context, StartError> {
+    let telemetry = Arc::new(Telemetry::new(config.admin.recent));
+    assemble(config, Carried::Nothing(telemetry)).await
+}
+
+/// A context for a reloaded `config`, keeping what outlives a reload from
+/// `previous`: the module cache (its store and in-flight fetches), the
+/// metrics, and the shutdown signal. Validated like `check`: the roots
+/// load, and the CA exists and covers `tls.intercept`.
+pub(crate) async fn rebuild_context(config: Config, previous: &Context) -> Result<Context, StartError> {
+    assemble(config, Carried::From(previous)).await
+}
+
+/// What a new context takes over.
+enum Carried<'a> {
+    /// Nothing: a fresh start, with these metrics.
+    Nothing(Arc<Telemetry>),
+    /// The cache, metrics and shutdown signal of a context in effect.
+    From(&'a Context),
+}
+
+async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
     let dialer: Arc<dyn Dialer> = Arc::new(DirectDialer::new(resolver.clone()));
@@ -137,9 +206,33 @@ pub(crate) async fn build_context(config: Config) -> Result<Context, StartError>
         })
     })?;
     let clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
-    let cache = open_cache(&config, &clients).await?;
+    let (cache, telemetry, draining) = match carried {
+        Carried::Nothing(telemetry) => {
+            let cache = match Store::open(&config.cache).await? {
+                Some(store) => Some(Arc::new(ModuleCache::new(
+                    store.clone(),
+                    config.cache.clone(),
+                    content_check(&config, &clients, &store),
+                )?)),
+                None => None,
+            };
+            (cache, telemetry, CancellationToken::new())
+        }
+        Carried::From(previous) => {
+            if let Some(cache) = &previous.cache {
+                // The checksum database is reached with the new TLS settings.
+                cache.set_check(content_check(&config, &clients, cache.store()));
+            }
+            (
+                previous.cache.clone(),
+                previous.telemetry.clone(),
+                previous.draining.clone(),
+            )
+        }
+    };
+    telemetry.recent.set_capacity(config.admin.recent);
     Ok(Context {
-        sources: SourceSet::new(&config.policy, &clients),
+        sources: SourceSet::new(&config.policy, &clients).counted_in(telemetry.clone()),
         sumdb_source: ProxySource::new(config.sumdb.url.clone(), clients.clone()),
         cache,
         clients,
@@ -149,7 +242,9 @@ pub(crate) async fn build_context(config: Config) -> Result<Context, StartError>
         dialer,
         interceptor,
         config,
-        draining: CancellationToken::new(),
+        draining,
+        telemetry,
+        live: std::sync::OnceLock::new(),
     })
 }
 
@@ -163,8 +258,13 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Answers a connection over a limit with its `503` line, without making
 /// the accept loop wait: what the socket takes at once is sent, then the
 /// connection is closed after a short, bounded linger.
-fn turn_away(accepted: Accepted, over: &crate::core::error::Error, lingering: &Arc<tokio::sync::Semaphore>) {
-    let mut access = Access::new(accepted.peer, "-", "-");
+fn turn_away(
+    ctx: &Context,
+    accepted: Accepted,
+    over: &crate::core::error::Error,
+    lingering: &Arc<tokio::sync::Semaphore>,
+) {
+    let mut access = ctx.access(accepted.peer, "-", "-");
     access.fail(over);
     access.emit();
     let stream = accepted.stream;
@@ -184,56 +284,53 @@ fn turn_away(accepted: Accepted, over: &crate::core::error::Error, lingering: &A
     });
 }
 
-/// The module cache, when `[cache]` turns it on: the store, and the
-/// checksum-database verifier behind it when `sumdb.verify` is set.
-async fn open_cache(config: &Config, clients: &Clients) -> Result<Option<Arc<ModuleCache>>, StartError> {
-    let Some(store) = Store::open(&config.cache).await? else {
-        return Ok(None);
+/// The checksum-database check behind the cache, when `sumdb.verify` is
+/// set and the cache has a state directory.
+fn content_check(config: &Config, clients: &Clients, store: &Store) -> Option<Arc<ContentCheck>> {
+    let (true, Some(state)) = (config.sumdb.verify, state_dir_for(&config.cache)) else {
+        return None;
     };
-    let check = match (config.sumdb.verify, state_dir_for(&config.cache)) {
-        (true, Some(state)) => {
-            let sumdb = &config.sumdb;
-            let fetcher = Arc::new(SumdbFetcher::new(
-                sumdb.name(),
-                &sumdb.url,
-                clients.clone(),
-                config.timeouts.header,
-                Some(store.clone()),
-            ));
-            let trees = Arc::new(FileTreeStore::new(
-                state.join("sumdb").join(sumdb.name()).join("latest"),
-            ));
-            let verifier = Arc::new(SumdbVerifier::new(sumdb.key.clone(), fetcher, trees));
-            Some(Arc::new(ContentCheck::new(sumdb.clone(), verifier, state.join("tofu"))))
-        }
-        _ => None,
-    };
-    let cache = ModuleCache::new(store, config.cache.clone(), check)?;
-    Ok(Some(Arc::new(cache)))
+    let sumdb = &config.sumdb;
+    let fetcher = Arc::new(SumdbFetcher::new(
+        sumdb.name(),
+        &sumdb.url,
+        clients.clone(),
+        config.timeouts.header,
+        Some(store.clone()),
+    ));
+    let trees = Arc::new(FileTreeStore::new(
+        state.join("sumdb").join(sumdb.name()).join("latest"),
+    ));
+    let verifier = Arc::new(SumdbVerifier::new(sumdb.key.clone(), fetcher, trees));
+    Some(Arc::new(ContentCheck::new(sumdb.clone(), verifier, state.join("tofu"))))
 }
 
-async fn accept_loop(listener: Box<dyn Listener>, ctx: Arc<Context>, limits: Arc<Limits>) {
+/// Accepts connections until shutdown; each one is served under the
+/// context in effect when it arrives.
+async fn accept_loop(listener: Box<dyn Listener>, live: Arc<Live<Context>>, limits: Arc<Limits>) {
     let tracker = TaskTracker::new();
     let cut = CancellationToken::new();
     let lingering = Arc::new(tokio::sync::Semaphore::new(LINGERING_MAX));
+    let draining = live.current().draining.clone();
     loop {
         let accepted = tokio::select! {
-            () = ctx.draining.cancelled() => break,
+            () = draining.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok(accepted) => {
+                let ctx = live.current();
                 let admitted = match limits.admit(accepted.peer.ip()) {
                     Ok(admitted) => admitted,
                     Err(over) => {
-                        turn_away(accepted, &over, &lingering);
+                        turn_away(&ctx, accepted, &over, &lingering);
                         continue;
                     }
                 };
-                let ctx = ctx.clone();
                 let cut = cut.clone();
                 tracker.spawn(async move {
                     let _place = admitted;
+                    let _open = ctx.telemetry.metrics.open_connection();
                     tokio::select! {
                         () = connection::serve(&ctx, accepted.stream, accepted.peer, accepted.inbound) => {}
                         () = cut.cancelled() => {}
@@ -249,7 +346,7 @@ async fn accept_loop(listener: Box<dyn Listener>, ctx: Arc<Context>, limits: Arc
     }
     drop(listener);
     tracker.close();
-    let grace = ctx.config.timeouts.shutdown;
+    let grace = live.current().config.timeouts.shutdown;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             open = tracker.len(),

@@ -9,8 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Probe;
+use crate::config::{OnInterception, Probe};
 use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::core::host::Authority;
@@ -37,7 +38,7 @@ enum Tunnel {
 
 /// Serves a CONNECT until the tunnel ends.
 pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, first: FirstRequest) {
-    let mut access = Access::new(peer, "CONNECT", first.target.clone());
+    let mut access = ctx.access(peer, "CONNECT", first.target.clone());
     let tunnel = match open(ctx, &mut access, &first.target).await {
         Ok(tunnel) => tunnel,
         Err(err) => {
@@ -48,6 +49,7 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
         }
     };
     access.status = 200;
+    let _open = ctx.telemetry.metrics.open_tunnel();
     let early = first.after_head();
     if let Err(e) = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await {
         access.error = Some(format!("tunnel setup: {e}"));
@@ -81,6 +83,10 @@ async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel
                 .dial(&dest, routed.checked.as_deref(), ctx.config.timeouts.connect)
                 .await?;
             access.upstream = Some(dialed.peer.to_string());
+            // Only `block` may delay a tunnel: the verdict comes first.
+            if ctx.config.tls.on_interception == OnInterception::Block {
+                watch::preflight(ctx, &dest, dialed.peer).await?;
+            }
             Ok(Tunnel::Relay {
                 upstream: dialed.stream,
                 addr: dialed.peer,
@@ -113,8 +119,15 @@ async fn relay_watched(
     } else {
         let mut taps = watch::Taps::new(&early);
         let seen = taps.seen.clone();
-        let watcher = tokio::spawn(watch::watch(ctx.clone(), dest, addr, taps.take_watch()));
-        let ended = relay::relay(&client, &upstream, idle, bytes_in, bytes_out, taps.relay_taps()).await;
+        let cut = CancellationToken::new();
+        let watcher = tokio::spawn(watch::watch(ctx.clone(), dest, addr, taps.take_watch(), cut.clone()));
+        let relayed = relay::relay(&client, &upstream, idle, bytes_in, bytes_out, taps.relay_taps());
+        // A chain the policy refuses closes the tunnel at once; the relay
+        // itself is never delayed for a verdict.
+        let ended = tokio::select! {
+            ended = relayed => ended,
+            () = cut.cancelled() => relay::Ended::Refused,
+        };
         drop(taps);
         // The verdict for this tunnel's access event; the relay is over, so
         // waiting here delays nobody.
@@ -126,5 +139,15 @@ async fn relay_watched(
         relay::Ended::Closed => {}
         relay::Ended::Idle => access.error = Some(format!("closed after {} idle", fmt_duration(idle))),
         relay::Ended::Failed(e) => access.error = Some(format!("tunnel: {e}")),
+        relay::Ended::Refused => {
+            let said = access
+                .judgement
+                .as_ref()
+                .map(|j| format!("{} ({})", j.verdict, j.vendor.as_deref().unwrap_or("unknown")))
+                .unwrap_or_default();
+            access.error = Some(format!(
+                "closed: the upstream's chain is {said}, which tls.on_interception refuses (untrusted chains always are)"
+            ));
+        }
     }
 }

@@ -11,16 +11,19 @@ use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::CertificateDer;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Probe;
+use crate::config::{OnInterception, Probe};
+use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::host::Authority;
-use crate::core::verdict::Judgement;
+use crate::core::verdict::{Judgement, Verdict};
 use crate::proxy::context::Context;
 use crate::proxy::relay;
 use crate::tls::chain::analyze;
 use crate::tls::evidence::Sighted;
 use crate::tls::probe::{self, Flight, ProbeStart, ServerFlight, client_sni};
+use crate::tls::verifier::Refusal;
 
 /// What is known about a tunnel's upstream chain, filled in by the watcher.
 pub type Seen = Arc<Mutex<Option<Judgement>>>;
@@ -114,8 +117,114 @@ impl Taps {
 /// sent (its SNI) and recorded against the destination modgate connected
 /// to, so a tunnel to one host that borrows another's name labels only
 /// the host it went to.
-pub async fn watch(ctx: Arc<Context>, dest: Authority, addr: SocketAddr, watch: Option<Watch>) {
+///
+/// A chain the policy refuses ([`refuses`]) closes the tunnel at once
+/// through `cut`: untrusted always, intercepted under
+/// `tls.on_interception = "block"`.
+pub async fn watch(ctx: Arc<Context>, dest: Authority, addr: SocketAddr, watch: Option<Watch>, cut: CancellationToken) {
     let Some(mut watch) = watch else { return };
+    let seen = watch.seen.clone();
+    observe_tunnel(&ctx, &dest, addr, &mut watch).await;
+    let judged = seen.lock().ok().and_then(|s| s.clone());
+    if let Some(judgement) = judged.filter(|j| refuses(&ctx, j)) {
+        tracing::warn!(
+            host = %dest,
+            verdict = %judgement.verdict,
+            vendor = judgement.vendor.as_deref().unwrap_or("-"),
+            "closing the tunnel: the upstream's chain is refused by policy"
+        );
+        cut.cancel();
+    }
+}
+
+/// Whether the policy refuses a chain with this verdict: untrusted chains
+/// always fail; intercepted ones fail under `on_interception = "block"`.
+pub fn refuses(ctx: &Context, judgement: &Judgement) -> bool {
+    match judgement.verdict {
+        Verdict::Untrusted => true,
+        Verdict::Intercepted => ctx.config.tls.on_interception == OnInterception::Block,
+        Verdict::Public => false,
+    }
+}
+
+/// Under `on_interception = "block"` the verdict comes before the tunnel:
+/// one probe handshake with the CONNECT host's name, reused for
+/// `tls.probe_ttl`, before `200 Connection established`. A chain the policy
+/// refuses is the CONNECT's refusal, with the same line an intercepted
+/// connection of modgate's own would get. A server that does not speak TLS
+/// cannot be judged, and is let through.
+pub async fn preflight(ctx: &Context, dest: &Authority, addr: SocketAddr) -> Result<(), Error> {
+    if ctx.config.tls.probe == Probe::Off {
+        return Ok(());
+    }
+    let name = dest.host.to_string().trim_matches(['[', ']']).to_owned();
+    let refused = |judgement: &Judgement, refusal: String| Error::Chain {
+        target: dest.https_url(),
+        refusal,
+        by_policy: judgement.verdict == Verdict::Intercepted,
+        verdict: judgement.verdict,
+        vendor: judgement.vendor.clone().unwrap_or_else(|| "unknown".into()),
+    };
+    let permit = match ctx.probes.begin(addr, &name) {
+        ProbeStart::Known(Some(known)) if refuses(ctx, &known) => {
+            let refusal = format!(
+                "presented a chain judged {} ({}) by an earlier probe: tls.on_interception = \"block\" refuses it",
+                known.verdict,
+                known.vendor.as_deref().unwrap_or("unknown")
+            );
+            return Err(refused(&known, refusal));
+        }
+        ProbeStart::Known(_) | ProbeStart::Refused(_) => return Ok(()),
+        ProbeStart::Start(permit) => permit,
+    };
+    let t = ctx.config.timeouts;
+    let chain = async {
+        let dialed = ctx
+            .dialer
+            .dial(dest, Some(&[addr]), t.connect)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::time::timeout(t.header, probe::handshake(dialed.stream, &name))
+            .await
+            .map_err(|_| "handshake timed out".to_owned())?
+    };
+    let chain = match chain.await {
+        Ok(chain) => chain,
+        Err(e) => {
+            tracing::debug!(host = %escape(&name), addr = %addr, error = %escape(&e), "preflight probe failed; not judged");
+            ctx.probes.finish(addr, &name, None);
+            return Ok(());
+        }
+    };
+    let report = match analyze(ctx.verifier.verifiers(), &chain, Some(&name)) {
+        Ok(report) => report,
+        Err(_) => {
+            ctx.probes.finish(addr, &name, None);
+            return Ok(());
+        }
+    };
+    let saved = ctx
+        .verifier
+        .observe(&report, &chain, &Sighted::at(&name, &name, Some(addr)));
+    let judgement = Judgement {
+        verdict: report.verdict,
+        vendor: report.vendor.clone(),
+    };
+    ctx.probes.finish(addr, &name, Some(judgement.clone()));
+    drop(permit);
+    if !refuses(ctx, &judgement) {
+        return Ok(());
+    }
+    let refusal = Refusal {
+        report: Arc::new(report),
+        saved,
+        by_policy: judgement.verdict == Verdict::Intercepted,
+    };
+    Err(refused(&judgement, refusal.to_string()))
+}
+
+/// The verdict on the tunnel's chain, noted in its `seen`.
+async fn observe_tunnel(ctx: &Arc<Context>, dest: &Authority, addr: SocketAddr, watch: &mut Watch) {
     let Ok(flight) = (&mut watch.flight).await else { return };
     let sni = watch.client_hello.try_recv().ok().and_then(|bytes| client_sni(&bytes));
     let host = dest.host.to_string().trim_matches(['[', ']']).to_owned();
@@ -123,10 +232,10 @@ pub async fn watch(ctx: Arc<Context>, dest: Authority, addr: SocketAddr, watch: 
     let sighted = Sighted::at(&host, &name, Some(addr));
     match flight {
         Flight::Chain(chain) => {
-            judge(&ctx, &chain, &name, &sighted, &watch.seen);
+            judge(ctx, &chain, &name, &sighted, &watch.seen);
         }
         Flight::Tls13 if ctx.config.tls.probe == Probe::Active => {
-            active_probe(&ctx, &name, &sighted, &dest, addr, &watch.seen).await
+            active_probe(ctx, &name, &sighted, dest, addr, &watch.seen).await
         }
         _ => {}
     }

@@ -52,6 +52,16 @@ pub struct Access {
     pub error: Option<String>,
     /// When the request arrived.
     pub started: Instant,
+    /// Where the event goes besides the log (metrics, the admin page's
+    /// recent decisions); `None` outside a running proxy.
+    pub telemetry: Option<Arc<dyn AccessSink>>,
+}
+
+/// Where access events go besides the log: the metrics and the admin
+/// page's recent decisions ([`Telemetry`](crate::telemetry::sink::Telemetry)).
+pub trait AccessSink: std::fmt::Debug + Send + Sync {
+    /// Takes in a finished request or tunnel.
+    fn record(&self, access: &Access);
 }
 
 /// How the cache took part in an answer, for `x-cache` and the access log.
@@ -114,7 +124,14 @@ impl Access {
             cache: None,
             error: None,
             started: Instant::now(),
+            telemetry: None,
         }
+    }
+
+    /// The same record, also counted by `telemetry` when it is emitted.
+    pub fn reporting_to(mut self, telemetry: Arc<dyn AccessSink>) -> Access {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// Records `err` as the outcome: its status and message.
@@ -161,6 +178,9 @@ impl Access {
             error = error.as_deref(),
             "access"
         );
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.record(self);
+        }
     }
 }
 
@@ -176,6 +196,10 @@ pin_project! {
         access: Option<Box<Access>>,
         // The body reached its end (or had none).
         ended: bool,
+        // The Content-Length sent, when there is one: hyper stops reading
+        // a body once that many bytes went out, without asking for its end.
+        expected: Option<u64>,
+        sent: u64,
     }
 
     impl<B> PinnedDrop for Metered<B> {
@@ -201,6 +225,8 @@ impl<B> Metered<B> {
             count,
             access: None,
             ended: false,
+            expected: None,
+            sent: 0,
         }
     }
 }
@@ -209,11 +235,19 @@ impl<B: Body> Metered<B> {
     /// Counts `inner`'s bytes into the record's `bytes_out`, and emits the
     /// record when the body is dropped.
     pub fn logged(inner: B, access: Access) -> Metered<B> {
+        Metered::logged_with_length(inner, access, None)
+    }
+
+    /// [`Metered::logged`] for a body sent with `Content-Length: length`:
+    /// it has ended once that many bytes went out.
+    pub fn logged_with_length(inner: B, access: Access, length: Option<u64>) -> Metered<B> {
         Metered {
-            ended: inner.is_end_stream(),
+            ended: inner.is_end_stream() || length == Some(0),
             inner,
             count: access.bytes_out.clone(),
             access: Some(Box::new(access)),
+            expected: length,
+            sent: 0,
         }
     }
 }
@@ -232,8 +266,9 @@ where
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(data) = f.data_ref() {
                     this.count.add(data.remaining() as u64);
+                    *this.sent += data.remaining() as u64;
                 }
-                if this.inner.is_end_stream() {
+                if this.inner.is_end_stream() || this.expected.is_some_and(|n| *this.sent >= n) {
                     *this.ended = true;
                 }
             }

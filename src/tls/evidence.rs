@@ -423,6 +423,12 @@ fn lock_dir(_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The index records in `dir` (for the admin page, which reads what the
+/// writer of any process sharing the directory has written).
+pub fn sightings_in(dir: &Path) -> Vec<Sighting> {
+    read_index(dir).into_values().collect()
+}
+
 /// The index in `dir`, by SPKI; unreadable lines are skipped.
 fn read_index(dir: &Path) -> BTreeMap<String, Sighting> {
     let mut index = BTreeMap::new();

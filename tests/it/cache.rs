@@ -111,7 +111,12 @@ async fn start_mirror(root: &Path) -> Mirror {
             tokio::spawn(gone.clone().run_until_cancelled_owned(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
                     let path = req.uri().path().to_owned();
-                    *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                    let counted = if req.method() == http::Method::HEAD {
+                        format!("HEAD {path}")
+                    } else {
+                        path.clone()
+                    };
+                    *counts.lock().unwrap().entry(counted).or_insert(0) += 1;
                     let forced = status.load(Ordering::SeqCst);
                     let replaced = replaced.lock().unwrap().get(&path).cloned();
                     let (delay, truncate, root) = (delay.clone(), truncate.clone(), root.clone());
@@ -605,4 +610,44 @@ async fn a_warm_s3_cache_serves_go_when_every_upstream_is_down() {
     let offline = GoProject::new(REQUIRES).download(&env).await;
     offline.assert_ok();
     assert_eq!(offline.modules, online.modules);
+}
+
+/// HEAD is answered with a head, never by fetching a body: from the cache
+/// when the file is there, else with a HEAD upstream (issue 15).
+#[tokio::test]
+async fn head_requests_never_fetch_a_body() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    let zip = "/example.test/alpha/@v/v1.1.0.zip";
+    let size = std::fs::metadata(world.fixture().join(zip.trim_start_matches('/')))
+        .unwrap()
+        .len();
+    let head = |proxy: std::net::SocketAddr| async move {
+        let mut conn = ProxyConn::open(proxy).await;
+        let resp = conn
+            .send(Request::head(zip).header("host", "modgate").body(full("")).unwrap())
+            .await;
+        let status = resp.status().as_u16();
+        let length = resp.headers()["content-length"].to_str().unwrap().to_owned();
+        let cache = resp.headers().get("x-cache").map(|v| v.to_str().unwrap().to_owned());
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, length, cache, body.len())
+    };
+    let (status, length, cache, body) = head(proxy.addr).await;
+    assert_eq!((status, length, body), (200, size.to_string(), 0));
+    assert_eq!(cache.as_deref(), Some("bypass"));
+    assert_eq!(
+        (mirror.count(&format!("HEAD {zip}")), mirror.count(zip)),
+        (1, 0),
+        "a HEAD upstream, no GET"
+    );
+    assert!(!world.cached(zip.trim_start_matches('/')));
+    // Once cached, a HEAD is answered from the cache.
+    assert_eq!(endpoint_get(proxy.addr, zip).await.0, 200);
+    let (status, length, cache, body) = head(proxy.addr).await;
+    assert_eq!((status, length, body), (200, size.to_string(), 0));
+    assert_eq!(cache.as_deref(), Some("hit"));
+    assert_eq!(mirror.count(&format!("HEAD {zip}")), 1);
+    proxy.stop().await;
 }

@@ -234,9 +234,17 @@ async fn serve_reports_the_real_port_logs_json_and_stops_on_sigterm() {
 #[tokio::test]
 async fn serve_finishes_a_download_in_flight_after_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = start_origin(std::sync::Arc::new(|_req| {
-        Box::pin(async {
-            tokio::time::sleep(Duration::from_millis(700)).await;
+    // The origin answers only once SIGTERM was sent; `arrived` says the
+    // request is in its hands.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (r, a) = (release.clone(), arrived.clone());
+    let origin = start_origin(std::sync::Arc::new(move |_req| {
+        let (r, a) = (r.clone(), a.clone());
+        Box::pin(async move {
+            let released = r.notified();
+            a.notify_one();
+            released.await;
             http::Response::new(full("finished"))
         })
     }))
@@ -246,8 +254,24 @@ async fn serve_finishes_a_download_in_flight_after_sigterm() {
     let addr = served.addr;
     let url = format!("http://{}/slow", origin.addr);
     let in_flight = tokio::spawn(async move { get_via(addr, &url).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(STEP, arrived.notified())
+        .await
+        .expect("the request reaches the origin");
     sigterm(&served.child);
+    // serve is draining: it stops listening, and has not exited.
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve stops listening after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        served.child.try_wait().unwrap().is_none(),
+        "serve waits for the download"
+    );
+    release.notify_waiters();
     let (status, _, body) = in_flight.await.unwrap();
     assert_eq!((status.as_u16(), body.as_str()), (200, "finished"));
     let status = tokio::time::timeout(STEP, served.child.wait()).await.unwrap().unwrap();

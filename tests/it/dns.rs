@@ -220,22 +220,6 @@ async fn a_dns_timeout_is_a_504_naming_the_host() {
     proxy.stop().await;
 }
 
-/// A listener whose accept queue is full: new connections get no answer to
-/// their SYN, as on a black-holed route.
-fn black_hole() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
-    s.listen(0).unwrap();
-    let addr = s.local_addr().unwrap().as_socket().unwrap();
-    let mut fill = Vec::new();
-    for _ in 0..4 {
-        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            fill.push(c);
-        }
-    }
-    (s, fill, addr)
-}
-
 /// Happy Eyeballs: the first address never answers; the second is tried
 /// after one attempt delay, not after the whole connect timeout.
 #[tokio::test]

@@ -73,11 +73,22 @@ fn respond(query: &[u8], answer: &Answer, asked: &Mutex<HashMap<String, usize>>)
     response.to_vec().ok()
 }
 
+/// A UDP socket and a TCP listener on one 127.0.0.1 port. The port is
+/// picked for UDP; another test may hold it for TCP, so pick again then.
+async fn bind_pair() -> (UdpSocket, TcpListener, std::net::SocketAddr) {
+    for _ in 0..64 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            return (udp, tcp, addr);
+        }
+    }
+    panic!("no 127.0.0.1 port free for both UDP and TCP after 64 tries");
+}
+
 /// Starts the server. With `silent`, it reads queries and never answers.
 pub async fn start_fake_dns(answer: Answer, silent: bool) -> FakeDns {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    let (udp, tcp, addr) = bind_pair().await;
     let asked = Arc::new(Mutex::new(HashMap::new()));
     let (a, q) = (answer.clone(), asked.clone());
     let udp_task = tokio::spawn(async move {

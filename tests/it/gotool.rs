@@ -215,6 +215,8 @@ pub enum Behavior {
     TruncateZips,
     /// Declare every .zip as 600 MiB and send nothing.
     HugeZips,
+    /// Send every .zip chunked, with no length, and never end it.
+    EndlessZips,
 }
 
 /// A module proxy over TLS (test PKI) serving `root`.
@@ -310,6 +312,16 @@ pub async fn start_module_origin(
                                             let mut r = Response::new(body);
                                             r.headers_mut().insert("content-length", (600u64 * 1024 * 1024).into());
                                             r
+                                        }
+                                        Some(_)
+                                            if matches!(behavior, Behavior::EndlessZips) && path.ends_with(".zip") =>
+                                        {
+                                            static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+                                            let (tx, body) = crate::support::chan_body(4);
+                                            tokio::spawn(async move {
+                                                while tx.send(bytes::Bytes::from_static(&ZEROS)).await.is_ok() {}
+                                            });
+                                            Response::new(body)
                                         }
                                         Some(bytes) => Response::new(crate::support::full(bytes)),
                                     },

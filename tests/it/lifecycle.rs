@@ -13,20 +13,29 @@ use crate::support::*;
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_and_tunnels_finish() {
-    // An origin that takes 500 ms to answer.
-    let origin = start_origin(Arc::new(|_req| {
+    // The origins answer only when `release` fires, after the shutdown has
+    // begun; `arrived` says each has its request (or tunnel) in hand.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let arrived = Arc::new(tokio::sync::Semaphore::new(0));
+    let (r, a) = (release.clone(), arrived.clone());
+    let origin = start_origin(Arc::new(move |_req| {
+        let (r, a) = (r.clone(), a.clone());
         Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            let released = r.notified();
+            a.add_permits(1);
+            released.await;
             Response::new(full("late but complete"))
         })
     }))
     .await;
-    // A TCP origin that answers a tunnel 500 ms after it opens.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tcp_origin = listener.local_addr().unwrap();
+    let (r, a) = (release.clone(), arrived.clone());
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let released = r.notified();
+        a.add_permits(1);
+        released.await;
         s.write_all(b"tunnel done").await.unwrap();
     });
 
@@ -43,13 +52,22 @@ async fn shutdown_lets_in_flight_requests_and_tunnels_finish() {
         drop(origin);
         body
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both origins hold their work before the shutdown starts.
+    let _both = tokio::time::timeout(STEP, arrived.acquire_many(2))
+        .await
+        .expect("the request and the tunnel reach their origins")
+        .unwrap();
     let stopping = tokio::spawn(proxy.stop());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "the listener is closed during shutdown"
-    );
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the listener is closed during shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!stopping.is_finished(), "the shutdown waits for the work in flight");
+    release.notify_waiters();
 
     assert_eq!(request.await.unwrap(), "late but complete");
     let mut got = String::new();
@@ -58,6 +76,7 @@ async fn shutdown_lets_in_flight_requests_and_tunnels_finish() {
         .unwrap()
         .unwrap();
     assert_eq!(got, "tunnel done");
+    drop(tunnel);
     tokio::time::timeout(STEP, stopping)
         .await
         .expect("shutdown completes")

@@ -154,6 +154,42 @@ async fn a_zip_over_500_mib_is_refused_not_streamed() {
     s.proxy.stop().await;
 }
 
+/// A zip sent without a length is cut where it passes go's 500 MiB limit:
+/// the client never gets more, and the body fails instead of ending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_zip_is_cut_mid_stream_at_500_mib() {
+    let s = setup(Behavior::EndlessZips, MIRROR_ALL).await;
+    let mut conn = ProxyConn::open(s.proxy.addr).await;
+    let resp = conn
+        .send(
+            Request::get("/example.test/alpha/@v/v1.0.0.zip")
+                .header("host", "modgate")
+                .body(full(""))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "the zip starts as any other");
+    assert!(resp.headers().get("content-length").is_none());
+    let mut body = resp.into_body();
+    let mut got = 0u64;
+    let ended = loop {
+        match tokio::time::timeout(STEP, body.frame())
+            .await
+            .expect("streamed in time")
+        {
+            Some(Ok(frame)) => {
+                got += frame.data_ref().map_or(0, |d| d.len() as u64);
+                assert!(got <= 500 * 1024 * 1024, "streamed past the limit: {got} bytes");
+            }
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    assert!(ended.is_err(), "the body fails, it does not end cleanly");
+    assert!(got >= 400 * 1024 * 1024, "cut near the limit, not early: {got} bytes");
+    s.proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_module_paths_get_a_400_naming_the_problem() {
     let s = setup(Behavior::Serve, MIRROR_ALL).await;

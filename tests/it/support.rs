@@ -43,10 +43,19 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Stops the proxy gracefully and waits until it has.
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
+    }
+}
+
+/// A proxy a test drops (or a panicking test leaves behind) stops
+/// listening: the `Server`'s own drop closes it.
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        drop(self.server.take());
     }
 }
 
@@ -401,14 +410,59 @@ pub fn chan_body(depth: usize) -> (mpsc::Sender<Bytes>, TestBody) {
     (tx, ChanBody(rx).boxed())
 }
 
+/// The test pattern's period: pseudo-random bytes repeating after a prime
+/// length, so no chunk size lines up with it and a dropped, repeated or
+/// shifted stretch shows as a mismatch.
+const PATTERN_PERIOD: usize = 1_048_573;
+
+/// One period of the test pattern (xorshift64 bytes).
+static PATTERN: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..PATTERN_PERIOD)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect()
+});
+
 /// The byte at `offset` of the test pattern, so transfers can be verified
 /// without keeping them.
 pub fn pattern(offset: u64) -> u8 {
-    (offset.wrapping_mul(31).wrapping_add(offset >> 13) % 251) as u8
+    PATTERN[(offset % PATTERN_PERIOD as u64) as usize]
 }
 
+/// The pattern's `len` bytes from `start`.
 pub fn pattern_chunk(start: u64, len: usize) -> Bytes {
-    (0..len as u64).map(|i| pattern(start + i)).collect::<Vec<u8>>().into()
+    let mut out = Vec::with_capacity(len);
+    let mut at = (start % PATTERN_PERIOD as u64) as usize;
+    while out.len() < len {
+        let n = (len - out.len()).min(PATTERN_PERIOD - at);
+        out.extend_from_slice(&PATTERN[at..at + n]);
+        at = 0;
+    }
+    out.into()
+}
+
+/// The offset of the first byte of `data` (found at `start` of a transfer)
+/// that differs from the pattern, if one does. Compares whole slices, so
+/// checking every byte of 100 MB stays cheap in debug builds.
+pub fn pattern_mismatch(start: u64, data: &[u8]) -> Option<u64> {
+    let mut at = (start % PATTERN_PERIOD as u64) as usize;
+    let mut done = 0;
+    while done < data.len() {
+        let n = (data.len() - done).min(PATTERN_PERIOD - at);
+        let (got, want) = (&data[done..done + n], &PATTERN[at..at + n]);
+        if got != want {
+            let i = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(0);
+            return Some(start + (done + i) as u64);
+        }
+        done += n;
+        at = 0;
+    }
+    None
 }
 
 /// Reads a body to the end, checking it against the pattern; returns the length.
@@ -417,8 +471,8 @@ pub async fn drain_checking_pattern(mut body: Incoming) -> u64 {
     while let Some(frame) = body.frame().await {
         let frame = frame.expect("body frame");
         if let Some(data) = frame.data_ref() {
-            for (i, b) in data.iter().enumerate() {
-                assert_eq!(*b, pattern(offset + i as u64), "byte {} differs", offset + i as u64);
+            if let Some(bad) = pattern_mismatch(offset, data) {
+                panic!("byte {bad} differs");
             }
             offset += data.len() as u64;
         }
@@ -446,8 +500,14 @@ impl ProxyConn {
         ProxyConn { sender, task }
     }
 
-    /// Sends `req` (with an absolute-form URI) and returns the response.
-    pub async fn send(&mut self, req: Request<TestBody>) -> Response<Incoming> {
+    /// Sends `req` (with an absolute-form URI) and returns the response. A
+    /// Host header is added from the URI when the request has none, as
+    /// every HTTP/1.1 client does.
+    pub async fn send(&mut self, mut req: Request<TestBody>) -> Response<Incoming> {
+        if !req.headers().contains_key(http::header::HOST) {
+            let host = req.uri().authority().map_or("modgate", |a| a.as_str()).to_owned();
+            req.headers_mut().insert(http::header::HOST, host.parse().unwrap());
+        }
         self.sender.ready().await.expect("connection ready");
         tokio::time::timeout(STEP, self.sender.send_request(req))
             .await
@@ -532,6 +592,10 @@ pub struct Served {
     _cache_home: tempfile::TempDir,
     pub child: tokio::process::Child,
     pub addr: std::net::SocketAddr,
+    /// The admin listener's address, when it printed one.
+    pub admin: Option<std::net::SocketAddr>,
+    /// The log lines before the listening line.
+    pub startup: Vec<String>,
     pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
 }
 
@@ -557,22 +621,42 @@ pub async fn start_served_with_env(dir: &std::path::Path, args: &[&str], env: &[
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut admin = None;
+    let mut startup = Vec::new();
     loop {
         let line = tokio::time::timeout(STEP, lines.next_line())
             .await
             .expect("listening line in time")
             .unwrap()
-            .expect("serve exited early");
+            .unwrap_or_else(|| panic!("serve exited early: {startup:#?}"));
+        startup.push(line.clone());
+        if let Some(addr) = line.strip_prefix("modgate admin listening on ") {
+            admin = Some(addr.parse().expect("a socket address"));
+        }
         if let Some(addr) = line.strip_prefix("modgate listening on ") {
             let addr = addr.parse().expect("a socket address");
             return Served {
                 _cache_home: cache_home,
                 child,
                 addr,
+                admin,
+                startup,
                 lines,
             };
         }
     }
+}
+
+/// Sends `signal` (e.g. `HUP`) to a child.
+pub fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 /// Sends SIGTERM to a child.
@@ -602,6 +686,20 @@ impl Served {
         }
     }
 
+    /// Reads the log until a line containing `text`; returns it.
+    pub async fn wait_for_line(&mut self, text: &str) -> String {
+        loop {
+            let line = tokio::time::timeout(STEP, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("a log line with {text:?} in time"))
+                .unwrap()
+                .unwrap_or_else(|| panic!("a log line with {text:?} before the log ends"));
+            if line.contains(text) {
+                return line;
+            }
+        }
+    }
+
     /// The next access event, parsed.
     pub async fn next_access(&mut self) -> serde_json::Value {
         let line = self.next_access_line().await;
@@ -616,4 +714,20 @@ pub fn modgate_bin() -> &'static str {
     // Defined for integration tests; examples that reuse this file (the
     // benchmark load generators) never call it.
     option_env!("CARGO_BIN_EXE_modgate").unwrap_or("modgate")
+}
+
+/// A listener whose accept queue is full: new connections get no answer to
+/// their SYN, as on a black-holed route.
+pub fn black_hole() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(200)) {
+            fill.push(c);
+        }
+    }
+    (s, fill, addr)
 }

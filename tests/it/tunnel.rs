@@ -12,8 +12,13 @@ use crate::support::*;
 async fn a_tunnel_carries_tls_end_to_end_to_a_hosts_override() {
     let pki = TestPki::new("modgate test root");
     let (origin, _task) = start_tls_origin(&pki, &["origin.test"], "hello over tls").await;
+    // The origin's root is the public one here: an untrusted chain would
+    // close the tunnel (tunnel_policy.rs).
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("public-root.pem");
+    std::fs::write(&roots, &pki.ca_pem).unwrap();
     let proxy = start_proxy(&config_allowing_loopback(&format!(
-        "[hosts]\n\"origin.test\" = \"{origin}\"\n"
+        "[tls]\npublic_roots = {roots:?}\n[hosts]\n\"origin.test\" = \"{origin}\"\n"
     )))
     .await;
 
@@ -138,8 +143,8 @@ async fn bulk_transfers_are_byte_exact_in_both_directions() {
         if n == 0 {
             break;
         }
-        for (i, b) in buf[..n].iter().enumerate() {
-            assert_eq!(*b, pattern(got + i as u64), "byte {}", got + i as u64);
+        if let Some(bad) = pattern_mismatch(got, &buf[..n]) {
+            panic!("byte {bad} differs");
         }
         got += n as u64;
     }

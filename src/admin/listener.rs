@@ -1,0 +1,135 @@
+//! Binding the admin listener and routing its requests.
+//!
+//! `serve --admin-listen ADDR` overrides `[admin] listen`. When the address
+//! is the default (nobody chose it) and cannot be bound (another modgate
+//! holds 9128), modgate warns and runs without the admin listener; an
+//! address someone chose that cannot be bound is an error.
+//!
+//! Access: the listener binds loopback by default. `[admin] require_auth`
+//! is where the `[auth]` users will be asked for; until this build has
+//! `[auth]`, the key refuses `true` at load time, and requests here are not
+//! authenticated.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::admin::metrics::CacheCollector;
+use crate::admin::{AdminState, chains, health, metrics, page};
+use crate::config::admin::AdminListen;
+use crate::core::body::{Body, text};
+
+/// How long a client may take to send a request head.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why the admin listener could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on the admin address {addr}: {source}")]
+pub struct AdminBindError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The socket error.
+    pub source: std::io::Error,
+}
+
+/// A running admin listener.
+#[derive(Debug)]
+pub struct AdminListener {
+    addr: SocketAddr,
+}
+
+impl AdminListener {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Binds `listen` and serves until the proxy shuts down. `Ok(None)` when
+/// the listener is off, or when the default address is busy (warned).
+pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<AdminListener>, AdminBindError> {
+    let Some(addr) = listen.addr() else {
+        return Ok(None);
+    };
+    let bound = TcpListener::bind(addr)
+        .await
+        .and_then(|l| l.local_addr().map(|a| (l, a)));
+    let (listener, addr) = match (bound, listen) {
+        (Ok(bound), _) => bound,
+        (Err(e), AdminListen::Default(_)) => {
+            tracing::warn!(
+                addr = %addr,
+                error = %e,
+                "the default admin address cannot be bound (another modgate?); running without the admin listener; set [admin] listen or serve --admin-listen"
+            );
+            eprintln!("modgate: warning: admin listener off: cannot listen on {addr}: {e}");
+            return Ok(None);
+        }
+        (Err(source), _) => return Err(AdminBindError { addr, source }),
+    };
+    if let Some(cache) = &state.live.current().cache {
+        let metrics = &state.live.current().telemetry.metrics;
+        metrics.register_collector(Box::new(CacheCollector(cache.clone())));
+    }
+    tokio::spawn(accept(listener, Arc::new(state)));
+    Ok(Some(AdminListener { addr }))
+}
+
+async fn accept(listener: TcpListener, state: Arc<AdminState>) {
+    let stop = state.proxy.draining.clone();
+    loop {
+        let (stream, _) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// The routes.
+async fn route(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "modgate: the admin listener answers GET",
+        );
+    }
+    let path = req.uri().path();
+    match path {
+        "/" => page::serve(state).await,
+        "/metrics" => metrics::serve(&state.live.current().telemetry.metrics),
+        "/healthz" => health::healthz(),
+        "/readyz" => health::readyz(state).await,
+        _ => match path.strip_prefix("/chains/") {
+            Some(name) => chains::serve(&state.live.current().config.tls.intercepted_dir, name).await,
+            None => text(
+                StatusCode::NOT_FOUND,
+                "modgate: not an admin path; try /, /metrics, /healthz or /readyz",
+            ),
+        },
+    }
+}

@@ -1,0 +1,149 @@
+//! The one request gate: the checks every door makes before a request is
+//! classified — the proxy port (its keep-alive requests), intercepted
+//! HTTP/1.1 and h2, and the transparent listener. Head and header limits are
+//! the same number everywhere (`proxy::head`), enforced by modgate's own
+//! parser for a connection's first head and by hyper (with the
+//! [front door](crate::proxy::frontdoor) giving its refusals a `modgate:`
+//! line) after that.
+
+use http::{Method, Request, Version, header};
+
+use crate::core::error::Error;
+use crate::core::host::{Authority, Host};
+
+/// Where a request came in.
+#[derive(Debug, Clone, Copy)]
+pub enum Entrance<'a> {
+    /// The proxy port: proxy requests and the module endpoint.
+    ProxyPort,
+    /// Inside a tunnel to this destination, whose TLS modgate terminated.
+    Tunnel(&'a Authority),
+}
+
+/// Checks a request before it is classified.
+pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    if hosts > 1 {
+        return Err(Error::BadRequest("more than one Host header".into()));
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+    if req.version() == Version::HTTP_11 && hosts == 0 {
+        return Err(Error::BadRequest("an HTTP/1.1 request needs a Host header".into()));
+    }
+    let Entrance::Tunnel(dest) = entrance else {
+        return Ok(());
+    };
+    if req.method() == Method::CONNECT {
+        return Err(Error::BadRequest(format!(
+            "CONNECT inside the tunnel to {dest}: open a new connection to modgate for each tunnel"
+        )));
+    }
+    if req.uri() == "*" {
+        return Err(Error::BadRequest(format!(
+            "'{} *' inside the tunnel to {dest}: modgate serves module requests here",
+            req.method()
+        )));
+    }
+    // Policy, the upstream, the certificate and the log all name the
+    // tunnel's host: a request may not name another.
+    let named = req.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    });
+    if let Some(named) = named {
+        if !names_tunnel(&named, dest) {
+            return Err(Error::Misdirected {
+                named: named.clone(),
+                tunnel: dest.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `authority` (a Host value or URI authority) names `dest`: the
+/// same host, and the same port when it names one (a Host without a port
+/// names the host; the tunnel already fixed the port the policy checked).
+fn names_tunnel(authority: &str, dest: &Authority) -> bool {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (authority, None),
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(port) => (h, Some(port)),
+            Err(_) => return false,
+        },
+        None => (authority, None),
+    };
+    let Ok(host) = Host::parse(host) else { return false };
+    host == dest.host && port.is_none_or(|p| p == dest.port)
+}
+
+/// Module paths answer GET and HEAD; anything else is a 405.
+pub fn module_method(method: &Method) -> Result<(), Error> {
+    if method == Method::GET || method == Method::HEAD {
+        return Ok(());
+    }
+    Err(Error::MethodNotAllowed(method.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, uri: &str, host: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_tunnel_host_is_the_only_host_a_request_may_name() {
+        let dest = Authority::parse_connect("proxy.golang.org:443").unwrap();
+        let inside = Entrance::Tunnel(&dest);
+        assert!(check(&req("GET", "/x", Some("proxy.golang.org")), inside).is_ok());
+        assert!(check(&req("GET", "/x", Some("PROXY.golang.org:443")), inside).is_ok());
+        for other in [
+            "secret.example",
+            "10.9.9.9",
+            "proxy.golang.org:8443",
+            "proxy.golang.org:x",
+        ] {
+            let e = check(&req("GET", "/x", Some(other)), inside).unwrap_err();
+            assert_eq!(e.status(), 421, "{other}: {e}");
+        }
+        let e = check(
+            &req("GET", "https://secret.example/x", Some("proxy.golang.org")),
+            inside,
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), 421);
+        assert_eq!(
+            check(&req("OPTIONS", "*", Some("proxy.golang.org")), inside)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            check(&req("CONNECT", "a.test:443", Some("a.test:443")), inside)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let ip = Authority::parse_connect("[::1]:8443").unwrap();
+        assert!(check(&req("GET", "/x", Some("[::1]:8443")), Entrance::Tunnel(&ip)).is_ok());
+    }
+
+    #[test]
+    fn http11_needs_one_host() {
+        let e = check(&req("GET", "/x", None), Entrance::ProxyPort).unwrap_err();
+        assert_eq!(e.status(), 400);
+        let mut two = req("GET", "/x", Some("a"));
+        two.headers_mut().append("host", "b".parse().unwrap());
+        assert!(check(&two, Entrance::ProxyPort).is_err());
+        assert_eq!(module_method(&Method::PUT).unwrap_err().status(), 405);
+        assert!(module_method(&Method::HEAD).is_ok());
+    }
+}

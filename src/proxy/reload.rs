@@ -1,0 +1,223 @@
+//! Reloading the config while serving (SIGHUP, or a change to the file).
+//!
+//! The file is loaded and validated the way `check` validates it (the
+//! syntax, the root files, the CA against `tls.intercept`). Only a config
+//! that passes is put in effect, whole and at once ([`Live`]); a bad one is
+//! logged with its `file:line:col` and the old one keeps serving. Requests
+//! and tunnels in flight finish under the config they started with.
+//!
+//! Some settings belong to what `serve` built once and cannot change under
+//! it: the proxy's `listen` (and `[admin] listen`), `[limits]`, and the
+//! module cache (`[cache]`, `[sumdb]`). A reload that changes one of them is
+//! refused with a message saying it needs a restart. The module cache (its
+//! store and in-flight fetches) and the metrics carry over to the new
+//! config.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::proxy::context::Context;
+use crate::proxy::live::Live;
+use crate::proxy::server::rebuild_context;
+
+/// What the admin page shows about the config in effect and the last
+/// reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// When the config in effect was loaded.
+    pub loaded_at: SystemTime,
+    /// The last reload that was refused, when it was, and why; cleared by
+    /// the next good one.
+    pub failed: Option<(SystemTime, String)>,
+    /// Reloads put in effect.
+    pub ok: u64,
+    /// Reloads refused.
+    pub refused: u64,
+}
+
+/// Which restart-only settings the command line fixed, so the file's
+/// value does not matter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    /// `serve --listen` was given.
+    pub listen: bool,
+    /// `serve --admin-listen` was given.
+    pub admin_listen: bool,
+}
+
+/// Reloads one config file into the context in effect.
+pub struct Reloader {
+    live: Arc<Live<Context>>,
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    status: Mutex<ReloadStatus>,
+    /// One reload at a time.
+    running: tokio::sync::Mutex<()>,
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The new config is in effect.
+    Loaded,
+    /// The file's text has not changed (a file event that changed nothing).
+    Unchanged,
+    /// Refused; the config in effect stays. The reason, one line.
+    Refused(String),
+}
+
+impl Reloader {
+    /// Reloads what `serve` loaded: `path` (`serve --config`), or the same
+    /// choice `serve` made without one.
+    pub fn new(live: Arc<Live<Context>>, path: Option<PathBuf>, overrides: Overrides) -> Reloader {
+        Reloader {
+            live,
+            path,
+            overrides,
+            status: Mutex::new(ReloadStatus {
+                loaded_at: SystemTime::now(),
+                failed: None,
+                ok: 0,
+                refused: 0,
+            }),
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The config file's path, when it is a file.
+    pub fn path(&self) -> Option<PathBuf> {
+        let source = self.live.current().config.source.clone();
+        (source != crate::config::EMBEDDED_NAME).then(|| PathBuf::from(source))
+    }
+
+    /// The status, for the admin page.
+    pub fn status(&self) -> ReloadStatus {
+        match self.status.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Loads the file again and, when it is valid and changes nothing that
+    /// needs a restart, puts it in effect. With `only_if_changed`, a file
+    /// whose text is the same is left alone (file events); otherwise it is
+    /// rebuilt anyway (SIGHUP: the CA or root files may have changed).
+    pub async fn reload(&self, only_if_changed: bool) -> Reloaded {
+        let _one = self.running.lock().await;
+        let current = self.live.current();
+        let outcome = match self.next(&current, only_if_changed).await {
+            Ok(Some(next)) => {
+                let digest = next.config.digest.clone();
+                let source = next.config.source.clone();
+                Arc::new(next).put_in_effect(&self.live);
+                current.telemetry.metrics.reloaded(Some(&digest));
+                tracing::info!(config = %source, sha256 = %digest, "config reloaded; new connections and requests use it");
+                Reloaded::Loaded
+            }
+            Ok(None) => return Reloaded::Unchanged,
+            Err(why) => {
+                current.telemetry.metrics.reloaded(None);
+                tracing::error!(error = %why, "config reload refused; the config in effect stays");
+                Reloaded::Refused(why)
+            }
+        };
+        if let Ok(mut status) = self.status.lock() {
+            match &outcome {
+                Reloaded::Loaded => {
+                    status.ok += 1;
+                    status.loaded_at = SystemTime::now();
+                    status.failed = None;
+                }
+                Reloaded::Refused(why) => {
+                    status.refused += 1;
+                    status.failed = Some((SystemTime::now(), why.clone()));
+                }
+                Reloaded::Unchanged => {}
+            }
+        }
+        outcome
+    }
+
+    /// The context for the file as it is now; `None` when unchanged.
+    async fn next(&self, current: &Context, only_if_changed: bool) -> Result<Option<Context>, String> {
+        let config = Config::load(self.path.as_deref()).map_err(|e| e.to_string())?;
+        // A file put back to the config in effect after a refused edit is
+        // loaded again, which clears the failure.
+        let failed = self.status().failed.is_some();
+        if only_if_changed && config.digest == current.config.digest && !failed {
+            return Ok(None);
+        }
+        needs_restart(&current.config, &config, self.overrides)?;
+        let source = config.source.clone();
+        rebuild_context(config, current)
+            .await
+            .map(Some)
+            .map_err(|e| format!("{source}: {e}"))
+    }
+}
+
+/// Refuses a config that changes what `serve` built once.
+fn needs_restart(old: &Config, new: &Config, overrides: Overrides) -> Result<(), String> {
+    let refuse = |what: &str, was: String, now: String| {
+        Err(format!(
+            "{}: {what} changed from {was} to {now}; that needs a restart of modgate (the config in effect stays)",
+            new.source
+        ))
+    };
+    if !overrides.listen && old.listen != new.listen {
+        return refuse("listen", old.listen.to_string(), new.listen.to_string());
+    }
+    if !overrides.admin_listen && old.admin.listen.addr() != new.admin.listen.addr() {
+        return refuse(
+            "admin.listen",
+            old.admin.listen.to_string(),
+            new.admin.listen.to_string(),
+        );
+    }
+    // Plain data: their Debug forms are equal exactly when they are.
+    let same = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    let tables: [(&str, bool); 3] = [
+        ("[limits]", same(&old.limits, &new.limits)),
+        ("[cache]", same(&old.cache, &new.cache)),
+        ("[sumdb]", same(&old.sumdb, &new.sumdb)),
+    ];
+    match tables.iter().find(|(_, same)| !same) {
+        Some((table, _)) => Err(format!(
+            "{}: {table} changed; that needs a restart of modgate (the config in effect stays)",
+            new.source
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_settings_are_named() {
+        let old = Config::parse("listen = \"127.0.0.1:3128\"\n", "m.toml").unwrap();
+        let new = Config::parse("listen = \"127.0.0.1:3129\"\n", "m.toml").unwrap();
+        let e = needs_restart(&old, &new, Overrides::default()).unwrap_err();
+        assert_eq!(
+            e,
+            "m.toml: listen changed from 127.0.0.1:3128 to 127.0.0.1:3129; that needs a restart of modgate (the config in effect stays)"
+        );
+        let overridden = Overrides {
+            listen: true,
+            ..Overrides::default()
+        };
+        assert!(needs_restart(&old, &new, overridden).is_ok());
+        let new = Config::parse("[cache]\nlist_ttl = \"5m\"\n", "m.toml").unwrap();
+        let old = Config::parse("", "m.toml").unwrap();
+        assert!(
+            needs_restart(&old, &new, Overrides::default())
+                .unwrap_err()
+                .contains("[cache] changed")
+        );
+        let new = Config::parse("[[rule]]\naction = \"block\"\n", "m.toml").unwrap();
+        assert!(needs_restart(&old, &new, Overrides::default()).is_ok());
+    }
+}

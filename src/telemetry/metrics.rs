@@ -1,0 +1,415 @@
+//! The Prometheus metrics of one running proxy, in an explicit registry
+//! (prometheus-client; no global state).
+//!
+//! Requests and tunnels are counted from their access event
+//! ([`Metrics::observe_access`]), so every request is counted once, with
+//! the labels the event carries. Every label has a bounded set of values:
+//! actions, verdicts and cache results are fixed words; rules, mirrors and
+//! sources come from the config; vendors from the list of known products;
+//! statuses are HTTP codes. Module paths and client addresses never become
+//! labels.
+//!
+//! What others keep (the module cache's counters) joins the registry as a
+//! [`Collector`] read at each scrape.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::telemetry::access::{Access, CacheStatus};
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of `modgate_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    action: &'static str,
+    rule: String,
+    status: String,
+    cache: &'static str,
+}
+
+/// Labels of `modgate_tunnels_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TunnelLabels {
+    action: &'static str,
+    rule: String,
+    status: String,
+}
+
+/// Labels of `modgate_client_bytes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BytesLabels {
+    /// `in`: from clients (toward upstreams); `out`: to clients.
+    direction: &'static str,
+    /// `request` or `tunnel`.
+    kind: &'static str,
+}
+
+/// Labels of `modgate_upstream_fetch_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    source: String,
+    outcome: &'static str,
+}
+
+/// Labels of `modgate_mirror_fallthrough_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallLabels {
+    mirror: String,
+    reason: &'static str,
+}
+
+/// Labels of `modgate_verdicts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    verdict: &'static str,
+    vendor: String,
+}
+
+/// Labels of `modgate_config_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Labels of `modgate_config_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConfigLabels {
+    sha256: String,
+}
+
+/// Labels of `modgate_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// How an upstream fetch ended, for the latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// An answer with content (2xx, 3xx).
+    Found,
+    /// 404 or 410: an answer, not a failure.
+    NotFound,
+    /// Connect, TLS, timeout or 5xx.
+    Error,
+}
+
+impl FetchOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            FetchOutcome::Found => "found",
+            FetchOutcome::NotFound => "not_found",
+            FetchOutcome::Error => "error",
+        }
+    }
+}
+
+/// Why a mirror list moved past an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallReason {
+    /// 404/410 (`,` or `|`).
+    NotFound,
+    /// Any failure, after `|`.
+    Error,
+}
+
+/// The metrics of one proxy, and the registry that exposes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    tunnels: Family<TunnelLabels, Counter>,
+    bytes: Family<BytesLabels, Counter>,
+    upstream: Family<UpstreamLabels, Histogram>,
+    fallthrough: Family<FallLabels, Counter>,
+    verdicts: Family<VerdictLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    reload_ok: Gauge,
+    config: Family<ConfigLabels, Gauge>,
+    open_connections: Gauge,
+    open_tunnels: Gauge,
+}
+
+/// Upstream latency buckets: 5 ms to about 82 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric at zero, registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            requests: Family::default(),
+            tunnels: Family::default(),
+            bytes: Family::default(),
+            upstream: Family::new_with_constructor(latency_histogram),
+            fallthrough: Family::default(),
+            verdicts: Family::default(),
+            reloads: Family::default(),
+            reload_ok: Gauge::default(),
+            config: Family::default(),
+            open_connections: Gauge::default(),
+            open_tunnels: Gauge::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "modgate_requests",
+            "Requests (not tunnels) by action, rule, status and cache result",
+            m.requests.clone(),
+        );
+        r.register(
+            "modgate_tunnels",
+            "CONNECT tunnels by action, rule and status (200: established)",
+            m.tunnels.clone(),
+        );
+        r.register(
+            "modgate_client_bytes",
+            "Body and tunnel bytes: direction=in from clients toward upstreams, out to clients",
+            m.bytes.clone(),
+        );
+        r.register(
+            "modgate_upstream_fetch_duration_seconds",
+            "Time to an upstream's response head, by source (mirror URL, direct, the sumdb URL) and outcome",
+            m.upstream.clone(),
+        );
+        r.register(
+            "modgate_mirror_fallthrough",
+            "Times a mirror list moved past an entry, by entry and reason",
+            m.fallthrough.clone(),
+        );
+        r.register(
+            "modgate_verdicts",
+            "Requests and tunnels by the verdict on their upstream chain and the interception product",
+            m.verdicts.clone(),
+        );
+        r.register(
+            "modgate_config_reloads",
+            "Config reloads by result (ok, failed)",
+            m.reloads.clone(),
+        );
+        r.register(
+            "modgate_config_last_reload_successful",
+            "1 when the last reload (or the start) loaded its config, 0 when it was refused",
+            m.reload_ok.clone(),
+        );
+        r.register(
+            "modgate_config_info",
+            "The config in effect: the SHA-256 of its text",
+            m.config.clone(),
+        );
+        r.register(
+            "modgate_open_connections",
+            "Client connections open now",
+            m.open_connections.clone(),
+        );
+        r.register(
+            "modgate_open_tunnels",
+            "CONNECT tunnels open now",
+            m.open_tunnels.clone(),
+        );
+        r.register(
+            "modgate_build",
+            "The modgate version",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        let started: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+        started.set(unix_seconds(SystemTime::now()));
+        r.register(
+            "modgate_start_time_seconds",
+            "When the process started, in seconds since the Unix epoch",
+            started,
+        );
+        m.reload_ok.set(1);
+        Metrics {
+            registry: Mutex::new(registry),
+            ..m
+        }
+    }
+
+    /// Adds metrics read at each scrape (the module cache's).
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.register_collector(collector);
+        }
+    }
+
+    /// The exposition text (OpenMetrics, which Prometheus reads).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            // Writing to a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        }
+        out
+    }
+
+    /// Counts a finished request or tunnel from its access event.
+    pub fn observe_access(&self, access: &Access) {
+        let rule = access.rule.clone().unwrap_or_else(|| "-".into());
+        let status = if (100..=599).contains(&access.status) {
+            access.status.to_string()
+        } else {
+            "none".into()
+        };
+        let action = access.action.as_str();
+        let kind = if access.method == "CONNECT" {
+            self.tunnels.get_or_create(&TunnelLabels { action, rule, status }).inc();
+            "tunnel"
+        } else {
+            let cache = access.cache.map_or("none", CacheStatus::as_str);
+            self.requests
+                .get_or_create(&RequestLabels {
+                    action,
+                    rule,
+                    status,
+                    cache,
+                })
+                .inc();
+            "request"
+        };
+        let count = |direction, n| {
+            self.bytes.get_or_create(&BytesLabels { direction, kind }).inc_by(n);
+        };
+        count("in", access.bytes_in.get());
+        count("out", access.bytes_out.get());
+        if let Some(j) = &access.judgement {
+            let vendor = j.vendor.clone().unwrap_or_else(|| "none".into());
+            self.verdicts
+                .get_or_create(&VerdictLabels {
+                    verdict: j.verdict.as_str(),
+                    vendor,
+                })
+                .inc();
+        }
+    }
+
+    /// Records how long `source` took to answer, and how it ended.
+    pub fn observe_fetch(&self, source: &str, outcome: FetchOutcome, took: Duration) {
+        self.upstream
+            .get_or_create(&UpstreamLabels {
+                source: source.to_owned(),
+                outcome: outcome.as_str(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a mirror list moving past `mirror`.
+    pub fn fell_through(&self, mirror: &str, reason: FallReason) {
+        let reason = match reason {
+            FallReason::NotFound => "not_found",
+            FallReason::Error => "error",
+        };
+        self.fallthrough
+            .get_or_create(&FallLabels {
+                mirror: mirror.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// Records a reload: `Some(sha256)` of the config now in effect when it
+    /// was loaded, `None` when it was refused (the old one stays).
+    pub fn reloaded(&self, loaded: Option<&str>) {
+        match loaded {
+            Some(sha256) => {
+                self.reloads.get_or_create(&ResultLabels { result: "ok" }).inc();
+                self.reload_ok.set(1);
+                self.config_in_effect(sha256);
+            }
+            None => {
+                self.reloads.get_or_create(&ResultLabels { result: "failed" }).inc();
+                self.reload_ok.set(0);
+            }
+        }
+    }
+
+    /// Names the config in effect (one series at a time).
+    pub fn config_in_effect(&self, sha256: &str) {
+        self.config.clear();
+        self.config
+            .get_or_create(&ConfigLabels {
+                sha256: sha256.to_owned(),
+            })
+            .set(1);
+    }
+
+    /// Counts an open client connection until the guard is dropped.
+    pub fn open_connection(&self) -> OpenGuard {
+        OpenGuard::new(self.open_connections.clone())
+    }
+
+    /// Counts an open tunnel until the guard is dropped.
+    pub fn open_tunnel(&self) -> OpenGuard {
+        OpenGuard::new(self.open_tunnels.clone())
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One unit of an "open now" gauge, given back when dropped.
+#[derive(Debug)]
+pub struct OpenGuard(Gauge);
+
+impl OpenGuard {
+    fn new(gauge: Gauge) -> OpenGuard {
+        gauge.inc();
+        OpenGuard(gauge)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::plan::ActionTaken;
+
+    #[test]
+    fn an_access_event_counts_once_with_bounded_labels() {
+        let m = Metrics::new();
+        let mut a = Access::new("10.1.2.3:5555".parse().unwrap(), "GET", "/github.com/x/y/@v/list");
+        a.rule = Some("modules".into());
+        a.action = ActionTaken::Mirror;
+        a.status = 200;
+        a.cache = Some(CacheStatus::Hit);
+        a.bytes_out.add(42);
+        m.observe_access(&a);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"modgate_requests_total{action="mirror",rule="modules",status="200",cache="hit"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"modgate_client_bytes_total{direction="out",kind="request"} 42"#));
+        assert!(!text.contains("10.1.2.3") && !text.contains("github.com/x/y"), "{text}");
+        let _open = m.open_tunnel();
+        assert!(m.encode().contains("modgate_open_tunnels 1"));
+    }
+}
