@@ -27,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / "target" / "bench-venv" / "bin"
-MODGATE = ROOT / "target" / "release" / "modgate"
+# BENCH_MODGATE=/path/to/another/modgate measures that build instead (before/after a change).
+MODGATE = Path(os.environ.get("BENCH_MODGATE", ROOT / "target" / "release" / "modgate"))
 PEERS = ROOT / "target" / "bench-peers" / "release"
 
 
@@ -540,6 +541,96 @@ def intercept_legs(world, rounds, n, conns, per_conn):
         for row, by_who in samples.items()}}
 
 
+# Where an intercepted request's CPU goes, by the code it runs in: the answer to "is the rest the stack's own
+# cost?" for issue 13. Symbol prefixes decide the bucket; the kernel's share is the sockets, loopback TCP and
+# thread wake-ups.
+PROFILE_BUCKETS = [
+    ("rustls/ring (TLS)", re.compile(r"<?(rustls|ring|tokio_rustls|webpki)\b|ring_core|aes_|gcm_|chacha|sha\d")),
+    ("hyper/h2/http", re.compile(r"<?(hyper|hyper_util|h2|http|httparse|want|futures_util|futures_core)\b")),
+    ("tokio runtime", re.compile(r"<?(tokio|mio|parking_lot)\b")),
+    ("proxy's own code", re.compile(r"<?(modgate|hudsucker|prometheus_client|arc_swap|moka)\b")),
+    ("std/alloc/bytes", re.compile(r"<?(alloc|core|std|bytes|hashbrown|smallvec|tracing|tracing_core)\b")),
+]
+
+
+def profile_shares(data):
+    """{bucket: percent} of the CPU samples in perf's `data` file."""
+    out = subprocess.run(["perf", "report", "-i", data, "--sort", "dso,sym", "--stdio", "--percent-limit", "0"],
+                         capture_output=True, text=True).stdout
+    shares = {"kernel": 0.0, "libc (malloc, memcpy)": 0.0, **{name: 0.0 for name, _ in PROFILE_BUCKETS}, "other": 0.0}
+    for line in out.splitlines():
+        m = re.match(r"\s+([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)", line)
+        if not m:
+            continue
+        pct, dso, kind, sym = float(m[1]), m[2], m[3], m[4]
+        if kind == "k":
+            bucket = "kernel"
+        elif dso.startswith(("libc", "libm", "[vdso]")):
+            bucket = "libc (malloc, memcpy)"
+        else:
+            bucket = next((name for name, pattern in PROFILE_BUCKETS if pattern.match(sym)), "other")
+        shares[bucket] += pct
+    return {k: round(v, 1) for k, v in shares.items()}
+
+
+def thread_counters(pid):
+    """(context switches of all threads, CPU seconds) of process `pid`."""
+    switches = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches" in line:
+                    switches += int(line.split()[1])
+        except OSError:
+            continue
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return switches, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def intercept_profile(world, rounds, n):
+    """Issue 13: CPU µs and context switches per intercepted request in the proxy process (steadier than wall
+    time on a busy machine), interleaved over ROUNDS rounds, for each client leg; then, when `perf` is
+    installed, where modgate's and hudsucker's CPU goes on the h2 leg (`perf record -e cpu-clock`)."""
+    w = world.work
+    url = f"https://localhost:{world.https2 if H2_ORIGIN else world.https}/small"
+    who_port = {"modgate": (world.mg, world.pid("modgate")), "hudsucker": (world.hs, world.pid("hudsucker"))}
+    samples = {leg: {who: [] for who in who_port} for leg in ("h2", "http1.1")}
+    for _ in range(rounds):
+        for leg, by_who in samples.items():
+            for who, (port, pid) in who_port.items():
+                switches, cpu = thread_counters(pid)
+                client(world, ["seq", "-n", n, "--url", url, "--ca", w / "mg-ca.pem", "--alpn", leg,
+                               "--proxy", f"http://127.0.0.1:{port}"])
+                switches2, cpu2 = thread_counters(pid)
+                by_who[who].append({"cpu_us": (cpu2 - cpu) * 1e6 / n, "switches": (switches2 - switches) / n})
+    out = {leg: {who: {"cpu_us_per_request": median([s["cpu_us"] for s in v]),
+                       "switches_per_request": median([s["switches"] for s in v]), "requests": n,
+                       "samples": v} for who, v in by_who.items()}
+           for leg, by_who in samples.items()}
+    if shutil.which("perf"):
+        shares = {}
+        for who, (port, pid) in who_port.items():
+            for _ in range(3):  # perf is slow to attach on a busy machine: an empty profile is taken again
+                data = w / f"perf-{who}.data"
+                data.unlink(missing_ok=True)
+                rec = subprocess.Popen(["perf", "record", "-q", "-F", "2000", "-e", "cpu-clock", "-p", str(pid),
+                                        "-o", data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for _ in range(50):
+                    if data.exists() and data.stat().st_size > 0:
+                        break
+                    time.sleep(0.1)
+                time.sleep(0.5)
+                client(world, ["seq", "-n", n * 2, "--url", url, "--ca", w / "mg-ca.pem", "--alpn", "h2",
+                               "--proxy", f"http://127.0.0.1:{port}"])
+                rec.send_signal(signal.SIGINT)
+                rec.wait(timeout=60)
+                shares[who] = profile_shares(data)
+                if sum(shares[who].values()) > 0:
+                    break
+        out["h2 profile"] = shares
+    return {"intercept_profile": out}
+
+
 def new_tunnels(world, rounds, secs):
     w = world.work
     tunnel_url = f"https://127.0.0.1:{world.https}/small"
@@ -787,6 +878,10 @@ def ratio_table():
         table[f"intercept {row} time modgate/direct"] = (leg(row, "modgate", "direct"), ("<=", bound, "issue 13"))
         table[f"intercept {row} time modgate/hudsucker"] = (leg(row, "modgate", "hudsucker"), ("<=", 1.0, "issue 13"))
         table[f"intercept {row} time hudsucker/direct"] = (leg(row, "hudsucker", "direct"), None)
+    for leg_name in ("h2", "http1.1"):
+        table[f"intercept {leg_name} CPU per request modgate/hudsucker"] = (
+            lambda r, leg_name=leg_name: r["intercept_profile"][leg_name]["modgate"]["cpu_us_per_request"]
+            / r["intercept_profile"][leg_name]["hudsucker"]["cpu_us_per_request"], None)
     table.update({
         "new tunnels modgate intercept/mitmproxy": (per("new_tunnels", "modgate intercept", "mitmproxy", "per_sec"), None),
         "new tunnels modgate tunnel/squid": (per("new_tunnels", "modgate tunnel", "squid", "per_sec"), None),
@@ -825,7 +920,8 @@ def ratios(results):
 
 # Which way is better for each metric a workload reports; others are not compared.
 HIGHER_IS_BETTER = {"MB_per_s", "rps", "per_sec"}
-LOWER_IS_BETTER = {"ms", "seconds", "p50_ms", "p99_ms", "bytes_per_tunnel", "peak_rss_mb", "upstream_requests"}
+LOWER_IS_BETTER = {"ms", "seconds", "p50_ms", "p99_ms", "bytes_per_tunnel", "peak_rss_mb", "upstream_requests",
+                   "cpu_us_per_request", "switches_per_request"}
 NOT_WORKLOADS = {"machine", "rounds", "quick", "ratios", "load", "command"}
 
 
@@ -986,6 +1082,10 @@ def write_docs(results, command, path):
     for leg_row, by_who in r["intercept_legs"].items():
         for k, v in by_who.items():
             row(f"intercepted, {leg_row} client leg ({v['requests']} GETs)", k, f"{v['ms']:.0f} ms (spoke {v['proto']})")
+    for leg_name in ("h2", "http1.1"):
+        for k, v in r.get("intercept_profile", {}).get(leg_name, {}).items():
+            row(f"intercepted, {leg_name} client leg, in the proxy process", k,
+                f"{v['cpu_us_per_request']:.0f} µs CPU, {v['switches_per_request']:.2f} context switches per request")
     for k, v in r["new_tunnels"].items():
         row("new CONNECT + TLS + GET", k, f"{v['per_sec']:.0f} /s")
     for k, v in r["idle_tunnels"].items():
@@ -1034,6 +1134,31 @@ def write_docs(results, command, path):
                       for fn in (World.start_nginx, World.start_slow_origin, World.start_modgate, World.start_squid,
                                  World.start_tinyproxy, World.start_mitmproxy, World.start_hudsucker,
                                  World.start_hyper_floor))
+    profile_text = ""
+    shares = r.get("intercept_profile", {}).get("h2 profile")
+    if shares:
+        whos = list(shares)
+        buckets = [b for b in shares[whos[0]] if any(shares[w][b] for w in whos)]
+        share_rows = "\n".join(f"| {b} | " + " | ".join(f"{shares[w][b]:.1f}%" for w in whos) + " |" for b in buckets)
+        profile_text = f"""
+## Where an intercepted request's CPU goes (issue 13)
+
+`perf record -e cpu-clock` on each proxy while one client makes {2 * r['intercept_profile']['h2']['modgate']['requests']}
+sequential GETs over an h2 client leg (http/1.1 origin), bucketed by the code each sample is in. The kernel
+share is sockets, loopback TCP and waking threads; hyper/h2/http and rustls/ring are the stack both proxies
+share; "proxy's own code" is modgate's (policy, access record, metrics, front door) or hudsucker's.
+
+| where | {" | ".join(whos)} |
+| --- | {" | ".join("---" for _ in whos)} |
+{share_rows}
+
+hudsucker with no-op handlers is the re-encryption floor of this stack: terminate TLS, hand the request to a
+pooled hyper client, re-encrypt. What modgate does beyond it (its own code and metrics) is the
+"proxy's own code" row; the rest is the same kernel, hyper and rustls work. The CPU and context switches per
+request in the table above are counted from `/proc` for the proxy process alone, so they are steadier than
+wall time when other processes compete for the cores: a context switch is a worker thread parking and being
+woken, and on a shared machine each wake waits for a core.
+"""
     text = f"""# Benchmarks
 
 Generated by `{command}` on {m['date']}: {m['cpus']} cores ({m['cpu']}), {m['mem_kib'] // 1024} MiB, Linux {m['kernel']}.
@@ -1063,6 +1188,7 @@ latency" as a p99 at most 1/0.9 of the floor's. A target met or missed under loa
 | --- | --- | --- | --- |
 {load_rows}
 
+{profile_text}
 ## How each peer is configured
 
 {peers}
@@ -1132,6 +1258,7 @@ def workloads(world, s, rounds):
         ("http", lambda: {"http": http_forward(world, rounds, s["secs"])}),
         ("interception", lambda: interception(world, rounds, s["n"], s["secs"], s["clients"])),
         ("intercept_legs", lambda: intercept_legs(world, rounds, s["n"], 8, s["par"])),
+        ("intercept_profile", lambda: intercept_profile(world, rounds, s["n"])),
         ("new_tunnels", lambda: {"new_tunnels": new_tunnels(world, rounds, s["secs"])}),
         ("idle_tunnels", lambda: {"idle_tunnels": idle_tunnels(world, s["idle"])}),
         ("go_download", lambda: {"go_download": go_download(world, rounds)}),

@@ -17,6 +17,7 @@ use crate::core::host::Authority;
 use crate::policy::plan::Door;
 use crate::policy::rule::Facts;
 use crate::proxy::context::Context;
+use crate::proxy::prefetch::{PREFETCH_MAX, Prefetched};
 use crate::proxy::respond::note_upstream;
 use crate::proxy::route::route;
 use crate::telemetry::access::{Access, Counter, Metered};
@@ -41,13 +42,14 @@ pub async fn serve(
     let bytes_in = access.bytes_in.clone();
     let resp = forward_counted(ctx, &client, req, Scheme::HTTP, &dest, bytes_in).await?;
     note_upstream(access, resp.extensions());
-    Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+    Ok(resp)
 }
 
 /// Forwards `req` to `dest` over `scheme` (http, or https for intercepted
 /// connections). When the policy checked the destination's addresses,
 /// `connect_to` is the checked address to use (plain HTTP only: TLS needs
-/// the name). The request body is counted into `bytes_in`.
+/// the name). The request body is counted into `bytes_in`. A small body
+/// that has already arrived comes with the head ([`prefetch`](crate::proxy::prefetch)).
 pub async fn forward(
     client: &HttpClient,
     req: Request<Incoming>,
@@ -55,7 +57,7 @@ pub async fn forward(
     dest: &Authority,
     header_timeout: Duration,
     bytes_in: Counter,
-) -> Result<Response<Incoming>, Error> {
+) -> Result<Response<Body>, Error> {
     let (mut parts, body) = req.into_parts();
     let host_header = host_header(&parts.uri, dest)?;
     parts.uri = upstream_uri(&parts.uri, &scheme, dest)?;
@@ -85,7 +87,21 @@ pub async fn forward(
     strip_hop_by_hop(resp.headers_mut());
     let received = via(resp.version());
     resp.headers_mut().append(header::VIA, received);
-    Ok(resp)
+    let small = declared_length(resp.headers()).is_some_and(|n| n <= PREFETCH_MAX);
+    Ok(resp.map(|body| {
+        if small {
+            Prefetched::take_ready(body, PREFETCH_MAX)
+                .map_err(BoxError::from)
+                .boxed_unsync()
+        } else {
+            body.map_err(BoxError::from).boxed_unsync()
+        }
+    }))
+}
+
+/// The response's Content-Length, when it has one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// [`forward`], with the time to the response head counted in the
@@ -97,7 +113,7 @@ pub async fn forward_counted(
     scheme: Scheme,
     dest: &Authority,
     bytes_in: Counter,
-) -> Result<Response<Incoming>, Error> {
+) -> Result<Response<Body>, Error> {
     let started = Instant::now();
     let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in).await;
     let outcome = match &result {

@@ -17,6 +17,7 @@
 //! - [`endpoint`]: modgate's own GOPROXY endpoint.
 //! - [`answer`]: a module request answered through the cache, the mirror list or the sumdb.
 //! - [`forward`]: forwarding to the origin over pooled connections.
+//! - [`prefetch`]: a small forwarded body that has arrived goes out with its head.
 //! - [`respond`]: the response and its access event.
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
 //! - [`idle`]: the idle-timeout clock.
@@ -42,6 +43,7 @@ pub mod intercept;
 pub mod limits;
 pub mod listener;
 pub mod live;
+pub mod prefetch;
 pub mod relay;
 pub mod reload;
 pub mod reload_watch;
