@@ -24,6 +24,7 @@ use crate::policy::parent::Via;
 use crate::policy::plan::Door;
 use crate::policy::rule::Facts;
 use crate::proxy::context::Context;
+use crate::proxy::prefetch::{PREFETCH_MAX, Prefetched};
 use crate::proxy::respond::note_upstream;
 use crate::proxy::route::{Routed, route};
 use crate::telemetry::access::{Access, Counter, Metered};
@@ -68,13 +69,14 @@ pub async fn send(
     let bytes_in = access.bytes_in.clone();
     let resp = forward_counted(ctx, &client, req, Scheme::HTTP, &dest, bytes_in, parent).await?;
     note_upstream(access, resp.extensions());
-    Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+    Ok(resp)
 }
 
 /// Forwards `req` to `dest` over `scheme` (http, or https for intercepted
 /// connections) with `client`. The request body is counted into
 /// `bytes_in`. `parent`, for a plain-HTTP request the client's dialer sends
-/// to a parent proxy, adds its credentials.
+/// to a parent proxy, adds its credentials. A small body that has already
+/// arrived comes with the head ([`prefetch`](crate::proxy::prefetch)).
 pub async fn forward(
     client: &HttpClient,
     req: Request<Incoming>,
@@ -83,7 +85,7 @@ pub async fn forward(
     header_timeout: Duration,
     bytes_in: Counter,
     parent: Option<&ProxyUrl>,
-) -> Result<Response<Incoming>, Error> {
+) -> Result<Response<Body>, Error> {
     let (mut parts, body) = req.into_parts();
     let host_header = host_header(&parts.uri, dest)?;
     parts.uri = upstream_uri(&parts.uri, &scheme, dest)?;
@@ -127,7 +129,21 @@ pub async fn forward(
     strip_hop_by_hop(resp.headers_mut());
     let received = via(resp.version());
     resp.headers_mut().append(header::VIA, received);
-    Ok(resp)
+    let small = declared_length(resp.headers()).is_some_and(|n| n <= PREFETCH_MAX);
+    Ok(resp.map(|body| {
+        if small {
+            Prefetched::take_ready(body, PREFETCH_MAX)
+                .map_err(BoxError::from)
+                .boxed_unsync()
+        } else {
+            body.map_err(BoxError::from).boxed_unsync()
+        }
+    }))
+}
+
+/// The response's Content-Length, when it has one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// [`forward`], with the time to the response head counted in the
@@ -140,7 +156,7 @@ pub async fn forward_counted(
     dest: &Authority,
     bytes_in: Counter,
     parent: Option<&ProxyUrl>,
-) -> Result<Response<Incoming>, Error> {
+) -> Result<Response<Body>, Error> {
     let started = Instant::now();
     let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in, parent).await;
     let outcome = match &result {

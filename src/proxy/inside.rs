@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::core::body::{Body, BoxError, text};
+use crate::core::body::{Body, text};
 use crate::core::error::Error;
 use crate::core::host::Authority;
 use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
@@ -177,7 +176,7 @@ async fn carry_out(
                 .for_checked(routed.checked.as_deref());
             let resp = forward_counted(ctx, &client, req, Scheme::HTTPS, dest, bytes_in, None).await?;
             note_upstream(access, resp.extensions());
-            Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+            Ok(resp)
         }
         (other, _) => Err(Error::Internal(format!(
             "a request inside a tunnel cannot be planned as {other:?}"

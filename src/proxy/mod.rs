@@ -24,6 +24,7 @@
 //! - [`answer`]: a module request answered through the cache, the mirror list or the sumdb.
 //! - [`versions`]: version rules applied to lists, `@latest` and queries' answers.
 //! - [`forward`]: forwarding to the origin over pooled connections.
+//! - [`prefetch`]: a small forwarded body that has arrived goes out with its head.
 //! - [`respond`]: the response and its access event.
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
 //! - [`idle`]: the idle-timeout clock.
@@ -50,6 +51,7 @@ pub mod intercept;
 pub mod limits;
 pub mod listener;
 pub mod live;
+pub mod prefetch;
 pub mod redirected;
 pub mod relay;
 pub mod reload;
