@@ -366,6 +366,15 @@ def proc_sample(pid):
     return rss, fds
 
 
+def machine_sample(pid):
+    """The 1-minute load average (other work on the machine shows here) and
+    modgate's CPU seconds so far."""
+    load1 = float(Path("/proc/loadavg").read_text().split()[0])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return load1, cpu
+
+
 def pct(xs, p):
     if not xs:
         return None
@@ -392,7 +401,9 @@ async def monitor(pid, stats, start, end, interval, timeline):
         now = time.monotonic()
         rss, fds = proc_sample(pid)
         window = [s for s in stats.samples if last <= s[0] < now]
-        row = {"t": round(now - start, 1), "rss_mib": round(rss / 2**20, 2), "fds": fds}
+        load1, cpu = machine_sample(pid)
+        row = {"t": round(now - start, 1), "rss_mib": round(rss / 2**20, 2), "fds": fds, "load1": load1,
+               "modgate_cpu_s": round(cpu, 2)}
         for kind in GOOD_KINDS:
             lat = [s[2] * 1000 for s in window if s[1] == kind]
             row[kind] = {"n": len(lat), "rps": round(len(lat) / (now - last), 1),
@@ -402,7 +413,7 @@ async def monitor(pid, stats, start, end, interval, timeline):
         timeline.append(row)
         print(f"[{row['t']:7.1f}s] rss {row['rss_mib']:.1f} MiB  fds {fds}  "
               + "  ".join(f"{k} {row[k]['rps']}/s p99 {row[k]['p99_ms']}ms" for k in ["module", "https", "burst"])
-              + f"  errors {row['errors']}", flush=True)
+              + f"  errors {row['errors']}  load {load1}", flush=True)
         last, next_at = now, now + interval
         if now >= end:
             return
@@ -476,7 +487,9 @@ def chart(timeline, path, title, interval):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     t = [r["t"] / 60 for r in timeline]
-    fig, ax = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    loads = [r.get("load1") for r in timeline]
+    panels = 4 if any(x is not None for x in loads) else 3
+    fig, ax = plt.subplots(panels, 1, figsize=(9, 2.7 * panels), sharex=True)
     ax[0].plot(t, [r["rss_mib"] for r in timeline], color="tab:blue")
     ax[0].set_ylabel("RSS (MiB)")
     ax[0].set_ylim(bottom=0)
@@ -486,9 +499,14 @@ def chart(timeline, path, title, interval):
     for kind, color in [("module", "tab:green"), ("https", "tab:red"), ("burst", "tab:purple")]:
         ax[2].plot(t, [r[kind]["p99_ms"] for r in timeline], label=f"{kind} p99", color=color, marker=".")
     ax[2].set_ylabel(f"p99 per {interval:g} s (ms)")
-    ax[2].set_xlabel("minutes")
     ax[2].set_yscale("log")
     ax[2].legend(loc="upper right")
+    if panels == 4:
+        ax[3].plot(t, loads, color="tab:gray")
+        ax[3].axhline(os.cpu_count(), color="black", linewidth=0.5, linestyle="--")
+        ax[3].set_ylabel("load average (1 min)")
+        ax[3].set_ylim(bottom=0)
+    ax[-1].set_xlabel("minutes")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
