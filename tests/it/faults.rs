@@ -169,7 +169,7 @@ async fn serve(mut s: TcpStream, path: &str, body: Option<Vec<u8>>, fault: Optio
             s.flush().await?;
             tokio::time::sleep(Duration::from_millis(50)).await;
             // A linger of zero makes the close a reset.
-            s.set_linger(Some(Duration::ZERO))?;
+            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
             drop(s);
             Ok(false)
         }
@@ -415,7 +415,7 @@ async fn unresolvable_unanswered_and_silent_mirrors_reach_go_as_502_and_504() {
             "[timeouts]\nheader = \"1s\"\n".to_owned(),
             format!("http://{silent}"),
             504,
-            format!("did not answer within 1s"),
+            "did not answer within 1s".to_owned(),
         ),
     ];
     for (case, extra, mirrors, status, text) in cases {
