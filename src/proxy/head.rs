@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::core::error::Error;
 
@@ -52,15 +51,19 @@ impl FirstRequest {
 }
 
 /// Reads one request head. `Ok(None)` means the client closed the connection
-/// before sending anything.
-pub async fn read_first(stream: &mut TcpStream, timeout: Duration) -> Result<Option<FirstRequest>, Error> {
+/// before sending anything. Any byte stream will do (a [`TcpStream`](tokio::net::TcpStream) in
+/// `serve`; the fuzz target feeds chunks from memory).
+pub async fn read_first<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    timeout: Duration,
+) -> Result<Option<FirstRequest>, Error> {
     match tokio::time::timeout(timeout, read_head(stream)).await {
         Ok(result) => result,
         Err(_) => Err(Error::HeaderTimeout(timeout)),
     }
 }
 
-async fn read_head(stream: &mut TcpStream) -> Result<Option<FirstRequest>, Error> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<FirstRequest>, Error> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         let before = buf.len();

@@ -30,6 +30,11 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_CHAIN_FILE + 1).read_to_end(&mut bytes))
         .map_err(|e| format!("{name}: cannot read: {e}"))?;
+    parse_chain(&name.to_string(), &bytes)
+}
+
+/// [`read_chain`] on bytes already read, named `name` in messages.
+pub fn parse_chain(name: &str, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     if bytes.len() as u64 > MAX_CHAIN_FILE {
         return Err(format!(
             "{name}: larger than 1 MiB; a certificate chain is a few kilobytes, so give the PEM of one chain"
@@ -38,7 +43,7 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("{name}: the file is empty"));
     }
-    let text = String::from_utf8_lossy(&bytes);
+    let text = String::from_utf8_lossy(bytes);
     if !text.contains("-----BEGIN") {
         if bytes.first() == Some(&0x30) {
             return Err(format!(
@@ -55,7 +60,7 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
             "{name}: {begun} certificates; a chain has at most {MAX_CHAIN_CERTS}, so give the PEM of one chain"
         ));
     }
-    let mut reader = bytes.as_slice();
+    let mut reader = bytes;
     let mut certs = Vec::new();
     let mut other = Vec::new();
     loop {

@@ -55,6 +55,19 @@ impl fmt::Display for Refusal {
                 " that is not valid for '{host}'{chain}; the name does not match, which trusting a root cannot fix: check the host, or an interceptor sending it to the wrong site"
             );
         }
+        if r.flags.expired || r.flags.not_yet_valid {
+            // Trusting a root cannot fix a certificate outside its dates:
+            // say so before any advice about roots (issue 14's fault table).
+            let when = if r.flags.expired {
+                "has expired"
+            } else {
+                "is not valid yet"
+            };
+            return write!(
+                f,
+                " in which a certificate {when}{chain}; trusting a root cannot fix this: check this machine's clock, or have the server's certificate renewed"
+            );
+        }
         match self.saved.as_ref().and_then(|s| s.root.as_deref()) {
             Some(root) => write!(
                 f,

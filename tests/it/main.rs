@@ -19,6 +19,7 @@ mod conformance;
 mod dns;
 mod doctor;
 mod explain_serve;
+mod faults;
 mod forward;
 mod front_door;
 mod go_e2e;
