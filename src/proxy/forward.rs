@@ -87,10 +87,12 @@ pub async fn forward(
     parent: Option<&ProxyUrl>,
 ) -> Result<Response<Body>, Error> {
     let (mut parts, body) = req.into_parts();
-    let host_header = host_header(&parts.uri, dest)?;
     parts.uri = upstream_uri(&parts.uri, &scheme, dest)?;
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.insert(header::HOST, host_header);
+    // The client's Host goes; the pooled client writes the destination's
+    // (RFC 9112 §3.2.2) on HTTP/1.1, and `:authority` alone on HTTP/2,
+    // where a Host beside it makes servers such as nginx answer 400.
+    parts.headers.remove(header::HOST);
     parts.headers.append(header::VIA, via(parts.version));
     if let Some(credentials) = parent.and_then(ProxyUrl::proxy_authorization) {
         let value = HeaderValue::from_str(&credentials)
@@ -182,17 +184,6 @@ fn via(version: http::Version) -> HeaderValue {
     })
 }
 
-/// The Host header for the origin: the authority of the request URI
-/// (RFC 9112 §3.2.2: a proxy replaces a received Host with it).
-fn host_header(uri: &Uri, dest: &Authority) -> Result<HeaderValue, Error> {
-    let text = match uri.authority() {
-        Some(a) => a.as_str().to_owned(),
-        None if dest.port == 443 || dest.port == 80 => dest.host.to_string(),
-        None => dest.to_string(),
-    };
-    HeaderValue::from_str(&text).map_err(|_| Error::BadRequest(format!("bad host '{text}'")))
-}
-
 /// The URI the pooled client uses: the destination and the request's path.
 fn upstream_uri(uri: &Uri, scheme: &Scheme, dest: &Authority) -> Result<Uri, Error> {
     let authority = UriAuthority::try_from(dest.to_string().as_str())
@@ -219,7 +210,6 @@ mod tests {
         let uri: Uri = "http://example.com:8080/a?b=c".parse().unwrap();
         let up = upstream_uri(&uri, &Scheme::HTTP, &dest).unwrap();
         assert_eq!(up.to_string(), "http://example.com:8080/a?b=c");
-        assert_eq!(host_header(&uri, &dest).unwrap(), "example.com:8080");
         assert_eq!(via(http::Version::HTTP_2), "2 modgate");
         assert_eq!(via(http::Version::HTTP_11), "1.1 modgate");
     }

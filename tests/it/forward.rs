@@ -283,3 +283,63 @@ async fn idle_pooled_upstream_connections_are_closed() {
     );
     proxy.stop().await;
 }
+
+/// An intercepted `direct` request to an origin that speaks HTTP/2 carries
+/// `:authority` alone: a Host header beside it makes servers such as nginx
+/// answer 400 ("duplicate host"), as this origin does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intercepted_request_to_an_h2_origin_sends_no_host_beside_authority() {
+    install_crypto();
+    let pki = TestPki::new("H2 Origin Root");
+    let (chain, key) = pki.leaf(&["localhost"]);
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let host = req.headers().contains_key("host");
+                    log.lock().unwrap().push((req.version(), host));
+                    async move {
+                        let mut resp = Response::new(full(if host { "duplicate host\n" } else { "h2 origin\n" }));
+                        if host {
+                            *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(
+        d.join("c.toml"),
+        "[admin]\nlisten = \"\"\n[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"localhost\"]\npublic_roots = \"public-root.pem\"\n\n[[rule]]\nname = \"origin\"\naction = \"direct\"\n",
+    )
+    .unwrap();
+    crate::parent::ca_and_bundle(d);
+    let served = start_served(d, &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
+    let target = format!("localhost:{}", addr.port());
+    let trust = crate::parent::trusting(&d.join("ca/modgate-ca.pem"));
+    let response = crate::parent::tls_get(served.addr, &target, trust).await;
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("h2 origin\n"),
+        "{response}"
+    );
+    assert_eq!(seen.lock().unwrap().as_slice(), &[(http::Version::HTTP_2, false)]);
+}

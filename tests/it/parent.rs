@@ -22,7 +22,7 @@ fn modgate_in(dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// `modgate ca init` for the config `c.toml` in `dir` (which intercepts a
 /// host), and the bundle go needs, written to `dir/bundle.pem`.
-fn ca_and_bundle(dir: &Path) -> PathBuf {
+pub(crate) fn ca_and_bundle(dir: &Path) -> PathBuf {
     let init = modgate_in(dir, &["ca", "init", "--config", "c.toml"]);
     assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
     let bundle = modgate_in(dir, &["ca", "bundle", "--config", "c.toml"]);
@@ -34,7 +34,11 @@ fn ca_and_bundle(dir: &Path) -> PathBuf {
 
 /// CONNECT `target` through `proxy`, TLS for `name` trusting `tls`, one GET;
 /// the whole response.
-async fn tls_get(proxy: std::net::SocketAddr, target: &str, tls: std::sync::Arc<rustls::ClientConfig>) -> String {
+pub(crate) async fn tls_get(
+    proxy: std::net::SocketAddr,
+    target: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> String {
     let (stream, head) = connect_via(proxy, target).await;
     assert!(head.starts_with("HTTP/1.1 200"), "CONNECT {target}: {head}");
     let mut tls = tls_connect(stream, tls, "localhost").await;
@@ -47,7 +51,7 @@ async fn tls_get(proxy: std::net::SocketAddr, target: &str, tls: std::sync::Arc<
 }
 
 /// A client config trusting the certificates in `pem`.
-fn trusting(pem: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+pub(crate) fn trusting(pem: &Path) -> std::sync::Arc<rustls::ClientConfig> {
     install_crypto();
     let mut roots = rustls::RootCertStore::empty();
     for cert in pem_file_certs(pem) {

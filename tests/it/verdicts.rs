@@ -571,6 +571,20 @@ async fn tunnel_handshake(proxy: std::net::SocketAddr, target: &str, sni: &str) 
     let _ = modgate::tls::probe::handshake(stream, sni).await;
 }
 
+/// Opens a tunnel and sends a ClientHello for `sni`, then leaves the
+/// tunnel open: only modgate can close it.
+async fn tunnel_hello(proxy: std::net::SocketAddr, target: &str, sni: &str, pki: &TestPki) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let (mut stream, head) = connect_via(proxy, target).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let mut tls = rustls::ClientConnection::new(pki.client_config(), name).unwrap();
+    let mut hello = Vec::new();
+    tls.write_tls(&mut hello).unwrap();
+    stream.write_all(&hello).await.unwrap();
+    stream
+}
+
 /// Issue 9 item 4: a tunnel to attacker.test that sends SNI
 /// proxy.golang.org is recorded against attacker.test, and does not label
 /// later tunnels to the real proxy.golang.org.
@@ -689,7 +703,8 @@ async fn the_interception_event_and_the_access_fields_name_the_interceptor() {
     let (origin, _task) = start_tls_server(chain, key, "hi", &[&rustls::version::TLS12]).await;
     let dir = tempfile::tempdir().unwrap();
     let mut served = serve_tunnels_with(dir.path(), &public, &[("git.test", origin)], "", "json").await;
-    tunnel_handshake(served.addr, "git.test:443", "git.test").await;
+    // The client never gives up on the tunnel itself: the close is modgate's.
+    let _tunnel = tunnel_hello(served.addr, "git.test:443", "git.test", &public).await;
     let (line, _) = read_until(&mut served, "\"message\":\"interception\"").await;
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();
     let spki = spki_sha256(&p.zscaler.ca_der);
