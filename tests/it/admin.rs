@@ -135,18 +135,7 @@ reason = "nothing else"
         fixture = fixture.display()
     );
     std::fs::write(dir.path().join("modgate.toml"), text).unwrap();
-    let served = start_served(
-        dir.path(),
-        &[
-            "--config",
-            "modgate.toml",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
-    )
-    .await;
+    let served = start_served_json(dir.path(), "modgate.toml", &[]).await;
     let admin = served.admin.expect("the admin listening line");
     let zscaler_spki = spki_sha256(&zscaler.ca_der);
     AdminEnv {

@@ -46,18 +46,7 @@ async fn start() -> Door {
         .output()
         .unwrap();
     assert!(init.status.success());
-    let served = start_served(
-        dir.path(),
-        &[
-            "--config",
-            "modgate.toml",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
-    )
-    .await;
+    let served = start_served_json(dir.path(), "modgate.toml", &[]).await;
     Door {
         dir,
         _mirror: mirror,

@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::admin::admin_get;
 use crate::cache::{REQUIRES, World, endpoint_get, start_mirror, via_endpoint};
 use crate::gotool::GoProject;
 use crate::support::*;
@@ -39,34 +40,6 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-fn served_args(config: &std::path::Path) -> Vec<String> {
-    vec![
-        "--config".into(),
-        config.display().to_string(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--log-format".into(),
-        "json".into(),
-    ]
-}
-
-async fn admin_get(admin: SocketAddr, path: &str) -> String {
-    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(Request::get(path).header("host", "admin").body(full("")).unwrap())
-        .await
-        .unwrap();
-    let body = http_body_util::BodyExt::collect(resp.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    String::from_utf8_lossy(&body).into_owned()
-}
-
 /// A mirror whose connections are black-holed costs its own short
 /// `connect` once; marked down, it is then skipped at once (the `|` list
 /// goes on to the next mirror), and the access event, `/metrics`,
@@ -85,9 +58,7 @@ async fn a_black_holed_mirror_costs_its_own_timeout_once_then_nothing_while_down
     );
     let path = world.path("modgate.toml");
     std::fs::write(&path, &config).unwrap();
-    let args = served_args(&path);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut served = start_served(world.path("").as_path(), &args).await;
+    let mut served = start_served_json(&world.path(""), path.to_str().unwrap(), &[]).await;
 
     let started = Instant::now();
     let (status, _, _) = endpoint_get(served.addr, PATHS[0]).await;
@@ -121,19 +92,19 @@ async fn a_black_holed_mirror_costs_its_own_timeout_once_then_nothing_while_down
 
     let admin_addr = served.admin.expect("the admin listener runs");
     assert_eq!(admin_addr, admin);
-    let metrics = admin_get(admin, "/metrics").await;
+    let metrics = admin_get(admin, "/metrics").await.2;
     let down = format!("modgate_mirror_state{{mirror=\"http://{hole}\",state=\"down\"}} 1");
     assert!(metrics.contains(&down), "{metrics}");
     let skipped = format!("modgate_mirror_skipped_total{{mirror=\"http://{hole}\"}} 3");
     assert!(metrics.contains(&skipped), "{metrics}");
     let up = format!("modgate_mirror_state{{mirror=\"http://{}\",state=\"up\"}} 1", good.addr);
     assert!(metrics.contains(&up), "{metrics}");
-    let mirrors = admin_get(admin, "/mirrors").await;
+    let mirrors = admin_get(admin, "/mirrors").await.2;
     assert!(
         mirrors.contains(&format!("http://{hole} down (1 failures")),
         "{mirrors}"
     );
-    let page = admin_get(admin, "/").await;
+    let page = admin_get(admin, "/").await.2;
     assert!(page.contains("<h2 id=\"mirrors\">Mirrors</h2>"), "{page}");
     assert!(page.contains(&format!("<td>http://{hole}</td><td>down</td>")), "{page}");
 
@@ -483,9 +454,7 @@ async fn a_private_mirror_gets_its_login_and_nobody_sees_it() {
     // Without a login: the mirror's 401, named in the 502.
     let bare = dir.path().join("bare.toml");
     std::fs::write(&bare, config_for("")).unwrap();
-    let args = served_args(&bare);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut served = start_served_with_env(dir.path(), &args, &env).await;
+    let mut served = start_served_json(dir.path(), bare.to_str().unwrap(), &env).await;
     let (status, _, body) = endpoint_get(served.addr, "/corp.test/lib/@v/list").await;
     assert_eq!(status, 502);
     assert!(String::from_utf8_lossy(&body).contains("401"), "{body:?}");
@@ -500,9 +469,7 @@ async fn a_private_mirror_gets_its_login_and_nobody_sees_it() {
     );
     let with = dir.path().join("with.toml");
     std::fs::write(&with, config_for(&table)).unwrap();
-    let args = served_args(&with);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut served = start_served_with_env(dir.path(), &args, &env).await;
+    let mut served = start_served_json(dir.path(), with.to_str().unwrap(), &env).await;
     let (status, _, body) = endpoint_get(served.addr, "/corp.test/lib/@v/list").await;
     assert_eq!((status, &body[..]), (200, &b"v1.0.0\n"[..]));
     assert_eq!(

@@ -51,18 +51,7 @@ async fn issue12_a_block_rule_added_while_a_download_streams() {
     let (origin, chunks) = streaming_origin().await;
     let path = dir.path().join("modgate.toml");
     std::fs::write(&path, config_text(origin.addr, "", "")).unwrap();
-    let mut served = start_served(
-        dir.path(),
-        &[
-            "--config",
-            "modgate.toml",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
-    )
-    .await;
+    let mut served = start_served_json(dir.path(), "modgate.toml", &[]).await;
     let url = |p: &str| format!("http://origin.test:{}{p}", origin.addr.port());
 
     // A download starts, and a tunnel opens, under the old config.
@@ -136,18 +125,7 @@ async fn issue12_a_broken_edit_keeps_serving_and_reverting_it_recovers() {
     let path = dir.path().join("modgate.toml");
     let good = config_text(origin.addr, "", "");
     std::fs::write(&path, &good).unwrap();
-    let mut served = start_served(
-        dir.path(),
-        &[
-            "--config",
-            "modgate.toml",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
-    )
-    .await;
+    let mut served = start_served_json(dir.path(), "modgate.toml", &[]).await;
     let admin = served.admin.unwrap();
     let url = format!("http://origin.test:{}/", origin.addr.port());
     let digest_before = config_digest(admin).await;

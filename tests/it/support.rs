@@ -621,6 +621,13 @@ pub async fn start_served(dir: &std::path::Path, args: &[&str]) -> Served {
     start_served_with_env(dir, args, &[]).await
 }
 
+/// `modgate serve --config CONFIG --listen 127.0.0.1:0 --log-format json`
+/// in `dir`, with extra environment variables `env`.
+pub async fn start_served_json(dir: &std::path::Path, config: &str, env: &[(String, String)]) -> Served {
+    let args = ["--config", config, "--listen", "127.0.0.1:0", "--log-format", "json"];
+    start_served_with_env(dir, &args, env).await
+}
+
 /// [`start_served`] with extra environment variables.
 pub async fn start_served_with_env(dir: &std::path::Path, args: &[&str], env: &[(String, String)]) -> Served {
     start_served_with(&[], dir, args, env).await
