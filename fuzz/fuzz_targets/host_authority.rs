@@ -129,6 +129,11 @@ fuzz_target!(|input: Input| match input {
     } => {
         let v4 = Ipv4Addr::from(v4);
         let ip = carrier(v4, form);
+        if ip == IpAddr::V6(Ipv6Addr::LOCALHOST) {
+            // `::1` is IPv6's loopback, not a carrier of 0.0.0.1.
+            assert_eq!(embedded_ipv4(Ipv6Addr::LOCALHOST), None);
+            return;
+        }
         let rule: Cidr = format!("{v4}/32").parse().expect("a /32 parses");
         assert!(rule.contains(ip), "{ip} carries {v4} but the rule {rule} misses it");
         if let IpAddr::V6(v6) = ip {

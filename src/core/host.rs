@@ -33,6 +33,22 @@ impl Host {
         if name.is_empty() {
             return Err("empty host name".into());
         }
+        // `127.0.0.1.` is an address written as an absolute name.
+        if let Ok(ip) = name.parse::<std::net::Ipv4Addr>() {
+            return Ok(Host::Ip(IpAddr::V4(ip)));
+        }
+        // No top-level domain is numeric: a name ending in a number is an
+        // IPv4 address in another spelling (`2130706433`, `127.1`,
+        // `0x7f.1`), which resolvers disagree about. Refuse it.
+        let last = name.rsplit('.').next().unwrap_or_default();
+        let hex = last
+            .strip_prefix("0x")
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!(
+                "'{s}' is not a host name (it ends in a number); write an IPv4 address as four decimal numbers, a.b.c.d"
+            ));
+        }
         if name.len() > 253 {
             return Err(format!("host name '{s}' is longer than 253 bytes"));
         }
@@ -239,6 +255,38 @@ mod tests {
             "ä.com",
         ] {
             assert!(Host::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Found by fuzzing (`fuzz/seeds/host_authority/found-ipv4-with-…`):
+    /// `0.0.120.100.` parsed as the name `0.0.120.100`, which printed and
+    /// parsed again as an address.
+    #[test]
+    fn an_ipv4_address_with_a_trailing_dot_is_that_address() {
+        let ip = Host::Ip("0.0.120.100".parse().unwrap());
+        assert_eq!(Host::parse("0.0.120.100.").unwrap(), ip);
+        assert_eq!(Host::parse(&ip.to_string()).unwrap(), ip);
+        let a = Authority::parse_connect("127.0.0.1.:443").unwrap();
+        assert_eq!(a.host, Host::Ip("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn names_ending_in_a_number_are_refused_as_odd_ipv4_spellings() {
+        for odd in [
+            "2130706433",
+            "127.1",
+            "0x7f.1",
+            "0x7f000001",
+            "1.2.3.4.5",
+            "a.b.123",
+            "0177.0.0.1.",
+        ] {
+            let err = Host::parse(odd).unwrap_err();
+            assert!(err.contains("ends in a number"), "{odd:?}: {err}");
+        }
+        // A number inside a name is fine, and so is a hex-looking word.
+        for ok in ["123.example", "a1.b2.c3d", "0xfe.example", "0xg"] {
+            assert!(Host::parse(ok).is_ok(), "{ok:?}");
         }
     }
 }

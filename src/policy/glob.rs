@@ -158,8 +158,14 @@ impl FromStr for ModuleGlob {
 }
 
 impl fmt::Display for ModuleGlob {
+    /// The glob as it parses back: one trailing `/` is trimmed when parsing,
+    /// so a glob that still ends in one (written `a.com//`) prints with it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.glob)
+        f.write_str(&self.glob)?;
+        if self.glob.ends_with('/') {
+            f.write_str("/")?;
+        }
+        Ok(())
     }
 }
 
@@ -616,9 +622,24 @@ mod module_glob_tests {
         assert!(!g.matches("github.com/corpx"));
         // Only one slash is trimmed, as in Go.
         let g: ModuleGlob = "a.com//".parse().unwrap();
-        assert_eq!(g.to_string(), "a.com/");
         assert!(g.matches("a.com/"));
         assert!(!g.matches("a.com/x"));
+    }
+
+    /// Found by fuzzing (`fuzz/found/module_glob-printed-glob-…`): `//`
+    /// parsed (as the glob `/`) but printed as `/`, which does not.
+    #[test]
+    fn a_printed_glob_parses_back_to_itself() {
+        for s in ["//", "a.com//", "*//", "a/b/", "a/b", "/x", "x//y//"] {
+            let g: ModuleGlob = s.parse().unwrap();
+            let again: ModuleGlob = g
+                .to_string()
+                .parse()
+                .unwrap_or_else(|e| panic!("{s:?} printed as {g}: {e}"));
+            assert_eq!(again, g, "{s:?}");
+        }
+        assert_eq!("a.com//".parse::<ModuleGlob>().unwrap().to_string(), "a.com//");
+        assert_eq!("a.com/".parse::<ModuleGlob>().unwrap().to_string(), "a.com");
     }
 
     #[test]

@@ -309,7 +309,9 @@ impl Cidr {
 /// The IPv4 address an IPv6 address leads to, where the network would
 /// deliver it to that IPv4 host:
 /// - IPv4-mapped `::ffff:a.b.c.d`;
-/// - IPv4-compatible `::a.b.c.d` (deprecated, still routed by some stacks);
+/// - IPv4-compatible `::a.b.c.d` (deprecated, still routed by some stacks),
+///   including `::`, which like `0.0.0.0` reaches this host on Linux; only
+///   `::1`, IPv6's own loopback, is not read as `0.0.0.1`;
 /// - NAT64, the well-known prefix `64:ff9b::/96` (RFC 6052) and the
 ///   local-use prefix `64:ff9b:1::/48` (RFC 8215, address in bits 48-87
 ///   around the zero `u` octet);
@@ -321,7 +323,7 @@ pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(mapped) = ip.to_ipv4_mapped() {
         return Some(mapped);
     }
-    if seg[..6] == [0; 6] && ip.segments()[6] != 0 {
+    if seg[..6] == [0; 6] && ip != Ipv6Addr::LOCALHOST {
         return v4(o[12], o[13], o[14], o[15]);
     }
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
@@ -384,12 +386,33 @@ mod tests {
         assert!(metadata.contains("64:ff9b::a9fe:a9fe".parse().unwrap()));
         assert!(metadata.contains("2002:a9fe:a9fe::".parse().unwrap()));
         // Ordinary IPv6 addresses carry nothing.
-        for ip in ["2001:db8::7f00:1", "::", "fe80::7f00:1"] {
+        for ip in ["2001:db8::7f00:1", "::1", "fe80::7f00:1"] {
             assert!(!loopback.contains(ip.parse().unwrap()), "{ip}");
         }
         // An IPv6 rule still matches the IPv6 address itself.
         let nat64: Cidr = "64:ff9b::/96".parse().unwrap();
         assert!(nat64.contains("64:ff9b::8.8.8.8".parse().unwrap()));
+    }
+
+    /// Found by fuzzing (`fuzz/found/host_authority-unspecified-ipv6-…`):
+    /// `::` is the IPv4-compatible spelling of `0.0.0.0`, and like it
+    /// reaches this host, yet a `0.0.0.0/32` rule missed it.
+    #[test]
+    fn the_unspecified_ipv6_address_is_caught_by_an_ipv4_rule_on_0_0_0_0() {
+        let this_host: Cidr = "0.0.0.0/32".parse().unwrap();
+        let this_net: Cidr = "0.0.0.0/8".parse().unwrap();
+        for ip in ["::", "0:0:0:0:0:0:0:0", "::0.0.0.0"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(this_host.contains(ip), "{ip}");
+            assert!(this_net.contains(ip), "{ip}");
+        }
+        // The compatible forms of 0.0.x.x carry those addresses too...
+        assert_eq!(embedded_ipv4("::2".parse().unwrap()), Some(Ipv4Addr::new(0, 0, 0, 2)));
+        assert!(this_net.contains("::0.0.1.2".parse().unwrap()));
+        // ...but `::1` is IPv6's loopback, matched by IPv6 rules only.
+        assert_eq!(embedded_ipv4(Ipv6Addr::LOCALHOST), None);
+        assert!(!this_net.contains("::1".parse().unwrap()));
+        assert!("::1/128".parse::<Cidr>().unwrap().contains("::1".parse().unwrap()));
     }
 
     #[test]
