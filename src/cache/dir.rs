@@ -12,8 +12,9 @@
 //!   unlinks only under that index's lock, so a pinned object (being
 //!   served) is never removed.
 //!
-//! Blocking file-system calls run on tokio's blocking pool; bodies are read
-//! and written in chunks. Files that are not valid keys (or not regular
+//! Blocking file-system calls run on tokio's blocking pool; bodies are
+//! written in chunks and read by [`FileBody`] (page-cache hits without a
+//! thread hop, chunks sized to the number of readers). Files that are not valid keys (or not regular
 //! files) are left alone: never listed, never evicted.
 
 use std::fs::{self, File, FileTimes};
@@ -29,6 +30,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::cache::entry::{CounterSnapshot, Counters, Entry, GcReport, Stats};
 use crate::cache::error::CacheError;
+use crate::cache::file_body::FileBody;
 use crate::cache::key::Key;
 use crate::cache::lru::{Index, PinGuard};
 use crate::cache::object::{CachedObject, ObjectStream};
@@ -42,8 +44,6 @@ pub(crate) const HIDDEN_DIR: &str = ".modgate";
 /// touches its file on every chunk, and the proxy's idle timeout is far
 /// shorter), so `gc` removes it.
 pub const ORPHAN_AGE: Duration = Duration::from_secs(3600);
-/// Chunk size of a body read from disk.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// A cache directory and its index.
 pub(crate) struct DirStore {
@@ -120,7 +120,7 @@ impl DirStore {
             return Ok(None);
         };
         let (name, k) = (self.name.clone(), key.clone());
-        let chunks = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), READ_CHUNK)
+        let chunks = FileBody::new(file)
             .map_err(move |e| CacheError::io(&name, "read", k.as_str(), &e))
             .boxed();
         Ok(Some(CachedObject::new(

@@ -9,7 +9,8 @@
 //! - [`object`]: [`CachedObject`], a hit with a streaming, pinned body.
 //! - [`writer`]: [`ObjectWriter`], chunks in, one atomic commit.
 //! - [`dir`]: the directory backend (temp file, fsync, rename), with
-//!   [`lru`], the index that evicts least recently used objects.
+//!   [`lru`], the index that evicts least recently used objects, and
+//!   [`file_body`], which streams a file from the page cache.
 //! - [`remote`]: object storage through object_store.
 //! - [`entry`]: listings, statistics, counters, gc reports.
 //! - [`error`]: one error enum for all of it, [`CacheError`].
@@ -17,6 +18,7 @@
 pub mod dir;
 pub mod entry;
 pub mod error;
+pub mod file_body;
 pub mod key;
 pub(crate) mod lru;
 pub mod object;

@@ -36,7 +36,7 @@ impl CachedObject {
         }
     }
 
-    /// The body, chunk by chunk (at most 64 KiB each from a directory).
+    /// The body, chunk by chunk (64 KiB to 1 MiB each from a directory).
     pub fn into_stream(self) -> ObjectStream {
         self.body
     }

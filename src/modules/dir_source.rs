@@ -10,14 +10,12 @@ use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 
+use crate::cache::file_body::FileBody;
 use crate::core::body::{BoxError, text};
 use crate::core::error::Error;
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::proxy_source::zip_too_large;
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
-
-/// Bytes read from a file per frame.
-const FRAME: usize = 64 * 1024;
 
 /// A GOPROXY-layout directory.
 pub struct DirSource {
@@ -82,7 +80,7 @@ impl DirSource {
             );
             return Answer::Found(resp);
         }
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, FRAME)
+        let stream = FileBody::new(file.into_std().await)
             .map_ok(Frame::data)
             .map_err(BoxError::from);
         let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
