@@ -202,7 +202,7 @@ impl Config {
                 }
                 None => source.to_owned(),
             },
-            message,
+            message: one_line(message),
         };
         let file: FileConfig = toml::from_str(text).map_err(|e| {
             let message = e.message().trim().replace('\n', "; ");
@@ -214,6 +214,25 @@ impl Config {
         config.digest = digest_hex(text);
         Ok(config)
     }
+}
+
+/// `message` with any control character from a quoted value escaped, so
+/// a config error is always one line (values are escaped where errors are
+/// made; this is the net under them).
+fn one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// SHA-256 of `text`, hex.
@@ -281,6 +300,25 @@ mod tests {
         assert!(e.starts_with("t.toml:1:10: invalid type"), "{e}");
         let e = err("[[rule]]\nname = \"x\"\n");
         assert!(e.starts_with("t.toml:1:1: missing field `action`"), "{e}");
+    }
+
+    /// Found by fuzzing (`fuzz/seeds/config/found-newline-in-a-host-glob`):
+    /// a quoted value holding a newline (`"sum.gol\ng.org"`) reached the
+    /// error raw, so the error spanned two lines.
+    #[test]
+    fn a_control_character_in_a_value_is_escaped_in_its_error() {
+        for text in [
+            "[tls]\nintercept = [\"sum.gol\\ng.org\"]\n",
+            "[[rule]]\nhosts = [\"a\\u0085b.com\"]\naction = \"block\"\n",
+            "[hosts]\n\"a\\rb.test\" = \"127.0.0.1\"\n",
+            "[hosts]\n\"a.test\" = \"127.0.0.1\\n\"\n",
+        ] {
+            let e = err(text);
+            assert!(!e.chars().any(char::is_control), "{text:?} gave {e:?}");
+            assert!(e.starts_with("t.toml:2:"), "{e}");
+        }
+        let e = err("[tls]\nintercept = [\"sum.gol\\ng.org\"]\n");
+        assert!(e.contains("sum.gol\\u{a}g.org"), "{e}");
     }
 
     #[test]

@@ -22,12 +22,15 @@ impl Host {
     /// Parses a host: a DNS name, an IPv4 literal, or an IPv6 literal with or
     /// without brackets.
     pub fn parse(s: &str) -> Result<Host, String> {
+        // Errors show the text escaped: it may come from a peer or a config
+        // value, and an error is one line.
+        let shown = crate::core::escape::escape(s);
         let bare = s.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).unwrap_or(s);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(Host::Ip(ip));
         }
         if bare.len() != s.len() {
-            return Err(format!("'{s}' is not an IPv6 address"));
+            return Err(format!("'{shown}' is not an IPv6 address"));
         }
         let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
         if name.is_empty() {
@@ -46,11 +49,11 @@ impl Host {
             .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
         if hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) {
             return Err(format!(
-                "'{s}' is not a host name (it ends in a number); write an IPv4 address as four decimal numbers, a.b.c.d"
+                "'{shown}' is not a host name (it ends in a number); write an IPv4 address as four decimal numbers, a.b.c.d"
             ));
         }
         if name.len() > 253 {
-            return Err(format!("host name '{s}' is longer than 253 bytes"));
+            return Err(format!("host name '{shown}' is longer than 253 bytes"));
         }
         for label in name.split('.') {
             let ok = !label.is_empty()
@@ -61,7 +64,7 @@ impl Host {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok {
-                return Err(format!("'{s}' is not a valid host name"));
+                return Err(format!("'{shown}' is not a valid host name"));
             }
         }
         Ok(Host::Name(name))
@@ -98,15 +101,17 @@ pub struct Authority {
 impl Authority {
     /// Parses `host:port` as written after CONNECT. The port is required.
     pub fn parse_connect(s: &str) -> Result<Authority, Error> {
+        let shown = crate::core::escape::escape(s);
         let (host, port) = s
             .rsplit_once(':')
-            .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{s}' has no port; use host:port")))?;
+            .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{shown}' has no port; use host:port")))?;
         if host.contains(':') && !host.starts_with('[') {
             return Err(Error::BadRequest(format!(
-                "CONNECT target '{s}' has an IPv6 address without brackets; use [addr]:port"
+                "CONNECT target '{shown}' has an IPv6 address without brackets; use [addr]:port"
             )));
         }
-        let port = parse_port(port).ok_or_else(|| Error::BadRequest(format!("CONNECT target '{s}' has a bad port")))?;
+        let port =
+            parse_port(port).ok_or_else(|| Error::BadRequest(format!("CONNECT target '{shown}' has a bad port")))?;
         let host = Host::parse(host).map_err(|e| Error::BadRequest(format!("CONNECT target: {e}")))?;
         Ok(Authority { host, port })
     }
@@ -169,9 +174,12 @@ impl FromStr for OverrideAddr {
             return Ok(OverrideAddr::Socket(sa));
         }
         let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
-        bare.parse::<IpAddr>()
-            .map(OverrideAddr::Ip)
-            .map_err(|_| format!("bad address '{s}': expected an IP address or IP:port, e.g. 127.0.0.1:8443"))
+        bare.parse::<IpAddr>().map(OverrideAddr::Ip).map_err(|_| {
+            format!(
+                "bad address '{}': expected an IP address or IP:port, e.g. 127.0.0.1:8443",
+                crate::core::escape::escape(s)
+            )
+        })
     }
 }
 

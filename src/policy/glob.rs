@@ -55,6 +55,7 @@ impl FromStr for HostGlob {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        let shown = crate::core::escape::escape(s);
         if s == "*" {
             return Ok(HostGlob::Any);
         }
@@ -62,20 +63,20 @@ impl FromStr for HostGlob {
             return match Host::parse(suffix) {
                 Ok(Host::Name(name)) => Ok(HostGlob::Subdomains(name)),
                 Ok(Host::Ip(_)) => Err(format!(
-                    "bad host glob '{s}': '*.' must be followed by a domain name, not an IP address"
+                    "bad host glob '{shown}': '*.' must be followed by a domain name, not an IP address"
                 )),
-                Err(e) => Err(format!("bad host glob '{s}': {e}")),
+                Err(e) => Err(format!("bad host glob '{shown}': {e}")),
             };
         }
         if s.contains('*') {
             return Err(format!(
-                "bad host glob '{s}': '*' is allowed only as the whole glob or as a leading '*.'"
+                "bad host glob '{shown}': '*' is allowed only as the whole glob or as a leading '*.'"
             ));
         }
         match Host::parse(s) {
             Ok(Host::Name(name)) => Ok(HostGlob::Exact(name)),
             Ok(Host::Ip(ip)) => Ok(HostGlob::Ip(ip)),
-            Err(e) => Err(format!("bad host glob '{s}': {e}")),
+            Err(e) => Err(format!("bad host glob '{shown}': {e}")),
         }
     }
 }
