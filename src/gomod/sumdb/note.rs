@@ -240,6 +240,18 @@ mod tests {
         assert_eq!(test.to_string(), TEST_KEY);
     }
 
+    /// Found by fuzzing (`fuzz/seeds/signed_note/found-upper-case-key-hash`):
+    /// a key hash in upper-case hex parses, as in go (`strconv.ParseUint`
+    /// with base 16), and the key prints in the canonical lower case. The
+    /// target expected the text back unchanged; the target was wrong.
+    #[test]
+    fn an_upper_case_key_hash_parses_as_go_does_and_prints_lower_case() {
+        let upper = GO_KEY.replace("033de0ae", "033DE0AE");
+        let key = VerifierKey::parse(&upper).unwrap();
+        assert_eq!(key, VerifierKey::parse(GO_KEY).unwrap());
+        assert_eq!(key.to_string(), GO_KEY);
+    }
+
     #[test]
     fn malformed_keys_are_errors() {
         let key_b64 = GO_KEY.splitn(3, '+').nth(2).unwrap();
