@@ -116,7 +116,7 @@ fn decisions(out: &mut String, list: &[Decision]) {
 <th>cache</th><th>verdict</th><th>error</th></tr>",
     );
     for d in list {
-        let verdict = match (d.verdict, d.vendor.as_str()) {
+        let verdict = match (d.verdict, d.vendor.as_ref()) {
             ("-", _) => "-".to_owned(),
             (v, "-") => v.to_owned(),
             (v, vendor) => format!("{v} ({vendor})"),
@@ -130,10 +130,10 @@ fn decisions(out: &mut String, list: &[Decision]) {
             out,
             "<tr><td class=\"t\">{}</td><td class=\"t\">{}</td><td>{} {}</td><td>{}</td><td>{}</td><td{class}>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             timestamp(d.at),
-            escape(&d.client),
+            d.client,
             escape(&d.method),
             escape(&d.target),
-            escape(&d.rule),
+            escape(d.rule.as_deref().unwrap_or("-")),
             d.action,
             d.status,
             d.cache,

@@ -442,7 +442,7 @@ mod tests {
             c.hosts.get("m.test").unwrap()[0].with_port(443),
             "127.0.0.2:443".parse().unwrap()
         );
-        assert_eq!(c.policy.rules[0].name, "rule#1");
+        assert_eq!(&*c.policy.rules[0].name, "rule#1");
         assert_eq!(
             c.policy.rules[0].action,
             crate::policy::rule::Action::Block {

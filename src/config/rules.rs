@@ -87,7 +87,7 @@ pub(crate) fn resolve(file: Vec<FileRule>, auth_on: bool) -> Result<Vec<Rule>, L
             None => None,
         };
         rules.push(Rule {
-            name,
+            name: name.into(),
             hosts: parse_list::<HostGlob, _>(r.hosts, String::clone)?,
             ports: parse_list::<PortRange, _>(r.ports, FilePort::text)?,
             src: parse_list::<Cidr, _>(r.src, String::clone)?,

@@ -4,16 +4,16 @@
 use http::header::{self, HeaderMap, HeaderName};
 
 /// The headers that always describe one hop.
-const HOP: [&str; 9] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Why an upstream's response head cannot be passed on, if it cannot:
@@ -32,10 +32,15 @@ pub fn unusable_response(status: http::StatusCode, headers: &HeaderMap) -> Optio
 
 /// Removes the hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
+    // Most messages carry none, or only `Connection`: one pass over the
+    // names (compared as names, never parsed) finds what there is to do.
+    if !headers.keys().any(|name| HOP.contains(name)) {
+        return;
+    }
+    let connection = &HOP[..2];
+    let named: Vec<HeaderName> = connection
         .iter()
-        .chain(headers.get_all("proxy-connection").iter())
+        .flat_map(|c| headers.get_all(c).iter())
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
@@ -43,7 +48,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP {
+    for name in &HOP {
         headers.remove(name);
     }
 }
@@ -65,5 +70,29 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn each_hop_header_goes_even_alone() {
+        for name in &HOP {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("x"));
+            h.insert("accept", HeaderValue::from_static("*/*"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name} stayed");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("proxy-connection", HeaderValue::from_static("X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["accept"]);
+        let mut plain = HeaderMap::new();
+        plain.insert("accept", HeaderValue::from_static("*/*"));
+        plain.append("x-a", HeaderValue::from_static("1"));
+        plain.append("x-a", HeaderValue::from_static("2"));
+        let before = plain.clone();
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain, before);
     }
 }

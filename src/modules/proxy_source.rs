@@ -94,7 +94,7 @@ impl ModuleSource for OriginSource {
             match req.origin {
                 Some(origin) => {
                     let clients = self.clients.via(req.via);
-                    let client = clients.for_checked(origin.checked);
+                    let client = clients.for_checked(origin.checked).into_owned();
                     get(clients, client, origin.url, origin.url.to_owned(), req, None).await
                 }
                 None => Answer::NotFound(go_direct(req.rule, &req.what())),
@@ -159,7 +159,7 @@ async fn get(
             Ok(checked) => checked,
             Err(e) => return Answer::Failed(e),
         };
-        client = clients.for_checked(checked.as_deref());
+        client = clients.for_checked(checked.as_deref()).into_owned();
         url = next.to_string();
     };
     let status = resp.status();

@@ -137,7 +137,7 @@ mod tests {
 
     fn name(d: Decision<'_>) -> String {
         match d {
-            Decision::Matched(r) => r.name.clone(),
+            Decision::Matched(r) => r.name.to_string(),
             Decision::NoMatch => "<none>".into(),
             Decision::NeedsAddress => "<needs address>".into(),
         }

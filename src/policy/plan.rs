@@ -169,7 +169,7 @@ pub fn plan_decided<'a>(
     let refuse = |reason: String| Plan::Refuse {
         rule: Some(rule),
         error: Error::Blocked {
-            rule: rule.name.clone(),
+            rule: rule.name.to_string(),
             reason,
         },
     };
@@ -299,7 +299,7 @@ mod tests {
         else {
             panic!("{plan:?}")
         };
-        assert_eq!(rule.name, "m");
+        assert_eq!(&*rule.name, "m");
         assert!(error.to_string().contains("not in tls.intercept"), "{error}");
         let sum = Authority::parse_connect("sum.golang.org:443").unwrap();
         let plan = super::plan(&p, Door::Tunnel, &facts(Some(&sum), None), "sum.golang.org:443").unwrap();

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -18,7 +19,7 @@ use crate::policy::versions::VersionMatch;
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// The rule's name, shown in logs, errors and `explain`.
-    pub name: String,
+    pub name: Arc<str>,
     /// Host globs; `None` matches every host.
     pub hosts: Option<Vec<HostGlob>>,
     /// Destination ports; `None` matches every port.

@@ -129,7 +129,7 @@ struct Upstream {
     rel_path: String,
     /// The original URL and the addresses checked for it, when intercepted.
     origin: Option<(String, Option<Vec<SocketAddr>>)>,
-    rule: String,
+    rule: Arc<str>,
     mirrors: MirrorList,
     /// A request for the checksum database modgate is configured with.
     own_sumdb: bool,

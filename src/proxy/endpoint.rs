@@ -19,7 +19,6 @@ use crate::gomod::escape::decode_path;
 use crate::modules::proxy_source::go_direct;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
-use crate::proxy::answer::answer;
 use crate::proxy::context::Context;
 use crate::proxy::route::route;
 use crate::proxy::versions::Screen;
@@ -56,7 +55,6 @@ pub async fn serve_path(
         other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
     };
     let head = method == Method::HEAD;
-    let resp = answer(ctx, access, &request, path, head, rule, &mirrors, None).await?;
     let screen = Screen {
         ctx,
         door: Door::Endpoint,
@@ -67,5 +65,5 @@ pub async fn serve_path(
         rule,
         mirrors: &mirrors,
     };
-    screen.screen(access, &request, head, resp).await
+    screen.answer(access, &request, path, head, None).await
 }

@@ -99,7 +99,8 @@ pub async fn forward(
             .map_err(|_| Error::Internal("the parent's credentials are not a header value".into()))?;
         parts.headers.insert(header::PROXY_AUTHORIZATION, value);
     }
-    let request_line = format!("{} {}", parts.method, parts.uri);
+    // Named in a parent's refusal; only a request sent to a parent needs it.
+    let request_line = parent.map(|_| format!("{} {}", parts.method, parts.uri));
     parts.version = http::Version::HTTP_11;
     let body = Metered::new(body, bytes_in).map_err(BoxError::from).boxed_unsync();
 
@@ -114,10 +115,12 @@ pub async fn forward(
         Ok(Err(e)) => return Err(client_error(&format!("{scheme}://{dest}"), &e)),
         Ok(Ok(resp)) => resp,
     };
-    if let (Some(parent), StatusCode::PROXY_AUTHENTICATION_REQUIRED) = (parent, resp.status()) {
+    if let (Some(parent), Some(request), StatusCode::PROXY_AUTHENTICATION_REQUIRED) =
+        (parent, request_line, resp.status())
+    {
         return Err(Error::ParentRefused {
             parent: parent.to_string(),
-            request: request_line,
+            request,
             status: format!("HTTP/1.1 407 {}", resp.status().canonical_reason().unwrap_or_default()),
             hint: refusal_hint("407", parent),
         });

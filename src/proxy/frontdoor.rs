@@ -50,14 +50,13 @@ impl FrontDoor {
     }
 
     /// `resp`, counted as open until its body is finished or dropped.
-    pub fn track(self: &Arc<Self>, resp: Response<Body>) -> Response<Body> {
+    /// The body is wrapped, not boxed again: hyper serves [`Tracked`].
+    pub fn track(self: &Arc<Self>, resp: Response<Body>) -> Response<Tracked> {
         self.open.fetch_add(1, Ordering::SeqCst);
         let door = self.clone();
-        resp.map(|inner| {
-            http_body_util::BodyExt::boxed_unsync(Tracked {
-                inner,
-                _open: Open(door),
-            })
+        resp.map(|inner| Tracked {
+            inner,
+            _open: Open(door),
         })
     }
 }
@@ -72,7 +71,8 @@ impl Drop for Open {
 }
 
 pin_project! {
-    struct Tracked {
+    /// A response body counted as open by its connection's front door.
+    pub struct Tracked {
         #[pin]
         inner: Body,
         _open: Open,

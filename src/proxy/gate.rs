@@ -50,16 +50,15 @@ pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
     }
     // Policy, the upstream, the certificate and the log all name the
     // tunnel's host: a request may not name another.
-    let named = req.uri().authority().map(|a| a.as_str().to_owned()).or_else(|| {
-        req.headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-    });
+    let named = req
+        .uri()
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()));
     if let Some(named) = named {
-        if !names_tunnel(&named, dest) {
+        if !names_tunnel(named, dest) {
             return Err(Error::Misdirected {
-                named: named.clone(),
+                named: named.to_owned(),
                 tunnel: dest.to_string(),
             });
         }

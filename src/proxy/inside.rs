@@ -19,7 +19,7 @@ use crate::modules::fetch::direct_only;
 use crate::policy::parent::Via;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
-use crate::proxy::answer::{Original, answer};
+use crate::proxy::answer::Original;
 use crate::proxy::context::Context;
 use crate::proxy::forward::forward_counted;
 use crate::proxy::gate::{self, Entrance};
@@ -44,9 +44,9 @@ pub struct Sender<'a> {
 /// effect now (the tunnel's own TLS stays as it began).
 pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
     let ctx = &ctx.latest();
-    let url = dest.https_url();
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut access = ctx.access(sender.peer, req.method().as_str(), format!("{url}{path}"));
+    let mut target = dest.https_url();
+    target.push_str(req.uri().path_and_query().map_or("/", |p| p.as_str()));
+    let mut access = ctx.access(sender.peer, req.method().as_str(), target);
     access.user = sender.user.map(str::to_owned);
     access.original = sender.original;
     if let Err(e) = gate::check(&req, Entrance::Tunnel(dest)) {
@@ -105,61 +105,34 @@ async fn carry_out(
         // A redirected connection goes to its original destination only.
         routed.checked = Some(vec![original]);
     }
-    match (routed.plan.clone(), classified) {
-        (Plan::Mirror(rule, mirrors), Some((request, rel_path))) => {
-            let original = Original {
-                url: &access.target.clone(),
-                checked: routed.checked.as_deref(),
-            };
-            let head = req.method() == Method::HEAD;
-            let resp = answer(ctx, access, &request, &rel_path, head, rule, &mirrors, Some(original)).await?;
-            let screen = Screen {
-                ctx,
-                door,
-                src: access.client.ip(),
-                user: access.user.clone(),
-                dest: Some(dest),
-                checked: routed.checked.as_deref(),
-                rule,
-                mirrors: &mirrors,
-            };
-            screen.screen(access, &request, head, resp).await
-        }
-        // An intercepted `direct` module GET: the original host as a
-        // one-entry list, so the cache serves it too.
-        (Plan::Origin(rule), Some((request, rel_path)))
-            if req.method() == Method::GET || req.method() == Method::HEAD =>
-        {
-            let url = access.target.clone();
-            let original = Original {
-                url: &url,
-                checked: routed.checked.as_deref(),
-            };
-            let head = req.method() == Method::HEAD;
-            let resp = answer(
-                ctx,
-                access,
-                &request,
-                &rel_path,
-                head,
-                rule,
-                direct_only(),
-                Some(original),
-            )
-            .await?;
-            let screen = Screen {
-                ctx,
-                door,
-                src: access.client.ip(),
-                user: access.user.clone(),
-                dest: Some(dest),
-                checked: routed.checked.as_deref(),
-                rule,
-                mirrors: direct_only(),
-            };
-            screen.screen(access, &request, head, resp).await
-        }
-        (Plan::NotModule(rule), _) => Ok(text(
+    let head = req.method() == Method::HEAD;
+    // A mirrored module request, or an intercepted `direct` module GET or
+    // HEAD: the original host as a one-entry list, so the cache serves it too.
+    let list = match (&routed.plan, &classified) {
+        (Plan::Mirror(rule, mirrors), Some(_)) => Some((*rule, &**mirrors)),
+        (Plan::Origin(rule), Some(_)) if req.method() == Method::GET || head => Some((*rule, direct_only())),
+        _ => None,
+    };
+    if let (Some((rule, mirrors)), Some((request, rel_path))) = (list, &classified) {
+        let screen = Screen {
+            ctx,
+            door,
+            src: access.client.ip(),
+            user: access.user.clone(),
+            dest: Some(dest),
+            checked: routed.checked.as_deref(),
+            rule,
+            mirrors,
+        };
+        let url = access.target.clone();
+        let original = Original {
+            url: &url,
+            checked: routed.checked.as_deref(),
+        };
+        return screen.answer(access, request, rel_path, head, Some(original)).await;
+    }
+    match routed.plan {
+        Plan::NotModule(rule) => Ok(text(
             StatusCode::NOT_FOUND,
             &format!(
                 "modgate: {} is not a module request, and rule '{}' only mirrors module requests",
@@ -167,7 +140,7 @@ async fn carry_out(
                 rule.name
             ),
         )),
-        (Plan::Origin(rule), _) => {
+        Plan::Origin(rule) => {
             let bytes_in = access.bytes_in.clone();
             access.upstream = Some(dest.https_url());
             let client = ctx
@@ -178,7 +151,7 @@ async fn carry_out(
             note_upstream(access, resp.extensions());
             Ok(resp)
         }
-        (other, _) => Err(Error::Internal(format!(
+        other => Err(Error::Internal(format!(
             "a request inside a tunnel cannot be planned as {other:?}"
         ))),
     }

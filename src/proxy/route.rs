@@ -107,7 +107,7 @@ impl RedirectPolicy for RedirectCheck<'_> {
             match decision {
                 Decision::Matched(rule) => match &rule.action {
                     Action::Block { reason } => Err(Error::Blocked {
-                        rule: rule.name.clone(),
+                        rule: rule.name.to_string(),
                         reason: format!("a redirect to {dest}: {reason}"),
                     }),
                     Action::Direct | Action::Mirror { .. } => Ok(checked),

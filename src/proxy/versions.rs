@@ -107,6 +107,31 @@ impl<'a> Screen<'a> {
         Ok(matches!(plan, Plan::Refuse { .. }).then_some(plan))
     }
 
+    /// Answers `request` (at `rel_path` below a GOPROXY base) from this
+    /// list under this rule ([`answer`](crate::proxy::answer::answer)),
+    /// then screens the answer.
+    pub async fn answer(
+        &self,
+        access: &mut Access,
+        request: &ModuleRequest,
+        rel_path: &str,
+        head: bool,
+        original: Option<Original<'_>>,
+    ) -> Result<Response<Body>, Error> {
+        let resp = answer(
+            self.ctx,
+            access,
+            request,
+            rel_path,
+            head,
+            self.rule,
+            self.mirrors,
+            original,
+        )
+        .await?;
+        self.screen(access, request, head, resp).await
+    }
+
     /// `resp`, the answer to `request`, with the version rules applied.
     pub async fn screen(
         &self,

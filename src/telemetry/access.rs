@@ -37,7 +37,7 @@ pub struct Access {
     /// What the client asked for: `host:port`, a URL, or a path.
     pub target: String,
     /// The rule that decided, if one did.
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     /// The action taken; `error` when no rule was reached.
     pub action: ActionTaken,
     /// Where the answer came from: the upstream address, a mirror URL, or

@@ -12,11 +12,12 @@
 //! What others keep (the module cache's counters) joins the registry as a
 //! [`Collector`] read at each scrape.
 
-use std::sync::Mutex;
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -29,12 +30,15 @@ use crate::telemetry::access::{Access, CacheStatus};
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The `rule` label of a request no rule decided.
+static NO_RULE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("-"));
+
 /// Labels of `modgate_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     action: &'static str,
-    rule: String,
-    status: String,
+    rule: Arc<str>,
+    status: Status,
     cache: &'static str,
 }
 
@@ -42,8 +46,23 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TunnelLabels {
     action: &'static str,
-    rule: String,
-    status: String,
+    rule: Arc<str>,
+    status: Status,
+}
+
+/// An HTTP status as a label value: its code, or `none` when no status was
+/// sent (a request that failed before one).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct Status(u16);
+
+impl EncodeLabelValue for Status {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        if (100..=599).contains(&self.0) {
+            EncodeLabelValue::encode(&self.0, encoder)
+        } else {
+            EncodeLabelValue::encode(&"none", encoder)
+        }
+    }
 }
 
 /// Labels of `modgate_client_bytes_total`.
@@ -73,7 +92,7 @@ struct FallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
     verdict: &'static str,
-    vendor: String,
+    vendor: Cow<'static, str>,
 }
 
 /// Labels of `modgate_config_reloads_total`.
@@ -133,7 +152,14 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     tunnels: Family<TunnelLabels, Counter>,
     bytes: Family<BytesLabels, Counter>,
+    /// `bytes` for requests and for tunnels, `in` and `out`, each looked
+    /// up once (when first counted, so a series appears with its first use).
+    request_bytes: [OnceLock<Counter>; 2],
+    tunnel_bytes: [OnceLock<Counter>; 2],
     upstream: Family<UpstreamLabels, Histogram>,
+    /// `upstream` for the source `direct`, by [`FetchOutcome`], each looked
+    /// up once.
+    direct_fetches: [OnceLock<Histogram>; 3],
     fallthrough: Family<FallLabels, Counter>,
     verdicts: Family<VerdictLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
@@ -163,7 +189,10 @@ impl Metrics {
             requests: Family::default(),
             tunnels: Family::default(),
             bytes: Family::default(),
+            request_bytes: Default::default(),
+            tunnel_bytes: Default::default(),
             upstream: Family::new_with_constructor(latency_histogram),
+            direct_fetches: Default::default(),
             fallthrough: Family::default(),
             verdicts: Family::default(),
             reloads: Family::default(),
@@ -268,12 +297,8 @@ impl Metrics {
 
     /// Counts a finished request or tunnel from its access event.
     pub fn observe_access(&self, access: &Access) {
-        let rule = access.rule.clone().unwrap_or_else(|| "-".into());
-        let status = if (100..=599).contains(&access.status) {
-            access.status.to_string()
-        } else {
-            "none".into()
-        };
+        let rule = access.rule.clone().unwrap_or_else(|| Arc::clone(&NO_RULE));
+        let status = Status(access.status);
         let action = access.action.as_str();
         let kind = if access.method == "CONNECT" {
             self.tunnels.get_or_create(&TunnelLabels { action, rule, status }).inc();
@@ -290,13 +315,20 @@ impl Metrics {
                 .inc();
             "request"
         };
-        let count = |direction, n| {
-            self.bytes.get_or_create(&BytesLabels { direction, kind }).inc_by(n);
+        let slots = if kind == "tunnel" {
+            &self.tunnel_bytes
+        } else {
+            &self.request_bytes
         };
-        count("in", access.bytes_in.get());
-        count("out", access.bytes_out.get());
+        for (slot, direction, n) in [
+            (&slots[0], "in", access.bytes_in.get()),
+            (&slots[1], "out", access.bytes_out.get()),
+        ] {
+            slot.get_or_init(|| self.bytes.get_or_create(&BytesLabels { direction, kind }).clone())
+                .inc_by(n);
+        }
         if let Some(j) = &access.judgement {
-            let vendor = j.vendor.clone().unwrap_or_else(|| "none".into());
+            let vendor = j.vendor.clone().map_or(Cow::Borrowed("none"), Cow::Owned);
             self.verdicts
                 .get_or_create(&VerdictLabels {
                     verdict: j.verdict.as_str(),
@@ -308,6 +340,18 @@ impl Metrics {
 
     /// Records how long `source` took to answer, and how it ended.
     pub fn observe_fetch(&self, source: &str, outcome: FetchOutcome, took: Duration) {
+        if source == "direct" {
+            self.direct_fetches[outcome as usize]
+                .get_or_init(|| {
+                    let labels = UpstreamLabels {
+                        source: source.to_owned(),
+                        outcome: outcome.as_str(),
+                    };
+                    self.upstream.get_or_create(&labels).clone()
+                })
+                .observe(took.as_secs_f64());
+            return;
+        }
         self.upstream
             .get_or_create(&UpstreamLabels {
                 source: source.to_owned(),

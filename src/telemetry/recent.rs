@@ -1,7 +1,10 @@
 //! The last N decisions, for the admin page: a bounded ring of summaries
 //! of access events, newest first.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -15,13 +18,13 @@ pub struct Decision {
     /// When it ended.
     pub at: SystemTime,
     /// The client's address.
-    pub client: String,
+    pub client: SocketAddr,
     /// The method (`CONNECT` for tunnels).
     pub method: String,
     /// What was asked for.
     pub target: String,
-    /// The rule that decided, or `-`.
-    pub rule: String,
+    /// The rule that decided, if one did.
+    pub rule: Option<Arc<str>>,
     /// The action.
     pub action: &'static str,
     /// The status sent.
@@ -31,7 +34,7 @@ pub struct Decision {
     /// The verdict on the upstream chain, or `-`.
     pub verdict: &'static str,
     /// The interception product, or `-`.
-    pub vendor: String,
+    pub vendor: Cow<'static, str>,
     /// What failed, if anything.
     pub error: Option<String>,
 }
@@ -42,17 +45,17 @@ impl Decision {
         let judgement = access.judgement.as_ref();
         Decision {
             at: SystemTime::now(),
-            client: access.client.to_string(),
+            client: access.client,
             method: escape(&access.method).into_owned(),
             target: escape(&access.target).into_owned(),
-            rule: access.rule.clone().unwrap_or_else(|| "-".into()),
+            rule: access.rule.clone(),
             action: access.action.as_str(),
             status: access.status,
             cache: access.cache.map_or("-", CacheStatus::as_str),
             verdict: judgement.map_or("-", |j| j.verdict.as_str()),
             vendor: judgement
                 .and_then(|j| j.vendor.as_deref())
-                .map_or_else(|| "-".to_owned(), |v| escape(v).into_owned()),
+                .map_or(Cow::Borrowed("-"), |v| Cow::Owned(escape(v).into_owned())),
             error: access.error.as_deref().map(|e| escape(e).into_owned()),
         }
     }

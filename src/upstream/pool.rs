@@ -5,6 +5,7 @@
 //! Every TLS chain goes through the verdict verifier; the verdict travels
 //! with each response (as [`UpstreamInfo`]) into the access event.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -124,16 +125,16 @@ impl Clients {
 
     /// The client for a request whose plan checked `checked` (when it
     /// checked any): connections go only to those addresses.
-    pub fn for_checked(&self, checked: Option<&[SocketAddr]>) -> HttpClient {
+    pub fn for_checked(&self, checked: Option<&[SocketAddr]>) -> Cow<'_, HttpClient> {
         let Some(addrs) = checked else {
-            return self.default.clone();
+            return Cow::Borrowed(&self.default);
         };
         let key: Arc<[SocketAddr]> = Arc::from(addrs);
-        self.pinned.get_with(key.clone(), || {
+        Cow::Owned(self.pinned.get_with(key.clone(), || {
             let mut connector = self.connector.clone();
             connector.pin = Some(key);
             build(connector, self.idle)
-        })
+        }))
     }
 }
 
