@@ -75,20 +75,7 @@ mod tests {
     use crate::core::host::{Authority, Host};
 
     fn rule(name: &str, f: impl FnOnce(&mut Rule)) -> Rule {
-        let mut r = Rule {
-            name: name.into(),
-            hosts: None,
-            ports: None,
-            src: None,
-            dst: None,
-            modules: None,
-            users: None,
-            versions: None,
-            action: Action::Direct,
-            cache: true,
-            parent: true,
-            verify_host: true,
-        };
+        let mut r = Rule::any(name, Action::Direct);
         f(&mut r);
         r
     }

@@ -249,20 +249,7 @@ mod tests {
     /// One catch-all rule named `m` with `action`, intercepting `intercept`.
     fn policy(action: Action, intercept: &[&str]) -> Policy {
         Policy {
-            rules: vec![Rule {
-                name: "m".into(),
-                hosts: None,
-                ports: None,
-                src: None,
-                dst: None,
-                modules: None,
-                users: None,
-                versions: None,
-                action,
-                cache: true,
-                parent: true,
-                verify_host: true,
-            }],
+            rules: vec![Rule::any("m", action)],
             intercept: intercept.iter().map(|h| h.parse().unwrap()).collect(),
             private: Default::default(),
             ..Policy::default()
@@ -347,20 +334,7 @@ mod tests {
 
     fn private_policy(action: Action, mirrors: &[&str]) -> Policy {
         Policy {
-            rules: vec![Rule {
-                name: "all".into(),
-                hosts: None,
-                ports: None,
-                src: None,
-                dst: None,
-                modules: None,
-                users: None,
-                versions: None,
-                action,
-                cache: true,
-                parent: true,
-                verify_host: true,
-            }],
+            rules: vec![Rule::any("all", action)],
             intercept: vec!["proxy.golang.org".parse().unwrap()],
             parent: Default::default(),
             private: crate::policy::private::Private {

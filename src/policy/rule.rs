@@ -177,6 +177,25 @@ impl fmt::Display for Mismatch {
 }
 
 impl Rule {
+    /// A rule named `name` that matches every request and takes `action`,
+    /// with the defaults of a `[[rule]]` (cache, parent and host checks on).
+    pub fn any(name: &str, action: Action) -> Rule {
+        Rule {
+            name: name.into(),
+            hosts: None,
+            ports: None,
+            src: None,
+            dst: None,
+            modules: None,
+            users: None,
+            versions: None,
+            action,
+            cache: true,
+            parent: true,
+            verify_host: true,
+        }
+    }
+
     /// Checks every match field against `facts`; the first that fails is
     /// returned.
     pub fn check(&self, facts: &Facts<'_>) -> Result<(), Mismatch> {

@@ -92,12 +92,13 @@ async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incomi
     if let Err(e) = gate::check(&req, Entrance::ProxyPort) {
         return respond(Err(e), access);
     }
-    let endpoint = matches!(classify(&req), Ok(Target::Endpoint));
+    let target = classify(&req);
+    let endpoint = matches!(target, Ok(Target::Endpoint));
     match authenticate::request(ctx, &req, peer.ip(), endpoint).await {
         Ok(user) => access.user = user,
         Err(e) => return respond(Err(e), access),
     }
-    let result = match classify(&req) {
+    let result = match target {
         Ok(Target::Forward(dest)) => forward::serve(ctx, &mut access, req, dest).await,
         Ok(Target::Endpoint) => endpoint::serve(ctx, &mut access, req).await,
         Ok(Target::Tunnel(_)) => Err(Error::BadRequest(
