@@ -83,6 +83,9 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
+        // A body that failed part-way has no exact size: the one its head
+        // declared was never reached (hyper checks the two agree).
+        let failed = self.ready.iter().any(Result::is_err);
         let buffered: u64 = self
             .ready
             .iter()
@@ -95,7 +98,7 @@ where
             .map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint);
         let mut hint = SizeHint::new();
         hint.set_lower(rest.lower() + buffered);
-        if let Some(upper) = rest.upper() {
+        if let (Some(upper), false) = (rest.upper(), failed) {
             hint.set_upper(upper + buffered);
         }
         hint
@@ -138,6 +141,18 @@ mod tests {
             }
         }
         assert_eq!(seen, [Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_failed_part_way_claims_no_exact_size() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"ab")))).await.unwrap();
+        tx.send(Err(std::io::Error::other("cut"))).await.unwrap();
+        drop(tx);
+        let body = Prefetched::take_ready(StreamBody::new(tokio_stream_from(rx)), PREFETCH_MAX);
+        assert!(body.rest.is_none());
+        assert_eq!(body.size_hint().exact(), None);
+        assert_eq!(body.size_hint().lower(), 2);
     }
 
     fn tokio_stream_from<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> + Unpin {
