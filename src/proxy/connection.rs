@@ -100,7 +100,9 @@ async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incomi
     }
     let result = match target {
         Ok(Target::Forward(dest)) => forward::serve(ctx, &mut access, req, dest).await,
-        Ok(Target::Endpoint) => endpoint::serve(ctx, &mut access, req).await,
+        // Boxed, as inside a tunnel: the module path's state would make
+        // every request's future kilobytes larger.
+        Ok(Target::Endpoint) => Box::pin(endpoint::serve(ctx, &mut access, req)).await,
         Ok(Target::Tunnel(_)) => Err(Error::BadRequest(
             "CONNECT must be the first request on a connection; open a new connection for each tunnel".into(),
         )),

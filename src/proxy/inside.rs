@@ -129,7 +129,10 @@ async fn carry_out(
             url: &url,
             checked: routed.checked.as_deref(),
         };
-        return screen.answer(access, request, rel_path, head, Some(original)).await;
+        // Boxed: the module path's state (cache, mirrors) would otherwise
+        // make every request's future, which hyper moves and spawns, kilobytes
+        // larger.
+        return Box::pin(screen.answer(access, request, rel_path, head, Some(original))).await;
     }
     match routed.plan {
         Plan::NotModule(rule) => Ok(text(

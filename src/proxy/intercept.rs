@@ -124,6 +124,13 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(None)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
+    // TLS chose the protocol (RFC 9113 §3.2: h2 over TLS only by ALPN), so
+    // hyper need not sniff the first bytes for it.
+    let builder = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
     let conn = builder.serve_connection(TokioIo::new(Guarded::new(tls, door)), service);
     if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
         access.error = Some(format!("closed after {} idle", fmt_duration(t.idle)));

@@ -40,7 +40,9 @@ pub async fn route<'a>(
             let dest = facts
                 .dest
                 .ok_or_else(|| Error::Internal(format!("the policy for {what} needs an address but has no host")))?;
-            let addrs = ctx.resolver.resolve_within(dest, ctx.config.timeouts.connect).await?;
+            // Boxed: only a `dst` rule needs it, and it would make every
+            // request's future larger.
+            let addrs = Box::pin(ctx.resolver.resolve_within(dest, ctx.config.timeouts.connect)).await?;
             let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
             Routed {
                 plan: plan::plan_resolved(policy, door, &facts, &ips, what),
