@@ -4,7 +4,7 @@
 use http::header::{self, HeaderMap, HeaderName};
 
 /// The headers that always describe one hop.
-const HOP: [HeaderName; 9] = [
+static HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
