@@ -300,9 +300,9 @@ impl Metrics {
         let rule = access.rule.clone().unwrap_or_else(|| Arc::clone(&NO_RULE));
         let status = Status(access.status);
         let action = access.action.as_str();
-        let kind = if access.method == "CONNECT" {
+        let (kind, slots) = if access.method == "CONNECT" {
             self.tunnels.get_or_create(&TunnelLabels { action, rule, status }).inc();
-            "tunnel"
+            ("tunnel", &self.tunnel_bytes)
         } else {
             let cache = access.cache.map_or("none", CacheStatus::as_str);
             self.requests
@@ -313,12 +313,7 @@ impl Metrics {
                     cache,
                 })
                 .inc();
-            "request"
-        };
-        let slots = if kind == "tunnel" {
-            &self.tunnel_bytes
-        } else {
-            &self.request_bytes
+            ("request", &self.request_bytes)
         };
         for (slot, direction, n) in [
             (&slots[0], "in", access.bytes_in.get()),
