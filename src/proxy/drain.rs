@@ -2,13 +2,19 @@
 //! finish gracefully (idle keep-alive connections close at once, in-flight
 //! requests finish), and a connection on which no byte has moved for
 //! `timeouts.idle` is closed. The plain proxy port and intercepted tunnels
-//! both run their connections through [`serve_until_done`].
+//! both run their connections through [`serve_until_done`]; past the grace
+//! period, [`until_cut`] ends what is left.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
+use pin_project_lite::pin_project;
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::idle::Activity;
@@ -69,21 +75,280 @@ where
     C: Graceful<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    tokio::pin!(conn);
-    let mut drain_started = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(client = %peer, error = %e, "client connection ended");
-                }
-                return ConnEnd::Closed;
+    let until = UntilDone {
+        conn,
+        drain: draining.cancelled(),
+        idle: activity.idle_for(idle),
+        drain_started: false,
+        watch: Watchers::new(),
+    };
+    match until.await {
+        Ended::Conn(result) => {
+            if let Err(e) = result {
+                tracing::debug!(client = %peer, error = %e, "client connection ended");
             }
-            () = draining.cancelled(), if !drain_started => {
-                drain_started = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = activity.idle_for(idle) => return ConnEnd::Idle,
+            ConnEnd::Closed
         }
+        Ended::Idle => ConnEnd::Idle,
+    }
+}
+
+/// Runs `serve` until it ends or `cut` is cancelled, whichever is first.
+pub async fn until_cut<F: Future<Output = ()>>(serve: F, cut: &CancellationToken) {
+    UntilCut {
+        serve,
+        cut: cut.cancelled(),
+        watch: Watchers::new(),
+    }
+    .await
+}
+
+/// The waker of the futures that watch a connection (the drain and cut
+/// tokens, the idle clock): it notes that one of them woke, and wakes the
+/// task.
+///
+/// A connection's task wakes for every read and write; polling the shared
+/// tokens (a lock each) and the idle timer every time would cost every
+/// request. They are polled with this waker instead: on the first poll, and
+/// again only after it fired.
+struct Watchers {
+    state: Arc<WatchState>,
+    waker: Waker,
+    polled: bool,
+}
+
+#[derive(Default)]
+struct WatchState {
+    fired: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Watchers {
+    fn new() -> Watchers {
+        let state = Arc::new(WatchState::default());
+        Watchers {
+            waker: Waker::from(state.clone()),
+            state,
+            polled: false,
+        }
+    }
+
+    /// Keeps the task's waker for the watchers to wake; `Some` with the
+    /// context to poll them in when they are due.
+    fn due(&mut self, cx: &Context<'_>) -> Option<Context<'_>> {
+        // Registered before the flag is read: a watcher firing after the
+        // read still wakes this task.
+        self.state.task.register(cx.waker());
+        if self.polled && !self.state.fired.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.polled = true;
+        Some(Context::from_waker(&self.waker))
+    }
+}
+
+impl Wake for WatchState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+enum Ended<R> {
+    Conn(R),
+    Idle,
+}
+
+pin_project! {
+    struct UntilDone<C, D, I> {
+        #[pin]
+        conn: C,
+        #[pin]
+        drain: D,
+        #[pin]
+        idle: I,
+        drain_started: bool,
+        watch: Watchers,
+    }
+}
+
+pin_project! {
+    struct UntilCut<F, D> {
+        #[pin]
+        serve: F,
+        #[pin]
+        cut: D,
+        watch: Watchers,
+    }
+}
+
+impl<F, D> Future for UntilCut<F, D>
+where
+    F: Future<Output = ()>,
+    D: Future<Output = ()>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if let Some(mut watching) = this.watch.due(cx) {
+            if this.cut.poll(&mut watching).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        this.serve.poll(cx)
+    }
+}
+
+impl<C, D, I> Future for UntilDone<C, D, I>
+where
+    C: Graceful,
+    D: Future<Output = ()>,
+    I: Future<Output = ()>,
+{
+    type Output = Ended<C::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(mut watching) = this.watch.due(cx) {
+            if !*this.drain_started && this.drain.poll(&mut watching).is_ready() {
+                *this.drain_started = true;
+                this.conn.as_mut().graceful_shutdown();
+            }
+            if this.idle.poll(&mut watching).is_ready() {
+                return Poll::Ready(Ended::Idle);
+            }
+        }
+        this.conn.poll(cx).map(Ended::Conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+
+    /// A connection that ends when `end` fires, or at once after a
+    /// graceful shutdown was asked for.
+    struct Fake {
+        end: oneshot::Receiver<()>,
+        asked: Arc<AtomicBool>,
+    }
+
+    impl Future for Fake {
+        type Output = Result<(), String>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if self.asked.load(Ordering::Acquire) {
+                return Poll::Ready(Ok(()));
+            }
+            Pin::new(&mut self.end).poll(cx).map(|_| Ok(()))
+        }
+    }
+
+    impl Graceful for Fake {
+        fn graceful_shutdown(self: Pin<&mut Self>) {
+            self.asked.store(true, Ordering::Release);
+        }
+    }
+
+    fn fake() -> (Fake, oneshot::Sender<()>, Arc<AtomicBool>) {
+        let (tx, end) = oneshot::channel();
+        let asked = Arc::new(AtomicBool::new(false));
+        (
+            Fake {
+                end,
+                asked: asked.clone(),
+            },
+            tx,
+            asked,
+        )
+    }
+
+    /// `serve_until_done`, failing instead of hanging when it never ends.
+    async fn serve(conn: Fake, draining: &CancellationToken, activity: &Activity, idle: Duration) -> ConnEnd {
+        tokio::time::timeout(
+            Duration::from_secs(600),
+            serve_until_done(conn, draining, activity, idle, PEER),
+        )
+        .await
+        .expect("still serving after 600 s")
+    }
+
+    const PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 1));
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_ends_is_closed_without_a_drain() {
+        let (conn, end, asked) = fake();
+        let draining = CancellationToken::new();
+        let activity = Activity::new();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let _ = end.send(());
+        });
+        let ended = serve(conn, &draining, &activity, Duration::from_secs(60)).await;
+        assert_eq!(ended, ConnEnd::Closed);
+        assert!(!asked.load(Ordering::Acquire));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_asks_the_connection_to_finish() {
+        let (conn, _end, asked) = fake();
+        let draining = CancellationToken::new();
+        let activity = Activity::new();
+        let cancel = draining.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            cancel.cancel();
+        });
+        let ended = serve(conn, &draining, &activity, Duration::from_secs(60)).await;
+        assert_eq!(ended, ConnEnd::Closed);
+        assert!(asked.load(Ordering::Acquire));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_idle_past_the_timeout_ends_and_activity_defers_it() {
+        let (conn, _end, asked) = fake();
+        let draining = CancellationToken::new();
+        let activity = Arc::new(Activity::new());
+        let busy = activity.clone();
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                busy.touch();
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let ended = serve(conn, &draining, &activity, Duration::from_secs(30)).await;
+        assert_eq!(ended, ConnEnd::Idle);
+        // Touched at 20, 40 and 60 s: idle from 60 s, closed at 90 s.
+        assert!(started.elapsed() >= Duration::from_secs(90), "{:?}", started.elapsed());
+        assert!(!asked.load(Ordering::Acquire));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_ends_the_work_and_the_work_can_end_first() {
+        let cut = CancellationToken::new();
+        let canceller = cut.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            canceller.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        // Wakes often, as a busy connection does, until the cut.
+        let busy = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(600), until_cut(busy, &cut))
+            .await
+            .expect("not cut after 600 s");
+        assert!(started.elapsed() >= Duration::from_secs(5));
+        let done = tokio::time::timeout(Duration::from_secs(1), until_cut(async {}, &CancellationToken::new())).await;
+        assert!(done.is_ok());
     }
 }

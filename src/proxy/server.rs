@@ -27,6 +27,7 @@ use crate::modules::sumdb_upstream::SumdbFetcher;
 use crate::modules::verify::ContentCheck;
 use crate::proxy::connection;
 use crate::proxy::context::Context;
+use crate::proxy::drain;
 use crate::proxy::limits::Limits;
 use crate::proxy::listener::{Accepted, ExplicitListener, Listener};
 use crate::proxy::live::Live;
@@ -111,6 +112,7 @@ impl Server {
         if let Some(listener) = transparent {
             tasks.push(tokio::spawn(accept_loop(Box::new(listener), live.clone(), limits)));
         }
+        tasks.push(tokio::spawn(timer_tick(draining.clone())));
         Ok(Server {
             addr,
             transparent: transparent_addr,
@@ -159,6 +161,28 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.draining.cancel();
+    }
+}
+
+/// How far ahead the runtime's timer always holds a deadline.
+const TIMER_TICK: Duration = Duration::from_secs(1);
+
+/// Ticks every [`TIMER_TICK`] until shutdown begins.
+///
+/// Tokio's timer wakes its driver thread (an eventfd write and one more
+/// `epoll_wait`) whenever a new deadline is earlier than the one the driver
+/// sleeps towards. Without a tick, the nearest deadline is a connection's
+/// idle timeout (90 s), so every request's 30 s upstream header timeout
+/// would cost that wake-up. With it, the driver never sleeps longer than a
+/// second and a request's timeouts register without waking anyone.
+async fn timer_tick(draining: CancellationToken) {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = draining.cancelled() => return,
+        }
     }
 }
 
@@ -414,10 +438,8 @@ async fn accept_loop(listener: Box<dyn Listener>, live: Arc<Live<Context>>, limi
                 tracker.spawn(async move {
                     let _place = admitted;
                     let _open = ctx.telemetry.metrics.open_connection();
-                    tokio::select! {
-                        () = connection::serve(&ctx, accepted.stream, accepted.peer, accepted.inbound) => {}
-                        () = cut.cancelled() => {}
-                    }
+                    let serve = connection::serve(&ctx, accepted.stream, accepted.peer, accepted.inbound);
+                    drain::until_cut(serve, &cut).await;
                 });
             }
             Err(e) => {

@@ -74,7 +74,7 @@ pub struct Access {
 /// page's recent decisions ([`Telemetry`](crate::telemetry::sink::Telemetry)).
 pub trait AccessSink: std::fmt::Debug + Send + Sync {
     /// Takes in a finished request or tunnel.
-    fn record(&self, access: &Access);
+    fn record(&self, access: Access);
 }
 
 /// How the cache took part in an answer, for `x-cache` and the access log.
@@ -173,7 +173,7 @@ impl Access {
     }
 
     /// Emits the event.
-    pub fn emit(&self) {
+    pub fn emit(mut self) {
         // Everything a peer chose (method, target, upstream errors) is
         // escaped: one event is one line, and no byte reaches a terminal raw.
         let error = self.error.as_deref().map(escape);
@@ -199,7 +199,7 @@ impl Access {
             error = error.as_deref(),
             "access"
         );
-        if let Some(telemetry) = &self.telemetry {
+        if let Some(telemetry) = self.telemetry.take() {
             telemetry.record(self);
         }
     }

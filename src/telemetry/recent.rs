@@ -11,8 +11,9 @@ use std::time::SystemTime;
 use crate::core::escape::escape;
 use crate::telemetry::access::{Access, CacheStatus};
 
-/// One request or tunnel as the admin page lists it. Text a peer chose
-/// is escaped onto one line; the page escapes it again for HTML.
+/// One request or tunnel as the admin page lists it. The ring keeps text a
+/// peer chose as it came, and [`Recent::list`] escapes it onto one line
+/// (the page escapes it again for HTML): a request pays for no escaping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// When it ended.
@@ -40,23 +41,50 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The summary of `access`.
-    pub fn of(access: &Access) -> Decision {
-        let judgement = access.judgement.as_ref();
+    /// The summary of `access`, taking its strings.
+    pub fn of(access: Access) -> Decision {
+        let Access {
+            client,
+            method,
+            target,
+            rule,
+            action,
+            status,
+            cache,
+            judgement,
+            error,
+            ..
+        } = access;
+        let (verdict, vendor) = match judgement {
+            Some(j) => (j.verdict.as_str(), j.vendor.map_or(Cow::Borrowed("-"), Cow::Owned)),
+            None => ("-", Cow::Borrowed("-")),
+        };
         Decision {
             at: SystemTime::now(),
-            client: access.client,
-            method: escape(&access.method).into_owned(),
-            target: escape(&access.target).into_owned(),
-            rule: access.rule.clone(),
-            action: access.action.as_str(),
-            status: access.status,
-            cache: access.cache.map_or("-", CacheStatus::as_str),
-            verdict: judgement.map_or("-", |j| j.verdict.as_str()),
-            vendor: judgement
-                .and_then(|j| j.vendor.as_deref())
-                .map_or(Cow::Borrowed("-"), |v| Cow::Owned(escape(v).into_owned())),
-            error: access.error.as_deref().map(|e| escape(e).into_owned()),
+            client,
+            method,
+            target,
+            rule,
+            action: action.as_str(),
+            status,
+            cache: cache.map_or("-", CacheStatus::as_str),
+            verdict,
+            vendor,
+            error,
+        }
+    }
+
+    /// This decision with the text a peer chose escaped onto one line.
+    fn escaped(&self) -> Decision {
+        Decision {
+            method: escape(&self.method).into_owned(),
+            target: escape(&self.target).into_owned(),
+            vendor: match &self.vendor {
+                Cow::Borrowed(v) => Cow::Borrowed(v),
+                Cow::Owned(v) => Cow::Owned(escape(v).into_owned()),
+            },
+            error: self.error.as_deref().map(|e| escape(e).into_owned()),
+            ..self.clone()
         }
     }
 }
@@ -86,18 +114,24 @@ impl Recent {
 
     /// Adds the newest decision, dropping the oldest beyond the capacity.
     pub fn push(&self, decision: Decision) {
-        if let Ok(mut ring) = self.ring.lock() {
-            let cap = ring.0;
-            ring.1.push_front(decision);
-            ring.1.truncate(cap);
-        }
+        let dropped = match self.ring.lock() {
+            Ok(mut ring) => {
+                let cap = ring.0;
+                let oldest = if ring.1.len() >= cap { ring.1.pop_back() } else { None };
+                ring.1.push_front(decision);
+                oldest
+            }
+            Err(_) => None,
+        };
+        // Freed after the lock is released.
+        drop(dropped);
     }
 
-    /// The decisions kept, newest first.
+    /// The decisions kept, newest first, escaped onto one line each.
     pub fn list(&self) -> Vec<Decision> {
         self.ring
             .lock()
-            .map(|r| r.1.iter().cloned().collect())
+            .map(|r| r.1.iter().map(Decision::escaped).collect())
             .unwrap_or_default()
     }
 }
@@ -110,15 +144,24 @@ mod tests {
     fn keeps_the_newest_n() {
         let recent = Recent::new(2);
         for target in ["a", "b", "c"] {
-            recent.push(Decision::of(&Access::new(
-                "127.0.0.1:1".parse().unwrap(),
-                "GET",
-                target,
-            )));
+            recent.push(Decision::of(Access::new("127.0.0.1:1".parse().unwrap(), "GET", target)));
         }
         let targets: Vec<String> = recent.list().into_iter().map(|d| d.target).collect();
         assert_eq!(targets, ["c", "b"]);
         recent.set_capacity(1);
         assert_eq!(recent.list().len(), 1);
+    }
+
+    #[test]
+    fn lists_what_a_peer_chose_escaped() {
+        let recent = Recent::new(4);
+        let mut access = Access::new("127.0.0.1:1".parse().unwrap(), "G\nET", "a\nb\x1b[31m");
+        access.error = Some("bad\r\nthing".into());
+        recent.push(Decision::of(access));
+        let listed = &recent.list()[0];
+        for text in [&listed.method, &listed.target, listed.error.as_ref().unwrap()] {
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+        }
+        assert_eq!(listed.target, escape("a\nb\x1b[31m"));
     }
 }

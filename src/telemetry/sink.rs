@@ -31,8 +31,8 @@ impl Telemetry {
 }
 
 impl AccessSink for Telemetry {
-    fn record(&self, access: &Access) {
-        self.metrics.observe_access(access);
+    fn record(&self, access: Access) {
+        self.metrics.observe_access(&access);
         self.recent.push(Decision::of(access));
     }
 }
