@@ -76,7 +76,6 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
         .timer(TokioTimer::new())
         .header_read_timeout(t.header)
         .max_buf_size(head::MAX_HEAD_BYTES)
-        .max_headers(head::MAX_HEADERS)
         .serve_connection(TokioIo::new(io), service);
     if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
         tracing::debug!(client = %peer, "closing idle client connection");

@@ -1,7 +1,9 @@
 //! What every connection task shares: the validated config and the
 //! long-lived parts built from it once at start.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use tokio_util::sync::CancellationToken;
@@ -64,6 +66,8 @@ pub struct Context {
     /// The contexts in effect, for [`Context::latest`]; unset for a context
     /// that serves no listener (`cache warm`).
     pub live: OnceLock<Weak<Live<Context>>>,
+    /// Set once a reload has put a newer context in effect.
+    pub superseded: AtomicBool,
 }
 
 impl std::fmt::Debug for Context {
@@ -82,19 +86,26 @@ impl Context {
     }
 
     /// The context in effect now: this one, or a newer one a reload put in
-    /// its place. Taken by each request as it arrives.
-    pub fn latest(self: &Arc<Self>) -> Arc<Context> {
-        self.live
-            .get()
-            .and_then(Weak::upgrade)
-            .map_or_else(|| self.clone(), |live| live.current())
+    /// its place. Taken by each request as it arrives; until a reload, it
+    /// is this one, borrowed (no shared count touched per request).
+    pub fn latest(self: &Arc<Self>) -> Cow<'_, Arc<Context>> {
+        if !self.superseded.load(Ordering::Acquire) {
+            return Cow::Borrowed(self);
+        }
+        Cow::Owned(
+            self.live
+                .get()
+                .and_then(Weak::upgrade)
+                .map_or_else(|| self.clone(), |live| live.current()),
+        )
     }
 
     /// Puts this context in effect in `live` (a reload), and lets it find
     /// its own successors.
     pub fn put_in_effect(self: Arc<Self>, live: &Arc<Live<Context>>) {
         let _ = self.live.set(Arc::downgrade(live));
-        live.swap(self);
+        let previous = live.swap(self);
+        previous.superseded.store(true, Ordering::Release);
     }
 }
 

@@ -21,6 +21,11 @@ use crate::core::error::Error;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields accepted in one request: the same number for
 /// modgate's own parser of a connection's first head and for hyper's.
+///
+/// It is hyper's default, so hyper is not given it: with an explicit
+/// `max_headers`, hyper fills a 100-entry array for every request head it
+/// parses. `tests/it/front_door.rs` checks that 101 fields are refused on
+/// every door.
 pub const MAX_HEADERS: usize = 100;
 
 /// The first request head of a connection.

@@ -20,7 +20,7 @@ use crate::core::host::{Authority, Host};
 use crate::proxy::context::Context;
 use crate::proxy::drain::{ConnEnd, serve_until_done};
 use crate::proxy::frontdoor::{FrontDoor, Guarded};
-use crate::proxy::head::{MAX_HEAD_BYTES, MAX_HEADERS, Rewind};
+use crate::proxy::head::{MAX_HEAD_BYTES, Rewind};
 use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::inside;
 use crate::telemetry::access::Access;
@@ -117,8 +117,7 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(t.header)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS);
+        .max_buf_size(MAX_HEAD_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -29,8 +29,8 @@ impl<T> Live<T> {
         self.current.load_full()
     }
 
-    /// Puts `next` in effect.
-    pub fn swap(&self, next: Arc<T>) {
-        self.current.store(next);
+    /// Puts `next` in effect; returns the value it replaced.
+    pub fn swap(&self, next: Arc<T>) -> Arc<T> {
+        self.current.swap(next)
     }
 }

@@ -38,7 +38,7 @@ use crate::proxy::context::Context;
 use crate::proxy::drain::{ConnEnd, serve_until_done};
 use crate::proxy::frontdoor::{FrontDoor, Guarded};
 use crate::proxy::gate::{self, Entrance};
-use crate::proxy::head::{MAX_HEAD_BYTES, MAX_HEADERS};
+use crate::proxy::head::MAX_HEAD_BYTES;
 use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Redirected;
 use crate::proxy::respond::respond;
@@ -209,7 +209,6 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, ori
         .timer(TokioTimer::new())
         .header_read_timeout(t.header)
         .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS)
         .serve_connection(TokioIo::new(io), service);
     if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
         tracing::debug!(client = %peer, "closing idle redirected connection");

@@ -352,6 +352,7 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
         draining,
         telemetry,
         live: std::sync::OnceLock::new(),
+        superseded: std::sync::atomic::AtomicBool::new(false),
     })
 }
 

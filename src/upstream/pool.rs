@@ -5,7 +5,6 @@
 //! Every TLS chain goes through the verdict verifier; the verdict travels
 //! with each response (as [`UpstreamInfo`]) into the access event.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -50,7 +49,7 @@ pub struct Clients {
     connector: Connector,
     idle: Duration,
     default: HttpClient,
-    pinned: Bounded<Arc<[SocketAddr]>, HttpClient>,
+    pinned: Bounded<Arc<[SocketAddr]>, Arc<HttpClient>>,
     direct: Option<Box<Clients>>,
 }
 
@@ -125,16 +124,49 @@ impl Clients {
 
     /// The client for a request whose plan checked `checked` (when it
     /// checked any): connections go only to those addresses.
-    pub fn for_checked(&self, checked: Option<&[SocketAddr]>) -> Cow<'_, HttpClient> {
+    pub fn for_checked(&self, checked: Option<&[SocketAddr]>) -> ClientRef<'_> {
         let Some(addrs) = checked else {
-            return Cow::Borrowed(&self.default);
+            return ClientRef::Default(&self.default);
         };
+        // A request to an address set seen before allocates nothing.
+        if let Some(client) = self.pinned.get(addrs) {
+            return ClientRef::Pinned(client);
+        }
         let key: Arc<[SocketAddr]> = Arc::from(addrs);
-        Cow::Owned(self.pinned.get_with(key.clone(), || {
+        ClientRef::Pinned(self.pinned.get_with(key.clone(), || {
             let mut connector = self.connector.clone();
             connector.pin = Some(key);
-            build(connector, self.idle)
+            Arc::new(build(connector, self.idle))
         }))
+    }
+}
+
+/// A pooled client as [`Clients::for_checked`] picks it.
+pub enum ClientRef<'a> {
+    /// The client that resolves names itself.
+    Default(&'a HttpClient),
+    /// A client pinned to checked addresses.
+    Pinned(Arc<HttpClient>),
+}
+
+impl ClientRef<'_> {
+    /// The client itself, to keep beyond these clients' borrow.
+    pub fn into_owned(self) -> HttpClient {
+        match self {
+            ClientRef::Default(client) => client.clone(),
+            ClientRef::Pinned(client) => Arc::unwrap_or_clone(client),
+        }
+    }
+}
+
+impl std::ops::Deref for ClientRef<'_> {
+    type Target = HttpClient;
+
+    fn deref(&self) -> &HttpClient {
+        match self {
+            ClientRef::Default(client) => client,
+            ClientRef::Pinned(client) => client,
+        }
     }
 }
 
