@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio_util::sync::CancellationToken;
@@ -64,25 +65,29 @@ pub enum ConnEnd {
 
 /// Runs `conn` until it ends, draining it when `draining` is cancelled and
 /// closing it after `idle` without a byte on `activity`.
-pub async fn serve_until_done<C, E>(
+///
+/// Not an `async fn`: one would keep `conn` twice in its state, as its
+/// argument and inside the future it awaits, and a connection's future is
+/// kilobytes per open connection.
+pub fn serve_until_done<'a, C, E>(
     conn: C,
-    draining: &CancellationToken,
-    activity: &Activity,
+    draining: &'a CancellationToken,
+    activity: &'a Activity,
     idle: Duration,
     peer: SocketAddr,
-) -> ConnEnd
+) -> impl Future<Output = ConnEnd> + 'a
 where
-    C: Graceful<Output = Result<(), E>>,
+    C: Graceful<Output = Result<(), E>> + 'a,
     E: std::fmt::Display,
 {
-    let until = UntilDone {
+    UntilDone {
         conn,
         drain: draining.cancelled(),
         idle: activity.idle_for(idle),
         drain_started: false,
         watch: Watchers::new(),
-    };
-    match until.await {
+    }
+    .map(move |ended| match ended {
         Ended::Conn(result) => {
             if let Err(e) = result {
                 tracing::debug!(client = %peer, error = %e, "client connection ended");
@@ -90,17 +95,20 @@ where
             ConnEnd::Closed
         }
         Ended::Idle => ConnEnd::Idle,
-    }
+    })
 }
 
 /// Runs `serve` until it ends or `cut` is cancelled, whichever is first.
-pub async fn until_cut<F: Future<Output = ()>>(serve: F, cut: &CancellationToken) {
+/// Not an `async fn`, for the reason [`serve_until_done`] gives.
+pub fn until_cut<'a, F: Future<Output = ()> + 'a>(
+    serve: F,
+    cut: &'a CancellationToken,
+) -> impl Future<Output = ()> + 'a {
     UntilCut {
         serve,
         cut: cut.cancelled(),
         watch: Watchers::new(),
     }
-    .await
 }
 
 /// The waker of the futures that watch a connection (the drain and cut
