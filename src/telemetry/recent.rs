@@ -77,14 +77,20 @@ impl Decision {
     /// This decision with the text a peer chose escaped onto one line.
     fn escaped(&self) -> Decision {
         Decision {
+            at: self.at,
+            client: self.client,
             method: escape(&self.method).into_owned(),
             target: escape(&self.target).into_owned(),
+            rule: self.rule.clone(),
+            action: self.action,
+            status: self.status,
+            cache: self.cache,
+            verdict: self.verdict,
             vendor: match &self.vendor {
                 Cow::Borrowed(v) => Cow::Borrowed(v),
                 Cow::Owned(v) => Cow::Owned(escape(v).into_owned()),
             },
             error: self.error.as_deref().map(|e| escape(e).into_owned()),
-            ..self.clone()
         }
     }
 }
