@@ -30,27 +30,57 @@ pub fn unusable_response(status: http::StatusCode, headers: &HeaderMap) -> Optio
     None
 }
 
+/// The names in [`HOP`], as text.
+const HOP_NAMES: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Removes the hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none, or only `Connection`: one pass over the
-    // names (compared as names, never parsed) finds what there is to do.
-    if !headers.keys().any(|name| HOP.contains(name)) {
-        return;
+    // One pass over the names (compared as names, never parsed) finds which
+    // are there; most messages carry none, or only `Connection`.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP.iter().position(|hop| hop == name) {
+            present |= 1 << i;
+        }
     }
-    let connection = &HOP[..2];
-    let named: Vec<HeaderName> = connection
-        .iter()
-        .flat_map(|c| headers.get_all(c).iter())
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // `Connection` (or `Proxy-Connection`) may name more; nothing is
+    // allocated unless it names a header that is not hop-by-hop anyway,
+    // as `close` and `keep-alive` are not.
+    if present & 0b11 != 0 {
+        let named: Vec<HeaderName> = HOP[..2]
+            .iter()
+            .flat_map(|c| headers.get_all(c).iter())
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|name| !is_hop_name(name))
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in &HOP {
-        headers.remove(name);
+    for (i, name) in HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
+}
+
+/// Whether a `Connection` option needs no removal of its own: `close`, or
+/// a header that goes anyway.
+fn is_hop_name(option: &str) -> bool {
+    option.eq_ignore_ascii_case("close") || HOP_NAMES.iter().any(|hop| option.eq_ignore_ascii_case(hop))
 }
 
 #[cfg(test)]
@@ -70,6 +100,26 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn the_names_are_the_headers() {
+        for (name, text) in HOP.iter().zip(HOP_NAMES) {
+            assert_eq!(name.as_str(), text);
+        }
+    }
+
+    #[test]
+    fn headers_named_in_connection_go_whatever_their_case() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Keep-Alive, CLOSE, x-Hop"));
+        h.append("proxy-connection", HeaderValue::from_static("x-other"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["accept"]);
     }
 
     #[test]

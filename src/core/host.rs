@@ -1,6 +1,7 @@
 //! Where a request goes: [`Host`] and [`Authority`] as a client names them,
 //! and the `[hosts]` table ([`HostOverrides`]) that pins names to addresses.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -24,13 +25,13 @@ impl Host {
     pub fn parse(s: &str) -> Result<Host, String> {
         // Errors show the text escaped: it may come from a peer or a config
         // value, and an error is one line.
-        let shown = crate::core::escape::escape(s);
+        let shown = || crate::core::escape::escape(s);
         let bare = s.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).unwrap_or(s);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(Host::Ip(ip));
         }
         if bare.len() != s.len() {
-            return Err(format!("'{shown}' is not an IPv6 address"));
+            return Err(format!("'{}' is not an IPv6 address", shown()));
         }
         let name = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
         if name.is_empty() {
@@ -49,11 +50,12 @@ impl Host {
             .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
         if hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) {
             return Err(format!(
-                "'{shown}' is not a host name (it ends in a number); write an IPv4 address as four decimal numbers, a.b.c.d"
+                "'{}' is not a host name (it ends in a number); write an IPv4 address as four decimal numbers, a.b.c.d",
+                shown()
             ));
         }
         if name.len() > 253 {
-            return Err(format!("host name '{shown}' is longer than 253 bytes"));
+            return Err(format!("host name '{}' is longer than 253 bytes", shown()));
         }
         for label in name.split('.') {
             let ok = !label.is_empty()
@@ -64,7 +66,7 @@ impl Host {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !ok {
-                return Err(format!("'{shown}' is not a valid host name"));
+                return Err(format!("'{}' is not a valid host name", shown()));
             }
         }
         Ok(Host::Name(name))
@@ -75,6 +77,15 @@ impl Host {
         match self {
             Host::Ip(ip) => Some(*ip),
             Host::Name(_) => None,
+        }
+    }
+
+    /// The host as its [`Display`](fmt::Display) writes it: a name is
+    /// borrowed, an address formatted.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Host::Name(name) => Cow::Borrowed(name),
+            Host::Ip(_) => Cow::Owned(self.to_string()),
         }
     }
 }
@@ -101,17 +112,18 @@ pub struct Authority {
 impl Authority {
     /// Parses `host:port` as written after CONNECT. The port is required.
     pub fn parse_connect(s: &str) -> Result<Authority, Error> {
-        let shown = crate::core::escape::escape(s);
+        let shown = || crate::core::escape::escape(s);
         let (host, port) = s
             .rsplit_once(':')
-            .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{shown}' has no port; use host:port")))?;
+            .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{}' has no port; use host:port", shown())))?;
         if host.contains(':') && !host.starts_with('[') {
             return Err(Error::BadRequest(format!(
-                "CONNECT target '{shown}' has an IPv6 address without brackets; use [addr]:port"
+                "CONNECT target '{}' has an IPv6 address without brackets; use [addr]:port",
+                shown()
             )));
         }
-        let port =
-            parse_port(port).ok_or_else(|| Error::BadRequest(format!("CONNECT target '{shown}' has a bad port")))?;
+        let port = parse_port(port)
+            .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{}' has a bad port", shown())))?;
         let host = Host::parse(host).map_err(|e| Error::BadRequest(format!("CONNECT target: {e}")))?;
         Ok(Authority { host, port })
     }

@@ -10,6 +10,7 @@
 //! reason and the fix.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 
 use crate::core::error::Error;
@@ -39,7 +40,7 @@ pub enum Door {
 }
 
 /// What modgate does, as the access log and `explain` name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActionTaken {
     /// Sent to the origin unchanged (a tunnel, a forward, or `go`'s own
     /// `direct` on the endpoint).
@@ -127,8 +128,14 @@ impl<'a> Plan<'a> {
 pub struct NeedsAddress;
 
 /// Plans a request with what is known. `what` names the target in the
-/// no-match refusal (`host:port`, a module path, or a URL).
-pub fn plan<'a>(policy: &'a Policy, door: Door, facts: &Facts<'_>, what: &str) -> Result<Plan<'a>, NeedsAddress> {
+/// no-match refusal (`host:port`, a module path, or a URL); it is only
+/// formatted for a refusal.
+pub fn plan<'a>(
+    policy: &'a Policy,
+    door: Door,
+    facts: &Facts<'_>,
+    what: &(impl fmt::Display + ?Sized),
+) -> Result<Plan<'a>, NeedsAddress> {
     match decide(&policy.rules, facts) {
         Decision::NeedsAddress => Err(NeedsAddress),
         decision => Ok(plan_decided(policy, door, facts, decision, what)),
@@ -137,7 +144,13 @@ pub fn plan<'a>(policy: &'a Policy, door: Door, facts: &Facts<'_>, what: &str) -
 
 /// Plans a request whose destination resolved to `addrs`: if the policy
 /// refuses any of them, the request is refused.
-pub fn plan_resolved<'a>(policy: &'a Policy, door: Door, facts: &Facts<'_>, addrs: &[IpAddr], what: &str) -> Plan<'a> {
+pub fn plan_resolved<'a>(
+    policy: &'a Policy,
+    door: Door,
+    facts: &Facts<'_>,
+    addrs: &[IpAddr],
+    what: &(impl fmt::Display + ?Sized),
+) -> Plan<'a> {
     let decision = decide_resolved(&policy.rules, facts, addrs);
     plan_decided(policy, door, facts, decision, what)
 }
@@ -149,14 +162,14 @@ pub fn plan_decided<'a>(
     door: Door,
     facts: &Facts<'_>,
     decision: Decision<'a>,
-    what: &str,
+    what: &(impl fmt::Display + ?Sized),
 ) -> Plan<'a> {
     let rule = match decision {
         Decision::Matched(rule) => rule,
         Decision::NoMatch => {
             return Plan::Refuse {
                 rule: None,
-                error: Error::NoRule(what.to_owned()),
+                error: Error::NoRule(what.to_string()),
             };
         }
         Decision::NeedsAddress => {

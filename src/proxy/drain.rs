@@ -39,18 +39,17 @@ where
     }
 }
 
-impl<I, S, B, E> Graceful for hyper_util::server::conn::auto::Connection<'_, I, S, E>
+impl<I, S, B, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
 where
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
-    S::Future: 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
     B: hyper::body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-    E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
 {
     fn graceful_shutdown(self: Pin<&mut Self>) {
-        hyper_util::server::conn::auto::Connection::graceful_shutdown(self)
+        hyper::server::conn::http2::Connection::graceful_shutdown(self)
     }
 }
 

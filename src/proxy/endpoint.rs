@@ -47,11 +47,11 @@ pub async fn serve_path(
     let user = access.user.clone();
     let mut facts = Facts::of_request(access.client.ip(), None, &request);
     facts.user = user.as_deref();
-    let what = request.module().unwrap_or(path.as_str()).to_owned();
-    let routed = route(ctx, Door::Endpoint, facts, &what, access).await?;
+    let what = request.module().unwrap_or(path.as_str());
+    let routed = route(ctx, Door::Endpoint, facts, what, access).await?;
     let (rule, mirrors) = match routed.plan {
         Plan::Mirror(rule, mirrors) => (rule, mirrors),
-        Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, &what)),
+        Plan::ClientDirect(rule) => return Ok(go_direct(&rule.name, what)),
         other => return Err(Error::Internal(format!("the endpoint cannot carry out {other:?}"))),
     };
     let head = method == Method::HEAD;

@@ -7,6 +7,7 @@
 //! credentials for modgate were already removed with the hop-by-hop
 //! headers); a 407 from the parent is modgate's error, not the client's.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -18,7 +19,7 @@ use hyper::body::Incoming;
 use crate::core::body::{Body, BoxError};
 use crate::core::error::Error;
 use crate::core::hop::{strip_hop_by_hop, unusable_response};
-use crate::core::host::Authority;
+use crate::core::host::{Authority, Host};
 use crate::core::proxy_url::ProxyUrl;
 use crate::policy::parent::Via;
 use crate::policy::plan::Door;
@@ -49,7 +50,7 @@ pub async fn serve(
         version: None,
         sumdb_lookup: false,
     };
-    let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
+    let routed = route(ctx, Door::Forward, facts, &dest, access).await?;
     send(ctx, access, req, dest, routed).await
 }
 
@@ -188,9 +189,14 @@ fn via(version: http::Version) -> HeaderValue {
 }
 
 /// The URI the pooled client uses: the destination and the request's path.
+/// The request's own authority is kept when it names the destination as
+/// the destination is written (no copy); otherwise it is rebuilt from it.
 fn upstream_uri(uri: &Uri, scheme: &Scheme, dest: &Authority) -> Result<Uri, Error> {
-    let authority = UriAuthority::try_from(dest.to_string().as_str())
-        .map_err(|e| Error::Internal(format!("upstream authority for {dest}: {e}")))?;
+    let authority = match uri.authority() {
+        Some(own) if names(own, scheme, dest) => own.clone(),
+        _ => UriAuthority::try_from(dest.to_string().as_str())
+            .map_err(|e| Error::Internal(format!("upstream authority for {dest}: {e}")))?,
+    };
     let path = uri
         .path_and_query()
         .cloned()
@@ -203,6 +209,22 @@ fn upstream_uri(uri: &Uri, scheme: &Scheme, dest: &Authority) -> Result<Uri, Err
         .map_err(|e| Error::Internal(format!("upstream URI for {dest}: {e}")))
 }
 
+/// Whether `own`, a request's authority, is `dest` written the same way
+/// over `scheme`: no credentials, the same host text and the same port.
+fn names(own: &UriAuthority, scheme: &Scheme, dest: &Authority) -> bool {
+    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    if own.as_str().contains('@') || own.port_u16().unwrap_or(default_port) != dest.port {
+        return false;
+    }
+    match &dest.host {
+        Host::Name(name) => own.host() == name,
+        Host::Ip(ip) => {
+            let text = own.host().trim_start_matches('[').trim_end_matches(']');
+            text.parse::<IpAddr>().is_ok_and(|own| own == *ip)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +235,27 @@ mod tests {
         let uri: Uri = "http://example.com:8080/a?b=c".parse().unwrap();
         let up = upstream_uri(&uri, &Scheme::HTTP, &dest).unwrap();
         assert_eq!(up.to_string(), "http://example.com:8080/a?b=c");
+        // Another spelling of the destination is rebuilt from it.
+        let uri: Uri = "http://EXAMPLE.com:8080/a".parse().unwrap();
+        let up = upstream_uri(&uri, &Scheme::HTTP, &dest).unwrap();
+        assert_eq!(up.to_string(), "http://example.com:8080/a");
+        // The client's own text is kept when it is the destination's.
+        let dest = Authority::parse_connect("[::1]:80").unwrap();
+        let uri: Uri = "http://[::1]/x".parse().unwrap();
+        let up = upstream_uri(&uri, &Scheme::HTTP, &dest).unwrap();
+        assert_eq!(up.to_string(), "http://[::1]/x");
+        // An origin-form request inside a tunnel gets the tunnel's origin.
+        let dest = Authority::parse_connect("proxy.golang.org:443").unwrap();
+        let uri: Uri = "/golang.org/x/mod/@v/list".parse().unwrap();
+        let up = upstream_uri(&uri, &Scheme::HTTPS, &dest).unwrap();
+        assert_eq!(up.to_string(), "https://proxy.golang.org:443/golang.org/x/mod/@v/list");
+        // Credentials or another port are never carried over.
+        let uri: Uri = "https://u@proxy.golang.org/x".parse().unwrap();
+        let up = upstream_uri(&uri, &Scheme::HTTPS, &dest).unwrap();
+        assert_eq!(up.to_string(), "https://proxy.golang.org:443/x");
+        let uri: Uri = "https://proxy.golang.org:8443/x".parse().unwrap();
+        let up = upstream_uri(&uri, &Scheme::HTTPS, &dest).unwrap();
+        assert_eq!(up.to_string(), "https://proxy.golang.org:443/x");
         assert_eq!(via(http::Version::HTTP_2), "2 modgate");
         assert_eq!(via(http::Version::HTTP_11), "1.1 modgate");
     }

@@ -78,8 +78,14 @@ fn names_tunnel(authority: &str, dest: &Authority) -> bool {
         },
         None => (authority, None),
     };
-    let Ok(host) = Host::parse(host) else { return false };
-    host == dest.host && port.is_none_or(|p| p == dest.port)
+    if port.is_some_and(|p| p != dest.port) {
+        return false;
+    }
+    // A name written as the tunnel's (already normalised) is that name.
+    match &dest.host {
+        Host::Name(name) if host == name => true,
+        _ => Host::parse(host).is_ok_and(|host| host == dest.host),
+    }
 }
 
 /// Module paths answer GET and HEAD; anything else is a 405.

@@ -2,11 +2,12 @@
 //! sumdb path, or neither), planned with its module path known, and then
 //! mirrored, sent to the original host, or refused.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::uri::Scheme;
-use http::{Method, Request, Response, StatusCode};
+use http::uri::{Authority as UriAuthority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
 use crate::core::body::{Body, text};
@@ -40,19 +41,64 @@ pub struct Sender<'a> {
     pub original: Option<SocketAddr>,
 }
 
-/// Answers one request inside the tunnel to `dest`, under the rules in
+/// An intercepted tunnel's destination in the forms its requests need,
+/// written once per tunnel rather than once per request.
+#[derive(Debug)]
+pub struct Origin {
+    /// The tunnel's host and port.
+    pub dest: Authority,
+    /// `https://host`, with the port unless it is 443: the start of each
+    /// request's URL in its access record.
+    url: String,
+    /// `host:port` as a URI authority, for the upstream request.
+    authority: Option<UriAuthority>,
+}
+
+impl Origin {
+    /// The origin of a tunnel to `dest`.
+    pub fn new(dest: Authority) -> Origin {
+        Origin {
+            url: dest.https_url(),
+            authority: UriAuthority::try_from(dest.to_string()).ok(),
+            dest,
+        }
+    }
+
+    /// Makes an origin-form `uri` (as HTTP/1.1 requests inside a tunnel
+    /// are) an absolute URL on the tunnel's destination, whose authority
+    /// forwarding then takes as it is.
+    fn absolute(&self, uri: &mut Uri) {
+        let Some(authority) = self.authority.clone().filter(|_| uri.authority().is_none()) else {
+            return;
+        };
+        let mut parts = std::mem::take(uri).into_parts();
+        parts.scheme = Some(Scheme::HTTPS);
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        // Only a URI that was valid with its path becomes one with it.
+        if let Ok(absolute) = Uri::from_parts(parts) {
+            *uri = absolute;
+        }
+    }
+}
+
+/// Answers one request inside the tunnel to `origin`, under the rules in
 /// effect now (the tunnel's own TLS stays as it began).
-pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, dest: &Authority, req: Request<Incoming>) -> Response<Body> {
+pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, origin: &Origin, req: Request<Incoming>) -> Response<Body> {
     let ctx = &ctx.latest();
-    let mut target = dest.https_url();
-    target.push_str(req.uri().path_and_query().map_or("/", |p| p.as_str()));
+    let path = url_path(req.uri().path_and_query());
+    let mut target = String::with_capacity(origin.url.len() + path.len());
+    target.push_str(&origin.url);
+    target.push_str(path);
     let mut access = ctx.access(sender.peer, req.method().as_str(), target);
     access.user = sender.user.map(str::to_owned);
     access.original = sender.original;
-    if let Err(e) = gate::check(&req, Entrance::Tunnel(dest)) {
+    if let Err(e) = gate::check(&req, Entrance::Tunnel(&origin.dest)) {
         return respond(Err(e), access);
     }
-    let result = carry_out(ctx, &mut access, dest, req).await;
+    let result = carry_out(ctx, &mut access, origin, req).await;
     respond(result, access)
 }
 
@@ -69,13 +115,36 @@ fn classify(host: &str, raw_path: &str) -> Result<Option<(ModuleRequest, String)
     }
 }
 
+/// What a refusal inside a tunnel names: the module, or the request's URL
+/// (as in its access record).
+struct Named<'a> {
+    module: Option<&'a str>,
+    origin: &'a Origin,
+    path_and_query: Option<&'a PathAndQuery>,
+}
+
+impl fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.module {
+            Some(module) => f.write_str(module),
+            None => write!(f, "{}{}", self.origin.url, url_path(self.path_and_query)),
+        }
+    }
+}
+
+/// The path and query of a request URL: `/` when it has none.
+fn url_path(path_and_query: Option<&PathAndQuery>) -> &str {
+    path_and_query.map_or("/", PathAndQuery::as_str)
+}
+
 async fn carry_out(
     ctx: &Arc<Context>,
     access: &mut Access,
-    dest: &Authority,
-    req: Request<Incoming>,
+    origin: &Origin,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    let classified = classify(&dest.host.to_string(), req.uri().path())?;
+    let dest = &origin.dest;
+    let classified = classify(&dest.host.text(), req.uri().path())?;
     if classified.is_some() {
         gate::module_method(req.method())?;
     }
@@ -96,7 +165,11 @@ async fn carry_out(
     };
     facts.user = user.as_deref();
     facts.addr = original.map(|a| a.ip());
-    let what = module.map_or_else(|| access.target.clone(), str::to_owned);
+    let what = Named {
+        module,
+        origin,
+        path_and_query: req.uri().path_and_query(),
+    };
     let door = Door::Intercepted {
         module_request: classified.is_some(),
     };
@@ -145,7 +218,8 @@ async fn carry_out(
         )),
         Plan::Origin(rule) => {
             let bytes_in = access.bytes_in.clone();
-            access.upstream = Some(dest.https_url());
+            access.upstream = Some(origin.url.clone());
+            origin.absolute(req.uri_mut());
             let client = ctx
                 .clients
                 .via(Via::of(Some(rule)))

@@ -92,7 +92,7 @@ pub async fn serve(
         }
     };
 
-    let dest = Arc::new(dest);
+    let origin = Arc::new(inside::Origin::new(dest));
     let user: Option<Arc<str>> = access.user.as_deref().map(Arc::from);
     let original = access.original;
     let service_ctx = ctx.clone();
@@ -100,7 +100,7 @@ pub async fn serve(
     let service_door = door.clone();
     let service = service_fn(move |req| {
         let ctx = service_ctx.clone();
-        let dest = dest.clone();
+        let origin = origin.clone();
         let user = user.clone();
         let door = service_door.clone();
         async move {
@@ -109,29 +109,30 @@ pub async fn serve(
                 user: user.as_deref(),
                 original,
             };
-            Ok::<_, Infallible>(door.track(inside::serve(&ctx, sender, &dest, req).await))
+            Ok::<_, Infallible>(door.track(inside::serve(&ctx, sender, &origin, req).await))
         }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(t.header)
-        .max_buf_size(MAX_HEAD_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(None)
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
     // TLS chose the protocol (RFC 9113 §3.2: h2 over TLS only by ALPN), so
-    // hyper need not sniff the first bytes for it.
-    let builder = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        builder.http2_only()
+    // the connection goes straight to that protocol's server, with nothing
+    // sniffing its first bytes.
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(Guarded::new(tls, door));
+    let ended = if h2 {
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(None)
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
+            .serve_connection(io, service);
+        serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await
     } else {
-        builder.http1_only()
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(t.header)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(io, service);
+        serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await
     };
-    let conn = builder.serve_connection(TokioIo::new(Guarded::new(tls, door)), service);
-    if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
+    if ended == ConnEnd::Idle {
         access.error = Some(format!("closed after {} idle", fmt_duration(t.idle)));
     }
 }

@@ -129,7 +129,7 @@ async fn open_tunnel(
     original: SocketAddr,
 ) -> Result<tunnel::Tunnel, Error> {
     let facts = facts(access, dest, original);
-    let routed = route(ctx, Door::Tunnel, facts, &dest.to_string(), access).await?;
+    let routed = route(ctx, Door::Tunnel, facts, &dest, access).await?;
     let routed = verified(ctx, routed, dest, original).await?;
     tunnel::establish(ctx, access, routed, dest.clone()).await
 }
@@ -246,7 +246,7 @@ async fn forward_request(
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     access.target = format!("http://{dest}{path}");
     let facts = facts(access, &dest, original);
-    let routed = route(ctx, Door::Forward, facts, &dest.to_string(), access).await?;
+    let routed = route(ctx, Door::Forward, facts, &dest, access).await?;
     let routed = verified(ctx, routed, &dest, original).await?;
     forward::send(ctx, access, req, dest, routed).await
 }

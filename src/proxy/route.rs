@@ -2,6 +2,7 @@
 //! when a `dst` rule needs its address, and then deciding for every
 //! address. The addresses checked are the only ones connected to.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use futures_util::future::BoxFuture;
@@ -25,12 +26,13 @@ pub struct Routed<'a> {
 }
 
 /// Plans a request at `door`, recording the rule and action in `access`.
-/// A refusal comes back as the error to answer with.
+/// A refusal comes back as the error to answer with; `what` names the
+/// target in it.
 pub async fn route<'a>(
     ctx: &'a Context,
     door: Door,
     facts: Facts<'_>,
-    what: &str,
+    what: &(impl fmt::Display + ?Sized),
     access: &mut Access,
 ) -> Result<Routed<'a>, Error> {
     let policy = &ctx.config.policy;

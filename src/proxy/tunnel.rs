@@ -105,7 +105,7 @@ async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel
         version: None,
         sumdb_lookup: false,
     };
-    let routed = route(ctx, Door::Tunnel, facts, &dest.to_string(), access).await?;
+    let routed = route(ctx, Door::Tunnel, facts, &dest, access).await?;
     establish(ctx, access, routed, dest).await
 }
 

@@ -78,7 +78,7 @@ pub trait AccessSink: std::fmt::Debug + Send + Sync {
 }
 
 /// How the cache took part in an answer, for `x-cache` and the access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CacheStatus {
     /// Served from the cache.
     Hit,

@@ -13,7 +13,8 @@
 //! [`Collector`] read at each scrape.
 
 use std::borrow::Cow;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
@@ -25,6 +26,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::core::verdict::Verdict;
+use crate::policy::plan::ActionTaken;
 use crate::telemetry::access::{Access, CacheStatus};
 
 /// The content type of [`Metrics::encode`]'s text.
@@ -150,6 +153,8 @@ pub enum FallReason {
 pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
+    /// `requests` series already looked up (see [`Seen`]).
+    requests_seen: Seen,
     tunnels: Family<TunnelLabels, Counter>,
     bytes: Family<BytesLabels, Counter>,
     /// `bytes` for requests and for tunnels, `in` and `out`, each looked
@@ -162,11 +167,63 @@ pub struct Metrics {
     direct_fetches: [OnceLock<Histogram>; 3],
     fallthrough: Family<FallLabels, Counter>,
     verdicts: Family<VerdictLabels, Counter>,
+    /// `verdicts` without a vendor, by [`Verdict`], each looked up once.
+    plain_verdicts: [OnceLock<Counter>; 3],
     reloads: Family<ResultLabels, Counter>,
     reload_ok: Gauge,
     config: Family<ConfigLabels, Gauge>,
     open_connections: Gauge,
     open_tunnels: Gauge,
+}
+
+/// The `requests` series of a [`SeenKey`].
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct SeenKey {
+    /// The address of the rule's name: the same `Arc` for every request a
+    /// rule decides under one config.
+    rule: usize,
+    action: ActionTaken,
+    status: u16,
+    cache: Option<CacheStatus>,
+}
+
+/// `requests` series already looked up, by a key that hashes a few
+/// integers where the family's labels hash the rule's name and two more
+/// strings. Each entry keeps its rule's name alive, so no other name can
+/// take its address while the entry exists; the set is cleared when it
+/// reaches [`Seen::MAX`] (a series per rule, action, status and cache
+/// result, and more with each reload).
+#[derive(Debug, Default)]
+struct Seen(RwLock<HashMap<SeenKey, (Arc<str>, Counter)>>);
+
+impl Seen {
+    const MAX: usize = 4096;
+
+    /// Counts one for `key`, looking its series up with `create` the first
+    /// time.
+    fn inc(&self, key: SeenKey, rule: &Arc<str>, create: impl FnOnce() -> Counter) {
+        if let Some((_, counter)) = self.0.read().ok().as_ref().and_then(|seen| seen.get(&key)) {
+            counter.inc();
+            return;
+        }
+        let counter = create();
+        counter.inc();
+        if let Ok(mut seen) = self.0.write() {
+            if seen.len() >= Seen::MAX {
+                seen.clear();
+            }
+            seen.insert(key, (rule.clone(), counter));
+        }
+    }
+}
+
+/// A [`Verdict`]'s slot in [`Metrics`]' `plain_verdicts`.
+fn verdict_index(verdict: Verdict) -> usize {
+    match verdict {
+        Verdict::Public => 0,
+        Verdict::Intercepted => 1,
+        Verdict::Untrusted => 2,
+    }
 }
 
 /// Upstream latency buckets: 5 ms to about 82 s.
@@ -187,6 +244,7 @@ impl Metrics {
         let m = Metrics {
             registry: Mutex::new(Registry::default()),
             requests: Family::default(),
+            requests_seen: Seen::default(),
             tunnels: Family::default(),
             bytes: Family::default(),
             request_bytes: Default::default(),
@@ -195,6 +253,7 @@ impl Metrics {
             direct_fetches: Default::default(),
             fallthrough: Family::default(),
             verdicts: Family::default(),
+            plain_verdicts: Default::default(),
             reloads: Family::default(),
             reload_ok: Gauge::default(),
             config: Family::default(),
@@ -297,22 +356,35 @@ impl Metrics {
 
     /// Counts a finished request or tunnel from its access event.
     pub fn observe_access(&self, access: &Access) {
-        let rule = access.rule.clone().unwrap_or_else(|| Arc::clone(&NO_RULE));
+        let rule = access.rule.as_ref().unwrap_or(&NO_RULE);
         let status = Status(access.status);
         let action = access.action.as_str();
         let (kind, slots) = if access.method == "CONNECT" {
-            self.tunnels.get_or_create(&TunnelLabels { action, rule, status }).inc();
-            ("tunnel", &self.tunnel_bytes)
-        } else {
-            let cache = access.cache.map_or("none", CacheStatus::as_str);
-            self.requests
-                .get_or_create(&RequestLabels {
+            self.tunnels
+                .get_or_create(&TunnelLabels {
                     action,
-                    rule,
+                    rule: rule.clone(),
                     status,
-                    cache,
                 })
                 .inc();
+            ("tunnel", &self.tunnel_bytes)
+        } else {
+            let key = SeenKey {
+                rule: Arc::as_ptr(rule).cast::<u8>() as usize,
+                action: access.action,
+                status: access.status,
+                cache: access.cache,
+            };
+            self.requests_seen.inc(key, rule, || {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        action,
+                        rule: rule.clone(),
+                        status,
+                        cache: access.cache.map_or("none", CacheStatus::as_str),
+                    })
+                    .clone()
+            });
             ("request", &self.request_bytes)
         };
         for (slot, direction, n) in [
@@ -322,15 +394,28 @@ impl Metrics {
             slot.get_or_init(|| self.bytes.get_or_create(&BytesLabels { direction, kind }).clone())
                 .inc_by(n);
         }
-        if let Some(j) = &access.judgement {
-            let vendor = j.vendor.clone().map_or(Cow::Borrowed("none"), Cow::Owned);
-            self.verdicts
-                .get_or_create(&VerdictLabels {
-                    verdict: j.verdict.as_str(),
-                    vendor,
-                })
-                .inc();
+        match &access.judgement {
+            None => {}
+            Some(j) if j.vendor.is_none() => {
+                self.plain_verdicts[verdict_index(j.verdict)]
+                    .get_or_init(|| self.verdict(j.verdict, None))
+                    .inc();
+            }
+            Some(j) => {
+                self.verdict(j.verdict, j.vendor.as_deref()).inc();
+            }
         }
+    }
+
+    /// The `verdicts` series of `verdict` and `vendor` (`none` without one).
+    fn verdict(&self, verdict: Verdict, vendor: Option<&str>) -> Counter {
+        let vendor = vendor.map_or(Cow::Borrowed("none"), |v| Cow::Owned(v.to_owned()));
+        self.verdicts
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.as_str(),
+                vendor,
+            })
+            .clone()
     }
 
     /// Records how long `source` took to answer, and how it ended.
@@ -432,7 +517,64 @@ impl Drop for OpenGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::plan::ActionTaken;
+    use crate::core::verdict::Judgement;
+
+    fn request(rule: &Arc<str>, status: u16) -> Access {
+        let mut a = Access::new("10.1.2.3:5555".parse().unwrap(), "GET", "https://x/");
+        a.rule = Some(rule.clone());
+        a.action = ActionTaken::Direct;
+        a.status = status;
+        a
+    }
+
+    #[test]
+    fn each_request_counts_in_its_own_series() {
+        let m = Metrics::new();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        // The same name from another config (another `Arc`) is the same series.
+        let a_again: Arc<str> = "a".into();
+        for (rule, status) in [(&a, 200), (&a, 200), (&b, 200), (&a, 404), (&a_again, 200)] {
+            m.observe_access(&request(rule, status));
+        }
+        let mut judged = request(&b, 200);
+        judged.judgement = Some(Judgement {
+            verdict: Verdict::Public,
+            vendor: None,
+        });
+        m.observe_access(&judged);
+        m.observe_access(&judged);
+        judged.judgement = Some(Judgement {
+            verdict: Verdict::Intercepted,
+            vendor: Some("Zscaler".into()),
+        });
+        m.observe_access(&judged);
+        let text = m.encode();
+        for line in [
+            r#"modgate_requests_total{action="direct",rule="a",status="200",cache="none"} 3"#,
+            r#"modgate_requests_total{action="direct",rule="a",status="404",cache="none"} 1"#,
+            r#"modgate_requests_total{action="direct",rule="b",status="200",cache="none"} 4"#,
+            r#"modgate_verdicts_total{verdict="public",vendor="none"} 2"#,
+            r#"modgate_verdicts_total{verdict="intercepted",vendor="Zscaler"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
+    fn the_seen_series_stay_bounded() {
+        let m = Metrics::new();
+        let rule: Arc<str> = "r".into();
+        for status in 0..(Seen::MAX as u16 + 10) {
+            m.observe_access(&request(&rule, status));
+        }
+        m.observe_access(&request(&rule, 0));
+        let seen = m.requests_seen.0.read().unwrap().len();
+        assert!((1..=Seen::MAX).contains(&seen), "{seen}");
+        assert!(
+            m.encode()
+                .contains(r#"modgate_requests_total{action="direct",rule="r",status="none",cache="none"} 2"#)
+        );
+    }
 
     #[test]
     fn an_access_event_counts_once_with_bounded_labels() {
