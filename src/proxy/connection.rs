@@ -29,6 +29,7 @@ use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Inbound;
 use crate::proxy::respond::respond;
 use crate::proxy::{authenticate, endpoint, forward, redirected, tunnel};
+use crate::telemetry::access::{method_name, uri_text};
 
 /// Serves one client connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, inbound: Inbound) {
@@ -87,7 +88,7 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
 /// `[auth]`, the request must carry a known user's credentials first.
 async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let ctx = &ctx.latest();
-    let mut access = ctx.access(peer, req.method().as_str(), req.uri().to_string());
+    let mut access = ctx.access(peer, method_name(req.method()), uri_text(req.uri()));
     if let Err(e) = gate::check(&req, Entrance::ProxyPort) {
         return respond(Err(e), access);
     }

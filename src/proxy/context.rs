@@ -81,7 +81,12 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A new access record for a request or tunnel from `client`, counted
     /// in this proxy's metrics when it is emitted.
-    pub fn access(&self, client: SocketAddr, method: impl Into<String>, target: impl Into<String>) -> Access {
+    pub fn access(
+        &self,
+        client: SocketAddr,
+        method: impl Into<Cow<'static, str>>,
+        target: impl Into<String>,
+    ) -> Access {
         Access::new(client, method, target).reporting_to(self.telemetry.clone())
     }
 

@@ -27,7 +27,7 @@ use crate::proxy::gate::{self, Entrance};
 use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
 use crate::proxy::versions::Screen;
-use crate::telemetry::access::Access;
+use crate::telemetry::access::{Access, method_name};
 
 /// Who sent an intercepted tunnel's requests.
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +92,7 @@ pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, origin: &Origin, req:
     let mut target = String::with_capacity(origin.url.len() + path.len());
     target.push_str(&origin.url);
     target.push_str(path);
-    let mut access = ctx.access(sender.peer, req.method().as_str(), target);
+    let mut access = ctx.access(sender.peer, method_name(req.method()), target);
     access.user = sender.user.map(str::to_owned);
     access.original = sender.original;
     if let Err(e) = gate::check(&req, Entrance::Tunnel(&origin.dest)) {

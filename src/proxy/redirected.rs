@@ -45,7 +45,7 @@ use crate::proxy::respond::respond;
 use crate::proxy::route::{Routed, route};
 use crate::proxy::sniff::{Sniffed, sniff};
 use crate::proxy::{forward, tunnel};
-use crate::telemetry::access::Access;
+use crate::telemetry::access::{Access, method_name, uri_text};
 
 /// Serves one redirected connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, redirected: Redirected) {
@@ -224,7 +224,7 @@ async fn serve_request(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let ctx = &*ctx.latest();
-    let mut access = ctx.access(peer, req.method().as_str(), req.uri().to_string());
+    let mut access = ctx.access(peer, method_name(req.method()), uri_text(req.uri()));
     access.original = Some(original);
     if let Err(e) = gate::check(&req, Entrance::Redirected) {
         return respond(Err(e), access);

@@ -27,7 +27,7 @@ use crate::proxy::context::Context;
 use crate::proxy::head::FirstRequest;
 use crate::proxy::route::{Routed, route};
 use crate::proxy::{authenticate, intercept, relay, watch};
-use crate::telemetry::access::Access;
+use crate::telemetry::access::{Access, addr_text};
 
 /// What a planned tunnel turns into.
 pub enum Tunnel {
@@ -127,7 +127,7 @@ pub async fn establish(
                 .dialer_for(via)
                 .dial(&dest, checked, ctx.config.timeouts.connect)
                 .await?;
-            access.upstream = Some(dialed.peer.to_string());
+            access.upstream = Some(addr_text(dialed.peer));
             access.parent = dialed.parent.as_ref().map(ToString::to_string);
             // Through a parent, the address connected to is the parent's:
             // verdicts are kept under the destination's checked address.

@@ -9,6 +9,8 @@
 //! requests, and error when modgate refused or failed the request. With
 //! `--log-format json` each event is one JSON object on one line.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ pub struct Access {
     /// The user who authenticated (`[auth]`), if one did.
     pub user: Option<String>,
     /// The request method (`CONNECT` for tunnels).
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// What the client asked for: `host:port`, a URL, or a path.
     pub target: String,
     /// The rule that decided, if one did.
@@ -120,9 +122,50 @@ impl Counter {
     }
 }
 
+/// A request method as the access record keeps it: the standard methods
+/// without a copy.
+pub fn method_name(method: &http::Method) -> Cow<'static, str> {
+    use http::Method;
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    match STANDARD.iter().find(|(m, _)| m == method) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Owned(method.as_str().to_owned()),
+    }
+}
+
+/// A request URI as the access record keeps it, written once into a
+/// string of its size.
+pub fn uri_text(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + "://".len());
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    // `/` is written for an absolute URI without a path.
+    let path = uri.path_and_query().map_or(1, |p| p.as_str().len().max(1));
+    let mut text = String::with_capacity(scheme + authority + path);
+    let _ = write!(text, "{uri}");
+    text
+}
+
+/// A socket address as the access record keeps it, written once into a
+/// string large enough for any IPv4 address and most IPv6 ones.
+pub fn addr_text(addr: SocketAddr) -> String {
+    let mut text = String::with_capacity(48);
+    let _ = write!(text, "{addr}");
+    text
+}
+
 impl Access {
     /// A record for a request that just arrived.
-    pub fn new(client: SocketAddr, method: impl Into<String>, target: impl Into<String>) -> Access {
+    pub fn new(client: SocketAddr, method: impl Into<Cow<'static, str>>, target: impl Into<String>) -> Access {
         Access {
             client,
             user: None,
@@ -315,5 +358,35 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_uris_and_addresses_read_as_they_display() {
+        for method in ["GET", "HEAD", "CONNECT", "PATCH", "PROPFIND"] {
+            let parsed = http::Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(method_name(&parsed), method);
+        }
+        assert!(matches!(method_name(&http::Method::GET), Cow::Borrowed(_)));
+        for uri in [
+            "http://example.com",
+            "http://example.com:8080/a?b=c",
+            "/x/@v/list",
+            "*",
+            "example.com:443",
+        ] {
+            let parsed: http::Uri = uri.parse().unwrap();
+            let text = uri_text(&parsed);
+            assert_eq!(text, parsed.to_string());
+            assert!(text.capacity() >= text.len());
+        }
+        for addr in ["10.1.2.3:80", "[2001:db8::1]:8443", "[fe80::1%2]:443"] {
+            let parsed: SocketAddr = addr.parse().unwrap();
+            assert_eq!(addr_text(parsed), parsed.to_string());
+        }
     }
 }

@@ -21,7 +21,7 @@ pub struct Decision {
     /// The client's address.
     pub client: SocketAddr,
     /// The method (`CONNECT` for tunnels).
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// What was asked for.
     pub target: String,
     /// The rule that decided, if one did.
@@ -79,7 +79,7 @@ impl Decision {
         Decision {
             at: self.at,
             client: self.client,
-            method: escape(&self.method).into_owned(),
+            method: Cow::Owned(escape(&self.method).into_owned()),
             target: escape(&self.target).into_owned(),
             rule: self.rule.clone(),
             action: self.action,
@@ -165,7 +165,11 @@ mod tests {
         access.error = Some("bad\r\nthing".into());
         recent.push(Decision::of(access));
         let listed = &recent.list()[0];
-        for text in [&listed.method, &listed.target, listed.error.as_ref().unwrap()] {
+        for text in [
+            &*listed.method,
+            listed.target.as_str(),
+            listed.error.as_deref().unwrap(),
+        ] {
             assert!(!text.chars().any(char::is_control), "{text:?}");
         }
         assert_eq!(listed.target, escape("a\nb\x1b[31m"));
