@@ -1443,8 +1443,71 @@ upstream requests up). It exits 1 when anything was flagged. Direct rows moving 
 the machine changed (or was busy), not modgate. `bench/run --quick --compare target/bench-quick.json`
 compares two smoke runs the same way.
 
+`bench/run --ab OLD_BINARY` is the before/after for a change of a few per cent, which two full runs cannot
+show: this build and the modgate binary `OLD_BINARY` run side by side, round by round (`ROUNDS`, default 15),
+with hudsucker on the four intercept legs (wall time and the proxy's CPU per request) and with the hyper floor
+on HTTP forwarding (wrk -c50, 3 s). It prints new/old and each against its peer, and writes
+`target/bench-ab.json`.
+
 {TUNNEL_DESIGN_NOTE}"""
     Path(path).write_text(text)
+
+
+# ---------------------------------------------------------------- before/after
+
+def ab(world, old, rounds, n, per_conn, secs):
+    """`bench/run --ab OLD`: this build and the modgate binary OLD, interleaved round by round with hudsucker
+    (the intercept legs, wall time and the proxy's CPU per request) and with the hyper floor (HTTP forwarding
+    with wrk -c50). A change of a few per cent shows only this way: on a shared machine a row moves by 10-30%
+    between full runs, but every contender in a round sees the same machine."""
+    global MODGATE
+    new, MODGATE = MODGATE, Path(old)
+    try:
+        old_port = free_port()
+        world.start_modgate_with("modgate (old)", old_port, "")
+    finally:
+        MODGATE = new
+    w = world.work
+    url = f"https://localhost:{world.https}/small"
+    proxies = {"old": ("modgate (old)", old_port), "new": ("modgate", world.mg), "hudsucker": ("hudsucker", world.hs)}
+    shapes = {"sequential": ["seq", "-n", n], "8 parallel": ["par", "--conns", 8, "-n", per_conn]}
+    rows = [(leg, shape) for leg in ("h2", "http1.1") for shape in shapes]
+    legs = {f"{leg} {shape}": {who: {"ms": [], "cpu_us": []} for who in proxies} for leg, shape in rows}
+    lua = w / "abs.lua"
+    lua.write_text(f'wrk.path = "http://127.0.0.1:{world.http}/small"\n')
+    forwarders = {"old": ("modgate (old)", old_port), "new": ("modgate", world.mg), "hyper floor": ("hyper-floor", world.floor)}
+    http = {who: {"rps": [], "p99_ms": [], "cpu_us": []} for who in forwarders}
+    for _ in range(rounds):
+        for leg, shape in rows:
+            for who, (name, port) in proxies.items():
+                _, cpu0 = thread_counters(world.pid(name))
+                r = client(world, shapes[shape] + ["--url", url, "--ca", w / "mg-ca.pem", "--alpn", leg,
+                                                   "--proxy", f"http://127.0.0.1:{port}"])
+                _, cpu1 = thread_counters(world.pid(name))
+                legs[f"{leg} {shape}"][who]["ms"].append(r["ms"])
+                legs[f"{leg} {shape}"][who]["cpu_us"].append((cpu1 - cpu0) * 1e6 / r["requests"])
+        for who, (name, port) in forwarders.items():
+            _, cpu0 = thread_counters(world.pid(name))
+            out = run(["wrk", "-t1", "-c50", f"-d{secs}s", "--latency", "-s", lua, f"http://127.0.0.1:{port}/"]).stdout
+            _, cpu1 = thread_counters(world.pid(name))
+            done = int(re.search(r"(\d+) requests in", out).group(1))
+            http[who]["rps"].append(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)))
+            http[who]["p99_ms"].append(parse_ms(re.search(r"\s99%\s+(\S+)", out).group(1)))
+            http[who]["cpu_us"].append((cpu1 - cpu0) * 1e6 / max(done, 1))
+    med = lambda table: {who: {k: median(v) for k, v in m.items()} for who, m in table.items()}
+    result = {"old": str(old), "rounds": rounds, "intercept_legs": {row: med(t) for row, t in legs.items()},
+              "http": med(http)}
+    print(f"{'row':22} {'new/old time':>12} {'new/huds time':>13} {'old/huds time':>13}   CPU µs/req new, old, hudsucker")
+    for row, m in result["intercept_legs"].items():
+        new_, old_, hs = m["new"], m["old"], m["hudsucker"]
+        print(f"{row:22} {new_['ms'] / old_['ms']:12.3f} {new_['ms'] / hs['ms']:13.3f} {old_['ms'] / hs['ms']:13.3f}   "
+              f"{new_['cpu_us']:.1f}, {old_['cpu_us']:.1f}, {hs['cpu_us']:.1f}")
+    h = result["http"]
+    for who in ("new", "old"):
+        print(f"HTTP forward, {who}: {h[who]['rps'] / h['hyper floor']['rps']:.3f}× the floor's req/s, "
+              f"{h[who]['p99_ms'] / h['hyper floor']['p99_ms']:.3f}× its p99, CPU {h[who]['cpu_us']:.1f} µs/req "
+              f"(floor {h['hyper floor']['cpu_us']:.1f})")
+    return result
 
 
 # ---------------------------------------------------------------- main
@@ -1481,7 +1544,20 @@ def main():
     ap.add_argument("--compare", nargs="?", const=str(ROOT / "bench" / "results.json"), metavar="FILE",
                     help="compare with an earlier run (default bench/results.json); exit 1 on a regression > 5%%")
     ap.add_argument("--only", metavar="NAMES", help="comma-separated workloads to run (development; writes target/bench-only.json)")
+    ap.add_argument("--ab", metavar="OLD_MODGATE", help="this build against the modgate binary OLD_MODGATE, interleaved "
+                    "(ROUNDS, default 15): intercept legs and HTTP forwarding; writes target/bench-ab.json")
     a = ap.parse_args()
+    if a.ab:
+        rounds = int(os.environ.get("ROUNDS", "15"))
+        work = Path(tempfile.mkdtemp(prefix="modgate-ab-"))
+        world = World(work, QUICK, 1)
+        try:
+            result = ab(world, a.ab, rounds, FULL["n"], FULL["par"], 3)
+        finally:
+            world.stop()
+        (ROOT / "target" / "bench-ab.json").write_text(json.dumps(result, indent=2) + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     rounds = int(os.environ.get("ROUNDS", "1" if a.quick else "3"))
     sizes = QUICK if a.quick else FULL
     baseline = None
