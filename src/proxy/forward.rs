@@ -88,7 +88,7 @@ pub async fn forward(
     parent: Option<&ProxyUrl>,
 ) -> Result<Response<Body>, Error> {
     let (mut parts, body) = req.into_parts();
-    parts.uri = upstream_uri(&parts.uri, &scheme, dest)?;
+    parts.uri = upstream_uri(std::mem::take(&mut parts.uri), &scheme, dest)?;
     strip_hop_by_hop(&mut parts.headers);
     // The client's Host goes; the pooled client writes the destination's
     // (RFC 9112 §3.2.2) on HTTP/1.1, and `:authority` alone on HTTP/2,
@@ -189,12 +189,17 @@ fn via(version: http::Version) -> HeaderValue {
 }
 
 /// The URI the pooled client uses: the destination and the request's path.
-/// The request's own authority is kept when it names the destination as
-/// the destination is written (no copy); otherwise it is rebuilt from it.
-fn upstream_uri(uri: &Uri, scheme: &Scheme, dest: &Authority) -> Result<Uri, Error> {
-    let authority = match uri.authority() {
-        Some(own) if names(own, scheme, dest) => own.clone(),
-        _ => UriAuthority::try_from(dest.to_string().as_str())
+/// A request that already names the destination as it is written (an
+/// absolute-form request, an h2 request inside a tunnel) keeps its URI;
+/// otherwise the authority is rebuilt from the destination.
+fn upstream_uri(uri: Uri, scheme: &Scheme, dest: &Authority) -> Result<Uri, Error> {
+    let own = uri.authority().filter(|own| names(own, scheme, dest));
+    if own.is_some() && uri.scheme() == Some(scheme) && uri.path_and_query().is_some() {
+        return Ok(uri);
+    }
+    let authority = match own {
+        Some(own) => own.clone(),
+        None => UriAuthority::try_from(dest.to_string().as_str())
             .map_err(|e| Error::Internal(format!("upstream authority for {dest}: {e}")))?,
     };
     let path = uri
@@ -233,29 +238,33 @@ mod tests {
     fn the_upstream_uri_keeps_the_name_and_path() {
         let dest = Authority::parse_connect("example.com:8080").unwrap();
         let uri: Uri = "http://example.com:8080/a?b=c".parse().unwrap();
-        let up = upstream_uri(&uri, &Scheme::HTTP, &dest).unwrap();
+        let up = upstream_uri(uri, &Scheme::HTTP, &dest).unwrap();
         assert_eq!(up.to_string(), "http://example.com:8080/a?b=c");
         // Another spelling of the destination is rebuilt from it.
         let uri: Uri = "http://EXAMPLE.com:8080/a".parse().unwrap();
-        let up = upstream_uri(&uri, &Scheme::HTTP, &dest).unwrap();
+        let up = upstream_uri(uri, &Scheme::HTTP, &dest).unwrap();
         assert_eq!(up.to_string(), "http://example.com:8080/a");
         // The client's own text is kept when it is the destination's.
         let dest = Authority::parse_connect("[::1]:80").unwrap();
         let uri: Uri = "http://[::1]/x".parse().unwrap();
-        let up = upstream_uri(&uri, &Scheme::HTTP, &dest).unwrap();
+        let up = upstream_uri(uri, &Scheme::HTTP, &dest).unwrap();
         assert_eq!(up.to_string(), "http://[::1]/x");
         // An origin-form request inside a tunnel gets the tunnel's origin.
         let dest = Authority::parse_connect("proxy.golang.org:443").unwrap();
         let uri: Uri = "/golang.org/x/mod/@v/list".parse().unwrap();
-        let up = upstream_uri(&uri, &Scheme::HTTPS, &dest).unwrap();
+        let up = upstream_uri(uri, &Scheme::HTTPS, &dest).unwrap();
         assert_eq!(up.to_string(), "https://proxy.golang.org:443/golang.org/x/mod/@v/list");
         // Credentials or another port are never carried over.
         let uri: Uri = "https://u@proxy.golang.org/x".parse().unwrap();
-        let up = upstream_uri(&uri, &Scheme::HTTPS, &dest).unwrap();
+        let up = upstream_uri(uri, &Scheme::HTTPS, &dest).unwrap();
         assert_eq!(up.to_string(), "https://proxy.golang.org:443/x");
         let uri: Uri = "https://proxy.golang.org:8443/x".parse().unwrap();
-        let up = upstream_uri(&uri, &Scheme::HTTPS, &dest).unwrap();
+        let up = upstream_uri(uri, &Scheme::HTTPS, &dest).unwrap();
         assert_eq!(up.to_string(), "https://proxy.golang.org:443/x");
+        // The scheme is the upstream's, whatever the request said.
+        let uri: Uri = "http://proxy.golang.org/x".parse().unwrap();
+        let up = upstream_uri(uri, &Scheme::HTTPS, &dest).unwrap();
+        assert_eq!(up.to_string(), "https://proxy.golang.org/x");
         assert_eq!(via(http::Version::HTTP_2), "2 modgate");
         assert_eq!(via(http::Version::HTTP_11), "1.1 modgate");
     }
