@@ -1444,8 +1444,8 @@ the machine changed (or was busy), not modgate. `bench/run --quick --compare tar
 compares two smoke runs the same way.
 
 `bench/run --ab OLD_BINARY` is the before/after for a change of a few per cent, which two full runs cannot
-show: this build and the modgate binary `OLD_BINARY` run side by side, round by round (`ROUNDS`, default 15),
-with hudsucker on the four intercept legs (wall time and the proxy's CPU per request) and with the hyper floor
+show: this build and the modgate binary `OLD_BINARY` run side by side, round by round (`ROUNDS`, default 15;
+every other round in reverse order), with hudsucker on the four intercept legs (wall time and the proxy's CPU per request) and with the hyper floor
 on HTTP forwarding (wrk -c50, 3 s). It prints new/old and each against its peer, and writes
 `target/bench-ab.json`.
 
@@ -1477,16 +1477,18 @@ def ab(world, old, rounds, n, per_conn, secs):
     lua.write_text(f'wrk.path = "http://127.0.0.1:{world.http}/small"\n')
     forwarders = {"old": ("modgate (old)", old_port), "new": ("modgate", world.mg), "hyper floor": ("hyper-floor", world.floor)}
     http = {who: {"rps": [], "p99_ms": [], "cpu_us": []} for who in forwarders}
-    for _ in range(rounds):
+    for round_ in range(rounds):
+        # Every other round runs the contenders in reverse, so none always goes first.
+        turn = (lambda items: items[::-1]) if round_ % 2 else (lambda items: items)
         for leg, shape in rows:
-            for who, (name, port) in proxies.items():
+            for who, (name, port) in turn(list(proxies.items())):
                 _, cpu0 = thread_counters(world.pid(name))
                 r = client(world, shapes[shape] + ["--url", url, "--ca", w / "mg-ca.pem", "--alpn", leg,
                                                    "--proxy", f"http://127.0.0.1:{port}"])
                 _, cpu1 = thread_counters(world.pid(name))
                 legs[f"{leg} {shape}"][who]["ms"].append(r["ms"])
                 legs[f"{leg} {shape}"][who]["cpu_us"].append((cpu1 - cpu0) * 1e6 / r["requests"])
-        for who, (name, port) in forwarders.items():
+        for who, (name, port) in turn(list(forwarders.items())):
             _, cpu0 = thread_counters(world.pid(name))
             out = run(["wrk", "-t1", "-c50", f"-d{secs}s", "--latency", "-s", lua, f"http://127.0.0.1:{port}/"]).stdout
             _, cpu1 = thread_counters(world.pid(name))

@@ -92,24 +92,25 @@ pub async fn serve(
         }
     };
 
-    let origin = Arc::new(inside::Origin::new(dest));
-    let user: Option<Arc<str>> = access.user.as_deref().map(Arc::from);
-    let original = access.original;
-    let service_ctx = ctx.clone();
     let door = FrontDoor::new(ctx, peer);
-    let service_door = door.clone();
+    let tunnel = Arc::new(Tunnel {
+        ctx: ctx.clone(),
+        origin: inside::Origin::new(dest),
+        user: access.user.clone(),
+        original: access.original,
+        peer,
+        door: door.clone(),
+    });
     let service = service_fn(move |req| {
-        let ctx = service_ctx.clone();
-        let origin = origin.clone();
-        let user = user.clone();
-        let door = service_door.clone();
+        let tunnel = tunnel.clone();
         async move {
             let sender = inside::Sender {
-                peer,
-                user: user.as_deref(),
-                original,
+                peer: tunnel.peer,
+                user: tunnel.user.as_deref(),
+                original: tunnel.original,
             };
-            Ok::<_, Infallible>(door.track(inside::serve(&ctx, sender, &origin, req).await))
+            let resp = inside::serve(&tunnel.ctx, sender, &tunnel.origin, req).await;
+            Ok::<_, Infallible>(tunnel.door.track(resp))
         }
     });
     // TLS chose the protocol (RFC 9113 §3.2: h2 over TLS only by ALPN), so
@@ -135,6 +136,18 @@ pub async fn serve(
     if ended == ConnEnd::Idle {
         access.error = Some(format!("closed after {} idle", fmt_duration(t.idle)));
     }
+}
+
+/// What every request inside one intercepted tunnel shares, behind one
+/// count: a request takes this tunnel's own, where taking the context's
+/// would touch a count every connection on every core shares.
+struct Tunnel {
+    ctx: Arc<Context>,
+    origin: inside::Origin,
+    user: Option<String>,
+    original: Option<SocketAddr>,
+    peer: SocketAddr,
+    door: Arc<FrontDoor>,
 }
 
 /// One line saying why the client refused modgate's certificate, and where
