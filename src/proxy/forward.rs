@@ -236,35 +236,56 @@ mod tests {
 
     #[test]
     fn the_upstream_uri_keeps_the_name_and_path() {
-        let dest = Authority::parse_connect("example.com:8080").unwrap();
-        let uri: Uri = "http://example.com:8080/a?b=c".parse().unwrap();
-        let up = upstream_uri(uri, &Scheme::HTTP, &dest).unwrap();
-        assert_eq!(up.to_string(), "http://example.com:8080/a?b=c");
-        // Another spelling of the destination is rebuilt from it.
-        let uri: Uri = "http://EXAMPLE.com:8080/a".parse().unwrap();
-        let up = upstream_uri(uri, &Scheme::HTTP, &dest).unwrap();
-        assert_eq!(up.to_string(), "http://example.com:8080/a");
-        // The client's own text is kept when it is the destination's.
-        let dest = Authority::parse_connect("[::1]:80").unwrap();
-        let uri: Uri = "http://[::1]/x".parse().unwrap();
-        let up = upstream_uri(uri, &Scheme::HTTP, &dest).unwrap();
-        assert_eq!(up.to_string(), "http://[::1]/x");
-        // An origin-form request inside a tunnel gets the tunnel's origin.
-        let dest = Authority::parse_connect("proxy.golang.org:443").unwrap();
-        let uri: Uri = "/golang.org/x/mod/@v/list".parse().unwrap();
-        let up = upstream_uri(uri, &Scheme::HTTPS, &dest).unwrap();
-        assert_eq!(up.to_string(), "https://proxy.golang.org:443/golang.org/x/mod/@v/list");
-        // Credentials or another port are never carried over.
-        let uri: Uri = "https://u@proxy.golang.org/x".parse().unwrap();
-        let up = upstream_uri(uri, &Scheme::HTTPS, &dest).unwrap();
-        assert_eq!(up.to_string(), "https://proxy.golang.org:443/x");
-        let uri: Uri = "https://proxy.golang.org:8443/x".parse().unwrap();
-        let up = upstream_uri(uri, &Scheme::HTTPS, &dest).unwrap();
-        assert_eq!(up.to_string(), "https://proxy.golang.org:443/x");
-        // The scheme is the upstream's, whatever the request said.
-        let uri: Uri = "http://proxy.golang.org/x".parse().unwrap();
-        let up = upstream_uri(uri, &Scheme::HTTPS, &dest).unwrap();
-        assert_eq!(up.to_string(), "https://proxy.golang.org/x");
+        let cases = [
+            // (destination, request URI, upstream scheme, upstream URI)
+            (
+                "example.com:8080",
+                "http://example.com:8080/a?b=c",
+                Scheme::HTTP,
+                "http://example.com:8080/a?b=c",
+            ),
+            // Another spelling of the destination is rebuilt from it.
+            (
+                "example.com:8080",
+                "http://EXAMPLE.com:8080/a",
+                Scheme::HTTP,
+                "http://example.com:8080/a",
+            ),
+            // The client's own text is kept when it is the destination's.
+            ("[::1]:80", "http://[::1]/x", Scheme::HTTP, "http://[::1]/x"),
+            // An origin-form request inside a tunnel gets the tunnel's origin.
+            (
+                "proxy.golang.org:443",
+                "/golang.org/x/mod/@v/list",
+                Scheme::HTTPS,
+                "https://proxy.golang.org:443/golang.org/x/mod/@v/list",
+            ),
+            // Credentials or another port are never carried over.
+            (
+                "proxy.golang.org:443",
+                "https://u@proxy.golang.org/x",
+                Scheme::HTTPS,
+                "https://proxy.golang.org:443/x",
+            ),
+            (
+                "proxy.golang.org:443",
+                "https://proxy.golang.org:8443/x",
+                Scheme::HTTPS,
+                "https://proxy.golang.org:443/x",
+            ),
+            // The scheme is the upstream's, whatever the request said.
+            (
+                "proxy.golang.org:443",
+                "http://proxy.golang.org/x",
+                Scheme::HTTPS,
+                "https://proxy.golang.org/x",
+            ),
+        ];
+        for (dest, uri, scheme, want) in cases {
+            let dest = Authority::parse_connect(dest).unwrap();
+            let up = upstream_uri(uri.parse().unwrap(), &scheme, &dest).unwrap();
+            assert_eq!(up.to_string(), want, "{uri}");
+        }
         assert_eq!(via(http::Version::HTTP_2), "2 modgate");
         assert_eq!(via(http::Version::HTTP_11), "1.1 modgate");
     }
