@@ -63,13 +63,13 @@ impl Clients {
         tls: Arc<rustls::ClientConfig>,
         verifier: Arc<VerdictVerifier>,
     ) -> Clients {
-        let connector = Connector {
+        let connector = Connector::new(Dial {
             dialer,
             timeout: connect_timeout,
             tls,
             verifier,
             pin: None,
-        };
+        });
         Clients {
             default: build(connector.clone(), idle),
             connector,
@@ -82,8 +82,10 @@ impl Clients {
     /// The same clients with another connect timeout (a mirror's own),
     /// with pools of their own.
     pub fn with_connect_timeout(&self, timeout: Duration) -> Clients {
-        let mut connector = self.connector.clone();
-        connector.timeout = timeout;
+        let connector = Connector::new(Dial {
+            timeout,
+            ..Dial::clone(&self.connector.0)
+        });
         Clients {
             default: build(connector.clone(), self.idle),
             connector,
@@ -96,7 +98,7 @@ impl Clients {
     /// These clients, with a twin set dialing through `direct` for
     /// [`Via::Direct`].
     pub fn with_direct(mut self, direct: Arc<dyn Dialer>) -> Clients {
-        let c = &self.connector;
+        let c = &self.connector.0;
         let twin = Clients::new(direct, c.timeout, self.idle, c.tls.clone(), c.verifier.clone());
         self.direct = Some(Box::new(twin));
         self
@@ -114,7 +116,7 @@ impl Clients {
     /// The parent proxy a plain-HTTP request to `dest` goes to in absolute
     /// form, when these clients send it to one.
     pub fn forward_proxy(&self, dest: &Authority) -> Option<&ProxyUrl> {
-        self.connector.dialer.forward_proxy(dest)
+        self.connector.0.dialer.forward_proxy(dest)
     }
 
     /// The client that resolves names itself.
@@ -134,8 +136,10 @@ impl Clients {
         }
         let key: Arc<[SocketAddr]> = Arc::from(addrs);
         ClientRef::Pinned(self.pinned.get_with(key.clone(), || {
-            let mut connector = self.connector.clone();
-            connector.pin = Some(key);
+            let connector = Connector::new(Dial {
+                pin: Some(key),
+                ..Dial::clone(&self.connector.0)
+            });
             Arc::new(build(connector, self.idle))
         }))
     }
@@ -282,8 +286,15 @@ impl hyper::rt::Write for PooledStream {
 /// (only to its pinned addresses, when it has them) within the connect
 /// timeout, and for `https://` runs a verified TLS handshake (offering h2
 /// and http/1.1) within the same timeout.
+///
+/// The pooled client clones its connector with itself on every request, so
+/// the settings sit behind one count.
 #[derive(Clone)]
-pub struct Connector {
+pub struct Connector(Arc<Dial>);
+
+/// What a [`Connector`] dials with.
+#[derive(Clone)]
+struct Dial {
     dialer: Arc<dyn Dialer>,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
@@ -293,7 +304,13 @@ pub struct Connector {
 }
 
 impl Connector {
-    async fn open(self, uri: Uri) -> Result<PooledStream, Error> {
+    fn new(dial: Dial) -> Connector {
+        Connector(Arc::new(dial))
+    }
+}
+
+impl Dial {
+    async fn open(self: Arc<Dial>, uri: Uri) -> Result<PooledStream, Error> {
         let https = uri.scheme_str() == Some("https");
         let host = Host::parse(uri.host().unwrap_or_default())
             .map_err(|e| Error::Internal(format!("pooled connect to '{uri}': {e}")))?;
@@ -374,6 +391,6 @@ impl tower_service::Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        Box::pin(self.clone().open(uri))
+        Box::pin(self.0.clone().open(uri))
     }
 }
