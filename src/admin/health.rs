@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 
 use crate::admin::AdminState;
 use crate::core::body::{Body, text};
+use crate::core::timer;
 
 /// How long the cache's write check may take.
 const CACHE_CHECK: Duration = Duration::from_secs(5);
@@ -31,7 +32,7 @@ pub async fn readyz(state: &AdminState) -> Response<Body> {
     });
     if let Some(cache) = &ctx.cache {
         let store = cache.store();
-        lines.push(match tokio::time::timeout(CACHE_CHECK, store.ready()).await {
+        lines.push(match timer::timeout(CACHE_CHECK, store.ready()).await {
             Ok(Ok(())) => Check::pass(format!("cache {} is writable", store.backend())),
             Ok(Err(e)) => Check::fail(format!("cache {} is not writable: {e}", store.backend())),
             Err(_) => Check::fail(format!(

@@ -19,7 +19,7 @@ use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::admin::metrics::{CacheCollector, MirrorCollector};
@@ -27,6 +27,7 @@ use crate::admin::{AdminState, chains, health, metrics, page};
 use crate::auth::Door;
 use crate::config::admin::AdminListen;
 use crate::core::body::{Body, error_response, text};
+use crate::core::timer::{self, Timers};
 
 /// How long a client may take to send a request head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -95,7 +96,7 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    timer::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -107,7 +108,7 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
                 async move { Ok::<_, Infallible>(route(&state, req, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
+                .timer(Timers)
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

@@ -17,6 +17,7 @@ use crate::admin::html::{bytes, escape, timestamp, uptime};
 use crate::cache::Stats;
 use crate::core::body::{Body, full};
 use crate::core::duration::fmt_duration;
+use crate::core::timer;
 use crate::proxy::context::Context;
 use crate::telemetry::recent::Decision;
 use crate::tls::evidence::{OVERFLOW, Sighting, sightings_in};
@@ -38,7 +39,7 @@ a{color:#0550ae}";
 pub async fn serve(state: &AdminState) -> Response<Body> {
     let ctx = state.live.current();
     let stats = match &ctx.cache {
-        Some(cache) => tokio::time::timeout(STATS_WAIT, cache.store().stats()).await.ok(),
+        Some(cache) => timer::timeout(STATS_WAIT, cache.store().stats()).await.ok(),
         None => None,
     };
     let html = render(state, &ctx, stats.and_then(Result::ok).as_ref());

@@ -11,6 +11,7 @@
 //! - [`cache`]: the one bounded, expiring cache type.
 //! - [`proxy_url`]: a parent proxy URL and its credentials.
 //! - [`verdict`]: the trust verdict on an upstream chain.
+//! - [`timer`]: the serving path's timeouts, on a timer thread of their own.
 
 pub mod body;
 pub mod cache;
@@ -21,4 +22,5 @@ pub mod hop;
 pub mod host;
 pub mod proxy_url;
 pub mod size;
+pub mod timer;
 pub mod verdict;

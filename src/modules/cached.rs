@@ -35,6 +35,7 @@ use crate::config::CacheSettings;
 use crate::core::body::{Body, BoxError};
 use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{Error, Side};
+use crate::core::timer;
 use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::gomod::semver::is_canonical;
 use crate::modules::flight::{Flight, Head, Progress, spool_write};
@@ -194,7 +195,7 @@ impl ModuleCache {
             CacheStatus::Coalesced
         };
         let answered = match stale_since {
-            Some(_) => match tokio::time::timeout(self.settings.stale_after, flight.answer(rx)).await {
+            Some(_) => match timer::timeout(self.settings.stale_after, flight.answer(rx)).await {
                 Ok(answered) => answered,
                 Err(_) => {
                     let late = format!(
@@ -495,7 +496,7 @@ impl NegativeAnswer {
 async fn negative_answer(resp: Response<Body>) -> NegativeAnswer {
     let (parts, mut body) = resp.into_parts();
     let mut bytes = BytesMut::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), async {
+    let read = timer::timeout(Duration::from_secs(5), async {
         while let Some(Ok(frame)) = body.frame().await {
             if let Some(data) = frame.data_ref() {
                 let room = MAX_NEGATIVE_BODY.saturating_sub(bytes.len());

@@ -20,6 +20,7 @@ use crate::core::escape::escape;
 use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::{Authority, Host};
 use crate::core::proxy_url::ProxyUrl;
+use crate::core::timer;
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
 use crate::upstream::parent::refusal_hint;
@@ -241,7 +242,7 @@ async fn send(
     if let Some(auth) = auth {
         request.headers_mut().insert(header::AUTHORIZATION, auth.clone());
     }
-    match tokio::time::timeout(req.header_timeout, client.request(request)).await {
+    match timer::timeout(req.header_timeout, client.request(request)).await {
         Err(_) => Err(Error::UpstreamTimeout {
             target: base.to_owned(),
             after: req.header_timeout,

@@ -12,6 +12,7 @@ use http_body_util::BodyExt;
 
 use crate::cache::{Key, Store};
 use crate::core::body::full;
+use crate::core::timer;
 use crate::modules::sumdb::{FetchError, TileFetcher};
 use crate::upstream::pool::Clients;
 
@@ -60,7 +61,7 @@ impl SumdbFetcher {
             .body(full(Bytes::new()))
             .map_err(|e| FetchError::Failed(format!("bad URL {url}: {e}")))?;
         let client = self.clients.default_client();
-        let resp = tokio::time::timeout(self.timeout, client.request(request))
+        let resp = timer::timeout(self.timeout, client.request(request))
             .await
             .map_err(|_| FetchError::Failed(format!("{url}: no answer within {:?}", self.timeout)))?
             .map_err(|e| FetchError::Failed(format!("{url}: {}", crate::core::error::chain(&e))))?;
@@ -71,7 +72,7 @@ impl SumdbFetcher {
         }
         let mut body = resp.into_body();
         let mut bytes = BytesMut::new();
-        let read = tokio::time::timeout(self.timeout, async {
+        let read = timer::timeout(self.timeout, async {
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| FetchError::Failed(format!("{url}: {e}")))?;
                 if let Some(data) = frame.data_ref() {

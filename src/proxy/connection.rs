@@ -13,12 +13,13 @@ use std::sync::Arc;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::core::body::Body;
 use crate::core::error::Error;
+use crate::core::timer::Timers;
 use crate::proxy::classify::{Target, classify};
 use crate::proxy::context::Context;
 use crate::proxy::drain::{ConnEnd, serve_until_done};
@@ -74,7 +75,7 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
         async move { Ok::<_, Infallible>(door.track(serve_request(ctx, peer, req).await)) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(Timers)
         .header_read_timeout(t.header)
         .max_buf_size(head::MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);

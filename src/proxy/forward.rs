@@ -21,6 +21,7 @@ use crate::core::error::Error;
 use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::{Authority, Host};
 use crate::core::proxy_url::ProxyUrl;
+use crate::core::timer;
 use crate::policy::parent::Via;
 use crate::policy::plan::Door;
 use crate::policy::rule::Facts;
@@ -106,7 +107,7 @@ pub async fn forward(
     let body = Metered::new(body, bytes_in).map_err(BoxError::from).boxed_unsync();
 
     let request = client.request(Request::from_parts(parts, body));
-    let mut resp = match tokio::time::timeout(header_timeout, request).await {
+    let mut resp = match timer::timeout(header_timeout, request).await {
         Err(_) => {
             return Err(Error::UpstreamTimeout {
                 target: dest.to_string(),

@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::core::error::Error;
+use crate::core::timer;
 
 /// The largest request head accepted, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -62,7 +63,7 @@ pub async fn read_first<S: AsyncRead + Unpin>(
     stream: &mut S,
     timeout: Duration,
 ) -> Result<Option<FirstRequest>, Error> {
-    match tokio::time::timeout(timeout, read_head(stream)).await {
+    match timer::timeout(timeout, read_head(stream)).await {
         Ok(result) => result,
         Err(_) => Err(Error::HeaderTimeout(timeout)),
     }

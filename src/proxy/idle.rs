@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use crate::core::timer;
 use crate::telemetry::access::Counter;
 
 /// The time of the last byte moved on a connection.
@@ -54,7 +55,7 @@ impl Activity {
             if Instant::now() >= deadline {
                 return;
             }
-            tokio::time::sleep_until(deadline).await;
+            timer::sleep_until(deadline).await;
         }
     }
 }

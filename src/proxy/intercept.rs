@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use crate::core::duration::fmt_duration;
 use crate::core::error;
 use crate::core::host::{Authority, Host};
+use crate::core::timer::{self, Timers};
 use crate::proxy::context::Context;
 use crate::proxy::drain::{ConnEnd, serve_until_done};
 use crate::proxy::frontdoor::{FrontDoor, Guarded};
@@ -48,7 +49,7 @@ pub async fn serve(
         access.bytes_out.clone(),
     );
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-    let start = match tokio::time::timeout(t.header, acceptor).await {
+    let start = match timer::timeout(t.header, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(e)) => {
             access.error = Some(format!("no TLS ClientHello from the client: {e}"));
@@ -79,7 +80,7 @@ pub async fn serve(
             return;
         }
     };
-    let tls = match tokio::time::timeout(t.header, start.into_stream(config)).await {
+    let tls = match timer::timeout(t.header, start.into_stream(config)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             access.error = Some(handshake_failure(&e));
@@ -120,14 +121,14 @@ pub async fn serve(
     let io = TokioIo::new(Guarded::new(tls, door));
     let ended = if h2 {
         let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
+            .timer(Timers)
             .keep_alive_interval(None)
             .max_header_list_size(MAX_HEAD_BYTES as u32)
             .serve_connection(io, service);
         serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await
     } else {
         let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
+            .timer(Timers)
             .header_read_timeout(t.header)
             .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(io, service);

@@ -25,13 +25,14 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::core::body::Body;
 use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::host::{Authority, Host};
+use crate::core::timer::Timers;
 use crate::policy::plan::Door;
 use crate::policy::rule::{Facts, Rule};
 use crate::proxy::context::Context;
@@ -206,7 +207,7 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, ori
         async move { Ok::<_, Infallible>(door.track(serve_request(ctx, peer, original, req).await)) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(Timers)
         .header_read_timeout(t.header)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);

@@ -16,6 +16,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::core::timer;
 use crate::proxy::reload::Reloader;
 
 /// How long the file must be left alone before it is read.
@@ -74,7 +75,7 @@ async fn debounced<W>(
             event = rx.recv() => if event.is_none() { return },
         }
         // Quiet for DEBOUNCE: the editor has finished writing.
-        while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+        while let Ok(Some(())) = timer::timeout(DEBOUNCE, rx.recv()).await {}
         reloader.reload(true).await;
     }
 }

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::cache::{CacheError, Store};
 use crate::config::Config;
+use crate::core::timer;
 use crate::modules::cached::{ModuleCache, state_dir_for};
 use crate::modules::fetch::SourceSet;
 use crate::modules::health::Health;
@@ -112,7 +113,6 @@ impl Server {
         if let Some(listener) = transparent {
             tasks.push(tokio::spawn(accept_loop(Box::new(listener), live.clone(), limits)));
         }
-        tasks.push(tokio::spawn(timer_tick(draining.clone())));
         Ok(Server {
             addr,
             transparent: transparent_addr,
@@ -161,28 +161,6 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.draining.cancel();
-    }
-}
-
-/// How far ahead the runtime's timer always holds a deadline.
-const TIMER_TICK: Duration = Duration::from_secs(1);
-
-/// Ticks every [`TIMER_TICK`] until shutdown begins.
-///
-/// Tokio's timer wakes its driver thread (an eventfd write and one more
-/// `epoll_wait`) whenever a new deadline is earlier than the one the driver
-/// sleeps towards. Without a tick, the nearest deadline is a connection's
-/// idle timeout (90 s), so every request's 30 s upstream header timeout
-/// would cost that wake-up. With it, the driver never sleeps longer than a
-/// second and a request's timeouts register without waking anyone.
-async fn timer_tick(draining: CancellationToken) {
-    let mut tick = tokio::time::interval(TIMER_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = draining.cancelled() => return,
-        }
     }
 }
 
@@ -385,7 +363,7 @@ fn turn_away(
         let mut stream = stream;
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
         let mut sink = [0u8; 4096];
-        let _ = tokio::time::timeout(LINGER, async {
+        let _ = timer::timeout(LINGER, async {
             while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await, Ok(n) if n > 0) {}
         })
         .await;
@@ -446,14 +424,14 @@ async fn accept_loop(listener: Box<dyn Listener>, live: Arc<Live<Context>>, limi
             Err(e) => {
                 // Out of file descriptors and similar: wait instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                timer::sleep(Duration::from_millis(100)).await;
             }
         }
     }
     drop(listener);
     tracker.close();
     let grace = live.current().config.timeouts.shutdown;
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+    if timer::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
             open = tracker.len(),
             "grace period over; closing the remaining connections"

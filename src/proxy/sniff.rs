@@ -9,6 +9,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::core::error::Error;
+use crate::core::timer;
 
 /// The record type of a TLS handshake, the first byte of a ClientHello.
 const HANDSHAKE: u8 = 0x16;
@@ -32,7 +33,7 @@ pub enum Sniffed {
 
 /// Looks at the first bytes of `stream` within `timeout`.
 pub async fn sniff(stream: &mut TcpStream, timeout: Duration) -> Result<Sniffed, Error> {
-    match tokio::time::timeout(timeout, read(stream)).await {
+    match timer::timeout(timeout, read(stream)).await {
         Ok(result) => result,
         Err(_) => Err(Error::HeaderTimeout(timeout)),
     }

@@ -19,6 +19,7 @@ use crate::config::{OnInterception, Probe};
 use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::core::host::Authority;
+use crate::core::timer;
 use crate::policy::parent::Via;
 use crate::policy::plan::{Door, Plan};
 use crate::policy::rule::Facts;
@@ -190,7 +191,7 @@ async fn relay_watched(
         drop(taps);
         // The verdict for this tunnel's access event; the relay is over, so
         // waiting here delays nobody.
-        let _ = tokio::time::timeout(Duration::from_secs(2), watcher).await;
+        let _ = timer::timeout(Duration::from_secs(2), watcher).await;
         access.judgement = seen.lock().ok().and_then(|s| s.clone());
         ended
     };

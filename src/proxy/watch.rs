@@ -17,6 +17,7 @@ use crate::config::{OnInterception, Probe};
 use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::host::Authority;
+use crate::core::timer;
 use crate::core::verdict::{Judgement, Verdict};
 use crate::policy::parent::Via;
 use crate::proxy::context::Context;
@@ -194,7 +195,7 @@ pub async fn preflight(ctx: &Context, dest: &Authority, addr: SocketAddr, via: V
             .dial(dest, Some(&[addr]), t.connect)
             .await
             .map_err(|e| e.to_string())?;
-        tokio::time::timeout(t.header, probe::handshake(dialed.stream, &name))
+        timer::timeout(t.header, probe::handshake(dialed.stream, &name))
             .await
             .map_err(|_| "handshake timed out".to_owned())?
     };
@@ -306,7 +307,7 @@ async fn active_probe(
             .dial(dest, Some(&[addr]), t.connect)
             .await
             .map_err(|e| e.to_string())?;
-        tokio::time::timeout(t.header, probe::handshake(dialed.stream, name))
+        timer::timeout(t.header, probe::handshake(dialed.stream, name))
             .await
             .map_err(|_| "handshake timed out".to_owned())?
     };

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::core::error::Error;
 use crate::core::host::Authority;
 use crate::core::proxy_url::ProxyUrl;
+use crate::core::timer;
 use crate::upstream::own::OwnSockets;
 use crate::upstream::resolve::Resolver;
 
@@ -171,7 +172,7 @@ async fn connect(
                 Some(Err(e)) => last_error = Some(Error::Internal(format!("connect task: {e}"))),
                 None => break,
             },
-            () = tokio::time::sleep_until(wake) => {
+            () = timer::sleep_until(wake) => {
                 if Instant::now() >= deadline {
                     return Err(Error::ConnectTimeout {
                         target: target.to_string(),

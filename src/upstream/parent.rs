@@ -27,6 +27,7 @@ use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::host::Authority;
 use crate::core::proxy_url::ProxyUrl;
+use crate::core::timer;
 use crate::policy::parent::{Leg, ParentRoute, Via};
 use crate::upstream::dial::{Dialed, Dialer, DirectDialer};
 
@@ -108,7 +109,7 @@ impl ParentDialer {
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") && !head.ends_with(b"\n\n") {
-            let read = tokio::time::timeout_at(deadline, dialed.stream.read(&mut byte)).await;
+            let read = timer::timeout_at(deadline, dialed.stream.read(&mut byte)).await;
             let n = match read {
                 Ok(n) => n.map_err(lost)?,
                 Err(_) => {

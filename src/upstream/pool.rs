@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::Uri;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -24,6 +24,7 @@ use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{self, Error};
 use crate::core::host::{Authority, Host};
 use crate::core::proxy_url::ProxyUrl;
+use crate::core::timer::{self, Timers};
 use crate::core::verdict::Judgement;
 use crate::policy::parent::Via;
 use crate::tls::verifier::{VerdictVerifier, refusal_in};
@@ -176,9 +177,9 @@ impl std::ops::Deref for ClientRef<'_> {
 
 fn build(connector: Connector, idle: Duration) -> HttpClient {
     Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
+        .pool_timer(Timers)
         .pool_idle_timeout(idle)
-        .timer(TokioTimer::new())
+        .timer(Timers)
         .build(connector)
 }
 
@@ -342,7 +343,7 @@ impl Dial {
         let verified = name.to_str().into_owned();
         let config = self.verifier.client_config_for(&self.tls, &verified, peer);
         let connector = tokio_rustls::TlsConnector::from(config);
-        let tls = tokio::time::timeout_at(deadline, connector.connect(name, stream))
+        let tls = timer::timeout_at(deadline, connector.connect(name, stream))
             .await
             .map_err(|_| Error::ConnectTimeout {
                 target: dest.to_string(),

@@ -13,6 +13,7 @@ use hickory_resolver::proto::xfer::Protocol;
 use crate::config::dns::DnsSettings;
 use crate::core::error::Error;
 use crate::core::host::{Authority, Host, HostOverrides};
+use crate::core::timer;
 
 /// Names whose answers are cached (the cache is bounded and honours TTLs).
 const DNS_CACHE_ENTRIES: usize = 4096;
@@ -101,7 +102,7 @@ impl Resolver {
 
     /// [`Resolver::resolve`] within `timeout`; no answer in time is a `504`.
     pub async fn resolve_within(&self, dest: &Authority, timeout: Duration) -> Result<Vec<SocketAddr>, Error> {
-        tokio::time::timeout(timeout, self.resolve(dest))
+        timer::timeout(timeout, self.resolve(dest))
             .await
             .map_err(|_| Error::ResolveTimeout {
                 host: dest.host.to_string(),
