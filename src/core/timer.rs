@@ -10,7 +10,7 @@
 //! sleep without a timeout. When a deadline passes, this thread wakes the
 //! task that waits for it, wherever that task runs.
 //!
-//! The timer thread also ticks every [`TICK`]: tokio wakes a timer driver
+//! The timer thread also ticks every second: tokio wakes a timer driver
 //! whenever a new deadline is earlier than the one it sleeps towards, and
 //! with the tick no deadline of a second or more ever is, so a request's
 //! timeouts register without waking anyone.
@@ -29,7 +29,7 @@ use tokio::runtime::Handle;
 use tokio::time::{Instant, Sleep, Timeout};
 
 /// How far ahead the timer thread always holds a deadline.
-pub const TICK: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_secs(1);
 
 /// The timer thread's runtime; `None` if it could not start, and then the
 /// timers fall back to the runtime they are created on.
