@@ -125,6 +125,7 @@ class World:
         self.start_mitmproxy()
         self.start_hudsucker()
         self.start_hyper_floor()
+        self.start_haproxy()
 
     # -- PKI (openssl): a stand-in public root and a leaf for localhost/127.0.0.1
     def pki(self):
@@ -367,6 +368,32 @@ PidFile "{w}/tinyproxy.pid"
         self.floor = free_port()
         self.start("hyper-floor", [PEERS / "hyper-floor", f"127.0.0.1:{self.floor}"], self.floor)
 
+    def start_haproxy(self):
+        """**HAProxy** (Debian's, the relay floor of the tunnel row): `mode tcp` from its own port straight to the
+        origin's plain-HTTP port, `option splice-request` and `option splice-response` (splice(2) both ways, always,
+        as modgate does after its first MiB), one process. It does nothing but move bytes in the kernel: no CONNECT,
+        no policy, no logging. What it reaches is what relaying through a second loopback connection costs on
+        this machine."""
+        self.hap = free_port()
+        w = self.work
+        (w / "haproxy.cfg").write_text(f"""
+global
+  maxconn 1000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+  option splice-request
+  option splice-response
+frontend relay
+  bind 127.0.0.1:{self.hap}
+  default_backend origin
+backend origin
+  server nginx 127.0.0.1:{self.http}
+""")
+        self.start("haproxy", ["haproxy", "-db", "-f", w / "haproxy.cfg"], self.hap)
+
     def pid(self, name):
         return self.procs[name].pid
 
@@ -550,24 +577,59 @@ def proxies(world):
 def tunnel(world, rounds, size):
     path = world.big(size)
     url = f"http://127.0.0.1:{world.http}{path}"
-    samples = {k: [] for k in ["direct", "modgate", "hyper floor", "squid", "tinyproxy"]}
+    samples = {k: [] for k in ["direct", "modgate", "haproxy splice", "hyper floor", "squid", "tinyproxy"]}
+    # CPU seconds of the three processes a byte passes through (nginx's worker, the proxy, curl), per round:
+    # on 2 cores they bound what any relay can move (see the tunnel note in docs/benchmarks.md).
+    spent = {k: {"origin": [], "proxy": [], "client": []} for k in samples}
+    procs = {"modgate": "modgate", "haproxy splice": "haproxy", "hyper floor": "hyper-floor", "squid": "squid",
+             "tinyproxy": "tinyproxy"}
     user = system = 0.0
     for _ in range(rounds):
         for who in samples:
             cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}"]
-            if who != "direct":
+            where = url
+            if who == "haproxy splice":
+                # A TCP relay: curl connects to it as to the origin.
+                where = f"http://127.0.0.1:{world.hap}{path}"
+            elif who != "direct":
                 cmd += ["-p", "-x", f"http://127.0.0.1:{proxies(world)[who]}"]
+            proxy = world.pid(procs[who]) if who in procs else None
             before = cpu_split(world.pid("modgate"))
-            samples[who].append(float(run(cmd + [url]).stdout) / 1e6)
+            cpu0 = (tree_cpu(world.pid("nginx")), tree_cpu(proxy) if proxy else 0.0, children_cpu())
+            samples[who].append(float(run(cmd + [where]).stdout) / 1e6)
+            cpu1 = (tree_cpu(world.pid("nginx")), tree_cpu(proxy) if proxy else 0.0, children_cpu())
+            for part, a, b in zip(["origin", "proxy", "client"], cpu0, cpu1):
+                spent[who][part].append(b - a)
             if who == "modgate":
                 after = cpu_split(world.pid("modgate"))
                 user += after[0] - before[0]
                 system += after[1] - before[1]
     out = {k: {"MB_per_s": median(v), "samples": v} for k, v in samples.items()}
+    for who, parts in spent.items():
+        out[who]["cpu_s_per_GB"] = {part: round(median(secs) * 1e9 / size, 4) for part, secs in parts.items()}
     # Where modgate's time went while it relayed: user space (its code) or the kernel.
     out["modgate"]["cpu_user_s"] = user
     out["modgate"]["cpu_system_s"] = system
     return out
+
+
+def tree_cpu(pid):
+    """CPU seconds of process `pid` and its child processes, in clock ticks (10 ms): its own, including threads
+    that have ended (tinyproxy's, one per connection), its live children's (nginx's worker) and those of children
+    it has reaped."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    return total + sum(tree_cpu(int(k)) for k in kids)
+
+
+def children_cpu():
+    """CPU seconds of the harness's finished child processes (curl, after `run`)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def cpu_split(pid):
@@ -1000,6 +1062,8 @@ def ratio_table():
     go_direct = "direct (GOPROXY=https://fixture)"
     table = {
         "tunnel modgate/direct": (per("tunnel", "modgate", "direct", "MB_per_s"), (">=", 0.9, "issue 13")),
+        "tunnel modgate/haproxy splice": (per("tunnel", "modgate", "haproxy splice", "MB_per_s"), None),
+        "tunnel haproxy splice/direct": (per("tunnel", "haproxy splice", "direct", "MB_per_s"), None),
         "tunnel modgate/hyper floor": (per("tunnel", "modgate", "hyper floor", "MB_per_s"), None),
         "tunnel hyper floor/direct": (per("tunnel", "hyper floor", "direct", "MB_per_s"), None),
         "tunnel modgate/squid": (per("tunnel", "modgate", "squid", "MB_per_s"), None),
@@ -1206,6 +1270,30 @@ so the two read side by side.
 """
 
 
+def tunnel_bound(tunnel):
+    """What the cores of this machine allow a relay: the CPU seconds per GB that nginx, the proxy and curl spent,
+    and the download rate they would reach with every core busy all the time."""
+    d, m = tunnel["direct"].get("cpu_s_per_GB"), tunnel["modgate"].get("cpu_s_per_GB")
+    if not d or not m:
+        return ""
+    cores = os.cpu_count() or 1
+    direct = tunnel["direct"]["MB_per_s"]
+    total = sum(m.values())
+    bound = cores * 1000 / total
+    # For 0.9x direct, a GB may take 1000 / (0.9 direct) s, that is `cores` times as many CPU seconds, of which
+    # nginx and curl take what they took through modgate; the rest is what a relay may cost.
+    budget = cores * 1000 / (0.9 * direct) - m["origin"] - m["client"]
+    h = tunnel.get("haproxy splice", {}).get("cpu_s_per_GB")
+    hap = f", HAProxy's {h['proxy']:.2f}" if h else ""
+    return (f"\nCPU seconds per GB in this row: direct {d['origin']:.2f} (nginx) + {d['client']:.2f} (curl); through "
+            f"modgate {m['origin']:.2f} (nginx) + {m['proxy']:.2f} (modgate) + {m['client']:.2f} (curl) = {total:.2f}. "
+            f"On {cores} cores, with every core busy all the time, those three processes move at most {bound:.0f} MB/s, "
+            f"{bound / direct:.2f}× direct; modgate reached {tunnel['modgate']['MB_per_s'] / bound:.2f} of that. "
+            f"0.9× direct would leave a relay {budget:.2f} CPU s per GB; modgate's relaying (splice in, TCP send, "
+            f"and the loopback receive it runs for curl's socket) took {m['proxy']:.2f}{hap}. The cores are not busy all "
+            "the time: three processes hand bytes to each other on two cores, and each waits while another runs.\n")
+
+
 def targets_against_floor(r):
     """Issue 13's interception targets read against what the re-encryption floor (hudsucker, no-op handlers)
     reached in the same run: a bound the floor itself misses is beyond this stack on this machine."""
@@ -1240,11 +1328,17 @@ def targets_against_floor(r):
         m = tunnel["modgate"]
         cpu = m.get("cpu_user_s", 0) + m.get("cpu_system_s", 0)
         kernel = f"{100 * m['cpu_system_s'] / cpu:.0f}% of modgate's CPU in this row was in the kernel" if cpu else ""
+        hap = ""
+        if "haproxy splice" in tunnel:
+            hp = tunnel["haproxy splice"]["MB_per_s"] / tunnel["direct"]["MB_per_s"]
+            hap = (f" HAProxy relaying the same download with splice(2) both ways and nothing else (no CONNECT, no "
+                   f"policy) moves {hp:.2f}× direct: modgate is {mg / hp:.2f}× that relay floor.")
         http_line += (f"\nCONNECT tunnel against the floor: modgate moves {mg:.2f}× direct's MB/s (target ≥ 0.9), the hyper "
-                      f"floor's `copy_bidirectional` relay {fl:.2f}×: modgate is {mg / fl:.2f}× the floor. A relayed byte "
-                      "crosses a second loopback TCP connection that `direct` does not have, and on 2 cores the relay "
-                      "competes with curl and nginx for them. modgate splices, so the bytes never enter user space: "
-                      f"{kernel}.\n")
+                      f"floor's `copy_bidirectional` relay {fl:.2f}×: modgate is {mg / fl:.2f}× the floor.{hap} A relayed "
+                      "byte crosses a second loopback TCP connection that `direct` does not have, and on 2 cores the "
+                      "relay competes with curl and nginx for them. modgate splices, so the bytes never enter user "
+                      f"space: {kernel}.\n")
+        http_line += tunnel_bound(tunnel)
     return f"""
 ## Interception targets against the re-encryption floor (issue 13)
 
@@ -1331,7 +1425,7 @@ def write_docs(results, command, path):
     peers = "\n".join("- " + " ".join(line.strip() for line in fn.__doc__.strip().splitlines())
                       for fn in (World.start_nginx, World.start_slow_origin, World.start_modgate, World.start_squid,
                                  World.start_tinyproxy, World.start_mitmproxy, World.start_hudsucker,
-                                 World.start_hyper_floor))
+                                 World.start_hyper_floor, World.start_haproxy))
     profile_text = ""
     shares = r.get("intercept_profile", {}).get("h2 profile")
     if shares:
