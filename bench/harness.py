@@ -1291,7 +1291,7 @@ def tunnel_bound(tunnel):
             f"{bound / direct:.2f}× direct; modgate reached {tunnel['modgate']['MB_per_s'] / bound:.2f} of that. "
             f"0.9× direct would leave a relay {budget:.2f} CPU s per GB; modgate's relaying (splice in, TCP send, "
             f"and the loopback receive it runs for curl's socket) took {m['proxy']:.2f}{hap}. The cores are not busy all "
-            "the time: three processes hand bytes to each other on two cores, and each waits while another runs.\n")
+            f"the time: three processes hand bytes to each other on {cores} cores, and each waits while another runs.\n")
 
 
 def targets_against_floor(r):
