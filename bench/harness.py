@@ -597,10 +597,14 @@ def tunnel(world, rounds, size):
             elif who != "direct":
                 cmd += ["-p", "-x", f"http://127.0.0.1:{proxies(world)[who]}"]
             proxy = world.pid(procs[who]) if who in procs else None
+
+            def cpu():
+                return tree_cpu(world.pid("nginx")), tree_cpu(proxy) if proxy else 0.0, children_cpu()
+
             before = cpu_split(world.pid("modgate"))
-            cpu0 = (tree_cpu(world.pid("nginx")), tree_cpu(proxy) if proxy else 0.0, children_cpu())
+            cpu0 = cpu()
             samples[who].append(float(run(cmd + [where]).stdout) / 1e6)
-            cpu1 = (tree_cpu(world.pid("nginx")), tree_cpu(proxy) if proxy else 0.0, children_cpu())
+            cpu1 = cpu()
             for part, a, b in zip(["origin", "proxy", "client"], cpu0, cpu1):
                 spent[who][part].append(b - a)
             if who == "modgate":
