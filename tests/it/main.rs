@@ -23,6 +23,7 @@ mod faults;
 mod forward;
 mod front_door;
 mod go_e2e;
+mod h2_inside;
 mod inspect;
 mod layout;
 mod lifecycle;

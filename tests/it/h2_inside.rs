@@ -1,0 +1,153 @@
+//! Many streams on one intercepted h2 connection, as `go` opens them
+//! through one tunnel to proxy.golang.org: they are all in flight at once,
+//! move bodies both ways under h2 flow control, and do not hold each other
+//! up.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Barrier;
+
+use crate::support::*;
+
+/// Requests that wait at the origin until all of them have arrived.
+const TOGETHER: usize = 24;
+/// The upload and the download, each well past h2's 64 KiB initial window.
+const UPLOAD: u64 = 6 * 1024 * 1024;
+const DOWNLOAD: u64 = 24 * 1024 * 1024;
+
+/// The origin: `/together/N` answers once `TOGETHER` such requests are
+/// waiting, `/upload` checks the patterned body it gets, `/download` sends
+/// a patterned body.
+async fn start_origin(pki: &TestPki) -> std::net::SocketAddr {
+    install_crypto();
+    let (chain, key) = pki.leaf(&["localhost"]);
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let barrier = Arc::new(Barrier::new(TOGETHER));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, barrier) = (acceptor.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let barrier = barrier.clone();
+                    async move { Ok::<_, Infallible>(answer(req, &barrier).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn answer(req: Request<Incoming>, barrier: &Barrier) -> Response<TestBody> {
+    let path = req.uri().path().to_owned();
+    if let Some(n) = path.strip_prefix("/together/") {
+        barrier.wait().await;
+        return Response::new(full(format!("together {n}")));
+    }
+    if path == "/upload" {
+        let got = drain_checking_pattern(req.into_body()).await;
+        return Response::new(full(format!("uploaded {got}")));
+    }
+    let (tx, body) = chan_body(4);
+    tokio::spawn(async move {
+        let mut sent = 0u64;
+        while sent < DOWNLOAD {
+            let len = (DOWNLOAD - sent).min(64 * 1024) as usize;
+            if tx.send(pattern_chunk(sent, len)).await.is_err() {
+                return;
+            }
+            sent += len as u64;
+        }
+    });
+    Response::new(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_one_h2_connection_are_all_in_flight_and_move_bodies_both_ways() {
+    let pki = TestPki::new("H2 Streams Origin Root");
+    let origin = start_origin(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(
+        d.join("c.toml"),
+        "[admin]\nlisten = \"\"\n[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"localhost\"]\npublic_roots = \"public-root.pem\"\n\n[[rule]]\nname = \"origin\"\naction = \"direct\"\n",
+    )
+    .unwrap();
+    crate::parent::ca_and_bundle(d);
+    let served = start_served(d, &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
+
+    let target = format!("localhost:{}", origin.port());
+    let (stream, head) = connect_via(served.addr, &target).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut tls = (*crate::parent::trusting(&d.join("ca/modgate-ca.pem"))).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = tls_connect(stream, Arc::new(tls), "localhost").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    let url = |path: &str| format!("https://{target}{path}");
+    let get = |path: String| {
+        let mut sender = sender.clone();
+        let req = Request::get(url(&path)).body(full("")).unwrap();
+        async move { sender.send_request(req).await.unwrap() }
+    };
+    // The barrier at the origin lets none of these through until every one
+    // of them is there: a connection that served its streams one after
+    // another would never answer.
+    let together = futures_util::future::join_all((0..TOGETHER).map(|n| {
+        let resp = get(format!("/together/{n}"));
+        async move {
+            let resp = resp.await;
+            assert_eq!(resp.status(), 200);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, Bytes::from(format!("together {n}")));
+        }
+    }));
+    let upload = {
+        let mut sender = sender.clone();
+        let (tx, body) = chan_body(4);
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while sent < UPLOAD {
+                let len = (UPLOAD - sent).min(48 * 1024) as usize;
+                tx.send(pattern_chunk(sent, len)).await.unwrap();
+                sent += len as u64;
+            }
+        });
+        let req = Request::post(url("/upload")).body(body).unwrap();
+        async move {
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, Bytes::from(format!("uploaded {UPLOAD}")));
+        }
+    };
+    let download = async {
+        let resp = get("/download".into()).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(drain_checking_pattern(resp.into_body()).await, DOWNLOAD);
+    };
+    tokio::time::timeout(STEP, async { tokio::join!(together, upload, download) })
+        .await
+        .expect("every stream answered");
+}
