@@ -721,7 +721,7 @@ def interception(world, rounds, n, secs, clients):
 
 # The client-leg rows' origin offers http/1.1 only, so every contender speaks the same protocol upstream and
 # the client leg is the one variable. BENCH_H2_ORIGIN=1 points them at nginx offering h2 and http/1.1 instead
-# (modgate then picks its upstream protocol by ALPN); see docs/benchmarks.md for why that is not the default.
+# (each proxy then picks its upstream protocol by ALPN, as with proxy.golang.org).
 H2_ORIGIN = os.environ.get("BENCH_H2_ORIGIN") == "1"
 
 
@@ -1518,11 +1518,10 @@ the same CA, or straight to the origin (`direct`): {seq_n} sequential GETs on on
 connections doing {par_n} each at once, timed after each connection's first GET. The client offers h2 (and http/1.1) or
 http/1.1 only; the table says what each contender spoke. The origin is nginx offering **http/1.1 only**, so
 every contender speaks the same protocol upstream and the client leg is the one thing that changes; it
-also means `direct` speaks http/1.1 on the h2 rows. The reason it is not nginx offering h2: modgate sends a
-`host` header beside `:authority` on an h2 upstream connection, which nginx 1.22 refuses with 400 ("client
-sent duplicate host header"). With that fixed, `BENCH_H2_ORIGIN=1 bench/run` points these rows at nginx
-offering h2 and http/1.1 (third TLS port), where `direct` speaks h2 and each proxy picks its upstream
-protocol by ALPN.
+also means `direct` speaks http/1.1 on the h2 rows. `BENCH_H2_ORIGIN=1 bench/run` points these rows at
+nginx offering h2 and http/1.1 (third TLS port), as proxy.golang.org does: `direct` then speaks h2, and each
+proxy picks its upstream protocol by ALPN (modgate sends `:authority` alone upstream over h2, without the
+`host` header beside it that nginx refuses with 400).
 
 ## The module cache rows (issue 10)
 
