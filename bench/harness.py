@@ -275,7 +275,8 @@ action = "direct"
     def start_modgate(self):
         """**modgate**: release build, `RUST_LOG=warn` (no access log, as for Squid), intercepting `localhost` and
         `proxy.golang.org`, `direct` for other traffic, module requests mirrored to the origin; the interception
-        workloads terminate TLS with modgate's CA and forward to the origin over verified TLS. `[limits]
+        workloads terminate TLS with modgate's CA and forward to the origin over verified TLS (offering http/1.1
+        alone, as modgate does to every origin that speaks it). `[limits]
         max_connections = 10000` and `per_client = 10000`, so the 9900 idle tunnels from one address fit (by
         default both derive from the 20000-descriptor limit here: about 9872 in all and half that per client),
         as Squid gets `max_filedescriptors 20000`. For the rows that
@@ -1575,7 +1576,7 @@ def ab(world, old, rounds, n, per_conn, secs):
     finally:
         MODGATE = new
     w = world.work
-    url = f"https://localhost:{world.https}/small"
+    url = f"https://localhost:{world.https2 if H2_ORIGIN else world.https}/small"
     proxies = {"old": ("modgate (old)", old_port), "new": ("modgate", world.mg), "hudsucker": ("hudsucker", world.hs)}
     shapes = {"sequential": ["seq", "-n", n], "8 parallel": ["par", "--conns", 8, "-n", per_conn]}
     rows = [(leg, shape) for leg in ("h2", "http1.1") for shape in shapes]

@@ -1,6 +1,13 @@
 //! The pooled client for origins and mirrors: keep-alive connections over
-//! plain TCP or verified TLS (h2 and http/1.1 offered), opened through the
-//! [`Dialer`].
+//! plain TCP or verified TLS, opened through the [`Dialer`].
+//!
+//! Over TLS modgate offers http/1.1 alone, even to origins that speak h2
+//! (proxy.golang.org does): a request on a pooled keep-alive connection of
+//! its own costs less than one multiplexed into an h2 connection's
+//! streams (2-23% of modgate's CPU per intercepted request, measured with
+//! `BENCH_H2_ORIGIN=1 bench/run --ab`). An origin that speaks only h2
+//! refuses that handshake; it is asked again with h2, and remembered for
+//! a day.
 //!
 //! Every TLS chain goes through the verdict verifier; the verdict travels
 //! with each response (as [`UpstreamInfo`]) into the access event.
@@ -36,6 +43,11 @@ pub type HttpClient = Client<Connector, Body>;
 /// Address sets with a pooled client of their own.
 const PINNED_CLIENTS_MAX: u64 = 1024;
 
+/// Origins remembered as speaking h2 alone, and for how long: a day, so an
+/// origin that starts to offer http/1.1 again is asked again.
+const H2_ONLY_MAX: u64 = 1024;
+const H2_ONLY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// The pooled clients. The default one resolves names itself, for upstreams
 /// no rule asked about (configured mirrors). A request whose plan checked
 /// the destination's addresses gets a client pinned to exactly those
@@ -70,6 +82,7 @@ impl Clients {
             tls,
             verifier,
             pin: None,
+            h2_only: bounded(H2_ONLY_MAX, H2_ONLY_TTL),
         });
         Clients {
             default: build(connector.clone(), idle),
@@ -285,8 +298,9 @@ impl hyper::rt::Write for PooledStream {
 
 /// The connector behind a pooled client: dials through the [`Dialer`]
 /// (only to its pinned addresses, when it has them) within the connect
-/// timeout, and for `https://` runs a verified TLS handshake (offering h2
-/// and http/1.1) within the same timeout.
+/// timeout, and for `https://` runs a verified TLS handshake (offering
+/// http/1.1, or h2 to an origin that speaks only h2) within the same
+/// timeout.
 ///
 /// The pooled client clones its connector with itself on every request, so
 /// the settings sit behind one count.
@@ -302,6 +316,8 @@ struct Dial {
     verifier: Arc<VerdictVerifier>,
     /// The only addresses this connector may connect to, when pinned.
     pin: Option<Arc<[SocketAddr]>>,
+    /// Origins (`host:port`) that refused http/1.1 and speak h2 alone.
+    h2_only: Bounded<String, ()>,
 }
 
 impl Connector {
@@ -330,27 +346,31 @@ impl Dial {
             };
             return Ok(PooledStream::Plain(TokioIo::new(dialed.stream), info, proxied));
         }
-        let dialed = self.dialer.dial(&dest, self.pin.as_deref(), self.timeout).await?;
-        let (stream, peer) = (dialed.stream, dialed.peer);
-        let parent = dialed.parent.map(|p| p.to_string());
         let name = match &dest.host {
             Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
                 .map_err(|e| Error::Internal(format!("server name {n}: {e}")))?,
             Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
         };
-        // The name verified is the host connected to; the verifier also
-        // learns the address, so verdicts are kept per address.
-        let verified = name.to_str().into_owned();
-        let config = self.verifier.client_config_for(&self.tls, &verified, peer);
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let tls = timer::timeout_at(deadline, connector.connect(name, stream))
-            .await
-            .map_err(|_| Error::ConnectTimeout {
+        let key = dest.to_string();
+        let h2_only = self.h2_only.contains_key(&key);
+        let (tls, peer, parent) = match self.handshake(&dest, &name, h2_only, deadline).await? {
+            // An origin that speaks only h2 refuses a ClientHello offering
+            // http/1.1 alone; it is asked again with h2, and remembered.
+            Err((Some(e), _)) if !h2_only && refused_protocol(&e) => {
+                self.h2_only.insert(key, ());
+                self.handshake(&dest, &name, true, deadline).await?
+            }
+            done => done,
+        }
+        .map_err(|(e, peer)| match e {
+            Some(e) => tls_error(&dest.https_url(), &e),
+            None => Error::ConnectTimeout {
                 target: dest.to_string(),
                 addr: peer,
                 after: self.timeout,
-            })?
-            .map_err(|e| tls_error(&dest.https_url(), &e))?;
+            },
+        })?;
+        let verified = name.to_str();
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
         let judgement = leaf.and_then(|leaf| self.verifier.known(leaf, Some(peer), &verified));
         Ok(PooledStream::Tls(
@@ -362,6 +382,59 @@ impl Dial {
             },
         ))
     }
+
+    /// Dials `dest` and runs a verified TLS handshake by `deadline`,
+    /// offering h2 alone when `h2`, else http/1.1 alone. A failed
+    /// handshake is its error (none when the deadline passed) with the
+    /// address it was made with.
+    async fn handshake(
+        &self,
+        dest: &Authority,
+        name: &rustls::pki_types::ServerName<'static>,
+        h2: bool,
+        deadline: Instant,
+    ) -> Result<Handshake, Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let dialed = self.dialer.dial(dest, self.pin.as_deref(), left).await?;
+        let (stream, peer) = (dialed.stream, dialed.peer);
+        let parent = dialed.parent.map(|p| p.to_string());
+        // The name verified is the host connected to; the verifier also
+        // learns the address, so verdicts are kept per address.
+        let mut config = self.verifier.client_config_for(&self.tls, &name.to_str(), peer);
+        if h2 {
+            Arc::make_mut(&mut config).alpn_protocols = vec![b"h2".to_vec()];
+        }
+        let connector = tokio_rustls::TlsConnector::from(config);
+        Ok(
+            match timer::timeout_at(deadline, connector.connect(name.clone(), stream)).await {
+                Ok(Ok(tls)) => Ok((tls, peer, parent)),
+                Ok(Err(e)) => Err((Some(e), peer)),
+                Err(_) => Err((None, peer)),
+            },
+        )
+    }
+}
+
+/// A finished handshake (the stream, the address connected to and the
+/// parent proxy in between), or why not and with which address.
+type Handshake = Result<
+    (tokio_rustls::client::TlsStream<TcpStream>, SocketAddr, Option<String>),
+    (Option<std::io::Error>, SocketAddr),
+>;
+
+/// Whether a handshake failed because the server speaks none of the
+/// protocols offered (RFC 7301 §3.2: `no_application_protocol`).
+fn refused_protocol(e: &std::io::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|inner| inner as _);
+    while let Some(err) = source {
+        if let Some(rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)) =
+            err.downcast_ref::<rustls::Error>()
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// A failed handshake as modgate's error: the verifier's refusal (naming

@@ -284,46 +284,92 @@ async fn idle_pooled_upstream_connections_are_closed() {
     proxy.stop().await;
 }
 
-/// An intercepted `direct` request to an origin that speaks HTTP/2 carries
-/// `:authority` alone: a Host header beside it makes servers such as nginx
-/// answer 400 ("duplicate host"), as this origin does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_intercepted_request_to_an_h2_origin_sends_no_host_beside_authority() {
+/// What an ALPN origin saw: each request's protocol and whether it carried
+/// a Host header, and the TCP connections it accepted.
+struct AlpnOrigin {
+    addr: std::net::SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<(http::Version, bool)>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections served and then closed.
+    closed: Arc<std::sync::atomic::AtomicUsize>,
+    /// Whether each h2 connection serves one request only.
+    once: bool,
+}
+
+/// A TLS origin for `localhost` offering `alpn`, serving h2 or HTTP/1.1 as
+/// the handshake chose. Like nginx, it answers 400 ("duplicate host") to an
+/// h2 request with a Host header beside `:authority`. With `once`, it
+/// closes each h2 connection after one request (GOAWAY).
+async fn start_alpn_origin(pki: &TestPki, alpn: &[&[u8]], once: bool) -> AlpnOrigin {
     install_crypto();
-    let pki = TestPki::new("H2 Origin Root");
     let (chain, key) = pki.leaf(&["localhost"]);
     let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (log, counted, ended) = (seen.clone(), connections.clone(), closed.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (acceptor, log) = (acceptor.clone(), log.clone());
+            counted.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, log, ended) = (acceptor.clone(), log.clone(), ended.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(stream).await else { return };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let (answered, mut served) = tokio::sync::mpsc::unbounded_channel::<()>();
                 let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let _ = answered.send(());
                     let host = req.headers().contains_key("host");
                     log.lock().unwrap().push((req.version(), host));
+                    let duplicate = host && req.version() == http::Version::HTTP_2;
                     async move {
-                        let mut resp = Response::new(full(if host { "duplicate host\n" } else { "h2 origin\n" }));
-                        if host {
+                        let mut resp =
+                            Response::new(full(if duplicate { "duplicate host\n" } else { "alpn origin\n" }));
+                        if duplicate {
                             *resp.status_mut() = http::StatusCode::BAD_REQUEST;
                         }
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
-                let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
+                let io = hyper_util::rt::TokioIo::new(tls);
+                if h2 {
+                    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(io, service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        Some(()) = served.recv(), if once => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+                ended.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
+    AlpnOrigin {
+        addr,
+        seen,
+        connections,
+        closed,
+        once,
+    }
+}
+
+/// Two intercepted `direct` GETs, each in a tunnel of its own, to `origin`
+/// through a modgate trusting `pki`; both responses.
+async fn two_intercepted_gets(pki: &TestPki, origin: &AlpnOrigin) -> [String; 2] {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
@@ -334,12 +380,70 @@ async fn an_intercepted_request_to_an_h2_origin_sends_no_host_beside_authority()
     .unwrap();
     crate::parent::ca_and_bundle(d);
     let served = start_served(d, &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
-    let target = format!("localhost:{}", addr.port());
+    let target = format!("localhost:{}", origin.addr.port());
     let trust = crate::parent::trusting(&d.join("ca/modgate-ca.pem"));
-    let response = crate::parent::tls_get(served.addr, &target, trust).await;
-    assert!(
-        response.starts_with("HTTP/1.1 200") && response.ends_with("h2 origin\n"),
-        "{response}"
-    );
-    assert_eq!(seen.lock().unwrap().as_slice(), &[(http::Version::HTTP_2, false)]);
+    let first = crate::parent::tls_get(served.addr, &target, trust.clone()).await;
+    if origin.once {
+        eventually("the origin closed its first connection", || {
+            origin.closed.load(Ordering::SeqCst) == 1
+        })
+        .await;
+    }
+    let second = crate::parent::tls_get(served.addr, &target, trust).await;
+    [first, second]
+}
+
+/// Upstream, modgate speaks HTTP/1.1 over pooled keep-alive connections even
+/// to an origin that offers h2 as well (issue 13: cheaper per request than
+/// h2's streams).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_offering_h2_and_http11_gets_http11_over_one_pooled_connection() {
+    let pki = TestPki::new("ALPN Origin Root");
+    let origin = start_alpn_origin(&pki, &[b"h2", b"http/1.1"], false).await;
+    for response in two_intercepted_gets(&pki, &origin).await {
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.ends_with("alpn origin\n"),
+            "{response}"
+        );
+    }
+    let http11 = (http::Version::HTTP_11, true);
+    assert_eq!(origin.seen.lock().unwrap().as_slice(), &[http11, http11]);
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1, "the connection is pooled");
+}
+
+/// An origin that speaks only h2 refuses a handshake offering http/1.1; it
+/// is asked again with h2, and its requests carry `:authority` alone (a
+/// Host header beside it makes servers such as nginx answer 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_speaking_only_h2_gets_h2_with_no_host_beside_authority() {
+    let pki = TestPki::new("H2 Origin Root");
+    let origin = start_alpn_origin(&pki, &[b"h2"], false).await;
+    for response in two_intercepted_gets(&pki, &origin).await {
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.ends_with("alpn origin\n"),
+            "{response}"
+        );
+    }
+    let h2 = (http::Version::HTTP_2, false);
+    assert_eq!(origin.seen.lock().unwrap().as_slice(), &[h2, h2]);
+    // The refused handshake, then one h2 connection both requests share.
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 2);
+}
+
+/// The next connection to an origin that refused http/1.1 offers h2 at
+/// once: the refusal is remembered, not met again for every connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_refused_http11_is_offered_h2_at_once_next_time() {
+    let pki = TestPki::new("H2 Once Origin Root");
+    // Each connection serves one request, so the second request needs a
+    // connection of its own.
+    let origin = start_alpn_origin(&pki, &[b"h2"], true).await;
+    for response in two_intercepted_gets(&pki, &origin).await {
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.ends_with("alpn origin\n"),
+            "{response}"
+        );
+    }
+    // The refused handshake, then an h2 connection for each request.
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 3);
 }
