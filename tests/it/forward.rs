@@ -370,16 +370,8 @@ async fn start_alpn_origin(pki: &TestPki, alpn: &[&[u8]], once: bool) -> AlpnOri
 /// Two intercepted `direct` GETs, each in a tunnel of its own, to `origin`
 /// through a modgate trusting `pki`; both responses.
 async fn two_intercepted_gets(pki: &TestPki, origin: &AlpnOrigin) -> [String; 2] {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, served) = crate::parent::intercepting_localhost(pki).await;
     let d = dir.path();
-    std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
-    std::fs::write(
-        d.join("c.toml"),
-        "[admin]\nlisten = \"\"\n[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"localhost\"]\npublic_roots = \"public-root.pem\"\n\n[[rule]]\nname = \"origin\"\naction = \"direct\"\n",
-    )
-    .unwrap();
-    crate::parent::ca_and_bundle(d);
-    let served = start_served(d, &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
     let target = format!("localhost:{}", origin.addr.port());
     let trust = crate::parent::trusting(&d.join("ca/modgate-ca.pem"));
     let first = crate::parent::tls_get(served.addr, &target, trust.clone()).await;

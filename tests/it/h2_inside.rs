@@ -82,16 +82,8 @@ async fn answer(req: Request<Incoming>, barrier: &Barrier) -> Response<TestBody>
 async fn streams_of_one_h2_connection_are_all_in_flight_and_move_bodies_both_ways() {
     let pki = TestPki::new("H2 Streams Origin Root");
     let origin = start_origin(&pki).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, served) = crate::parent::intercepting_localhost(&pki).await;
     let d = dir.path();
-    std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
-    std::fs::write(
-        d.join("c.toml"),
-        "[admin]\nlisten = \"\"\n[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"localhost\"]\npublic_roots = \"public-root.pem\"\n\n[[rule]]\nname = \"origin\"\naction = \"direct\"\n",
-    )
-    .unwrap();
-    crate::parent::ca_and_bundle(d);
-    let served = start_served(d, &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
 
     let target = format!("localhost:{}", origin.port());
     let (stream, head) = connect_via(served.addr, &target).await;

@@ -32,6 +32,22 @@ pub(crate) fn ca_and_bundle(dir: &Path) -> PathBuf {
     path
 }
 
+/// A modgate intercepting `localhost` with one `direct` rule, trusting the
+/// origins of `pki`; its directory (the CA is `ca/modgate-ca.pem` there).
+pub(crate) async fn intercepting_localhost(pki: &TestPki) -> (tempfile::TempDir, Served) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(
+        d.join("c.toml"),
+        "[admin]\nlisten = \"\"\n[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"localhost\"]\npublic_roots = \"public-root.pem\"\n\n[[rule]]\nname = \"origin\"\naction = \"direct\"\n",
+    )
+    .unwrap();
+    ca_and_bundle(d);
+    let served = start_served(d, &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
+    (dir, served)
+}
+
 /// CONNECT `target` through `proxy`, TLS for `name` trusting `tls`, one GET;
 /// the whole response.
 pub(crate) async fn tls_get(
