@@ -26,13 +26,7 @@ const DOWNLOAD: u64 = 24 * 1024 * 1024;
 /// waiting, `/upload` checks the patterned body it gets, `/download` sends
 /// a patterned body.
 async fn start_origin(pki: &TestPki) -> std::net::SocketAddr {
-    install_crypto();
-    let (chain, key) = pki.leaf(&["localhost"]);
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = pki.acceptor(&["localhost"], &[]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let barrier = Arc::new(Barrier::new(TOGETHER));

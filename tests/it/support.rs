@@ -250,6 +250,19 @@ impl TestPki {
         self.leaf_with(names, |_| {})
     }
 
+    /// A TLS acceptor presenting a leaf for `names`, offering `alpn` (none
+    /// when empty).
+    pub fn acceptor(&self, names: &[&str], alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+        install_crypto();
+        let (chain, key) = self.leaf(names);
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
     /// Like `leaf`, with `adjust` applied to the leaf's parameters.
     pub fn leaf_with(
         &self,

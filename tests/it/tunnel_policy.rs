@@ -4,7 +4,6 @@
 //! untrusted chain closes the tunnel at once, under any policy.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -18,13 +17,7 @@ use crate::support::*;
 
 /// A TLS origin for `names` signed by `pki`, answering after `delay`.
 async fn slow_tls_origin(pki: &TestPki, names: &[&str], delay: Duration) -> std::net::SocketAddr {
-    install_crypto();
-    let (chain, key) = pki.leaf(names);
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = pki.acceptor(names, &[]);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
