@@ -301,14 +301,7 @@ struct AlpnOrigin {
 /// h2 request with a Host header beside `:authority`. With `once`, it
 /// closes each h2 connection after one request (GOAWAY).
 async fn start_alpn_origin(pki: &TestPki, alpn: &[&[u8]], once: bool) -> AlpnOrigin {
-    install_crypto();
-    let (chain, key) = pki.leaf(&["localhost"]);
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = pki.acceptor(&["localhost"], alpn);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -385,6 +378,16 @@ async fn two_intercepted_gets(pki: &TestPki, origin: &AlpnOrigin) -> [String; 2]
     [first, second]
 }
 
+/// Asserts that each response is the ALPN origin's answer.
+fn assert_answered(responses: &[String]) {
+    for response in responses {
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.ends_with("alpn origin\n"),
+            "{response}"
+        );
+    }
+}
+
 /// Upstream, modgate speaks HTTP/1.1 over pooled keep-alive connections even
 /// to an origin that offers h2 as well (issue 13: cheaper per request than
 /// h2's streams).
@@ -392,12 +395,7 @@ async fn two_intercepted_gets(pki: &TestPki, origin: &AlpnOrigin) -> [String; 2]
 async fn an_origin_offering_h2_and_http11_gets_http11_over_one_pooled_connection() {
     let pki = TestPki::new("ALPN Origin Root");
     let origin = start_alpn_origin(&pki, &[b"h2", b"http/1.1"], false).await;
-    for response in two_intercepted_gets(&pki, &origin).await {
-        assert!(
-            response.starts_with("HTTP/1.1 200") && response.ends_with("alpn origin\n"),
-            "{response}"
-        );
-    }
+    assert_answered(&two_intercepted_gets(&pki, &origin).await);
     let http11 = (http::Version::HTTP_11, true);
     assert_eq!(origin.seen.lock().unwrap().as_slice(), &[http11, http11]);
     assert_eq!(origin.connections.load(Ordering::SeqCst), 1, "the connection is pooled");
@@ -410,12 +408,7 @@ async fn an_origin_offering_h2_and_http11_gets_http11_over_one_pooled_connection
 async fn an_origin_speaking_only_h2_gets_h2_with_no_host_beside_authority() {
     let pki = TestPki::new("H2 Origin Root");
     let origin = start_alpn_origin(&pki, &[b"h2"], false).await;
-    for response in two_intercepted_gets(&pki, &origin).await {
-        assert!(
-            response.starts_with("HTTP/1.1 200") && response.ends_with("alpn origin\n"),
-            "{response}"
-        );
-    }
+    assert_answered(&two_intercepted_gets(&pki, &origin).await);
     let h2 = (http::Version::HTTP_2, false);
     assert_eq!(origin.seen.lock().unwrap().as_slice(), &[h2, h2]);
     // The refused handshake, then one h2 connection both requests share.
@@ -430,12 +423,28 @@ async fn an_origin_that_refused_http11_is_offered_h2_at_once_next_time() {
     // Each connection serves one request, so the second request needs a
     // connection of its own.
     let origin = start_alpn_origin(&pki, &[b"h2"], true).await;
-    for response in two_intercepted_gets(&pki, &origin).await {
-        assert!(
-            response.starts_with("HTTP/1.1 200") && response.ends_with("alpn origin\n"),
-            "{response}"
-        );
-    }
+    assert_answered(&two_intercepted_gets(&pki, &origin).await);
     // The refused handshake, then an h2 connection for each request.
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 3);
+}
+
+/// An origin that refuses both http/1.1 and h2 (a hostile or broken one)
+/// gets one retry, not a loop: each request ends in a one-line 502 naming
+/// the origin and the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_refusing_every_protocol_gets_a_502_after_one_retry() {
+    let pki = TestPki::new("No Protocol Origin Root");
+    let origin = start_alpn_origin(&pki, &[b"acme/1"], false).await;
+    let line = format!(
+        "modgate: TLS handshake with upstream https://localhost:{} failed: received fatal alert: NoApplicationProtocol",
+        origin.addr.port()
+    );
+    for response in two_intercepted_gets(&pki, &origin).await {
+        assert!(response.starts_with("HTTP/1.1 502"), "{response}");
+        assert!(response.contains(&line), "{response}");
+    }
+    assert!(origin.seen.lock().unwrap().is_empty());
+    // http/1.1 refused, then h2 refused (and remembered); the second
+    // request asks with h2 alone once.
     assert_eq!(origin.connections.load(Ordering::SeqCst), 3);
 }
