@@ -24,7 +24,7 @@ use crate::core::timer;
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
 use crate::upstream::parent::refusal_hint;
-use crate::upstream::pool::{Clients, HttpClient, client_error};
+use crate::upstream::pool::{self, Clients, HttpClient, client_error};
 
 /// The most redirects followed for one request (go's own limit).
 pub const MAX_REDIRECTS: usize = 10;
@@ -242,7 +242,7 @@ async fn send(
     if let Some(auth) = auth {
         request.headers_mut().insert(header::AUTHORIZATION, auth.clone());
     }
-    match timer::timeout(req.header_timeout, client.request(request)).await {
+    match timer::timeout(req.header_timeout, pool::send(client, request)).await {
         Err(_) => Err(Error::UpstreamTimeout {
             target: base.to_owned(),
             after: req.header_timeout,

@@ -14,7 +14,7 @@ use crate::cache::{Key, Store};
 use crate::core::body::full;
 use crate::core::timer;
 use crate::modules::sumdb::{FetchError, TileFetcher};
-use crate::upstream::pool::Clients;
+use crate::upstream::pool::{self, Clients};
 
 /// Fetches database answers from `url`, keeping lookups and tiles.
 pub struct SumdbFetcher {
@@ -61,7 +61,7 @@ impl SumdbFetcher {
             .body(full(Bytes::new()))
             .map_err(|e| FetchError::Failed(format!("bad URL {url}: {e}")))?;
         let client = self.clients.default_client();
-        let resp = timer::timeout(self.timeout, client.request(request))
+        let resp = timer::timeout(self.timeout, pool::send(client, request))
             .await
             .map_err(|_| FetchError::Failed(format!("{url}: no answer within {:?}", self.timeout)))?
             .map_err(|e| FetchError::Failed(format!("{url}: {}", crate::core::error::chain(&e))))?;

@@ -32,7 +32,7 @@ use crate::proxy::route::{Routed, route};
 use crate::telemetry::access::{Access, Counter, Metered};
 use crate::telemetry::metrics::FetchOutcome;
 use crate::upstream::parent::refusal_hint;
-use crate::upstream::pool::{HttpClient, client_error};
+use crate::upstream::pool::{self, HttpClient, client_error};
 
 /// `GET http://host/path`: plan, then forward to a checked address.
 pub async fn serve(
@@ -106,7 +106,7 @@ pub async fn forward(
     parts.version = http::Version::HTTP_11;
     let body = Metered::new(body, bytes_in).map_err(BoxError::from).boxed_unsync();
 
-    let request = client.request(Request::from_parts(parts, body));
+    let request = pool::send(client, Request::from_parts(parts, body));
     let mut resp = match timer::timeout(header_timeout, request).await {
         Err(_) => {
             return Err(Error::UpstreamTimeout {

@@ -9,6 +9,11 @@
 //! refuses that handshake; it is asked again with h2, and remembered for
 //! a day.
 //!
+//! A request that is safe to send again (GET, HEAD or OPTIONS, no body)
+//! and whose pooled connection closed before its response head arrived is
+//! sent once more ([`send`]): an upstream may close an idle keep-alive
+//! connection just as a request goes out on it.
+//!
 //! Every TLS chain goes through the verdict verifier; the verdict travels
 //! with each response (as [`UpstreamInfo`]) into the access event.
 
@@ -19,14 +24,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
+use http::{Method, Request, Response, Uri};
+use http_body::Body as _;
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::core::body::Body;
+use crate::core::body::{Body, empty};
 use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{self, Error};
 use crate::core::host::{Authority, Host};
@@ -194,6 +201,66 @@ fn build(connector: Connector, idle: Duration) -> HttpClient {
         .pool_idle_timeout(idle)
         .timer(Timers)
         .build(connector)
+}
+
+/// Sends `req` with `client`. A GET, HEAD or OPTIONS without a body whose
+/// connection closed before its response head arrived is sent once more,
+/// on another connection (once: a second failure is the answer): a pooled keep-alive connection the upstream
+/// closes just as the request goes out on it (its keep-alive timeout)
+/// fails that way, and the request never reached it. Browsers and Go's
+/// own transport do the same. A request with a body, or any other method,
+/// is never sent twice.
+pub async fn send(client: &HttpClient, req: Request<Body>) -> Result<Response<Incoming>, LegacyError> {
+    let again = replayable(&req).then(|| {
+        let mut copy = Request::new(());
+        *copy.method_mut() = req.method().clone();
+        *copy.uri_mut() = req.uri().clone();
+        *copy.version_mut() = req.version();
+        *copy.headers_mut() = req.headers().clone();
+        copy
+    });
+    match (client.request(req).await, again) {
+        (Err(e), Some(again)) if closed_unanswered(&e) => {
+            tracing::debug!(uri = %again.uri(), error = %error::chain(&e), "upstream closed the connection before answering; sending the request again");
+            client.request(again.map(|()| empty())).await
+        }
+        (result, _) => result,
+    }
+}
+
+/// The pooled client's error type.
+pub type LegacyError = hyper_util::client::legacy::Error;
+
+/// Whether `req` may be sent twice: a safe method (RFC 9110 §9.2.1) and no
+/// body, so the second is exactly the first.
+fn replayable(req: &Request<Body>) -> bool {
+    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) && req.body().is_end_stream()
+}
+
+/// Whether `err` is an established connection that closed (or was reset)
+/// before any of the response arrived: not a connect, DNS or TLS failure,
+/// and not a timeout.
+fn closed_unanswered(err: &LegacyError) -> bool {
+    if err.is_connect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            );
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Turns a pooled-client error into modgate's error, keeping the

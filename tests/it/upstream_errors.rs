@@ -1,6 +1,12 @@
 //! Upstream failures: unresolvable names, refused ports, silent servers.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use http::Request;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::support::*;
 
@@ -87,7 +93,6 @@ async fn a_connect_timeout_is_a_504_naming_the_upstream() {
 
 /// An origin that answers every request with `raw`, then closes.
 async fn start_raw_origin(raw: &'static [u8]) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -126,5 +131,215 @@ async fn upstream_framing_that_cannot_be_passed_on_is_a_502() {
     let (status, _, body) = get_via(proxy.addr, &format!("http://{upgrade}/")).await;
     assert_eq!(status.as_u16(), 502, "{body}");
     assert!(body.contains("switched protocols (101)"), "{body}");
+    proxy.stop().await;
+}
+
+/// An HTTP/1.1 origin whose keep-alive connections each carry one answer:
+/// it answers the first request (keep-alive, no `Connection: close`), then
+/// reads the next request whole and closes the connection without
+/// answering it, as a server whose keep-alive timeout fires just as a
+/// request arrives does.
+struct OneAnswerPerConnection {
+    addr: std::net::SocketAddr,
+    connections: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+    dropped: Arc<AtomicUsize>,
+}
+
+/// How [`OneAnswerPerConnection`] speaks and closes.
+#[derive(Clone)]
+enum Closing {
+    /// Plain TCP, closed with a FIN.
+    Fin,
+    /// Plain TCP, closed with a RST.
+    Reset,
+    /// TLS (http/1.1), the TCP connection closed without a close_notify.
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
+impl OneAnswerPerConnection {
+    async fn start(body: &'static str, closing: Closing) -> OneAnswerPerConnection {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = OneAnswerPerConnection {
+            addr: listener.local_addr().unwrap(),
+            connections: Arc::default(),
+            answered: Arc::default(),
+            dropped: Arc::default(),
+        };
+        let counts = [
+            origin.connections.clone(),
+            origin.answered.clone(),
+            origin.dropped.clone(),
+        ];
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                counts[0].fetch_add(1, Ordering::SeqCst);
+                let (closing, counts) = (closing.clone(), counts.clone());
+                tokio::spawn(async move {
+                    match closing {
+                        Closing::Fin => one_answer(s, body, &counts).await,
+                        Closing::Reset => {
+                            let linger = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                            linger.expect("SO_LINGER");
+                            one_answer(s, body, &counts).await
+                        }
+                        Closing::Tls(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(s).await {
+                                one_answer(tls, body, &counts).await
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        origin
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.connections.load(Ordering::SeqCst),
+            self.answered.load(Ordering::SeqCst),
+            self.dropped.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Answers the first request on `s`, reads the second and drops `s`
+/// without answering it. `counts`: connections, answered, dropped.
+async fn one_answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, body: &str, counts: &[Arc<AtomicUsize>; 3]) {
+    if read_request(&mut s).await.is_none() {
+        return;
+    }
+    let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    if s.write_all(answer.as_bytes()).await.is_err() || s.flush().await.is_err() {
+        return;
+    }
+    counts[1].fetch_add(1, Ordering::SeqCst);
+    if read_request(&mut s).await.is_some() {
+        counts[2].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Reads one request (its head, and a `Content-Length` body) whole; `None`
+/// when the connection closes first.
+async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> Option<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).await.ok()?;
+    Some(())
+}
+
+/// A pooled keep-alive connection that the origin closes (FIN or RST) as a
+/// GET goes out on it costs the client nothing: the GET is sent again on
+/// a new connection and answered. Without that, each of these GETs after
+/// the first would be a 502.
+#[tokio::test]
+async fn a_get_on_a_pooled_connection_the_origin_closed_is_sent_again() {
+    for (closing, reset) in [(Closing::Fin, false), (Closing::Reset, true)] {
+        let origin = OneAnswerPerConnection::start("answered", closing).await;
+        let proxy = start_proxy(&config_allowing_loopback("")).await;
+        for path in ["/a", "/b", "/c"] {
+            let (status, _, body) = get_via(proxy.addr, &format!("http://{}{path}", origin.addr)).await;
+            assert_eq!(
+                (status.as_u16(), body.as_str()),
+                (200, "answered"),
+                "{path}, reset {reset}"
+            );
+        }
+        // /a on the first connection; /b dropped there and answered on a
+        // second; /c dropped there and answered on a third.
+        assert_eq!(origin.counts(), (3, 3, 2), "reset {reset}");
+        proxy.stop().await;
+    }
+}
+
+/// The same inside an intercepted tunnel, to an origin over TLS that
+/// closes without a close_notify: go's GETs through modgate to an
+/// https origin are each answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intercepted_get_on_a_pooled_tls_connection_the_origin_closed_is_sent_again() {
+    let pki = TestPki::new("Keep-alive Origin Root");
+    let acceptor = pki.acceptor(&["localhost"], &[b"http/1.1"]);
+    let origin = OneAnswerPerConnection::start("answered", Closing::Tls(acceptor)).await;
+    let (dir, served) = crate::parent::intercepting_localhost(&pki).await;
+    let target = format!("localhost:{}", origin.addr.port());
+    let trust = crate::parent::trusting(&dir.path().join("ca/modgate-ca.pem"));
+    for n in 0..3 {
+        let response = crate::parent::tls_get(served.addr, &target, trust.clone()).await;
+        assert!(
+            response.starts_with("HTTP/1.1 200") && response.ends_with("answered"),
+            "request {n}: {response}"
+        );
+    }
+    assert_eq!(origin.counts(), (3, 3, 2));
+}
+
+/// The same for modgate's own fetches from a module mirror: each `@v/list`
+/// is answered, none reaches go as a 502.
+#[tokio::test]
+async fn a_mirror_fetch_on_a_pooled_connection_the_mirror_closed_is_sent_again() {
+    let origin = OneAnswerPerConnection::start("v1.0.0\n", Closing::Fin).await;
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[[rule]]\nname = \"mirror\"\nmodules = [\"example.test/*\"]\naction = \"mirror\"\nmirrors = \"http://{}\"\n",
+        origin.addr
+    )))
+    .await;
+    for n in 0..3 {
+        let mut conn = ProxyConn::open(proxy.addr).await;
+        let resp = conn
+            .send(
+                Request::get("/example.test/m/@v/list")
+                    .header("host", "modgate")
+                    .body(full(""))
+                    .unwrap(),
+            )
+            .await;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!((status.as_u16(), &body[..]), (200, &b"v1.0.0\n"[..]), "request {n}");
+    }
+    assert_eq!(origin.counts(), (3, 3, 2));
+    proxy.stop().await;
+}
+
+/// A request that is not safe to send twice (here a POST with a body) is
+/// never sent again: the client gets a one-line 502 naming the upstream,
+/// and the origin saw the POST once.
+#[tokio::test]
+async fn a_post_on_a_pooled_connection_the_origin_closed_is_not_sent_twice() {
+    let origin = OneAnswerPerConnection::start("answered", Closing::Fin).await;
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let (status, _, _) = get_via(proxy.addr, &format!("http://{}/first", origin.addr)).await;
+    assert_eq!(status, 200);
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    let resp = conn
+        .send(
+            Request::post(format!("http://{}/form", origin.addr))
+                .body(full("a=1"))
+                .unwrap(),
+        )
+        .await;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.starts_with(&format!("modgate: upstream http://{} failed: ", origin.addr))
+            && body.trim_end().lines().count() == 1,
+        "{body}"
+    );
+    assert_eq!(origin.counts(), (1, 1, 1));
     proxy.stop().await;
 }
