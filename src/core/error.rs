@@ -398,14 +398,19 @@ impl Error {
 /// One line describing an error and its causes, for logs and messages.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
+    for cause in causes(err).skip(1) {
         let text = cause.to_string();
         if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
-        source = cause.source();
     }
     out
+}
+
+/// `err`, then its source, that one's source, and so on.
+pub fn causes<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
 }

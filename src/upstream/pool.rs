@@ -241,24 +241,22 @@ fn replayable(req: &Request<Body>) -> bool {
 /// before any of the response arrived: not a connect, DNS or TLS failure,
 /// and not a timeout.
 fn closed_unanswered(err: &LegacyError) -> bool {
+    use std::io::ErrorKind::*;
     if err.is_connect() {
         return false;
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
-            if hyper.is_incomplete_message() {
-                return true;
-            }
+    for e in error::causes(err) {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
             return matches!(
                 io.kind(),
                 ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
             );
         }
-        source = e.source();
     }
     false
 }
@@ -266,12 +264,8 @@ fn closed_unanswered(err: &LegacyError) -> bool {
 /// Turns a pooled-client error into modgate's error, keeping the
 /// connector's own error (DNS, connect, TLS, timeout) when that is the cause.
 pub fn client_error(target: &str, err: &hyper_util::client::legacy::Error) -> Error {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(own) = e.downcast_ref::<Error>() {
-            return own.clone();
-        }
-        source = e.source();
+    if let Some(own) = error::causes(err).find_map(|e| e.downcast_ref::<Error>()) {
+        return own.clone();
     }
     Error::Upstream {
         target: target.to_owned(),
@@ -492,16 +486,15 @@ type Handshake = Result<
 /// Whether a handshake failed because the server speaks none of the
 /// protocols offered (RFC 7301 §3.2: `no_application_protocol`).
 fn refused_protocol(e: &std::io::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|inner| inner as _);
-    while let Some(err) = source {
-        if let Some(rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)) =
-            err.downcast_ref::<rustls::Error>()
-        {
-            return true;
-        }
-        source = err.source();
-    }
-    false
+    let Some(inner) = e.get_ref() else { return false };
+    error::causes(inner).any(|err| {
+        matches!(
+            err.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::AlertReceived(
+                rustls::AlertDescription::NoApplicationProtocol
+            ))
+        )
+    })
 }
 
 /// A failed handshake as modgate's error: the verifier's refusal (naming

@@ -134,19 +134,20 @@ async fn upstream_framing_that_cannot_be_passed_on_is_a_502() {
     proxy.stop().await;
 }
 
-/// An HTTP/1.1 origin whose keep-alive connections each carry one answer:
-/// it answers the first request (keep-alive, no `Connection: close`), then
-/// reads the next request whole and closes the connection without
-/// answering it, as a server whose keep-alive timeout fires just as a
-/// request arrives does.
-struct OneAnswerPerConnection {
+/// An HTTP/1.1 origin whose keep-alive connections each carry one answer
+/// at most. With a body, it answers the first request (keep-alive, no
+/// `Connection: close`), then reads the next request whole and closes the
+/// connection without answering it, as a server whose keep-alive timeout
+/// fires just as a request arrives does. Without one, it closes each
+/// connection when its first request has arrived.
+struct ClosingOrigin {
     addr: std::net::SocketAddr,
     connections: Arc<AtomicUsize>,
     answered: Arc<AtomicUsize>,
     dropped: Arc<AtomicUsize>,
 }
 
-/// How [`OneAnswerPerConnection`] speaks and closes.
+/// How [`ClosingOrigin`] speaks and closes.
 #[derive(Clone)]
 enum Closing {
     /// Plain TCP, closed with a FIN.
@@ -157,10 +158,10 @@ enum Closing {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
-impl OneAnswerPerConnection {
-    async fn start(body: &'static str, closing: Closing) -> OneAnswerPerConnection {
+impl ClosingOrigin {
+    async fn start(body: Option<&'static str>, closing: Closing) -> ClosingOrigin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = OneAnswerPerConnection {
+        let origin = ClosingOrigin {
             addr: listener.local_addr().unwrap(),
             connections: Arc::default(),
             answered: Arc::default(),
@@ -204,17 +205,20 @@ impl OneAnswerPerConnection {
     }
 }
 
-/// Answers the first request on `s`, reads the second and drops `s`
-/// without answering it. `counts`: connections, answered, dropped.
-async fn one_answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, body: &str, counts: &[Arc<AtomicUsize>; 3]) {
-    if read_request(&mut s).await.is_none() {
-        return;
+/// Answers the first request on `s` with `body` (when there is one), then
+/// reads the next and drops `s` without answering it. `counts`:
+/// connections, answered, dropped.
+async fn one_answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, body: Option<&str>, counts: &[Arc<AtomicUsize>; 3]) {
+    if let Some(body) = body {
+        if read_request(&mut s).await.is_none() {
+            return;
+        }
+        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        if s.write_all(answer.as_bytes()).await.is_err() || s.flush().await.is_err() {
+            return;
+        }
+        counts[1].fetch_add(1, Ordering::SeqCst);
     }
-    let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    if s.write_all(answer.as_bytes()).await.is_err() || s.flush().await.is_err() {
-        return;
-    }
-    counts[1].fetch_add(1, Ordering::SeqCst);
     if read_request(&mut s).await.is_some() {
         counts[2].fetch_add(1, Ordering::SeqCst);
     }
@@ -248,7 +252,7 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> Option<()> {
 #[tokio::test]
 async fn a_get_on_a_pooled_connection_the_origin_closed_is_sent_again() {
     for (closing, reset) in [(Closing::Fin, false), (Closing::Reset, true)] {
-        let origin = OneAnswerPerConnection::start("answered", closing).await;
+        let origin = ClosingOrigin::start(Some("answered"), closing).await;
         let proxy = start_proxy(&config_allowing_loopback("")).await;
         for path in ["/a", "/b", "/c"] {
             let (status, _, body) = get_via(proxy.addr, &format!("http://{}{path}", origin.addr)).await;
@@ -272,7 +276,7 @@ async fn a_get_on_a_pooled_connection_the_origin_closed_is_sent_again() {
 async fn an_intercepted_get_on_a_pooled_tls_connection_the_origin_closed_is_sent_again() {
     let pki = TestPki::new("Keep-alive Origin Root");
     let acceptor = pki.acceptor(&["localhost"], &[b"http/1.1"]);
-    let origin = OneAnswerPerConnection::start("answered", Closing::Tls(acceptor)).await;
+    let origin = ClosingOrigin::start(Some("answered"), Closing::Tls(acceptor)).await;
     let (dir, served) = crate::parent::intercepting_localhost(&pki).await;
     let target = format!("localhost:{}", origin.addr.port());
     let trust = crate::parent::trusting(&dir.path().join("ca/modgate-ca.pem"));
@@ -290,7 +294,7 @@ async fn an_intercepted_get_on_a_pooled_tls_connection_the_origin_closed_is_sent
 /// is answered, none reaches go as a 502.
 #[tokio::test]
 async fn a_mirror_fetch_on_a_pooled_connection_the_mirror_closed_is_sent_again() {
-    let origin = OneAnswerPerConnection::start("v1.0.0\n", Closing::Fin).await;
+    let origin = ClosingOrigin::start(Some("v1.0.0\n"), Closing::Fin).await;
     let proxy = start_proxy(&config_allowing_loopback(&format!(
         "[[rule]]\nname = \"mirror\"\nmodules = [\"example.test/*\"]\naction = \"mirror\"\nmirrors = \"http://{}\"\n",
         origin.addr
@@ -319,7 +323,7 @@ async fn a_mirror_fetch_on_a_pooled_connection_the_mirror_closed_is_sent_again()
 /// and the origin saw the POST once.
 #[tokio::test]
 async fn a_post_on_a_pooled_connection_the_origin_closed_is_not_sent_twice() {
-    let origin = OneAnswerPerConnection::start("answered", Closing::Fin).await;
+    let origin = ClosingOrigin::start(Some("answered"), Closing::Fin).await;
     let proxy = start_proxy(&config_allowing_loopback("")).await;
     let (status, _, _) = get_via(proxy.addr, &format!("http://{}/first", origin.addr)).await;
     assert_eq!(status, 200);
@@ -341,5 +345,22 @@ async fn a_post_on_a_pooled_connection_the_origin_closed_is_not_sent_twice() {
         "{body}"
     );
     assert_eq!(origin.counts(), (1, 1, 1));
+    proxy.stop().await;
+}
+
+/// An origin that closes every connection as soon as a request has arrived
+/// is asked twice, never in a loop: the GET gets a one-line 502 naming it.
+#[tokio::test]
+async fn a_get_an_origin_always_drops_is_sent_twice_at_most() {
+    let origin = ClosingOrigin::start(None, Closing::Fin).await;
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let (status, _, body) = get_via(proxy.addr, &format!("http://{}/x", origin.addr)).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.starts_with(&format!("modgate: upstream http://{} failed: ", origin.addr))
+            && body.trim_end().lines().count() == 1,
+        "{body}"
+    );
+    assert_eq!(origin.counts(), (2, 0, 2));
     proxy.stop().await;
 }
