@@ -111,37 +111,40 @@ impl Reloader {
     pub async fn reload(&self, only_if_changed: bool) -> Reloaded {
         let _one = self.running.lock().await;
         let current = self.live.current();
-        let outcome = match self.next(&current, only_if_changed).await {
+        // The status the admin page shows changes first, then the metrics
+        // and the log line: whoever sees either sees the page agree.
+        match self.next(&current, only_if_changed).await {
             Ok(Some(next)) => {
-                let digest = next.config.digest.clone();
-                let source = next.config.source.clone();
+                let (digest, source) = (next.config.digest.clone(), next.config.source.clone());
                 Arc::new(next).put_in_effect(&self.live);
+                self.note(|status| {
+                    status.ok += 1;
+                    status.loaded_at = SystemTime::now();
+                    status.failed = None;
+                });
                 current.telemetry.metrics.reloaded(Some(&digest));
                 tracing::info!(config = %source, sha256 = %digest, "config reloaded; new connections and requests use it");
                 Reloaded::Loaded
             }
-            Ok(None) => return Reloaded::Unchanged,
+            Ok(None) => Reloaded::Unchanged,
             Err(why) => {
+                self.note(|status| {
+                    status.refused += 1;
+                    status.failed = Some((SystemTime::now(), why.clone()));
+                });
                 current.telemetry.metrics.reloaded(None);
                 tracing::error!(error = %why, "config reload refused; the config in effect stays");
                 Reloaded::Refused(why)
             }
-        };
-        if let Ok(mut status) = self.status.lock() {
-            match &outcome {
-                Reloaded::Loaded => {
-                    status.ok += 1;
-                    status.loaded_at = SystemTime::now();
-                    status.failed = None;
-                }
-                Reloaded::Refused(why) => {
-                    status.refused += 1;
-                    status.failed = Some((SystemTime::now(), why.clone()));
-                }
-                Reloaded::Unchanged => {}
-            }
         }
-        outcome
+    }
+
+    /// Changes the status the admin page shows.
+    fn note(&self, change: impl FnOnce(&mut ReloadStatus)) {
+        match self.status.lock() {
+            Ok(mut status) => change(&mut status),
+            Err(poisoned) => change(&mut poisoned.into_inner()),
+        }
     }
 
     /// The context for the file as it is now; `None` when unchanged.
