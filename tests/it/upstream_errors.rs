@@ -196,6 +196,16 @@ impl ClosingOrigin {
         origin
     }
 
+    /// Asserts a 502 whose body is one `modgate:` line naming this origin.
+    fn assert_named_in_a_502(&self, status: http::StatusCode, body: &str) {
+        assert_eq!(status, 502, "{body}");
+        assert!(
+            body.starts_with(&format!("modgate: upstream http://{} failed: ", self.addr))
+                && body.trim_end().lines().count() == 1,
+            "{body}"
+        );
+    }
+
     fn counts(&self) -> (usize, usize, usize) {
         (
             self.connections.load(Ordering::SeqCst),
@@ -337,13 +347,7 @@ async fn a_post_on_a_pooled_connection_the_origin_closed_is_not_sent_twice() {
         .await;
     let status = resp.status();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = String::from_utf8_lossy(&body);
-    assert_eq!(status, 502, "{body}");
-    assert!(
-        body.starts_with(&format!("modgate: upstream http://{} failed: ", origin.addr))
-            && body.trim_end().lines().count() == 1,
-        "{body}"
-    );
+    origin.assert_named_in_a_502(status, &String::from_utf8_lossy(&body));
     assert_eq!(origin.counts(), (1, 1, 1));
     proxy.stop().await;
 }
@@ -355,12 +359,7 @@ async fn a_get_an_origin_always_drops_is_sent_twice_at_most() {
     let origin = ClosingOrigin::start(None, Closing::Fin).await;
     let proxy = start_proxy(&config_allowing_loopback("")).await;
     let (status, _, body) = get_via(proxy.addr, &format!("http://{}/x", origin.addr)).await;
-    assert_eq!(status, 502, "{body}");
-    assert!(
-        body.starts_with(&format!("modgate: upstream http://{} failed: ", origin.addr))
-            && body.trim_end().lines().count() == 1,
-        "{body}"
-    );
+    origin.assert_named_in_a_502(status, &body);
     assert_eq!(origin.counts(), (2, 0, 2));
     proxy.stop().await;
 }
