@@ -1570,8 +1570,8 @@ def ab(world, old, rounds, n, per_conn, secs):
     with wrk -c50). A change of a few per cent shows only this way: on a shared machine a row moves by 10-30%
     between full runs, but every contender in a round sees the same machine. Both modgate binaries are started
     again at the start of every round, in that round's order. Started once, a process keeps whatever it got at
-    its start for the whole run: on this 2-vCPU machine one build measured 110 and 69 µs of CPU per request
-    in two interleaved runs of 24-30 rounds within half an hour, 25% and 1% away from another build started
+    its start for the whole run: on this 2-vCPU machine one build measured 110 and 74 µs of CPU per request
+    in two interleaved runs of 30 rounds within half an hour, 25% and 1% away from another build started
     beside it. Restarting makes that one more thing that varies round by round."""
     global MODGATE
     binaries = {"modgate": MODGATE, "modgate (old)": Path(old)}
