@@ -64,7 +64,8 @@ async fn setup(behavior: Behavior, rules: &str) -> Setup {
 
 const MIRROR_ALL: &str = "[[rule]]\nname = \"all\"\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n";
 
-async fn endpoint_get(proxy: std::net::SocketAddr, path: &str) -> (u16, String) {
+/// GET `path` on the module endpoint: the status and the body.
+pub(crate) async fn endpoint_get(proxy: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut conn = ProxyConn::open(proxy).await;
     let resp = conn
         .send(Request::get(path).header("host", "modgate").body(full("")).unwrap())
