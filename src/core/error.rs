@@ -177,6 +177,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// The upstream answered, but with content `go` would refuse (a `.info`
+    /// that is not JSON, or names another version). This one answer is bad;
+    /// it does not count against the upstream's health.
+    #[error("upstream {target} sent a bad answer: {reason}")]
+    BadAnswer {
+        /// The upstream, as a URL.
+        target: String,
+        /// What is wrong with the answer, as one line.
+        reason: String,
+    },
+
     /// The parent proxy could not be reached: its name did not resolve, or
     /// the connection to it failed.
     #[error("cannot reach parent proxy {parent} for {target}: {reason}")]
@@ -292,6 +303,7 @@ impl Error {
             | Error::Chain { .. }
             | Error::UpstreamStatus { .. }
             | Error::Upstream { .. }
+            | Error::BadAnswer { .. }
             | Error::ParentUnreachable { .. }
             | Error::ParentTimeout { .. }
             | Error::ParentRefused { .. } => Side::Upstream,
@@ -339,6 +351,7 @@ impl Error {
             | Error::Connect { .. }
             | Error::Tls { .. }
             | Error::Upstream { .. }
+            | Error::BadAnswer { .. }
             | Error::UpstreamStatus { .. }
             | Error::ParentUnreachable { .. }
             | Error::ParentRefused { .. } => StatusCode::BAD_GATEWAY,

@@ -110,3 +110,7 @@ impl ModuleRequest {
 
 /// The largest module zip `go` accepts (cmd/go rejects bigger ones).
 pub const MAX_ZIP_BYTES: u64 = 500 * 1024 * 1024;
+
+/// The largest `.info` or `@latest` answer modgate accepts. A real one is a
+/// few hundred bytes (`Version`, `Time`, sometimes `Origin`).
+pub const MAX_INFO_BYTES: usize = 64 * 1024;

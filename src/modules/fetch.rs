@@ -23,6 +23,7 @@ use crate::core::error::Error;
 use crate::modules::dir_source::DirSource;
 use crate::modules::health::{Admission, Health, State, Status};
 use crate::modules::proxy_source::{OriginSource, ProxySource};
+use crate::modules::shape;
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
 use crate::policy::Policy;
 use crate::policy::mirrors::{FallThrough, Mirror, MirrorList};
@@ -132,10 +133,18 @@ impl SourceSet {
         (!states.is_empty()).then(|| states.join("; "))
     }
 
-    /// Asks `source` (the entry named `name`), timing it.
+    /// Asks `source` (the entry named `name`), timing it. A `.info` or
+    /// `@latest` it answers is read and checked ([`shape`]).
     async fn ask(&self, name: &str, source: &dyn ModuleSource, req: SourceRequest<'_>) -> Answer {
         let started = Instant::now();
-        let answer = source.fetch(req).await;
+        let answer = match source.fetch(req).await {
+            Answer::Found(resp) if !req.head => match shape::checked(req.request, resp, name, req.header_timeout).await
+            {
+                Ok(resp) => Answer::Found(resp),
+                Err(e) => Answer::Failed(e),
+            },
+            answer => answer,
+        };
         if let Some(t) = &self.metrics {
             t.metrics.observe_fetch(name, answer.outcome(), started.elapsed());
         }

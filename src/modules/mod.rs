@@ -5,6 +5,7 @@
 //! - [`proxy_source`]: module proxies over HTTP(S), and `direct`.
 //! - [`dir_source`]: GOPROXY-layout directories (`file://`).
 //! - [`fetch`]: the fall-through loop over a mirror list.
+//! - [`shape`]: `.info` and `@latest` answers checked as `go` reads them.
 //! - [`sumdb`]: verifying module hashes against a checksum database.
 
 pub mod cached;
@@ -13,6 +14,7 @@ pub mod fetch;
 pub mod flight;
 pub mod health;
 pub mod proxy_source;
+pub mod shape;
 pub mod source;
 pub mod sumdb;
 pub mod sumdb_upstream;

@@ -488,6 +488,60 @@ async fn a_truncated_zip_is_not_cached() {
     proxy.stop().await;
 }
 
+/// A `.info` that `go` would refuse (not JSON, another version, too large)
+/// is the mirror's failure: a 502 naming it, nothing cached, and after `|`
+/// the next mirror's good answer is served and cached.
+#[tokio::test]
+async fn a_bad_info_is_refused_not_cached_and_the_next_mirror_answers() {
+    let world = World::new().await;
+    let bad = start_mirror(&world.fixture()).await;
+    let good = start_mirror(&world.fixture()).await;
+    let info = "/example.test/alpha/@v/v1.1.0.info";
+    let want = std::fs::read(world.fixture().join(info.trim_start_matches('/'))).unwrap();
+    let answers: [(Vec<u8>, &str); 4] = [
+        (br#"{"Version": "v1.1.0", "Time": "#.to_vec(), "not JSON"),
+        (
+            br#"{"Version":"v9.9.9","Time":"2024-01-02T03:04:05Z"}"#.to_vec(),
+            "it is for version v9.9.9, not v1.1.0",
+        ),
+        (
+            br#"{"Version":"v1.1.0","Time":"last week"}"#.to_vec(),
+            "is not an RFC 3339 time",
+        ),
+        (vec![b' '; 200 * 1024], "larger than 64 KiB"),
+    ];
+    let proxy = world.proxy(&world.config(&format!("http://{}", bad.addr), "")).await;
+    for (answer, why) in answers {
+        bad.replaced.lock().unwrap().insert(info.into(), answer);
+        let (status, _, body) = endpoint_get(proxy.addr, info).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 502, "{body}");
+        assert!(
+            body.starts_with(&format!(
+                "modgate: upstream http://{} sent a bad answer: .info of example.test/alpha@v1.1.0: ",
+                bad.addr
+            )),
+            "{body}"
+        );
+        assert!(body.contains(why), "{body}");
+        assert!(!world.cached(info.trim_start_matches('/')));
+    }
+    proxy.stop().await;
+    let list = format!("http://{}|http://{}", bad.addr, good.addr);
+    let proxy = world.proxy(&world.config(&list, "")).await;
+    let (status, headers, body) = endpoint_get(proxy.addr, info).await;
+    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
+    assert_eq!(body, want);
+    assert_eq!(good.count(info), 1);
+    assert!(world.cached(info.trim_start_matches('/')));
+    let (status, headers, body) = endpoint_get(proxy.addr, info).await;
+    assert_eq!(
+        (status, headers["x-cache"].to_str().unwrap(), body),
+        (200, "hit", Bytes::from(want))
+    );
+    proxy.stop().await;
+}
+
 /// A valid zip or go.mod whose hash is not the checksum database's record
 /// is refused (the client never gets it whole) and not cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
