@@ -113,10 +113,22 @@ impl Authority {
     /// Parses `host:port` as written after CONNECT. The port is required.
     pub fn parse_connect(s: &str) -> Result<Authority, Error> {
         let shown = || crate::core::escape::escape(s);
+        if s.contains('/') {
+            return Err(Error::BadRequest(format!(
+                "CONNECT target '{}' is a URL or a path; CONNECT takes host:port",
+                shown()
+            )));
+        }
+        if s.contains('@') {
+            return Err(Error::BadRequest(format!(
+                "CONNECT target '{}' carries credentials; CONNECT takes host:port, and credentials for modgate go in Proxy-Authorization",
+                shown()
+            )));
+        }
         let (host, port) = s
             .rsplit_once(':')
             .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{}' has no port; use host:port", shown())))?;
-        if host.contains(':') && !host.starts_with('[') {
+        if host.contains(':') && !host.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_ok() {
             return Err(Error::BadRequest(format!(
                 "CONNECT target '{}' has an IPv6 address without brackets; use [addr]:port",
                 shown()
@@ -130,6 +142,29 @@ impl Authority {
 }
 
 impl Authority {
+    /// The host and port of a URI's authority (`host`, `host:port`,
+    /// `[v6]:port`), with `default_port` when it names none. A port that is
+    /// not 1-65535 is an error: `http::Uri` parses `host:99999` and reports
+    /// no port, and the default in its place would send the request to
+    /// another service.
+    pub fn of_uri(authority: &http::uri::Authority, default_port: u16) -> Result<Authority, String> {
+        let text = authority.as_str();
+        let host_port = text.rsplit_once('@').map_or(text, |(_, rest)| rest);
+        let port = match host_port.strip_prefix(authority.host()) {
+            None | Some("") | Some(":") => default_port,
+            Some(rest) => rest.strip_prefix(':').and_then(parse_port).ok_or_else(|| {
+                format!(
+                    "'{}' has a bad port; ports are 1-65535",
+                    crate::core::escape::escape(text)
+                )
+            })?,
+        };
+        Ok(Authority {
+            host: Host::parse(authority.host())?,
+            port,
+        })
+    }
+
     /// `https://host`, with the port only when it is not 443: the origin of
     /// an intercepted tunnel, or an upstream in messages.
     pub fn https_url(&self) -> String {

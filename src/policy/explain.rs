@@ -58,17 +58,11 @@ impl ExplainTarget {
 
 fn parse_url(s: &str) -> Result<ExplainTarget, String> {
     let uri: Uri = s.parse().map_err(|e| format!("bad URL '{s}': {e}"))?;
-    let host = Host::parse(uri.host().ok_or_else(|| format!("URL '{s}' has no host"))?)?;
+    let authority = uri.authority().ok_or_else(|| format!("URL '{s}' has no host"))?;
     match uri.scheme_str() {
-        Some("http") => Ok(ExplainTarget::Forward(Authority {
-            host,
-            port: uri.port_u16().unwrap_or(80),
-        })),
+        Some("http") => Ok(ExplainTarget::Forward(Authority::of_uri(authority, 80)?)),
         Some("https") => {
-            let dest = Authority {
-                host,
-                port: uri.port_u16().unwrap_or(443),
-            };
+            let dest = Authority::of_uri(authority, 443)?;
             let path = &decode_path(uri.path()).map_err(|e| format!("URL '{s}': {e}"))?;
             let request = match classify_proxy_path(path).map_err(|e| format!("URL '{s}': {e}"))? {
                 Some(r) => Some(r),
@@ -458,10 +452,7 @@ fn leg_text(parent: &ParentRoute, via: Via, dest: &Authority, tls: bool) -> Stri
 fn mirror_authority(base: &str) -> Option<Authority> {
     let uri: Uri = base.parse().ok()?;
     let https = uri.scheme_str() == Some("https");
-    Some(Authority {
-        host: Host::parse(uri.host()?).ok()?,
-        port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
-    })
+    Authority::of_uri(uri.authority()?, if https { 443 } else { 80 }).ok()
 }
 
 /// For a redirected connection: whether its name must resolve to the

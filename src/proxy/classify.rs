@@ -7,7 +7,7 @@
 use http::{Method, Request, Uri};
 
 use crate::core::error::Error;
-use crate::core::host::{Authority, Host};
+use crate::core::host::Authority;
 
 /// What a request asks modgate to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,17 +62,13 @@ fn forward_authority(uri: &Uri) -> Result<Authority, Error> {
             "credentials in the URL are not forwarded; remove user:password@".into(),
         ));
     }
-    let host = Host::parse(authority.host()).map_err(Error::BadRequest)?;
-    let port = authority.port_u16().unwrap_or(80);
-    if port == 0 {
-        return Err(Error::BadRequest(format!("'{uri}' has port 0")));
-    }
-    Ok(Authority { host, port })
+    Authority::of_uri(authority, 80).map_err(Error::BadRequest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::host::Host;
 
     fn req(method: &str, uri: &str) -> Request<()> {
         Request::builder().method(method).uri(uri).body(()).unwrap()
@@ -102,5 +98,20 @@ mod tests {
         assert!(classify(&req("GET", "https://example.com/")).is_err());
         assert!(classify(&req("GET", "ftp://example.com/")).is_err());
         assert!(classify(&req("GET", "http://u:p@example.com/")).is_err());
+        // A port the URI parser reports as none is refused, not taken as 80.
+        for bad in ["93617", "65536", "0", "99999999999999999999", "0x50"] {
+            let err = classify(&req("GET", &format!("http://127.0.0.1:{bad}/x"))).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("bad request: '127.0.0.1:{bad}' has a bad port; ports are 1-65535")
+            );
+        }
+        let v6 = classify(&req("GET", "http://[::1]:8080/x")).unwrap();
+        assert_eq!(v6, Target::Forward(Authority::parse_connect("[::1]:8080").unwrap()));
+        let empty_port = classify(&req("GET", "http://example.com:/x")).unwrap();
+        assert_eq!(
+            empty_port,
+            Target::Forward(Authority::parse_connect("example.com:80").unwrap())
+        );
     }
 }

@@ -390,12 +390,11 @@ impl Connector {
 impl Dial {
     async fn open(self: Arc<Dial>, uri: Uri) -> Result<PooledStream, Error> {
         let https = uri.scheme_str() == Some("https");
-        let host = Host::parse(uri.host().unwrap_or_default())
+        let dest = uri
+            .authority()
+            .ok_or_else(|| "no host".to_owned())
+            .and_then(|a| Authority::of_uri(a, if https { 443 } else { 80 }))
             .map_err(|e| Error::Internal(format!("pooled connect to '{uri}': {e}")))?;
-        let dest = Authority {
-            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
-            host,
-        };
         let deadline = Instant::now() + self.timeout;
         if !https {
             let proxied = self.dialer.forward_proxy(&dest).is_some();

@@ -136,6 +136,13 @@ fn explain_names_the_rule_for_urls_host_ports_and_clients() {
     );
     let out = explain(&["10.0.0.1:22"]);
     assert!(out.contains("rule:    'no-internal'"), "{out}");
+    // A port serve refuses is refused here too, not read as the default.
+    for url in ["http://mirror.test:99999/x", "https://mirror.test:65536/x"] {
+        let out = run(dir.path(), &["explain", "--config", "m.toml", url]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}");
+        assert!(stderr.contains("has a bad port; ports are 1-65535"), "{stderr}");
+    }
 
     // Module targets: as a module-endpoint request, and inside each
     // intercepted host.
