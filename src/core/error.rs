@@ -368,9 +368,10 @@ impl Error {
 
     /// The body a client receives: one line starting with `modgate:`, with
     /// peer text escaped (`core::escape`) so `go` displays it and nothing
-    /// in it can break the line.
+    /// in it can break the line. Parts the message quotes were escaped
+    /// where it quotes them; they are not escaped twice.
     pub fn body(&self) -> String {
-        let mut line = crate::core::escape::escape(&format!("modgate: {self}")).into_owned();
+        let mut line = crate::core::escape::controls(&format!("modgate: {self}")).into_owned();
         line.push('\n');
         line
     }

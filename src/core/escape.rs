@@ -7,6 +7,12 @@
 //! written as `\u{..}` escapes, and a backslash as `\\`, so an escaped
 //! string is one line that shows exactly what was received and cannot move
 //! the cursor, clear the screen, forge a log line or reorder text.
+//!
+//! A message is escaped once. Its parts from a peer are escaped (or
+//! quoted with `{:?}`) where the message names them, and the line a client
+//! or a log receives goes through [`controls`], which escapes what is still
+//! unsafe but leaves backslashes, so an escape made earlier is not escaped
+//! a second time.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -22,13 +28,24 @@ fn is_unsafe(c: char) -> bool {
 
 /// `s` with every unsafe character escaped; borrowed when nothing needs it.
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| is_unsafe(c) || c == '\\') {
+    escaped(s, true)
+}
+
+/// `s` with every unsafe character escaped and backslashes left alone: for
+/// a whole message whose quoted parts were already escaped.
+pub fn controls(s: &str) -> Cow<'_, str> {
+    escaped(s, false)
+}
+
+fn escaped(s: &str, backslashes: bool) -> Cow<'_, str> {
+    let needs = |c: char| is_unsafe(c) || (backslashes && c == '\\');
+    if !s.chars().any(needs) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
+            '\\' if backslashes => out.push_str("\\\\"),
             c if is_unsafe(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
@@ -62,6 +79,17 @@ mod tests {
         );
         assert!(!e.chars().any(is_unsafe));
         assert_eq!(e.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_message_is_escaped_once() {
+        let quoted = format!("bad path {:?} from {}", "a\\b\u{0}", escape("c\\d\u{1b}"));
+        let line = format!("{quoted}, and raw\ntext");
+        assert_eq!(
+            controls(&line),
+            "bad path \"a\\\\b\\0\" from c\\\\d\\u{1b}, and raw\\u{a}text"
+        );
+        assert!(matches!(controls("a\\b"), Cow::Borrowed("a\\b")));
     }
 
     #[test]

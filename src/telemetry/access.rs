@@ -23,7 +23,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::core::error::Error;
-use crate::core::escape::escape;
+use crate::core::escape::{controls, escape};
 use crate::core::verdict::Judgement;
 use crate::policy::plan::{ActionTaken, Plan};
 
@@ -219,7 +219,8 @@ impl Access {
     pub fn emit(mut self) {
         // Everything a peer chose (method, target, upstream errors) is
         // escaped: one event is one line, and no byte reaches a terminal raw.
-        let error = self.error.as_deref().map(escape);
+        // An error message escaped the parts it quotes already.
+        let error = self.error.as_deref().map(controls);
         tracing::info!(
             target: "modgate::access",
             client = %self.client,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::core::escape::escape;
+use crate::core::escape::{controls, escape};
 use crate::telemetry::access::{Access, CacheStatus};
 
 /// One request or tunnel as the admin page lists it. The ring keeps text a
@@ -90,7 +90,7 @@ impl Decision {
                 Cow::Borrowed(v) => Cow::Borrowed(v),
                 Cow::Owned(v) => Cow::Owned(escape(v).into_owned()),
             },
-            error: self.error.as_deref().map(|e| escape(e).into_owned()),
+            error: self.error.as_deref().map(|e| controls(e).into_owned()),
         }
     }
 }

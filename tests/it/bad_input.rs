@@ -65,8 +65,12 @@ async fn an_oversized_header_block_gets_a_400() {
 #[tokio::test]
 async fn bad_connect_targets_get_a_400() {
     let proxy = start_proxy(&config_allowing_loopback("")).await;
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 9] = [
         ("example.com", "has no port"),
+        ("http://example.com:80/", "is a URL or a path; CONNECT takes host:port"),
+        ("example.com:443/x", "is a URL or a path"),
+        ("u:p@example.com:443", "carries credentials"),
+        ("::1:443", "has an IPv6 address without brackets; use [addr]:port"),
         ("example.com:", "has a bad port"),
         ("example.com:0", "has a bad port"),
         ("exa mple.com:443", "malformed request head"),
@@ -77,6 +81,55 @@ async fn bad_connect_targets_get_a_400() {
         assert_400(&reply, message);
     }
     still_serving(proxy.addr).await;
+    proxy.stop().await;
+}
+
+/// A port outside 1-65535 in a forwarded URL is refused. `http::Uri`
+/// reports such a port as none, and taking the default (80) in its place
+/// would send the request to another service; so would wrapping it.
+#[tokio::test]
+async fn a_forwarded_url_with_a_bad_port_gets_a_400_and_goes_nowhere() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let origin = start_text_origin("wrong service").await;
+    let wrapped = u32::from(origin.addr.port()) + 65536;
+    for port in [
+        wrapped.to_string(),
+        "0".into(),
+        "99999999999999999999".into(),
+        "-1".into(),
+    ] {
+        let req = format!("GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let reply = raw_exchange(proxy.addr, req.as_bytes()).await;
+        assert_400(&reply, &format!("'127.0.0.1:{port}' has a bad port; ports are 1-65535"));
+    }
+    assert_eq!(origin.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    still_serving(proxy.addr).await;
+    proxy.stop().await;
+}
+
+/// Text a message quotes from the request is escaped once: a backslash
+/// shows as `\\`, a NUL as `\0`, an ESC as `\u{1b}`.
+#[tokio::test]
+async fn quoted_request_text_is_escaped_once() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    for (path, shown) in [
+        (
+            "/example.com/m\\x/@v/list",
+            r#""/example.com/m\\x/@v/list": contains a backslash"#,
+        ),
+        (
+            "/example.com/m%00/@v/list",
+            r#""/example.com/m\0/@v/list": contains a control character"#,
+        ),
+        (
+            "/example.com/m%1b/@v/list",
+            r#""/example.com/m\u{1b}/@v/list": contains a control character"#,
+        ),
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let reply = raw_exchange(proxy.addr, req.as_bytes()).await;
+        assert_400(&reply, &format!("bad module request path {shown}"));
+    }
     proxy.stop().await;
 }
 
