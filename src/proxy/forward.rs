@@ -29,7 +29,8 @@ use crate::proxy::context::Context;
 use crate::proxy::prefetch::{PREFETCH_MAX, Prefetched};
 use crate::proxy::respond::note_upstream;
 use crate::proxy::route::{Routed, route};
-use crate::telemetry::access::{Access, Counter, Metered};
+use crate::proxy::upload::{Sent, Upload, client_body_failure};
+use crate::telemetry::access::{Access, Counter};
 use crate::telemetry::metrics::FetchOutcome;
 use crate::upstream::parent::refusal_hint;
 use crate::upstream::pool::{self, HttpClient, client_error};
@@ -104,18 +105,21 @@ pub async fn forward(
     // Named in a parent's refusal; only a request sent to a parent needs it.
     let request_line = parent.map(|_| format!("{} {}", parts.method, parts.uri));
     parts.version = http::Version::HTTP_11;
-    let body = Metered::new(body, bytes_in).map_err(BoxError::from).boxed_unsync();
+    let (body, sent) = Upload::new(body, bytes_in);
 
-    let request = pool::send(client, Request::from_parts(parts, body));
-    let mut resp = match timer::timeout(header_timeout, request).await {
-        Err(_) => {
+    let request = pool::send(client, Request::from_parts(parts, body.boxed_unsync()));
+    let mut resp = match answered(request, header_timeout, &sent).await {
+        None => {
             return Err(Error::UpstreamTimeout {
                 target: dest.to_string(),
                 after: header_timeout,
             });
         }
-        Ok(Err(e)) => return Err(client_error(&format!("{scheme}://{dest}"), &e)),
-        Ok(Ok(resp)) => resp,
+        Some(Err(e)) => match client_body_failure(&e) {
+            Some(failure) => return Err(Error::BadRequest(failure.to_string())),
+            None => return Err(client_error(&format!("{scheme}://{dest}"), &e)),
+        },
+        Some(Ok(resp)) => resp,
     };
     if let (Some(parent), Some(request), StatusCode::PROXY_AUTHENTICATION_REQUIRED) =
         (parent, request_line, resp.status())
@@ -146,6 +150,28 @@ pub async fn forward(
             body.map_err(BoxError::from).boxed_unsync()
         }
     }))
+}
+
+/// `request`'s answer, or `None` if its head did not arrive within
+/// `limit` of the request body's end ([`Sent`]): the upstream's time starts
+/// once it has the whole request, so a slow upload is not its timeout. A
+/// client whose upload stalls is closed by the idle timeout.
+async fn answered<F: Future>(request: F, limit: Duration, sent: &Sent) -> Option<F::Output> {
+    let mut request = std::pin::pin!(request);
+    let mut deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match timer::timeout_at(deadline, request.as_mut()).await {
+            Ok(answer) => return Some(answer),
+            Err(_) => {
+                let now = tokio::time::Instant::now();
+                deadline = match sent.done_at() {
+                    Some(done) if done + limit <= now => return None,
+                    Some(done) => done + limit,
+                    None => now + limit,
+                };
+            }
+        }
+    }
 }
 
 /// The response's Content-Length, when it has one.

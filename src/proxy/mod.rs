@@ -24,6 +24,7 @@
 //! - [`answer`]: a module request answered through the cache, the mirror list or the sumdb.
 //! - [`versions`]: version rules applied to lists, `@latest` and queries' answers.
 //! - [`forward`]: forwarding to the origin over pooled connections.
+//! - [`upload`]: a request body on its way upstream: counted, its end noted, its failures the client's.
 //! - [`prefetch`]: a small forwarded body that has arrived goes out with its head.
 //! - [`respond`]: the response and its access event.
 //! - [`drain`]: serving a hyper connection until it ends (shutdown, idle).
@@ -62,6 +63,7 @@ pub mod server;
 pub mod sniff;
 pub mod transparent;
 pub mod tunnel;
+pub mod upload;
 pub mod versions;
 pub mod warm;
 pub mod watch;

@@ -200,6 +200,89 @@ async fn a_100_mb_upload_streams_through() {
     proxy.stop().await;
 }
 
+/// The upstream's time to answer (`timeouts.header`, 1 s here) starts when
+/// it has the whole request: an upload that takes three times as long is
+/// not cut off with a 504 that blames the upstream. An origin that then
+/// says nothing still gets its 504 about a second after the body.
+#[tokio::test]
+async fn a_slow_upload_is_not_the_upstreams_timeout() {
+    let origin = start_origin(Arc::new(|req| {
+        Box::pin(async move {
+            let silent = req.uri().path() == "/silent";
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            if silent {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+            Response::new(full(format!("got {}", String::from_utf8_lossy(&body))))
+        })
+    }))
+    .await;
+    let proxy = start_proxy(&config_allowing_loopback("[timeouts]\nheader = \"1s\"\n")).await;
+    let trickled = |path: &str| {
+        let (tx, body) = chan_body(1);
+        tokio::spawn(async move {
+            for b in b"0123456789abcdefghijklmnopqrstu".chunks(1) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if tx.send(Bytes::copy_from_slice(b)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Request::post(format!("http://{}{path}", origin.addr))
+            .header("content-length", "31")
+            .body(body)
+            .unwrap()
+    };
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    let started = Instant::now();
+    let resp = conn.send(trickled("/echo")).await;
+    assert_eq!(resp.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(3000));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "got 0123456789abcdefghijklmnopqrstu");
+
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    let started = Instant::now();
+    let resp = conn.send(trickled("/silent")).await;
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 504);
+    assert!(
+        waited >= Duration::from_millis(4000) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.ends_with(b"did not answer within 1s\n"), "{body:?}");
+    proxy.stop().await;
+}
+
+/// A request body whose chunked framing is malformed is the client's
+/// error: a 400 naming the request body, not a 502 naming the upstream.
+#[tokio::test]
+async fn a_malformed_chunked_request_body_is_the_clients_400() {
+    let origin = start_text_origin("unused").await;
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    for (chunked, after) in [
+        ("5\nhello\n0\n\n", 0),
+        ("zz\r\n", 0),
+        ("5\r\nhello\r\nfffffffffffffffffffffff\r\n", 5),
+    ] {
+        let req = format!(
+            "POST http://{}/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}",
+            origin.addr
+        );
+        let reply = raw_exchange(proxy.addr, req.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{reply}");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert!(
+            body.starts_with(&format!(
+                "modgate: bad request: the request body from the client failed after {after} bytes: "
+            )),
+            "{reply}"
+        );
+    }
+    proxy.stop().await;
+}
+
 /// `timeouts.idle` on the client side: a keep-alive connection on which
 /// nothing moves is closed by modgate after the idle time, not before.
 #[tokio::test]
