@@ -140,16 +140,21 @@ pub async fn forward(
     strip_hop_by_hop(resp.headers_mut());
     let received = via(resp.version());
     resp.headers_mut().append(header::VIA, received);
-    let small = declared_length(resp.headers()).is_some_and(|n| n <= PREFETCH_MAX);
-    Ok(resp.map(|body| {
-        if small {
-            Prefetched::take_ready(body, PREFETCH_MAX)
-                .map_err(BoxError::from)
-                .boxed_unsync()
-        } else {
-            body.map_err(BoxError::from).boxed_unsync()
-        }
-    }))
+    // Small or unsized (chunked) bodies: what has arrived goes with the head,
+    // and a body that fails before its first byte is still a 502.
+    let small = declared_length(resp.headers()).is_none_or(|n| n <= PREFETCH_MAX);
+    if !small {
+        return Ok(resp.map(|body| body.map_err(BoxError::from).boxed_unsync()));
+    }
+    let (parts, body) = resp.into_parts();
+    let body = Prefetched::take_ready(body, PREFETCH_MAX);
+    if let Some(e) = body.failed_at_once() {
+        return Err(Error::Upstream {
+            target: dest.to_string(),
+            reason: format!("its response body failed before its first byte: {e}"),
+        });
+    }
+    Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()))
 }
 
 /// `request`'s answer, or `None` if its head did not arrive within

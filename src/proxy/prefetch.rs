@@ -11,7 +11,9 @@
 //!
 //! Nothing waits here: only frames that are ready now are taken, so a slow
 //! or large body streams exactly as before, and an error comes out after
-//! the frames that came before it.
+//! the frames that came before it. A body that fails before any of its
+//! data ([`Prefetched::failed_at_once`]) can still be answered with a 502
+//! instead of a head and an aborted connection.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -56,6 +58,16 @@ where
         }
         let rest = (!body.is_end_stream()).then_some(body);
         Prefetched { ready, rest }
+    }
+
+    /// The error the body failed with before any of its data, if it did:
+    /// nothing has reached the client yet, so it can still get a 502.
+    pub fn failed_at_once(&self) -> Option<&B::Error> {
+        self.ready
+            .iter()
+            .find(|f| f.as_ref().map_or(true, |f| f.data_ref().is_some_and(|d| !d.is_empty())))?
+            .as_ref()
+            .err()
     }
 }
 

@@ -134,6 +134,38 @@ async fn upstream_framing_that_cannot_be_passed_on_is_a_502() {
     proxy.stop().await;
 }
 
+/// A response body that fails before its first byte (a chunk-size line that
+/// is not one) is still a 502 with a modgate line, not a head followed by
+/// an aborted connection (curl's "Empty reply from server").
+#[tokio::test]
+async fn a_body_that_fails_before_its_first_byte_is_a_502() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    for raw in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ] {
+        let origin = start_raw_origin(raw).await;
+        let (status, _, body) = get_via(proxy.addr, &format!("http://{origin}/")).await;
+        assert_eq!(status.as_u16(), 502, "{body}");
+        assert!(
+            body.starts_with(&format!(
+                "modgate: upstream {origin} failed: its response body failed before its first byte: "
+            )) && body.lines().count() == 1,
+            "{body}"
+        );
+    }
+    // A body that has sent data first is cut, never passed on as whole.
+    let origin = start_raw_origin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n").await;
+    let reply = raw_exchange(
+        proxy.addr,
+        format!("GET http://{origin}/ HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("hello") && !reply.ends_with("0\r\n\r\n"), "{reply}");
+    proxy.stop().await;
+}
+
 /// An HTTP/1.1 origin whose keep-alive connections each carry one answer
 /// at most. With a body, it answers the first request (keep-alive, no
 /// `Connection: close`), then reads the next request whole and closes the
