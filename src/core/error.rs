@@ -53,6 +53,11 @@ pub enum Error {
         reason: String,
     },
 
+    /// The request uses something modgate cannot pass on faithfully (a
+    /// transfer coding other than chunked): 501, RFC 9112 §6.1.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+
     /// A module path asked with a method other than GET or HEAD.
     #[error("module paths answer GET and HEAD, not {0}")]
     MethodNotAllowed(String),
@@ -288,6 +293,7 @@ impl Error {
             | Error::HostMismatch { .. }
             | Error::Misdirected { .. }
             | Error::MethodNotAllowed(_)
+            | Error::NotImplemented(_)
             | Error::HeadTooLarge { .. } => Side::Client,
             Error::Blocked { .. }
             | Error::NoRule(_)
@@ -338,6 +344,7 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::HeadTooLarge { status: 414, .. } => StatusCode::URI_TOO_LONG,
             Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::HeaderTimeout(_) => StatusCode::REQUEST_TIMEOUT,

@@ -19,15 +19,31 @@ static HOP: [HeaderName; 9] = [
 /// Why an upstream's response head cannot be passed on, if it cannot:
 /// `Content-Length` together with `Transfer-Encoding` (RFC 9112 §6.1: a
 /// sender must not send both, and passing both on invites response
-/// smuggling), or a `101 Switching Protocols` nobody asked for.
-pub fn unusable_response(status: http::StatusCode, headers: &HeaderMap) -> Option<&'static str> {
+/// smuggling), a `101 Switching Protocols` nobody asked for, or a transfer
+/// coding other than chunked ([`other_transfer_coding`]).
+pub fn unusable_response(status: http::StatusCode, headers: &HeaderMap) -> Option<String> {
     if status == http::StatusCode::SWITCHING_PROTOCOLS {
-        return Some("switched protocols (101) although no upgrade was asked for");
+        return Some("switched protocols (101) although no upgrade was asked for".into());
     }
     if headers.contains_key(header::CONTENT_LENGTH) && headers.contains_key(header::TRANSFER_ENCODING) {
-        return Some("sent both Content-Length and Transfer-Encoding");
+        return Some("sent both Content-Length and Transfer-Encoding".into());
     }
-    None
+    other_transfer_coding(headers)
+        .map(|coding| format!("used the transfer coding '{coding}', which modgate does not pass on (only chunked)"))
+}
+
+/// A transfer coding other than `chunked` in `headers`, if there is one.
+/// hyper removes only the chunked framing, and `Transfer-Encoding` is
+/// hop-by-hop: a message sent on with `gzip, chunked` would lose its
+/// `gzip` and change meaning, so such a message is refused instead.
+pub fn other_transfer_coding(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("(not text)").split(','))
+        .map(str::trim)
+        .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"))
+        .map(str::to_owned)
 }
 
 /// The names in [`HOP`], as text.
@@ -109,6 +125,23 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn only_chunked_transfer_coding_passes() {
+        let ok = http::StatusCode::OK;
+        assert_eq!(
+            unusable_response(ok, &headers(&[("transfer-encoding", "Chunked")])),
+            None
+        );
+        let mut two = headers(&[("transfer-encoding", "gzip")]);
+        two.append(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert_eq!(other_transfer_coding(&two).as_deref(), Some("gzip"));
+        let why = unusable_response(ok, &headers(&[("transfer-encoding", "chunked, br , chunked")])).unwrap();
+        assert_eq!(
+            why,
+            "used the transfer coding 'br', which modgate does not pass on (only chunked)"
+        );
     }
 
     #[test]

@@ -173,7 +173,7 @@ async fn get(
         });
     }
     if let Some(why) = unusable_response(status, resp.headers()) {
-        return failed(why.to_owned());
+        return failed(why);
     }
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         return Answer::NotFound(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()));

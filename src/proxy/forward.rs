@@ -134,7 +134,7 @@ pub async fn forward(
     if let Some(why) = unusable_response(resp.status(), resp.headers()) {
         return Err(Error::Upstream {
             target: dest.to_string(),
-            reason: why.to_owned(),
+            reason: why,
         });
     }
     strip_hop_by_hop(resp.headers_mut());

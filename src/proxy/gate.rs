@@ -9,6 +9,7 @@
 use http::{Method, Request, Version, header};
 
 use crate::core::error::Error;
+use crate::core::hop::other_transfer_coding;
 use crate::core::host::{Authority, Host};
 
 /// Where a request came in.
@@ -33,6 +34,11 @@ pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
     if req.version() == Version::HTTP_11 && hosts == 0 {
         return Err(Error::BadRequest("an HTTP/1.1 request needs a Host header".into()));
+    }
+    if let Some(coding) = other_transfer_coding(req.headers()) {
+        return Err(Error::NotImplemented(format!(
+            "the request body uses the transfer coding '{coding}'; modgate passes on only chunked"
+        )));
     }
     let Entrance::Tunnel(dest) = entrance else {
         return Ok(());

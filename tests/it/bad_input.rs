@@ -107,6 +107,33 @@ async fn a_forwarded_url_with_a_bad_port_gets_a_400_and_goes_nowhere() {
     proxy.stop().await;
 }
 
+/// A request body in a transfer coding other than chunked is a 501 (RFC
+/// 9112 §6.1): hyper takes off only the chunked framing, and sent on
+/// without its Transfer-Encoding the body would change meaning.
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_is_a_501() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let origin = start_text_origin("unused").await;
+    for te in [
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+    ] {
+        let req = format!(
+            "POST http://{}/x HTTP/1.1\r\nHost: x\r\n{te}\r\nConnection: close\r\n\r\n2\r\nxy\r\n0\r\n\r\n",
+            origin.addr
+        );
+        let reply = raw_exchange(proxy.addr, req.as_bytes()).await;
+        assert!(reply.starts_with("HTTP/1.1 501 Not Implemented\r\n"), "{reply}");
+        assert!(
+            reply.ends_with("modgate: not implemented: the request body uses the transfer coding 'gzip'; modgate passes on only chunked\n"),
+            "{reply}"
+        );
+    }
+    assert_eq!(origin.connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    still_serving(proxy.addr).await;
+    proxy.stop().await;
+}
+
 /// Text a message quotes from the request is escaped once: a backslash
 /// shows as `\\`, a NUL as `\0`, an ESC as `\u{1b}`.
 #[tokio::test]
