@@ -153,40 +153,20 @@ mod tests {
             version: "v1.0.0".into(),
         };
         let answer = |body: Vec<u8>| Response::new(full(body));
-        let ok = checked(
-            &info,
-            answer(br#"{"Version":"v1.0.0"}"#.to_vec()),
-            "https://m.test",
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        let check = |body: &[u8]| checked(&info, answer(body.to_vec()), "https://m.test", Duration::from_secs(5));
+        let ok = check(br#"{"Version":"v1.0.0"}"#).await.unwrap();
         assert_eq!(ok.headers()[header::CONTENT_LENGTH], "20");
         assert_eq!(
             ok.into_body().collect().await.unwrap().to_bytes(),
             &br#"{"Version":"v1.0.0"}"#[..]
         );
-        let err = checked(
-            &info,
-            answer(br#"{"Version":"v2.0.0"}"#.to_vec()),
-            "https://m.test",
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+        let err = check(br#"{"Version":"v2.0.0"}"#).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "upstream https://m.test sent a bad answer: .info of example.com/m@v1.0.0: it is for version v2.0.0, not v1.0.0"
         );
         let huge = format!(r#"{{"Version":"v1.0.0","Pad":"{}"}}"#, "x".repeat(MAX_INFO_BYTES));
-        let err = checked(
-            &info,
-            answer(huge.into_bytes()),
-            "https://m.test",
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+        let err = check(huge.as_bytes()).await.unwrap_err();
         assert!(err.to_string().ends_with("larger than 64 KiB"), "{err}");
         // Other files, and answers other than 200, are not read here.
         let zip = ModuleRequest::Zip {
