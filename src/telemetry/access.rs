@@ -282,29 +282,10 @@ pin_project! {
     }
 }
 
-impl<B> Metered<B> {
-    /// Counts `inner`'s bytes into `count`.
-    pub fn new(inner: B, count: Counter) -> Metered<B> {
-        Metered {
-            inner,
-            count,
-            access: None,
-            ended: false,
-            expected: None,
-            sent: 0,
-        }
-    }
-}
-
 impl<B: Body> Metered<B> {
     /// Counts `inner`'s bytes into the record's `bytes_out`, and emits the
-    /// record when the body is dropped.
-    pub fn logged(inner: B, access: Access) -> Metered<B> {
-        Metered::logged_with_length(inner, access, None)
-    }
-
-    /// [`Metered::logged`] for a body sent with `Content-Length: length`:
-    /// it has ended once that many bytes went out.
+    /// record when the body is dropped. With `Content-Length: length`, it
+    /// has ended once that many bytes went out.
     pub fn logged_with_length(inner: B, access: Access, length: Option<u64>) -> Metered<B> {
         Metered {
             ended: inner.is_end_stream() || length == Some(0),
