@@ -114,6 +114,7 @@ class World:
     def __init__(self, work, sizes, rounds):
         self.work = work
         self.procs = {}
+        self.commands = {}
         self.pki()
         self.fixture(sizes, rounds)
         self.start_nginx()
@@ -181,9 +182,21 @@ class World:
         return "/big"
 
     def start(self, name, cmd, port, **kw):
-        log = open(self.work / f"{name}.log", "w")
+        log = open(self.work / f"{name}.log", "a")
         self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **kw)
+        self.commands[name] = (cmd, port, kw)
         wait_port(port, name)
+
+    def restart(self, *names):
+        """Stops and starts each of `names` again, as it was started, in that order. A process keeps the cores
+        its threads settled on at its start for as long as it runs: on this 2-vCPU machine one build measured
+        110 and 74 µs of CPU per request in two runs started half an hour apart. A row whose contenders are
+        started again every round sees that placement vary round by round for each of them alike, where one
+        start per run would hand one contender a lucky placement for the whole run."""
+        for name in names:
+            self.stop_one(name)
+            cmd, port, kw = self.commands[name]
+            self.start(name, cmd, port, **kw)
 
     def start_nginx(self):
         """**origin**: nginx, 1 worker, sendfile, keep-alive unlimited, no access log. Plain HTTP on one port,
@@ -570,6 +583,20 @@ action = "direct"
         subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
 
 
+# Each contender's process in World.procs.
+PROCESS = {"modgate": "modgate", "hudsucker": "hudsucker", "hyper floor": "hyper-floor", "squid": "squid",
+           "tinyproxy": "tinyproxy"}
+
+
+def restart_warm(world, contenders, url):
+    """Starts the intercepting `contenders` again (see World.restart) and warms each: its leaf for the
+    intercepted host and a pooled upstream connection."""
+    world.restart(*[PROCESS[who] for who in contenders])
+    for who in contenders:
+        client(world, ["seq", "-n", 20, "--url", url, "--ca", world.work / "mg-ca.pem",
+                       "--proxy", f"http://127.0.0.1:{proxies(world)[who]}"])
+
+
 def proxies(world):
     return {"modgate": world.mg, "squid": world.sq, "tinyproxy": world.tp, "mitmproxy": world.mp,
             "hudsucker": world.hs, "hyper floor": world.floor}
@@ -678,8 +705,10 @@ def http_forward(world, rounds, secs):
     lua = world.work / "abs.lua"
     lua.write_text(f'wrk.path = "http://127.0.0.1:{world.http}/small"\n')
     samples = {k: [] for k in ["direct", "modgate", "hyper floor", "squid", "tinyproxy"]}
-    for _ in range(rounds):
-        for who in samples:
+    for round_ in range(rounds):
+        order = list(samples)[::-1] if round_ % 2 else list(samples)
+        world.restart(*[PROCESS[who] for who in order if who in PROCESS])
+        for who in order:
             if who == "direct":
                 cmd = ["wrk", "-t1", "-c50", f"-d{secs}s", "--latency", f"http://127.0.0.1:{world.http}/small"]
             else:
@@ -735,10 +764,13 @@ def intercept_legs(world, rounds, n, conns, per_conn):
                   "hudsucker": (w / "mg-ca.pem", world.hs)}
     shapes = {"sequential": ["seq", "-n", n], f"{conns} parallel": ["par", "--conns", conns, "-n", per_conn]}
     samples = {f"{leg} {shape}": {who: [] for who in contenders} for leg in ("h2", "http1.1") for shape in shapes}
-    for _ in range(rounds):
+    for round_ in range(rounds):
+        order = list(contenders)[::-1] if round_ % 2 else list(contenders)
+        restart_warm(world, [who for who in order if who != "direct"], url)
         for row, by_who in samples.items():
             leg, shape = row.split(" ", 1)
-            for who, (ca, proxy) in contenders.items():
+            for who in order:
+                ca, proxy = contenders[who]
                 extra = ["--proxy", f"http://127.0.0.1:{proxy}"] if proxy else []
                 by_who[who].append(client(world, shapes[shape] + ["--url", url, "--ca", ca, "--alpn", leg] + extra))
     return {"intercept_legs": {
@@ -801,11 +833,14 @@ def intercept_profile(world, rounds, n):
     installed, where modgate's and hudsucker's CPU goes on the h2 leg (`perf record -e cpu-clock`)."""
     w = world.work
     url = f"https://localhost:{world.https2 if H2_ORIGIN else world.https}/small"
-    who_port = {"modgate": (world.mg, world.pid("modgate")), "hudsucker": (world.hs, world.pid("hudsucker"))}
-    samples = {leg: {who: [] for who in who_port} for leg in ("h2", "http1.1")}
-    for _ in range(rounds):
+    ports = {"modgate": world.mg, "hudsucker": world.hs}
+    samples = {leg: {who: [] for who in ports} for leg in ("h2", "http1.1")}
+    for round_ in range(rounds):
+        order = list(ports)[::-1] if round_ % 2 else list(ports)
+        restart_warm(world, order, url)
         for leg, by_who in samples.items():
-            for who, (port, pid) in who_port.items():
+            for who in order:
+                port, pid = ports[who], world.pid(who)
                 switches, cpu = thread_counters(pid)
                 client(world, ["seq", "-n", n, "--url", url, "--ca", w / "mg-ca.pem", "--alpn", leg,
                                "--proxy", f"http://127.0.0.1:{port}"])
@@ -817,7 +852,8 @@ def intercept_profile(world, rounds, n):
            for leg, by_who in samples.items()}
     if shutil.which("perf"):
         shares = {}
-        for who, (port, pid) in who_port.items():
+        for who, port in ports.items():
+            pid = world.pid(who)
             for _ in range(3):  # perf is slow to attach on a busy machine: an empty profile is taken again
                 data = w / f"perf-{who}.data"
                 data.unlink(missing_ok=True)
@@ -1471,7 +1507,9 @@ woken, and on a shared machine each wake waits for a core.
 
 Generated by `{command}` on {m['date']}: {m['cpus']} cores ({m['cpu']}), {m['mem_kib'] // 1024} MiB, Linux {m['kernel']}.
 Everything runs on 127.0.0.1 on this one machine; contenders are interleaved for {r['rounds']} rounds and the
-table shows medians. Raw numbers, every sample and every ratio are in [bench/results.json](../bench/results.json).
+table shows medians. In the HTTP forwarding and interception-leg rows each proxy is started again every round,
+and every other round runs them in reverse order: a process keeps the cores its threads settled on at its start, and one start per
+run once gave hudsucker a placement 1.34× faster than modgate's on a row where restarting both read 1.02×. Raw numbers, every sample and every ratio are in [bench/results.json](../bench/results.json).
 Load average at the start: {' '.join(m['loadavg_start'])}; at the end: {' '.join(m['loadavg_end'])}. The machine is
 shared with other engineers' builds: the load table below says how busy it was during each workload, and a
 workload measured while other processes kept more than about 0.2 cores busy is noisy.
@@ -1553,8 +1591,8 @@ compares two smoke runs the same way.
 
 `bench/run --ab OLD_BINARY` is the before/after for a change of a few per cent, which two full runs cannot
 show: this build and the modgate binary `OLD_BINARY` run side by side, round by round (`ROUNDS`, default 15;
-every other round in reverse order; both binaries started again at the start of each round, since a process
-keeps the cores its threads settled on for as long as it runs), with hudsucker on the four intercept legs (wall time and the proxy's CPU per request) and with the hyper floor
+every other round in reverse order; both binaries and the peers started again at the start of each round, since
+a process keeps the cores its threads settled on for as long as it runs), with hudsucker on the four intercept legs (wall time and the proxy's CPU per request) and with the hyper floor
 on HTTP forwarding (wrk -c50, 3 s). It prints new/old and each against its peer, and writes
 `target/bench-ab.json`.
 
@@ -1568,24 +1606,17 @@ def ab(world, old, rounds, n, per_conn, secs):
     """`bench/run --ab OLD`: this build and the modgate binary OLD, interleaved round by round with hudsucker
     (the intercept legs, wall time and the proxy's CPU per request) and with the hyper floor (HTTP forwarding
     with wrk -c50). A change of a few per cent shows only this way: on a shared machine a row moves by 10-30%
-    between full runs, but every contender in a round sees the same machine. Both modgate binaries are started
-    again at the start of every round, in that round's order. Started once, a process keeps whatever it got at
-    its start for the whole run: on this 2-vCPU machine one build measured 110 and 74 µs of CPU per request
-    in two interleaved runs of 30 rounds within half an hour, 25% and 1% away from another build started
-    beside it. Restarting makes that one more thing that varies round by round."""
+    between full runs, but every contender in a round sees the same machine. Both modgate binaries and the
+    peers are started again at the start of every round, in that round's order (see World.restart): restarting
+    only modgate gave hudsucker one placement for the whole run, and the http/1.1 sequential row read 1.34×
+    hudsucker's time where ten rounds restarting both read 1.02×."""
     global MODGATE
-    binaries = {"modgate": MODGATE, "modgate (old)": Path(old)}
-
-    def start(name, port):
-        global MODGATE
-        kept, MODGATE = MODGATE, binaries[name]
-        try:
-            world.start_modgate_with(name, port, "")
-        finally:
-            MODGATE = kept
-
     old_port = free_port()
-    start("modgate (old)", old_port)
+    kept, MODGATE = MODGATE, Path(old)
+    try:
+        world.start_modgate_with("modgate (old)", old_port, "")
+    finally:
+        MODGATE = kept
     w = world.work
     url = f"https://localhost:{world.https2 if H2_ORIGIN else world.https}/small"
     proxies = {"old": ("modgate (old)", old_port), "new": ("modgate", world.mg), "hudsucker": ("hudsucker", world.hs)}
@@ -1599,10 +1630,9 @@ def ab(world, old, rounds, n, per_conn, secs):
     for round_ in range(rounds):
         # Every other round runs the contenders in reverse, so none always goes first.
         turn = (lambda items: items[::-1]) if round_ % 2 else (lambda items: items)
-        for name, port in turn([("modgate (old)", old_port), ("modgate", world.mg)]):
-            world.stop_one(name)
-            start(name, port)
-        for name, port in turn([("modgate (old)", old_port), ("modgate", world.mg)]):
+        # Every contender, the peers too, is started again each round (see World.restart).
+        world.restart(*turn(["modgate (old)", "modgate", "hudsucker", "hyper-floor"]))
+        for name, port in turn([("modgate (old)", old_port), ("modgate", world.mg), ("hudsucker", world.hs)]):
             # Warm: the intercepted host's leaf and a pooled upstream connection.
             client(world, ["seq", "-n", 20, "--url", url, "--ca", w / "mg-ca.pem", "--proxy", f"http://127.0.0.1:{port}"])
         for leg, shape in rows:
