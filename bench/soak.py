@@ -55,6 +55,7 @@ class SoakWorld(harness.World):
     def __init__(self, work, go_modules):
         self.work = work
         self.procs = {}
+        self.commands = {}
         self.pki()
         # The harness fixture, with the soak's module count (its other rows
         # are small at the quick sizes).
