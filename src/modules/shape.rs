@@ -1,20 +1,32 @@
-//! Checking a `.info` or `@latest` answer before it is served or cached.
+//! Checking a `.info`, `@latest` or `.mod` answer before it is served or
+//! cached.
 //!
-//! `go` reads these as JSON (`{"Version": "...", "Time": "..."}`) and
-//! refuses one that does not parse, or whose `Version` is not the canonical
-//! version it asked for. The cache keeps the `.info` of a canonical version
-//! forever, so a mirror's one bad answer would otherwise break that version
-//! until someone removed it by hand. They are small, so the whole answer is
-//! read and checked here. A bad one is that mirror's failure: a 502 naming
-//! it, and `|` moves on to the next mirror. It is never cached, and it does
-//! not count against the mirror's health (the mirror is up; this one
-//! answer is wrong).
+//! `go` reads a `.info` or `@latest` as JSON (`{"Version": "...", "Time":
+//! "..."}`) and refuses one that does not parse, or whose `Version` is not
+//! the canonical version it asked for. It refuses a `.mod` with no module
+//! statement ("parsing go.mod: missing module line"), which is what a login
+//! page or an error page served with a 200 looks like. The cache keeps
+//! these files of a canonical version forever, and the checksum database
+//! vouches for a `.mod` only where `[sumdb] verify` is on and the module is
+//! not `nosumdb`, so a mirror's one bad answer would otherwise break that
+//! version until someone removed it by hand.
+//!
+//! A `.info` is small, so the whole answer is read and checked. A `.mod` is
+//! read only as far as its module statement, which comes first but for
+//! comments; the rest streams. A bad answer is that mirror's failure: a 502
+//! naming it, and `|` moves on to the next mirror. It is never cached, and it
+//! does not count against the mirror's health (the mirror is up; this one
+//! answer is wrong). Only what `go` itself refuses is refused: a `.mod`'s
+//! module path is not compared with the module asked for, since `go`
+//! accepts a fork's go.mod that still names the original under `replace`.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use http::{Response, StatusCode, header};
-use http_body_util::BodyExt;
+use http_body::Frame;
+use http_body_util::{BodyExt, BodyStream, StreamBody};
 
 use crate::core::body::{Body, full};
 use crate::core::error::Error;
@@ -22,37 +34,113 @@ use crate::core::timer;
 use crate::gomod::request::{MAX_INFO_BYTES, ModuleRequest};
 use crate::gomod::semver::is_canonical;
 
-/// `resp`, a source's 200 answer to `request`, with its body read and
-/// checked when `request` is a `.info` or `@latest`; other answers pass
-/// untouched. `source` names the answer's source in errors; `timeout`
-/// bounds the wait for the body.
+/// How far into a `.mod` its module statement is looked for; past this,
+/// the rest streams unjudged.
+const MOD_LOOK_BYTES: usize = 256 * 1024;
+
+/// `resp`, a source's 200 answer to `request`, checked when `request` is a
+/// `.info`, `@latest` or `.mod`; other answers pass untouched, and so does
+/// a body with a `Content-Encoding` (gzip from a static host that ignores
+/// `Accept-Encoding`), whose bytes are not the file's. `source`
+/// names the answer's source in errors; `timeout` bounds the wait for the
+/// part of the body that is checked.
 pub async fn checked(
     request: &ModuleRequest,
     resp: Response<Body>,
     source: &str,
     timeout: Duration,
 ) -> Result<Response<Body>, Error> {
-    let wanted = match request {
-        ModuleRequest::Info { version, .. } => is_canonical(version).then_some(version.as_str()),
-        ModuleRequest::Latest { .. } => None,
-        _ => return Ok(resp),
-    };
-    if resp.status() != StatusCode::OK {
+    let encoded = resp
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if resp.status() != StatusCode::OK || encoded {
         return Ok(resp);
     }
-    let failed = |reason: String| Error::BadAnswer {
+    let result = match request {
+        ModuleRequest::Info { version, .. } => {
+            info(resp, is_canonical(version).then_some(version.as_str()), timeout).await
+        }
+        ModuleRequest::Latest { .. } => info(resp, None, timeout).await,
+        ModuleRequest::Mod { .. } => go_mod(resp, timeout).await,
+        _ => return Ok(resp),
+    };
+    result.map_err(|reason| Error::BadAnswer {
         target: source.to_owned(),
         reason: format!("{}: {reason}", what(request)),
-    };
+    })
+}
+
+/// A `.info` or `@latest` answer, read whole and checked ([`check_info`]).
+async fn info(resp: Response<Body>, wanted: Option<&str>, timeout: Duration) -> Result<Response<Body>, String> {
     let (mut parts, body) = resp.into_parts();
-    let bytes = match timer::timeout(timeout, read_small(body)).await {
-        Err(_) => return Err(failed(format!("its body did not arrive within {timeout:?}"))),
-        Ok(read) => read.map_err(failed)?,
-    };
-    check_info(&bytes, wanted).map_err(failed)?;
+    let bytes = timer::timeout(timeout, read_small(body))
+        .await
+        .map_err(|_| format!("its body did not arrive within {timeout:?}"))??;
+    check_info(&bytes, wanted)?;
     parts.headers.remove(header::TRANSFER_ENCODING);
     parts.headers.insert(header::CONTENT_LENGTH, bytes.len().into());
     Ok(Response::from_parts(parts, full(bytes)))
+}
+
+/// A `.mod` answer, read as far as its module statement, then the same
+/// answer: what was read, and the rest of the body as it comes.
+async fn go_mod(resp: Response<Body>, timeout: Duration) -> Result<Response<Body>, String> {
+    let (parts, mut body) = resp.into_parts();
+    let mut head = BytesMut::new();
+    let has_module = timer::timeout(timeout, read_to_module_line(&mut body, &mut head))
+        .await
+        .map_err(|_| format!("its module line did not arrive within {timeout:?}"))??;
+    if !has_module {
+        return Err("it has no module line, so go would refuse it (\"missing module line\")".into());
+    }
+    let head = futures_util::stream::once(std::future::ready(Ok(Frame::data(head.freeze()))));
+    let body = StreamBody::new(head.chain(BodyStream::new(body)));
+    Ok(Response::from_parts(parts, body.boxed_unsync()))
+}
+
+/// Reads `body` into `head` until a line of it is a module statement, or
+/// [`MOD_LOOK_BYTES`] were read: false only when the whole body arrived
+/// and no line of it is one.
+async fn read_to_module_line(body: &mut Body, head: &mut BytesMut) -> Result<bool, String> {
+    let mut line_start = 0;
+    loop {
+        while let Some(end) = head[line_start..].iter().position(|&b| b == b'\n') {
+            if is_module_statement(&head[line_start..line_start + end]) {
+                return Ok(true);
+            }
+            line_start += end + 1;
+        }
+        if head.len() > MOD_LOOK_BYTES {
+            return Ok(true);
+        }
+        match body.frame().await {
+            None => return Ok(is_module_statement(&head[line_start..])),
+            Some(Err(e)) => return Err(format!("its body failed after {} bytes: {e}", head.len())),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    head.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `line` of a go.mod is its module statement (`module path`, or
+/// `module (` opening a block): the word `module` as go's modfile lexer
+/// reads a first token, ended by a space, a bracket, a comma, a comment or
+/// the line's end. Lenient where unsure (a byte-order mark, other bytes
+/// that end no token but are not ASCII): only what go surely refuses is
+/// refused.
+fn is_module_statement(line: &[u8]) -> bool {
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line).trim_ascii_start();
+    let Some(rest) = line.strip_prefix(b"module") else {
+        return false;
+    };
+    match rest.first() {
+        None => true,
+        Some(&c) => c <= b' ' || !c.is_ascii() || b"()[]{},".contains(&c) || rest.starts_with(b"//"),
+    }
 }
 
 /// The whole of a body of at most [`MAX_INFO_BYTES`].
@@ -70,10 +158,12 @@ async fn read_small(mut body: Body) -> Result<Bytes, String> {
     Ok(bytes.freeze())
 }
 
-/// The file asked for, for messages: `.info of m@v` or `@latest of m`.
+/// The file asked for, for messages: `.info of m@v`, `.mod of m@v` or
+/// `@latest of m`.
 fn what(request: &ModuleRequest) -> String {
     match request {
         ModuleRequest::Info { module, version } => format!(".info of {module}@{version}"),
+        ModuleRequest::Mod { module, version } => format!(".mod of {module}@{version}"),
         other => format!("@{} of {}", other.kind(), other.module().unwrap_or("-")),
     }
 }
@@ -181,5 +271,95 @@ mod tests {
         let mut gone = answer(b"gone".to_vec());
         *gone.status_mut() = StatusCode::GONE;
         assert!(checked(&info, gone, "s", Duration::from_secs(5)).await.is_ok());
+        let mut gzipped = answer(vec![0x1f, 0x8b, 8, 0]);
+        gzipped
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        assert!(checked(&info, gzipped, "s", Duration::from_secs(5)).await.is_ok());
+    }
+
+    #[test]
+    fn a_module_statement_is_the_word_module_as_gos_lexer_reads_it() {
+        for line in [
+            "module example.com/m",
+            "  module\texample.com/m // comment",
+            "module \"example.com/m\"",
+            "module (",
+            "module(",
+            "module// comment",
+            "module",
+            "\u{feff}module example.com/m",
+        ] {
+            assert!(is_module_statement(line.as_bytes()), "{line:?}");
+        }
+        for line in [
+            "",
+            "// module example.com/m",
+            "modules example.com/m",
+            "module/x example.com/m",
+            "module\"example.com/m\"",
+            "go 1.22",
+            "<!DOCTYPE html>",
+            "\trequire module v1.0.0",
+        ] {
+            assert!(!is_module_statement(line.as_bytes()), "{line:?}");
+        }
+    }
+
+    /// A body of `chunks`, each its own frame.
+    fn in_frames(chunks: &[&'static [u8]]) -> Body {
+        let frames: Vec<Result<Frame<Bytes>, crate::core::body::BoxError>> =
+            chunks.iter().map(|c| Ok(Frame::data(Bytes::from_static(c)))).collect();
+        StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+    }
+
+    #[tokio::test]
+    async fn a_mod_is_read_to_its_module_line_and_passes_whole() {
+        let go_mod = ModuleRequest::Mod {
+            module: "example.com/m".into(),
+            version: "v1.0.0".into(),
+        };
+        let check = |chunks: &[&'static [u8]]| {
+            checked(
+                &go_mod,
+                Response::new(in_frames(chunks)),
+                "https://m.test",
+                Duration::from_secs(5),
+            )
+        };
+        // Comments first, the statement split across frames, no newline at
+        // the end: the client gets every byte, in order.
+        let chunks: [&[u8]; 4] = [
+            b"// Copyright\r\n\n",
+            b"mod",
+            b"ule example.com/m\n\ngo 1.22\n",
+            b"require x v1",
+        ];
+        let ok = check(&chunks).await.unwrap();
+        assert_eq!(ok.into_body().collect().await.unwrap().to_bytes(), chunks.concat());
+        let last_line = check(&[b"go 1.22\nmodule example.com/m"]).await.unwrap();
+        assert_eq!(
+            last_line.into_body().collect().await.unwrap().to_bytes(),
+            &b"go 1.22\nmodule example.com/m"[..]
+        );
+        // What go refuses: no module statement at all.
+        for refused in [
+            &b"<html><body>Please log in</body></html>\n"[..],
+            b"",
+            b"go 1.22\nrequire (\n)\n",
+        ] {
+            let err = check(&[refused]).await.unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "upstream https://m.test sent a bad answer: .mod of example.com/m@v1.0.0: it has no module line, so go would refuse it (\"missing module line\")"
+            );
+        }
+        // Past the look-ahead, the rest streams unjudged.
+        let long: &'static [u8] = Box::leak(vec![b'/'; MOD_LOOK_BYTES + 1].into_boxed_slice());
+        let unjudged = check(&[long, b"\nno statement\n"]).await.unwrap();
+        assert_eq!(
+            unjudged.into_body().collect().await.unwrap().to_bytes().len(),
+            MOD_LOOK_BYTES + 15
+        );
     }
 }

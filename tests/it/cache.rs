@@ -542,6 +542,47 @@ async fn a_bad_info_is_refused_not_cached_and_the_next_mirror_answers() {
     proxy.stop().await;
 }
 
+/// A `.mod` with no module statement (a login page served with a 200) is
+/// the mirror's failure even where no checksum database vouches for it (a
+/// `nosumdb` module): a 502 naming it, nothing cached, and after `|` the
+/// next mirror's go.mod is served and cached.
+#[tokio::test]
+async fn a_mod_without_a_module_line_is_refused_not_cached_and_the_next_mirror_answers() {
+    let world = World::new().await;
+    let bad = start_mirror(&world.fixture()).await;
+    let good = start_mirror(&world.fixture()).await;
+    let go_mod = "/git.corp.test/team/private/@v/v1.0.0.mod";
+    let want = std::fs::read(world.fixture().join(go_mod.trim_start_matches('/'))).unwrap();
+    let login = b"<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>\n";
+    bad.replaced.lock().unwrap().insert(go_mod.into(), login.to_vec());
+    let proxy = world.proxy(&world.config(&format!("http://{}", bad.addr), "")).await;
+    let (status, _, body) = endpoint_get(proxy.addr, go_mod).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.starts_with(&format!(
+            "modgate: upstream http://{} sent a bad answer: .mod of git.corp.test/team/private@v1.0.0: it has no module line, so go would refuse it",
+            bad.addr
+        )),
+        "{body}"
+    );
+    assert!(!world.cached(go_mod.trim_start_matches('/')));
+    proxy.stop().await;
+    let list = format!("http://{}|http://{}", bad.addr, good.addr);
+    let proxy = world.proxy(&world.config(&list, "")).await;
+    let (status, headers, body) = endpoint_get(proxy.addr, go_mod).await;
+    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
+    assert_eq!(body, want);
+    assert_eq!((bad.count(go_mod), good.count(go_mod)), (2, 1));
+    assert!(world.cached(go_mod.trim_start_matches('/')));
+    let (status, headers, body) = endpoint_get(proxy.addr, go_mod).await;
+    assert_eq!(
+        (status, headers["x-cache"].to_str().unwrap(), body),
+        (200, "hit", Bytes::from(want))
+    );
+    proxy.stop().await;
+}
+
 /// A valid zip or go.mod whose hash is not the checksum database's record
 /// is refused (the client never gets it whole) and not cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
