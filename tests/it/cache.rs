@@ -513,28 +513,37 @@ async fn a_bad_info_is_refused_not_cached_and_the_next_mirror_answers() {
     let proxy = world.proxy(&world.config(&format!("http://{}", bad.addr), "")).await;
     for (answer, why) in answers {
         bad.replaced.lock().unwrap().insert(info.into(), answer);
-        let (status, _, body) = endpoint_get(proxy.addr, info).await;
-        let body = String::from_utf8_lossy(&body);
-        assert_eq!(status, 502, "{body}");
-        assert!(
-            body.starts_with(&format!(
-                "modgate: upstream http://{} sent a bad answer: .info of example.test/alpha@v1.1.0: ",
-                bad.addr
-            )),
-            "{body}"
-        );
-        assert!(body.contains(why), "{body}");
-        assert!(!world.cached(info.trim_start_matches('/')));
+        let what = ".info of example.test/alpha@v1.1.0: ";
+        assert_refused_as_bad(&world, proxy.addr, bad.addr, info, what, why).await;
     }
     proxy.stop().await;
+    assert_the_next_mirror_serves(&world, &bad, &good, info, want).await;
+}
+
+/// `path` from `proxy`, whose only mirror, at `bad`, answers it badly: a
+/// 502 naming the mirror and `what` (the file) and saying `why`, and
+/// nothing cached.
+async fn assert_refused_as_bad(world: &World, proxy: SocketAddr, bad: SocketAddr, path: &str, what: &str, why: &str) {
+    let (status, _, body) = endpoint_get(proxy, path).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{body}");
+    let named = format!("modgate: upstream http://{bad} sent a bad answer: {what}");
+    assert!(body.starts_with(&named), "{body}");
+    assert!(body.contains(why), "{body}");
+    assert!(!world.cached(path.trim_start_matches('/')));
+}
+
+/// With `bad|good` as the list, `path` is `good`'s `want`: served as a
+/// miss after `bad`'s bad answer, cached, then a hit.
+async fn assert_the_next_mirror_serves(world: &World, bad: &Mirror, good: &Mirror, path: &str, want: Vec<u8>) {
     let list = format!("http://{}|http://{}", bad.addr, good.addr);
     let proxy = world.proxy(&world.config(&list, "")).await;
-    let (status, headers, body) = endpoint_get(proxy.addr, info).await;
+    let (status, headers, body) = endpoint_get(proxy.addr, path).await;
     assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
     assert_eq!(body, want);
-    assert_eq!(good.count(info), 1);
-    assert!(world.cached(info.trim_start_matches('/')));
-    let (status, headers, body) = endpoint_get(proxy.addr, info).await;
+    assert_eq!(good.count(path), 1);
+    assert!(world.cached(path.trim_start_matches('/')));
+    let (status, headers, body) = endpoint_get(proxy.addr, path).await;
     assert_eq!(
         (status, headers["x-cache"].to_str().unwrap(), body),
         (200, "hit", Bytes::from(want))
@@ -556,31 +565,12 @@ async fn a_mod_without_a_module_line_is_refused_not_cached_and_the_next_mirror_a
     let login = b"<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>\n";
     bad.replaced.lock().unwrap().insert(go_mod.into(), login.to_vec());
     let proxy = world.proxy(&world.config(&format!("http://{}", bad.addr), "")).await;
-    let (status, _, body) = endpoint_get(proxy.addr, go_mod).await;
-    let body = String::from_utf8_lossy(&body);
-    assert_eq!(status, 502, "{body}");
-    assert!(
-        body.starts_with(&format!(
-            "modgate: upstream http://{} sent a bad answer: .mod of git.corp.test/team/private@v1.0.0: it has no module line, so go would refuse it",
-            bad.addr
-        )),
-        "{body}"
-    );
-    assert!(!world.cached(go_mod.trim_start_matches('/')));
+    let what = ".mod of git.corp.test/team/private@v1.0.0: it has no module line, so go would refuse it";
+    let why = "(\"missing module line\")";
+    assert_refused_as_bad(&world, proxy.addr, bad.addr, go_mod, what, why).await;
     proxy.stop().await;
-    let list = format!("http://{}|http://{}", bad.addr, good.addr);
-    let proxy = world.proxy(&world.config(&list, "")).await;
-    let (status, headers, body) = endpoint_get(proxy.addr, go_mod).await;
-    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
-    assert_eq!(body, want);
-    assert_eq!((bad.count(go_mod), good.count(go_mod)), (2, 1));
-    assert!(world.cached(go_mod.trim_start_matches('/')));
-    let (status, headers, body) = endpoint_get(proxy.addr, go_mod).await;
-    assert_eq!(
-        (status, headers["x-cache"].to_str().unwrap(), body),
-        (200, "hit", Bytes::from(want))
-    );
-    proxy.stop().await;
+    assert_the_next_mirror_serves(&world, &bad, &good, go_mod, want).await;
+    assert_eq!(bad.count(go_mod), 2);
 }
 
 /// A valid zip or go.mod whose hash is not the checksum database's record
