@@ -39,7 +39,7 @@ use crate::core::timer;
 use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::gomod::semver::is_canonical;
 use crate::modules::flight::{Flight, Head, Progress, spool_write};
-use crate::modules::verify::{ContentCheck, Subject, Verdict};
+use crate::modules::verify::{ContentCheck, Subject, Verdict, check_well_formed};
 pub use crate::telemetry::access::CacheStatus;
 
 /// The largest 404/410 body remembered.
@@ -398,8 +398,15 @@ impl ModuleCache {
                 reason: format!("the body ended after {written} of {} bytes", length.unwrap_or_default()),
             });
         }
-        if let (Some(check), Some(subject)) = (self.check.load_full(), Subject::of(request)) {
-            match check.check(&subject, flight.spool(), source).await {
+        if let Some(subject) = Subject::of(request) {
+            // With no database, still nothing that go would refuse.
+            let verdict = match self.check.load_full() {
+                Some(check) => check.check(&subject, flight.spool(), source).await,
+                None => check_well_formed(&subject, flight.spool(), source)
+                    .await
+                    .map(|()| Verdict::Verified),
+            };
+            match verdict {
                 Ok(Verdict::Verified) => {}
                 Ok(Verdict::Unverifiable(why)) => {
                     tracing::warn!(key = key.as_str(), reason = %why, "cannot verify against the checksum database; served but not cached");
@@ -407,7 +414,7 @@ impl ModuleCache {
                 }
                 Err(e) => {
                     self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(key = key.as_str(), error = %e, "refused: verification failed");
+                    tracing::warn!(key = key.as_str(), error = %e, "refused: the content check failed");
                     return Err(e);
                 }
             }

@@ -6,6 +6,10 @@
 //! last one seen. Modules in `sumdb.nosumdb` cannot be in the database:
 //! they are trusted on first use, and the hash first seen is kept, so
 //! different content for the same version later is refused.
+//!
+//! Without a database (`sumdb.verify = false`) a zip is still refused when
+//! it is not a module zip `go` would accept ([`check_well_formed`]): an
+//! error page served with a 200 would otherwise be cached as the version.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,7 +88,7 @@ impl ContentCheck {
     /// Checks the complete content of `subject` in `file` (from `source`,
     /// named in the refusal). A mismatch is an error naming both hashes.
     pub async fn check(&self, subject: &Subject, file: &Path, source: &str) -> Result<Verdict, Error> {
-        let got = h1_of(subject, file).await?;
+        let got = h1_of(subject, file, source).await?;
         if self.settings.is_private(&subject.module) {
             return self.trust_on_first_use(subject, &got, source).await;
         }
@@ -147,8 +151,21 @@ fn tofu_name(subject: &Subject) -> PathBuf {
     PathBuf::from(module).join(format!("{version}.{ext}"))
 }
 
-/// The `h1:` hash of the file's content, off the async runtime.
-async fn h1_of(subject: &Subject, file: &Path) -> Result<String, Error> {
+/// Checks, with no database to compare hashes with, that `subject`'s
+/// content in `file` (from `source`) is a module file `go` would accept:
+/// a zip must open as a module zip (the checks hashing it makes). A
+/// `.mod`'s module statement was checked as it arrived
+/// ([`crate::modules::shape`]).
+pub async fn check_well_formed(subject: &Subject, file: &Path, source: &str) -> Result<(), Error> {
+    if !subject.zip {
+        return Ok(());
+    }
+    h1_of(subject, file, source).await.map(drop)
+}
+
+/// The `h1:` hash of the file's content (from `source`, named when it is
+/// not a valid module file), off the async runtime.
+async fn h1_of(subject: &Subject, file: &Path, source: &str) -> Result<String, Error> {
     let (subject, file) = (subject.clone(), file.to_owned());
     let what = subject.what();
     let hashed = tokio::task::spawn_blocking(move || -> Result<String, String> {
@@ -163,7 +180,7 @@ async fn h1_of(subject: &Subject, file: &Path) -> Result<String, Error> {
     .await
     .map_err(|e| Error::Internal(format!("hashing {what}: {e}")))?;
     hashed.map_err(|e| Error::Upstream {
-        target: "upstream".into(),
-        reason: format!("{what} is not a valid module file: {e}"),
+        target: source.to_owned(),
+        reason: format!("{what} is not a valid module file: {e}; not served complete and not cached"),
     })
 }

@@ -551,6 +551,44 @@ async fn assert_the_next_mirror_serves(world: &World, bad: &Mirror, good: &Mirro
     proxy.stop().await;
 }
 
+/// With `sumdb.verify = false` there is no hash to compare, but a zip that
+/// is no module zip (an error page served with a 200) is still refused:
+/// the client never gets it whole, it is not cached, and once the mirror
+/// serves the real zip that is served and cached.
+#[tokio::test]
+async fn without_verification_a_zip_that_is_no_zip_is_refused_and_not_cached() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let zip = "/example.test/alpha/@v/v1.1.0.zip";
+    let page = b"<html><body>503 Service Unavailable</body></html>\n".to_vec();
+    mirror.replaced.lock().unwrap().insert(zip.into(), page.clone());
+    let config = world.config(&format!("http://{}", mirror.addr), "verify = false");
+    let proxy = world.proxy(&config).await;
+    let (status, _, body) = endpoint_get(proxy.addr, zip).await;
+    // Refused before the head went out (a 502 naming why), or after it
+    // (the body cut short), as the check and the client's read race.
+    let text = String::from_utf8_lossy(&body);
+    match status {
+        502 => assert!(
+            text.contains(&format!(
+                "upstream http://{} failed: the zip of example.test/alpha@v1.1.0 is not a valid module file",
+                mirror.addr
+            )),
+            "{text}"
+        ),
+        200 => assert!(body.len() < page.len(), "the client never gets it whole"),
+        other => panic!("{other}: {text}"),
+    }
+    assert!(!world.cached(zip.trim_start_matches('/')));
+    mirror.replaced.lock().unwrap().clear();
+    let want = std::fs::read(world.fixture().join(zip.trim_start_matches('/'))).unwrap();
+    let (status, headers, body) = endpoint_get(proxy.addr, zip).await;
+    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
+    assert!(body == want);
+    assert!(world.cached(zip.trim_start_matches('/')));
+    proxy.stop().await;
+}
+
 /// A `.mod` with no module statement (a login page served with a 200) is
 /// the mirror's failure even where no checksum database vouches for it (a
 /// `nosumdb` module): a 502 naming it, nothing cached, and after `|` the

@@ -563,25 +563,42 @@ async fn a_cache_miss_trickling_in_reaches_every_client_whole() {
     use http_body_util::BodyExt;
     const PIECES: usize = 2000;
     const PIECE: usize = 256;
-    let upstream = start_origin(std::sync::Arc::new(|_req| {
-        Box::pin(async {
+    /// The zip of `module`@v1.0.0 served: one stored file of PIECES x PIECE
+    /// bytes, so it arrives in PIECES pieces and then some.
+    fn trickled_zip(module: &str) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file(format!("{module}@v1.0.0/data.bin"), stored).unwrap();
+        let data: Vec<u8> = (0..PIECES * PIECE).map(|i| (i / PIECE % 251) as u8).collect();
+        std::io::Write::write_all(&mut zip, &data).unwrap();
+        zip.finish().unwrap().into_inner()
+    }
+    let upstream = start_origin(std::sync::Arc::new(|req: http::Request<hyper::body::Incoming>| {
+        let module = req.uri().path()[1..]
+            .split("/@v/")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Box::pin(async move {
+            let zip = trickled_zip(&module);
             let (tx, body) = chan_body(1);
+            let length = zip.len();
             tokio::spawn(async move {
-                for i in 0..PIECES {
-                    if tx.send(bytes::Bytes::from(vec![(i % 251) as u8; PIECE])).await.is_err() {
+                for piece in zip.chunks(PIECE) {
+                    if tx.send(bytes::Bytes::copy_from_slice(piece)).await.is_err() {
                         return;
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
             });
             let mut r = http::Response::new(body);
-            r.headers_mut().insert("content-length", (PIECES * PIECE).into());
+            r.headers_mut().insert("content-length", length.into());
             r
         })
     }))
     .await;
     let cache = tempfile::tempdir().unwrap();
-    // No checksum database knows these bytes; the spool is what is tested.
+    // No checksum database knows these zips; the spool is what is tested.
     let proxy = start_proxy(&format!(
         "[cache]\ndir = \"{}\"\n[sumdb]\nverify = false\n[[rule]]\nname = \"all\"\naction = \"mirror\"\nmirrors = \"http://{}\"\n",
         cache.path().display(),
@@ -600,9 +617,10 @@ async fn a_cache_miss_trickling_in_reaches_every_client_whole() {
             )
             .await;
         let status = resp.status();
-        match resp.into_body().collect().await.map(|b| b.to_bytes().len()) {
-            Ok(len) if status == 200 && len == PIECES * PIECE => None,
-            Ok(len) => Some(format!("{path}: {status}, {len} bytes")),
+        let want = trickled_zip(&format!("example.test/trickle{i}"));
+        match resp.into_body().collect().await.map(|b| b.to_bytes()) {
+            Ok(body) if status == 200 && body == want => None,
+            Ok(body) => Some(format!("{path}: {status}, {} bytes", body.len())),
             Err(e) => Some(format!("{path}: {status}, then the body failed: {e}")),
         }
     });
