@@ -354,6 +354,19 @@ mod tests {
                 "upstream https://m.test sent a bad answer: .mod of example.com/m@v1.0.0: it has no module line, so go would refuse it (\"missing module line\")"
             );
         }
+        // A mirror that sends a comment and then stalls is cut off at the
+        // timeout, not waited for.
+        let stalled = futures_util::stream::iter([Ok(Frame::data(Bytes::from_static(b"// a\n")))]).chain(
+            futures_util::stream::pending::<Result<Frame<Bytes>, crate::core::body::BoxError>>(),
+        );
+        let stalled = Response::new(StreamBody::new(stalled).boxed_unsync());
+        let err = checked(&go_mod, stalled, "https://m.test", Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().ends_with("its module line did not arrive within 50ms"),
+            "{err}"
+        );
         // Past the look-ahead, the rest streams unjudged.
         let long: &'static [u8] = Box::leak(vec![b'/'; MOD_LOOK_BYTES + 1].into_boxed_slice());
         let unjudged = check(&[long, b"\nno statement\n"]).await.unwrap();
