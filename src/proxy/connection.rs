@@ -33,9 +33,14 @@ use crate::proxy::{authenticate, endpoint, forward, redirected, tunnel};
 use crate::telemetry::access::{method_name, uri_text};
 
 /// Serves one client connection until it ends.
+///
+/// Each kind of connection's state is boxed: a task holds its future's
+/// largest state for its whole life, so an idle tunnel would otherwise
+/// carry the HTTP and interception paths' kilobytes (issue 13 measured
+/// 16.8 KiB per idle tunnel unboxed, 12.8 KiB boxed).
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, inbound: Inbound) {
     if let Inbound::Transparent(redirected) = inbound {
-        return redirected::serve(ctx, stream, peer, redirected).await;
+        return Box::pin(redirected::serve(ctx, stream, peer, redirected)).await;
     }
     let _ = stream.set_nodelay(true);
     let first = tokio::select! {
@@ -44,7 +49,7 @@ pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, 
     };
     match first {
         Ok(Some(first)) if first.is_connect() => tunnel::serve(ctx, stream, peer, first).await,
-        Ok(Some(first)) => serve_http(ctx, stream, peer, first).await,
+        Ok(Some(first)) => Box::pin(serve_http(ctx, stream, peer, first)).await,
         Ok(None) => {}
         Err(err) => {
             let mut access = ctx.access(peer, "-", "-");

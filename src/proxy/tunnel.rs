@@ -50,10 +50,12 @@ pub enum Tunnel {
 /// Serves a CONNECT until the tunnel ends.
 pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, first: FirstRequest) {
     let mut access = ctx.access(peer, "CONNECT", first.target.clone());
-    let opened = match authenticate::connect(ctx, &first, peer.ip()).await {
+    // Boxed, as the steps before the relay are not kept while it runs
+    // (see connection::serve).
+    let opened = match Box::pin(authenticate::connect(ctx, &first, peer.ip())).await {
         Ok(user) => {
             access.user = user;
-            open(ctx, &mut access, &first.target).await
+            Box::pin(open(ctx, &mut access, &first.target)).await
         }
         Err(err) => Err(err),
     };
@@ -83,7 +85,7 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
 pub async fn run(ctx: &Arc<Context>, client: TcpStream, tunnel: Tunnel, early: Bytes, access: &mut Access) {
     let peer = access.client;
     match tunnel {
-        Tunnel::Intercept(dest) => intercept::serve(ctx, client, early, peer, dest, access).await,
+        Tunnel::Intercept(dest) => Box::pin(intercept::serve(ctx, client, early, peer, dest, access)).await,
         Tunnel::Relay {
             upstream,
             addr,
