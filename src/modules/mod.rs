@@ -5,10 +5,12 @@
 //! - [`proxy_source`]: module proxies over HTTP(S), and `direct`.
 //! - [`dir_source`]: GOPROXY-layout directories (`file://`).
 //! - [`fetch`]: the fall-through loop over a mirror list.
+//! - [`decode`]: a mirror's gzip or deflate answer, decoded as it streams.
 //! - [`shape`]: `.info` and `@latest` answers checked as `go` reads them.
 //! - [`sumdb`]: verifying module hashes against a checksum database.
 
 pub mod cached;
+pub mod decode;
 pub mod dir_source;
 pub mod fetch;
 pub mod flight;

@@ -23,6 +23,7 @@ use crate::core::proxy_url::ProxyUrl;
 use crate::core::timer;
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
+use crate::modules::{decode, shape};
 use crate::upstream::parent::refusal_hint;
 use crate::upstream::pool::{self, Clients, HttpClient, client_error};
 
@@ -187,6 +188,18 @@ async fn get(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // A HEAD's answer has no body to decode, but its headers describe the
+    // file as a GET would get it: decoded.
+    let body = match decode::decoded(&mut parts.headers, body.map_err(BoxError::from).boxed_unsync()) {
+        Ok(_) if req.head => full(Bytes::new()),
+        Ok(body) => body,
+        Err(reason) => {
+            return Answer::Failed(Error::BadAnswer {
+                target: base.to_owned(),
+                reason: format!("{}: {reason}", shape::what(req.request)),
+            });
+        }
+    };
     if let ModuleRequest::Zip { .. } = req.request {
         let declared = parts
             .headers
@@ -205,7 +218,7 @@ async fn get(
             .boxed_unsync();
         return Answer::Found(Response::from_parts(parts, limited));
     }
-    Answer::Found(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()))
+    Answer::Found(Response::from_parts(parts, body))
 }
 
 /// The parent proxy a plain-HTTP `url` is sent to in absolute form, if any.

@@ -63,6 +63,9 @@ pub(crate) struct Mirror {
     truncate_zips: Arc<std::sync::atomic::AtomicBool>,
     /// Bytes to serve instead of the tree's, by path.
     pub(crate) replaced: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    /// A `Content-Encoding` for every 200, asked for or not: `gzip`
+    /// compresses the body, any other is only named.
+    encoding: Arc<Mutex<Option<&'static str>>>,
     counts: Arc<Mutex<HashMap<String, usize>>>,
     gone: tokio_util::sync::CancellationToken,
 }
@@ -94,27 +97,30 @@ pub(crate) async fn start_mirror(root: &Path) -> Mirror {
         head_delay_ms: Arc::new(AtomicU64::new(0)),
         truncate_zips: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         replaced: Arc::new(Mutex::new(HashMap::new())),
+        encoding: Arc::new(Mutex::new(None)),
         counts: Arc::new(Mutex::new(HashMap::new())),
         gone: tokio_util::sync::CancellationToken::new(),
     };
-    let (status, delay, head_delay, truncate, replaced, counts, gone) = (
+    let (status, delay, head_delay, truncate, replaced, encoding, counts, gone) = (
         mirror.status.clone(),
         mirror.zip_delay_ms.clone(),
         mirror.head_delay_ms.clone(),
         mirror.truncate_zips.clone(),
         mirror.replaced.clone(),
+        mirror.encoding.clone(),
         mirror.counts.clone(),
         mirror.gone.clone(),
     );
     let root = root.to_owned();
     tokio::spawn(gone.clone().run_until_cancelled_owned(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (status, delay, head_delay, truncate, replaced, counts, root) = (
+            let (status, delay, head_delay, truncate, replaced, encoding, counts, root) = (
                 status.clone(),
                 delay.clone(),
                 head_delay.clone(),
                 truncate.clone(),
                 replaced.clone(),
+                encoding.clone(),
                 counts.clone(),
                 root.clone(),
             );
@@ -129,6 +135,7 @@ pub(crate) async fn start_mirror(root: &Path) -> Mirror {
                     *counts.lock().unwrap().entry(counted).or_insert(0) += 1;
                     let forced = status.load(Ordering::SeqCst);
                     let replaced = replaced.lock().unwrap().get(&path).cloned();
+                    let encoding = *encoding.lock().unwrap();
                     let (delay, truncate, root) = (delay.clone(), truncate.clone(), root.clone());
                     let head_delay = head_delay.load(Ordering::SeqCst);
                     async move {
@@ -146,6 +153,12 @@ pub(crate) async fn start_mirror(root: &Path) -> Mirror {
                             *r.status_mut() = StatusCode::NOT_FOUND;
                             return Ok(r);
                         };
+                        if let Some(coding) = encoding {
+                            let bytes = if coding == "gzip" { gzip(&bytes) } else { bytes };
+                            let mut r = Response::new(full(bytes));
+                            r.headers_mut().insert("content-encoding", coding.parse().unwrap());
+                            return Ok(r);
+                        }
                         if !path.ends_with(".zip") {
                             return Ok(Response::new(full(bytes)));
                         }
@@ -549,6 +562,68 @@ async fn assert_the_next_mirror_serves(world: &World, bad: &Mirror, good: &Mirro
         (200, "hit", Bytes::from(want))
     );
     proxy.stop().await;
+}
+
+/// `data` gzipped, as a static host serves it.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A mirror that gzips every answer although modgate asked for none:
+/// `go` gets every file plain through modgate, the same hashes as from the
+/// tree itself; each is verified and cached plain, and served plain again
+/// from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_that_gzips_every_answer_is_decoded_verified_and_cached_plain() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    *mirror.encoding.lock().unwrap() = Some("gzip");
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    let through = GoProject::new(REQUIRES).download(&via_endpoint(&proxy, &world)).await;
+    through.assert_ok();
+    let direct = GoProject::new(REQUIRES)
+        .download(&[("GOPROXY", format!("file://{}", world.fixture().display()))])
+        .await;
+    direct.assert_ok();
+    assert_eq!(through.modules, direct.modules, "the same files as the tree's");
+    assert!(mirror.count("/github.com/!upper/case-mod/@v/v0.2.0.zip") >= 1);
+    for file in ["list", "v0.2.0.info", "v0.2.0.mod", "v0.2.0.zip"] {
+        let key = format!("github.com/!upper/case-mod/@v/{file}");
+        let plain = std::fs::read(world.fixture().join(&key)).unwrap();
+        if file != "list" {
+            assert_eq!(
+                std::fs::read(world.path("cache").join(&key)).unwrap(),
+                plain,
+                "{key} is cached plain"
+            );
+        }
+        let (status, headers, body) = endpoint_get(proxy.addr, &format!("/{key}")).await;
+        assert_eq!(status, 200, "{key}");
+        assert!(headers.get("content-encoding").is_none(), "{key}: {headers:?}");
+        assert_eq!(body, plain, "{key} is served plain");
+    }
+    proxy.stop().await;
+}
+
+/// A coding modgate cannot decode (`br`) is the mirror's bad answer, named;
+/// nothing is cached, and after `|` the next mirror answers.
+#[tokio::test]
+async fn an_answer_in_a_coding_modgate_cannot_decode_is_refused_and_the_next_mirror_answers() {
+    let world = World::new().await;
+    let bad = start_mirror(&world.fixture()).await;
+    let good = start_mirror(&world.fixture()).await;
+    *bad.encoding.lock().unwrap() = Some("br");
+    let go_mod = "/example.test/alpha/@v/v1.1.0.mod";
+    let want = std::fs::read(world.fixture().join(go_mod.trim_start_matches('/'))).unwrap();
+    let proxy = world.proxy(&world.config(&format!("http://{}", bad.addr), "")).await;
+    let what = ".mod of example.test/alpha@v1.1.0: it came with Content-Encoding 'br'";
+    let why = "which modgate did not ask for and does not decode";
+    assert_refused_as_bad(&world, proxy.addr, bad.addr, go_mod, what, why).await;
+    proxy.stop().await;
+    assert_the_next_mirror_serves(&world, &bad, &good, go_mod, want).await;
 }
 
 /// With `sumdb.verify = false` there is no hash to compare, but a zip that
