@@ -73,6 +73,7 @@ pub fn decide_resolved<'a>(rules: &'a [Rule], facts: &Facts<'_>, addrs: &[IpAddr
 mod tests {
     use super::*;
     use crate::core::host::{Authority, Host};
+    use crate::policy::glob::ModuleGlob;
 
     fn rule(name: &str, f: impl FnOnce(&mut Rule)) -> Rule {
         let mut r = Rule::any(name, Action::Direct);
@@ -97,6 +98,7 @@ mod tests {
             user: None,
             version: None,
             sumdb_lookup: false,
+            sumdb_tree: false,
         }
     }
 
@@ -272,5 +274,29 @@ mod tests {
             port: 443,
         };
         assert_eq!(name(decide(&rules, &facts("192.0.2.1", Some(&d)))), "evil");
+    }
+
+    #[test]
+    fn a_sumdb_request_naming_no_module_is_module_traffic_for_a_rule_covering_every_module() {
+        let rules = vec![
+            rule("corp", |r| r.modules = Some(vec!["corp.example/*".parse().unwrap()])),
+            rule("modules", |r| r.modules = Some(vec!["*".parse().unwrap()])),
+            rule("default", |_| {}),
+        ];
+        let tree = Facts {
+            sumdb_tree: true,
+            ..facts("127.0.0.1", None)
+        };
+        // A tile or `supported` skips the narrower rule, and is taken by `*`.
+        assert_eq!(rules[0].check(&tree), Err(Mismatch::NoModule));
+        assert_eq!(name(decide(&rules, &tree)), "modules");
+        // Other requests with no module (a CONNECT, a plain GET) skip both.
+        assert_eq!(name(decide(&rules, &facts("127.0.0.1", None))), "default");
+        for every in ["*", "**"] {
+            assert!(every.parse::<ModuleGlob>().unwrap().matches_every_path(), "{every}");
+        }
+        for some in ["*/*", "corp.example", "*.example", "?"] {
+            assert!(!some.parse::<ModuleGlob>().unwrap().matches_every_path(), "{some}");
+        }
     }
 }

@@ -141,6 +141,7 @@ pub fn explain(x: &Explainer<'_>, who: &Viewpoint<'_>, target: &ExplainTarget) -
             user: who.user,
             version: None,
             sumdb_lookup: false,
+            sumdb_tree: false,
         }
     }
     if let Some(user) = who.user {

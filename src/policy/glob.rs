@@ -120,6 +120,12 @@ impl ModuleGlob {
         // occur here; treat one as "no match" all the same.
         path_match(&self.glob, prefix).unwrap_or(false)
     }
+
+    /// Whether this glob matches every module path: `*` (or `**`, …),
+    /// which covers any first path element.
+    pub fn matches_every_path(&self) -> bool {
+        self.slashes == 0 && self.glob.bytes().all(|b| b == b'*')
+    }
 }
 
 /// The first `slashes + 1` elements of `path`, or `None` if it has fewer.

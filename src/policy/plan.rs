@@ -284,6 +284,7 @@ mod tests {
             user: None,
             version: None,
             sumdb_lookup: false,
+            sumdb_tree: false,
         }
     }
 
@@ -373,6 +374,7 @@ mod tests {
             user: None,
             version: None,
             sumdb_lookup: false,
+            sumdb_tree: false,
         }
     }
 

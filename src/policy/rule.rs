@@ -100,6 +100,10 @@ pub struct Facts<'a> {
     pub version: Option<&'a str>,
     /// Whether the request is a checksum-database lookup.
     pub sumdb_lookup: bool,
+    /// Whether the request is a checksum-database request that names no
+    /// module (`supported`, `latest`, a tile): it matches a rule whose
+    /// `modules` cover every module path (`"*"`), as module traffic.
+    pub sumdb_tree: bool,
 }
 
 impl<'a> Facts<'a> {
@@ -123,6 +127,7 @@ impl<'a> Facts<'a> {
                     ..
                 }
             ),
+            sumdb_tree: matches!(request, ModuleRequest::Sumdb { kind, .. } if !matches!(kind, SumdbKind::Lookup { .. })),
         }
     }
 }
@@ -213,11 +218,11 @@ impl Rule {
             }
         }
         if let Some(modules) = &self.modules {
-            let Some(module) = facts.module else {
-                return Err(Mismatch::NoModule);
-            };
-            if !modules.iter().any(|g| g.matches(module)) {
-                return Err(Mismatch::Module);
+            match facts.module {
+                Some(module) if !modules.iter().any(|g| g.matches(module)) => return Err(Mismatch::Module),
+                Some(_) => {}
+                None if facts.sumdb_tree && modules.iter().any(ModuleGlob::matches_every_path) => {}
+                None => return Err(Mismatch::NoModule),
             }
         }
         if let Some(versions) = &self.versions {

@@ -51,6 +51,7 @@ pub async fn serve(
         user: user.as_deref(),
         version: None,
         sumdb_lookup: false,
+        sumdb_tree: false,
     };
     let routed = route(ctx, Door::Forward, facts, &dest, access).await?;
     send(ctx, access, req, dest, routed).await

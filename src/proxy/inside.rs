@@ -161,6 +161,7 @@ async fn carry_out(
             user: None,
             version: None,
             sumdb_lookup: false,
+            sumdb_tree: false,
         },
     };
     facts.user = user.as_deref();

@@ -146,6 +146,7 @@ fn facts<'a>(access: &Access, dest: &'a Authority, original: SocketAddr) -> Fact
         user: None,
         version: None,
         sumdb_lookup: false,
+        sumdb_tree: false,
     }
 }
 

@@ -84,6 +84,7 @@ impl RedirectPolicy for RedirectCheck<'_> {
                 user: self.user,
                 version: None,
                 sumdb_lookup: false,
+                sumdb_tree: false,
             };
             let (decision, checked) = match decide(rules, &facts) {
                 Decision::NeedsAddress => {

@@ -107,6 +107,7 @@ async fn open(ctx: &Context, access: &mut Access, target: &str) -> Result<Tunnel
         user: user.as_deref(),
         version: None,
         sumdb_lookup: false,
+        sumdb_tree: false,
     };
     let routed = route(ctx, Door::Tunnel, facts, &dest, access).await?;
     establish(ctx, access, routed, dest).await

@@ -86,6 +86,7 @@ impl<'a> Screen<'a> {
             user: self.user.as_deref(),
             version: Some(version),
             sumdb_lookup: false,
+            sumdb_tree: false,
         };
         let plan = match plan::plan(policy, self.door, &facts, module) {
             Ok(plan) => plan,

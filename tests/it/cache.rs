@@ -294,6 +294,40 @@ pub(crate) async fn endpoint_get(proxy: SocketAddr, path: &str) -> (u16, http::H
     (status, headers, body)
 }
 
+/// The embedded default's rules (`modules = ["*"]` to a mirror, then
+/// `default` direct, here behind a narrower `modules` rule): go's
+/// `supported`, `latest` and tile requests name no module, yet they are
+/// module traffic for the `*` rule, so go verifies through modgate. The
+/// database's name (sum.test) does not resolve, so go could not have
+/// asked it itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_default_rule_shape_go_reaches_the_checksum_database_through_modgate() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let all = format!(
+        "[[rule]]\nname = \"all\"\naction = \"mirror\"\nmirrors = \"http://{}\"\n",
+        mirror.addr
+    );
+    let rules = format!(
+        "[[rule]]\nname = \"corp\"\nmodules = [\"corp.example/*\"]\naction = \"block\"\n[[rule]]\nname = \"modules\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"http://{}\"\n[[rule]]\nname = \"default\"\naction = \"direct\"\n",
+        mirror.addr
+    );
+    let config = world
+        .config(&format!("http://{}", mirror.addr), "")
+        .replace(&all, &rules);
+    assert!(config.contains("name = \"default\""), "{config}");
+    let proxy = world.proxy(&config).await;
+    assert_eq!(endpoint_get(proxy.addr, "/sumdb/sum.test/supported").await.0, 200);
+    let run = GoProject::new(REQUIRES).download(&via_endpoint(&proxy, &world)).await;
+    run.assert_ok();
+    assert_eq!(run.modules.len(), REQUIRES.len(), "{}", run.output());
+    assert!(
+        world.path("cache/sumdb/sum.test/tile").is_dir(),
+        "tiles came through modgate"
+    );
+    proxy.stop().await;
+}
+
 /// Warm through the endpoint, then stop every upstream: a fresh go
 /// module cache downloads the same project again, and go verifies every
 /// module against the checksum database through modgate.
