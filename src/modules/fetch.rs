@@ -25,6 +25,7 @@ use crate::modules::health::{Admission, Health, State, Status};
 use crate::modules::proxy_source::{OriginSource, ProxySource};
 use crate::modules::shape;
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
+use crate::modules::started;
 use crate::policy::Policy;
 use crate::policy::mirrors::{FallThrough, Mirror, MirrorList};
 use crate::policy::rule::Action;
@@ -138,11 +139,16 @@ impl SourceSet {
     async fn ask(&self, name: &str, source: &dyn ModuleSource, req: SourceRequest<'_>) -> Answer {
         let started = Instant::now();
         let answer = match source.fetch(req).await {
-            Answer::Found(resp) if !req.head => match shape::checked(req.request, resp, name, req.header_timeout).await
-            {
-                Ok(resp) => Answer::Found(resp),
-                Err(e) => Answer::Failed(e),
-            },
+            Answer::Found(resp) if !req.head => {
+                let checked = match started::started(resp, name, req.header_timeout, req.idle_timeout).await {
+                    Ok(resp) => shape::checked(req.request, resp, name, req.header_timeout).await,
+                    Err(e) => Err(e),
+                };
+                match checked {
+                    Ok(resp) => Answer::Found(resp),
+                    Err(e) => Answer::Failed(e),
+                }
+            }
             answer => answer,
         };
         if let Some(t) = &self.metrics {

@@ -6,6 +6,8 @@
 //! - [`dir_source`]: GOPROXY-layout directories (`file://`).
 //! - [`fetch`]: the fall-through loop over a mirror list.
 //! - [`decode`]: a mirror's gzip or deflate answer, decoded as it streams.
+//! - [`started`]: an answer whose body starts in time and never stalls
+//!   for longer than the idle timeout.
 //! - [`shape`]: `.info` and `@latest` answers checked as `go` reads them.
 //! - [`sumdb`]: verifying module hashes against a checksum database.
 
@@ -18,6 +20,7 @@ pub mod health;
 pub mod proxy_source;
 pub mod shape;
 pub mod source;
+pub mod started;
 pub mod sumdb;
 pub mod sumdb_upstream;
 pub mod verify;

@@ -39,7 +39,8 @@ use crate::gomod::semver::is_canonical;
 const MOD_LOOK_BYTES: usize = 256 * 1024;
 
 /// `resp`, a source's 200 answer to `request`, checked when `request` is a
-/// `.info`, `@latest` or `.mod`; other answers pass untouched. A mirror's
+/// `.info`, `@latest`, `.mod` or `.zip` (its start); other answers pass
+/// untouched. A mirror's
 /// gzip arrives here decoded ([`decode`](crate::modules::decode)). `source`
 /// names the answer's source in errors; `timeout` bounds the wait for the
 /// part of the body that is checked.
@@ -58,6 +59,7 @@ pub async fn checked(
         }
         ModuleRequest::Latest { .. } => info(resp, None, timeout).await,
         ModuleRequest::Mod { .. } => go_mod(resp, timeout).await,
+        ModuleRequest::Zip { .. } => zip_start(resp, timeout).await,
         _ => return Ok(resp),
     };
     result.map_err(|reason| Error::BadAnswer {
@@ -89,9 +91,53 @@ async fn go_mod(resp: Response<Body>, timeout: Duration) -> Result<Response<Body
     if !has_module {
         return Err("it has no module line, so go would refuse it (\"missing module line\")".into());
     }
+    Ok(rejoined(parts, head, body))
+}
+
+/// A `.zip` answer, read as far as its first four bytes, then the same
+/// answer. A zip starts with a local file header (`PK\x03\x04`), or, with
+/// no files, the end of its directory (`PK\x05\x06`): anything else (an
+/// error page served with a 200) is refused before a byte is sent, so `|`
+/// can move on. The rest is checked as it is cached.
+async fn zip_start(resp: Response<Body>, timeout: Duration) -> Result<Response<Body>, String> {
+    let (parts, mut body) = resp.into_parts();
+    let mut head = BytesMut::new();
+    timer::timeout(timeout, read_at_least(&mut body, &mut head, 4))
+        .await
+        .map_err(|_| format!("its first bytes did not arrive within {timeout:?}"))??;
+    if !(head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06")) {
+        let start = &head[..head.len().min(24)];
+        return Err(format!(
+            "it is not a zip (it starts with \"{}\"), so go would refuse it",
+            crate::core::escape::escape(&String::from_utf8_lossy(start))
+        ));
+    }
+    Ok(rejoined(parts, head, body))
+}
+
+/// Reads `body` into `head` until it holds at least `n` bytes or the body
+/// ended.
+async fn read_at_least(body: &mut Body, head: &mut BytesMut, n: usize) -> Result<(), String> {
+    while head.len() < n {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => return Err(format!("its body failed after {} bytes: {e}", head.len())),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    head.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer again: `head`, read already, then the rest of `body` as it
+/// comes.
+fn rejoined(parts: http::response::Parts, head: BytesMut, body: Body) -> Response<Body> {
     let head = futures_util::stream::once(std::future::ready(Ok(Frame::data(head.freeze()))));
     let body = StreamBody::new(head.chain(BodyStream::new(body)));
-    Ok(Response::from_parts(parts, body.boxed_unsync()))
+    Response::from_parts(parts, body.boxed_unsync())
 }
 
 /// Reads `body` into `head` until a line of it is a module statement, or
@@ -261,11 +307,25 @@ mod tests {
             module: "example.com/m".into(),
             version: "v1.0.0".into(),
         };
+        let resp = checked(&zip, answer(b"PK\x03\x04rest".to_vec()), "s", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "PK\x03\x04rest");
         assert!(
-            checked(&zip, answer(b"PK".to_vec()), "s", Duration::from_secs(5))
+            checked(&zip, answer(b"PK\x05\x06".to_vec()), "s", Duration::from_secs(5))
                 .await
                 .is_ok()
         );
+        for page in [&b"<html>Sign in</html>"[..], b"PK", b""] {
+            let err = checked(&zip, answer(page.to_vec()), "https://m.test", Duration::from_secs(5))
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("upstream https://m.test sent a bad answer: .zip of example.com/m@v1.0.0: it is not a zip (it starts with"),
+                "{err}"
+            );
+        }
         let mut gone = answer(b"gone".to_vec());
         *gone.status_mut() = StatusCode::GONE;
         assert!(checked(&info, gone, "s", Duration::from_secs(5)).await.is_ok());

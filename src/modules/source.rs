@@ -49,8 +49,11 @@ pub struct SourceRequest<'a> {
     pub redirects: &'a dyn RedirectPolicy,
     /// The rule that sent the request here, for messages.
     pub rule: &'a str,
-    /// Time allowed for an upstream's response head.
+    /// Time allowed for an upstream's response head, and then for its
+    /// body's first bytes ([`started`](crate::modules::started)).
     pub header_timeout: Duration,
+    /// Time a started body may go without a byte (`timeouts.idle`).
+    pub idle_timeout: Duration,
     /// Whether the rule lets upstream connections use `[parent]`.
     pub via: Via,
     /// A HEAD request: sources answer with the head only, and ask their

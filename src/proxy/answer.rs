@@ -15,6 +15,7 @@ use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::modules::cached::{CacheStatus, Fetched};
 use crate::modules::fetch::fetch;
 use crate::modules::source::{Answer, ModuleSource, Origin, SourceRequest};
+use crate::modules::started;
 use crate::policy::mirrors::MirrorList;
 use crate::policy::parent::Via;
 use crate::policy::rule::Rule;
@@ -160,6 +161,7 @@ impl Upstream {
             redirects: &redirects,
             rule: &self.rule,
             header_timeout: ctx.config.timeouts.header,
+            idle_timeout: ctx.config.timeouts.idle,
             via: self.via,
             head: self.head,
         };
@@ -168,7 +170,15 @@ impl Upstream {
         }
         let url = &ctx.config.sumdb.url;
         let started = std::time::Instant::now();
-        let answer = ctx.sumdb_source.fetch(source_request).await;
+        let answer = match ctx.sumdb_source.fetch(source_request).await {
+            Answer::Found(r) if !self.head => {
+                match started::started(r, url, ctx.config.timeouts.header, ctx.config.timeouts.idle).await {
+                    Ok(r) => Answer::Found(r),
+                    Err(e) => Answer::Failed(e),
+                }
+            }
+            answer => answer,
+        };
         ctx.telemetry
             .metrics
             .observe_fetch(url, answer.outcome(), started.elapsed());

@@ -598,6 +598,42 @@ async fn assert_the_next_mirror_serves(world: &World, bad: &Mirror, good: &Mirro
     proxy.stop().await;
 }
 
+/// A mirror that sends a zip's head and then nothing has not answered: a
+/// 504 at the header timeout (not a client left waiting for a head),
+/// nothing cached, and after `|` the next mirror's zip is served.
+#[tokio::test]
+async fn a_mirror_whose_body_never_starts_times_out_and_the_next_mirror_answers() {
+    let world = World::new().await;
+    let bad = start_mirror(&world.fixture()).await;
+    let good = start_mirror(&world.fixture()).await;
+    bad.zip_delay_ms.store(600_000, Ordering::SeqCst);
+    let zip = "/example.test/alpha/@v/v1.1.0.zip";
+    let want = std::fs::read(world.fixture().join(zip.trim_start_matches('/'))).unwrap();
+    let timeouts = "[timeouts]\nheader = \"1s\"\n";
+    let proxy = world
+        .proxy(&world.config(&format!("http://{}", bad.addr), timeouts))
+        .await;
+    let asked = std::time::Instant::now();
+    let (status, _, body) = endpoint_get(proxy.addr, zip).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(
+        body,
+        format!("modgate: upstream http://{} did not answer within 1s\n", bad.addr)
+    );
+    assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
+    assert!(!world.cached(zip.trim_start_matches('/')));
+    proxy.stop().await;
+    let list = format!("http://{}|http://{}", bad.addr, good.addr);
+    let proxy = world.proxy(&world.config(&list, timeouts)).await;
+    let (status, headers, body) = endpoint_get(proxy.addr, zip).await;
+    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
+    assert_eq!(body, want);
+    assert!(world.cached(zip.trim_start_matches('/')));
+    assert_eq!((bad.count(zip), good.count(zip)), (2, 1));
+    proxy.stop().await;
+}
+
 /// `data` gzipped, as a static host serves it.
 fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
@@ -660,16 +696,38 @@ async fn an_answer_in_a_coding_modgate_cannot_decode_is_refused_and_the_next_mir
     assert_the_next_mirror_serves(&world, &bad, &good, go_mod, want).await;
 }
 
+/// An error page served with a 200 as a zip does not start as a zip: it
+/// is refused before a byte goes out (a 502 naming why, whether or not a
+/// checksum database could vouch), never cached, and after `|` the next
+/// mirror's zip is served.
+#[tokio::test]
+async fn a_zip_that_does_not_start_as_a_zip_is_refused_at_once_and_the_next_mirror_answers() {
+    let world = World::new().await;
+    let bad = start_mirror(&world.fixture()).await;
+    let good = start_mirror(&world.fixture()).await;
+    let zip = "/example.test/alpha/@v/v1.1.0.zip";
+    let want = std::fs::read(world.fixture().join(zip.trim_start_matches('/'))).unwrap();
+    let page = b"<html><body>Sign in to continue</body></html>\n";
+    bad.replaced.lock().unwrap().insert(zip.into(), page.to_vec());
+    let proxy = world
+        .proxy(&world.config(&format!("http://{}", bad.addr), "verify = false"))
+        .await;
+    let what = ".zip of example.test/alpha@v1.1.0: it is not a zip (it starts with \"<html><body>Sign in to";
+    assert_refused_as_bad(&world, proxy.addr, bad.addr, zip, what, "so go would refuse it").await;
+    proxy.stop().await;
+    assert_the_next_mirror_serves(&world, &bad, &good, zip, want).await;
+}
+
 /// With `sumdb.verify = false` there is no hash to compare, but a zip that
-/// is no module zip (an error page served with a 200) is still refused:
-/// the client never gets it whole, it is not cached, and once the mirror
-/// serves the real zip that is served and cached.
+/// is no module zip (here one that only starts like a zip) is still
+/// refused: the client never gets it whole, it is not cached, and once the
+/// mirror serves the real zip that is served and cached.
 #[tokio::test]
 async fn without_verification_a_zip_that_is_no_zip_is_refused_and_not_cached() {
     let world = World::new().await;
     let mirror = start_mirror(&world.fixture()).await;
     let zip = "/example.test/alpha/@v/v1.1.0.zip";
-    let page = b"<html><body>503 Service Unavailable</body></html>\n".to_vec();
+    let page = b"PK\x03\x04<html><body>503 Service Unavailable</body></html>\n".to_vec();
     mirror.replaced.lock().unwrap().insert(zip.into(), page.clone());
     let config = world.config(&format!("http://{}", mirror.addr), "verify = false");
     let proxy = world.proxy(&config).await;
