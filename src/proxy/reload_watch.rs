@@ -35,6 +35,11 @@ pub fn start(reloader: Arc<Reloader>, stop: CancellationToken) -> Result<(), Str
     let name = path.file_name().map(|n| n.to_owned());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
+        // modgate's own reads of the file (each reload's) are events too;
+        // reacting to them would reload again and again.
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
         let ours = event.paths.iter().any(|p| {
             let file = p.file_name();
             file == name.as_deref() || file.is_some_and(|f| f.to_string_lossy().starts_with(".."))
