@@ -41,9 +41,9 @@ fn ca_command(command: CaCommand) -> ExitCode {
                 );
             }
             let hosts: Vec<String> = config.policy.intercept.iter().map(ToString::to_string).collect();
-            println!("wrote {} and {} (key mode 0600)", cert.display(), key.display());
-            println!("valid for: {}", hosts.join(", "));
-            println!("next: modgate ca bundle > modgate-bundle.pem && export SSL_CERT_FILE=$PWD/modgate-bundle.pem");
+            outln!("wrote {} and {} (key mode 0600)", cert.display(), key.display());
+            outln!("valid for: {}", hosts.join(", "));
+            outln!("next: modgate ca bundle > modgate-bundle.pem && export SSL_CERT_FILE=$PWD/modgate-bundle.pem");
             ExitCode::SUCCESS
         }
         CaCommand::Bundle { config, dir } => {
@@ -63,7 +63,7 @@ fn ca_command(command: CaCommand) -> ExitCode {
                 }
             };
             let (bundle, system) = ca::bundle(&ca_pem);
-            print!("{bundle}");
+            out!("{bundle}");
             eprintln!(
                 "modgate: bundle of {system} system roots plus the modgate CA from {}",
                 cert.display()

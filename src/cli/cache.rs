@@ -155,7 +155,7 @@ async fn cache_command(command: CacheCommand) -> ExitCode {
             };
             match select(&store, &pattern).await {
                 Ok(entries) => {
-                    print!("{}", if json { ls_json(&entries) } else { ls_text(&entries) });
+                    out!("{}", if json { ls_json(&entries) } else { ls_text(&entries) });
                     ExitCode::SUCCESS
                 }
                 Err(e) => storage_error(e),
@@ -168,11 +168,11 @@ async fn cache_command(command: CacheCommand) -> ExitCode {
             };
             match store.stats().await {
                 Ok(stats) if json => {
-                    println!("{}", stats_json(&stats));
+                    outln!("{}", stats_json(&stats));
                     ExitCode::SUCCESS
                 }
                 Ok(stats) => {
-                    print!("{}", stats_text(&stats));
+                    out!("{}", stats_text(&stats));
                     ExitCode::SUCCESS
                 }
                 Err(e) => storage_error(e),
@@ -197,9 +197,9 @@ async fn cache_command(command: CacheCommand) -> ExitCode {
                     return storage_error(e);
                 }
                 bytes += entry.size;
-                println!("removed {}", entry.key);
+                outln!("removed {}", entry.key);
             }
-            println!(
+            outln!(
                 "removed {} objects ({}) from {}",
                 entries.len(),
                 human_size(bytes),
@@ -221,9 +221,9 @@ async fn cache_command(command: CacheCommand) -> ExitCode {
                 Err(e) => return storage_error(e),
             };
             if json {
-                println!("{}", gc_json(&report, &stats));
+                outln!("{}", gc_json(&report, &stats));
             } else {
-                print!("{}", gc_text(&report, &stats));
+                out!("{}", gc_text(&report, &stats));
             }
             ExitCode::SUCCESS
         }

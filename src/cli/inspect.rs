@@ -60,11 +60,11 @@ pub fn run(
         Ok(result) => {
             if json {
                 match serde_json::to_string_pretty(&result) {
-                    Ok(text) => println!("{text}"),
+                    Ok(text) => outln!("{text}"),
                     Err(e) => return usage_error(format!("modgate: {e}")),
                 }
             } else {
-                print!("{}", render(&result));
+                out!("{}", render(&result));
             }
             ExitCode::from(result.exit_code)
         }

@@ -9,6 +9,21 @@
 //!   developer's side.
 //! - `check` and `explain` are a few lines each, below.
 
+/// `print!` for a command's output: a reader that went away (`| head`)
+/// ends the command quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!`, as [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod ca;
 pub mod cache;
 pub mod doctor;
@@ -191,12 +206,12 @@ pub fn main() -> ExitCode {
         } => serve::run(config, listen, admin_listen.as_deref(), log_format),
         Command::Check { config } => match Config::load(config.as_deref()) {
             Ok(c) => {
-                print!("{}", c.describe());
+                out!("{}", c.describe());
                 // The same checks `serve` makes before it listens.
                 if let Err(e) = crate::proxy::server::validate(&c) {
                     return usage_error(format!("{}: {e}", c.source));
                 }
-                println!("ok");
+                outln!("ok");
                 ExitCode::SUCCESS
             }
             Err(e) => usage_error(e),
@@ -227,7 +242,7 @@ pub fn main() -> ExitCode {
             };
             match ExplainTarget::parse(&target).and_then(|t| explain::explain(&explainer, &who, &t)) {
                 Ok(text) => {
-                    print!("{text}");
+                    out!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => usage_error(e),
@@ -258,4 +273,19 @@ fn admin_mirrors(addr: std::net::SocketAddr) -> Option<String> {
     let answer = String::from_utf8(answer).ok()?;
     let (head, body) = answer.split_once("\r\n\r\n")?;
     (head.split(' ').nth(1) == Some("200")).then(|| body.to_owned())
+}
+
+/// Writes a command's output. When the reader has gone (`modgate check |
+/// head -1`), the command ends at once with success, as a tool killed by
+/// SIGPIPE would stop; another failure to write is one line and exit 1.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("modgate: cannot write the output: {e}");
+        std::process::exit(1);
+    }
 }

@@ -150,7 +150,7 @@ fn summary(results: &[((String, String), Outcome)], took: Duration) -> ExitCode 
         }
     }
     let rate = bytes as f64 / took.as_secs_f64().max(0.001);
-    println!(
+    outln!(
         "warmed {warmed} module versions ({}, {}/s) in {:.1}s; {} blocked, {} failed",
         fmt_size(bytes),
         fmt_size(rate as u64),
@@ -159,10 +159,10 @@ fn summary(results: &[((String, String), Outcome)], took: Duration) -> ExitCode 
         failed.len()
     );
     for b in &blocked {
-        println!("blocked: {b}");
+        outln!("blocked: {b}");
     }
     for f in &failed {
-        println!("failed:  {f}");
+        outln!("failed:  {f}");
     }
     if failed.is_empty() {
         ExitCode::SUCCESS

@@ -65,6 +65,34 @@ fn check_rejects_bad_configs_with_file_line_col() {
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("missing.toml: cannot read config"));
 }
 
+/// A reader that went away before the output (`modgate check | head -1`
+/// once head has its line) ends the command quietly: no panic, exit 0.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = "[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca.key\"\nintercept = [\"proxy.golang.org\"]\n";
+    write(dir.path(), "modgate.toml", tls);
+    for args in [
+        &["check"][..],
+        &["explain", "example.com:443"],
+        &["ca", "init"],
+        &["ca", "bundle"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(modgate_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn check_prints_the_rules_in_effect() {
     let dir = tempfile::tempdir().unwrap();

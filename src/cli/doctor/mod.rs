@@ -50,11 +50,11 @@ pub fn run(proxy: Option<String>, config: Option<PathBuf>, json: bool, module: O
     let report = runtime.block_on(diagnose(GoEnv::read(), proxy, &config, module));
     if json {
         match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => outln!("{text}"),
             Err(e) => return usage_error(format!("modgate: doctor: {e}")),
         }
     } else {
-        print!("{}", render(&report));
+        out!("{}", render(&report));
     }
     if report.ok {
         ExitCode::SUCCESS
