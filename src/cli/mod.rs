@@ -278,6 +278,9 @@ fn admin_mirrors(addr: std::net::SocketAddr) -> Option<String> {
 /// Writes a command's output. When the reader has gone (`modgate check |
 /// head -1`), the command ends at once with success, as a tool killed by
 /// SIGPIPE would stop; another failure to write is one line and exit 1.
+/// Only the one-shot commands print here, never `serve`, so no log waits
+/// to be flushed when it exits.
+#[allow(clippy::disallowed_methods)]
 pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
