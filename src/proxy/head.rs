@@ -88,6 +88,9 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<FirstR
                 "connection closed in the middle of the request head".into(),
             ));
         }
+        if let Some(why) = not_http(&buf) {
+            return Err(Error::BadRequest(why));
+        }
         // Parse only once the end of the head can be in the buffer, so a
         // client that trickles bytes does not make us re-parse every time.
         let window = &buf[before.saturating_sub(3)..];
@@ -103,6 +106,32 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<FirstR
             )));
         }
     }
+}
+
+/// Why `buf`, the start of a connection, cannot be an HTTP request: its
+/// method (after any empty lines) has a byte no method has. A TLS
+/// handshake is named, as it is the usual mistake (`https://` for the
+/// proxy in `HTTPS_PROXY` or `GOPROXY`); it is answered at once, not after
+/// the header timeout.
+fn not_http(buf: &[u8]) -> Option<String> {
+    let start = buf.iter().position(|b| !matches!(b, b'\r' | b'\n'))?;
+    let method = &buf[start..];
+    let end = method
+        .iter()
+        .position(|b| matches!(b, b' ' | b'\r' | b'\n'))
+        .unwrap_or(method.len());
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if method[..end].iter().all(|&b| is_tchar(b)) {
+        return None;
+    }
+    if method.starts_with(&[0x16, 0x03]) {
+        return Some(
+            "the client started a TLS handshake, but this port speaks plain HTTP: write the proxy as http://HOST:PORT (HTTPS_PROXY, GOPROXY)"
+                .into(),
+        );
+    }
+    let shown: String = method.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Some(format!("not an HTTP request (it starts with bytes {shown})"))
 }
 
 /// Parses a complete head; `Ok(None)` when more bytes are needed.
@@ -208,6 +237,45 @@ mod tests {
                 err.to_string().starts_with("bad request: malformed request head"),
                 "{err}"
             );
+        }
+    }
+
+    /// A stream that sends `bytes` and then stays open.
+    struct Open(&'static [u8]);
+
+    impl AsyncRead for Open {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            if self.0.is_empty() {
+                return Poll::Pending;
+            }
+            let n = self.0.len().min(buf.remaining());
+            buf.put_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_http_is_refused_at_once_not_after_the_timeout() {
+        let hour = Duration::from_secs(3600);
+        let tls = read_first(&mut Open(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), hour)
+            .await
+            .unwrap_err();
+        assert!(
+            tls.to_string()
+                .contains("the client started a TLS handshake, but this port speaks plain HTTP"),
+            "{tls}"
+        );
+        let binary = read_first(&mut Open(b"\x00\x01GET"), hour).await.unwrap_err();
+        assert_eq!(
+            binary.to_string(),
+            "bad request: not an HTTP request (it starts with bytes 0001474554)"
+        );
+        // A method arriving a byte at a time, or after empty lines, is no
+        // reason to refuse yet.
+        for start in [&b"GE"[..], b"\r\nCONNECT example.com:443 HT", b"PROPFIND"] {
+            let waits = timer::timeout(Duration::from_millis(50), read_first(&mut Open(start), hour)).await;
+            assert!(waits.is_err(), "{start:?}");
         }
     }
 }

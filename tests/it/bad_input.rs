@@ -28,16 +28,27 @@ fn assert_400(reply: &str, message: &str) {
 async fn garbage_request_lines_get_a_400() {
     let proxy = start_proxy(&config_allowing_loopback("")).await;
     for garbage in [
-        &b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n"[..],
-        b"HELLO\r\n\r\n",
+        &b"HELLO\r\n\r\n"[..],
         b"GET / HTTP/7.0\r\n\r\n",
         b"GET\r\n\r\n",
         b"GET http://x/ HTTP/1.1\r\nno colon here\r\n\r\n",
-        b"\x00\x00\x00\x00\r\n\r\n",
     ] {
         let reply = raw_exchange(proxy.addr, garbage).await;
         assert_400(&reply, "malformed request head");
     }
+    // Bytes no request starts with are refused at once, with no end of
+    // head to wait for (the header timeout would give a 408): a TLS
+    // ClientHello (an https:// proxy URL) is named as such.
+    let hello = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03";
+    let reply = raw_exchange(proxy.addr, hello).await;
+    assert_400(
+        &reply,
+        "the client started a TLS handshake, but this port speaks plain HTTP",
+    );
+    assert_400(
+        &raw_exchange(proxy.addr, b"\x00\x00\x00\x00").await,
+        "not an HTTP request",
+    );
     still_serving(proxy.addr).await;
     proxy.stop().await;
 }
