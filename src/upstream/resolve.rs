@@ -8,6 +8,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::rr::Name;
 use hickory_resolver::proto::xfer::Protocol;
 
 use crate::config::dns::DnsSettings;
@@ -74,19 +75,22 @@ impl Resolver {
         let Host::Name(name) = &dest.host else {
             return Err(Error::Internal(format!("{dest} is neither a name nor pinned")));
         };
-        // A trailing dot makes the name absolute: no search domains.
-        let lookup = self
-            .dns
-            .lookup_ip(format!("{name}."))
-            .await
-            .map_err(|e| Error::Resolve {
-                host: name.clone(),
-                reason: if e.is_no_records_found() {
-                    "no such host".to_owned()
-                } else {
-                    e.to_string()
-                },
-            })?;
+        // A trailing dot makes the name absolute: no search domains. The
+        // name is ASCII already (Host keeps IDNs as punycode); read as
+        // ASCII, not through IDNA, so `_` (legal in DNS, common in internal
+        // names) is kept rather than refused.
+        let absolute = Name::from_ascii(format!("{name}.")).map_err(|e| Error::Resolve {
+            host: name.clone(),
+            reason: format!("not a DNS name: {e}"),
+        })?;
+        let lookup = self.dns.lookup_ip(absolute).await.map_err(|e| Error::Resolve {
+            host: name.clone(),
+            reason: if e.is_no_records_found() {
+                "no such host".to_owned()
+            } else {
+                e.to_string()
+            },
+        })?;
         let ips: Vec<IpAddr> = lookup.iter().collect();
         if ips.is_empty() {
             return Err(Error::Resolve {

@@ -205,6 +205,24 @@ async fn answers_are_cached_for_their_own_ttl() {
     proxy.stop().await;
 }
 
+/// A name with an underscore (legal in DNS, common for internal hosts) is
+/// looked up as it is written, not refused as an invalid IDN.
+#[tokio::test]
+async fn a_name_with_an_underscore_is_resolved() {
+    let origin = start_text_origin("under").await;
+    let dns = start_fake_dns(Arc::new(|_: &str, _| vec![Ipv4Addr::new(127, 0, 0, 1)]), false).await;
+    let proxy = start_proxy(&format!(
+        "[dns]\nservers = [\"{}\"]\n[[rule]]\naction = \"direct\"\n",
+        dns.addr
+    ))
+    .await;
+    let url = format!("http://build_box.corp.test:{}/", origin.addr.port());
+    let (status, _, body) = get_via(proxy.addr, &url).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "under"));
+    assert_eq!(dns.asked("build_box.corp.test"), 1);
+    proxy.stop().await;
+}
+
 /// A name server that never answers: 504 within the connect timeout.
 #[tokio::test]
 async fn a_dns_timeout_is_a_504_naming_the_host() {
