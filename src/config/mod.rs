@@ -206,7 +206,7 @@ impl Config {
         };
         let file: FileConfig = toml::from_str(text).map_err(|e| {
             let message = e.message().trim().replace('\n', "; ");
-            at(e.span(), message)
+            at(e.span(), toml_words(&message))
         })?;
         let mut config = file
             .resolve(source, base)
@@ -214,6 +214,30 @@ impl Config {
         config.digest = digest_hex(text);
         Ok(config)
     }
+}
+
+/// serde's words for types in `message` as TOML names them: `expected
+/// struct FileTls` is `expected a table`, `expected i64` is `expected an
+/// integer`, a sequence is an array, a map a table.
+fn toml_words(message: &str) -> String {
+    static WORDS: std::sync::LazyLock<[(regex::Regex, &str); 5]> = std::sync::LazyLock::new(|| {
+        let re = |r: &str| regex::Regex::new(r).expect("a valid pattern");
+        // Only where serde names a type: after `invalid type: ` or
+        // `expected `, never inside a quoted key or value.
+        let at = |what: &str| re(&format!(r"(invalid type: |expected )(?:an? )?{what}\b"));
+        [
+            (at(r"struct [A-Za-z0-9_]+"), "${1}a table"),
+            (at(r"[iu](?:8|16|32|64|128|size)"), "${1}an integer"),
+            (at(r"f(?:32|64)"), "${1}a number"),
+            (at("sequence"), "${1}an array"),
+            (at("map"), "${1}a table"),
+        ]
+    });
+    let mut text = message.to_owned();
+    for (pattern, word) in WORDS.iter() {
+        text = pattern.replace_all(&text, *word).into_owned();
+    }
+    text
 }
 
 /// `message` with any control character from a quoted value escaped, so
@@ -256,6 +280,32 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_errors_use_tomls_words_not_rusts() {
+        let cases = [
+            ("tls = 5\n", "t.toml:1:7: invalid type: integer `5`, expected a table"),
+            (
+                "[limits]\nmax_connections = \"x\"\n",
+                "t.toml:2:19: invalid type: string \"x\", expected an integer",
+            ),
+            (
+                "listen = [1]\n",
+                "t.toml:1:10: invalid type: an array, expected a string",
+            ),
+            (
+                "listen = { a = 1 }\n",
+                "t.toml:1:10: invalid type: a table, expected a string",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(text, "t.toml").unwrap_err();
+            assert_eq!(err.to_string(), want, "{text}");
+        }
+        // A key that happens to be a type's name is left alone.
+        let err = Config::parse("[tls]\nmap = 1\n", "t.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `map`"), "{err}");
+    }
     use std::time::Duration;
 
     fn err(text: &str) -> String {
