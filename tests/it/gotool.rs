@@ -364,6 +364,8 @@ pub fn start_module_origin_on(
                                             static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
                                             let (tx, body) = crate::support::chan_body(4);
                                             tokio::spawn(async move {
+                                                // It starts as a zip does (a local file header).
+                                                let _ = tx.send(bytes::Bytes::from_static(b"PK\x03\x04")).await;
                                                 while tx.send(bytes::Bytes::from_static(&ZEROS)).await.is_ok() {}
                                             });
                                             Response::new(body)
