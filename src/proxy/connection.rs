@@ -30,7 +30,7 @@ use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::listener::Inbound;
 use crate::proxy::respond::respond;
 use crate::proxy::{authenticate, endpoint, forward, redirected, tunnel};
-use crate::telemetry::access::{method_name, uri_text};
+use crate::telemetry::access::{Unanswered, method_name, uri_text};
 
 /// Serves one client connection until it ends.
 ///
@@ -94,15 +94,15 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
 /// `[auth]`, the request must carry a known user's credentials first.
 async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let ctx = &ctx.latest();
-    let mut access = ctx.access(peer, method_name(req.method()), uri_text(req.uri()));
+    let mut access = Unanswered::new(ctx.access(peer, method_name(req.method()), uri_text(req.uri())));
     if let Err(e) = gate::check(&req, Entrance::ProxyPort) {
-        return respond(Err(e), access);
+        return respond(Err(e), access.answered());
     }
     let target = classify(&req);
     let endpoint = matches!(target, Ok(Target::Endpoint));
     match authenticate::request(ctx, &req, peer.ip(), endpoint).await {
         Ok(user) => access.user = user,
-        Err(e) => return respond(Err(e), access),
+        Err(e) => return respond(Err(e), access.answered()),
     }
     let result = match target {
         Ok(Target::Forward(dest)) => forward::serve(ctx, &mut access, req, dest).await,
@@ -114,5 +114,5 @@ async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incomi
         )),
         Err(e) => Err(e),
     };
-    respond(result, access)
+    respond(result, access.answered())
 }

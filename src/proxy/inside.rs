@@ -27,7 +27,7 @@ use crate::proxy::gate::{self, Entrance};
 use crate::proxy::respond::{note_upstream, respond};
 use crate::proxy::route::route;
 use crate::proxy::versions::Screen;
-use crate::telemetry::access::{Access, method_name};
+use crate::telemetry::access::{Access, Unanswered, method_name};
 
 /// Who sent an intercepted tunnel's requests.
 #[derive(Debug, Clone, Copy)]
@@ -92,14 +92,14 @@ pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, origin: &Origin, req:
     let mut target = String::with_capacity(origin.url.len() + path.len());
     target.push_str(&origin.url);
     target.push_str(path);
-    let mut access = ctx.access(sender.peer, method_name(req.method()), target);
+    let mut access = Unanswered::new(ctx.access(sender.peer, method_name(req.method()), target));
     access.user = sender.user.map(str::to_owned);
     access.original = sender.original;
     if let Err(e) = gate::check(&req, Entrance::Tunnel(&origin.dest)) {
-        return respond(Err(e), access);
+        return respond(Err(e), access.answered());
     }
     let result = carry_out(ctx, &mut access, origin, req).await;
-    respond(result, access)
+    respond(result, access.answered())
 }
 
 /// A classified module request and its (decoded) path relative to a

@@ -46,7 +46,7 @@ use crate::proxy::respond::respond;
 use crate::proxy::route::{Routed, route};
 use crate::proxy::sniff::{Sniffed, sniff};
 use crate::proxy::{forward, tunnel};
-use crate::telemetry::access::{Access, method_name, uri_text};
+use crate::telemetry::access::{Access, Unanswered, method_name, uri_text};
 
 /// Serves one redirected connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, redirected: Redirected) {
@@ -226,13 +226,13 @@ async fn serve_request(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let ctx = &*ctx.latest();
-    let mut access = ctx.access(peer, method_name(req.method()), uri_text(req.uri()));
+    let mut access = Unanswered::new(ctx.access(peer, method_name(req.method()), uri_text(req.uri())));
     access.original = Some(original);
     if let Err(e) = gate::check(&req, Entrance::Redirected) {
-        return respond(Err(e), access);
+        return respond(Err(e), access.answered());
     }
     let result = forward_request(ctx, &mut access, req, original).await;
-    respond(result, access)
+    respond(result, access.answered())
 }
 
 /// Plans the request as a forward to its Host, verifies the name, and

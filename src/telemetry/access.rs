@@ -163,6 +163,56 @@ pub fn addr_text(addr: SocketAddr) -> String {
     text
 }
 
+/// The record of a request not yet answered. If the request is dropped
+/// before [`Unanswered::answered`] (the client went away, or its
+/// connection closed, while modgate waited on an upstream), the event is
+/// emitted anyway, status 499, saying so: no request goes unlogged.
+#[derive(Debug)]
+pub struct Unanswered(Option<Access>);
+
+/// The status logged for a request whose client went away first (nginx's
+/// "client closed request").
+pub const CLIENT_CLOSED: u16 = 499;
+
+impl Unanswered {
+    /// Guards `access` until the request is answered.
+    pub fn new(access: Access) -> Unanswered {
+        Unanswered(Some(access))
+    }
+
+    /// The record, for the answer to emit.
+    pub fn answered(mut self) -> Access {
+        // Present until this call, which consumes the guard.
+        self.0.take().expect("an unanswered record holds its access")
+    }
+}
+
+impl std::ops::Deref for Unanswered {
+    type Target = Access;
+
+    fn deref(&self) -> &Access {
+        // Only `answered` and `drop` take it, and neither leaves the guard usable.
+        self.0.as_ref().expect("an unanswered record holds its access")
+    }
+}
+
+impl std::ops::DerefMut for Unanswered {
+    fn deref_mut(&mut self) -> &mut Access {
+        self.0.as_mut().expect("an unanswered record holds its access")
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(mut access) = self.0.take() else { return };
+        access.status = CLIENT_CLOSED;
+        if access.error.is_none() {
+            access.error = Some("no answer sent: the client went away or its connection closed first".into());
+        }
+        access.emit();
+    }
+}
+
 impl Access {
     /// A record for a request that just arrived.
     pub fn new(client: SocketAddr, method: impl Into<Cow<'static, str>>, target: impl Into<String>) -> Access {

@@ -583,6 +583,32 @@ async fn a_trickling_upstream_meets_the_idle_timeout_and_others_are_unaffected()
     );
 }
 
+/// A client that gives up while modgate still waits for the mirror's head
+/// is logged all the same: one access event, status 499, saying no answer
+/// was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_before_the_answer_is_still_logged() {
+    let world = World::new().await;
+    let (silent, _held) = start_silent_origin().await;
+    let mut served = world.serve("", &format!("http://{silent}")).await;
+    let mut s = TcpStream::connect(served.addr).await.unwrap();
+    let path = zip_path(ALPHA);
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: modgate\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(s);
+    let event = access_for(&mut served, ".zip").await;
+    assert_eq!(event["status"], 499, "{event}");
+    assert_eq!(event["rule"], "all", "{event}");
+    assert!(
+        event["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the client went away")),
+        "{event}"
+    );
+}
+
 /// A client that goes away mid-download cancels the upstream fetch when
 /// nobody else wants it; with a second client still reading, the fetch
 /// goes on and ends in the cache.
