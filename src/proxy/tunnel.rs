@@ -28,7 +28,7 @@ use crate::proxy::context::Context;
 use crate::proxy::head::FirstRequest;
 use crate::proxy::route::{Routed, route};
 use crate::proxy::{authenticate, intercept, relay, watch};
-use crate::telemetry::access::{Access, addr_text};
+use crate::telemetry::access::{Access, Unanswered, addr_text};
 
 /// What a planned tunnel turns into.
 pub enum Tunnel {
@@ -47,24 +47,43 @@ pub enum Tunnel {
     Intercept(Authority),
 }
 
+/// Resolves when `client` closes (or fails) before sending anything more;
+/// bytes it sends early (a ClientHello before the 200) mean it is still
+/// there, and this never resolves.
+async fn gone(client: &TcpStream) {
+    let mut probe = [0u8; 1];
+    match client.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 /// Serves a CONNECT until the tunnel ends.
 pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, first: FirstRequest) {
-    let mut access = ctx.access(peer, "CONNECT", first.target.clone());
+    let mut access = Unanswered::new(ctx.access(peer, "CONNECT", first.target.clone()));
     // Boxed, as the steps before the relay are not kept while it runs
     // (see connection::serve).
-    let opened = match Box::pin(authenticate::connect(ctx, &first, peer.ip())).await {
-        Ok(user) => {
-            access.user = user;
-            Box::pin(open(ctx, &mut access, &first.target)).await
+    let opening = async {
+        match Box::pin(authenticate::connect(ctx, &first, peer.ip())).await {
+            Ok(user) => {
+                access.user = user;
+                Box::pin(open(ctx, &mut access, &first.target)).await
+            }
+            Err(err) => Err(err),
         }
-        Err(err) => Err(err),
+    };
+    // A client that gives up while the upstream is dialed ends the dial;
+    // its record says so when it drops (status 499).
+    let opened = tokio::select! {
+        opened = opening => opened,
+        () = gone(&client) => return,
     };
     let tunnel = match opened {
         Ok(tunnel) => tunnel,
         Err(err) => {
             access.fail(&err);
             refuse(&mut client, &err).await;
-            access.emit();
+            access.answered().emit();
             return;
         }
     };
@@ -73,11 +92,11 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
     let early = first.after_head();
     if let Err(e) = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await {
         access.error = Some(format!("tunnel setup: {e}"));
-        access.emit();
+        access.answered().emit();
         return;
     }
     run(ctx, client, tunnel, early, &mut access).await;
-    access.emit();
+    access.answered().emit();
 }
 
 /// Runs an established tunnel until it ends; `early` are the client's

@@ -163,10 +163,12 @@ pub fn addr_text(addr: SocketAddr) -> String {
     text
 }
 
-/// The record of a request not yet answered. If the request is dropped
+/// The record of a request or tunnel not yet answered. If it is dropped
 /// before [`Unanswered::answered`] (the client went away, or its
 /// connection closed, while modgate waited on an upstream), the event is
-/// emitted anyway, status 499, saying so: no request goes unlogged.
+/// emitted anyway, status 499, saying so; a tunnel cut after it was
+/// established keeps its 200 and says it was cut. No request goes
+/// unlogged.
 #[derive(Debug)]
 pub struct Unanswered(Option<Access>);
 
@@ -205,9 +207,14 @@ impl std::ops::DerefMut for Unanswered {
 impl Drop for Unanswered {
     fn drop(&mut self) {
         let Some(mut access) = self.0.take() else { return };
-        access.status = CLIENT_CLOSED;
-        if access.error.is_none() {
-            access.error = Some("no answer sent: the client went away or its connection closed first".into());
+        if access.status == 0 {
+            access.status = CLIENT_CLOSED;
+            if access.error.is_none() {
+                access.error = Some("no answer sent: the client went away or its connection closed first".into());
+            }
+        } else if access.error.is_none() {
+            // A tunnel established, then cut (a shutdown's grace ran out).
+            access.error = Some("cut short: the connection was closed".into());
         }
         access.emit();
     }

@@ -152,3 +152,32 @@ async fn bulk_transfers_are_byte_exact_in_both_directions() {
     assert_eq!(got, TOTAL);
     proxy.stop().await;
 }
+
+/// A client that gives up on a CONNECT while modgate still dials (here a
+/// black-holed address) is logged all the same: status 499, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_abandoned_while_dialing_is_still_logged() {
+    let (_hole, _fill, hole) = black_hole();
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[timeouts]\nconnect = \"20s\"\n[[rule]]\nname = \"all\"\naction = \"direct\"\n";
+    std::fs::write(dir.path().join("modgate.toml"), config).unwrap();
+    let mut served = start_served_json(dir.path(), "modgate.toml", &[]).await;
+    let mut s = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    s.write_all(format!("CONNECT {hole} HTTP/1.1\r\nHost: {hole}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(s);
+    let event = served.next_access().await;
+    assert_eq!(
+        (event["method"].as_str(), event["status"].as_u64()),
+        (Some("CONNECT"), Some(499)),
+        "{event}"
+    );
+    assert!(
+        event["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the client went away")),
+        "{event}"
+    );
+}
