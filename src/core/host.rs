@@ -218,6 +218,12 @@ impl FromStr for OverrideAddr {
 
     fn from_str(s: &str) -> Result<Self, String> {
         if let Ok(sa) = s.parse::<SocketAddr>() {
+            if sa.port() == 0 {
+                return Err(format!(
+                    "bad address '{}': port 0 cannot be connected to; give the port the server listens on",
+                    crate::core::escape::escape(s)
+                ));
+            }
             return Ok(OverrideAddr::Socket(sa));
         }
         let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);

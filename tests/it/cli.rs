@@ -44,6 +44,11 @@ fn check_rejects_bad_configs_with_file_line_col() {
         ),
         ("not-toml.toml", "[[rule]\naction = \"direct\"\n", "not-toml.toml:1:"),
         (
+            "port-zero.toml",
+            "[hosts]\n\"mirror.test\" = \"127.0.0.1:0\"\n",
+            "port-zero.toml:2:17: bad address '127.0.0.1:0': port 0 cannot be connected to",
+        ),
+        (
             "unknown-rule-key.toml",
             "[[rule]]\nhost = [\"a.test\"]\naction = \"direct\"\n",
             "unknown-rule-key.toml:2:1: unknown field `host`",
