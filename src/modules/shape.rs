@@ -104,9 +104,12 @@ async fn go_mod(resp: Response<Body>, timeout: Duration) -> Result<Response<Body
 async fn zip_start(resp: Response<Body>, timeout: Duration) -> Result<Response<Body>, String> {
     let (parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
-    timer::timeout(timeout, read_at_least(&mut body, &mut head, 1))
-        .await
-        .map_err(|_| format!("its first bytes did not arrive within {timeout:?}"))??;
+    timer::timeout(timeout, async {
+        while head.is_empty() && read_more(&mut body, &mut head).await? {}
+        Ok::<(), String>(())
+    })
+    .await
+    .map_err(|_| format!("its first bytes did not arrive within {timeout:?}"))??;
     let start = &head[..head.len().min(4)];
     if !(b"PK\x03\x04".starts_with(start) || b"PK\x05\x06".starts_with(start)) || start.is_empty() {
         let start = &head[..head.len().min(24)];
@@ -118,21 +121,18 @@ async fn zip_start(resp: Response<Body>, timeout: Duration) -> Result<Response<B
     Ok(rejoined(parts, head, body))
 }
 
-/// Reads `body` into `head` until it holds at least `n` bytes or the body
-/// ended.
-async fn read_at_least(body: &mut Body, head: &mut BytesMut, n: usize) -> Result<(), String> {
-    while head.len() < n {
-        match body.frame().await {
-            None => break,
-            Some(Err(e)) => return Err(format!("its body failed after {} bytes: {e}", head.len())),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    head.extend_from_slice(&data);
-                }
+/// Appends `body`'s next frame to `head`: false once the body has ended.
+async fn read_more(body: &mut Body, head: &mut BytesMut) -> Result<bool, String> {
+    match body.frame().await {
+        None => Ok(false),
+        Some(Err(e)) => Err(format!("its body failed after {} bytes: {e}", head.len())),
+        Some(Ok(frame)) => {
+            if let Ok(data) = frame.into_data() {
+                head.extend_from_slice(&data);
             }
+            Ok(true)
         }
     }
-    Ok(())
 }
 
 /// The answer again: `head`, read already, then the rest of `body` as it
@@ -158,14 +158,8 @@ async fn read_to_module_line(body: &mut Body, head: &mut BytesMut) -> Result<boo
         if head.len() > MOD_LOOK_BYTES {
             return Ok(true);
         }
-        match body.frame().await {
-            None => return Ok(is_module_statement(&head[line_start..])),
-            Some(Err(e)) => return Err(format!("its body failed after {} bytes: {e}", head.len())),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    head.extend_from_slice(&data);
-                }
-            }
+        if !read_more(body, head).await? {
+            return Ok(is_module_statement(&head[line_start..]));
         }
     }
 }
