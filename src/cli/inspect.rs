@@ -288,6 +288,14 @@ fn own_ca(report: &ChainReport, chain: &[CertificateDer<'static>], config: Optio
     (report.vendor.as_deref() == Some("modgate")).then_some(OwnCa::Named)
 }
 
+/// Which certificate is outside its dates, for the fix.
+fn outside_dates(report: &ChainReport) -> String {
+    match report.certs.iter().enumerate().find(|(_, c)| c.days_left < 0) {
+        Some((i, cert)) => format!("Certificate {} ({}) expired on {}", i + 1, cert.subject, cert.not_after),
+        None => "A certificate in the chain is not valid yet: its validity starts after this machine's time".into(),
+    }
+}
+
 /// What to paste. Only a self-signed root is ever suggested as something
 /// to trust, and only when trusting a root is the fix.
 fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
@@ -333,6 +341,18 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
                 .into(),
         );
         lines.push("# Trusting a root cannot fix a name mismatch, so no tls.extra_roots change is suggested.".into());
+        lines.push("# The chain was saved as:".into());
+        lines.push(format!("#   {chain}"));
+        return lines;
+    }
+    if report.flags.expired || report.flags.not_yet_valid {
+        // The same advice as serve's refusal (tls::verifier): no root
+        // makes a certificate valid outside its dates.
+        lines.push(format!("# {}.", outside_dates(report)));
+        lines.push(
+            "# Trusting a root cannot fix this, so no tls.extra_roots change is suggested: check this machine's clock (date -u), or have the server's certificate renewed."
+                .into(),
+        );
         lines.push("# The chain was saved as:".into());
         lines.push(format!("#   {chain}"));
         return lines;

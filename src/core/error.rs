@@ -134,6 +134,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The TLS handshake with the upstream did not finish within
+    /// `timeouts.connect` (the TCP connection was made).
+    #[error("TLS handshake with upstream {target} ({addr}) did not finish within {}", crate::core::duration::fmt_duration(*after))]
+    TlsTimeout {
+        /// The upstream, as a URL.
+        target: String,
+        /// The address connected to.
+        addr: SocketAddr,
+        /// The configured connect timeout.
+        after: Duration,
+    },
+
     /// The upstream's certificate chain was refused: untrusted, or
     /// intercepted with `tls.on_interception = "block"`.
     #[error("upstream {target} {refusal}")]
@@ -306,6 +318,7 @@ impl Error {
             | Error::ConnectTimeout { .. }
             | Error::UpstreamTimeout { .. }
             | Error::Tls { .. }
+            | Error::TlsTimeout { .. }
             | Error::Chain { .. }
             | Error::UpstreamStatus { .. }
             | Error::Upstream { .. }
@@ -332,6 +345,7 @@ impl Error {
             | Error::ConnectTimeout { .. }
             | Error::UpstreamTimeout { .. }
             | Error::Tls { .. }
+            | Error::TlsTimeout { .. }
             | Error::Upstream { .. } => true,
             Error::UpstreamStatus { status, .. } => status.is_server_error(),
             _ => false,
@@ -351,6 +365,7 @@ impl Error {
             Error::Blocked { .. } | Error::NoRule(_) | Error::LockedOut { .. } => StatusCode::FORBIDDEN,
             Error::Private { .. } => StatusCode::NOT_FOUND,
             Error::ConnectTimeout { .. }
+            | Error::TlsTimeout { .. }
             | Error::UpstreamTimeout { .. }
             | Error::ResolveTimeout { .. }
             | Error::ParentTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,

@@ -15,11 +15,13 @@
 //! - [`probe`]: looking at tunnels modgate does not terminate (passive TLS
 //!   1.2 parse, active probe handshake, and the bounds on probing).
 //! - [`pem`]: reading and writing PEM.
+//! - [`failure`]: why a handshake failed, in words (old TLS named).
 
 pub mod ca;
 pub mod certinfo;
 pub mod chain;
 pub mod evidence;
+pub mod failure;
 pub mod interceptor;
 pub mod pem;
 pub mod probe;

@@ -308,7 +308,7 @@ where
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, stream)
         .await
-        .map_err(|e| format!("TLS handshake failed: {}", crate::core::error::chain(&e)))?;
+        .map_err(|e| format!("TLS handshake failed: {}", super::failure::describe(&e)))?;
     let chain = tls
         .get_ref()
         .1

@@ -424,8 +424,8 @@ impl Dial {
         }
         .map_err(|(e, peer)| match e {
             Some(e) => tls_error(&dest.https_url(), &e),
-            None => Error::ConnectTimeout {
-                target: dest.to_string(),
+            None => Error::TlsTimeout {
+                target: dest.https_url(),
                 addr: peer,
                 after: self.timeout,
             },
@@ -509,7 +509,7 @@ pub fn tls_error(target: &str, e: &std::io::Error) -> Error {
         },
         None => Error::Tls {
             target: target.to_owned(),
-            reason: error::chain(e),
+            reason: crate::tls::failure::describe(e),
         },
     }
 }

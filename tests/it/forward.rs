@@ -461,6 +461,27 @@ async fn two_intercepted_gets(pki: &TestPki, origin: &AlpnOrigin) -> [String; 2]
     [first, second]
 }
 
+/// An origin that takes the TCP connection and never answers the
+/// ClientHello is a 504 naming the stalled TLS handshake after
+/// `timeouts.connect`, not a TCP connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upstream_tls_handshake_is_a_504_naming_the_handshake() {
+    let pki = TestPki::new("Stalled Handshake Root");
+    let (silent, _task) = start_silent_origin().await;
+    let (dir, served) = crate::parent::intercepting_localhost_with(&pki, "[timeouts]\nconnect = \"1s\"\n").await;
+    let trust = crate::parent::trusting(&dir.path().join("ca/modgate-ca.pem"));
+    let started = Instant::now();
+    let response = crate::parent::tls_get(served.addr, &format!("localhost:{}", silent.port()), trust).await;
+    let waited = started.elapsed();
+    assert!(response.starts_with("HTTP/1.1 504"), "{response}");
+    let line = format!(
+        "modgate: TLS handshake with upstream https://localhost:{port} (127.0.0.1:{port}) did not finish within 1s",
+        port = silent.port()
+    );
+    assert!(response.contains(&line), "{response}");
+    assert!(waited < Duration::from_secs(8), "answered after {waited:?}");
+}
+
 /// Asserts that each response is the ALPN origin's answer.
 fn assert_answered(responses: &[String]) {
     for response in responses {

@@ -654,3 +654,52 @@ fn a_leaf_sent_without_its_intermediate_is_flagged() {
     std::fs::write(d.join("corp.pem"), chain_pem(&corp, "proxy.golang.org")).unwrap();
     assert_eq!(flags("corp.pem"), (Some(4), false.into(), "untrusted".into()));
 }
+
+/// A public CA's certificate that has expired is not an interception: the
+/// fix says to check the clock or renew the certificate, the advice serve
+/// gives, and suggests trusting no root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_public_certificate_gets_the_clock_advice_not_a_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let public = TestPki::new("Test Public Root CA");
+    let now = time::OffsetDateTime::now_utc();
+    let (chain, key) = public.leaf_with(&["old.test"], |p| {
+        p.not_before = now - time::Duration::days(30);
+        p.not_after = now - time::Duration::days(2);
+    });
+    let tls12_13 = [&rustls::version::TLS12, &rustls::version::TLS13];
+    let (origin, _task) = start_tls_server(chain, key, "x", &tls12_13).await;
+    config(&d, &public, None, &format!("\"old.test\" = \"{origin}\""));
+    let out = tokio::task::spawn_blocking(move || inspect(&d, &["old.test", "--config", "c.toml"]))
+        .await
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{t}");
+    assert!(t.contains("flags:    expired"), "{t}");
+    assert!(t.contains("# Certificate 1 (CN=") && t.contains(") expired on "), "{t}");
+    assert!(t.contains("check this machine's clock"), "{t}");
+    assert!(!t.contains("extra_roots = ["), "no root to trust: {t}");
+    assert!(!t.contains("re-signed"), "{t}");
+}
+
+/// A server that speaks only TLS 1.0 (a real `openssl s_server -tls1`):
+/// inspect says so, as serve does (DESIGN "Old TLS").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspecting_a_tls10_only_server_says_old_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let public = TestPki::new("Test Public Root CA");
+    let (chain, key) = public.leaf(&["old.test"]);
+    let server = crate::faults::start_tls10_server(&chain, &key).await;
+    config(&d, &public, None, &format!("\"old.test\" = \"{}\"", server.addr));
+    let out = tokio::task::spawn_blocking(move || inspect(&d, &["old.test", "--config", "c.toml"]))
+        .await
+        .unwrap();
+    let t = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("TLS handshake failed: the server speaks only TLS 1.0 or 1.1"),
+        "{t}"
+    );
+}

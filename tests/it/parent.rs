@@ -35,12 +35,18 @@ pub(crate) fn ca_and_bundle(dir: &Path) -> PathBuf {
 /// A modgate intercepting `localhost` with one `direct` rule, trusting the
 /// origins of `pki`; its directory (the CA is `ca/modgate-ca.pem` there).
 pub(crate) async fn intercepting_localhost(pki: &TestPki) -> (tempfile::TempDir, Served) {
+    intercepting_localhost_with(pki, "").await
+}
+
+/// [`intercepting_localhost`] with `extra` TOML tables at the end of its
+/// configuration.
+pub(crate) async fn intercepting_localhost_with(pki: &TestPki, extra: &str) -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("public-root.pem"), &pki.ca_pem).unwrap();
     std::fs::write(
         d.join("c.toml"),
-        "[admin]\nlisten = \"\"\n[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"localhost\"]\npublic_roots = \"public-root.pem\"\n\n[[rule]]\nname = \"origin\"\naction = \"direct\"\n",
+        format!("[admin]\nlisten = \"\"\n[tls]\nca_cert = \"ca/modgate-ca.pem\"\nca_key = \"ca/modgate-ca.key\"\nintercept = [\"localhost\"]\npublic_roots = \"public-root.pem\"\n\n[[rule]]\nname = \"origin\"\naction = \"direct\"\n{extra}"),
     )
     .unwrap();
     ca_and_bundle(d);

@@ -1,0 +1,75 @@
+//! Why a TLS handshake with an upstream failed, in words a user can act on.
+//!
+//! rustls reports a failure as a protocol fact ("received fatal alert:
+//! ProtocolVersion"). The one failure users meet most that such a fact
+//! does not explain is a server that speaks only TLS 1.0 or 1.1, which
+//! rustls does not implement (DESIGN: "Old TLS"): that one is named.
+
+use std::error::Error as StdError;
+
+use rustls::{AlertDescription, PeerIncompatible};
+
+/// What modgate says about a server that speaks only TLS 1.0 or 1.1.
+pub const OLD_TLS: &str = "the server speaks only TLS 1.0 or 1.1, which modgate (rustls) does not \
+     implement and current go refuses too; the server needs TLS 1.2 or later";
+
+/// One line describing why a handshake failed: [`OLD_TLS`] when the server
+/// refused every version rustls offers, else the error and its causes.
+pub fn describe(err: &(dyn StdError + 'static)) -> String {
+    match old_tls(err) {
+        true => OLD_TLS.to_owned(),
+        false => crate::core::error::chain(err),
+    }
+}
+
+/// Whether `err` (or one of its causes) says the server and rustls share no
+/// protocol version: the server's `protocol_version` alert, or its
+/// ServerHello choosing TLS 1.0/1.1, which rustls refuses.
+pub fn old_tls(err: &(dyn StdError + 'static)) -> bool {
+    // An io::Error's `source` skips the error it wraps, so each io::Error
+    // met is looked into as well.
+    crate::core::error::causes(err).any(|cause| {
+        let inner = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|e| e as &(dyn StdError + 'static));
+        std::iter::once(cause).chain(inner).any(version_refused)
+    })
+}
+
+/// Whether this one error is rustls saying no version is shared.
+fn version_refused(err: &(dyn StdError + 'static)) -> bool {
+    matches!(
+        err.downcast_ref::<rustls::Error>(),
+        Some(
+            rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)
+                | rustls::Error::PeerIncompatible(PeerIncompatible::ServerDoesNotSupportTls12Or13)
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn a_version_refusal_either_way_is_named_old_tls() {
+        for e in [
+            rustls::Error::AlertReceived(AlertDescription::ProtocolVersion),
+            rustls::Error::PeerIncompatible(PeerIncompatible::ServerDoesNotSupportTls12Or13),
+        ] {
+            assert_eq!(describe(&io(e)), OLD_TLS);
+        }
+    }
+
+    #[test]
+    fn other_failures_keep_their_own_words() {
+        let e = io(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure));
+        assert!(!old_tls(&e));
+        assert!(describe(&e).contains("HandshakeFailure"), "{}", describe(&e));
+    }
+}
