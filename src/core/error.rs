@@ -217,6 +217,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The parent proxy was reached but failed the request it was given:
+    /// it closed the connection, or answered something that is not HTTP.
+    #[error("parent proxy {parent} failed on {target}: {reason}")]
+    ParentFailed {
+        /// The parent, as `http://host:port`.
+        parent: String,
+        /// Where the request or tunnel was going.
+        target: String,
+        /// What went wrong, as one line.
+        reason: String,
+    },
+
     /// The parent proxy did not answer in time.
     #[error("parent proxy {parent} timed out after {} {doing} (for {target})", crate::core::duration::fmt_duration(*after))]
     ParentTimeout {
@@ -324,6 +336,7 @@ impl Error {
             | Error::Upstream { .. }
             | Error::BadAnswer { .. }
             | Error::ParentUnreachable { .. }
+            | Error::ParentFailed { .. }
             | Error::ParentTimeout { .. }
             | Error::ParentRefused { .. } => Side::Upstream,
             Error::Internal(_) | Error::Overloaded(_) => Side::Internal,
@@ -352,6 +365,20 @@ impl Error {
         }
     }
 
+    /// This error with `limit` as the time it says was allowed, when it is
+    /// a timeout: a step given what was left of a deadline reports the
+    /// whole limit the user configured, not the remainder (`9999ms`).
+    pub fn allowed(mut self, limit: Duration) -> Error {
+        if let Error::ResolveTimeout { after, .. }
+        | Error::ConnectTimeout { after, .. }
+        | Error::TlsTimeout { after, .. }
+        | Error::ParentTimeout { after, .. } = &mut self
+        {
+            *after = limit;
+        }
+        self
+    }
+
     /// The HTTP status a client receives for this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -376,6 +403,7 @@ impl Error {
             | Error::BadAnswer { .. }
             | Error::UpstreamStatus { .. }
             | Error::ParentUnreachable { .. }
+            | Error::ParentFailed { .. }
             | Error::ParentRefused { .. } => StatusCode::BAD_GATEWAY,
             Error::Unauthenticated { endpoint: false, .. } => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Error::Unauthenticated { endpoint: true, .. } => StatusCode::UNAUTHORIZED,

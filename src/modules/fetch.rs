@@ -135,13 +135,14 @@ impl SourceSet {
     }
 
     /// Asks `source` (the entry named `name`), timing it. A `.info` or
-    /// `@latest` it answers is read and checked ([`shape`]).
-    async fn ask(&self, name: &str, source: &dyn ModuleSource, req: SourceRequest<'_>) -> Answer {
+    /// `@latest` it answers is read and checked ([`shape`]); errors name
+    /// the upstream as `shown`.
+    async fn ask(&self, name: &str, shown: &str, source: &dyn ModuleSource, req: SourceRequest<'_>) -> Answer {
         let started = Instant::now();
         let answer = match source.fetch(req).await {
             Answer::Found(resp) if !req.head => {
-                let checked = match started::started(resp, name, req.header_timeout, req.idle_timeout).await {
-                    Ok(resp) => shape::checked(req.request, resp, name, req.header_timeout).await,
+                let checked = match started::started(resp, shown, req.header_timeout, req.idle_timeout).await {
+                    Ok(resp) => shape::checked(req.request, resp, shown, req.header_timeout).await,
                     Err(e) => Err(e),
                 };
                 match checked {
@@ -184,7 +185,7 @@ impl SourceSet {
         if let Some(first_byte) = settings.first_byte {
             req.header_timeout = first_byte;
         }
-        let answer = self.ask(url, source, req).await;
+        let answer = self.ask(url, url, source, req).await;
         match &answer {
             Answer::Found(_) | Answer::NotFound(_) => self.health.succeeded(url),
             Answer::Failed(e) if e.is_outage() => {
@@ -251,7 +252,12 @@ pub async fn fetch(
         };
         let (answer, skipped) = match &entry.mirror {
             Mirror::Proxy(url) => sources.ask_mirror(url, source.as_ref(), req).await,
-            _ => (sources.ask(&name, source.as_ref(), req).await, false),
+            // `direct` is the original host: errors name it, not "direct".
+            Mirror::Direct => {
+                let shown = req.origin.map_or(name.as_str(), |o| origin_of(o.url));
+                (sources.ask(&name, shown, source.as_ref(), req).await, false)
+            }
+            _ => (sources.ask(&name, &name, source.as_ref(), req).await, false),
         };
         match answer {
             Answer::Found(resp) => return (Ok(resp), name),
@@ -266,4 +272,28 @@ pub async fn fetch(
         }
     }
     (Err(Error::Internal("empty mirror list".into())), String::new())
+}
+
+/// `scheme://host[:port]` of `url`, for naming an original host in errors.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(slash) => &url[..after_scheme + slash],
+        None => url,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn an_original_url_is_named_by_its_origin() {
+        assert_eq!(
+            origin_of("https://proxy.golang.org/example.com/m/@v/list"),
+            "https://proxy.golang.org"
+        );
+        assert_eq!(origin_of("https://h.test:8443"), "https://h.test:8443");
+        assert_eq!(origin_of("no-scheme/x"), "no-scheme");
+    }
 }

@@ -260,7 +260,7 @@ async fn send(
             target: base.to_owned(),
             after: req.header_timeout,
         }),
-        Ok(Err(e)) => Err(client_error(base, &e)),
+        Ok(Err(e)) => Err(client_error(base, parent, &e)),
         Ok(Ok(resp)) => Ok(resp),
     }
 }

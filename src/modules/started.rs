@@ -48,7 +48,10 @@ pub async fn started(
         Ok(Some(Err(e))) => {
             return Err(Error::Upstream {
                 target: source.to_owned(),
-                reason: format!("its body failed before its first byte: {e}"),
+                reason: format!(
+                    "its body failed before its first byte: {}",
+                    crate::upstream::pool::failure(e.as_ref())
+                ),
             });
         }
         Ok(Some(Ok(frame))) => frame,

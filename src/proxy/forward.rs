@@ -118,7 +118,7 @@ pub async fn forward(
         }
         Some(Err(e)) => match client_body_failure(&e) {
             Some(failure) => return Err(Error::BadRequest(failure.to_string())),
-            None => return Err(client_error(&format!("{scheme}://{dest}"), &e)),
+            None => return Err(client_error(&format!("{scheme}://{dest}"), parent, &e)),
         },
         Some(Ok(resp)) => resp,
     };
@@ -152,7 +152,7 @@ pub async fn forward(
     if let Some(e) = body.failed_at_once() {
         return Err(Error::Upstream {
             target: dest.to_string(),
-            reason: format!("its response body failed before its first byte: {e}"),
+            reason: format!("its response body failed before its first byte: {}", pool::failure(e)),
         });
     }
     Ok(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()))

@@ -33,6 +33,8 @@ use crate::upstream::dial::{Dialed, Dialer, DirectDialer};
 
 /// The longest CONNECT response head read from a parent.
 const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
+/// How long a parent's answer that is not HTTP is read for, to quote it.
+const QUOTE_WAIT: Duration = Duration::from_millis(200);
 
 /// Dials through the parent proxies of a [`ParentRoute`], and directly to
 /// the destinations it exempts.
@@ -93,11 +95,12 @@ impl ParentDialer {
     async fn tunnel(&self, parent: &ProxyUrl, dest: &Authority, timeout: Duration) -> Result<Dialed, Error> {
         let deadline = Instant::now() + timeout;
         let mut dialed = self.reach(parent, dest, timeout).await?;
-        let lost = |e: std::io::Error| Error::ParentUnreachable {
+        let failed = |reason: String| Error::ParentFailed {
             parent: parent.to_string(),
             target: dest.to_string(),
-            reason: format!("the connection failed during CONNECT: {e}"),
+            reason,
         };
+        let lost = |e: std::io::Error| failed(format!("the connection failed during CONNECT: {e}"));
         let mut request = format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n");
         if let Some(credentials) = parent.proxy_authorization() {
             request.push_str(&format!("Proxy-Authorization: {credentials}\r\n"));
@@ -121,14 +124,30 @@ impl ParentDialer {
                     });
                 }
             };
-            if n == 0 || head.len() > MAX_CONNECT_RESPONSE {
-                return Err(Error::ParentUnreachable {
-                    parent: parent.to_string(),
-                    target: dest.to_string(),
-                    reason: format!("it closed the connection instead of answering CONNECT {dest}"),
-                });
+            if n == 0 {
+                return Err(failed(format!(
+                    "it closed the connection instead of answering CONNECT {dest}"
+                )));
             }
             head.push(byte[0]);
+            if !is_http_start(&head) {
+                // No tunnel follows an answer that is not HTTP: a little
+                // more of it is read, so the error can quote it.
+                let mut more = [0u8; 64];
+                if let Ok(Ok(n)) = timer::timeout(QUOTE_WAIT, dialed.stream.read(&mut more)).await {
+                    head.extend_from_slice(&more[..n]);
+                }
+                return Err(failed(format!(
+                    "it answered CONNECT {dest} with something that is not HTTP, starting '{}'",
+                    status_line(&head)
+                )));
+            }
+            if head.len() > MAX_CONNECT_RESPONSE {
+                return Err(failed(format!(
+                    "its answer to CONNECT {dest} has a head over {} KiB",
+                    MAX_CONNECT_RESPONSE / 1024
+                )));
+            }
         }
         let status_line = status_line(&head);
         let code = status_line.split_whitespace().nth(1).unwrap_or_default();
@@ -142,6 +161,15 @@ impl ParentDialer {
         }
         Ok(dialed)
     }
+}
+
+/// Whether `head`, so far, can be the start of an HTTP/1.x status line
+/// (`HTTP/1.1 200`): anything else is known not to be HTTP at its first
+/// wrong byte, without waiting for a head that will not come.
+fn is_http_start(head: &[u8]) -> bool {
+    const START: &[u8] = b"HTTP/1.";
+    let n = head.len().min(START.len());
+    head[..n] == START[..n]
 }
 
 /// The first line of a response head, escaped (it came from the network).
@@ -211,6 +239,16 @@ mod tests {
             "HTTP/1.1 407 Proxy Authentication Required"
         );
         assert_eq!(status_line(b"HTTP/1.1 403 \x1b[2J\r\n\r\n"), "HTTP/1.1 403 \\u{1b}[2J");
+    }
+
+    #[test]
+    fn only_an_http_status_line_can_start_an_answer() {
+        for ok in [&b"H"[..], b"HTTP/1.", b"HTTP/1.1 200 OK\r\n"] {
+            assert!(is_http_start(ok), "{ok:?}");
+        }
+        for bad in [&b"<"[..], b"HTTP/2", b"\x16\x03\x01", b"SSH-2.0"] {
+            assert!(!is_http_start(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -262,14 +262,54 @@ fn closed_unanswered(err: &LegacyError) -> bool {
 }
 
 /// Turns a pooled-client error into modgate's error, keeping the
-/// connector's own error (DNS, connect, TLS, timeout) when that is the cause.
-pub fn client_error(target: &str, err: &hyper_util::client::legacy::Error) -> Error {
+/// connector's own error (DNS, connect, TLS, timeout) when that is the
+/// cause. A plain-HTTP request the client sent to `parent` failed there.
+pub fn client_error(target: &str, parent: Option<&ProxyUrl>, err: &LegacyError) -> Error {
     if let Some(own) = error::causes(err).find_map(|e| e.downcast_ref::<Error>()) {
         return own.clone();
     }
-    Error::Upstream {
-        target: target.to_owned(),
-        reason: error::chain(err),
+    let reason = failure(err);
+    match parent {
+        Some(parent) => Error::ParentFailed {
+            parent: parent.to_string(),
+            target: target.to_owned(),
+            reason,
+        },
+        None => Error::Upstream {
+            target: target.to_owned(),
+            reason,
+        },
+    }
+}
+
+/// Why an exchange with an upstream failed, in words: not hyper's names
+/// for its internals ("client error (SendRequest)", "connection error").
+pub fn failure(err: &(dyn std::error::Error + 'static)) -> String {
+    for e in error::causes(err) {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() {
+                return "it closed the connection before answering".into();
+            }
+            if hyper.is_parse() || hyper.is_parse_status() || hyper.is_parse_too_large() {
+                return format!("its answer is not valid HTTP ({hyper})");
+            }
+            if hyper.is_timeout() {
+                return "it stopped sending".into();
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionReset => "it reset the connection".into(),
+                std::io::ErrorKind::UnexpectedEof => "it closed the connection mid-answer".into(),
+                _ => io.to_string(),
+            };
+        }
+    }
+    // The causes below the pooled client's own wrapper, or its text alone.
+    let below: Vec<String> = error::causes(err).skip(1).map(|e| e.to_string()).collect();
+    match below.is_empty() {
+        true => err.to_string(),
+        false => below.join(": "),
     }
 }
 
@@ -416,19 +456,25 @@ impl Dial {
         let (tls, peer, parent) = match self.handshake(&dest, &name, h2_only, deadline).await? {
             // An origin that speaks only h2 refuses a ClientHello offering
             // http/1.1 alone; it is asked again with h2, and remembered.
-            Err((Some(e), _)) if !h2_only && refused_protocol(&e) => {
+            Err((Some(e), _, _)) if !h2_only && refused_protocol(&e) => {
                 self.h2_only.insert(key, ());
                 self.handshake(&dest, &name, true, deadline).await?
             }
             done => done,
         }
-        .map_err(|(e, peer)| match e {
-            Some(e) => tls_error(&dest.https_url(), &e),
-            None => Error::TlsTimeout {
-                target: dest.https_url(),
-                addr: peer,
-                after: self.timeout,
-            },
+        .map_err(|(e, peer, parent)| {
+            let failed = match e {
+                Some(e) => tls_error(&dest.https_url(), &e),
+                None => Error::TlsTimeout {
+                    target: dest.https_url(),
+                    addr: peer,
+                    after: self.timeout,
+                },
+            };
+            match parent {
+                Some(parent) => through_parent(failed, &parent),
+                None => failed,
+            }
         })?;
         let verified = name.to_str();
         let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
@@ -455,7 +501,11 @@ impl Dial {
         deadline: Instant,
     ) -> Result<Handshake, Error> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let dialed = self.dialer.dial(dest, self.pin.as_deref(), left).await?;
+        let dialed = self
+            .dialer
+            .dial(dest, self.pin.as_deref(), left)
+            .await
+            .map_err(|e| e.allowed(self.timeout))?;
         let (stream, peer) = (dialed.stream, dialed.peer);
         let parent = dialed.parent.map(|p| p.to_string());
         // The name verified is the host connected to; the verifier also
@@ -468,19 +518,42 @@ impl Dial {
         Ok(
             match timer::timeout_at(deadline, connector.connect(name.clone(), stream)).await {
                 Ok(Ok(tls)) => Ok((tls, peer, parent)),
-                Ok(Err(e)) => Err((Some(e), peer)),
-                Err(_) => Err((None, peer)),
+                Ok(Err(e)) => Err((Some(e), peer, parent)),
+                Err(_) => Err((None, peer, parent)),
             },
         )
     }
 }
 
 /// A finished handshake (the stream, the address connected to and the
-/// parent proxy in between), or why not and with which address.
+/// parent proxy in between), or why not, with which address and through
+/// which parent.
 type Handshake = Result<
     (tokio_rustls::client::TlsStream<TcpStream>, SocketAddr, Option<String>),
-    (Option<std::io::Error>, SocketAddr),
+    (Option<std::io::Error>, SocketAddr, Option<String>),
 >;
+
+/// A handshake that failed inside a tunnel `parent` opened: the parent
+/// answered CONNECT with 2xx, so what answered the ClientHello may be the
+/// parent itself (an error page, a closed tunnel), not the upstream. The
+/// error says so; a judged chain keeps its own words.
+fn through_parent(failed: Error, parent: &str) -> Error {
+    match failed {
+        Error::Tls { target, reason } => Error::Tls {
+            target,
+            reason: format!(
+                "{reason} (through parent proxy {parent}, which accepted CONNECT: it, or what it connected to, does not speak TLS there)"
+            ),
+        },
+        Error::TlsTimeout { target, after, .. } => Error::ParentTimeout {
+            parent: parent.to_owned(),
+            target,
+            doing: "waiting for the TLS handshake through the tunnel it accepted".into(),
+            after,
+        },
+        other => other,
+    }
+}
 
 /// Whether a handshake failed because the server speaks none of the
 /// protocols offered (RFC 7301 §3.2: `no_application_protocol`).

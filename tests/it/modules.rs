@@ -50,7 +50,7 @@ async fn setup(behavior: Behavior, rules: &str) -> Setup {
     std::fs::write(dir.path().join("public-root.pem"), &pki.ca_pem).unwrap();
     let mirror = start_module_origin(&pki, &["mirror.test"], &root, behavior).await;
     let config = format!(
-        "[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca.key\"\nintercept = [\"proxy.golang.org\", \"sum.golang.org\"]\npublic_roots = \"public-root.pem\"\n[hosts]\n\"mirror.test\" = \"{}\"\n{rules}",
+        "[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca.key\"\nintercept = [\"proxy.golang.org\", \"sum.golang.org\", \"mirror.test\"]\npublic_roots = \"public-root.pem\"\n[hosts]\n\"mirror.test\" = \"{}\"\n{rules}",
         mirror.addr
     );
     let path = dir.path().join("modgate.toml");
@@ -360,4 +360,21 @@ print(data.decode().split("\r\n\r\n", 1)[1].strip())
     );
     assert_eq!(stdout, "HTTP/1.1 200 OK\nv1.0.0\n");
     s.proxy.stop().await;
+}
+
+/// An answer from `direct` (the original host of an intercepted tunnel)
+/// that fails its check names that host, as a mirror's names the mirror:
+/// never "upstream direct".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_answer_from_the_original_host_names_the_host() {
+    let rules = "[[rule]]\nname = \"origin\"\nhosts = [\"mirror.test\"]\naction = \"mirror\"\nmirrors = \"direct\"\n";
+    let setup = setup(Behavior::Serve, rules).await;
+    let info = setup.dir.path().join("fixture/example.test/alpha/@v/v1.0.0.info");
+    std::fs::write(&info, "<html>not JSON</html>").unwrap();
+    let (status, body) = intercepted_get(&setup, "mirror.test", "/example.test/alpha/@v/v1.0.0.info").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.starts_with("modgate: upstream https://mirror.test sent a bad answer: .info of example.test/alpha@v1.0.0"),
+        "{body}"
+    );
 }

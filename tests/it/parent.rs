@@ -625,3 +625,181 @@ async fn an_intercepted_direct_request_goes_through_the_parent() {
         .logged(&["TCP_TUNNEL/200", &format!("CONNECT {target}"), " alice "])
         .await;
 }
+
+/// How a [`start_fake_parent`] behaves after reading a request head.
+#[derive(Clone, Copy)]
+enum FakeParent {
+    /// Answers with a line that is not HTTP.
+    Garbage,
+    /// Closes the connection.
+    Close,
+    /// Answers with a status line and 20 KiB of header.
+    HugeHead,
+    /// Accepts CONNECT, then sends an HTML page instead of relaying.
+    OkThenHtml,
+    /// Never answers.
+    Hang,
+}
+
+/// A "parent proxy" on 127.0.0.1 that misbehaves as `mode` says.
+async fn start_fake_parent(mode: FakeParent) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer: Vec<u8> = match mode {
+                    FakeParent::Garbage => b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(),
+                    FakeParent::Close => return,
+                    FakeParent::Hang => {
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                        return;
+                    }
+                    FakeParent::HugeHead => {
+                        let mut a = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+                        a.extend(std::iter::repeat_n(b'a', 20 * 1024));
+                        a.extend_from_slice(b"\r\n\r\n");
+                        a
+                    }
+                    FakeParent::OkThenHtml => {
+                        b"HTTP/1.1 200 Connection established\r\n\r\n<html><body>Access denied by policy</body></html>\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = s.write_all(&answer).await;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A parent that is reached but breaks (answers something that is not
+/// HTTP, closes, sends a head too large, or accepts CONNECT and then does
+/// not relay TLS) is named in a one-line 502 saying what it did: never
+/// "refused", never hyper's names for its internals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_that_breaks_is_named_with_what_it_did() {
+    let connect = b"CONNECT localhost:1234 HTTP/1.1\r\nHost: localhost:1234\r\n\r\n";
+    let cases = [
+        (
+            FakeParent::Garbage,
+            "it answered CONNECT localhost:1234 with something that is not HTTP, starting 'SSH-2.0-OpenSSH_9.6'",
+            "its answer is not valid HTTP",
+        ),
+        (
+            FakeParent::Close,
+            "it closed the connection instead of answering CONNECT localhost:1234",
+            "it closed the connection before answering",
+        ),
+    ];
+    for (mode, on_connect, on_get) in cases {
+        let fake = start_fake_parent(mode).await;
+        let proxy = start_proxy(&config_allowing_loopback(&format!(
+            "[parent]\nurl = \"http://{fake}\"\n"
+        )))
+        .await;
+        let (status, body) = split(&raw_exchange(proxy.addr, connect).await);
+        assert_eq!(status, "HTTP/1.1 502 Bad Gateway", "{body}");
+        assert_eq!(
+            body,
+            format!("modgate: parent proxy http://{fake} failed on localhost:1234: {on_connect}\n")
+        );
+        let (status, _, body) = get_via(proxy.addr, "http://localhost:1234/x").await;
+        assert_eq!(status.as_u16(), 502, "{body}");
+        assert!(
+            body.starts_with(&format!(
+                "modgate: parent proxy http://{fake} failed on http://localhost:1234: {on_get}"
+            )),
+            "{body}"
+        );
+        assert!(
+            !body.contains("SendRequest") && !body.contains("client error"),
+            "{body}"
+        );
+        proxy.stop().await;
+    }
+
+    let fake = start_fake_parent(FakeParent::HugeHead).await;
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[parent]\nurl = \"http://{fake}\"\n"
+    )))
+    .await;
+    let (status, body) = split(&raw_exchange(proxy.addr, connect).await);
+    assert_eq!(status, "HTTP/1.1 502 Bad Gateway", "{body}");
+    assert_eq!(
+        body,
+        format!(
+            "modgate: parent proxy http://{fake} failed on localhost:1234: its answer to CONNECT localhost:1234 has a head over 16 KiB\n"
+        )
+    );
+    proxy.stop().await;
+
+    // modgate's own handshake through a tunnel the parent accepted but does
+    // not relay: the TLS failure names the parent.
+    let fake = start_fake_parent(FakeParent::OkThenHtml).await;
+    let pki = TestPki::new("Fake Parent Root");
+    let (dir, served) = intercepting_localhost_with(&pki, &format!("[parent]\nurl = \"http://{fake}\"\n")).await;
+    let response = tls_get(
+        served.addr,
+        "localhost:1234",
+        trusting(&dir.path().join("ca/modgate-ca.pem")),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 502"), "{response}");
+    assert!(
+        response.contains("modgate: TLS handshake with upstream https://localhost:1234 failed: ")
+            && response.contains(&format!(
+                "(through parent proxy http://{fake}, which accepted CONNECT: it, or what it connected to, does not speak TLS there)"
+            )),
+        "{response}"
+    );
+}
+
+/// A parent that never answers is a 504 naming it and the configured
+/// timeout as configured (`1s`, not what was left of it, `999ms`), for a
+/// tunnel and for modgate's own connection inside an intercepted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_parent_times_out_with_the_configured_limit() {
+    let fake = start_fake_parent(FakeParent::Hang).await;
+    let timeouts = format!("[timeouts]\nconnect = \"1s\"\n[parent]\nurl = \"http://{fake}\"\n");
+    let proxy = start_proxy(&config_allowing_loopback(&timeouts)).await;
+    let raw = raw_exchange(
+        proxy.addr,
+        b"CONNECT localhost:1234 HTTP/1.1\r\nHost: localhost:1234\r\n\r\n",
+    )
+    .await;
+    let (status, body) = split(&raw);
+    assert_eq!(status, "HTTP/1.1 504 Gateway Timeout", "{body}");
+    assert_eq!(
+        body,
+        format!(
+            "modgate: parent proxy http://{fake} timed out after 1s waiting for its answer to CONNECT localhost:1234 (for localhost:1234)\n"
+        )
+    );
+    proxy.stop().await;
+
+    let pki = TestPki::new("Silent Parent Root");
+    let (dir, served) = intercepting_localhost_with(&pki, &timeouts).await;
+    let response = tls_get(
+        served.addr,
+        "localhost:1234",
+        trusting(&dir.path().join("ca/modgate-ca.pem")),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 504"), "{response}");
+    assert!(
+        response.contains(&format!(
+            "modgate: parent proxy http://{fake} timed out after 1s waiting for its answer to CONNECT localhost:1234 (for localhost:1234)"
+        )),
+        "{response}"
+    );
+}
