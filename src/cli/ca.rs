@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::{CaCommand, usage_error};
+use crate::cli::{CaCommand, shell_word, usage_error};
 use crate::config::Config;
 use crate::tls::ca;
 
@@ -22,11 +22,12 @@ fn ca_paths(config: &Config, dir: Option<PathBuf>) -> (PathBuf, PathBuf) {
 fn ca_command(command: CaCommand) -> ExitCode {
     match command {
         CaCommand::Init { config, dir, force } => {
-            let config = match Config::load(config.as_deref()) {
+            let (config_arg, dir_arg) = (config, dir);
+            let config = match Config::load(config_arg.as_deref()) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
-            let (cert, key) = ca_paths(&config, dir);
+            let (cert, key) = ca_paths(&config, dir_arg.clone());
             let new = match ca::generate(&config.policy.intercept) {
                 Ok(new) => new,
                 Err(e) => return usage_error(format!("modgate: {e}")),
@@ -43,7 +44,17 @@ fn ca_command(command: CaCommand) -> ExitCode {
             let hosts: Vec<String> = config.policy.intercept.iter().map(ToString::to_string).collect();
             outln!("wrote {} and {} (key mode 0600)", cert.display(), key.display());
             outln!("valid for: {}", hosts.join(", "));
-            outln!("next: modgate ca bundle > modgate-bundle.pem && export SSL_CERT_FILE=$PWD/modgate-bundle.pem");
+            // The same config and directory, or bundle reads another CA.
+            let mut same = String::new();
+            if let Some(path) = &config_arg {
+                same.push_str(&format!(" --config {}", shell_word(&path.to_string_lossy())));
+            }
+            if let Some(path) = &dir_arg {
+                same.push_str(&format!(" --dir {}", shell_word(&path.to_string_lossy())));
+            }
+            outln!(
+                "next: modgate ca bundle{same} > modgate-bundle.pem && export SSL_CERT_FILE=$PWD/modgate-bundle.pem"
+            );
             ExitCode::SUCCESS
         }
         CaCommand::Bundle { config, dir } => {
@@ -53,8 +64,7 @@ fn ca_command(command: CaCommand) -> ExitCode {
             };
             let (cert, _) = ca_paths(&config, dir);
             let ca_pem = match std::fs::read_to_string(&cert) {
-                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => pem,
-                Ok(_) => return usage_error(format!("modgate: {}: not a PEM certificate", cert.display())),
+                Ok(pem) => pem,
                 Err(e) => {
                     return usage_error(format!(
                         "modgate: {}: {e} (run `modgate ca init` first)",
@@ -62,7 +72,10 @@ fn ca_command(command: CaCommand) -> ExitCode {
                     ));
                 }
             };
-            let (bundle, system) = ca::bundle(&ca_pem);
+            let (bundle, system) = match ca::bundle(&ca_pem) {
+                Ok(done) => done,
+                Err(e) => return usage_error(format!("modgate: {}: {e}", cert.display())),
+            };
             out!("{bundle}");
             eprintln!(
                 "modgate: bundle of {system} system roots plus the modgate CA from {}",

@@ -310,7 +310,10 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
         let (which, bundle) = match own {
             OwnCa::Configured { cert, config } => (
                 format!(", tls.ca_cert {}", cert.display()),
-                format!("modgate ca bundle --config {config} > modgate-bundle.pem"),
+                format!(
+                    "modgate ca bundle --config {} > modgate-bundle.pem",
+                    crate::cli::shell_word(config)
+                ),
             ),
             OwnCa::Named => (String::new(), "modgate ca bundle > modgate-bundle.pem".to_owned()),
         };

@@ -251,6 +251,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `word` as one shell word, for commands modgate prints to paste: as it
+/// is when it holds only characters no shell treats specially, else in
+/// single quotes.
+pub(crate) fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@,%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
 /// Prints `e` and exits with [`EXIT_USAGE`].
 pub fn usage_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("{e}");
@@ -290,5 +301,19 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
         }
         eprintln!("modgate: cannot write the output: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("conf/modgate.toml"), "conf/modgate.toml");
+        assert_eq!(shell_word("my dir/c.toml"), "'my dir/c.toml'");
+        assert_eq!(shell_word("it's.toml"), "'it'\\''s.toml'");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+        assert_eq!(shell_word(""), "''");
     }
 }

@@ -369,19 +369,29 @@ fn short_id() -> Result<String, CaError> {
     Ok(out)
 }
 
-/// The system roots plus `ca`, as one PEM bundle for SSL_CERT_FILE (on
-/// Linux that variable replaces the system bundle, so both are needed).
-/// Returns the bundle and the number of system roots in it.
-pub fn bundle(ca_pem: &str) -> (String, usize) {
+/// The system roots plus the CA certificate in `ca_pem`, as one PEM bundle
+/// for SSL_CERT_FILE (on Linux that variable replaces the system bundle,
+/// so both are needed). Returns the bundle and the number of system roots
+/// in it. Only the file's first certificate goes in, re-encoded, and only
+/// when it is a CA: a leaf in a trust store makes no client trust
+/// modgate's leaves, and whatever else the file holds (a key) stays out.
+pub fn bundle(ca_pem: &str) -> Result<(String, usize), String> {
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|_| "not a PEM certificate".to_owned())?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&ca).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    if !parsed.is_ca() {
+        return Err(format!(
+            "'{}' is not a CA certificate (no basicConstraints CA:TRUE), so clients trusting it would not trust modgate's leaves; point tls.ca_cert at the CA `modgate ca init` wrote",
+            crate::core::escape::escape(&parsed.subject().to_string())
+        ));
+    }
     let found = rustls_native_certs::load_native_certs();
     let mut out = String::new();
     for cert in &found.certs {
         out.push_str(&to_pem(cert));
     }
     out.push_str("# modgate local CA\n");
-    out.push_str(ca_pem.trim_end());
-    out.push('\n');
-    (out, found.certs.len())
+    out.push_str(&to_pem(&ca));
+    Ok((out, found.certs.len()))
 }
 
 #[cfg(test)]

@@ -261,6 +261,12 @@ async fn ca_init_refuses_what_it_should_and_serve_checks_the_constraints() {
     .unwrap();
     let out = modgate(&["ca", "init", "--config", "a.toml", "--dir", "keys"], d);
     assert!(out.status.success(), "{out:?}");
+    // The next step reads the same CA: it carries the same options.
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("next: modgate ca bundle --config a.toml --dir keys > modgate-bundle.pem"),
+        "{out:?}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -290,6 +296,20 @@ async fn ca_init_refuses_what_it_should_and_serve_checks_the_constraints() {
     assert!(
         printed.matches("BEGIN CERTIFICATE").count() > 1,
         "and carries the system roots"
+    );
+
+    // A leaf is not a CA: a bundle with it would make no client trust
+    // modgate's leaves.
+    let pki = TestPki::new("Some Root");
+    let (leaf, _) = pki.leaf(&["not-a-ca.test"]);
+    std::fs::create_dir_all(d.join("leaf")).unwrap();
+    std::fs::write(d.join("leaf/modgate-ca.pem"), modgate::tls::pem::to_pem(&leaf[0])).unwrap();
+    let refused = modgate(&["ca", "bundle", "--config", "a.toml", "--dir", "leaf"], d);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(refused.stdout.is_empty(), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not a CA certificate"),
+        "{refused:?}"
     );
 
     // A CA made for proxy.golang.org does not cover goproxy.cn: serve refuses.
