@@ -24,7 +24,8 @@ pub async fn readyz(state: &AdminState) -> Response<Body> {
     let ctx = state.live.current();
     let mut lines = vec![Check::pass(format!(
         "config {} (sha256 {})",
-        ctx.config.source, ctx.config.digest
+        ctx.config.source_path(),
+        ctx.config.digest
     ))];
     lines.push(match state.proxy.accepting() {
         true => Check::pass(format!("listener {}", state.proxy.addr)),

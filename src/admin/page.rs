@@ -83,7 +83,7 @@ fn header(out: &mut String, state: &AdminState, ctx: &Context) {
         env!("CARGO_PKG_VERSION"),
         uptime(ctx.telemetry.started.elapsed()),
         state.proxy.addr,
-        escape(&c.source),
+        escape(&c.source_path()),
         &c.digest.get(..12).unwrap_or(&c.digest),
     );
     let Some(reloader) = &state.reloader else { return };

@@ -86,7 +86,7 @@ fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
     raise_fd_limit();
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
-        let source = config.source.clone();
+        let source = config.source_path();
         let admin_listen = flags.admin_listen.unwrap_or(config.admin.listen);
         let server = Server::start(config, flags.listen).await?;
         let overrides = Overrides {

@@ -15,7 +15,7 @@ impl Config {
     pub fn describe(&self) -> String {
         let mut out = String::new();
         let t = &self.timeouts;
-        let _ = writeln!(out, "config:   {}", self.source);
+        let _ = writeln!(out, "config:   {}", self.source_path());
         let _ = writeln!(out, "listen:   {}", self.listen);
         let _ = writeln!(
             out,

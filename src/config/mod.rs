@@ -184,6 +184,16 @@ impl Config {
         Config::parse(&text, &name)
     }
 
+    /// Where the config came from, for reports read away from the shell
+    /// that started modgate (`/readyz`, the admin page, `check`, the log):
+    /// an absolute path, or [`EMBEDDED_NAME`].
+    pub fn source_path(&self) -> String {
+        if self.source == EMBEDDED_NAME {
+            return self.source.clone();
+        }
+        std::path::absolute(&self.source).map_or_else(|_| self.source.clone(), |p| p.display().to_string())
+    }
+
     /// Parses and validates config text; `source` names it in errors, and
     /// relative paths in it are resolved against `source`'s directory (the
     /// state directory for the embedded default), made absolute.

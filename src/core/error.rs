@@ -259,7 +259,7 @@ pub enum Error {
     /// Proxy authentication (`[auth]`) is required and the client sent no
     /// usable credentials: a 407 with `Proxy-Authenticate`, or a 401 with
     /// `WWW-Authenticate` on the module endpoint.
-    #[error("proxy authentication required: {reason}")]
+    #[error("{}authentication required: {reason}", if *endpoint { "" } else { "proxy " })]
     Unauthenticated {
         /// The realm of the challenge.
         realm: String,

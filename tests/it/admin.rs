@@ -327,7 +327,8 @@ async fn issue12_healthz_and_readyz_say_what_fails() {
     assert_eq!((status, body.as_str()), (200, "ok\n"));
     let (status, _, body) = admin_get(env.admin, "/readyz").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("ok   config modgate.toml"), "{body}");
+    let config = env.dir.path().canonicalize().unwrap().join("modgate.toml");
+    assert!(body.contains(&format!("ok   config {}", config.display())), "{body}");
     assert!(body.contains(&format!("ok   listener {}", env.served.addr)), "{body}");
     assert!(body.contains("is writable"), "{body}");
 

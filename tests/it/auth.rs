@@ -340,7 +340,7 @@ async fn the_real_go_authenticates_with_credentials_in_https_proxy() {
     assert!(!refused.ok, "no credentials, no modules");
     assert!(
         refused.output().contains("401 Unauthorized")
-            && refused.output().contains("server response: modgate: proxy authentication required: no credentials; send Authorization: Basic (go sends no credentials over http://: use HTTPS_PROXY"),
+            && refused.output().contains("server response: modgate: authentication required: no credentials; send Authorization: Basic (go sends no credentials over http://: use HTTPS_PROXY"),
         "{}",
         refused.output()
     );
@@ -480,7 +480,7 @@ async fn the_admin_listener_asks_for_an_auth_user_under_require_auth() {
         assert!(refused.headers.contains(challenge), "{path}: {}", refused.headers);
         assert_eq!(
             refused.body,
-            "modgate: proxy authentication required: no credentials; the admin listener asks for an [auth] user (admin.require_auth): send Authorization: Basic (e.g. curl -u user:password)",
+            "modgate: authentication required: no credentials; the admin listener asks for an [auth] user (admin.require_auth): send Authorization: Basic (e.g. curl -u user:password)",
             "{path}"
         );
     }
@@ -517,9 +517,10 @@ async fn the_admin_listener_asks_for_an_auth_user_under_require_auth() {
     let wrong = curl(d, &["-u", "alice:wrong", &at("/")]).await;
     let unknown = curl(d, &["-u", "mallory:s3cret", &at("/")]).await;
     assert_eq!((wrong.code.as_str(), unknown.code.as_str()), ("401", "401"));
+    // Not "proxy authentication": the admin listener is the server asking.
     assert_eq!(
         wrong.body,
-        "modgate: proxy authentication required: unknown user or wrong password"
+        "modgate: authentication required: unknown user or wrong password"
     );
     assert_eq!(unknown.body, wrong.body);
     assert!(wrong.headers.contains(challenge), "{}", wrong.headers);

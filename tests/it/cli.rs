@@ -122,7 +122,11 @@ fn check_prints_the_rules_in_effect() {
     );
     let stdout = String::from_utf8(run(dir.path(), &["check"]).stdout).unwrap();
     assert!(
-        stdout.contains("config:   modgate.toml") && stdout.contains("listen:   127.0.0.1:9999"),
+        // The path in full: the report may be read away from this shell.
+        stdout.contains(&format!(
+            "config:   {}",
+            dir.path().canonicalize().unwrap().join("modgate.toml").display()
+        )) && stdout.contains("listen:   127.0.0.1:9999"),
         "{stdout}"
     );
 }
