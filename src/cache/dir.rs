@@ -53,6 +53,10 @@ pub(crate) struct DirStore {
     max_size: u64,
     index: Arc<Index>,
     counters: Counters,
+    /// What opening found wrong but worked around, one line each: the
+    /// directories it could not read, a hidden directory it could not
+    /// create (a read-only cache).
+    warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl DirStore {
@@ -64,6 +68,7 @@ impl DirStore {
             max_size,
             index: Arc::new(Index::default()),
             counters: Counters::default(),
+            warnings: std::sync::Mutex::default(),
         });
         let this = store.clone();
         blocking(&store.name, "open", move || this.build_index()).await?;
@@ -75,9 +80,26 @@ impl DirStore {
             backend: self.name.clone(),
             detail: format!("{}: {e}", self.root.display()),
         };
-        fs::create_dir_all(self.root.join(HIDDEN_DIR)).map_err(open_error)?;
+        let mut warnings = Vec::new();
+        if let Err(e) = fs::create_dir_all(self.root.join(HIDDEN_DIR)) {
+            // A directory that exists but cannot be written to (a read-only
+            // mount of a seeded cache) can still be read and listed.
+            if !self.root.is_dir() {
+                return Err(open_error(e));
+            }
+            warnings.push(format!(
+                "cannot create {}: {e}; objects can be read, but nothing can be stored",
+                self.root.join(HIDDEN_DIR).display()
+            ));
+        }
         let mut found = Vec::new();
-        walk(&self.root, &self.root, &mut |rel, meta| {
+        let mut skipped = |dir: &Path, e: &io::Error| {
+            warnings.push(format!(
+                "skipped {}: {e}; objects under it are not listed, served or evicted",
+                dir.display()
+            ))
+        };
+        walk(&self.root, &self.root, &mut skipped, &mut |rel, meta| {
             let Some(name) = rel.rsplit('/').next() else { return };
             if name.starts_with(TEMP_PREFIX) {
                 return;
@@ -91,6 +113,10 @@ impl DirStore {
             }
         })
         .map_err(open_error)?;
+        for warning in &warnings {
+            tracing::warn!(backend = %self.name, "{warning}");
+        }
+        *self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = warnings;
         found.sort_by_key(|(_, _, _, last_used)| *last_used);
         let mut state = self.index.lock();
         for (key, size, stored_at, last_used) in found {
@@ -102,6 +128,15 @@ impl DirStore {
     /// `dir /abs/path`.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What opening worked around (unreadable directories, a read-only
+    /// root), one line each.
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn path_of(&self, key: &Key) -> PathBuf {
@@ -328,7 +363,7 @@ impl DirStore {
             let mut report = GcReport::default();
             let now = SystemTime::now();
             let mut orphans = Vec::new();
-            walk(&this.root, &this.root, &mut |rel, meta| {
+            walk(&this.root, &this.root, &mut |_, _| {}, &mut |rel, meta| {
                 let is_temp = rel.rsplit('/').next().is_some_and(|n| n.starts_with(TEMP_PREFIX));
                 let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok());
                 if is_temp && age.is_some_and(|a| a >= ORPHAN_AGE) {
@@ -446,11 +481,23 @@ fn not_found_is_ok(e: io::Error) -> io::Result<()> {
 /// regular file under `dir`, skipping the hidden top-level directory.
 /// Symbolic links are not followed. Entries that vanish meanwhile are
 /// skipped.
-fn walk(root: &Path, dir: &Path, visit: &mut dyn FnMut(&str, &fs::Metadata)) -> io::Result<()> {
+/// Visits every regular file under `dir`, by its path relative to `root`.
+/// A directory below `root` that cannot be read is passed to `skipped`
+/// and left out; only `root` itself failing is an error.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    skipped: &mut dyn FnMut(&Path, &io::Error),
+    visit: &mut dyn FnMut(&str, &fs::Metadata),
+) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == ErrorKind::NotFound && dir != root => return Ok(()),
-        Err(e) => return Err(e),
+        Err(e) if dir == root => return Err(e),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            skipped(dir, &e);
+            return Ok(());
+        }
     };
     for entry in entries {
         let Ok(entry) = entry else { continue };
@@ -460,7 +507,7 @@ fn walk(root: &Path, dir: &Path, visit: &mut dyn FnMut(&str, &fs::Metadata)) -> 
             if dir == root && entry.file_name() == HIDDEN_DIR {
                 continue;
             }
-            walk(root, &path, visit)?;
+            walk(root, &path, skipped, visit)?;
         } else if file_type.is_file() {
             let Ok(meta) = entry.metadata() else { continue };
             let Some(rel) = path.strip_prefix(root).ok().and_then(Path::to_str) else {

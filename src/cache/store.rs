@@ -54,6 +54,15 @@ impl Store {
         Ok(Some(Store { backend }))
     }
 
+    /// What opening the store worked around, one line each (a directory
+    /// cache's unreadable subdirectories, or its read-only root).
+    pub fn warnings(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Dir(d) => d.warnings(),
+            Backend::Remote(_) => Vec::new(),
+        }
+    }
+
     /// The backend, for messages: `dir /var/cache/modgate` or
     /// `s3://bucket/prefix`.
     pub fn backend(&self) -> &str {

@@ -240,7 +240,12 @@ async fn open(config: Option<PathBuf>) -> Result<Store, ExitCode> {
         )));
     }
     match Store::open(&config.cache).await {
-        Ok(Some(store)) => Ok(store),
+        Ok(Some(store)) => {
+            for warning in store.warnings() {
+                eprintln!("modgate: warning: {}: {warning}", store.backend());
+            }
+            Ok(store)
+        }
         Ok(None) => Err(usage_error(format!("modgate: the cache is off in {}", config.source))),
         Err(e) => Err(storage_error(e)),
     }

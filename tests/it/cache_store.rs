@@ -845,3 +845,77 @@ async fn gcs_and_azure_urls_build_clients_and_name_what_is_missing() {
     assert!(e.starts_with("cache az://container/prefix: cannot open:"), "{e}");
     assert!(!e.contains('\n'), "{e}");
 }
+
+/// `modgate` as the unprivileged user `nobody` (setpriv), in `dir`: root
+/// reads and writes every directory, so permissions only bite without it.
+fn modgate_as_nobody(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(modgate_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .output()
+        .expect("setpriv runs (util-linux)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Gives the tree under `path` to `nobody`.
+fn chown_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_nobody(&entry.unwrap().path());
+        }
+    }
+}
+
+/// A directory inside the cache that modgate may not read is skipped with
+/// a warning naming it (it used to stop serve and every `cache` command,
+/// with an error naming the cache root), and a cache it may read but not
+/// write (a read-only mount of a seeded cache) is still listed.
+#[test]
+fn an_unreadable_directory_is_skipped_and_a_read_only_cache_still_lists() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let objects = d.join("cache/example.com/a/@v");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::write(objects.join("v1.0.0.mod"), "module example.com/a\n").unwrap();
+    let locked = d.join("cache/example.com/locked");
+    std::fs::create_dir_all(locked.join("@v")).unwrap();
+    std::fs::write(locked.join("@v/v1.0.0.mod"), "module example.com/locked\n").unwrap();
+    std::fs::write(d.join("c.toml"), "[cache]\ndir = \"cache\"\n").unwrap();
+    chown_nobody(d);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    let (code, out, err) = modgate_as_nobody(d, &["cache", "ls", "--config", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("example.com/a/@v/v1.0.0.mod"), "{out}");
+    assert!(!out.contains("locked"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "modgate: warning: dir {}: skipped {}: ",
+            d.join("cache").display(),
+            locked.display()
+        )) && err.contains("ermission denied"),
+        "{err}"
+    );
+
+    // Read-only: nothing can be created, everything can be listed.
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(d.join("cache/.modgate")).unwrap();
+    std::fs::set_permissions(d.join("cache"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let (code, out, err) = modgate_as_nobody(d, &["cache", "ls", "--config", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        err.contains("cannot create") && err.contains("nothing can be stored"),
+        "{err}"
+    );
+}
