@@ -6,7 +6,8 @@
 //! (searched for `go.sum` files) or `module@version`. On a terminal a
 //! progress bar shows modules, bytes, rate and ETA; otherwise one line per
 //! module. The summary lists what failed; the exit code is 1 when anything
-//! did. Blocked modules are reported, not fetched.
+//! did, including a version whose files were stored but whose checksum
+//! records were not. Blocked modules are reported, not fetched.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -33,7 +34,16 @@ const MAX_DEPTH: usize = 16;
 
 /// How one module version went.
 enum Outcome {
-    Warmed { bytes: u64 },
+    Warmed {
+        bytes: u64,
+    },
+    /// The module's files are stored, its checksum-database records are
+    /// not (the database failed): go can build offline only with the
+    /// module in GONOSUMDB, or once the records are warmed too.
+    NoRecords {
+        bytes: u64,
+        why: String,
+    },
     Blocked(String),
     Failed(String),
 }
@@ -88,20 +98,32 @@ async fn warm_one(warmer: &Warmer, module: &str, version: &str, zip: bool) -> Ou
     if zip {
         files.push(format!("{base}.zip"));
     }
-    if let Some(db) = warmer.sumdb_for(module) {
-        files.push(format!("/sumdb/{db}/latest"));
-        files.push(format!(
-            "/sumdb/{db}/lookup/{}@{}",
-            encode_case(module),
-            encode_case(version)
-        ));
-    }
     let mut bytes = 0;
     for path in files {
         match warmer.fetch(&path).await {
             Ok(w) => bytes += w.bytes,
             Err(e @ (Error::Blocked { .. } | Error::NoRule(_))) => return Outcome::Blocked(e.to_string()),
             Err(e) => return Outcome::Failed(e.to_string()),
+        }
+    }
+    let Some(db) = warmer.sumdb_for(module) else {
+        return Outcome::Warmed { bytes };
+    };
+    // The module's files are stored by now: a checksum database that fails
+    // leaves them there, and says so, rather than calling them failed.
+    let records = [
+        format!("/sumdb/{db}/latest"),
+        format!("/sumdb/{db}/lookup/{}@{}", encode_case(module), encode_case(version)),
+    ];
+    for path in records {
+        match warmer.fetch(&path).await {
+            Ok(w) => bytes += w.bytes,
+            Err(e) => {
+                return Outcome::NoRecords {
+                    bytes,
+                    why: e.to_string(),
+                };
+            }
         }
     }
     Outcome::Warmed { bytes }
@@ -123,6 +145,10 @@ fn progress(total: u64) -> Option<ProgressBar> {
 fn report(bar: &Option<ProgressBar>, module: &str, version: &str, outcome: &Outcome) {
     let line = match outcome {
         Outcome::Warmed { bytes } => format!("ok       {module}@{version} ({})", fmt_size(*bytes)),
+        Outcome::NoRecords { bytes, why } => format!(
+            "partial  {module}@{version} ({}): module files stored, checksum records not: {why}",
+            fmt_size(*bytes)
+        ),
         Outcome::Blocked(why) => format!("blocked  {module}@{version}: {why}"),
         Outcome::Failed(why) => format!("FAILED   {module}@{version}: {why}"),
     };
@@ -139,11 +165,16 @@ fn report(bar: &Option<ProgressBar>, module: &str, version: &str, outcome: &Outc
 
 fn summary(results: &[((String, String), Outcome)], took: Duration) -> ExitCode {
     let (mut warmed, mut bytes, mut blocked, mut failed) = (0, 0, Vec::new(), Vec::new());
+    let mut partial = Vec::new();
     for ((m, v), outcome) in results {
         match outcome {
             Outcome::Warmed { bytes: b } => {
                 warmed += 1;
                 bytes += b;
+            }
+            Outcome::NoRecords { bytes: b, why } => {
+                bytes += b;
+                partial.push(format!("{m}@{v}: {why}"));
             }
             Outcome::Blocked(_) => blocked.push(format!("{m}@{v}")),
             Outcome::Failed(why) => failed.push(format!("{m}@{v}: {why}")),
@@ -151,20 +182,26 @@ fn summary(results: &[((String, String), Outcome)], took: Duration) -> ExitCode 
     }
     let rate = bytes as f64 / took.as_secs_f64().max(0.001);
     outln!(
-        "warmed {warmed} module versions ({}, {}/s) in {:.1}s; {} blocked, {} failed",
+        "warmed {warmed} module versions ({}, {}/s) in {:.1}s; {} without checksum records, {} blocked, {} failed",
         fmt_size(bytes),
         fmt_size(rate as u64),
         took.as_secs_f64(),
+        partial.len(),
         blocked.len(),
         failed.len()
     );
+    for p in &partial {
+        outln!("no checksum records (module files stored): {p}");
+    }
     for b in &blocked {
         outln!("blocked: {b}");
     }
     for f in &failed {
         outln!("failed:  {f}");
     }
-    if failed.is_empty() {
+    // Offline, go needs the records too (unless GONOSUMDB covers the
+    // module): a version without them is not ready, so the run is not.
+    if failed.is_empty() && partial.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

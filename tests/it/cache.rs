@@ -445,6 +445,35 @@ async fn cache_warm_from_a_go_sum_then_offline() {
         .unwrap();
     assert_eq!(warm.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&warm.stdout).contains("failed:  example.test/missing@v9.9.9"));
+
+    // The mirror answers, the checksum database does not: the module files
+    // are stored and said to be, the missing records are named, exit 1.
+    let mirror = start_mirror(&world.fixture()).await;
+    let config = world.config(&format!("http://{}", mirror.addr), "");
+    std::fs::write(world.path("modgate.toml"), &config).unwrap();
+    let _ = std::fs::remove_dir_all(world.path("cache"));
+    let warm = std::process::Command::new(modgate_bin())
+        .args(["cache", "warm", "--config", "modgate.toml", "go.sum"])
+        .current_dir(world.dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&warm.stdout);
+    assert_eq!(warm.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("warmed 0 module versions")
+            && stdout.contains("2 without checksum records, 0 blocked, 0 failed"),
+        "{stdout}"
+    );
+    for (module, _) in REQUIRES {
+        assert!(
+            stdout.contains(&format!("no checksum records (module files stored): {module}@")),
+            "{stdout}"
+        );
+    }
+    let zips = std::fs::read_dir(world.path("cache/example.test"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(zips > 0, "the module files are in the cache: {stdout}");
 }
 
 /// `list` is kept for `list_ttl`, asked again after it, and served stale
