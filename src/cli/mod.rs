@@ -209,7 +209,8 @@ pub fn main() -> ExitCode {
                 out!("{}", c.describe());
                 // The same checks `serve` makes before it listens.
                 if let Err(e) = crate::proxy::server::validate(&c) {
-                    return usage_error(format!("{}: {e}", c.source));
+                    let e = e.to_string();
+                    return usage_error(format!("{}: {e}", c.locate(&e)));
                 }
                 outln!("ok");
                 ExitCode::SUCCESS

@@ -45,10 +45,17 @@ pub(crate) fn run(
         listen,
         admin_listen,
     };
+    let located = config.clone();
     match serve(config, flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("modgate: {e:#}");
+            // A file the config names that cannot be used points back at
+            // the key naming it.
+            let e = format!("{e:#}");
+            match located.locate(&e) {
+                at if at != located.source => eprintln!("modgate: {at}: {e}"),
+                _ => eprintln!("modgate: {e}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -46,6 +46,11 @@ pub(crate) struct FileAuth {
 }
 
 impl FileAuth {
+    /// `htpasswd` as written, with where.
+    pub(crate) fn written_paths(&self) -> Vec<(String, std::ops::Range<usize>)> {
+        vec![(self.htpasswd.get_ref().clone(), self.htpasswd.span())]
+    }
+
     pub(crate) fn resolve(self, base: &Path) -> Result<AuthSettings, Located> {
         if self.htpasswd.get_ref().trim().is_empty() {
             return Err((self.htpasswd.span(), "auth.htpasswd is empty".into()));

@@ -34,10 +34,24 @@ impl FileLimits {
                 Some(v) => Err((v.span(), format!("limits.{key} must be between 1 and 10000000"))),
             }
         };
+        let per_client_span = self.per_client.as_ref().map(Spanned::span);
         let settings = LimitSettings {
             max_connections: positive(self.max_connections, "max_connections")?,
             per_client: positive(self.per_client, "per_client")?,
         };
+        // A per-client limit above the total is no limit at all: a mistake
+        // (a swapped pair, or a total lowered without the other).
+        if let (Some(total), Some(each), Some(span)) = (settings.max_connections, settings.per_client, per_client_span)
+        {
+            if each > total {
+                return Err((
+                    span,
+                    format!(
+                        "limits.per_client ({each}) is above limits.max_connections ({total}), so it would never apply"
+                    ),
+                ));
+            }
+        }
         Ok(settings)
     }
 }

@@ -27,7 +27,7 @@ pub mod tls;
 pub mod transparent;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -80,6 +80,9 @@ pub struct Config {
     /// SHA-256 (hex) of the config text, for the `modgate_config_info`
     /// metric and the admin page: it tells which file a process runs.
     pub digest: String,
+    /// The files the config names (CA, roots, htpasswd), absolute, with
+    /// the `line:col` where each was written.
+    pub written_at: Vec<(PathBuf, String)>,
 }
 
 /// A config that cannot be used, with where the problem is.
@@ -126,6 +129,17 @@ struct FileConfig {
 }
 
 impl FileConfig {
+    /// Every file path the config names, absolute, with its span.
+    fn written_paths(&self, base: &Path) -> Vec<(PathBuf, std::ops::Range<usize>)> {
+        let auth = self.auth.iter().flat_map(auth::FileAuth::written_paths);
+        self.tls
+            .written_paths()
+            .into_iter()
+            .chain(auth)
+            .map(|(path, span)| (paths::absolute(&base.join(path)), span))
+            .collect()
+    }
+
     fn resolve(self, source: &str, base: &Path) -> Result<Config, Located> {
         let (tls, intercept) = self.tls.resolve(base, source == EMBEDDED_NAME)?;
         let auth = self.auth.map(|a| a.resolve(base)).transpose()?;
@@ -162,6 +176,7 @@ impl FileConfig {
             admin,
             mirrors: mirrors::resolve(self.mirror, base)?,
             digest: String::new(),
+            written_at: Vec::new(),
         })
     }
 }
@@ -182,6 +197,16 @@ impl Config {
             message: format!("cannot read config: {e}"),
         })?;
         Config::parse(&text, &name)
+    }
+
+    /// `source:line:col` of the key naming a file that `message` is
+    /// about (the first one it mentions), or `source` alone: a CA, root
+    /// or htpasswd file that cannot be used points back at its key.
+    pub fn locate(&self, message: &str) -> String {
+        self.written_at
+            .iter()
+            .find(|(path, _)| message.contains(&path.display().to_string()))
+            .map_or_else(|| self.source.clone(), |(_, at)| format!("{}:{at}", self.source))
     }
 
     /// Where the config came from, for reports read away from the shell
@@ -218,10 +243,18 @@ impl Config {
             let message = e.message().trim().replace('\n', "; ");
             at(e.span(), toml_words(&message))
         })?;
+        let written = file.written_paths(base);
         let mut config = file
             .resolve(source, base)
             .map_err(|(span, message)| at(Some(span), message))?;
         config.digest = digest_hex(text);
+        config.written_at = written
+            .into_iter()
+            .map(|(path, span)| {
+                let (line, col) = line_col(text, span.start);
+                (path, format!("{line}:{col}"))
+            })
+            .collect();
         Ok(config)
     }
 }

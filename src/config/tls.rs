@@ -87,6 +87,19 @@ impl FileTls {
     /// The settings, and the `intercept` list (which belongs to the policy).
     /// `embedded`: the embedded default keeps evidence in
     /// `<state dir>/intercepted` rather than `certs/intercepted`.
+    /// The file paths as written, with where: errors about the files
+    /// (missing, unreadable, not a CA) point back at the key.
+    pub(crate) fn written_paths(&self) -> Vec<(String, std::ops::Range<usize>)> {
+        let public = self.public_roots.iter().filter(|p| p.get_ref() != "webpki");
+        [&self.ca_cert, &self.ca_key]
+            .into_iter()
+            .flatten()
+            .chain(self.extra_roots.iter().flatten())
+            .chain(public)
+            .map(|p| (p.get_ref().clone(), p.span()))
+            .collect()
+    }
+
     pub(crate) fn resolve(self, base: &Path, embedded: bool) -> Result<(TlsSettings, Vec<HostGlob>), Located> {
         let path = |p: Option<Spanned<String>>, default: &str| -> Result<PathBuf, Located> {
             match p {

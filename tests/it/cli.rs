@@ -49,6 +49,11 @@ fn check_rejects_bad_configs_with_file_line_col() {
             "port-zero.toml:2:17: bad address '127.0.0.1:0': port 0 cannot be connected to",
         ),
         (
+            "per-client-above-total.toml",
+            "[limits]\nmax_connections = 100\nper_client = 500\n",
+            "per-client-above-total.toml:3:14: limits.per_client (500) is above limits.max_connections (100), so it would never apply",
+        ),
+        (
             "unknown-rule-key.toml",
             "[[rule]]\nhost = [\"a.test\"]\naction = \"direct\"\n",
             "unknown-rule-key.toml:2:1: unknown field `host`",
@@ -440,4 +445,35 @@ async fn the_embedded_default_writes_into_the_state_dir_not_the_working_dir() {
         0,
         "the working directory stays empty"
     );
+}
+
+/// A file the config names that cannot be used (a missing CA, a missing
+/// htpasswd) is reported at the key naming it, file:line:col, by `check`
+/// and by `serve` alike.
+#[test]
+fn a_missing_file_the_config_names_is_reported_at_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "ca.toml",
+        "[tls]\nintercept = [\"proxy.golang.org\"]\nca_cert = \"nowhere/ca.pem\"\nca_key = \"nowhere/ca.key\"\n[[rule]]\naction = \"direct\"\n",
+    );
+    write(
+        dir.path(),
+        "auth.toml",
+        "[auth]\nhtpasswd = \"missing.htpasswd\"\n[[rule]]\naction = \"direct\"\n",
+    );
+    for (name, at) in [("ca.toml", "ca.toml:3:11: "), ("auth.toml", "auth.toml:2:12: ")] {
+        let out = run(dir.path(), &["check", "--config", name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.starts_with(at), "{name}: {stderr}");
+        let out = run(dir.path(), &["serve", "--config", name, "--listen", "127.0.0.1:0"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&format!("modgate: {at}"))),
+            "{name}: {stderr}"
+        );
+    }
 }
