@@ -67,12 +67,12 @@ pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<Admi
     let (listener, addr) = match (bound, listen) {
         (Ok(bound), _) => bound,
         (Err(e), AdminListen::Default(_)) => {
+            // Once, in the log (stderr): not also as a line of its own.
             tracing::warn!(
                 addr = %addr,
                 error = %e,
                 "the default admin address cannot be bound (another modgate?); running without the admin listener; set [admin] listen or serve --admin-listen"
             );
-            eprintln!("modgate: warning: admin listener off: cannot listen on {addr}: {e}");
             return Ok(None);
         }
         (Err(source), _) => return Err(AdminBindError { addr, source }),

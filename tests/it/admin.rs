@@ -391,10 +391,12 @@ async fn issue12_a_busy_default_admin_port_warns_and_serves_without_it() {
     while let Ok(Ok(Some(line))) = tokio::time::timeout(STEP, served.lines.next_line()).await {
         log.push(line);
     }
+    let warnings = log.iter().filter(|l| l.contains("127.0.0.1:9128")).count();
     assert!(
         log.iter().any(|l| l.contains("127.0.0.1:9128") && l.contains("WARN")),
         "a warning names the busy admin port: {log:#?}"
     );
+    assert_eq!(warnings, 1, "said once: {log:#?}");
     drop(held);
 }
 
