@@ -203,13 +203,15 @@ fn build(connector: Connector, idle: Duration) -> HttpClient {
         .build(connector)
 }
 
-/// Sends `req` with `client`. A GET, HEAD or OPTIONS without a body whose
-/// connection closed before its response head arrived is sent once more,
-/// on another connection (once: a second failure is the answer): a pooled keep-alive connection the upstream
-/// closes just as the request goes out on it (its keep-alive timeout)
-/// fails that way, and the request never reached it. Browsers and Go's
-/// own transport do the same. A request with a body, or any other method,
-/// is never sent twice.
+/// Sends `req` with `client`. A GET, HEAD or OPTIONS without a body that
+/// the upstream did not process is sent once more, on another connection
+/// or stream (once: a second failure is the answer): its connection closed
+/// before the response head arrived (a pooled keep-alive connection the
+/// upstream closes just as the request goes out on it, at its keep-alive
+/// timeout), or an h2 upstream refused the stream (`REFUSED_STREAM`, RFC
+/// 9113 §8.7: at its stream limit, or going away). Browsers and Go's own
+/// transport do the same. A request with a body, or any other method, is
+/// never sent twice.
 pub async fn send(client: &HttpClient, req: Request<Body>) -> Result<Response<Incoming>, LegacyError> {
     let again = replayable(&req).then(|| {
         let mut copy = Request::new(());
@@ -220,8 +222,8 @@ pub async fn send(client: &HttpClient, req: Request<Body>) -> Result<Response<In
         copy
     });
     match (client.request(req).await, again) {
-        (Err(e), Some(again)) if closed_unanswered(&e) => {
-            tracing::debug!(uri = %again.uri(), error = %error::chain(&e), "upstream closed the connection before answering; sending the request again");
+        (Err(e), Some(again)) if unprocessed(&e) => {
+            tracing::debug!(uri = %again.uri(), error = %error::chain(&e), "the upstream did not process the request (closed before answering, or refused the h2 stream); sending it again");
             client.request(again.map(|()| empty())).await
         }
         (result, _) => result,
@@ -238,9 +240,10 @@ fn replayable(req: &Request<Body>) -> bool {
 }
 
 /// Whether `err` is an established connection that closed (or was reset)
-/// before any of the response arrived: not a connect, DNS or TLS failure,
-/// and not a timeout.
-fn closed_unanswered(err: &LegacyError) -> bool {
+/// before any of the response arrived, or an h2 stream the upstream
+/// refused unprocessed: not a connect, DNS or TLS failure, and not a
+/// timeout.
+fn unprocessed(err: &LegacyError) -> bool {
     use std::io::ErrorKind::*;
     if err.is_connect() {
         return false;
@@ -248,6 +251,11 @@ fn closed_unanswered(err: &LegacyError) -> bool {
     for e in error::causes(err) {
         if e.downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        if e.downcast_ref::<h2::Error>()
+            .is_some_and(|h2| h2.reason() == Some(h2::Reason::REFUSED_STREAM))
         {
             return true;
         }

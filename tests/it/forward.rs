@@ -482,6 +482,64 @@ async fn a_stalled_upstream_tls_handshake_is_a_504_naming_the_handshake() {
     assert!(waited < Duration::from_secs(8), "answered after {waited:?}");
 }
 
+/// An h2-only origin (the `h2` crate's server) that refuses the first
+/// `refuse` streams with `REFUSED_STREAM` and answers the rest; counts the
+/// streams it saw.
+async fn start_refusing_h2_origin(
+    pki: &TestPki,
+    refuse: usize,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let acceptor = pki.acceptor(&["localhost"], &[b"h2"]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = streams.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    if seen.fetch_add(1, Ordering::SeqCst) < refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let Ok(mut body) = respond.send_response(Response::new(()), false) else {
+                        return;
+                    };
+                    let _ = body.send_data(Bytes::from_static(b"answered after a refusal\n"), true);
+                }
+            });
+        }
+    });
+    (addr, streams)
+}
+
+/// An h2 upstream that refuses a stream (`REFUSED_STREAM`: at its stream
+/// limit, or going away) has not processed it: a GET is sent once more
+/// and answered; a second refusal is the answer, a 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_on_a_refused_h2_stream_is_sent_once_more() {
+    let pki = TestPki::new("Refused Stream Root");
+    let (dir, served) = crate::parent::intercepting_localhost(&pki).await;
+    let trust = crate::parent::trusting(&dir.path().join("ca/modgate-ca.pem"));
+    let (origin, streams) = start_refusing_h2_origin(&pki, 1).await;
+    let response = crate::parent::tls_get(served.addr, &format!("localhost:{}", origin.port()), trust.clone()).await;
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("answered after a refusal\n"),
+        "{response}"
+    );
+    assert_eq!(streams.load(Ordering::SeqCst), 2, "refused once, sent once more");
+
+    let (origin, streams) = start_refusing_h2_origin(&pki, usize::MAX).await;
+    let response = crate::parent::tls_get(served.addr, &format!("localhost:{}", origin.port()), trust).await;
+    assert!(response.starts_with("HTTP/1.1 502"), "{response}");
+    assert_eq!(streams.load(Ordering::SeqCst), 2, "sent twice at most");
+}
+
 /// Asserts that each response is the ALPN origin's answer.
 fn assert_answered(responses: &[String]) {
     for response in responses {
