@@ -45,30 +45,26 @@ fn ca_command(command: CaCommand) -> ExitCode {
             outln!("wrote {} and {} (key mode 0600)", cert.display(), key.display());
             outln!("valid for: {}", hosts.join(", "));
             // The same config and directory, or bundle reads another CA.
-            let mut same = String::new();
-            if let Some(path) = &config_arg {
-                same.push_str(&format!(" --config {}", shell_word(&path.to_string_lossy())));
-            }
-            if let Some(path) = &dir_arg {
-                same.push_str(&format!(" --dir {}", shell_word(&path.to_string_lossy())));
-            }
+            let same = same_options(config_arg.as_deref(), dir_arg.as_deref());
             outln!(
                 "next: modgate ca bundle{same} > modgate-bundle.pem && export SSL_CERT_FILE=$PWD/modgate-bundle.pem"
             );
             ExitCode::SUCCESS
         }
         CaCommand::Bundle { config, dir } => {
-            let config = match Config::load(config.as_deref()) {
+            let (config_arg, dir_arg) = (config, dir);
+            let config = match Config::load(config_arg.as_deref()) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
-            let (cert, _) = ca_paths(&config, dir);
+            let (cert, _) = ca_paths(&config, dir_arg.clone());
             let ca_pem = match std::fs::read_to_string(&cert) {
                 Ok(pem) => pem,
                 Err(e) => {
                     return usage_error(format!(
-                        "modgate: {}: {e} (run `modgate ca init` first)",
-                        cert.display()
+                        "modgate: {}: {e} (run `modgate ca init{}` first)",
+                        cert.display(),
+                        same_options(config_arg.as_deref(), dir_arg.as_deref())
                     ));
                 }
             };
@@ -84,4 +80,17 @@ fn ca_command(command: CaCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// ` --config F --dir D`, as given, for the next `ca` command to print: the
+/// same options reach the same CA.
+fn same_options(config: Option<&std::path::Path>, dir: Option<&std::path::Path>) -> String {
+    let mut same = String::new();
+    if let Some(path) = config {
+        same.push_str(&format!(" --config {}", shell_word(&path.to_string_lossy())));
+    }
+    if let Some(path) = dir {
+        same.push_str(&format!(" --dir {}", shell_word(&path.to_string_lossy())));
+    }
+    same
 }

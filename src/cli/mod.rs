@@ -206,12 +206,13 @@ pub fn main() -> ExitCode {
         } => serve::run(config, listen, admin_listen.as_deref(), log_format),
         Command::Check { config } => match Config::load(config.as_deref()) {
             Ok(c) => {
-                out!("{}", c.describe());
-                // The same checks `serve` makes before it listens.
+                // The same checks `serve` makes before it listens, first: a
+                // config that fails them prints no summary of itself.
                 if let Err(e) = crate::proxy::server::validate(&c) {
-                    let e = e.to_string();
+                    let e = ca_init_hint(&e.to_string(), &c);
                     return usage_error(format!("{}: {e}", c.locate(&e)));
                 }
+                out!("{}", c.describe());
                 outln!("ok");
                 ExitCode::SUCCESS
             }
@@ -261,6 +262,19 @@ pub(crate) fn shell_word(word: &str) -> String {
         return word.to_owned();
     }
     format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// `message` with its `modgate ca init` hint naming the config it is
+/// about: run without `--config`, `ca init` would make a CA for another
+/// config (./modgate.toml, or the embedded default).
+pub(crate) fn ca_init_hint(message: &str, config: &Config) -> String {
+    if config.source == crate::config::EMBEDDED_NAME {
+        return message.to_owned();
+    }
+    message.replace(
+        "`modgate ca init`",
+        &format!("`modgate ca init --config {}`", shell_word(&config.source)),
+    )
 }
 
 /// Prints `e` and exits with [`EXIT_USAGE`].

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::config::admin::AdminListen;
 use crate::proxy::reload::{Overrides, Reloader};
 use crate::proxy::reload_watch;
-use crate::proxy::server::Server;
+use crate::proxy::server::{Server, StartError};
 
 /// What the command line says beyond the config file.
 struct Flags {
@@ -51,9 +51,15 @@ pub(crate) fn run(
         Err(e) => {
             // A file the config names that cannot be used points back at
             // the key naming it.
-            let e = format!("{e:#}");
+            // Each cause once: a bind error's text already holds its
+            // socket error, which is also its source.
+            let about_config = matches!(
+                e.downcast_ref::<StartError>(),
+                Some(StartError::Ca(_) | StartError::Trust(_) | StartError::Auth(_))
+            );
+            let e = crate::cli::ca_init_hint(&crate::core::error::chain(e.as_ref()), &located);
             match located.locate(&e) {
-                at if at != located.source => eprintln!("modgate: {at}: {e}"),
+                at if about_config || at != located.source => eprintln!("modgate: {at}: {e}"),
                 _ => eprintln!("modgate: {e}"),
             }
             ExitCode::FAILURE

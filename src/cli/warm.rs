@@ -230,6 +230,13 @@ fn collect(args: &[String]) -> Result<Wanted, String> {
             if module.is_empty() || version.is_empty() {
                 return Err(format!("'{arg}' is not module@version"));
             }
+            // A query (`latest`, a branch, `v1.2`) is no file a mirror
+            // keeps: go resolves it first, and so must the user.
+            if !crate::gomod::semver::is_canonical(version) {
+                return Err(format!(
+                    "'{arg}': cache warm needs an exact version, as go.sum lists them, not the query '{version}'; find it with `go list -m {module}@{version}`"
+                ));
+            }
             wanted.insert((module.to_owned(), version.to_owned()), true);
         } else {
             return Err(format!(
@@ -346,5 +353,10 @@ mod tests {
             ]
         );
         assert!(collect(&["nonsense".into()]).is_err());
+        for query in ["e.test/v@latest", "e.test/v@master", "e.test/v@v1.2"] {
+            let e = collect(&[query.into()]).unwrap_err();
+            assert!(e.contains("needs an exact version"), "{e}");
+        }
+        assert!(collect(&["e.test/v@v2.0.0+incompatible".into()]).is_ok());
     }
 }

@@ -19,13 +19,22 @@ pub struct DnsSettings {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileDns {
-    servers: Option<Vec<Spanned<String>>>,
+    servers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 impl FileDns {
     pub(crate) fn resolve(self) -> Result<DnsSettings, Located> {
         let mut servers = Vec::new();
-        for s in self.servers.unwrap_or_default() {
+        let Some(written) = self.servers else {
+            return Ok(DnsSettings { servers });
+        };
+        if written.get_ref().is_empty() {
+            return Err((
+                written.span(),
+                "dns.servers is empty, so no name would resolve; leave it out to use the system's name servers".into(),
+            ));
+        }
+        for s in written.into_inner() {
             let text = s.get_ref();
             let addr = text
                 .parse::<SocketAddr>()
@@ -36,6 +45,9 @@ impl FileDns {
                         format!("bad name server '{text}': expected an IP address or IP:port, e.g. 10.0.0.53"),
                     )
                 })?;
+            if addr.port() == 0 {
+                return Err((s.span(), format!("bad name server '{text}': port 0 cannot be asked")));
+            }
             servers.push(addr);
         }
         Ok(DnsSettings { servers })

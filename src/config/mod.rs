@@ -170,7 +170,11 @@ impl FileConfig {
             sumdb,
             transparent: self
                 .transparent
-                .map(transparent::FileTransparent::resolve)
+                .map(|t| {
+                    let mut taken = vec![(listen, "the proxy's listen address")];
+                    taken.extend(admin.listen.addr().map(|a| (a, "admin.listen")));
+                    t.resolve(&taken)
+                })
                 .transpose()?,
             auth,
             admin,
@@ -426,8 +430,29 @@ mod tests {
         assert!(e.starts_with("t.toml:3:16: auth.max_failures"), "{e}");
         let e = err("[transparent]\nlisten = \"0.0.0.0:3129\"\nmark = -1\n");
         assert!(e.starts_with("t.toml:3:8: transparent.mark"), "{e}");
+        let e = err("[dns]\nservers = []\n");
+        assert!(e.starts_with("t.toml:2:11: dns.servers is empty"), "{e}");
+        let e = err("[dns]\nservers = [\"10.0.0.53\", \"10.0.0.54:0\"]\n");
+        assert!(
+            e.starts_with("t.toml:2:25: bad name server '10.0.0.54:0': port 0"),
+            "{e}"
+        );
         let e = err("[transparent]\nmark = 1\n");
-        assert!(e.starts_with("t.toml:1:1: missing field `listen`"), "{e}");
+        assert!(
+            e.starts_with("t.toml:2:8: [transparent] needs listen = \"IP:port\""),
+            "{e}"
+        );
+        // Each listener its own port.
+        let e = err("listen = \"127.0.0.1:3128\"\n[transparent]\nlisten = \"127.0.0.1:3128\"\n");
+        assert!(
+            e.starts_with("t.toml:3:10: transparent.listen 127.0.0.1:3128 is also the proxy's listen address"),
+            "{e}"
+        );
+        let e = err("[admin]\nlisten = \"127.0.0.1:9300\"\n[transparent]\nlisten = \"127.0.0.1:9300\"\n");
+        assert!(
+            e.starts_with("t.toml:4:10: transparent.listen 127.0.0.1:9300 is also admin.listen"),
+            "{e}"
+        );
         let e = err("[parent]\nurl = \"ftp://proxy:21\"\n");
         assert!(
             e.starts_with("t.toml:2:7: bad proxy URL 'ftp://proxy:21': scheme 'ftp'"),

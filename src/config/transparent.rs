@@ -30,12 +30,25 @@ pub struct TransparentSettings {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileTransparent {
-    listen: Parsed<SocketAddr>,
+    listen: Option<Spanned<Parsed<SocketAddr>>>,
     mark: Option<Spanned<i64>>,
 }
 
 impl FileTransparent {
-    pub(crate) fn resolve(self) -> Result<TransparentSettings, Located> {
+    /// Validates the table; `taken` are modgate's other listeners (the
+    /// proxy's, the admin's), which this one may not share.
+    pub(crate) fn resolve(self, taken: &[(SocketAddr, &str)]) -> Result<TransparentSettings, Located> {
+        let Some(listen) = self.listen else {
+            let at = self.mark.as_ref().map_or(0..0, Spanned::span);
+            return Err((at, "[transparent] needs listen = \"IP:port\"".into()));
+        };
+        let (span, listen) = (listen.span(), listen.into_inner().0);
+        if let Some((_, name)) = taken.iter().find(|(addr, _)| *addr == listen && listen.port() != 0) {
+            return Err((
+                span,
+                format!("transparent.listen {listen} is also {name}; each listener needs its own port"),
+            ));
+        }
         let mark = match self.mark {
             None => None,
             Some(m) if *m.get_ref() == 0 => None,
@@ -44,9 +57,6 @@ impl FileTransparent {
                     .map_err(|_| (m.span(), "transparent.mark must be between 0 and 4294967295".to_owned()))?,
             ),
         };
-        Ok(TransparentSettings {
-            listen: self.listen.0,
-            mark,
-        })
+        Ok(TransparentSettings { listen, mark })
     }
 }

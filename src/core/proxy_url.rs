@@ -48,6 +48,9 @@ impl ProxyUrl {
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
         let host = Host::parse(host).map_err(|e| bad(&e))?;
         let port = url.port_or_known_default().unwrap_or(80);
+        if port == 0 {
+            return Err(bad("port 0 cannot be connected to"));
+        }
         let decode = |s: &str| percent_decode_str(s).decode_utf8().map(|c| c.into_owned());
         let credentials = match (url.username(), url.password()) {
             ("", None) => None,
@@ -122,6 +125,12 @@ mod tests {
             )
         );
         assert!(!format!("{p:?}").contains("p:ss"), "{p:?}");
+    }
+
+    #[test]
+    fn port_zero_is_refused() {
+        let e = ProxyUrl::parse("http://u:secret@p.example:0").unwrap_err();
+        assert!(e.contains("port 0") && !e.contains("secret"), "{e}");
     }
 
     #[test]

@@ -140,12 +140,40 @@ fn parse_entry(item: &str) -> Result<Mirror, String> {
             "bad mirror '{item}': no query, fragment or credentials allowed"
         ));
     }
-    Ok(Mirror::Proxy(item.trim_end_matches('/').to_owned()))
+    Ok(Mirror::Proxy(lower_authority(item.trim_end_matches('/'))))
+}
+
+/// `url` with its scheme and host in lower case (they are
+/// case-insensitive, RFC 3986 §3.1, §3.2.2), the path as written: one
+/// mirror is one URL however its host was spelt, in lists and in
+/// `[mirror."URL"]` tables alike.
+fn lower_authority(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    format!(
+        "{}://{}{path}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mirrors_host_is_one_however_it_is_spelt() {
+        assert_eq!(
+            parse_entry("https://Proxy.Corp.Example:8443/Go/Mods/").unwrap(),
+            Mirror::Proxy("https://proxy.corp.example:8443/Go/Mods".into())
+        );
+        assert_eq!(
+            parse_entry("https://A.example").unwrap(),
+            parse_entry("https://a.example").unwrap()
+        );
+    }
 
     #[test]
     fn goproxy_syntax_parses_with_its_separators() {

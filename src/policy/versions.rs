@@ -112,6 +112,27 @@ impl FromStr for VersionMatch {
                 "empty; write a version such as v1.5.0 or a bound such as <v1.4.2".into()
             ));
         }
+        // A lower bound at or above an upper one leaves no version between
+        // them: a rule that could never match is a mistake.
+        let lower = bounds.iter().filter(|b| matches!(b.op, Op::Gt | Op::Ge));
+        for low in lower {
+            for high in bounds.iter().filter(|b| matches!(b.op, Op::Lt | Op::Le)) {
+                let empty = match compare(&low.version, &high.version) {
+                    Some(Ordering::Greater) => true,
+                    Some(Ordering::Equal) => !(low.op == Op::Ge && high.op == Op::Le),
+                    _ => false,
+                };
+                if empty {
+                    return Err(bad(format!(
+                        "no version is {}{} and {}{}; a range is written low first: \">=v1.4.0 <v1.5.0-0\"",
+                        low.op.as_str(),
+                        low.version,
+                        high.op.as_str(),
+                        high.version
+                    )));
+                }
+            }
+        }
         Ok(VersionMatch { bounds })
     }
 }
@@ -186,5 +207,22 @@ mod tests {
             ">=v1.2.0  <v1.3.0-0".parse::<VersionMatch>().unwrap().to_string(),
             ">=v1.2.0 <v1.3.0-0"
         );
+    }
+
+    #[test]
+    fn a_range_no_version_is_in_is_refused() {
+        for empty in [
+            ">v2.0.0 <v1.0.0",
+            ">=v1.0.0 <v1.0.0",
+            ">v1.0.0 <=v1.0.0",
+            "<v1.0.0 >=v1.2.0",
+        ] {
+            let e = empty.parse::<VersionMatch>().unwrap_err();
+            assert!(e.contains("no version is"), "{empty}: {e}");
+        }
+        for fine in [">=v1.0.0 <=v1.0.0", ">v1.0.0 <v1.0.1", ">=v1.0.0-rc.1 <v1.0.0"] {
+            assert!(fine.parse::<VersionMatch>().is_ok(), "{fine}");
+        }
+        assert!(m(">=v1.0.0 <=v1.0.0", "v1.0.0"));
     }
 }

@@ -115,7 +115,7 @@ impl Reloader {
         // and the log line: whoever sees either sees the page agree.
         match self.next(&current, only_if_changed).await {
             Ok(Some(next)) => {
-                let (digest, source) = (next.config.digest.clone(), next.config.source.clone());
+                let (digest, source) = (next.config.digest.clone(), next.config.source_path());
                 Arc::new(next).put_in_effect(&self.live);
                 self.note(|status| {
                     status.ok += 1;

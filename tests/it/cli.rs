@@ -82,10 +82,11 @@ fn output_to_a_closed_pipe_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let tls = "[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca.key\"\nintercept = [\"proxy.golang.org\"]\n";
     write(dir.path(), "modgate.toml", tls);
+    // `ca init` first: `check` validates before it prints, and needs the CA.
     for args in [
-        &["check"][..],
+        &["ca", "init"][..],
+        &["check"],
         &["explain", "example.com:443"],
-        &["ca", "init"],
         &["ca", "bundle"],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
@@ -464,11 +465,35 @@ fn a_missing_file_the_config_names_is_reported_at_its_key() {
         "auth.toml",
         "[auth]\nhtpasswd = \"missing.htpasswd\"\n[[rule]]\naction = \"direct\"\n",
     );
-    for (name, at) in [("ca.toml", "ca.toml:3:11: "), ("auth.toml", "auth.toml:2:12: ")] {
+    // The default CA path is written nowhere: the file, then.
+    write(
+        dir.path(),
+        "default-ca.toml",
+        "[tls]\nintercept = [\"proxy.golang.org\"]\n[[rule]]\naction = \"direct\"\n",
+    );
+    for (name, at) in [
+        ("ca.toml", "ca.toml:3:11: "),
+        ("auth.toml", "auth.toml:2:12: "),
+        ("default-ca.toml", "default-ca.toml: "),
+    ] {
         let out = run(dir.path(), &["check", "--config", name]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
         assert!(stderr.starts_with(at), "{name}: {stderr}");
+        // No summary of a config that fails.
+        assert!(
+            out.stdout.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        if name.contains("ca") {
+            // The fix names this config: `ca init` alone would make a CA
+            // for another one.
+            assert!(
+                stderr.contains(&format!("run `modgate ca init --config {name}`")),
+                "{name}: {stderr}"
+            );
+        }
         let out = run(dir.path(), &["serve", "--config", name, "--listen", "127.0.0.1:0"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: {stderr}");
@@ -477,4 +502,36 @@ fn a_missing_file_the_config_names_is_reported_at_its_key() {
             "{name}: {stderr}"
         );
     }
+}
+
+/// A listen address modgate cannot bind is one line naming it and the
+/// socket error once (it was repeated: "…in use (os error 98): Address
+/// already in use (os error 98)").
+#[test]
+fn a_busy_listen_address_is_one_line_naming_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    write(
+        dir.path(),
+        "c.toml",
+        "[admin]\nlisten = \"\"\n[[rule]]\naction = \"direct\"\n",
+    );
+    let out = run(dir.path(), &["serve", "--config", "c.toml", "--listen", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("modgate: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.starts_with(&format!("modgate: cannot listen on {addr}: ")),
+        "{line}"
+    );
+    assert_eq!(line.matches("os error").count(), 1, "{line}");
+    let out = run(dir.path(), &["ca", "bundle", "--config", "c.toml"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(run `modgate ca init --config c.toml` first)"),
+        "{out:?}"
+    );
 }
