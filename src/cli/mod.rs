@@ -271,9 +271,10 @@ pub(crate) fn ca_init_hint(message: &str, config: &Config) -> String {
     if config.source == crate::config::EMBEDDED_NAME {
         return message.to_owned();
     }
+    // `modgate ca init` and `modgate ca init --force` alike.
     message.replace(
-        "`modgate ca init`",
-        &format!("`modgate ca init --config {}`", shell_word(&config.source)),
+        "`modgate ca init",
+        &format!("`modgate ca init --config {}", shell_word(&config.source)),
     )
 }
 

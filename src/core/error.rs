@@ -174,7 +174,8 @@ pub enum Error {
     },
 
     /// The upstream answered with a status that is not an answer to pass
-    /// on: 5xx, or a 4xx other than 404/410 (401, 403, 429, …).
+    /// on: 5xx, a 4xx other than 404/410 (401, 403, 429, …), or for a
+    /// module file any status but 200 (a 204 carries no file).
     #[error("upstream {target} answered {status} for {what}")]
     UpstreamStatus {
         /// The upstream, as a URL.

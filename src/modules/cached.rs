@@ -350,7 +350,9 @@ impl ModuleCache {
         flight.set(Progress::Body {
             head: Head {
                 status: parts.status,
-                content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+                // What a hit of this object will say, not what this mirror
+                // said (`application/octet-stream` for a zip, say).
+                content_type: Some(HeaderValue::from_static(content_type(request))),
                 length,
             },
             written: 0,

@@ -177,13 +177,19 @@ async fn get(
         return failed(why);
     }
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-        return Answer::NotFound(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()));
+        // The mirror's `Connection: close` is about its connection, not the
+        // client's: passed on, it closed the client's keep-alive connection.
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        return Answer::NotFound(Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync()));
     }
-    if !status.is_success() {
+    // A module file is a 200: any other status (a 204 with no file, a 304
+    // to a request that was not conditional) is no answer to pass on.
+    if status != StatusCode::OK {
         return Answer::Failed(Error::UpstreamStatus {
             target: base.to_owned(),
             status,
-            what: req.what(),
+            what: shape::what(req.request),
         });
     }
     let (mut parts, body) = resp.into_parts();

@@ -532,6 +532,8 @@ async fn one_hundred_concurrent_requests_cause_one_upstream_fetch() {
         let (status, headers, body) = t.await.unwrap();
         assert_eq!(status, 200);
         assert!(body == want, "every body is the zip");
+        // The miss says what a hit says, whatever the mirror said.
+        assert_eq!(headers["content-type"], "application/zip", "{headers:?}");
         *statuses
             .entry(headers["x-cache"].to_str().unwrap().to_owned())
             .or_insert(0) += 1;

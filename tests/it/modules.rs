@@ -322,7 +322,7 @@ async fn ca_init_refuses_what_it_should_and_serve_checks_the_constraints() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("not valid for 'goproxy.cn'") && stderr.contains("ca init --force"),
+        stderr.contains("not valid for 'goproxy.cn'") && stderr.contains("ca init --config b.toml --force"),
         "{stderr}"
     );
     // And with no CA at all, serve says how to make one.
@@ -333,7 +333,7 @@ async fn ca_init_refuses_what_it_should_and_serve_checks_the_constraints() {
     .unwrap();
     let out = modgate(&["serve", "--config", "c.toml", "--listen", "127.0.0.1:0"], d);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("run `modgate ca init`"),
+        String::from_utf8_lossy(&out.stderr).contains("run `modgate ca init --config c.toml`"),
         "{out:?}"
     );
 }

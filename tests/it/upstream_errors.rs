@@ -395,3 +395,61 @@ async fn a_get_an_origin_always_drops_is_sent_twice_at_most() {
     assert_eq!(origin.counts(), (2, 0, 2));
     proxy.stop().await;
 }
+
+/// A mirror's 404 that closes its own connection (`Connection: close`, as
+/// Python's http.server sends) passes on the 404, not the close: the
+/// client's keep-alive connection stays open for its next request.
+#[tokio::test]
+async fn a_mirrors_connection_close_on_a_404_does_not_close_the_client() {
+    let mirror =
+        start_raw_origin(b"HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 10\r\n\r\nnot found\n").await;
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[admin]\nlisten = \"\"\n[[rule]]\nname = \"mods\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"http://{mirror}\"\n"
+    )))
+    .await;
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    // A query, which the cache does not keep, twice on one connection.
+    for _ in 0..2 {
+        let resp = conn
+            .send(
+                Request::get("/example.com/m/@v/master.info")
+                    .header("host", "modgate")
+                    .body(full(""))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(resp.status(), 404);
+        assert!(resp.headers().get("connection").is_none(), "{:?}", resp.headers());
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"not found\n", "the mirror's own 404");
+    }
+    proxy.stop().await;
+}
+
+/// A mirror's 204 (or any 2xx but 200) carries no module file: a 502
+/// naming the mirror and the status, like a 304 or a 500, never passed on
+/// for go to choke on.
+#[tokio::test]
+async fn a_mirrors_204_is_a_502_naming_it() {
+    let mirror = start_raw_origin(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[admin]\nlisten = \"\"\n[[rule]]\nname = \"mods\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"http://{mirror}\"\n"
+    )))
+    .await;
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    let resp = conn
+        .send(
+            Request::get("/example.com/m/@v/v1.0.0.info")
+                .header("host", "modgate")
+                .body(full(""))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(resp.status(), 502);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("modgate: upstream http://{mirror} answered 204 No Content for .info of example.com/m@v1.0.0\n")
+    );
+    proxy.stop().await;
+}
