@@ -256,6 +256,15 @@ fn version_rules(x: &Explainer<'_>, module: &str, version: Option<&str>, out: &m
         let list = versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
         let refuses = matches!(rule.action, Action::Block { .. });
         match version {
+            // As `decide` sees it (`Facts::of_request`): a query (`v1.2`,
+            // a branch) is no version until go resolves it.
+            Some(v) if !crate::gomod::semver::is_canonical(v) => {
+                let _ = writeln!(
+                    out,
+                    "version: {v} is a query, not a version: rule '{}' versions [{list}] is skipped for it (it applies to the version go resolves it to)",
+                    rule.name
+                );
+            }
             Some(v) => {
                 let verdict = if versions.iter().any(|m| m.matches(v)) {
                     "matches"

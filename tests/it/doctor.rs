@@ -327,3 +327,29 @@ async fn issue12_doctor_names_the_interceptor_on_the_path() {
     );
     assert!(fetch[0].0.contains("TLS"), "{report:#}");
 }
+
+/// A module argument `explain` refuses, `doctor` refuses too (exit 2, one
+/// line), before it fetches anything: a path go would refuse, or an empty
+/// version (which used to become `@latest`).
+#[test]
+fn doctor_refuses_the_module_arguments_explain_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    for (arg, why) in [
+        ("Example.com/A@v1", "invalid character 'E' in first path element"),
+        ("example.com/a@", "empty version"),
+    ] {
+        let out = std::process::Command::new(modgate_bin())
+            .args(["doctor", "--proxy", "http://127.0.0.1:1", arg])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{arg}: {stderr}");
+        assert!(
+            stderr.starts_with("modgate: doctor: ") && stderr.contains(why),
+            "{arg}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{arg}: {stderr}");
+        assert!(out.stdout.is_empty(), "{arg}");
+    }
+}

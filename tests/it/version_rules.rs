@@ -335,4 +335,14 @@ async fn explain_shows_the_version_rule() {
         list.contains("rule 'pin-widget' refuses versions [v1.2.0, >=v2.0.0-0]: they are left out of @v/list"),
         "{list}"
     );
+    // A query is no version: the version line says the rule is skipped, as
+    // the decision below it does (it said "matches" above a skipped rule).
+    let query = explain(&format!("{WIDGET}@v1.2"));
+    assert!(
+        query.contains(
+            "version: v1.2 is a query, not a version: rule 'pin-widget' versions [v1.2.0, >=v2.0.0-0] is skipped for it"
+        ),
+        "{query}"
+    );
+    assert!(query.contains("rule:    'all'"), "{query}");
 }

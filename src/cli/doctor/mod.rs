@@ -43,6 +43,11 @@ pub fn run(proxy: Option<String>, config: Option<PathBuf>, json: bool, module: O
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };
+    if let Some(module) = &module {
+        if let Err(e) = check_module_arg(module) {
+            return usage_error(format!("modgate: doctor: {e}"));
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return usage_error(format!("modgate: doctor: {e}")),
@@ -60,6 +65,18 @@ pub fn run(proxy: Option<String>, config: Option<PathBuf>, json: bool, module: O
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `module[@version]` as `explain` reads it (`@latest` too), so the two
+/// commands take and refuse the same arguments: no fetch is made for a
+/// path go would refuse.
+fn check_module_arg(module: &str) -> Result<(), String> {
+    let named = module.strip_suffix("@latest").unwrap_or(module);
+    match crate::policy::explain::ExplainTarget::parse(named) {
+        Ok(crate::policy::explain::ExplainTarget::Module(_)) => Ok(()),
+        Ok(_) => Err(format!("'{module}' is not module[@version]")),
+        Err(e) => Err(e),
     }
 }
 
