@@ -393,6 +393,15 @@ async fn a_warm_cache_serves_go_through_an_intercepted_tunnel() {
     proxy.stop().await;
 }
 
+/// `modgate cache warm --config modgate.toml ARG` in the world's directory.
+fn cache_warm(world: &World, arg: &str) -> std::process::Output {
+    std::process::Command::new(modgate_bin())
+        .args(["cache", "warm", "--config", "modgate.toml", arg])
+        .current_dir(world.dir.path())
+        .output()
+        .unwrap()
+}
+
 /// `cache warm` from a go.sum, then offline: go downloads everything
 /// through modgate with nothing upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,11 +421,7 @@ async fn cache_warm_from_a_go_sum_then_offline() {
         sum.push_str(&format!("{path} {version} {h1}\n{path} {version}/go.mod {gomod}\n"));
     }
     std::fs::write(world.path("go.sum"), sum).unwrap();
-    let warm = std::process::Command::new(modgate_bin())
-        .args(["cache", "warm", "--config", "modgate.toml", "go.sum"])
-        .current_dir(world.dir.path())
-        .output()
-        .unwrap();
+    let warm = cache_warm(&world, "go.sum");
     let stdout = String::from_utf8_lossy(&warm.stdout);
     assert!(
         warm.status.success(),
@@ -432,17 +437,7 @@ async fn cache_warm_from_a_go_sum_then_offline() {
     assert_eq!(offline.modules, direct.modules);
     proxy.stop().await;
     // A failure is listed and exits 1.
-    let warm = std::process::Command::new(modgate_bin())
-        .args([
-            "cache",
-            "warm",
-            "--config",
-            "modgate.toml",
-            "example.test/missing@v9.9.9",
-        ])
-        .current_dir(world.dir.path())
-        .output()
-        .unwrap();
+    let warm = cache_warm(&world, "example.test/missing@v9.9.9");
     assert_eq!(warm.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&warm.stdout).contains("failed:  example.test/missing@v9.9.9"));
 
@@ -452,11 +447,7 @@ async fn cache_warm_from_a_go_sum_then_offline() {
     let config = world.config(&format!("http://{}", mirror.addr), "");
     std::fs::write(world.path("modgate.toml"), &config).unwrap();
     let _ = std::fs::remove_dir_all(world.path("cache"));
-    let warm = std::process::Command::new(modgate_bin())
-        .args(["cache", "warm", "--config", "modgate.toml", "go.sum"])
-        .current_dir(world.dir.path())
-        .output()
-        .unwrap();
+    let warm = cache_warm(&world, "go.sum");
     let stdout = String::from_utf8_lossy(&warm.stdout);
     assert_eq!(warm.status.code(), Some(1), "{stdout}");
     assert!(

@@ -682,13 +682,29 @@ async fn start_fake_parent(mode: FakeParent) -> std::net::SocketAddr {
     addr
 }
 
+/// `[parent]` with `fake` as the parent.
+fn parent_table(fake: std::net::SocketAddr) -> String {
+    format!("[parent]\nurl = \"http://{fake}\"\n")
+}
+
+/// `CONNECT localhost:1234` through `proxy` is a 502 saying the parent
+/// `fake` failed, and `how`.
+async fn assert_connect_fails(proxy: &Proxy, fake: std::net::SocketAddr, how: &str) {
+    let connect = b"CONNECT localhost:1234 HTTP/1.1\r\nHost: localhost:1234\r\n\r\n";
+    let (status, body) = split(&raw_exchange(proxy.addr, connect).await);
+    assert_eq!(status, "HTTP/1.1 502 Bad Gateway", "{body}");
+    assert_eq!(
+        body,
+        format!("modgate: parent proxy http://{fake} failed on localhost:1234: {how}\n")
+    );
+}
+
 /// A parent that is reached but breaks (answers something that is not
 /// HTTP, closes, sends a head too large, or accepts CONNECT and then does
 /// not relay TLS) is named in a one-line 502 saying what it did: never
 /// "refused", never hyper's names for its internals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_that_breaks_is_named_with_what_it_did() {
-    let connect = b"CONNECT localhost:1234 HTTP/1.1\r\nHost: localhost:1234\r\n\r\n";
     let cases = [
         (
             FakeParent::Garbage,
@@ -703,16 +719,8 @@ async fn a_parent_that_breaks_is_named_with_what_it_did() {
     ];
     for (mode, on_connect, on_get) in cases {
         let fake = start_fake_parent(mode).await;
-        let proxy = start_proxy(&config_allowing_loopback(&format!(
-            "[parent]\nurl = \"http://{fake}\"\n"
-        )))
-        .await;
-        let (status, body) = split(&raw_exchange(proxy.addr, connect).await);
-        assert_eq!(status, "HTTP/1.1 502 Bad Gateway", "{body}");
-        assert_eq!(
-            body,
-            format!("modgate: parent proxy http://{fake} failed on localhost:1234: {on_connect}\n")
-        );
+        let proxy = start_proxy(&config_allowing_loopback(&parent_table(fake))).await;
+        assert_connect_fails(&proxy, fake, on_connect).await;
         let (status, _, body) = get_via(proxy.addr, "http://localhost:1234/x").await;
         assert_eq!(status.as_u16(), 502, "{body}");
         assert!(
@@ -729,25 +737,20 @@ async fn a_parent_that_breaks_is_named_with_what_it_did() {
     }
 
     let fake = start_fake_parent(FakeParent::HugeHead).await;
-    let proxy = start_proxy(&config_allowing_loopback(&format!(
-        "[parent]\nurl = \"http://{fake}\"\n"
-    )))
+    let proxy = start_proxy(&config_allowing_loopback(&parent_table(fake))).await;
+    assert_connect_fails(
+        &proxy,
+        fake,
+        "its answer to CONNECT localhost:1234 has a head over 16 KiB",
+    )
     .await;
-    let (status, body) = split(&raw_exchange(proxy.addr, connect).await);
-    assert_eq!(status, "HTTP/1.1 502 Bad Gateway", "{body}");
-    assert_eq!(
-        body,
-        format!(
-            "modgate: parent proxy http://{fake} failed on localhost:1234: its answer to CONNECT localhost:1234 has a head over 16 KiB\n"
-        )
-    );
     proxy.stop().await;
 
     // modgate's own handshake through a tunnel the parent accepted but does
     // not relay: the TLS failure names the parent.
     let fake = start_fake_parent(FakeParent::OkThenHtml).await;
     let pki = TestPki::new("Fake Parent Root");
-    let (dir, served) = intercepting_localhost_with(&pki, &format!("[parent]\nurl = \"http://{fake}\"\n")).await;
+    let (dir, served) = intercepting_localhost_with(&pki, &parent_table(fake)).await;
     let response = tls_get(
         served.addr,
         "localhost:1234",
@@ -770,7 +773,7 @@ async fn a_parent_that_breaks_is_named_with_what_it_did() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_parent_times_out_with_the_configured_limit() {
     let fake = start_fake_parent(FakeParent::Hang).await;
-    let timeouts = format!("[timeouts]\nconnect = \"1s\"\n[parent]\nurl = \"http://{fake}\"\n");
+    let timeouts = format!("[timeouts]\nconnect = \"1s\"\n{}", parent_table(fake));
     let proxy = start_proxy(&config_allowing_loopback(&timeouts)).await;
     let raw = raw_exchange(
         proxy.addr,

@@ -396,6 +396,19 @@ async fn a_get_an_origin_always_drops_is_sent_twice_at_most() {
     proxy.stop().await;
 }
 
+/// A rule sending every module to the mirror at `mirror`.
+fn mirror_rule(mirror: std::net::SocketAddr) -> String {
+    format!(
+        "[admin]\nlisten = \"\"\n[[rule]]\nname = \"mods\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"http://{mirror}\"\n"
+    )
+}
+
+/// GET `path` on the module endpoint over `conn`.
+async fn endpoint_get_on(conn: &mut ProxyConn, path: &str) -> http::Response<hyper::body::Incoming> {
+    conn.send(Request::get(path).header("host", "modgate").body(full("")).unwrap())
+        .await
+}
+
 /// A mirror's 404 that closes its own connection (`Connection: close`, as
 /// Python's http.server sends) passes on the 404, not the close: the
 /// client's keep-alive connection stays open for its next request.
@@ -403,21 +416,11 @@ async fn a_get_an_origin_always_drops_is_sent_twice_at_most() {
 async fn a_mirrors_connection_close_on_a_404_does_not_close_the_client() {
     let mirror =
         start_raw_origin(b"HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 10\r\n\r\nnot found\n").await;
-    let proxy = start_proxy(&config_allowing_loopback(&format!(
-        "[admin]\nlisten = \"\"\n[[rule]]\nname = \"mods\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"http://{mirror}\"\n"
-    )))
-    .await;
+    let proxy = start_proxy(&config_allowing_loopback(&mirror_rule(mirror))).await;
     let mut conn = ProxyConn::open(proxy.addr).await;
     // A query, which the cache does not keep, twice on one connection.
     for _ in 0..2 {
-        let resp = conn
-            .send(
-                Request::get("/example.com/m/@v/master.info")
-                    .header("host", "modgate")
-                    .body(full(""))
-                    .unwrap(),
-            )
-            .await;
+        let resp = endpoint_get_on(&mut conn, "/example.com/m/@v/master.info").await;
         assert_eq!(resp.status(), 404);
         assert!(resp.headers().get("connection").is_none(), "{:?}", resp.headers());
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -432,19 +435,9 @@ async fn a_mirrors_connection_close_on_a_404_does_not_close_the_client() {
 #[tokio::test]
 async fn a_mirrors_204_is_a_502_naming_it() {
     let mirror = start_raw_origin(b"HTTP/1.1 204 No Content\r\n\r\n").await;
-    let proxy = start_proxy(&config_allowing_loopback(&format!(
-        "[admin]\nlisten = \"\"\n[[rule]]\nname = \"mods\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"http://{mirror}\"\n"
-    )))
-    .await;
+    let proxy = start_proxy(&config_allowing_loopback(&mirror_rule(mirror))).await;
     let mut conn = ProxyConn::open(proxy.addr).await;
-    let resp = conn
-        .send(
-            Request::get("/example.com/m/@v/v1.0.0.info")
-                .header("host", "modgate")
-                .body(full(""))
-                .unwrap(),
-        )
-        .await;
+    let resp = endpoint_get_on(&mut conn, "/example.com/m/@v/v1.0.0.info").await;
     assert_eq!(resp.status(), 502);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(
