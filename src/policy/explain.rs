@@ -16,8 +16,9 @@ use std::net::IpAddr;
 use http::Uri;
 
 use crate::core::host::{Authority, Host, HostOverrides};
+use crate::gomod::check::{check_module_path, check_version};
 use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
-use crate::gomod::escape::{decode_path, encode_case};
+use crate::gomod::escape::{decode_path, encode_case, quote};
 use crate::gomod::request::ModuleRequest;
 use crate::policy::Policy;
 use crate::policy::decide::{Decision, decide_resolved};
@@ -82,6 +83,13 @@ fn parse_module(s: &str) -> Result<ExplainTarget, String> {
         Some((p, v)) => (p, Some(v)),
         None => (s, None),
     };
+    // Checked as typed first, so an error quotes what the user wrote,
+    // not its case-encoded form (`!example.com`).
+    let as_typed = |what: &str, text: &str, why: String| format!("'{s}': bad {what} {}: {why}", quote(text));
+    check_module_path(path).map_err(|why| as_typed("module path", path, why))?;
+    if let Some(v) = version {
+        check_version(v).map_err(|why| as_typed("version", v, why))?;
+    }
     let encoded = encode_case(path);
     let probe = match version {
         Some(v) => format!("/{encoded}/@v/{}.info", encode_case(v)),

@@ -350,6 +350,10 @@ fn doctor_refuses_the_module_arguments_explain_refuses() {
             "{arg}: {stderr}"
         );
         assert_eq!(stderr.lines().count(), 1, "{arg}: {stderr}");
+        assert!(
+            !stderr.contains('!'),
+            "quotes the path as typed, not case-encoded: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "{arg}");
     }
 }
