@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::{CaCommand, shell_word, usage_error};
+use crate::cli::{CaCommand, usage_error};
 use crate::config::Config;
+use crate::core::escape::shell_word;
 use crate::tls::ca;
 
 /// Runs a `ca` subcommand.

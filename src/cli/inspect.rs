@@ -312,7 +312,7 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
                 format!(", tls.ca_cert {}", cert.display()),
                 format!(
                     "modgate ca bundle --config {} > modgate-bundle.pem",
-                    crate::cli::shell_word(config)
+                    crate::core::escape::shell_word(config)
                 ),
             ),
             OwnCa::Named => (String::new(), "modgate ca bundle > modgate-bundle.pem".to_owned()),

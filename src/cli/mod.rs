@@ -209,7 +209,7 @@ pub fn main() -> ExitCode {
                 // The same checks `serve` makes before it listens, first: a
                 // config that fails them prints no summary of itself.
                 if let Err(e) = crate::proxy::server::validate(&c) {
-                    let e = ca_init_hint(&e.to_string(), &c);
+                    let e = e.to_string();
                     return usage_error(format!("{}: {e}", c.locate(&e)));
                 }
                 out!("{}", c.describe());
@@ -253,31 +253,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `word` as one shell word, for commands modgate prints to paste: as it
-/// is when it holds only characters no shell treats specially, else in
-/// single quotes.
-pub(crate) fn shell_word(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@,%".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        return word.to_owned();
-    }
-    format!("'{}'", word.replace('\'', "'\\''"))
-}
-
-/// `message` with its `modgate ca init` hint naming the config it is
-/// about: run without `--config`, `ca init` would make a CA for another
-/// config (./modgate.toml, or the embedded default).
-pub(crate) fn ca_init_hint(message: &str, config: &Config) -> String {
-    if config.source == crate::config::EMBEDDED_NAME {
-        return message.to_owned();
-    }
-    // `modgate ca init` and `modgate ca init --force` alike.
-    message.replace(
-        "`modgate ca init",
-        &format!("`modgate ca init --config {}", shell_word(&config.source)),
-    )
-}
-
 /// Prints `e` and exits with [`EXIT_USAGE`].
 pub fn usage_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("{e}");
@@ -317,19 +292,5 @@ pub fn write_stdout(args: std::fmt::Arguments<'_>) {
         }
         eprintln!("modgate: cannot write the output: {e}");
         std::process::exit(1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shell_word;
-
-    #[test]
-    fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word("conf/modgate.toml"), "conf/modgate.toml");
-        assert_eq!(shell_word("my dir/c.toml"), "'my dir/c.toml'");
-        assert_eq!(shell_word("it's.toml"), "'it'\\''s.toml'");
-        assert_eq!(shell_word("$HOME"), "'$HOME'");
-        assert_eq!(shell_word(""), "''");
     }
 }

@@ -57,7 +57,7 @@ pub(crate) fn run(
                 e.downcast_ref::<StartError>(),
                 Some(StartError::Ca(_) | StartError::Trust(_) | StartError::Auth(_))
             );
-            let e = crate::cli::ca_init_hint(&crate::core::error::chain(e.as_ref()), &located);
+            let e = crate::core::error::chain(e.as_ref());
             match located.locate(&e) {
                 at if about_config || at != located.source => eprintln!("modgate: {at}: {e}"),
                 _ => eprintln!("modgate: {e}"),

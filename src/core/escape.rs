@@ -60,6 +60,17 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     escape(&String::from_utf8_lossy(bytes)).into_owned()
 }
 
+/// `word` as one shell word, for commands modgate prints to paste: as it
+/// is when it holds only characters no shell treats specially, else in
+/// single quotes.
+pub fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@,%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +106,14 @@ mod tests {
     #[test]
     fn bytes_are_decoded_lossily() {
         assert_eq!(escape_bytes(b"a\xffb\x07"), "a\u{fffd}b\\u{7}");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("conf/modgate.toml"), "conf/modgate.toml");
+        assert_eq!(shell_word("my dir/c.toml"), "'my dir/c.toml'");
+        assert_eq!(shell_word("it's.toml"), "'it'\\''s.toml'");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+        assert_eq!(shell_word(""), "''");
     }
 }

@@ -220,6 +220,7 @@ fn load_trust_and_ca(config: &Config) -> Result<(Trust, Option<Interceptor>), St
             &config.tls.ca_cert,
             &config.tls.ca_key,
             &config.policy.intercept,
+            &crate::tls::ca::init_command(&config.source),
         )?)),
     };
     Ok((trust, interceptor))

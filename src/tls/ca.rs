@@ -41,16 +41,19 @@ pub enum CaError {
     /// The CA files exist and `--force` was not given.
     #[error("{0} already exists; use --force to replace the CA (clients must then trust the new one)")]
     Exists(PathBuf),
-    /// The CA files are missing.
-    #[error("no CA at {0}: run `modgate ca init` (tls.intercept needs a CA)")]
-    Missing(PathBuf),
+    /// The CA files are missing; the second field is the `ca init`
+    /// command that makes them for this config.
+    #[error("no CA at {0}: run `{1}` (tls.intercept needs a CA)")]
+    Missing(PathBuf, String),
     /// The CA does not permit a host that `tls.intercept` lists.
     #[error(
-        "the CA at {cert} is not valid for '{host}' in tls.intercept (it permits: {permitted}); run `modgate ca init --force` to make a CA for the current list"
+        "the CA at {cert} is not valid for '{host}' in tls.intercept (it permits: {permitted}); run `{init} --force` to make a CA for the current list"
     )]
     NotCovered {
         /// The CA certificate file.
         cert: PathBuf,
+        /// The `ca init` command for this config.
+        init: String,
         /// The intercept entry that is not covered.
         host: String,
         /// What the CA's name constraints permit.
@@ -196,12 +199,24 @@ impl std::fmt::Debug for LocalCa {
     }
 }
 
+/// The `ca init` command that makes the CA of the config at `source`:
+/// with `--config` unless it is the embedded default, since `ca init`
+/// alone would make a CA for another config (./modgate.toml, or the
+/// embedded default).
+pub fn init_command(source: &str) -> String {
+    match source == crate::config::EMBEDDED_NAME {
+        true => "modgate ca init".to_owned(),
+        false => format!("modgate ca init --config {}", crate::core::escape::shell_word(source)),
+    }
+}
+
 impl LocalCa {
     /// Loads the CA from PEM files and checks that its name constraints
-    /// permit every host in `intercept`.
-    pub fn load(cert: &Path, key: &Path, intercept: &[HostGlob]) -> Result<LocalCa, CaError> {
+    /// permit every host in `intercept`. `init` is the `ca init` command
+    /// for this config ([`init_command`]), for the fixes errors name.
+    pub fn load(cert: &Path, key: &Path, intercept: &[HostGlob], init: &str) -> Result<LocalCa, CaError> {
         if !cert.exists() {
-            return Err(CaError::Missing(cert.to_owned()));
+            return Err(CaError::Missing(cert.to_owned(), init.to_owned()));
         }
         let cert_pem = std::fs::read_to_string(cert).map_err(|source| CaError::Io {
             path: cert.to_owned(),
@@ -219,7 +234,7 @@ impl LocalCa {
         let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
             .map_err(|e| invalid(cert, format!("not a PEM certificate: {e}")))?;
         let permitted = permitted_subtrees(&cert_der).map_err(|e| invalid(cert, e))?;
-        if let Some(warning) = ip_exclusion_warning(&cert_der, cert) {
+        if let Some(warning) = ip_exclusion_warning(&cert_der, cert, init) {
             tracing::warn!("{warning}");
         }
         if let Some(permitted) = &permitted {
@@ -227,6 +242,7 @@ impl LocalCa {
                 if !covered(glob, permitted) {
                     return Err(CaError::NotCovered {
                         cert: cert.to_owned(),
+                        init: init.to_owned(),
                         host: glob.to_string(),
                         permitted: permitted.join(", "),
                     });
@@ -307,7 +323,7 @@ fn all_ip_addresses() -> [GeneralSubtree; 2] {
 /// One line for `serve` when a name-constrained CA made before modgate
 /// excluded IP addresses still permits them (its key could sign for any
 /// IP); `None` for a current or an unconstrained CA.
-pub fn ip_exclusion_warning(cert: &CertificateDer<'_>, path: &Path) -> Option<String> {
+pub fn ip_exclusion_warning(cert: &CertificateDer<'_>, path: &Path, init: &str) -> Option<String> {
     use x509_parser::extensions::{GeneralName, ParsedExtension};
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
     let nc = parsed
@@ -327,7 +343,7 @@ pub fn ip_exclusion_warning(cert: &CertificateDer<'_>, path: &Path) -> Option<St
         return None;
     }
     Some(format!(
-        "the CA at {} does not exclude IP addresses, so its key could sign for any IP; run `modgate ca init --force` to replace it (clients must then trust the new one)",
+        "the CA at {} does not exclude IP addresses, so its key could sign for any IP; run `{init} --force` to replace it (clients must then trust the new one)",
         path.display()
     ))
 }
@@ -407,7 +423,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (c, k) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
         write(new, &c, &k, false).unwrap();
-        LocalCa::load(&c, &k, intercept)
+        LocalCa::load(&c, &k, intercept, "modgate ca init")
     }
 
     #[test]
@@ -520,7 +536,7 @@ mod tests {
             _ => eprintln!("openssl is not installed; checked with webpki only"),
         }
         let der = CertificateDer::from_pem_slice(new.cert_pem.as_bytes()).unwrap();
-        assert_eq!(ip_exclusion_warning(&der, Path::new("ca.pem")), None);
+        assert_eq!(ip_exclusion_warning(&der, Path::new("ca.pem"), "modgate ca init"), None);
     }
 
     #[test]
@@ -533,7 +549,7 @@ mod tests {
             excluded_subtrees: Vec::new(),
         });
         let old = params.self_signed(&key).unwrap();
-        let warning = ip_exclusion_warning(old.der(), Path::new("/x/ca.pem")).expect("a warning");
+        let warning = ip_exclusion_warning(old.der(), Path::new("/x/ca.pem"), "modgate ca init").expect("a warning");
         assert!(
             warning.contains("/x/ca.pem") && warning.contains("modgate ca init --force"),
             "{warning}"
@@ -542,7 +558,7 @@ mod tests {
         // An unconstrained CA (`*`) was warned about at `ca init`.
         let star = generate(&globs(&["*"])).unwrap();
         let der = CertificateDer::from_pem_slice(star.cert_pem.as_bytes()).unwrap();
-        assert_eq!(ip_exclusion_warning(&der, Path::new("ca.pem")), None);
+        assert_eq!(ip_exclusion_warning(&der, Path::new("ca.pem"), "modgate ca init"), None);
     }
 
     #[test]

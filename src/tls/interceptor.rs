@@ -64,7 +64,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("ca.pem"), dir.path().join("ca.key"));
         write(&generate(&intercept).unwrap(), &cert, &key, false).unwrap();
-        let interceptor = Interceptor::new(LocalCa::load(&cert, &key, &intercept).unwrap());
+        let interceptor = Interceptor::new(LocalCa::load(&cert, &key, &intercept, "modgate ca init").unwrap());
         let a = interceptor.server_config("proxy.golang.org").unwrap();
         assert!(Arc::ptr_eq(&a, &interceptor.server_config("proxy.golang.org").unwrap()));
         let b = interceptor.server_config("a.example.com").unwrap();
