@@ -1,7 +1,7 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, not
 //! the message, so a proxy removes them in both directions.
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The headers that always describe one hop.
 static HOP: [HeaderName; 9] = [
@@ -25,7 +25,11 @@ pub fn unusable_response(status: http::StatusCode, headers: &HeaderMap) -> Optio
     if status == http::StatusCode::SWITCHING_PROTOCOLS {
         return Some("switched protocols (101) although no upgrade was asked for".into());
     }
-    if headers.contains_key(header::CONTENT_LENGTH) && headers.contains_key(header::TRANSFER_ENCODING) {
+    // Most responses have no Transfer-Encoding: one lookup settles them.
+    if !headers.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
         return Some("sent both Content-Length and Transfer-Encoding".into());
     }
     other_transfer_coding(headers)
@@ -61,25 +65,24 @@ const HOP_NAMES: [&str; 9] = [
 
 /// Removes the hop-by-hop headers, including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names (compared as names, never parsed) finds which
-    // are there; most messages carry none, or only `Connection`.
+    // One pass over the headers (names compared as names, never parsed)
+    // finds which are there, and whether `Connection` (or
+    // `Proxy-Connection`) names more than `close` or `keep-alive`, as most
+    // do not; only a message that names another header pays for parsing
+    // the names.
     let mut present = 0u16;
-    for name in headers.keys() {
-        if let Some(i) = HOP.iter().position(|hop| hop == name) {
+    let mut names_more = false;
+    for (name, value) in headers.iter() {
+        if let Some(i) = hop_index(name) {
             present |= 1 << i;
+            names_more = names_more || (i < 2 && options(value).next().is_some());
         }
     }
-    // `Connection` (or `Proxy-Connection`) may name more; nothing is
-    // allocated unless it names a header that is not hop-by-hop anyway,
-    // as `close` and `keep-alive` are not.
-    if present & 0b11 != 0 {
+    if names_more {
         let named: Vec<HeaderName> = HOP[..2]
             .iter()
             .flat_map(|c| headers.get_all(c).iter())
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|name| !is_hop_name(name))
+            .flat_map(options)
             .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {
@@ -93,6 +96,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The header names a `Connection` value lists that are not removed
+/// anyway (and not `close`).
+fn options(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && !is_hop_name(name))
+}
+
+/// `name`'s place in [`HOP`], if it is there, found by its text (every
+/// header name is kept in lower case): comparing texts of different
+/// lengths costs one comparison, where comparing `HeaderName`s costs more.
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    let text = name.as_str();
+    HOP_NAMES.iter().position(|hop| *hop == text)
+}
+
 /// Whether a `Connection` option needs no removal of its own: `close`, or
 /// a header that goes anyway.
 fn is_hop_name(option: &str) -> bool {
@@ -102,7 +124,6 @@ fn is_hop_name(option: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     /// A header map of `pairs`, each name given once.
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

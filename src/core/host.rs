@@ -149,8 +149,9 @@ impl Authority {
     /// another service.
     pub fn of_uri(authority: &http::uri::Authority, default_port: u16) -> Result<Authority, String> {
         let text = authority.as_str();
+        let host = authority.host();
         let host_port = text.rsplit_once('@').map_or(text, |(_, rest)| rest);
-        let port = match host_port.strip_prefix(authority.host()) {
+        let port = match host_port.strip_prefix(host) {
             None | Some("") | Some(":") => default_port,
             Some(rest) => rest.strip_prefix(':').and_then(parse_port).ok_or_else(|| {
                 format!(
@@ -160,7 +161,7 @@ impl Authority {
             })?,
         };
         Ok(Authority {
-            host: Host::parse(authority.host())?,
+            host: Host::parse(host)?,
             port,
         })
     }

@@ -22,7 +22,7 @@ use crate::policy::rule::Rule;
 use crate::proxy::context::Context;
 use crate::proxy::respond::note_upstream;
 use crate::proxy::route::RedirectCheck;
-use crate::telemetry::access::Access;
+use crate::telemetry::access::{Access, AnswerSource};
 
 /// Where an intercepted request came from: the original host's URL and
 /// the addresses the policy checked for it.
@@ -91,7 +91,7 @@ pub async fn answer(
     if let (true, Some(cache)) = (head, cache) {
         if let Some(resp) = cache.head(request, rel_path, is_private).await {
             access.cache = Some(CacheStatus::Hit);
-            access.upstream = Some("cache".into());
+            access.upstream = Some(AnswerSource::CACHE);
             return Ok(resp);
         }
     }
@@ -114,7 +114,7 @@ pub async fn answer(
     if !own_sumdb {
         access.mirror_state = ctx.sources.unhealthy_in(mirrors);
     }
-    access.upstream = source.or_else(|| Some("cache".into()));
+    access.upstream = Some(source.map_or(AnswerSource::CACHE, AnswerSource::from));
     if let Ok(resp) = &result {
         note_upstream(access, resp.extensions());
     }

@@ -93,10 +93,18 @@ pub async fn forward(
     let (mut parts, body) = req.into_parts();
     parts.uri = upstream_uri(std::mem::take(&mut parts.uri), &scheme, dest)?;
     strip_hop_by_hop(&mut parts.headers);
-    // The client's Host goes; the pooled client writes the destination's
-    // (RFC 9112 §3.2.2) on HTTP/1.1, and `:authority` alone on HTTP/2,
-    // where a Host beside it makes servers such as nginx answer 400.
-    parts.headers.remove(header::HOST);
+    // The Host sent is the destination's (RFC 9112 §3.2.2). Plain HTTP goes
+    // upstream as HTTP/1.1, so it is set here, keeping the client's when it
+    // says the same; over TLS the pooled client writes it on HTTP/1.1, and
+    // `:authority` alone goes on HTTP/2, where a Host beside it makes
+    // servers such as nginx answer 400.
+    match parts.headers.remove(header::HOST) {
+        Some(host) if scheme == Scheme::HTTP => {
+            let value = host_for(&parts.uri, host)?;
+            parts.headers.insert(header::HOST, value);
+        }
+        _ => {}
+    }
     parts.headers.append(header::VIA, via(parts.version));
     if let Some(credentials) = parent.and_then(ProxyUrl::proxy_authorization) {
         let value = HeaderValue::from_str(&credentials)
@@ -247,6 +255,33 @@ fn upstream_uri(uri: Uri, scheme: &Scheme, dest: &Authority) -> Result<Uri, Erro
         .map_err(|e| Error::Internal(format!("upstream URI for {dest}: {e}")))
 }
 
+/// The Host header for `uri` on HTTP/1.1, written as the pooled client
+/// would: the authority without credentials, and without the port when it
+/// is the scheme's default. `client`, the client's own Host, is kept when
+/// it says exactly that.
+fn host_for(uri: &Uri, client: HeaderValue) -> Result<HeaderValue, Error> {
+    let Some(authority) = uri.authority() else {
+        return Err(Error::Internal(format!("upstream URI {uri} has no authority")));
+    };
+    // The usual case: the client's Host is the URI's authority as written.
+    let written = authority.as_str();
+    if client.as_bytes() == written.as_bytes() && !written.contains('@') && !written.ends_with(":80") {
+        return Ok(client);
+    }
+    let default_port = if uri.scheme() == Some(&Scheme::HTTPS) { 443 } else { 80 };
+    let text = match authority.port_u16() {
+        Some(port) if port == default_port => authority.host(),
+        _ => authority
+            .as_str()
+            .rsplit_once('@')
+            .map_or(authority.as_str(), |(_, rest)| rest),
+    };
+    if client.as_bytes() == text.as_bytes() {
+        return Ok(client);
+    }
+    HeaderValue::from_str(text).map_err(|_| Error::Internal(format!("upstream host {text} is not a header value")))
+}
+
 /// Whether `own`, a request's authority, is `dest` written the same way
 /// over `scheme`: no credentials, the same host text and the same port.
 fn names(own: &UriAuthority, scheme: &Scheme, dest: &Authority) -> bool {
@@ -320,6 +355,25 @@ mod tests {
             assert_eq!(up.to_string(), want, "{uri}");
         }
         assert_eq!(via(http::Version::HTTP_2), "2 modgate");
+    }
+
+    #[test]
+    fn the_host_sent_is_the_destination_as_the_client_wrote_it_or_rebuilt() {
+        let cases = [
+            // (upstream URI, the client's Host, the Host sent)
+            ("http://example.com:8080/a", "example.com:8080", "example.com:8080"),
+            ("http://example.com:8080/a", "EXAMPLE.com:8080", "example.com:8080"),
+            ("http://example.com:8080/a", "elsewhere.test", "example.com:8080"),
+            ("http://example.com:80/a", "example.com:80", "example.com"),
+            ("http://example.com/a", "example.com", "example.com"),
+            ("http://[::1]:8080/", "[::1]:8080", "[::1]:8080"),
+            ("http://[::1]:80/", "x", "[::1]"),
+        ];
+        for (uri, client, want) in cases {
+            let uri: Uri = uri.parse().unwrap();
+            let sent = host_for(&uri, HeaderValue::from_static(client)).unwrap();
+            assert_eq!(sent, want, "{uri} with Host {client}");
+        }
         assert_eq!(via(http::Version::HTTP_11), "1.1 modgate");
     }
 }

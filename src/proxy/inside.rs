@@ -219,7 +219,7 @@ async fn carry_out(
         )),
         Plan::Origin(rule) => {
             let bytes_in = access.bytes_in.clone();
-            access.upstream = Some(origin.url.clone());
+            access.upstream = Some(origin.url.clone().into());
             origin.absolute(req.uri_mut());
             let client = ctx
                 .clients

@@ -6,7 +6,7 @@ use http_body_util::BodyExt;
 
 use crate::core::body::{Body, error_response};
 use crate::core::error::Error;
-use crate::telemetry::access::{Access, Metered, addr_text};
+use crate::telemetry::access::{Access, AnswerSource, Metered};
 use crate::upstream::pool::UpstreamInfo;
 
 /// The response to send, with the access event emitted when its body ends.
@@ -34,7 +34,7 @@ pub fn respond(result: Result<Response<Body>, Error>, mut access: Access) -> Res
 pub fn note_upstream(access: &mut Access, extensions: &http::Extensions) {
     if let Some(info) = extensions.get::<UpstreamInfo>() {
         if access.upstream.is_none() {
-            access.upstream = Some(addr_text(info.addr));
+            access.upstream = Some(AnswerSource::Addr(info.addr));
         }
         if let Some(judgement) = &info.judgement {
             access.judgement = Some(judgement.clone());

@@ -28,7 +28,7 @@ use crate::proxy::context::Context;
 use crate::proxy::head::FirstRequest;
 use crate::proxy::route::{Routed, route};
 use crate::proxy::{authenticate, intercept, relay, watch};
-use crate::telemetry::access::{Access, Unanswered, addr_text};
+use crate::telemetry::access::{Access, AnswerSource, Unanswered};
 
 /// What a planned tunnel turns into.
 pub enum Tunnel {
@@ -150,7 +150,7 @@ pub async fn establish(
                 .dialer_for(via)
                 .dial(&dest, checked, ctx.config.timeouts.connect)
                 .await?;
-            access.upstream = Some(addr_text(dialed.peer));
+            access.upstream = Some(AnswerSource::Addr(dialed.peer));
             access.parent = dialed.parent.as_ref().map(ToString::to_string);
             // Through a parent, the address connected to is the parent's:
             // verdicts are kept under the destination's checked address.

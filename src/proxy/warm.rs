@@ -59,7 +59,10 @@ impl Warmer {
         let mut first = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| Error::Upstream {
-                target: access.upstream.clone().unwrap_or_else(|| "upstream".into()),
+                target: access
+                    .upstream
+                    .as_ref()
+                    .map_or_else(|| "upstream".into(), ToString::to_string),
                 reason: format!("{path}: the body failed after {bytes} bytes: {e}"),
             })?;
             if let Some(data) = frame.data_ref() {
@@ -72,7 +75,10 @@ impl Warmer {
         if !status.is_success() {
             let said = String::from_utf8_lossy(&first);
             return Err(Error::Upstream {
-                target: access.upstream.clone().unwrap_or_else(|| "upstream".into()),
+                target: access
+                    .upstream
+                    .as_ref()
+                    .map_or_else(|| "upstream".into(), ToString::to_string),
                 reason: format!(
                     "{path}: answered {status}: {}",
                     said.lines().next().unwrap_or("").trim()

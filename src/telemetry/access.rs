@@ -10,7 +10,6 @@
 //! `--log-format json` each event is one JSON object on one line.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -42,9 +41,9 @@ pub struct Access {
     pub rule: Option<Arc<str>>,
     /// The action taken; `error` when no rule was reached.
     pub action: ActionTaken,
-    /// Where the answer came from: the upstream address, a mirror URL, or
-    /// the origin URL.
-    pub upstream: Option<String>,
+    /// Where the answer came from: the upstream address, a mirror URL, the
+    /// origin URL, or `cache`.
+    pub upstream: Option<AnswerSource>,
     /// The parent proxy the upstream was reached through, when it was.
     pub parent: Option<String>,
     /// Where a connection redirected to the transparent listener was going.
@@ -107,6 +106,37 @@ impl CacheStatus {
     }
 }
 
+/// Where an answer came from, as the access record keeps it. An address
+/// is written out only when the event is logged: formatting one for every
+/// request cost more than the rest of the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerSource {
+    /// The address connected to.
+    Addr(SocketAddr),
+    /// A mirror or origin URL, or `cache`.
+    Named(Cow<'static, str>),
+}
+
+impl AnswerSource {
+    /// The module cache.
+    pub const CACHE: AnswerSource = AnswerSource::Named(Cow::Borrowed("cache"));
+}
+
+impl From<String> for AnswerSource {
+    fn from(name: String) -> AnswerSource {
+        AnswerSource::Named(Cow::Owned(name))
+    }
+}
+
+impl std::fmt::Display for AnswerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnswerSource::Addr(addr) => addr.fmt(f),
+            AnswerSource::Named(name) => f.write_str(name),
+        }
+    }
+}
+
 /// A byte counter shared between a body and its access record.
 #[derive(Debug, Clone, Default)]
 pub struct Counter(Arc<AtomicU64>);
@@ -151,15 +181,19 @@ pub fn uri_text(uri: &http::Uri) -> String {
     // `/` is written for an absolute URI without a path.
     let path = uri.path_and_query().map_or(1, |p| p.as_str().len().max(1));
     let mut text = String::with_capacity(scheme + authority + path);
-    let _ = write!(text, "{uri}");
-    text
-}
-
-/// A socket address as the access record keeps it, written once into a
-/// string large enough for any IPv4 address and most IPv6 ones.
-pub fn addr_text(addr: SocketAddr) -> String {
-    let mut text = String::with_capacity(48);
-    let _ = write!(text, "{addr}");
+    // As `Uri`'s Display writes it, without the formatting machinery.
+    if let Some(scheme) = uri.scheme_str() {
+        text.push_str(scheme);
+        text.push_str("://");
+    }
+    if let Some(authority) = uri.authority() {
+        text.push_str(authority.as_str());
+    }
+    text.push_str(uri.path());
+    if let Some(query) = uri.query() {
+        text.push('?');
+        text.push_str(query);
+    }
     text
 }
 
@@ -286,7 +320,10 @@ impl Access {
             target = %escape(&self.target),
             rule = self.rule.as_deref().unwrap_or("-"),
             action = self.action.as_str(),
-            upstream = %escape(self.upstream.as_deref().unwrap_or("-")),
+            upstream = %self.upstream.as_ref().map_or(Cow::Borrowed("-"), |u| match u {
+                AnswerSource::Addr(addr) => Cow::Owned(addr.to_string()),
+                AnswerSource::Named(name) => escape(name),
+            }),
             parent = self.parent.as_deref(),
             original = self.original.map(|a| a.to_string()).as_deref(),
             status = self.status,
@@ -405,7 +442,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn methods_uris_and_addresses_read_as_they_display() {
+    fn methods_uris_and_upstreams_read_as_they_display() {
         for method in ["GET", "HEAD", "CONNECT", "PATCH", "PROPFIND"] {
             let parsed = http::Method::from_bytes(method.as_bytes()).unwrap();
             assert_eq!(method_name(&parsed), method);
@@ -417,6 +454,9 @@ mod tests {
             "/x/@v/list",
             "*",
             "example.com:443",
+            "http://example.com/?",
+            "http://[::1]:80/x?y=%20",
+            "/p?q=1&r",
         ] {
             let parsed: http::Uri = uri.parse().unwrap();
             let text = uri_text(&parsed);
@@ -425,7 +465,8 @@ mod tests {
         }
         for addr in ["10.1.2.3:80", "[2001:db8::1]:8443", "[fe80::1%2]:443"] {
             let parsed: SocketAddr = addr.parse().unwrap();
-            assert_eq!(addr_text(parsed), parsed.to_string());
+            assert_eq!(AnswerSource::Addr(parsed).to_string(), addr);
         }
+        assert_eq!(AnswerSource::CACHE.to_string(), "cache");
     }
 }

@@ -188,13 +188,14 @@ struct SeenKey {
 }
 
 /// `requests` series already looked up, by a key that hashes a few
-/// integers where the family's labels hash the rule's name and two more
+/// integers (with FNV: a few integers, in a set of bounded size, need no
+/// SipHash) where the family's labels hash the rule's name and two more
 /// strings. Each entry keeps its rule's name alive, so no other name can
 /// take its address while the entry exists; the set is cleared when it
 /// reaches [`Seen::MAX`] (a series per rule, action, status and cache
 /// result, and more with each reload).
 #[derive(Debug, Default)]
-struct Seen(RwLock<HashMap<SeenKey, (Arc<str>, Counter)>>);
+struct Seen(RwLock<HashMap<SeenKey, (Arc<str>, Counter), fnv::FnvBuildHasher>>);
 
 impl Seen {
     const MAX: usize = 4096;
