@@ -263,18 +263,21 @@ fn host_for(uri: &Uri, client: HeaderValue) -> Result<HeaderValue, Error> {
     let Some(authority) = uri.authority() else {
         return Err(Error::Internal(format!("upstream URI {uri} has no authority")));
     };
-    // The usual case: the client's Host is the URI's authority as written.
     let written = authority.as_str();
-    if client.as_bytes() == written.as_bytes() && !written.contains('@') && !written.ends_with(":80") {
-        return Ok(client);
-    }
-    let default_port = if uri.scheme() == Some(&Scheme::HTTPS) { 443 } else { 80 };
-    let text = match authority.port_u16() {
-        Some(port) if port == default_port => authority.host(),
-        _ => authority
-            .as_str()
-            .rsplit_once('@')
-            .map_or(authority.as_str(), |(_, rest)| rest),
+    let (default_port, default_suffix) = if uri.scheme() == Some(&Scheme::HTTPS) {
+        (443, ":443")
+    } else {
+        (80, ":80")
+    };
+    // Usually the authority as written is the Host, and no parsing is needed:
+    // only credentials or a written default port change it.
+    let text = if written.contains('@') || written.ends_with(default_suffix) {
+        match authority.port_u16() {
+            Some(port) if port == default_port => authority.host(),
+            _ => written.rsplit_once('@').map_or(written, |(_, rest)| rest),
+        }
+    } else {
+        written
     };
     if client.as_bytes() == text.as_bytes() {
         return Ok(client);
