@@ -29,7 +29,7 @@ use crate::proxy::context::Context;
 use crate::proxy::prefetch::{PREFETCH_MAX, Prefetched};
 use crate::proxy::respond::note_upstream;
 use crate::proxy::route::{Routed, route};
-use crate::proxy::upload::{Sent, Upload, client_body_failure};
+use crate::proxy::upload::{Progress, Upload, client_body_failure};
 use crate::telemetry::access::{Access, Counter};
 use crate::telemetry::metrics::FetchOutcome;
 use crate::upstream::parent::refusal_hint;
@@ -114,9 +114,9 @@ pub async fn forward(
     // Named in a parent's refusal; only a request sent to a parent needs it.
     let request_line = parent.map(|_| format!("{} {}", parts.method, parts.uri));
     parts.version = http::Version::HTTP_11;
-    let (body, sent) = Upload::new(body, bytes_in);
+    let (body, sent) = Upload::start(body, bytes_in);
 
-    let request = pool::send(client, Request::from_parts(parts, body.boxed_unsync()));
+    let request = pool::send(client, Request::from_parts(parts, body));
     let mut resp = match answered(request, header_timeout, &sent).await {
         None => {
             return Err(Error::UpstreamTimeout {
@@ -167,10 +167,10 @@ pub async fn forward(
 }
 
 /// `request`'s answer, or `None` if its head did not arrive within
-/// `limit` of the request body's end ([`Sent`]): the upstream's time starts
+/// `limit` of the request's end ([`Progress`]): the upstream's time starts
 /// once it has the whole request, so a slow upload is not its timeout. A
 /// client whose upload stalls is closed by the idle timeout.
-async fn answered<F: Future>(request: F, limit: Duration, sent: &Sent) -> Option<F::Output> {
+async fn answered<F: Future>(request: F, limit: Duration, sent: &Progress) -> Option<F::Output> {
     let mut request = std::pin::pin!(request);
     let mut deadline = tokio::time::Instant::now() + limit;
     loop {

@@ -29,8 +29,49 @@ pub const PREFETCH_MAX: u64 = 64 * 1024;
 
 /// A body whose first frames were taken early; then the rest of it.
 pub struct Prefetched<B: HttpBody> {
-    ready: VecDeque<Result<Frame<Bytes>, B::Error>>,
+    ready: Ready<Result<Frame<Bytes>, B::Error>>,
     rest: Option<B>,
+}
+
+/// The frames taken, in order. A small body is usually one frame, kept
+/// inline; only a second one allocates.
+struct Ready<T> {
+    first: Option<T>,
+    more: VecDeque<T>,
+}
+
+impl<T> Ready<T> {
+    fn new() -> Ready<T> {
+        Ready {
+            first: None,
+            more: VecDeque::new(),
+        }
+    }
+
+    fn push_back(&mut self, item: T) {
+        if self.first.is_none() && self.more.is_empty() {
+            self.first = Some(item);
+        } else {
+            self.more.push_back(item);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        self.first.take().or_else(|| self.more.pop_front())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.first.iter().chain(self.more.iter())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.more.is_empty()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.iter().count()
+    }
 }
 
 impl<B> Prefetched<B>
@@ -40,7 +81,7 @@ where
     /// Takes the frames of `body` that are ready now, up to `limit` bytes
     /// of data, an error or its end.
     pub fn take_ready(mut body: B, limit: u64) -> Prefetched<B> {
-        let mut ready = VecDeque::new();
+        let mut ready = Ready::new();
         let mut taken = 0u64;
         while taken < limit && !body.is_end_stream() {
             match body.frame().now_or_never() {

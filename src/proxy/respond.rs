@@ -10,7 +10,7 @@ use crate::telemetry::access::{Access, AnswerSource, Metered};
 use crate::upstream::pool::UpstreamInfo;
 
 /// The response to send, with the access event emitted when its body ends.
-pub fn respond(result: Result<Response<Body>, Error>, mut access: Access) -> Response<Body> {
+pub fn respond(result: Result<Response<Body>, Error>, mut access: Box<Access>) -> Response<Body> {
     match result {
         Ok(resp) => {
             access.status = resp.status().as_u16();

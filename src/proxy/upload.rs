@@ -1,6 +1,6 @@
 //! A request body on its way from the client to the upstream:
 //! - counted into the access record's `bytes_in`;
-//! - its end noted ([`Sent`]), so the upstream's time to answer
+//! - its end noted ([`Progress`]), so the upstream's time to answer
 //!   (`timeouts.header`) starts when the upstream has all of it, not while
 //!   a slow client is still uploading;
 //! - its failures marked as the client's ([`ClientBodyError`]): a body
@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::core::body::BoxError;
+use crate::core::body::{self, Body, BoxError};
 use crate::core::error;
 use crate::telemetry::access::Counter;
 
@@ -33,11 +34,11 @@ pub struct Sent {
 const NOT_YET: u64 = u64::MAX;
 
 impl Sent {
-    /// Starts now; `done` for a request without a body.
-    fn new(done: bool) -> Sent {
+    /// Starts now, with the body still to come.
+    fn new() -> Sent {
         Sent {
             base: Instant::now(),
-            done_ms: AtomicU64::new(if done { 0 } else { NOT_YET }),
+            done_ms: AtomicU64::new(NOT_YET),
         }
     }
 
@@ -83,21 +84,45 @@ pin_project! {
     }
 }
 
+/// How far a request's body has gone to the upstream.
+#[derive(Debug)]
+pub enum Progress {
+    /// There was no body: all of the request went with its head.
+    Whole(Instant),
+    /// A body, and when it was all sent once it has been.
+    Body(Arc<Sent>),
+}
+
+impl Progress {
+    /// When the request was all sent, if it has been.
+    pub fn done_at(&self) -> Option<Instant> {
+        match self {
+            Progress::Whole(at) => Some(*at),
+            Progress::Body(sent) => sent.done_at(),
+        }
+    }
+}
+
 impl Upload {
-    /// Wraps `inner`, counting into `count`; the [`Sent`] says when it ended.
-    pub fn new(inner: Incoming, count: Counter) -> (Upload, Arc<Sent>) {
-        let sent = Arc::new(Sent::new(inner.is_end_stream()));
+    /// The body to send for `inner`, counting into `count`, and its
+    /// [`Progress`]. A request without a body (most of them) sends an
+    /// empty one, which costs no allocation.
+    pub fn start(inner: Incoming, count: Counter) -> (Body, Progress) {
+        if inner.is_end_stream() {
+            return (body::empty(), Progress::Whole(Instant::now()));
+        }
+        let sent = Arc::new(Sent::new());
         let upload = Upload {
             inner,
             count,
             received: 0,
             sent: sent.clone(),
         };
-        (upload, sent)
+        (upload.boxed_unsync(), Progress::Body(sent))
     }
 }
 
-impl Body for Upload {
+impl HttpBody for Upload {
     type Data = Bytes;
     type Error = BoxError;
 

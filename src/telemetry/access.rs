@@ -139,16 +139,32 @@ impl std::fmt::Display for AnswerSource {
 
 /// A byte counter shared between a body and its access record.
 #[derive(Debug, Clone, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub struct Counter {
+    cells: Arc<[AtomicU64; 2]>,
+    side: usize,
+}
 
 impl Counter {
+    /// Two counters in one allocation: a record's `bytes_in` and
+    /// `bytes_out`, made for every request.
+    fn pair() -> (Counter, Counter) {
+        let cells = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+        (
+            Counter {
+                cells: cells.clone(),
+                side: 0,
+            },
+            Counter { cells, side: 1 },
+        )
+    }
+
     /// Adds `n` bytes.
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.cells[self.side].fetch_add(n, Ordering::Relaxed);
     }
     /// The bytes counted so far.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.cells[self.side].load(Ordering::Relaxed)
     }
 }
 
@@ -204,20 +220,21 @@ pub fn uri_text(uri: &http::Uri) -> String {
 /// established keeps its 200 and says it was cut. No request goes
 /// unlogged.
 #[derive(Debug)]
-pub struct Unanswered(Option<Access>);
+pub struct Unanswered(Option<Box<Access>>);
 
 /// The status logged for a request whose client went away first (nginx's
 /// "client closed request").
 pub const CLIENT_CLOSED: u16 = 499;
 
 impl Unanswered {
-    /// Guards `access` until the request is answered.
+    /// Guards `access` until the request is answered. It is boxed once
+    /// here: it travels with the request, then with the response body.
     pub fn new(access: Access) -> Unanswered {
-        Unanswered(Some(access))
+        Unanswered(Some(Box::new(access)))
     }
 
     /// The record, for the answer to emit.
-    pub fn answered(mut self) -> Access {
+    pub fn answered(mut self) -> Box<Access> {
         // Present until this call, which consumes the guard.
         self.0.take().expect("an unanswered record holds its access")
     }
@@ -257,6 +274,7 @@ impl Drop for Unanswered {
 impl Access {
     /// A record for a request that just arrived.
     pub fn new(client: SocketAddr, method: impl Into<Cow<'static, str>>, target: impl Into<String>) -> Access {
+        let (bytes_in, bytes_out) = Counter::pair();
         Access {
             client,
             user: None,
@@ -268,8 +286,8 @@ impl Access {
             parent: None,
             original: None,
             status: 0,
-            bytes_in: Counter::default(),
-            bytes_out: Counter::default(),
+            bytes_in,
+            bytes_out,
             judgement: None,
             cache: None,
             mirror_state: None,
@@ -380,12 +398,12 @@ impl<B: Body> Metered<B> {
     /// Counts `inner`'s bytes into the record's `bytes_out`, and emits the
     /// record when the body is dropped. With `Content-Length: length`, it
     /// has ended once that many bytes went out.
-    pub fn logged_with_length(inner: B, access: Access, length: Option<u64>) -> Metered<B> {
+    pub fn logged_with_length(inner: B, access: Box<Access>, length: Option<u64>) -> Metered<B> {
         Metered {
             ended: inner.is_end_stream() || length == Some(0),
             inner,
             count: access.bytes_out.clone(),
-            access: Some(Box::new(access)),
+            access: Some(access),
             expected: length,
             sent: 0,
         }
@@ -468,5 +486,17 @@ mod tests {
             assert_eq!(AnswerSource::Addr(parsed).to_string(), addr);
         }
         assert_eq!(AnswerSource::CACHE.to_string(), "cache");
+    }
+
+    #[test]
+    fn a_records_two_counters_share_one_allocation_and_count_apart() {
+        let access = Access::new("127.0.0.1:1".parse().unwrap(), "GET", "/");
+        let (bytes_in, bytes_out) = (access.bytes_in.clone(), access.bytes_out.clone());
+        bytes_in.add(3);
+        bytes_out.add(40);
+        bytes_out.add(2);
+        assert_eq!((access.bytes_in.get(), access.bytes_out.get()), (3, 42));
+        assert!(Arc::ptr_eq(&access.bytes_in.cells, &access.bytes_out.cells));
+        assert_eq!(Counter::default().get(), 0);
     }
 }
