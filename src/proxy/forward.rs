@@ -289,12 +289,21 @@ fn host_for(uri: &Uri, client: HeaderValue) -> Result<HeaderValue, Error> {
 /// over `scheme`: no credentials, the same host text and the same port.
 fn names(own: &UriAuthority, scheme: &Scheme, dest: &Authority) -> bool {
     let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
-    if own.as_str().contains('@') || own.port_u16().unwrap_or(default_port) != dest.port {
-        return false;
-    }
     match &dest.host {
-        Host::Name(name) => own.host() == name,
+        // The usual case, settled by comparing texts: the name, then nothing
+        // (the default port) or `:` and the port's digits. A name has no
+        // `@`, so a request with credentials never matches.
+        Host::Name(name) => match own.as_str().strip_prefix(name.as_str()) {
+            Some("") => dest.port == default_port,
+            Some(rest) => rest.strip_prefix(':').is_some_and(|port| {
+                port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p == dest.port)
+            }),
+            None => false,
+        },
         Host::Ip(ip) => {
+            if own.as_str().contains('@') || own.port_u16().unwrap_or(default_port) != dest.port {
+                return false;
+            }
             let text = own.host().trim_start_matches('[').trim_end_matches(']');
             text.parse::<IpAddr>().is_ok_and(|own| own == *ip)
         }
@@ -324,6 +333,31 @@ mod tests {
             ),
             // The client's own text is kept when it is the destination's.
             ("[::1]:80", "http://[::1]/x", Scheme::HTTP, "http://[::1]/x"),
+            (
+                "example.com:80",
+                "http://example.com/a",
+                Scheme::HTTP,
+                "http://example.com/a",
+            ),
+            // A name that only starts with the destination's is another host.
+            (
+                "example.com:8080",
+                "http://example.com.evil:8080/a",
+                Scheme::HTTP,
+                "http://example.com:8080/a",
+            ),
+            (
+                "example.com:8080",
+                "http://example.com/a",
+                Scheme::HTTP,
+                "http://example.com:8080/a",
+            ),
+            (
+                "example.com:80",
+                "http://example.com:8080/a",
+                Scheme::HTTP,
+                "http://example.com:80/a",
+            ),
             // An origin-form request inside a tunnel gets the tunnel's origin.
             (
                 "proxy.golang.org:443",
