@@ -172,13 +172,14 @@ pub async fn forward(
 /// client whose upload stalls is closed by the idle timeout.
 async fn answered<F: Future>(request: F, limit: Duration, sent: &Progress) -> Option<F::Output> {
     let mut request = std::pin::pin!(request);
-    let mut deadline = tokio::time::Instant::now() + limit;
+    let handed = tokio::time::Instant::now();
+    let mut deadline = handed + limit;
     loop {
         match timer::timeout_at(deadline, request.as_mut()).await {
             Ok(answer) => return Some(answer),
             Err(_) => {
                 let now = tokio::time::Instant::now();
-                deadline = match sent.done_at() {
+                deadline = match sent.done_at(handed) {
                     Some(done) if done + limit <= now => return None,
                     Some(done) => done + limit,
                     None => now + limit,

@@ -88,16 +88,17 @@ pin_project! {
 #[derive(Debug)]
 pub enum Progress {
     /// There was no body: all of the request went with its head.
-    Whole(Instant),
+    Whole,
     /// A body, and when it was all sent once it has been.
     Body(Arc<Sent>),
 }
 
 impl Progress {
-    /// When the request was all sent, if it has been.
-    pub fn done_at(&self) -> Option<Instant> {
+    /// When the request was all sent, if it has been; a request without a
+    /// body was when its head was handed over, at `head_sent`.
+    pub fn done_at(&self, head_sent: Instant) -> Option<Instant> {
         match self {
-            Progress::Whole(at) => Some(*at),
+            Progress::Whole => Some(head_sent),
             Progress::Body(sent) => sent.done_at(),
         }
     }
@@ -109,7 +110,7 @@ impl Upload {
     /// empty one, which costs no allocation.
     pub fn start(inner: Incoming, count: Counter) -> (Body, Progress) {
         if inner.is_end_stream() {
-            return (body::empty(), Progress::Whole(Instant::now()));
+            return (body::empty(), Progress::Whole);
         }
         let sent = Arc::new(Sent::new());
         let upload = Upload {
