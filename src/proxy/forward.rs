@@ -8,6 +8,7 @@
 //! headers); a 407 from the parent is modgate's error, not the client's.
 
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -116,7 +117,9 @@ pub async fn forward(
     parts.version = http::Version::HTTP_11;
     let (body, sent) = Upload::start(body, bytes_in);
 
-    let request = pool::send(client, Request::from_parts(parts, body));
+    // Pinned here and lent to `answered`: a future moved into another
+    // async fn is kept in both state machines.
+    let request = std::pin::pin!(pool::send(client, Request::from_parts(parts, body)));
     let mut resp = match answered(request, header_timeout, &sent).await {
         None => {
             return Err(Error::UpstreamTimeout {
@@ -170,8 +173,7 @@ pub async fn forward(
 /// `limit` of the request's end ([`Progress`]): the upstream's time starts
 /// once it has the whole request, so a slow upload is not its timeout. A
 /// client whose upload stalls is closed by the idle timeout.
-async fn answered<F: Future>(request: F, limit: Duration, sent: &Progress) -> Option<F::Output> {
-    let mut request = std::pin::pin!(request);
+async fn answered<F: Future>(mut request: Pin<&mut F>, limit: Duration, sent: &Progress) -> Option<F::Output> {
     let handed = tokio::time::Instant::now();
     let mut deadline = handed + limit;
     loop {
