@@ -110,6 +110,11 @@ fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
         if let Err(e) = reload_watch::start(reloader.clone(), server.status().draining) {
             tracing::warn!(error = %e, "config file changes will not be noticed; reload with SIGHUP");
         }
+        // The handlers are in place before any listening line: a
+        // supervisor that stops modgate as soon as it reads one gets a
+        // graceful shutdown, not the default action that ends the process
+        // with its log unflushed.
+        let stop = StopSignals::install()?;
         let state = AdminState {
             live: server.live().clone(),
             reloader: Some(reloader),
@@ -126,7 +131,7 @@ fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
         }
         eprintln!("modgate listening on {}", server.local_addr());
         tracing::info!(config = %source, listen = %server.local_addr(), "started");
-        wait_for_signal().await?;
+        stop.wait().await;
         tracing::info!("shutting down: finishing in-flight requests and tunnels");
         server.shutdown().await;
         tracing::info!("stopped");
@@ -142,17 +147,46 @@ fn raise_fd_limit() {
     }
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// SIGINT and SIGTERM, the signals that stop the proxy gracefully.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("installing the SIGINT handler")?,
-            _ = term.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers; from now on neither signal ends the process
+    /// by its default action.
+    fn install() -> anyhow::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+                terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Waits for one of them.
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let StopSignals {
+                mut interrupt,
+                mut terminate,
+            } = self;
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("installing the Ctrl-C handler")?;
-    Ok(())
 }

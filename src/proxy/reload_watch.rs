@@ -26,8 +26,13 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 /// only for a config file (not the embedded default); when it cannot, the
 /// reason is returned and SIGHUP still works.
 pub fn start(reloader: Arc<Reloader>, stop: CancellationToken) -> Result<(), String> {
+    // Installed here, before the caller reports the proxy listening: a
+    // SIGHUP that arrives before its handler would end the process.
     #[cfg(unix)]
-    tokio::spawn(on_hangup(reloader.clone(), stop.clone()));
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangup) => drop(tokio::spawn(on_hangup(hangup, reloader.clone(), stop.clone()))),
+        Err(e) => tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload by editing the file"),
+    }
     let Some(path) = reloader.path() else {
         return Ok(());
     };
@@ -87,15 +92,7 @@ async fn debounced<W>(
 
 /// Reloads on each SIGHUP.
 #[cfg(unix)]
-async fn on_hangup(reloader: Arc<Reloader>, stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload by editing the file");
-            return;
-        }
-    };
+async fn on_hangup(mut hangup: tokio::signal::unix::Signal, reloader: Arc<Reloader>, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,

@@ -99,3 +99,34 @@ async fn shutdown_cuts_work_that_outlives_the_grace_period() {
         .unwrap_or(0);
     assert_eq!(n, 0, "the tunnel was closed");
 }
+
+#[tokio::test]
+async fn signals_sent_the_moment_modgate_says_it_listens_are_handled() {
+    // A supervisor may stop or reload modgate as soon as it reads the
+    // listening line: the handlers are in place by then, so SIGHUP reloads
+    // (it does not end the process) and SIGTERM shuts down gracefully, with
+    // the log flushed to its last line.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut served = start_served(
+            dir.path(),
+            &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        )
+        .await;
+        signal(&served.child, "HUP");
+        signal(&served.child, "TERM");
+        let mut log = Vec::new();
+        while let Ok(Ok(Some(line))) = tokio::time::timeout(STEP, served.lines.next_line()).await {
+            log.push(line);
+        }
+        let status = tokio::time::timeout(STEP, served.child.wait()).await.unwrap().unwrap();
+        assert!(
+            status.success(),
+            "a graceful exit, not the signal's default action: {status:?} {log:#?}"
+        );
+        assert!(
+            log.iter().any(|l| l.contains("stopped")),
+            "the log ends with the stop: {log:#?}"
+        );
+    }
+}
