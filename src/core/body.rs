@@ -32,6 +32,11 @@ pub fn empty() -> Body {
         .boxed_unsync()
 }
 
+/// The message's `Content-Length`, when it has a valid one.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// A one-line `text/plain` answer; `line` should start with `modgate:`.
 pub fn text(status: StatusCode, line: &str) -> Response<Body> {
     let mut resp = Response::new(full(format!("{line}\n")));

@@ -109,6 +109,11 @@ pub struct Authority {
     pub port: u16,
 }
 
+/// The port a URL of scheme https (`true`) or http leaves unwritten.
+pub fn default_port(https: bool) -> u16 {
+    if https { 443 } else { 80 }
+}
+
 impl Authority {
     /// Parses `host:port` as written after CONNECT. The port is required.
     pub fn parse_connect(s: &str) -> Result<Authority, Error> {

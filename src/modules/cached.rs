@@ -32,7 +32,7 @@ use tokio::sync::watch;
 
 use crate::cache::{CacheError, Key, Store};
 use crate::config::CacheSettings;
-use crate::core::body::{Body, BoxError};
+use crate::core::body::{Body, BoxError, declared_length};
 use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{Error, Side};
 use crate::core::timer;
@@ -339,11 +339,7 @@ impl ModuleCache {
     ) -> Result<(), Error> {
         use tokio::io::AsyncWriteExt;
         let (parts, mut body) = resp.into_parts();
-        let length = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let length = declared_length(&parts.headers);
         let mut spool = tokio::fs::File::create(flight.spool())
             .await
             .map_err(|e| Error::Internal(format!("spool {}: {e}", flight.spool().display())))?;

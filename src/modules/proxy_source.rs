@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use crate::config::mirrors::Credential;
-use crate::core::body::{Body, BoxError, full, text};
+use crate::core::body::{Body, BoxError, declared_length, full, text};
 use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::hop::{strip_hop_by_hop, unusable_response};
@@ -207,12 +207,7 @@ async fn get(
         }
     };
     if let ModuleRequest::Zip { .. } = req.request {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_ZIP_BYTES) {
+        if declared_length(&parts.headers).is_some_and(|n| n > MAX_ZIP_BYTES) {
             return Answer::Failed(zip_too_large(base, &req));
         }
         let too_large = zip_too_large(base, &req).to_string();

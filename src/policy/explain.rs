@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use http::Uri;
 
-use crate::core::host::{Authority, Host, HostOverrides};
+use crate::core::host::{Authority, Host, HostOverrides, default_port};
 use crate::gomod::check::{check_module_path, check_version};
 use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
 use crate::gomod::escape::{decode_path, encode_case, quote};
@@ -470,7 +470,7 @@ fn leg_text(parent: &ParentRoute, via: Via, dest: &Authority, tls: bool) -> Stri
 fn mirror_authority(base: &str) -> Option<Authority> {
     let uri: Uri = base.parse().ok()?;
     let https = uri.scheme_str() == Some("https");
-    Authority::of_uri(uri.authority()?, if https { 443 } else { 80 }).ok()
+    Authority::of_uri(uri.authority()?, default_port(https)).ok()
 }
 
 /// For a redirected connection: whether its name must resolve to the

@@ -17,10 +17,10 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::core::body::{Body, BoxError};
+use crate::core::body::{Body, BoxError, declared_length};
 use crate::core::error::Error;
 use crate::core::hop::{strip_hop_by_hop, unusable_response};
-use crate::core::host::{Authority, Host};
+use crate::core::host::{Authority, Host, default_port};
 use crate::core::proxy_url::ProxyUrl;
 use crate::core::timer;
 use crate::policy::parent::Via;
@@ -191,11 +191,6 @@ async fn answered<F: Future>(mut request: Pin<&mut F>, limit: Duration, sent: &P
     }
 }
 
-/// The response's Content-Length, when it has one.
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
 /// [`forward`], with the time to the response head counted in the
 /// metrics as the source `direct`.
 pub async fn forward_counted(
@@ -291,7 +286,7 @@ fn host_for(uri: &Uri, client: HeaderValue) -> Result<HeaderValue, Error> {
 /// Whether `own`, a request's authority, is `dest` written the same way
 /// over `scheme`: no credentials, the same host text and the same port.
 fn names(own: &UriAuthority, scheme: &Scheme, dest: &Authority) -> bool {
-    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+    let default_port = default_port(*scheme == Scheme::HTTPS);
     match &dest.host {
         // The usual case, settled by comparing texts: the name, then nothing
         // (the default port) or `:` and the port's digits. A name has no

@@ -4,7 +4,7 @@
 use http::Response;
 use http_body_util::BodyExt;
 
-use crate::core::body::{Body, error_response};
+use crate::core::body::{Body, declared_length, error_response};
 use crate::core::error::Error;
 use crate::telemetry::access::{Access, AnswerSource, Metered};
 use crate::upstream::pool::UpstreamInfo;
@@ -14,11 +14,7 @@ pub fn respond(result: Result<Response<Body>, Error>, mut access: Box<Access>) -
     match result {
         Ok(resp) => {
             access.status = resp.status().as_u16();
-            let length = resp
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
+            let length = declared_length(resp.headers());
             resp.map(|body| Metered::logged_with_length(body, access, length).boxed_unsync())
         }
         Err(err) => {

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use crate::core::body::{Body, empty};
 use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{self, Error};
-use crate::core::host::{Authority, Host};
+use crate::core::host::{Authority, Host, default_port};
 use crate::core::proxy_url::ProxyUrl;
 use crate::core::timer::{self, Timers};
 use crate::core::verdict::Judgement;
@@ -441,7 +441,7 @@ impl Dial {
         let dest = uri
             .authority()
             .ok_or_else(|| "no host".to_owned())
-            .and_then(|a| Authority::of_uri(a, if https { 443 } else { 80 }))
+            .and_then(|a| Authority::of_uri(a, default_port(https)))
             .map_err(|e| Error::Internal(format!("pooled connect to '{uri}': {e}")))?;
         let deadline = Instant::now() + self.timeout;
         if !https {

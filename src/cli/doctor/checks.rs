@@ -91,7 +91,7 @@ pub fn authority(url: &str) -> Option<String> {
     let uri: http::Uri = url.parse().ok()?;
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+        .unwrap_or(crate::core::host::default_port(uri.scheme_str() == Some("https")));
     Some(format!("{}:{port}", uri.host()?))
 }
 
