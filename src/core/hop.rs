@@ -111,20 +111,8 @@ fn options(value: &HeaderValue) -> impl Iterator<Item = &str> {
 /// header name is kept in lower case): comparing texts of different
 /// lengths costs one comparison, where comparing `HeaderName`s costs more.
 fn hop_index(name: &HeaderName) -> Option<usize> {
-    // In the order of [`HOP`]; a match on texts tells them apart by length
-    // first.
-    match name.as_str() {
-        "connection" => Some(0),
-        "proxy-connection" => Some(1),
-        "keep-alive" => Some(2),
-        "proxy-authorization" => Some(3),
-        "proxy-authenticate" => Some(4),
-        "te" => Some(5),
-        "trailer" => Some(6),
-        "transfer-encoding" => Some(7),
-        "upgrade" => Some(8),
-        _ => None,
-    }
+    let text = name.as_str();
+    HOP_NAMES.iter().position(|hop| *hop == text)
 }
 
 /// Whether a `Connection` option needs no removal of its own: `close`, or
