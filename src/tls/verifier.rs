@@ -97,8 +97,26 @@ const VERDICT_TTL: Duration = Duration::from_secs(600);
 /// Verdicts kept; the least recently used go first.
 const VERDICT_CACHE_MAX: u64 = 4096;
 
+/// How long a connection's verifier is kept for its host and address.
+/// rustls resumes a TLS session only with the very verifier that verified
+/// it, so a connection reuses the last one made for where it goes; the
+/// chain is verified afresh in a full handshake once this passes, as the
+/// verdict is.
+const PEER_TTL: Duration = VERDICT_TTL;
+/// (host, address) pairs whose verifier is kept.
+const PEER_CACHE_MAX: u64 = 1024;
+
 /// The verifier behind every upstream TLS connection.
 pub struct VerdictVerifier {
+    judge: Arc<Judge>,
+    /// The verifier of connections to (host, address): one per pair and
+    /// kept, so a new connection resumes the TLS session of an earlier one.
+    peers: Bounded<(String, SocketAddr), Arc<PeerVerifier>>,
+}
+
+/// What every verification shares: the verdicts, the policy and the
+/// evidence.
+struct Judge {
     verifiers: Verifiers,
     policy: OnInterception,
     evidence: Arc<Evidence>,
@@ -112,10 +130,18 @@ pub struct VerdictVerifier {
 /// (leaf SHA-256, address connected to, name verified).
 type VerdictKey = (String, Option<SocketAddr>, String);
 
+impl fmt::Debug for Judge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Judge")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for VerdictVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerdictVerifier")
-            .field("policy", &self.policy)
+            .field("policy", &self.judge.policy)
             .finish_non_exhaustive()
     }
 }
@@ -124,22 +150,66 @@ impl VerdictVerifier {
     /// A verifier applying `policy` and recording into `evidence`.
     pub fn new(verifiers: Verifiers, policy: OnInterception, evidence: Arc<Evidence>) -> VerdictVerifier {
         VerdictVerifier {
-            verifiers,
-            policy,
-            evidence,
-            cache: bounded(VERDICT_CACHE_MAX, VERDICT_TTL),
+            judge: Arc::new(Judge {
+                verifiers,
+                policy,
+                evidence,
+                cache: bounded(VERDICT_CACHE_MAX, VERDICT_TTL),
+            }),
+            peers: bounded(PEER_CACHE_MAX, PEER_TTL),
         }
     }
 
     /// The verifiers, for checks outside a handshake (probes).
     pub fn verifiers(&self) -> &Verifiers {
-        &self.verifiers
+        &self.judge.verifiers
     }
 
     /// Records a chain seen outside modgate's own connections (a relayed
     /// tunnel's): evidence and the interception event when it fails the
     /// public roots. Returns where it was saved.
     pub fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>], sighted: &Sighted) -> Option<Saved> {
+        self.judge.observe(report, chain, sighted)
+    }
+
+    /// The verdict and vendor already reached for this leaf, presented at
+    /// `addr` for `name`, for the access log (a resumed session skips
+    /// verification, but its chain is the one verified before).
+    pub fn known(&self, leaf: &CertificateDer<'_>, addr: Option<SocketAddr>, name: &str) -> Option<Judgement> {
+        self.judge.cache.get(&Judge::key(leaf, addr, name)).map(|o| Judgement {
+            verdict: o.report.verdict,
+            vendor: o.report.vendor.clone(),
+        })
+    }
+
+    /// A TLS client configuration like `base` whose verifier knows the
+    /// connection it verifies: `host` reached at `addr`. rustls tells a
+    /// verifier only the server name, so the pooled client gets one of
+    /// these per connection. The verifier is the one kept for (`host`,
+    /// `addr`), so the connection can resume an earlier one's session
+    /// (the session store is `base`'s, shared): rustls resumes only with
+    /// the verifier that verified the session.
+    pub fn client_config_for(
+        &self,
+        base: &rustls::ClientConfig,
+        host: &str,
+        addr: SocketAddr,
+    ) -> Arc<rustls::ClientConfig> {
+        let verifier = self.peers.get_with((host.to_owned(), addr), || {
+            Arc::new(PeerVerifier {
+                judge: self.judge.clone(),
+                host: host.to_owned(),
+                addr,
+            })
+        });
+        let mut config = base.clone();
+        config.dangerous().set_certificate_verifier(verifier);
+        Arc::new(config)
+    }
+}
+
+impl Judge {
+    fn observe(&self, report: &ChainReport, chain: &[CertificateDer<'_>], sighted: &Sighted) -> Option<Saved> {
         match report.verdict {
             Verdict::Public => None,
             _ => self.evidence.record(report, chain, sighted, self.policy),
@@ -148,35 +218,6 @@ impl VerdictVerifier {
 
     fn key(leaf: &CertificateDer<'_>, addr: Option<SocketAddr>, name: &str) -> VerdictKey {
         (sha256_hex(leaf), addr, name.to_owned())
-    }
-
-    /// The verdict and vendor already reached for this leaf, presented at
-    /// `addr` for `name`, for the access log (a resumed session skips
-    /// verification, but its chain is the one verified before).
-    pub fn known(&self, leaf: &CertificateDer<'_>, addr: Option<SocketAddr>, name: &str) -> Option<Judgement> {
-        self.cache.get(&Self::key(leaf, addr, name)).map(|o| Judgement {
-            verdict: o.report.verdict,
-            vendor: o.report.vendor.clone(),
-        })
-    }
-
-    /// A TLS client configuration like `base` whose verifier knows the
-    /// connection it verifies: `host` reached at `addr`. rustls tells a
-    /// verifier only the server name, so the pooled client builds one of
-    /// these per connection (the session store is shared).
-    pub fn client_config_for(
-        self: &Arc<Self>,
-        base: &rustls::ClientConfig,
-        host: &str,
-        addr: SocketAddr,
-    ) -> Arc<rustls::ClientConfig> {
-        let mut config = base.clone();
-        config.dangerous().set_certificate_verifier(Arc::new(PeerVerifier {
-            inner: self.clone(),
-            host: host.to_owned(),
-            addr,
-        }));
-        Arc::new(config)
     }
 
     fn outcome(
@@ -225,7 +266,7 @@ impl fmt::Display for Plain {
 
 impl std::error::Error for Plain {}
 
-impl VerdictVerifier {
+impl Judge {
     /// The verdict on a presented chain, refusing it when the verdict or
     /// the policy says so. `sighted` defaults to the server name itself,
     /// at an unknown address.
@@ -251,7 +292,7 @@ impl VerdictVerifier {
     }
 }
 
-impl ServerCertVerifier for VerdictVerifier {
+impl ServerCertVerifier for Judge {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -299,12 +340,49 @@ impl ServerCertVerifier for VerdictVerifier {
     }
 }
 
+/// Verification without a known address (the base configuration's).
+impl ServerCertVerifier for VerdictVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.judge
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.judge.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.judge.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.judge.supported_verify_schemes()
+    }
+}
+
 /// The verdict verifier for one connection: it knows which host and
 /// address the chain came from, so the cache and the evidence are keyed by
 /// what modgate connected to.
 #[derive(Debug)]
 struct PeerVerifier {
-    inner: Arc<VerdictVerifier>,
+    judge: Arc<Judge>,
     host: String,
     addr: SocketAddr,
 }
@@ -319,7 +397,7 @@ impl ServerCertVerifier for PeerVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let sighted = Sighted::at(&self.host, &server_name.to_str(), Some(self.addr));
-        self.inner.verify(end_entity, intermediates, server_name, Some(sighted))
+        self.judge.verify(end_entity, intermediates, server_name, Some(sighted))
     }
 
     fn verify_tls12_signature(
@@ -328,7 +406,7 @@ impl ServerCertVerifier for PeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.judge.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -337,11 +415,11 @@ impl ServerCertVerifier for PeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.judge.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.judge.supported_verify_schemes()
     }
 }
 

@@ -770,3 +770,75 @@ async fn issue9_certificate_text_is_escaped_in_the_text_log() {
         );
     }
 }
+
+/// A TLS origin for `mirror.test` that closes every connection after one
+/// response, so each request is a new upstream connection, and records
+/// how each connection's handshake went.
+async fn start_closing_origin(
+    signer: &TestPki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<rustls::HandshakeKind>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::{Arc, Mutex};
+    install_crypto();
+    let (chain, key) = signer.leaf(&["mirror.test"]);
+    let config = rustls::ServerConfig::builder_with_protocol_versions(versions)
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let kinds = Arc::new(Mutex::new(Vec::new()));
+    let seen = kinds.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                continue;
+            };
+            seen.lock().unwrap().extend(tls.get_ref().1.handshake_kind());
+            let service = hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(full("v1.0.0\n")))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service),
+            );
+        }
+    });
+    (addr, kinds, task)
+}
+
+/// A new upstream connection resumes the TLS session of an earlier one to
+/// the same host and address (rustls resumes only with the verifier that
+/// verified the session, so modgate keeps one per host and address), over
+/// TLS 1.2 and 1.3; and a request on a resumed session still reports the
+/// verdict its chain got in the full handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_sessions_resume_and_keep_their_verdict() {
+    let p = pkis();
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let (origin, kinds, _task) = start_closing_origin(&p.zscaler, &[version]).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("public.pem"), &p.public.ca_pem).unwrap();
+        std::fs::write(dir.path().join("zscaler.pem"), &p.zscaler_root.ca_pem).unwrap();
+        let text = format!(
+            "[cache]\ndir = \"\"\n[tls]\npublic_roots = \"public.pem\"\nextra_roots = [\"zscaler.pem\"]\non_interception = \"warn\"\nintercepted_dir = \"seen\"\n[hosts]\n\"mirror.test\" = \"{origin}\"\n[[rule]]\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n"
+        );
+        std::fs::write(dir.path().join("c.toml"), text).unwrap();
+        let mut served = start_served_json(dir.path(), "c.toml", &[]).await;
+        for n in 0..3 {
+            let (status, body) = get_at(served.addr, &format!("/example.test/m{n}/@v/list")).await;
+            assert_eq!((status, body.as_str()), (200, "v1.0.0\n"), "{version:?}");
+            let access = served.next_access().await;
+            assert_eq!(access["verdict"], "intercepted", "{version:?} request {n}: {access}");
+            assert_eq!(access["vendor"], "Zscaler", "{version:?} request {n}: {access}");
+        }
+        use rustls::HandshakeKind::{Full, Resumed};
+        assert_eq!(*kinds.lock().unwrap(), [Full, Resumed, Resumed], "{version:?}");
+    }
+}
