@@ -1,13 +1,16 @@
 //! The two escapings on a module request's path: percent-encoding (go
 //! escapes `!` as `%21`) and the `!` case-encoding of upper-case letters.
 
+use std::borrow::Cow;
+
 use percent_encoding::percent_decode_str;
 
 /// Percent-decodes a request path. `go` escapes URL paths, so `!azure`
-/// arrives as `%21azure`; the classifiers take the decoded path.
-pub fn decode_path(raw: &str) -> Result<String, String> {
+/// arrives as `%21azure`; the classifiers take the decoded path. A path
+/// without `%` is itself.
+pub fn decode_path(raw: &str) -> Result<Cow<'_, str>, String> {
     if !raw.contains('%') {
-        return Ok(raw.to_owned());
+        return Ok(Cow::Borrowed(raw));
     }
     // percent-encoding passes a stray `%` through; a request with one is
     // malformed, so it is refused here rather than decoded leniently.
@@ -23,7 +26,7 @@ pub fn decode_path(raw: &str) -> Result<String, String> {
     }
     percent_decode_str(raw)
         .decode_utf8()
-        .map(|decoded| decoded.into_owned())
+        .map(|decoded| Cow::Owned(decoded.into_owned()))
         .map_err(|_| format!("{} is not UTF-8 once percent-decoded", quote(raw)))
 }
 

@@ -47,7 +47,7 @@ pub async fn serve_path(
     let user = access.user.clone();
     let mut facts = Facts::of_request(access.client.ip(), None, &request);
     facts.user = user.as_deref();
-    let what = request.module().unwrap_or(path.as_str());
+    let what = request.module().unwrap_or(path);
     let routed = route(ctx, Door::Endpoint, facts, what, access).await?;
     let (rule, mirrors) = match routed.plan {
         Plan::Mirror(rule, mirrors) => (rule, mirrors),

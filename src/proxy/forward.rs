@@ -218,13 +218,19 @@ pub async fn forward_counted(
 
 /// The `Via` entry for a message modgate received over `version` (RFC 9110
 /// §7.6.3): `1.1 modgate`, or `2 modgate` for HTTP/2.
+/// The values are constants: `from_static` checks its bytes when it runs,
+/// and a `const` runs it once, at compile time.
 fn via(version: http::Version) -> HeaderValue {
-    HeaderValue::from_static(match version {
-        http::Version::HTTP_2 => "2 modgate",
-        http::Version::HTTP_3 => "3 modgate",
-        http::Version::HTTP_10 => "1.0 modgate",
-        _ => "1.1 modgate",
-    })
+    const VIA_2: HeaderValue = HeaderValue::from_static("2 modgate");
+    const VIA_3: HeaderValue = HeaderValue::from_static("3 modgate");
+    const VIA_10: HeaderValue = HeaderValue::from_static("1.0 modgate");
+    const VIA_11: HeaderValue = HeaderValue::from_static("1.1 modgate");
+    match version {
+        http::Version::HTTP_2 => VIA_2,
+        http::Version::HTTP_3 => VIA_3,
+        http::Version::HTTP_10 => VIA_10,
+        _ => VIA_11,
+    }
 }
 
 /// The URI the pooled client uses: the destination and the request's path.

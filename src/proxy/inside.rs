@@ -107,7 +107,7 @@ pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, origin: &Origin, req:
 fn classify(host: &str, raw_path: &str) -> Result<Option<(ModuleRequest, String)>, Error> {
     let path = decode_path(raw_path).map_err(Error::BadRequest)?;
     if let Some(request) = classify_proxy_path(&path).map_err(Error::BadRequest)? {
-        return Ok(Some((request, path)));
+        return Ok(Some((request, path.into_owned())));
     }
     match classify_sumdb_path(host, &path).map_err(Error::BadRequest)? {
         Some(request) => Ok(Some((request, format!("/sumdb/{host}{path}")))),
