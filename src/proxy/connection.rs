@@ -18,8 +18,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::core::body::Body;
+use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
-use crate::core::timer::Timers;
 use crate::proxy::classify::{Target, classify};
 use crate::proxy::context::Context;
 use crate::proxy::drain::{ConnEnd, serve_until_done};
@@ -70,22 +70,29 @@ pub async fn refuse(stream: &mut TcpStream, err: &Error) {
 async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, first: FirstRequest) {
     let t = ctx.config.timeouts;
     let activity = Arc::new(Activity::new());
-    let door = FrontDoor::new(ctx, peer);
+    let door = FrontDoor::new(ctx, peer, activity.clone());
     let io = Guarded::new(
         Watched::new(Rewind::new(first.buf.freeze(), stream), activity.clone()),
         door.clone(),
     );
     let service = service_fn(|req| {
-        let door = door.clone();
-        async move { Ok::<_, Infallible>(door.track(serve_request(ctx, peer, req).await)) }
+        let answering = door.answering();
+        async move { Ok::<_, Infallible>(answering.track(serve_request(ctx, peer, req).await)) }
     });
+    // The header timeout is the front door's (`Activity::quiet_for`), not
+    // hyper's: one sleep per connection instead of one per request.
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(Timers)
-        .header_read_timeout(t.header)
+        .header_read_timeout(None)
         .max_buf_size(head::MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
-    if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
-        tracing::debug!(client = %peer, "closing idle client connection");
+    match serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer).await {
+        ConnEnd::Idle => tracing::debug!(client = %peer, "closing idle client connection"),
+        ConnEnd::NoHead => tracing::debug!(
+            client = %peer,
+            "closing client connection: no request head within {}",
+            fmt_duration(t.header)
+        ),
+        ConnEnd::Closed => {}
     }
 }
 

@@ -18,7 +18,7 @@ use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio_util::sync::CancellationToken;
 
-use crate::proxy::idle::Activity;
+use crate::proxy::idle::{Activity, Quiet};
 
 /// A hyper connection that can be asked to finish gracefully.
 pub trait Graceful: Future {
@@ -60,10 +60,13 @@ pub enum ConnEnd {
     Closed,
     /// No byte moved for the idle timeout.
     Idle,
+    /// No whole request head arrived within the header timeout.
+    NoHead,
 }
 
 /// Runs `conn` until it ends, draining it when `draining` is cancelled and
-/// closing it after `idle` without a byte on `activity`.
+/// closing it after `idle` without a byte on `activity` or, with `head`
+/// (HTTP/1.1), after waiting that long for a request head.
 ///
 /// Not an `async fn`: one would keep `conn` twice in its state, as its
 /// argument and inside the future it awaits, and a connection's future is
@@ -73,6 +76,7 @@ pub fn serve_until_done<'a, C, E>(
     draining: &'a CancellationToken,
     activity: &'a Activity,
     idle: Duration,
+    head: Option<Duration>,
     peer: SocketAddr,
 ) -> impl Future<Output = ConnEnd> + 'a
 where
@@ -82,7 +86,7 @@ where
     UntilDone {
         conn,
         drain: draining.cancelled(),
-        idle: activity.idle_for(idle),
+        idle: activity.quiet_for(idle, head),
         drain_started: false,
         watch: Watchers::new(),
     }
@@ -93,7 +97,8 @@ where
             }
             ConnEnd::Closed
         }
-        Ended::Idle => ConnEnd::Idle,
+        Ended::Quiet(Quiet::Idle) => ConnEnd::Idle,
+        Ended::Quiet(Quiet::NoHead) => ConnEnd::NoHead,
     })
 }
 
@@ -167,7 +172,7 @@ impl Wake for WatchState {
 
 enum Ended<R> {
     Conn(R),
-    Idle,
+    Quiet(Quiet),
 }
 
 pin_project! {
@@ -215,7 +220,7 @@ impl<C, D, I> Future for UntilDone<C, D, I>
 where
     C: Graceful,
     D: Future<Output = ()>,
-    I: Future<Output = ()>,
+    I: Future<Output = Quiet>,
 {
     type Output = Ended<C::Output>;
 
@@ -226,8 +231,8 @@ where
                 *this.drain_started = true;
                 this.conn.as_mut().graceful_shutdown();
             }
-            if this.idle.poll(&mut watching).is_ready() {
-                return Poll::Ready(Ended::Idle);
+            if let Poll::Ready(quiet) = this.idle.poll(&mut watching) {
+                return Poll::Ready(Ended::Quiet(quiet));
             }
         }
         this.conn.poll(cx).map(Ended::Conn)
@@ -279,7 +284,7 @@ mod tests {
     async fn serve(conn: Fake, draining: &CancellationToken, activity: &Activity, idle: Duration) -> ConnEnd {
         tokio::time::timeout(
             Duration::from_secs(600),
-            serve_until_done(conn, draining, activity, idle, PEER),
+            serve_until_done(conn, draining, activity, idle, None, PEER),
         )
         .await
         .expect("still serving after 600 s")

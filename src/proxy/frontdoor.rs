@@ -5,11 +5,16 @@
 //! one `text/plain` `modgate:` line — and logs an access event, so no
 //! client ever gets an empty error from modgate.
 //!
-//! hyper writes such an answer only when no response of the service is
-//! being written, and right before it closes the connection. [`FrontDoor`]
-//! counts the service's responses that are still being written; a write
-//! that is hyper's automatic refusal while none is open is replaced, and
-//! everything hyper writes after it is swallowed.
+//! hyper writes such an answer only when no request is being answered, and
+//! right before it closes the connection. [`FrontDoor`] counts the requests
+//! being answered, from the service's call until the response body is
+//! finished or dropped; a write that is hyper's automatic refusal while
+//! none is open is replaced, and everything hyper writes after it is
+//! swallowed.
+//!
+//! The same count tells the connection's [`Activity`] when an HTTP/1.1
+//! connection waits for a request head: from its last answer's end until
+//! the next request's call (the header timeout, `timeouts.header`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,46 +32,60 @@ use crate::core::body::{Body, BoxError};
 use crate::core::error::Error;
 use crate::proxy::context::Context as ProxyContext;
 use crate::proxy::head::{MAX_HEAD_BYTES, MAX_HEADERS};
+use crate::proxy::idle::Activity;
 use crate::telemetry::access::Access;
 use crate::telemetry::sink::Telemetry;
 
-/// One connection's bookkeeping: responses of the service still open.
+/// One connection's bookkeeping: requests being answered.
 #[derive(Debug)]
 pub struct FrontDoor {
     peer: SocketAddr,
     open: AtomicUsize,
     /// Where the refusals' access events are counted.
     telemetry: Arc<Telemetry>,
+    /// The connection's clocks, told when it waits for a request head.
+    activity: Arc<Activity>,
 }
 
 impl FrontDoor {
-    /// The front door of a connection from `peer`, to a proxy with `ctx`.
-    pub fn new(ctx: &ProxyContext, peer: SocketAddr) -> Arc<FrontDoor> {
+    /// The front door of a connection from `peer`, to a proxy with `ctx`,
+    /// whose clocks are `activity`.
+    pub fn new(ctx: &ProxyContext, peer: SocketAddr, activity: Arc<Activity>) -> Arc<FrontDoor> {
         Arc::new(FrontDoor {
             peer,
             open: AtomicUsize::new(0),
             telemetry: ctx.telemetry.clone(),
+            activity,
         })
     }
 
-    /// `resp`, counted as open until its body is finished or dropped.
-    /// The body is wrapped, not boxed again: hyper serves [`Tracked`].
-    pub fn track(self: &Arc<Self>, resp: Response<Body>) -> Response<Tracked> {
+    /// A request the service was just called with: open until its
+    /// response body is finished or dropped ([`Answering::track`]), or the
+    /// service's future is.
+    pub fn answering(self: &Arc<Self>) -> Answering {
         self.open.fetch_add(1, Ordering::SeqCst);
-        let door = self.clone();
-        resp.map(|inner| Tracked {
-            inner,
-            _open: Open(door),
-        })
+        self.activity.head_arrived();
+        Answering(self.clone())
     }
 }
 
-/// Decrements the open count when the response body goes.
-struct Open(Arc<FrontDoor>);
+/// A request being answered; when it is done (dropped) and no other is,
+/// the connection waits for a request head.
+pub struct Answering(Arc<FrontDoor>);
 
-impl Drop for Open {
+impl Answering {
+    /// `resp`, open until its body is finished or dropped. The body is
+    /// wrapped, not boxed again: hyper serves [`Tracked`].
+    pub fn track(self, resp: Response<Body>) -> Response<Tracked> {
+        resp.map(|inner| Tracked { inner, _open: self })
+    }
+}
+
+impl Drop for Answering {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.activity.awaiting_head();
+        }
     }
 }
 
@@ -75,7 +94,7 @@ pin_project! {
     pub struct Tracked {
         #[pin]
         inner: Body,
-        _open: Open,
+        _open: Answering,
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn serve(
         }
     };
 
-    let door = FrontDoor::new(ctx, peer);
+    let door = FrontDoor::new(ctx, peer, activity.clone());
     let tunnel = Arc::new(Tunnel {
         ctx: ctx.clone(),
         origin: inside::Origin::new(dest),
@@ -121,18 +121,25 @@ pub async fn serve(
             .keep_alive_interval(None)
             .max_header_list_size(MAX_HEAD_BYTES as u32)
             .serve_connection(io, service);
-        serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await
+        serve_until_done(conn, &ctx.draining, &activity, t.idle, None, peer).await
     } else {
         let service = service_fn(move |req| serve_one(tunnel.clone(), req));
+        // The header timeout is the front door's (`Activity::quiet_for`),
+        // not hyper's: one sleep per connection instead of one per request.
+        // It runs from here: the handshake had its own.
+        activity.awaiting_head();
         let conn = hyper::server::conn::http1::Builder::new()
-            .timer(Timers)
-            .header_read_timeout(t.header)
+            .header_read_timeout(None)
             .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(io, service);
-        serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await
+        serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer).await
     };
-    if ended == ConnEnd::Idle {
-        access.error = Some(format!("closed after {} idle", fmt_duration(t.idle)));
+    match ended {
+        ConnEnd::Idle => access.error = Some(format!("closed after {} idle", fmt_duration(t.idle))),
+        ConnEnd::NoHead => {
+            access.error = Some(format!("closed: no request head within {}", fmt_duration(t.header)));
+        }
+        ConnEnd::Closed => {}
     }
 }
 
@@ -143,8 +150,9 @@ async fn serve_one(tunnel: Arc<Tunnel>, req: Request<Incoming>) -> Result<Respon
         user: tunnel.user.as_deref(),
         original: tunnel.original,
     };
+    let answering = tunnel.door.answering();
     let resp = inside::serve(&tunnel.ctx, sender, &tunnel.origin, req).await;
-    Ok(tunnel.door.track(resp))
+    Ok(answering.track(resp))
 }
 
 /// What every request inside one intercepted tunnel shares, behind one

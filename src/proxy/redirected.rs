@@ -29,10 +29,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::core::body::Body;
+use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::host::{Authority, Host};
-use crate::core::timer::Timers;
 use crate::policy::plan::Door;
 use crate::policy::rule::{Facts, Rule};
 use crate::proxy::context::Context;
@@ -201,19 +201,25 @@ fn canonical(ip: IpAddr) -> IpAddr {
 async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, original: SocketAddr) {
     let t = ctx.config.timeouts;
     let activity = Arc::new(Activity::new());
-    let door = FrontDoor::new(ctx, peer);
+    let door = FrontDoor::new(ctx, peer, activity.clone());
     let io = Guarded::new(Watched::new(stream, activity.clone()), door.clone());
     let service = service_fn(|req| {
-        let door = door.clone();
-        async move { Ok::<_, Infallible>(door.track(serve_request(ctx, peer, original, req).await)) }
+        let answering = door.answering();
+        async move { Ok::<_, Infallible>(answering.track(serve_request(ctx, peer, original, req).await)) }
     });
+    // The header timeout is the front door's, as on the proxy port.
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(Timers)
-        .header_read_timeout(t.header)
+        .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
-    if serve_until_done(conn, &ctx.draining, &activity, t.idle, peer).await == ConnEnd::Idle {
-        tracing::debug!(client = %peer, "closing idle redirected connection");
+    match serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer).await {
+        ConnEnd::Idle => tracing::debug!(client = %peer, "closing idle redirected connection"),
+        ConnEnd::NoHead => tracing::debug!(
+            client = %peer,
+            "closing redirected connection: no request head within {}",
+            fmt_duration(t.header)
+        ),
+        ConnEnd::Closed => {}
     }
 }
 

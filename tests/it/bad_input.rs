@@ -241,3 +241,161 @@ async fn a_client_that_connects_and_says_nothing_is_closed() {
         .unwrap();
     proxy.stop().await;
 }
+
+/// Reads one response with a `content-length` from `s`; its head and body.
+async fn read_response(s: &mut tokio::net::TcpStream) -> (String, String) {
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(STEP, s.read(&mut chunk))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before a whole response: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .expect("a content-length")
+                .trim()
+                .parse()
+                .unwrap();
+            if body.len() >= length {
+                return (head.to_owned(), body.to_owned());
+            }
+        }
+    }
+}
+
+/// How long until `s` is closed by the other end (reading and dropping
+/// anything that arrives), at most 10 s.
+async fn closed_after(s: &mut tokio::net::TcpStream, from: Instant) -> Duration {
+    let mut sink = [0u8; 512];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut sink)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return from.elapsed(),
+            Ok(Ok(_)) => {}
+            Err(_) => panic!("still open after 10 s"),
+        }
+    }
+}
+
+/// `timeouts.header` is also the longest a keep-alive connection waits
+/// for its next request: after its answer, a client that sends nothing is
+/// closed once it has passed, not before (the idle timeout is far off).
+#[tokio::test]
+async fn a_keep_alive_client_silent_after_its_answer_is_closed_after_the_header_timeout() {
+    let origin = start_text_origin("first").await;
+    let proxy = start_proxy(&config_allowing_loopback(
+        "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!("GET http://{0}/ HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
+    s.write_all(request.as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "first");
+    let answered = Instant::now();
+    let waited = closed_after(&mut s, answered).await;
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed {waited:?} after the answer"
+    );
+    still_serving(proxy.addr).await;
+    proxy.stop().await;
+}
+
+/// A later head that trickles in (a byte every 200 ms, so bytes keep
+/// moving) is cut at the header timeout, as the first is.
+#[tokio::test]
+async fn a_client_trickling_its_second_head_is_closed_after_the_header_timeout() {
+    let origin = start_text_origin("first").await;
+    let proxy = start_proxy(&config_allowing_loopback(
+        "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!("GET http://{0}/ HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
+    s.write_all(request.as_bytes()).await.unwrap();
+    let (head, _) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let started = Instant::now();
+    let trickled = request.replace("\r\n\r\n", "\r\nX-Slow: ").into_bytes();
+    let mut cut = false;
+    for byte in trickled.iter().cycle().take(60) {
+        if s.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("an answer to a head that never ended"),
+            Err(_) => {}
+        }
+    }
+    let waited = started.elapsed();
+    assert!(cut, "the trickling client was kept for {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "cut {waited:?} after its answer"
+    );
+    proxy.stop().await;
+}
+
+/// The header timeout is for heads alone: an answer whose body takes
+/// several times as long (a chunk every 400 ms for 2 s, header timeout
+/// 1 s) arrives whole, and the connection then carries the next request.
+#[tokio::test]
+async fn an_answer_slower_than_the_header_timeout_is_not_cut() {
+    let origin = start_origin(std::sync::Arc::new(|req| {
+        Box::pin(async move {
+            if req.uri().path() != "/slow" {
+                return http::Response::new(full("next"));
+            }
+            let (tx, body) = chan_body(1);
+            tokio::spawn(async move {
+                for i in 0..5 {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    if tx.send(bytes::Bytes::from(format!("part{i};"))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            http::Response::builder()
+                .header("content-length", "30")
+                .body(body)
+                .unwrap()
+        })
+    }))
+    .await;
+    let proxy = start_proxy(&config_allowing_loopback(
+        "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let get = |path: &str| format!("GET http://{0}{path} HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
+    s.write_all(get("/slow").as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "part0;part1;part2;part3;part4;");
+    s.write_all(get("/next").as_bytes()).await.unwrap();
+    let (head, body) = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "next");
+    proxy.stop().await;
+}

@@ -23,6 +23,11 @@ struct Door {
 }
 
 async fn start() -> Door {
+    start_with("").await
+}
+
+/// [`start`] with `extra` at the top of the config.
+async fn start_with(extra: &str) -> Door {
     let dir = tempfile::tempdir().unwrap();
     write_fixture(
         &dir.path().join("fixture"),
@@ -36,7 +41,7 @@ async fn start() -> Door {
     std::fs::write(dir.path().join("public-root.pem"), &pki.ca_pem).unwrap();
     let mirror = start_module_origin(&pki, &["mirror.test"], &dir.path().join("fixture"), Behavior::Serve).await;
     let config = format!(
-        "[cache]\ndir = \"\"\n[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca.key\"\nintercept = [\"proxy.golang.org\"]\npublic_roots = \"public-root.pem\"\n[hosts]\n\"mirror.test\" = \"{}\"\n[[rule]]\nname = \"all\"\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n",
+        "{extra}[cache]\ndir = \"\"\n[tls]\nca_cert = \"ca.pem\"\nca_key = \"ca.key\"\nintercept = [\"proxy.golang.org\"]\npublic_roots = \"public-root.pem\"\n[hosts]\n\"mirror.test\" = \"{}\"\n[[rule]]\nname = \"all\"\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n",
         mirror.addr
     );
     std::fs::write(dir.path().join("modgate.toml"), config).unwrap();
@@ -334,4 +339,58 @@ async fn both_doors_decode_paths_and_accept_long_module_paths_alike() {
         .await;
     assert_eq!(status_and_body(&endpoint).0, 404, "{endpoint}");
     assert_eq!(status_and_body(&inside).0, 404, "{inside}");
+}
+
+/// Inside an intercepted HTTP/1.1 tunnel the header timeout is the front
+/// door's too: after an answer, a next head that trickles in (a byte every
+/// 200 ms) is cut once `timeouts.header` has passed, and the tunnel's
+/// access event says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickling_inside_a_tunnel_is_cut_at_the_header_timeout() {
+    let mut door = start_with("[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n").await;
+    let mut tls = door.tunnel(b"http/1.1", "proxy.golang.org").await;
+    let request = b"GET /example.test/alpha/@v/list HTTP/1.1\r\nHost: proxy.golang.org\r\n\r\n";
+    tls.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    while !String::from_utf8_lossy(&answer).ends_with("v1.0.0\n") {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(STEP, tls.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed before the answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(door.logged().await.0, 200);
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    for byte in request.iter().take(request.len() - 2).cycle().take(60) {
+        if tls.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(std::time::Duration::from_millis(200), tls.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("an answer to a head that never ended"),
+            Err(_) => {}
+        }
+    }
+    let waited = started.elapsed();
+    assert!(cut, "the trickling client was kept for {waited:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(5),
+        "cut {waited:?} after the answer"
+    );
+    let (status, error) = door.logged().await;
+    assert_eq!(status, 200, "the tunnel's own event: {error}");
+    assert_eq!(error, "closed: no request head within 1s");
 }
