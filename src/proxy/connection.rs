@@ -18,11 +18,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::core::body::Body;
-use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::proxy::classify::{Target, classify};
 use crate::proxy::context::Context;
-use crate::proxy::drain::{ConnEnd, serve_until_done};
+use crate::proxy::drain::serve_until_done;
 use crate::proxy::frontdoor::{FrontDoor, Guarded};
 use crate::proxy::gate::{self, Entrance};
 use crate::proxy::head::{self, FirstRequest, Rewind};
@@ -85,15 +84,9 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
         .header_read_timeout(None)
         .max_buf_size(head::MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
-    match serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer).await {
-        ConnEnd::Idle => tracing::debug!(client = %peer, "closing idle client connection"),
-        ConnEnd::NoHead => tracing::debug!(
-            client = %peer,
-            "closing client connection: no request head within {}",
-            fmt_duration(t.header)
-        ),
-        ConnEnd::Closed => {}
-    }
+    serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer)
+        .await
+        .log(peer, "client connection", t.header);
 }
 
 /// One request on a hyper-served connection: classify, then forward or

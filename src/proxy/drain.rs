@@ -18,6 +18,7 @@ use futures_util::task::AtomicWaker;
 use pin_project_lite::pin_project;
 use tokio_util::sync::CancellationToken;
 
+use crate::core::duration::fmt_duration;
 use crate::proxy::idle::{Activity, Quiet};
 
 /// A hyper connection that can be asked to finish gracefully.
@@ -62,6 +63,22 @@ pub enum ConnEnd {
     Idle,
     /// No whole request head arrived within the header timeout.
     NoHead,
+}
+
+impl ConnEnd {
+    /// Logs (at debug) why modgate closed `what` (a kind of connection)
+    /// from `peer`, if it did; `header` is the header timeout.
+    pub fn log(&self, peer: SocketAddr, what: &str, header: Duration) {
+        match self {
+            ConnEnd::Idle => tracing::debug!(client = %peer, "closing idle {what}"),
+            ConnEnd::NoHead => tracing::debug!(
+                client = %peer,
+                "closing {what}: no request head within {}",
+                fmt_duration(header)
+            ),
+            ConnEnd::Closed => {}
+        }
+    }
 }
 
 /// Runs `conn` until it ends, draining it when `draining` is cancelled and

@@ -29,14 +29,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::core::body::Body;
-use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::host::{Authority, Host};
 use crate::policy::plan::Door;
 use crate::policy::rule::{Facts, Rule};
 use crate::proxy::context::Context;
-use crate::proxy::drain::{ConnEnd, serve_until_done};
+use crate::proxy::drain::serve_until_done;
 use crate::proxy::frontdoor::{FrontDoor, Guarded};
 use crate::proxy::gate::{self, Entrance};
 use crate::proxy::head::MAX_HEAD_BYTES;
@@ -212,15 +211,9 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, ori
         .header_read_timeout(None)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
-    match serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer).await {
-        ConnEnd::Idle => tracing::debug!(client = %peer, "closing idle redirected connection"),
-        ConnEnd::NoHead => tracing::debug!(
-            client = %peer,
-            "closing redirected connection: no request head within {}",
-            fmt_duration(t.header)
-        ),
-        ConnEnd::Closed => {}
-    }
+    serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer)
+        .await
+        .log(peer, "redirected connection", t.header);
 }
 
 /// One request on a redirected plain-HTTP connection, under the config

@@ -273,7 +273,7 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
     let dialer: Arc<dyn Dialer> = Arc::new(ParentDialer::new(config.policy.parent.clone(), direct));
     let t = config.timeouts;
     let verifier = trust.verdict_verifier(config.tls.on_interception, &config.tls.intercepted_dir);
-    let tls = client_config(verifier.clone()).map_err(|e| {
+    let tls = client_config(&verifier).map_err(|e| {
         StartError::Trust(TrustError {
             path: "tls".into(),
             reason: e.to_string(),

@@ -83,11 +83,11 @@ impl Trust {
 /// The TLS client configuration for upstream connections: every chain goes
 /// through `verifier`; http/1.1 is offered (the pooled connector offers h2
 /// instead to an origin that speaks nothing else: `upstream::pool`).
-pub fn client_config(verifier: Arc<VerdictVerifier>) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+pub fn client_config(verifier: &VerdictVerifier) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(verifier.unplaced())
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

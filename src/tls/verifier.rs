@@ -182,6 +182,13 @@ impl VerdictVerifier {
         })
     }
 
+    /// The verifier of a configuration whose connections' addresses are
+    /// not known: chains are judged for the name alone. The pooled client
+    /// replaces it per connection ([`client_config_for`](Self::client_config_for)).
+    pub fn unplaced(&self) -> Arc<dyn ServerCertVerifier> {
+        self.judge.clone()
+    }
+
     /// A TLS client configuration like `base` whose verifier knows the
     /// connection it verifies: `host` reached at `addr`. rustls tells a
     /// verifier only the server name, so the pooled client gets one of
@@ -337,43 +344,6 @@ impl ServerCertVerifier for Judge {
             .provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// Verification without a known address (the base configuration's).
-impl ServerCertVerifier for VerdictVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.judge
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.judge.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.judge.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.judge.supported_verify_schemes()
     }
 }
 

@@ -290,11 +290,10 @@ async fn closed_after(s: &mut tokio::net::TcpStream, from: Instant) -> Duration 
     }
 }
 
-/// `timeouts.header` is also the longest a keep-alive connection waits
-/// for its next request: after its answer, a client that sends nothing is
-/// closed once it has passed, not before (the idle timeout is far off).
-#[tokio::test]
-async fn a_keep_alive_client_silent_after_its_answer_is_closed_after_the_header_timeout() {
+/// A proxy with a 1 s header timeout (the idle one far off), and a
+/// keep-alive connection to it on which one request was just answered;
+/// that request, to send again.
+async fn answered_once() -> (Proxy, Origin, tokio::net::TcpStream, String) {
     let origin = start_text_origin("first").await;
     let proxy = start_proxy(&config_allowing_loopback(
         "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
@@ -306,6 +305,15 @@ async fn a_keep_alive_client_silent_after_its_answer_is_closed_after_the_header_
     let (head, body) = read_response(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(body, "first");
+    (proxy, origin, s, request)
+}
+
+/// `timeouts.header` is also the longest a keep-alive connection waits
+/// for its next request: after its answer, a client that sends nothing is
+/// closed once it has passed, not before (the idle timeout is far off).
+#[tokio::test]
+async fn a_keep_alive_client_silent_after_its_answer_is_closed_after_the_header_timeout() {
+    let (proxy, _origin, mut s, _) = answered_once().await;
     let answered = Instant::now();
     let waited = closed_after(&mut s, answered).await;
     assert!(
@@ -320,36 +328,9 @@ async fn a_keep_alive_client_silent_after_its_answer_is_closed_after_the_header_
 /// moving) is cut at the header timeout, as the first is.
 #[tokio::test]
 async fn a_client_trickling_its_second_head_is_closed_after_the_header_timeout() {
-    let origin = start_text_origin("first").await;
-    let proxy = start_proxy(&config_allowing_loopback(
-        "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
-    ))
-    .await;
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let request = format!("GET http://{0}/ HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
-    s.write_all(request.as_bytes()).await.unwrap();
-    let (head, _) = read_response(&mut s).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let started = Instant::now();
-    let trickled = request.replace("\r\n\r\n", "\r\nX-Slow: ").into_bytes();
-    let mut cut = false;
-    for byte in trickled.iter().cycle().take(60) {
-        if s.write_all(&[*byte]).await.is_err() {
-            cut = true;
-            break;
-        }
-        let mut buf = [0u8; 64];
-        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                cut = true;
-                break;
-            }
-            Ok(Ok(_)) => panic!("an answer to a head that never ended"),
-            Err(_) => {}
-        }
-    }
-    let waited = started.elapsed();
-    assert!(cut, "the trickling client was kept for {waited:?}");
+    let (proxy, _origin, mut s, request) = answered_once().await;
+    let trickled = request.replace("\r\n\r\n", "\r\nX-Slow: ");
+    let waited = trickle_until_closed(&mut s, trickled.as_bytes()).await;
     assert!(
         waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
         "cut {waited:?} after its answer"

@@ -367,25 +367,7 @@ async fn a_head_trickling_inside_a_tunnel_is_cut_at_the_header_timeout() {
         String::from_utf8_lossy(&answer)
     );
     assert_eq!(door.logged().await.0, 200);
-    let started = std::time::Instant::now();
-    let mut cut = false;
-    for byte in request.iter().take(request.len() - 2).cycle().take(60) {
-        if tls.write_all(&[*byte]).await.is_err() {
-            cut = true;
-            break;
-        }
-        let mut buf = [0u8; 64];
-        match tokio::time::timeout(std::time::Duration::from_millis(200), tls.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                cut = true;
-                break;
-            }
-            Ok(Ok(_)) => panic!("an answer to a head that never ended"),
-            Err(_) => {}
-        }
-    }
-    let waited = started.elapsed();
-    assert!(cut, "the trickling client was kept for {waited:?}");
+    let waited = trickle_until_closed(&mut tls, &request[..request.len() - 2]).await;
     assert!(
         waited >= std::time::Duration::from_millis(900) && waited < std::time::Duration::from_secs(5),
         "cut {waited:?} after the answer"

@@ -600,6 +600,32 @@ pub async fn read_head(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// Sends `head` (never ending it: it is sent again and again) a byte every
+/// 200 ms until the other end closes; how long that took. Panics on an
+/// answer, or if still open after 60 bytes (12 s).
+pub async fn trickle_until_closed<S>(s: &mut S, head: &[u8]) -> Duration
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    for byte in head.iter().cycle().take(60) {
+        if s.write_all(&[*byte]).await.is_err() {
+            return started.elapsed();
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(n)) => panic!(
+                "an answer to a head that never ended: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(_) => {}
+        }
+    }
+    panic!("a client trickling its head was kept for {:?}", started.elapsed());
+}
+
 /// A TLS client session for `name` over `stream`.
 pub async fn tls_connect(
     stream: TcpStream,
