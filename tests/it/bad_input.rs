@@ -338,12 +338,10 @@ async fn a_client_trickling_its_second_head_is_closed_after_the_header_timeout()
     proxy.stop().await;
 }
 
-/// The header timeout is for heads alone: an answer whose body takes
-/// several times as long (a chunk every 400 ms for 2 s, header timeout
-/// 1 s) arrives whole, and the connection then carries the next request.
-#[tokio::test]
-async fn an_answer_slower_than_the_header_timeout_is_not_cut() {
-    let origin = start_origin(std::sync::Arc::new(|req| {
+/// An origin whose `/slow` streams 30 bytes over 2 s (a chunk every
+/// 400 ms) and whose other paths answer `next` at once.
+async fn slow_origin() -> Origin {
+    start_origin(std::sync::Arc::new(|req| {
         Box::pin(async move {
             if req.uri().path() != "/slow" {
                 return http::Response::new(full("next"));
@@ -363,7 +361,15 @@ async fn an_answer_slower_than_the_header_timeout_is_not_cut() {
                 .unwrap()
         })
     }))
-    .await;
+    .await
+}
+
+/// The header timeout is for heads alone: an answer whose body takes
+/// several times as long (a chunk every 400 ms for 2 s, header timeout
+/// 1 s) arrives whole, and the connection then carries the next request.
+#[tokio::test]
+async fn an_answer_slower_than_the_header_timeout_is_not_cut() {
+    let origin = slow_origin().await;
     let proxy = start_proxy(&config_allowing_loopback(
         "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
     ))
@@ -378,5 +384,45 @@ async fn an_answer_slower_than_the_header_timeout_is_not_cut() {
     let (head, body) = read_response(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(body, "next");
+    proxy.stop().await;
+}
+
+/// Two requests in one write (pipelined), the first answered slower than
+/// the header timeout: the second, whose head arrived meanwhile, is
+/// answered too, and only then does the wait for a head start.
+#[tokio::test]
+async fn a_pipelined_request_behind_a_slow_answer_is_answered() {
+    let origin = slow_origin().await;
+    let proxy = start_proxy(&config_allowing_loopback(
+        "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let get = |path: &str| format!("GET http://{0}{path} HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
+    s.write_all(format!("{}{}", get("/slow"), get("/next")).as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).ends_with("\r\n\r\nnext") {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(STEP, s.read(&mut chunk))
+            .await
+            .expect("answers in time")
+            .unwrap();
+        assert!(n > 0, "closed before both answers: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let answered = Instant::now();
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+    assert!(
+        text.contains("\r\n\r\npart0;part1;part2;part3;part4;HTTP/1.1 200"),
+        "{text}"
+    );
+    let waited = closed_after(&mut s, answered).await;
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed {waited:?} after the second answer"
+    );
     proxy.stop().await;
 }
