@@ -291,16 +291,28 @@ async fn closed_after(s: &mut tokio::net::TcpStream, from: Instant) -> Duration 
 }
 
 /// A proxy with a 1 s header timeout (the idle one far off), and a
-/// keep-alive connection to it on which one request was just answered;
-/// that request, to send again.
-async fn answered_once() -> (Proxy, Origin, tokio::net::TcpStream, String) {
-    let origin = start_text_origin("first").await;
+/// connection to it.
+async fn one_second_heads() -> (Proxy, tokio::net::TcpStream) {
     let proxy = start_proxy(&config_allowing_loopback(
         "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
     ))
     .await;
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let request = format!("GET http://{0}/ HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
+    let s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    (proxy, s)
+}
+
+/// A keep-alive GET of `path` on `origin`, in absolute form.
+fn get_line(origin: &Origin, path: &str) -> String {
+    format!("GET http://{0}{path} HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr)
+}
+
+/// [`one_second_heads`], with a keep-alive connection on which one request
+/// was just answered;
+/// that request, to send again.
+async fn answered_once() -> (Proxy, Origin, tokio::net::TcpStream, String) {
+    let origin = start_text_origin("first").await;
+    let (proxy, mut s) = one_second_heads().await;
+    let request = get_line(&origin, "/");
     s.write_all(request.as_bytes()).await.unwrap();
     let (head, body) = read_response(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -370,12 +382,8 @@ async fn slow_origin() -> Origin {
 #[tokio::test]
 async fn an_answer_slower_than_the_header_timeout_is_not_cut() {
     let origin = slow_origin().await;
-    let proxy = start_proxy(&config_allowing_loopback(
-        "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
-    ))
-    .await;
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let get = |path: &str| format!("GET http://{0}{path} HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
+    let (proxy, mut s) = one_second_heads().await;
+    let get = |path: &str| get_line(&origin, path);
     s.write_all(get("/slow").as_bytes()).await.unwrap();
     let (head, body) = read_response(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -393,25 +401,12 @@ async fn an_answer_slower_than_the_header_timeout_is_not_cut() {
 #[tokio::test]
 async fn a_pipelined_request_behind_a_slow_answer_is_answered() {
     let origin = slow_origin().await;
-    let proxy = start_proxy(&config_allowing_loopback(
-        "[timeouts]\nheader = \"1s\"\nidle = \"60s\"\n",
-    ))
-    .await;
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let get = |path: &str| format!("GET http://{0}{path} HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
+    let (proxy, mut s) = one_second_heads().await;
+    let get = |path: &str| get_line(&origin, path);
     s.write_all(format!("{}{}", get("/slow"), get("/next")).as_bytes())
         .await
         .unwrap();
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).ends_with("\r\n\r\nnext") {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(STEP, s.read(&mut chunk))
-            .await
-            .expect("answers in time")
-            .unwrap();
-        assert!(n > 0, "closed before both answers: {:?}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&chunk[..n]);
-    }
+    let got = read_until_end_is(&mut s, "\r\n\r\nnext").await;
     let answered = Instant::now();
     let text = String::from_utf8_lossy(&got);
     assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");

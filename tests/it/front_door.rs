@@ -351,16 +351,7 @@ async fn a_head_trickling_inside_a_tunnel_is_cut_at_the_header_timeout() {
     let mut tls = door.tunnel(b"http/1.1", "proxy.golang.org").await;
     let request = b"GET /example.test/alpha/@v/list HTTP/1.1\r\nHost: proxy.golang.org\r\n\r\n";
     tls.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    while !String::from_utf8_lossy(&answer).ends_with("v1.0.0\n") {
-        let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout(STEP, tls.read(&mut buf))
-            .await
-            .expect("an answer")
-            .unwrap();
-        assert!(n > 0, "closed before the answer: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buf[..n]);
-    }
+    let answer = read_until_end_is(&mut tls, "v1.0.0\n").await;
     assert!(
         answer.starts_with(b"HTTP/1.1 200"),
         "{}",

@@ -626,6 +626,26 @@ where
     panic!("a client trickling its head was kept for {:?}", started.elapsed());
 }
 
+/// Reads `s` until what arrived ends with `suffix`; all of it. Panics if
+/// `s` closes first or nothing more comes within `STEP`.
+pub async fn read_until_end_is<S>(s: &mut S, suffix: &str) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).ends_with(suffix) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(STEP, s.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("no {suffix:?} in time: {:?}", String::from_utf8_lossy(&got)))
+            .unwrap();
+        assert!(n > 0, "closed before {suffix:?}: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    got
+}
+
 /// A TLS client session for `name` over `stream`.
 pub async fn tls_connect(
     stream: TcpStream,
