@@ -16,6 +16,7 @@ use crate::config::admin::AdminListen;
 use crate::proxy::reload::{Overrides, Reloader};
 use crate::proxy::reload_watch;
 use crate::proxy::server::{Server, StartError};
+use crate::proxy::workers::Workers;
 
 /// What the command line says beyond the config file.
 struct Flags {
@@ -97,11 +98,17 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
 
 fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
     raise_fd_limit();
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    // This thread accepts, reloads and answers the admin listener; the
+    // connections are served by one worker thread per core (proxy::workers).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let workers = Workers::per_core().context("starting the worker threads")?;
     runtime.block_on(async {
         let source = config.source_path();
         let admin_listen = flags.admin_listen.unwrap_or(config.admin.listen);
-        let server = Server::start(config, flags.listen).await?;
+        let server = Server::start_on(config, flags.listen, workers).await?;
         let overrides = Overrides {
             listen: flags.listen.is_some(),
             admin_listen: flags.admin_listen.is_some(),

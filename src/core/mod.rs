@@ -12,6 +12,7 @@
 //! - [`proxy_url`]: a parent proxy URL and its credentials.
 //! - [`verdict`]: the trust verdict on an upstream chain.
 //! - [`timer`]: the serving path's timeouts, on a timer thread of their own.
+//! - [`slot`]: which worker thread this is, for state kept once per worker.
 
 pub mod body;
 pub mod cache;
@@ -22,5 +23,6 @@ pub mod hop;
 pub mod host;
 pub mod proxy_url;
 pub mod size;
+pub mod slot;
 pub mod timer;
 pub mod verdict;

@@ -1,6 +1,7 @@
 //! The proxy: listeners and the stages a request passes through, in order.
 //!
 //! - [`server`]: start and stop; the accept loop, one task per connection.
+//! - [`workers`]: the threads connections are served on, one per core.
 //! - [`listener`]: the listener seam; where connections come from.
 //! - [`transparent`]: the listener for redirected connections, and where
 //!   each was going.
@@ -67,3 +68,4 @@ pub mod upload;
 pub mod versions;
 pub mod warm;
 pub mod watch;
+pub mod workers;

@@ -33,6 +33,7 @@ use crate::proxy::limits::Limits;
 use crate::proxy::listener::{Accepted, ExplicitListener, Listener};
 use crate::proxy::live::Live;
 use crate::proxy::transparent::TransparentListener;
+use crate::proxy::workers::Workers;
 use crate::telemetry::sink::Telemetry;
 use crate::tls::ca::{CaError, LocalCa};
 use crate::tls::interceptor::Interceptor;
@@ -83,8 +84,13 @@ pub struct Server {
 
 impl Server {
     /// Loads the roots and the CA, binds `config.listen` (or `listen` when
-    /// given), and starts serving.
+    /// given), and starts serving on the caller's runtime.
     pub async fn start(config: Config, listen: Option<SocketAddr>) -> Result<Server, StartError> {
+        Server::start_on(config, listen, Workers::here()).await
+    }
+
+    /// [`Server::start`], with the connections served by `workers`.
+    pub async fn start_on(config: Config, listen: Option<SocketAddr>, workers: Workers) -> Result<Server, StartError> {
         let ctx = Arc::new(build_context(config).await?);
         ctx.telemetry.metrics.config_in_effect(&ctx.config.digest);
         let live = Arc::new(Live::new(ctx.clone()));
@@ -105,13 +111,20 @@ impl Server {
         );
         let transparent = bind_transparent(&ctx, addr).await?;
         let transparent_addr = transparent.as_ref().and_then(|l| l.local_addr().ok());
+        let workers = Arc::new(workers);
         let mut tasks = vec![tokio::spawn(accept_loop(
             Box::new(listener),
             live.clone(),
             limits.clone(),
+            workers.clone(),
         ))];
         if let Some(listener) = transparent {
-            tasks.push(tokio::spawn(accept_loop(Box::new(listener), live.clone(), limits)));
+            tasks.push(tokio::spawn(accept_loop(
+                Box::new(listener),
+                live.clone(),
+                limits,
+                workers,
+            )));
         }
         Ok(Server {
             addr,
@@ -394,7 +407,12 @@ fn content_check(config: &Config, clients: &Clients, store: &Store) -> Option<Ar
 
 /// Accepts connections until shutdown; each one is served under the
 /// context in effect when it arrives.
-async fn accept_loop(listener: Box<dyn Listener>, live: Arc<Live<Context>>, limits: Arc<Limits>) {
+async fn accept_loop(
+    listener: Box<dyn Listener>,
+    live: Arc<Live<Context>>,
+    limits: Arc<Limits>,
+    workers: Arc<Workers>,
+) {
     let tracker = TaskTracker::new();
     let cut = CancellationToken::new();
     let lingering = Arc::new(tokio::sync::Semaphore::new(LINGERING_MAX));
@@ -415,10 +433,11 @@ async fn accept_loop(listener: Box<dyn Listener>, live: Arc<Live<Context>>, limi
                     }
                 };
                 let cut = cut.clone();
-                tracker.spawn(async move {
+                let (peer, inbound) = (accepted.peer, accepted.inbound);
+                workers.spawn(&tracker, accepted.stream, peer.ip(), move |stream| async move {
                     let _place = admitted;
                     let _open = ctx.telemetry.metrics.open_connection();
-                    let serve = connection::serve(&ctx, accepted.stream, accepted.peer, accepted.inbound);
+                    let serve = connection::serve(&ctx, stream, peer, inbound);
                     drain::until_cut(serve, &cut).await;
                 });
             }

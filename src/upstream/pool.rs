@@ -38,6 +38,7 @@ use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{self, Error};
 use crate::core::host::{Authority, Host, default_port};
 use crate::core::proxy_url::ProxyUrl;
+use crate::core::slot::PerWorker;
 use crate::core::timer::{self, Timers};
 use crate::core::verdict::Judgement;
 use crate::policy::parent::Via;
@@ -68,8 +69,8 @@ const H2_ONLY_TTL: Duration = Duration::from_secs(24 * 3600);
 pub struct Clients {
     connector: Connector,
     idle: Duration,
-    default: HttpClient,
-    pinned: Bounded<Arc<[SocketAddr]>, Arc<HttpClient>>,
+    default: PerWorker<HttpClient>,
+    pinned: Bounded<Arc<[SocketAddr]>, Arc<PerWorker<HttpClient>>>,
     direct: Option<Box<Clients>>,
 }
 
@@ -92,7 +93,7 @@ impl Clients {
             h2_only: bounded(H2_ONLY_MAX, H2_ONLY_TTL),
         });
         Clients {
-            default: build(connector.clone(), idle),
+            default: PerWorker::new(|| build(connector.clone(), idle)),
             connector,
             idle,
             pinned: bounded(PINNED_CLIENTS_MAX, idle.max(Duration::from_secs(60))),
@@ -108,7 +109,7 @@ impl Clients {
             ..Dial::clone(&self.connector.0)
         });
         Clients {
-            default: build(connector.clone(), self.idle),
+            default: PerWorker::new(|| build(connector.clone(), self.idle)),
             connector,
             idle: self.idle,
             pinned: bounded(PINNED_CLIENTS_MAX, self.idle.max(Duration::from_secs(60))),
@@ -142,14 +143,14 @@ impl Clients {
 
     /// The client that resolves names itself.
     pub fn default_client(&self) -> &HttpClient {
-        &self.default
+        self.default.mine()
     }
 
     /// The client for a request whose plan checked `checked` (when it
     /// checked any): connections go only to those addresses.
     pub fn for_checked(&self, checked: Option<&[SocketAddr]>) -> ClientRef<'_> {
         let Some(addrs) = checked else {
-            return ClientRef::Default(&self.default);
+            return ClientRef::Default(self.default.mine());
         };
         // A request to an address set seen before allocates nothing.
         if let Some(client) = self.pinned.get(addrs) {
@@ -161,7 +162,7 @@ impl Clients {
                 pin: Some(key),
                 ..Dial::clone(&self.connector.0)
             });
-            Arc::new(build(connector, self.idle))
+            Arc::new(PerWorker::new(|| build(connector.clone(), self.idle)))
         }))
     }
 }
@@ -170,8 +171,8 @@ impl Clients {
 pub enum ClientRef<'a> {
     /// The client that resolves names itself.
     Default(&'a HttpClient),
-    /// A client pinned to checked addresses.
-    Pinned(Arc<HttpClient>),
+    /// A client pinned to checked addresses (one per worker).
+    Pinned(Arc<PerWorker<HttpClient>>),
 }
 
 impl ClientRef<'_> {
@@ -179,7 +180,7 @@ impl ClientRef<'_> {
     pub fn into_owned(self) -> HttpClient {
         match self {
             ClientRef::Default(client) => client.clone(),
-            ClientRef::Pinned(client) => Arc::unwrap_or_clone(client),
+            ClientRef::Pinned(client) => client.mine().clone(),
         }
     }
 }
@@ -190,7 +191,7 @@ impl std::ops::Deref for ClientRef<'_> {
     fn deref(&self) -> &HttpClient {
         match self {
             ClientRef::Default(client) => client,
-            ClientRef::Pinned(client) => client,
+            ClientRef::Pinned(client) => client.mine(),
         }
     }
 }

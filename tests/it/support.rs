@@ -19,6 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use modgate::config::Config;
 use modgate::proxy::server::Server;
+use modgate::proxy::workers::Workers;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -94,7 +95,9 @@ fn without_default_cache(mut config: Config) -> Config {
 
 pub async fn start_proxy_with(config: Config) -> Proxy {
     let config = without_default_cache(config);
-    let server = Server::start(config, Some("127.0.0.1:0".parse().unwrap()))
+    // Served as `modgate serve` serves: on worker threads of their own.
+    let workers = Workers::start(2).expect("worker threads start");
+    let server = Server::start_on(config, Some("127.0.0.1:0".parse().unwrap()), workers)
         .await
         .expect("proxy binds");
     Proxy {
