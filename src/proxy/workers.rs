@@ -137,8 +137,9 @@ impl Workers {
     }
 
     /// Runs `serve(stream)`, a connection from `client`, as a task of
-    /// `tracker`: on the worker [`Workers::choose`] picks, or here. The socket moves to that worker's reactor; if it
-    /// cannot, the connection is closed and the error logged.
+    /// `tracker`: on the worker [`Workers::choose`] picks, or here. The
+    /// socket moves to that worker's reactor; if it cannot, the connection
+    /// is closed and the error logged.
     pub fn spawn<F>(
         &self,
         tracker: &TaskTracker,
