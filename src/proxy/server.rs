@@ -1,7 +1,8 @@
 //! Starting and stopping the proxy: load the roots, the CA and the
 //! htpasswd file, build the shared [`Context`], bind the listeners (the
 //! explicit one, and the transparent one of `[transparent]`), and run one
-//! task per client connection ([`connection::serve`]).
+//! task per client connection ([`connection::serve`]), on the worker thread
+//! [`Workers`] picks for it.
 //!
 //! On shutdown the listener closes at once, idle keep-alive connections are
 //! closed, and in-flight requests and tunnels get `timeouts.shutdown` to

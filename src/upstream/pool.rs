@@ -14,6 +14,11 @@
 //! sent once more ([`send`]): an upstream may close an idle keep-alive
 //! connection just as a request goes out on it.
 //!
+//! Each worker thread (`proxy::workers`) has its own pools
+//! ([`PerWorker`]): a request uses only connections whose tasks run on its
+//! own thread, so an upstream may see one set of keep-alive connections per
+//! worker.
+//!
 //! Every TLS chain goes through the verdict verifier; the verdict travels
 //! with each response (as [`UpstreamInfo`]) into the access event.
 
