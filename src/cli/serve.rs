@@ -99,12 +99,18 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
 fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
     raise_fd_limit();
     // This thread accepts, reloads and answers the admin listener; the
-    // connections are served by one worker thread per core (proxy::workers).
+    // connections are served by `[limits] workers` threads, by default one
+    // per core (proxy::workers).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let workers = Workers::per_core().context("starting the worker threads")?;
+    let workers = match config.limits.workers {
+        Some(count) => Workers::start(count),
+        None => Workers::per_core(),
+    }
+    .context("starting the worker threads")?;
+    let threads = workers.count();
     runtime.block_on(async {
         let source = config.source_path();
         let admin_listen = flags.admin_listen.unwrap_or(config.admin.listen);
@@ -137,7 +143,7 @@ fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
             eprintln!("modgate transparent listener on {transparent}");
         }
         eprintln!("modgate listening on {}", server.local_addr());
-        tracing::info!(config = %source, listen = %server.local_addr(), "started");
+        tracing::info!(config = %source, listen = %server.local_addr(), workers = threads, "started");
         stop.wait().await;
         tracing::info!("shutting down: finishing in-flight requests and tunnels");
         server.shutdown().await;

@@ -28,9 +28,12 @@ impl Config {
         let limit = |v: Option<usize>| v.map_or_else(|| "derived from the fd limit".to_owned(), |n| n.to_string());
         let _ = writeln!(
             out,
-            "limits:   max_connections {}, per_client {}",
+            "limits:   max_connections {}, per_client {}, workers {}",
             limit(self.limits.max_connections),
-            limit(self.limits.per_client)
+            limit(self.limits.per_client),
+            self.limits
+                .workers
+                .map_or_else(|| "auto (one per core)".to_owned(), |n| n.to_string())
         );
         let guarded = match self.admin.require_auth {
             true => ", [auth] users only (but /healthz)",

@@ -118,6 +118,7 @@ mod tests {
         let limits = Arc::new(Limits::new(LimitSettings {
             max_connections: Some(3),
             per_client: Some(2),
+            workers: None,
         }));
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();

@@ -229,6 +229,13 @@ mod tests {
                 .unwrap_err()
                 .contains("[cache] changed")
         );
+        // The worker threads are started once, with the process.
+        let new = Config::parse("[limits]\nworkers = 1\n", "m.toml").unwrap();
+        assert!(
+            needs_restart(&old, &new, Overrides::default())
+                .unwrap_err()
+                .contains("[limits] changed")
+        );
         let new = Config::parse("[[rule]]\naction = \"block\"\n", "m.toml").unwrap();
         assert!(needs_restart(&old, &new, Overrides::default()).is_ok());
     }

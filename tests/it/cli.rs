@@ -54,6 +54,11 @@ fn check_rejects_bad_configs_with_file_line_col() {
             "per-client-above-total.toml:3:14: limits.per_client (500) is above limits.max_connections (100), so it would never apply",
         ),
         (
+            "zero-workers.toml",
+            "[limits]\nworkers = 0\n",
+            "zero-workers.toml:2:11: limits.workers must be \"auto\" or a number of threads from 1 to 1024",
+        ),
+        (
             "unknown-rule-key.toml",
             "[[rule]]\nhost = [\"a.test\"]\naction = \"direct\"\n",
             "unknown-rule-key.toml:2:1: unknown field `host`",
@@ -111,6 +116,10 @@ fn check_prints_the_rules_in_effect() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("config:   <embedded default>"), "{stdout}");
+    assert!(
+        stdout.contains("limits:   max_connections derived from the fd limit, per_client derived from the fd limit, workers auto (one per core)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("1. 'no-internal': dst [0.0.0.0/8, 10.0.0.0/8"),
         "{stdout}"
@@ -279,6 +288,40 @@ async fn serve_reports_the_real_port_logs_json_and_stops_on_sigterm() {
         .expect("exits after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// `[limits] workers` sets how many threads serve connections; `"auto"`
+/// (the default) is one per core the process may use. Each count is read
+/// from the process's own threads, and the proxy serves through them.
+#[tokio::test]
+async fn serve_runs_as_many_workers_as_limits_workers_asks_for() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let origin = start_text_origin("ok").await;
+    for (written, expected) in [("1", 1), ("3", 3), ("\"auto\"", cores)] {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "c.toml",
+            &config_allowing_loopback(&format!("[limits]\nworkers = {written}\n")),
+        );
+        let mut served = start_served_json(dir.path(), "c.toml", &[]).await;
+        let started = served.wait_for_line("\"message\":\"started\"").await;
+        assert!(
+            started.contains(&format!("\"workers\":{expected}")),
+            "{written}: {started}"
+        );
+        let pid = served.child.id().unwrap();
+        let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+            .filter(|name| name.starts_with("modgate-worker-"))
+            .count();
+        assert_eq!(workers, expected, "workers = {written}");
+        for _ in 0..4 {
+            let (status, _, body) = get_via(served.addr, &format!("http://{}/hello", origin.addr)).await;
+            assert_eq!((status.as_u16(), body.as_str()), (200, "ok"), "workers = {written}");
+        }
+    }
 }
 
 #[tokio::test]
