@@ -120,6 +120,7 @@ class World:
         self.start_nginx()
         self.start_slow_origin()
         self.start_modgate()
+        self.start_modgate_one_worker()
         self.start_modgate_cache()
         self.start_squid()
         self.start_tinyproxy()
@@ -238,14 +239,16 @@ http {{
     def slow_counts(self):
         return json.loads(run(["curl", "-sf", f"http://127.0.0.1:{self.slow}/_counts"]).stdout)
 
-    def modgate_config(self, port, cache_dir):
-        """modgate's one config, with its cache in `cache_dir` ("" turns it off)."""
+    def modgate_config(self, port, cache_dir, workers="auto"):
+        """modgate's one config, with its cache in `cache_dir` ("" turns it off) and `workers` threads."""
         mirror = f"https://localhost:{self.https}/gomods"
+        workers = f'"{workers}"' if workers == "auto" else workers
         return f"""
 listen = "127.0.0.1:{port}"
 [limits]
 max_connections = 10000
 per_client = 10000
+workers = {workers}
 [cache]
 dir = "{cache_dir}"
 [sumdb]
@@ -278,9 +281,9 @@ name = "bench"
 action = "direct"
 """
 
-    def start_modgate_with(self, name, port, cache_dir):
+    def start_modgate_with(self, name, port, cache_dir, workers="auto"):
         w = self.work
-        (w / f"{name}.toml").write_text(self.modgate_config(port, cache_dir))
+        (w / f"{name}.toml").write_text(self.modgate_config(port, cache_dir, workers))
         # No access log, like the Squid configuration below: both measure proxying, not logging.
         env = dict(os.environ, RUST_LOG="warn")
         self.start(name, [MODGATE, "serve", "--config", w / f"{name}.toml"], port, env=env)
@@ -305,6 +308,14 @@ action = "direct"
         bundle = run([MODGATE, "ca", "bundle", "--config", w / "modgate.toml"]).stdout
         (w / "go-bundle.pem").write_text(bundle + (w / "root.pem").read_text())
         self.start_modgate_with("modgate", self.mg, "")
+
+    def start_modgate_one_worker(self):
+        """**modgate 1 worker**: the same build and config as **modgate** with `[limits] workers = 1`, in the
+        HTTP forwarding and client-leg rows: one thread serves every connection, where **modgate** runs one
+        worker per core. It shows what the thread-per-core layout costs and gains on this machine, whose 2 cores
+        the clients and nginx share."""
+        self.mg1 = free_port()
+        self.start_modgate_with("modgate-1-worker", self.mg1, "", workers=1)
 
     def start_modgate_cache(self):
         self.mgc = free_port()
@@ -584,7 +595,7 @@ action = "direct"
 
 
 # Each contender's process in World.procs.
-PROCESS = {"modgate": "modgate", "hudsucker": "hudsucker", "hyper floor": "hyper-floor", "squid": "squid",
+PROCESS = {"modgate": "modgate", "modgate 1 worker": "modgate-1-worker", "hudsucker": "hudsucker", "hyper floor": "hyper-floor", "squid": "squid",
            "tinyproxy": "tinyproxy"}
 
 
@@ -604,7 +615,7 @@ def restart_warm(world, contenders, url):
 
 
 def proxies(world):
-    return {"modgate": world.mg, "squid": world.sq, "tinyproxy": world.tp, "mitmproxy": world.mp,
+    return {"modgate": world.mg, "modgate 1 worker": world.mg1, "squid": world.sq, "tinyproxy": world.tp, "mitmproxy": world.mp,
             "hudsucker": world.hs, "hyper floor": world.floor}
 
 
@@ -710,7 +721,7 @@ def http_forward(world, rounds, secs):
     """Absolute-form HTTP through each proxy with wrk; the hyper floor is issue 13's floor of this stack."""
     lua = world.work / "abs.lua"
     lua.write_text(f'wrk.path = "http://127.0.0.1:{world.http}/small"\n')
-    samples = {k: [] for k in ["direct", "modgate", "hyper floor", "squid", "tinyproxy"]}
+    samples = {k: [] for k in ["direct", "modgate", "modgate 1 worker", "hyper floor", "squid", "tinyproxy"]}
     for round_ in range(rounds):
         order = in_turn(samples, round_)
         world.restart(*[PROCESS[who] for who in order if who in PROCESS])
@@ -743,7 +754,7 @@ def http_forward(world, rounds, secs):
 
 # The forwarding row's proxies whose CPU per request is split into user space and kernel (issue 13: the
 # floor and modgate share the kernel's work, so the split shows what modgate adds).
-CPU_SPLIT = ("modgate", "hyper floor")
+CPU_SPLIT = ("modgate", "modgate 1 worker", "hyper floor")
 CPU_KEYS = ("user_us_per_request", "kernel_us_per_request")
 
 
@@ -793,7 +804,7 @@ def intercept_legs(world, rounds, n, conns, per_conn):
     w = world.work
     url = f"https://localhost:{world.https2 if H2_ORIGIN else world.https}/small"
     contenders = {"direct": (w / "root.pem", None), "modgate": (w / "mg-ca.pem", world.mg),
-                  "hudsucker": (w / "mg-ca.pem", world.hs)}
+                  "modgate 1 worker": (w / "mg-ca.pem", world.mg1), "hudsucker": (w / "mg-ca.pem", world.hs)}
     shapes = {"sequential": ["seq", "-n", n], f"{conns} parallel": ["par", "--conns", conns, "-n", per_conn]}
     samples = {f"{leg} {shape}": {who: [] for who in contenders} for leg in ("h2", "http1.1") for shape in shapes}
     for round_ in range(rounds):
@@ -1156,6 +1167,8 @@ def ratio_table():
         "http p99 modgate/floor": (per("http", "modgate", "hyper floor", "p99_ms"), ("<=", 1.11, "issue 13")),
         "http CPU per request modgate/floor": (lambda r: sum(r["http"]["modgate"][k] for k in CPU_KEYS)
                                               / sum(r["http"]["hyper floor"][k] for k in CPU_KEYS), None),
+        "http rps modgate 1 worker/floor": (per("http", "modgate 1 worker", "hyper floor", "rps"), None),
+        "http p99 modgate 1 worker/floor": (per("http", "modgate 1 worker", "hyper floor", "p99_ms"), None),
         "http rps modgate/squid": (per("http", "modgate", "squid", "rps"), None),
         "http rps modgate/tinyproxy": (per("http", "modgate", "tinyproxy", "rps"), None),
         "http modgate p99 / squid p50": (lambda r: r["http"]["modgate"]["p99_ms"] / r["http"]["squid"]["p50_ms"], None),
@@ -1168,6 +1181,7 @@ def ratio_table():
         table[f"intercept {row} time modgate/direct"] = (leg(row, "modgate", "direct"), ("<=", bound, "issue 13"))
         table[f"intercept {row} time modgate/hudsucker"] = (leg(row, "modgate", "hudsucker"), ("<=", 1.0, "issue 13"))
         table[f"intercept {row} time hudsucker/direct"] = (leg(row, "hudsucker", "direct"), None)
+        table[f"intercept {row} time modgate 1 worker/hudsucker"] = (leg(row, "modgate 1 worker", "hudsucker"), None)
     for leg_name in ("h2", "http1.1"):
         table[f"intercept {leg_name} CPU per request modgate/hudsucker"] = (
             lambda r, leg_name=leg_name: r["intercept_profile"][leg_name]["modgate"]["cpu_us_per_request"]
@@ -1378,6 +1392,26 @@ def tunnel_bound(tunnel):
             f"the time: three processes hand bytes to each other on {cores} cores, and each waits while another runs.\n")
 
 
+def one_worker_text(r):
+    """What the one-worker instance shows about the thread-per-core layout, in this run's numbers."""
+    http, legs = r["http"], r.get("intercept_legs", {})
+    fl, one, mg = http["hyper floor"], http["modgate 1 worker"], http["modgate"]
+    cpu = lambda v: v.get("user_us_per_request", 0) + v.get("kernel_us_per_request", 0)
+    text = (f"The same build with `[limits] workers = 1` reached {one['rps'] / fl['rps']:.2f}× the floor's req/s and "
+            f"{one['p99_ms'] / fl['p99_ms']:.2f}× its p99 ({cpu(one):.1f} µs of CPU per request, against "
+            f"{cpu(mg):.1f} with a worker per core). A worker serves only the connections placed on it, so when "
+            f"wrk and nginx preempt it those connections wait, where the floor's work-stealing runtime hands them "
+            f"to its other thread; one worker leaves a core to wrk and nginx. ")
+    parallel = [(row, by["modgate 1 worker"]["ms"] / by["hudsucker"]["ms"], by["modgate"]["ms"] / by["hudsucker"]["ms"])
+                for row, by in legs.items() if "parallel" in row and "modgate 1 worker" in by]
+    if parallel:
+        text += ("On the parallel client-leg rows one worker took " +
+                 ", ".join(f"{a:.2f}× hudsucker's time ({row}; {b:.2f}× with a worker per core)" for row, a, b in parallel)
+                 + ": clients that keep more than one core busy need the workers. The default is one per core "
+                 "(docs/operations.md, Threads).")
+    return text
+
+
 def targets_against_floor(r):
     """Issue 13's interception targets read against what the re-encryption floor (hudsucker, no-op handlers)
     reached in the same run: a bound the floor itself misses is beyond this stack on this machine."""
@@ -1418,6 +1452,9 @@ def targets_against_floor(r):
                 f"user space by {mg['user_us_per_request'] - fl['user_us_per_request']:+.1f} µs: what modgate does "
                 f"beyond the floor (policy, access record, metrics, hop-by-hop headers, timeouts). On 2 cores shared "
                 f"with wrk and nginx, req/s follows CPU per request.")
+        one = http.get("modgate 1 worker")
+        if one:
+            http_line += f" {one_worker_text(r)}"
         http_line += "\n"
     tunnel = r.get("tunnel", {})
     if {"direct", "modgate", "hyper floor"} <= set(tunnel):
@@ -1522,7 +1559,8 @@ def write_docs(results, command, path):
     seq_n = r["intercept_legs"]["h2 sequential"]["direct"]["requests"]
     par_n = r["intercept_legs"]["h2 8 parallel"]["direct"]["requests"] // 8
     peers = "\n".join("- " + " ".join(line.strip() for line in fn.__doc__.strip().splitlines())
-                      for fn in (World.start_nginx, World.start_slow_origin, World.start_modgate, World.start_squid,
+                      for fn in (World.start_nginx, World.start_slow_origin, World.start_modgate,
+                                 World.start_modgate_one_worker, World.start_squid,
                                  World.start_tinyproxy, World.start_mitmproxy, World.start_hudsucker,
                                  World.start_hyper_floor, World.start_haproxy))
     profile_text = ""
