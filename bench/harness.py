@@ -239,16 +239,17 @@ http {{
     def slow_counts(self):
         return json.loads(run(["curl", "-sf", f"http://127.0.0.1:{self.slow}/_counts"]).stdout)
 
-    def modgate_config(self, port, cache_dir, workers="auto"):
-        """modgate's one config, with its cache in `cache_dir` ("" turns it off) and `workers` threads."""
+    def modgate_config(self, port, cache_dir, workers=None):
+        """modgate's one config, with its cache in `cache_dir` ("" turns it off), and `workers` threads when
+        given (by default one per core; a build from before `[limits] workers` reads this config too)."""
         mirror = f"https://localhost:{self.https}/gomods"
-        workers = f'"{workers}"' if workers == "auto" else workers
+        workers = f"workers = {workers}" if workers else ""
         return f"""
 listen = "127.0.0.1:{port}"
 [limits]
 max_connections = 10000
 per_client = 10000
-workers = {workers}
+{workers}
 [cache]
 dir = "{cache_dir}"
 [sumdb]
@@ -281,7 +282,7 @@ name = "bench"
 action = "direct"
 """
 
-    def start_modgate_with(self, name, port, cache_dir, workers="auto"):
+    def start_modgate_with(self, name, port, cache_dir, workers=None):
         w = self.work
         (w / f"{name}.toml").write_text(self.modgate_config(port, cache_dir, workers))
         # No access log, like the Squid configuration below: both measure proxying, not logging.
@@ -313,8 +314,15 @@ action = "direct"
         """**modgate 1 worker**: the same build and config as **modgate** with `[limits] workers = 1`, in the
         HTTP forwarding and client-leg rows: one thread serves every connection, where **modgate** runs one
         worker per core. It shows what the thread-per-core layout costs and gains on this machine, whose 2 cores
-        the clients and nginx share."""
+        the clients and nginx share. With a build from before that key
+        (`BENCH_MODGATE`), the rows leave this contender out."""
         self.mg1 = free_port()
+        w = self.work
+        (w / "workers-probe.toml").write_text(self.modgate_config(self.mg1, "", workers=1))
+        if subprocess.run([MODGATE, "check", "--config", w / "workers-probe.toml"], capture_output=True).returncode:
+            print(f"{MODGATE} has no [limits] workers: no 'modgate 1 worker' contender", file=sys.stderr)
+            self.mg1 = None
+            return
         self.start_modgate_with("modgate-1-worker", self.mg1, "", workers=1)
 
     def start_modgate_cache(self):
@@ -614,8 +622,13 @@ def restart_warm(world, contenders, url):
                        "--proxy", f"http://127.0.0.1:{proxies(world)[who]}"])
 
 
+def one_worker(world, value):
+    """{"modgate 1 worker": value} when that instance runs, else nothing."""
+    return {"modgate 1 worker": value} if world.mg1 else {}
+
+
 def proxies(world):
-    return {"modgate": world.mg, "modgate 1 worker": world.mg1, "squid": world.sq, "tinyproxy": world.tp, "mitmproxy": world.mp,
+    return {"modgate": world.mg, **one_worker(world, world.mg1), "squid": world.sq, "tinyproxy": world.tp, "mitmproxy": world.mp,
             "hudsucker": world.hs, "hyper floor": world.floor}
 
 
@@ -721,7 +734,7 @@ def http_forward(world, rounds, secs):
     """Absolute-form HTTP through each proxy with wrk; the hyper floor is issue 13's floor of this stack."""
     lua = world.work / "abs.lua"
     lua.write_text(f'wrk.path = "http://127.0.0.1:{world.http}/small"\n')
-    samples = {k: [] for k in ["direct", "modgate", "modgate 1 worker", "hyper floor", "squid", "tinyproxy"]}
+    samples = {k: [] for k in ["direct", "modgate", *one_worker(world, 0), "hyper floor", "squid", "tinyproxy"]}
     for round_ in range(rounds):
         order = in_turn(samples, round_)
         world.restart(*[PROCESS[who] for who in order if who in PROCESS])
@@ -746,7 +759,7 @@ def http_forward(world, rounds, secs):
     out = {k: {"rps": median([s["rps"] for s in v]), "p50_ms": median([s["p50_ms"] for s in v]),
                "p99_ms": median([s["p99_ms"] for s in v]), "samples": v} for k, v in samples.items()}
     for who in CPU_SPLIT:
-        if samples[who] and "user_us" in samples[who][0]:
+        if samples.get(who) and "user_us" in samples[who][0]:
             out[who]["user_us_per_request"] = median([s["user_us"] for s in samples[who]])
             out[who]["kernel_us_per_request"] = median([s["kernel_us"] for s in samples[who]])
     return out
@@ -804,7 +817,7 @@ def intercept_legs(world, rounds, n, conns, per_conn):
     w = world.work
     url = f"https://localhost:{world.https2 if H2_ORIGIN else world.https}/small"
     contenders = {"direct": (w / "root.pem", None), "modgate": (w / "mg-ca.pem", world.mg),
-                  "modgate 1 worker": (w / "mg-ca.pem", world.mg1), "hudsucker": (w / "mg-ca.pem", world.hs)}
+                  **one_worker(world, (w / "mg-ca.pem", world.mg1)), "hudsucker": (w / "mg-ca.pem", world.hs)}
     shapes = {"sequential": ["seq", "-n", n], f"{conns} parallel": ["par", "--conns", conns, "-n", per_conn]}
     samples = {f"{leg} {shape}": {who: [] for who in contenders} for leg in ("h2", "http1.1") for shape in shapes}
     for round_ in range(rounds):
