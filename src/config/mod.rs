@@ -328,6 +328,61 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
+    /// The keys serde accepts in the table opened by `header` ("" for the
+    /// top level), read from the message an unknown key gets.
+    fn accepted_keys(header: &str) -> Vec<String> {
+        let e = Config::parse(&format!("{header}\nnot_a_key_at_all = 1\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        let (_, expected) = e
+            .split_once("expected ")
+            .unwrap_or_else(|| panic!("{header}: no list of keys in {e:?}"));
+        expected.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+    }
+
+    /// Every key the config accepts has its row in docs/config.md, written
+    /// as `[table].key` (`key`, `[key]` or `[key."NAME"]` at the top level).
+    #[test]
+    fn every_config_key_is_documented() {
+        let docs = include_str!("../../docs/config.md");
+        let top = accepted_keys("");
+        assert!(top.len() > 10, "{top:?}");
+        for key in &top {
+            let rows = [
+                format!("| `{key}`"),
+                format!("| `[{key}]"),
+                format!("| `[{key}."),
+                format!("| `[[{key}]]`"),
+            ];
+            assert!(
+                rows.iter().any(|r| docs.contains(r.as_str())),
+                "docs/config.md has no row for `{key}`"
+            );
+        }
+        let tables = [
+            ("[timeouts]", "[timeouts]"),
+            ("[tls]", "[tls]"),
+            ("[limits]", "[limits]"),
+            ("[dns]", "[dns]"),
+            ("[cache]", "[cache]"),
+            ("[sumdb]", "[sumdb]"),
+            ("[parent]", "[parent]"),
+            ("[transparent]", "[transparent]"),
+            ("[auth]", "[auth]"),
+            ("[admin]", "[admin]"),
+            ("[private]", "[private]"),
+            ("[[rule]]", "[[rule]]"),
+            ("[mirror.\"https://m.test\"]", "[mirror.\"URL\"]"),
+        ];
+        for (header, written) in tables {
+            for key in accepted_keys(header) {
+                // A row may name two keys: `[mirror."URL"].username` / `.username_env`.
+                let documented = docs.contains(&format!("`{written}.{key}`")) || docs.contains(&format!("/ `.{key}`"));
+                assert!(documented, "docs/config.md has no row for `{written}.{key}`");
+            }
+        }
+    }
+
     #[test]
     fn type_errors_use_tomls_words_not_rusts() {
         let cases = [
