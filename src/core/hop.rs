@@ -99,20 +99,33 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The header names a `Connection` value lists that are not removed
 /// anyway (and not `close`).
 fn options(value: &HeaderValue) -> impl Iterator<Item = &str> {
-    value
-        .to_str()
-        .unwrap_or_default()
-        .split(',')
+    // Most messages say just `keep-alive` or `close`: settled by comparing
+    // bytes, without the text check, split and trim.
+    let plain = [b"keep-alive".as_slice(), b"close"]
+        .iter()
+        .any(|word| value.as_bytes().eq_ignore_ascii_case(word));
+    let text = if plain { "" } else { value.to_str().unwrap_or_default() };
+    text.split(',')
         .map(str::trim)
         .filter(|name| !name.is_empty() && !is_hop_name(name))
 }
 
 /// `name`'s place in [`HOP`], if it is there, found by its text (every
-/// header name is kept in lower case): comparing texts of different
-/// lengths costs one comparison, where comparing `HeaderName`s costs more.
+/// header name is kept in lower case). The length picks the one or two
+/// names it could be, so most headers cost one jump and no comparison.
 fn hop_index(name: &HeaderName) -> Option<usize> {
     let text = name.as_str();
-    HOP_NAMES.iter().position(|hop| *hop == text)
+    let candidates: &[usize] = match text.len() {
+        2 => &[5],
+        7 => &[6, 8],
+        10 => &[0, 2],
+        16 => &[1],
+        17 => &[7],
+        18 => &[4],
+        19 => &[3],
+        _ => return None,
+    };
+    candidates.iter().copied().find(|&i| HOP_NAMES[i] == text)
 }
 
 /// Whether a `Connection` option needs no removal of its own: `close`, or
