@@ -883,6 +883,26 @@ def thread_counters(pid):
     return switches, run_ns / 1e9
 
 
+def syscalls_per_request(world, pid, port, url, leg, n):
+    """System calls the proxy process `pid` makes per request while one client makes N sequential GETs over
+    the `leg` client leg (`perf stat` on the raw_syscalls tracepoint), or None when perf cannot count them."""
+    stat = world.work / f"perf-stat-{pid}.txt"
+    stat.unlink(missing_ok=True)
+    rec = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p", str(pid), "-o", stat],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # perf attaches to each thread of the process
+    client(world, ["seq", "-n", n, "--url", url, "--ca", world.work / "mg-ca.pem", "--alpn", leg,
+                   "--proxy", f"http://127.0.0.1:{port}"])
+    rec.send_signal(signal.SIGINT)
+    rec.wait(timeout=60)
+    counts = [line.split(",")[0] for line in stat.read_text().splitlines()
+              if "raw_syscalls:sys_enter" in line] if stat.exists() else []
+    if not counts or not counts[0].isdigit():
+        return None
+    # The handshake's and the first GET's calls are in the count: about a dozen, spread over N requests.
+    return int(counts[0]) / n
+
+
 def intercept_profile(world, rounds, n):
     """Issue 13: CPU µs and context switches per intercepted request in the proxy process (steadier than wall
     time on a busy machine), interleaved over ROUNDS rounds, for each client leg; then, when `perf` is
@@ -907,6 +927,9 @@ def intercept_profile(world, rounds, n):
                        "samples": v} for who, v in by_who.items()}
            for leg, by_who in samples.items()}
     if shutil.which("perf"):
+        for leg, by_who in out.items():
+            for who, port in ports.items():
+                by_who[who]["syscalls_per_request"] = syscalls_per_request(world, world.pid(who), port, url, leg, n)
         shares = {}
         for who, port in ports.items():
             pid = world.pid(who)
@@ -1238,7 +1261,7 @@ def ratios(results):
 # Which way is better for each metric a workload reports; others are not compared.
 HIGHER_IS_BETTER = {"MB_per_s", "rps", "per_sec"}
 LOWER_IS_BETTER = {"ms", "seconds", "p50_ms", "p99_ms", "bytes_per_tunnel", "peak_rss_mb", "upstream_requests",
-                   "cpu_us_per_request", "switches_per_request"}
+                   "cpu_us_per_request", "switches_per_request", "syscalls_per_request"}
 NOT_WORKLOADS = {"machine", "rounds", "quick", "ratios", "load", "command"}
 
 
@@ -1524,8 +1547,9 @@ def write_docs(results, command, path):
             row(f"intercepted, {leg_row} client leg ({v['requests']} GETs)", k, f"{v['ms']:.0f} ms (spoke {v['proto']})")
     for leg_name in ("h2", "http1.1"):
         for k, v in r.get("intercept_profile", {}).get(leg_name, {}).items():
+            calls = f", {v['syscalls_per_request']:.2f} system calls" if v.get("syscalls_per_request") else ""
             row(f"intercepted, {leg_name} client leg, in the proxy process", k,
-                f"{v['cpu_us_per_request']:.0f} µs CPU, {v['switches_per_request']:.2f} context switches per request")
+                f"{v['cpu_us_per_request']:.0f} µs CPU, {v['switches_per_request']:.2f} context switches{calls} per request")
     for k, v in r["new_tunnels"].items():
         row("new CONNECT + TLS + GET", k, f"{v['per_sec']:.0f} /s")
     for k, v in r["idle_tunnels"].items():
@@ -1599,7 +1623,11 @@ pooled hyper client, re-encrypt. What modgate does beyond it (its own code and m
 "proxy's own code" row; the rest is the same kernel, hyper and rustls work. The CPU and context switches per
 request in the table above are counted from `/proc` for the proxy process alone, so they are steadier than
 wall time when other processes compete for the cores: a context switch is a worker thread parking and being
-woken, and on a shared machine each wake waits for a core.
+woken, and on a shared machine each wake waits for a core. The system calls per request are `perf stat` on the
+`raw_syscalls:sys_enter` tracepoint of the proxy process during one more run of
+{r['intercept_profile']['h2']['modgate']['requests']} sequential GETs per leg (the connection's handshake is in
+the count, spread over them): the same calls mean the same socket work in the kernel, so a difference in time
+beyond them is user space or scheduling.
 """
     floor_text = targets_against_floor(r)
     text = f"""# Benchmarks
