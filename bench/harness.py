@@ -1465,7 +1465,16 @@ def targets_against_floor(r):
         elif mg > bound:
             parts.append(f"≤ {bound}× direct missed while the floor meets it: modgate's own cost")
         if mg > hs:
-            parts.append(f"slower than the floor: {mg / hs:.2f}× its time")
+            part = f"slower than the floor: {mg / hs:.2f}× its time"
+            prof = r.get("intercept_profile", {}).get(row.split(" ")[0], {})
+            if "modgate" in prof and "hudsucker" in prof:
+                m, h = prof["modgate"], prof["hudsucker"]
+                part += (f", where one sequential client costs modgate {m['cpu_us_per_request']:.0f} µs of CPU per "
+                         f"request and the floor {h['cpu_us_per_request']:.0f}")
+                if m.get("syscalls_per_request") and h.get("syscalls_per_request"):
+                    part += (f", in {m['syscalls_per_request']:.2f} and {h['syscalls_per_request']:.2f} "
+                             "system calls")
+            parts.append(part)
         verdict = "; ".join(parts) if parts else "both targets met"
         lines.append(f"| {row} | {mg:.2f}× | {hs:.2f}× | ≤ {bound}× | {verdict} |")
     http = r.get("http", {})
