@@ -40,6 +40,10 @@ pub(crate) const TEMP_PREFIX: &str = ".modgate-tmp-";
 /// The hidden top-level directory for the cache's own files (the readiness
 /// probe). `go` never reads it: no module path starts with '.'.
 pub(crate) const HIDDEN_DIR: &str = ".modgate";
+/// An object's file opened for a hit: the file, its length, when it was
+/// stored, and the pin that keeps eviction away while it is read.
+type Opened = (File, u64, SystemTime, PinGuard);
+
 /// A temp file untouched for this long belongs to no live writer (a writer
 /// touches its file on every chunk, and the proxy's idle timeout is far
 /// shorter), so `gc` removes it.
@@ -149,13 +153,18 @@ impl DirStore {
 
     /// The object under `key`, pinned, or `None`.
     pub(crate) async fn get(self: &Arc<Self>, key: &Key) -> Result<Option<CachedObject>, CacheError> {
-        let (this, k) = (self.clone(), key.clone());
-        let Some((file, size, stored_at, pin)) = blocking(&self.name, "read", move || this.open_pinned(&k)).await?
-        else {
+        let opened = match self.open_cached(key) {
+            Some(opened) => opened,
+            None => {
+                let (this, k) = (self.clone(), key.clone());
+                blocking(&self.name, "read", move || this.open_pinned(&k)).await?
+            }
+        };
+        let Some((file, size, stored_at, pin)) = opened else {
             return Ok(None);
         };
         let (name, k) = (self.name.clone(), key.clone());
-        let chunks = FileBody::new(file)
+        let chunks = FileBody::new(file, size)
             .map_err(move |e| CacheError::io(&name, "read", k.as_str(), &e))
             .boxed();
         Ok(Some(CachedObject::new(
@@ -168,8 +177,7 @@ impl DirStore {
 
     /// Pins `key` (indexing it first if another process wrote it), then
     /// opens its file. The pin comes first: from then on eviction skips it.
-    #[allow(clippy::type_complexity)]
-    fn open_pinned(&self, key: &Key) -> Result<Option<(File, u64, SystemTime, PinGuard)>, CacheError> {
+    fn open_pinned(&self, key: &Key) -> Result<Option<Opened>, CacheError> {
         let path = self.path_of(key);
         let now = SystemTime::now();
         let pin = {
@@ -203,6 +211,51 @@ impl DirStore {
         // Recency that survives a restart; the mtime (stored_at) is kept.
         let _ = file.set_times(FileTimes::new().set_accessed(now));
         Ok(Some((file, meta.len(), stored_at, pin)))
+    }
+
+    /// [`open_pinned`](Self::open_pinned) for an indexed object, on the
+    /// calling thread, when the kernel can open its file from what it has
+    /// in memory: `openat2` with `RESOLVE_CACHED` fails with `EAGAIN`
+    /// instead of waiting for the disk, as `preadv2(RWF_NOWAIT)` does for
+    /// the reads ([`FileBody`]). A hit then costs no trip through the
+    /// blocking pool: two thread switches, which were a quarter of a `.mod`
+    /// hit's time through the endpoint (140 µs, now 100). `None` sends the caller to the blocking path: an
+    /// object not indexed yet, a file the kernel would have to look up on
+    /// disk, a kernel before 5.12, or any error, which that path reports.
+    #[cfg(target_os = "linux")]
+    fn open_cached(&self, key: &Key) -> Option<Option<Opened>> {
+        use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
+        let now = SystemTime::now();
+        let pin = {
+            let mut state = self.index.lock();
+            if !state.contains(key.as_str()) {
+                return None;
+            }
+            PinGuard::take(&self.index, &mut state, key.as_str(), now)?
+        };
+        let path = self.path_of(key);
+        let fd = openat2(
+            CWD,
+            &path,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::CACHED,
+        )
+        .ok()?;
+        let file = File::from(fd);
+        // An open file's inode is in memory: fstat does not wait.
+        let meta = file.metadata().ok().filter(std::fs::Metadata::is_file)?;
+        let stored_at = meta.modified().unwrap_or(now);
+        // Recency that survives a restart, as on the blocking path: an
+        // update of an inode in memory, which waits for no read (at most,
+        // briefly, for the file system's journal).
+        let _ = file.set_times(FileTimes::new().set_accessed(now));
+        Some(Some((file, meta.len(), stored_at, pin)))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn open_cached(&self, _key: &Key) -> Option<Option<Opened>> {
+        None
     }
 
     /// A writer whose temp file sits in the object's own directory.

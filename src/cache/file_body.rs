@@ -10,7 +10,9 @@
 //!
 //! Chunks are large when few bodies are being read and shrink as more are,
 //! so the memory held by chunks in flight stays near [`READ_BUDGET`]
-//! however many clients download at once.
+//! however many clients download at once. A chunk is never larger than
+//! what is left of the body: a 32-byte `.mod` takes a 32-byte buffer, not
+//! a zeroed MiB.
 
 use std::fs::File;
 use std::io;
@@ -42,18 +44,23 @@ fn chunk_len(readers: usize) -> usize {
 pub struct FileBody {
     file: Arc<File>,
     offset: u64,
+    /// Where the body ends: the length its response declared.
+    end: u64,
     /// A read handed to the blocking pool, when the page cache missed.
     pending: Option<JoinHandle<io::Result<Bytes>>>,
     done: bool,
 }
 
 impl FileBody {
-    /// Reads `file` from its start.
-    pub fn new(file: File) -> FileBody {
+    /// Reads the first `len` bytes of `file` (its length when it was
+    /// opened, which the response declared): never more, and less only if
+    /// the file is shorter.
+    pub fn new(file: File, len: u64) -> FileBody {
         READERS.fetch_add(1, Ordering::Relaxed);
         FileBody {
             file: Arc::new(file),
             offset: 0,
+            end: len,
             pending: None,
             done: false,
         }
@@ -149,7 +156,12 @@ impl Stream for FileBody {
                 this.pending = None;
                 return Poll::Ready(this.chunk(read));
             }
-            let len = chunk_len(READERS.load(Ordering::Relaxed));
+            let left = this.end.saturating_sub(this.offset);
+            if left == 0 {
+                this.done = true;
+                return Poll::Ready(None);
+            }
+            let len = chunk_len(READERS.load(Ordering::Relaxed)).min(usize::try_from(left).unwrap_or(usize::MAX));
             if let Some(read) = read_cached(&this.file, this.offset, len) {
                 return Poll::Ready(this.chunk(read));
             }
@@ -178,9 +190,30 @@ mod tests {
     async fn a_body_is_the_file_whatever_its_size() {
         for len in [0, 1, MIN_CHUNK - 1, MIN_CHUNK, MAX_CHUNK + 1, 3 * MAX_CHUNK + 12345] {
             let (f, data) = file_of(len);
-            let chunks: Vec<Bytes> = FileBody::new(f.reopen().unwrap()).try_collect().await.unwrap();
+            let chunks: Vec<Bytes> = FileBody::new(f.reopen().unwrap(), len as u64)
+                .try_collect()
+                .await
+                .unwrap();
             assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= MAX_CHUNK), "{len}");
             assert_eq!(chunks.concat(), data, "{len}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_ends_at_its_length_and_no_chunk_reaches_past_it() {
+        let (f, data) = file_of(MAX_CHUNK + 100);
+        for len in [0, 32, MIN_CHUNK + 1, MAX_CHUNK + 1] {
+            let chunks: Vec<Bytes> = FileBody::new(f.reopen().unwrap(), len as u64)
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(chunks.concat(), data[..len], "{len}");
+            // A file shorter than the length given ends where the file does.
+            let short: Vec<Bytes> = FileBody::new(f.reopen().unwrap(), data.len() as u64 + 10)
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(short.concat(), data);
         }
     }
 

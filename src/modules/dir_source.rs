@@ -80,7 +80,7 @@ impl DirSource {
             );
             return Answer::Found(resp);
         }
-        let stream = FileBody::new(file.into_std().await)
+        let stream = FileBody::new(file.into_std().await, meta.len())
             .map_ok(Frame::data)
             .map_err(BoxError::from);
         let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());

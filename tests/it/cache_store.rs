@@ -132,6 +132,47 @@ async fn a_committed_object_streams_back_with_its_metadata() {
 }
 
 #[tokio::test]
+async fn a_hit_records_its_recency_on_the_file_and_a_file_removed_behind_the_store_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_dir(dir.path(), "1GiB").await;
+    let key = zip_key("example.com/m", "v1.0.0");
+    let mut writer = store.writer(&key).await.unwrap();
+    write_pattern(&mut writer, 1000).await.unwrap();
+    writer.commit().await.unwrap();
+    let path = dir.path().join("example.com/m/@v/v1.0.0.zip");
+    let long_ago = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(long_ago))
+        .unwrap();
+
+    // The hit's bytes, and its access time written, which the index a
+    // restart rebuilds orders eviction by.
+    let hit = store.get(&key).await.unwrap().expect("a hit");
+    let body: Vec<Bytes> = hit.into_stream().map(Result::unwrap).collect().await;
+    assert_eq!(body.concat(), pattern_bytes(1000));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let used = std::fs::metadata(&path).unwrap().accessed().unwrap();
+        if used > long_ago + Duration::from_secs(1800) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hit left the access time at {used:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Removed by another process: a miss, and forgotten, not an error.
+    std::fs::remove_file(&path).unwrap();
+    assert!(store.get(&key).await.unwrap().is_none());
+    assert!(store.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn an_uncommitted_writer_leaves_nothing_visible() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_dir(dir.path(), "1GiB").await;
