@@ -196,7 +196,7 @@ impl DirStore {
             PinGuard::take(&self.index, &mut state, key.as_str(), now)
         };
         let Some(pin) = pin else { return Ok(None) };
-        let file = match File::open(&path) {
+        let file = match open_for_reading(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // Removed by another process: forget it.
@@ -207,6 +207,12 @@ impl DirStore {
             Err(e) => return Err(self.io("read", key, &e)),
         };
         let meta = file.metadata().map_err(|e| self.io("read", key, &e))?;
+        if !meta.is_file() {
+            // Something other than a file took its place: not an object.
+            drop(pin);
+            self.index.lock().remove(key.as_str());
+            return Ok(None);
+        }
         let stored_at = meta.modified().unwrap_or(now);
         // Recency that survives a restart; the mtime (stored_at) is kept.
         let _ = file.set_times(FileTimes::new().set_accessed(now));
@@ -234,14 +240,10 @@ impl DirStore {
             PinGuard::take(&self.index, &mut state, key.as_str(), now)?
         };
         let path = self.path_of(key);
-        let fd = openat2(
-            CWD,
-            &path,
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::CACHED,
-        )
-        .ok()?;
+        // O_NONBLOCK: a FIFO put where the file was cannot hold the worker
+        // waiting for a writer (on a regular file the flag changes nothing).
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = openat2(CWD, &path, flags, Mode::empty(), ResolveFlags::CACHED).ok()?;
         let file = File::from(fd);
         // An open file's inode is in memory: fstat does not wait.
         let meta = file.metadata().ok().filter(std::fs::Metadata::is_file)?;
@@ -509,6 +511,20 @@ impl DirWriter {
         })
         .await
     }
+}
+
+/// Opens `path` for reading. On Linux without waiting for a writer, should
+/// a FIFO have taken the file's place (on a regular file `O_NONBLOCK`
+/// changes nothing).
+fn open_for_reading(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits());
+    }
+    options.open(path)
 }
 
 /// Runs blocking file-system work on tokio's blocking pool.

@@ -172,6 +172,31 @@ async fn a_hit_records_its_recency_on_the_file_and_a_file_removed_behind_the_sto
     assert!(store.list("").await.unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_an_objects_place_is_a_miss_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_dir(dir.path(), "1GiB").await;
+    let key = zip_key("example.com/fifo", "v1.0.0");
+    store.put(&key, pattern_bytes(100)).await.unwrap();
+    let path = dir.path().join("example.com/fifo/@v/v1.0.0.zip");
+    std::fs::remove_file(&path).unwrap();
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    // Opening a FIFO for reading waits for a writer, which never comes: the
+    // store must not wait with it, on a worker or on the blocking pool.
+    let (store, k) = (std::sync::Arc::new(store), key.clone());
+    let getting = tokio::spawn({
+        let store = store.clone();
+        async move { store.get(&k).await.map(|hit| hit.is_none()) }
+    });
+    let Ok(got) = tokio::time::timeout(Duration::from_secs(10), getting).await else {
+        // Release the stuck reader, so the runtime can stop, then fail.
+        drop(std::fs::OpenOptions::new().write(true).open(&path));
+        panic!("the hit waited on the FIFO");
+    };
+    assert!(got.unwrap().unwrap(), "a FIFO was served as an object");
+    assert!(store.list("").await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn an_uncommitted_writer_leaves_nothing_visible() {
     let dir = tempfile::tempdir().unwrap();
