@@ -198,25 +198,24 @@ impl DirStore {
         let Some(pin) = pin else { return Ok(None) };
         let file = match open_for_reading(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                // Removed by another process: forget it.
-                drop(pin);
-                self.index.lock().remove(key.as_str());
-                return Ok(None);
-            }
+            // Removed by another process: forget it.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(self.forget(key, pin)),
             Err(e) => return Err(self.io("read", key, &e)),
         };
         let meta = file.metadata().map_err(|e| self.io("read", key, &e))?;
         if !meta.is_file() {
             // Something other than a file took its place: not an object.
-            drop(pin);
-            self.index.lock().remove(key.as_str());
-            return Ok(None);
+            return Ok(self.forget(key, pin));
         }
-        let stored_at = meta.modified().unwrap_or(now);
-        // Recency that survives a restart; the mtime (stored_at) is kept.
-        let _ = file.set_times(FileTimes::new().set_accessed(now));
-        Ok(Some((file, meta.len(), stored_at, pin)))
+        Ok(Some(opened(file, &meta, now, pin)))
+    }
+
+    /// Drops `key` from the index once its pin is released: its file is
+    /// gone. Always `None`, the answer for a hit on it.
+    fn forget(&self, key: &Key, pin: PinGuard) -> Option<Opened> {
+        drop(pin);
+        self.index.lock().remove(key.as_str());
+        None
     }
 
     /// [`open_pinned`](Self::open_pinned) for an indexed object, on the
@@ -224,10 +223,11 @@ impl DirStore {
     /// in memory: `openat2` with `RESOLVE_CACHED` fails with `EAGAIN`
     /// instead of waiting for the disk, as `preadv2(RWF_NOWAIT)` does for
     /// the reads ([`FileBody`]). A hit then costs no trip through the
-    /// blocking pool: two thread switches, which were a quarter of a `.mod`
-    /// hit's time through the endpoint (140 µs, now 100). `None` sends the caller to the blocking path: an
-    /// object not indexed yet, a file the kernel would have to look up on
-    /// disk, a kernel before 5.12, or any error, which that path reports.
+    /// blocking pool: two thread switches, which were about a quarter of a
+    /// `.mod` hit's time through the endpoint (about 140 µs, now 110).
+    /// `None` sends the caller to the blocking path: an object not indexed
+    /// yet, a file the kernel would have to look up on disk, a kernel
+    /// before 5.12, or any error, which that path reports.
     #[cfg(target_os = "linux")]
     fn open_cached(&self, key: &Key) -> Option<Option<Opened>> {
         use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
@@ -247,12 +247,9 @@ impl DirStore {
         let file = File::from(fd);
         // An open file's inode is in memory: fstat does not wait.
         let meta = file.metadata().ok().filter(std::fs::Metadata::is_file)?;
-        let stored_at = meta.modified().unwrap_or(now);
-        // Recency that survives a restart, as on the blocking path: an
-        // update of an inode in memory, which waits for no read (at most,
-        // briefly, for the file system's journal).
-        let _ = file.set_times(FileTimes::new().set_accessed(now));
-        Some(Some((file, meta.len(), stored_at, pin)))
+        // The access time it writes is an update of an inode in memory,
+        // which waits for no read (at most, briefly, for the journal).
+        Some(Some(opened(file, &meta, now, pin)))
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -511,6 +508,13 @@ impl DirWriter {
         })
         .await
     }
+}
+
+/// A hit's opened object, its access time set to `now`: recency that
+/// survives a restart (the mtime, when it was stored, is kept).
+fn opened(file: File, meta: &fs::Metadata, now: SystemTime, pin: PinGuard) -> Opened {
+    let _ = file.set_times(FileTimes::new().set_accessed(now));
+    (file, meta.len(), meta.modified().unwrap_or(now), pin)
 }
 
 /// Opens `path` for reading. On Linux without waiting for a writer, should
