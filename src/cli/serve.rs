@@ -136,6 +136,7 @@ fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
         // Before the listening line: scripts that wait for it find the
         // admin listener up too.
         if let Some(admin) = admin::listener::start(admin_listen, state).await? {
+            server.add_own_listener(admin.local_addr());
             eprintln!("modgate admin listening on {}", admin.local_addr());
             tracing::info!(admin = %admin.local_addr(), "admin listener: /metrics /healthz /readyz /");
         }

@@ -21,7 +21,7 @@ use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
 use crate::tls::verifier::VerdictVerifier;
 use crate::upstream::dial::Dialer;
-use crate::upstream::own::OwnSockets;
+use crate::upstream::own::{OwnListeners, OwnSockets};
 use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
 
@@ -55,6 +55,9 @@ pub struct Context {
     /// modgate's own upstream sockets, when the transparent listener needs
     /// to recognise them.
     pub own_sockets: Option<OwnSockets>,
+    /// The addresses modgate listens on, which no upstream connection may
+    /// go to; shared by every context a reload makes.
+    pub own_listeners: OwnListeners,
     /// TLS termination for `tls.intercept` hosts, when there are any.
     pub interceptor: Option<Interceptor>,
     /// Cancelled when shutdown begins: stop taking new work. Shared by

@@ -41,7 +41,7 @@ use crate::tls::interceptor::Interceptor;
 use crate::tls::probe::Probes;
 use crate::tls::trust::{Trust, TrustError, client_config};
 use crate::upstream::dial::{Dialer, DirectDialer, Outgoing};
-use crate::upstream::own::OwnSockets;
+use crate::upstream::own::{OwnListeners, OwnSockets};
 use crate::upstream::parent::ParentDialer;
 use crate::upstream::pool::Clients;
 use crate::upstream::resolve::Resolver;
@@ -110,7 +110,8 @@ impl Server {
             per_client = limits.per_client(),
             "connection limits"
         );
-        let transparent = bind_transparent(&ctx, addr).await?;
+        ctx.own_listeners.add(addr);
+        let transparent = bind_transparent(&ctx).await?;
         let transparent_addr = transparent.as_ref().and_then(|l| l.local_addr().ok());
         let workers = Arc::new(workers);
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -144,6 +145,12 @@ impl Server {
     /// The address the transparent listener is bound to, when there is one.
     pub fn transparent_addr(&self) -> Option<SocketAddr> {
         self.transparent
+    }
+
+    /// Notes another listener of this process (the admin listener's), so
+    /// that no upstream connection goes to it.
+    pub fn add_own_listener(&self, addr: SocketAddr) {
+        self.live.current().own_listeners.add(addr);
     }
 
     /// The context in effect, swapped by reloads.
@@ -195,13 +202,13 @@ impl ProxyStatus {
 }
 
 /// The transparent listener of `[transparent]`, when there is one; it knows
-/// the explicit listener at `explicit`, so it never connects to it.
-async fn bind_transparent(ctx: &Context, explicit: SocketAddr) -> Result<Option<TransparentListener>, StartError> {
+/// modgate's other listeners, so it never connects to them.
+async fn bind_transparent(ctx: &Context) -> Result<Option<TransparentListener>, StartError> {
     let Some(settings) = ctx.config.transparent else {
         return Ok(None);
     };
     let addr = settings.listen;
-    TransparentListener::bind(addr, &[explicit], ctx.own_sockets.clone())
+    TransparentListener::bind(addr, ctx.own_listeners.clone(), ctx.own_sockets.clone())
         .await
         .map(Some)
         .map_err(|source| StartError::Bind { addr, source })
@@ -267,6 +274,10 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
     let mut auth = load_auth(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
     let mut own_sockets = config.transparent.map(|_| OwnSockets::default());
+    let own_listeners = match &carried {
+        Carried::Nothing(_) => OwnListeners::default(),
+        Carried::From(previous) => previous.own_listeners.clone(),
+    };
     if let Carried::From(previous) = &carried {
         // The transparent listener holds the ports of modgate's own
         // sockets from its start: keep noting them there.
@@ -281,6 +292,7 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
     let outgoing = Outgoing {
         mark: config.transparent.and_then(|t| t.mark),
         own: own_sockets.clone(),
+        listeners: own_listeners.clone(),
     };
     let direct = DirectDialer::with(resolver.clone(), outgoing);
     let direct_dialer: Arc<dyn Dialer> = Arc::new(direct.clone());
@@ -340,6 +352,7 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
         direct_dialer,
         auth,
         own_sockets,
+        own_listeners,
         interceptor,
         config,
         draining,

@@ -9,33 +9,32 @@
 //! modgate's own upstream connections redirected back to it.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use futures_util::future::BoxFuture;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::proxy::listener::{Accepted, Inbound, Listener, Loop, Redirected};
-use crate::upstream::own::{OwnSockets, is_local};
+use crate::upstream::own::{OwnListeners, OwnSockets, canonical};
 
 /// The listener for redirected connections.
 pub struct TransparentListener {
     listener: TcpListener,
     /// Every address modgate listens on, this one included.
-    own_listeners: Vec<SocketAddr>,
+    own_listeners: OwnListeners,
     own_sockets: Option<OwnSockets>,
 }
 
 impl TransparentListener {
-    /// Binds `addr`. `also_own` are modgate's other listeners;
+    /// Binds `addr` and adds it to `own_listeners`, modgate's listeners;
     /// `own_sockets` are its upstream connections.
     pub async fn bind(
         addr: SocketAddr,
-        also_own: &[SocketAddr],
+        own_listeners: OwnListeners,
         own_sockets: Option<OwnSockets>,
     ) -> io::Result<TransparentListener> {
         let listener = TcpListener::bind(addr).await?;
-        let mut own_listeners = also_own.to_vec();
-        own_listeners.push(listener.local_addr()?);
+        own_listeners.add(listener.local_addr()?);
         Ok(TransparentListener {
             listener,
             own_listeners,
@@ -55,30 +54,12 @@ impl TransparentListener {
         };
         let looped = if self.own_sockets.as_ref().is_some_and(|own| own.is_own(peer)) {
             Some(Loop::OwnConnection)
-        } else if Some(original_dst) == local || self.own_listeners.iter().any(|l| is_own(*l, original_dst)) {
+        } else if Some(original_dst) == local || self.own_listeners.reached_by(original_dst).is_some() {
             Some(Loop::OwnListener)
         } else {
             None
         };
         Redirected { original_dst, looped }
-    }
-}
-
-/// Whether `dst` reaches the listener bound to `listener`.
-fn is_own(listener: SocketAddr, dst: SocketAddr) -> bool {
-    if listener.port() != dst.port() {
-        return false;
-    }
-    match listener.ip().is_unspecified() {
-        true => is_local(dst.ip()),
-        false => canonical(listener.ip()) == canonical(dst.ip()),
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
@@ -120,37 +101,5 @@ impl Listener for TransparentListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_listeners_are_recognised_by_port_and_address() {
-        let any: SocketAddr = "0.0.0.0:3129".parse().unwrap();
-        assert!(is_own(any, "127.0.0.1:3129".parse().unwrap()));
-        assert!(!is_own(any, "203.0.113.9:3129".parse().unwrap()));
-        assert!(!is_own(any, "127.0.0.1:443".parse().unwrap()));
-        let one: SocketAddr = "127.0.0.1:3128".parse().unwrap();
-        assert!(is_own(one, "127.0.0.1:3128".parse().unwrap()));
-        assert!(is_own(one, "[::ffff:127.0.0.1]:3128".parse().unwrap()));
-        assert!(!is_own(one, "127.0.0.2:3128".parse().unwrap()));
-    }
-
-    #[tokio::test]
-    async fn a_connection_that_was_not_redirected_is_a_loop() {
-        let listener = TransparentListener::bind("127.0.0.1:0".parse().unwrap(), &[], None)
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _client = TcpStream::connect(addr).await.unwrap();
-        let accepted = listener.accept().await.unwrap();
-        let Inbound::Transparent(r) = accepted.inbound else {
-            panic!("{:?}", accepted.inbound)
-        };
-        assert_eq!(r.looped, Some(Loop::OwnListener), "{r:?}");
-        assert_eq!(r.original_dst, addr);
     }
 }

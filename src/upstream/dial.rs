@@ -19,7 +19,7 @@ use crate::core::error::Error;
 use crate::core::host::Authority;
 use crate::core::proxy_url::ProxyUrl;
 use crate::core::timer;
-use crate::upstream::own::OwnSockets;
+use crate::upstream::own::{OwnListeners, OwnSockets};
 use crate::upstream::resolve::Resolver;
 
 /// A connection towards a destination.
@@ -74,6 +74,9 @@ pub struct Outgoing {
     /// Where the local port of each socket is noted, so the transparent
     /// listener can recognise modgate's own connections redirected back.
     pub own: Option<OwnSockets>,
+    /// modgate's listeners: a destination that is one of them is refused
+    /// as a loop before anything connects.
+    pub listeners: OwnListeners,
 }
 
 /// Connects straight to the destination.
@@ -135,6 +138,14 @@ async fn connect(
             reason: "no addresses".into(),
         });
     };
+    if let Some((addr, listener)) = addrs
+        .iter()
+        .find_map(|&addr| outgoing.listeners.reached_by(addr).map(|l| (addr, l)))
+    {
+        return Err(Error::Loop(format!(
+            "{target} is {addr}, modgate's own listener {listener}; a mirror, parent, [hosts] entry or CONNECT target must name the real upstream, not modgate"
+        )));
+    }
     let mut attempts = tokio::task::JoinSet::new();
     let mut pending = addrs.iter().copied();
     let mut last_error = None;

@@ -29,6 +29,7 @@ mod layout;
 mod lifecycle;
 mod limits;
 mod local_ca;
+mod loops;
 mod mirror_health;
 mod modules;
 mod parent;
