@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::metrics::{CacheCollector, MirrorCollector};
 use crate::admin::{AdminState, chains, health, metrics, page};
-use crate::auth::Door;
+use crate::auth::{Door, Presented};
 use crate::config::admin::AdminListen;
 use crate::core::body::{Body, error_response, text};
 use crate::core::timer::{self, Timers};
@@ -175,8 +175,8 @@ async fn authorize(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr
             "modgate: admin.require_auth is set but [auth] is not; the admin listener refuses everyone",
         ));
     };
-    let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-    match auth.authenticate(peer.ip(), header, Door::Admin).await {
+    let presented = Presented::of(req.headers().get_all(AUTHORIZATION).iter().map(|v| v.as_bytes()));
+    match auth.authenticate(peer.ip(), presented, Door::Admin).await {
         Ok(_user) => Ok(()),
         Err(e) => Err(error_response(&e)),
     }

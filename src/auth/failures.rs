@@ -1,6 +1,11 @@
 //! Guessing is bounded: failed logins are counted per client address, and
 //! an address with `auth.max_failures` failures within `auth.lockout` is
-//! refused until `lockout` has passed since its last failure.
+//! locked out until `lockout` has passed since its last failure. While it
+//! is, credentials already verified from it keep working (a user behind
+//! the same address as a guesser), and every other attempt counts as one
+//! more failure; once the failures reach twice `max_failures`, the lockout
+//! is closed: nothing from the address is accepted, so the remembered
+//! credentials cannot be used to test guesses at full speed.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -16,6 +21,15 @@ pub struct Failures {
     max: u32,
     lockout: Duration,
     by_client: Bounded<IpAddr, Arc<Mutex<Window>>>,
+}
+
+/// A client address that is locked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lock {
+    /// How long it stays locked out without another failure.
+    pub left: Duration,
+    /// Closed to credentials verified before as well.
+    pub closed: bool,
 }
 
 /// One client's recent failures.
@@ -40,12 +54,15 @@ impl Failures {
         self.max == other.max && self.lockout == other.lockout
     }
 
-    /// How long `client` is still refused, if it is.
-    pub fn locked(&self, client: IpAddr) -> Option<Duration> {
+    /// Whether `client` is locked out, and how.
+    pub fn locked(&self, client: IpAddr) -> Option<Lock> {
         let window = self.by_client.get(&canonical(client))?;
         let w = *window.lock().ok()?;
         let since = w.last.elapsed();
-        (w.count >= self.max && since < self.lockout).then(|| self.lockout - since)
+        (w.count >= self.max && since < self.lockout).then(|| Lock {
+            left: self.lockout - since,
+            closed: w.count >= self.max.saturating_mul(2),
+        })
     }
 
     /// Counts a failed login from `client`.
@@ -67,7 +84,7 @@ impl Failures {
 }
 
 /// IPv4-mapped IPv6 addresses count as the IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -88,10 +105,17 @@ mod tests {
         f.fail(mapped);
         assert!(f.locked(a).is_none());
         f.fail(a);
-        let left = f.locked(a).expect("locked after 3 failures");
-        assert!(left > Duration::from_secs(58) && left <= Duration::from_secs(60));
+        let lock = f.locked(a).expect("locked after 3 failures");
+        assert!(lock.left > Duration::from_secs(58) && lock.left <= Duration::from_secs(60));
+        assert!(!lock.closed);
         assert!(f.locked(mapped).is_some());
         assert!(f.locked(b).is_none());
+        // Three more (attempts while locked out): closed.
+        f.fail(a);
+        f.fail(a);
+        assert!(!f.locked(a).unwrap().closed);
+        f.fail(a);
+        assert!(f.locked(a).unwrap().closed);
     }
 
     #[test]

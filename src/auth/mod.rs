@@ -6,9 +6,13 @@
 //! - [`failures`]: failed logins counted per client address.
 //!
 //! A hash check costs milliseconds of CPU, so it runs off the runtime,
-//! once: credentials that verified are remembered for a few minutes under
-//! a keyed digest of the header (the password is never kept). Unknown
-//! users cost a hash check too, so timing does not tell which names exist.
+//! once per client address: credentials that verified are remembered for a
+//! few minutes under a keyed digest of the address and the header (the
+//! password is never kept). Remembered credentials skip the hash check, so
+//! they are only ever remembered for the address that presented them: from
+//! another address, a guess at them is a hash check and a counted failure
+//! like any other. Unknown users cost a hash check too, so timing does not
+//! tell which names exist.
 
 pub mod basic;
 pub mod failures;
@@ -50,7 +54,8 @@ pub struct Authenticator {
     users: Arc<Users>,
     realm: String,
     failures: Arc<Failures>,
-    /// User names of recently verified header values, by keyed digest.
+    /// User names of header values recently verified from a client
+    /// address, by keyed digest of both.
     verified: Bounded<Vec<u8>, Arc<str>>,
     key: ring::hmac::Key,
 }
@@ -85,32 +90,52 @@ impl Authenticator {
         &self.realm
     }
 
-    /// The user `header` (a `Proxy-Authorization` or `Authorization`
-    /// value) authenticates, for a request from `client` at `door`, which
+    /// The user `presented` (the `Proxy-Authorization` or `Authorization`
+    /// values) authenticates, for a request from `client` at `door`, which
     /// decides the challenge (407 or 401) and how the fix is worded.
-    pub async fn authenticate(&self, client: IpAddr, header: Option<&[u8]>, door: Door) -> Result<String, Error> {
+    pub async fn authenticate(&self, client: IpAddr, presented: Presented<'_>, door: Door) -> Result<String, Error> {
         let refuse = |reason: String| Error::Unauthenticated {
             realm: self.realm.clone(),
             reason,
             endpoint: door != Door::Proxy,
         };
-        let Some(header) = header else {
-            let how = match door {
-                Door::ModuleEndpoint => {
-                    "send Authorization: Basic (go sends no credentials over http://: use HTTPS_PROXY=http://user:password@host:port instead)"
-                }
-                Door::Proxy => "send Proxy-Authorization: Basic (e.g. HTTPS_PROXY=http://user:password@host:port)",
-                Door::Admin => {
-                    "the admin listener asks for an [auth] user (admin.require_auth): send Authorization: Basic (e.g. curl -u user:password)"
-                }
-            };
-            return Err(refuse(format!("no credentials; {how}")));
+        let header = match presented {
+            Presented::One(header) => header,
+            Presented::Several => {
+                self.failures.fail(client);
+                let name = match door {
+                    Door::Proxy => "Proxy-Authorization",
+                    Door::ModuleEndpoint | Door::Admin => "Authorization",
+                };
+                return Err(refuse(format!(
+                    "malformed credentials: more than one {name} header; send one"
+                )));
+            }
+            Presented::Missing => {
+                let how = match door {
+                    Door::ModuleEndpoint => {
+                        "send Authorization: Basic (go sends no credentials over http://: use HTTPS_PROXY=http://user:password@host:port instead)"
+                    }
+                    Door::Proxy => "send Proxy-Authorization: Basic (e.g. HTTPS_PROXY=http://user:password@host:port)",
+                    Door::Admin => {
+                        "the admin listener asks for an [auth] user (admin.require_auth): send Authorization: Basic (e.g. curl -u user:password)"
+                    }
+                };
+                return Err(refuse(format!("no credentials; {how}")));
+            }
         };
-        let digest = ring::hmac::sign(&self.key, header).as_ref().to_vec();
+        let digest = self.digest(client, header);
+        let lock = self.failures.locked(client);
         if let Some(user) = self.verified.get(&digest) {
-            return Ok(user.to_string());
+            if !lock.is_some_and(|l| l.closed) {
+                return Ok(user.to_string());
+            }
         }
-        if let Some(left) = self.failures.locked(client) {
+        if lock.is_some() {
+            // Guessing on while locked out: it counts, and restarts the
+            // lockout.
+            self.failures.fail(client);
+            let left = self.failures.locked(client).map_or(Duration::ZERO, |l| l.left);
             return Err(Error::LockedOut {
                 client,
                 retry_after: Duration::from_secs(left.as_secs().max(1)),
@@ -135,6 +160,40 @@ impl Authenticator {
         }
         self.verified.insert(digest, Arc::from(user.as_str()));
         Ok(user)
+    }
+
+    /// The key `header` from `client` is remembered under.
+    fn digest(&self, client: IpAddr, header: &[u8]) -> Vec<u8> {
+        let mut digest = ring::hmac::Context::with_key(&self.key);
+        match failures::canonical(client) {
+            IpAddr::V4(a) => digest.update(&a.octets()),
+            IpAddr::V6(a) => digest.update(&a.octets()),
+        }
+        digest.update(header);
+        digest.sign().as_ref().to_vec()
+    }
+}
+
+/// The credentials a request presents: the values of its credentials
+/// header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented<'a> {
+    /// None.
+    Missing,
+    /// One value.
+    One(&'a [u8]),
+    /// More than one: which one counts would be a guess, so none does.
+    Several,
+}
+
+impl<'a> Presented<'a> {
+    /// What `values` (a header's values, in order) present.
+    pub fn of(mut values: impl Iterator<Item = &'a [u8]>) -> Presented<'a> {
+        match (values.next(), values.next()) {
+            (None, _) => Presented::Missing,
+            (Some(one), None) => Presented::One(one),
+            (Some(_), Some(_)) => Presented::Several,
+        }
     }
 }
 
@@ -165,33 +224,39 @@ mod tests {
         let auth = authenticator(dir.path(), 2);
         let me: IpAddr = "192.0.2.1".parse().unwrap();
         assert_eq!(
-            auth.authenticate(me, Some(&basic("alice:s3cret")), Door::Proxy)
+            auth.authenticate(me, Presented::One(&basic("alice:s3cret")), Door::Proxy)
                 .await
                 .unwrap(),
             "alice"
         );
-        let missing = auth.authenticate(me, None, Door::Proxy).await.unwrap_err();
+        let missing = auth
+            .authenticate(me, Presented::Missing, Door::Proxy)
+            .await
+            .unwrap_err();
         assert_eq!(missing.status(), http::StatusCode::PROXY_AUTHENTICATION_REQUIRED);
         assert_eq!(
             missing.challenge().unwrap().1,
             "Basic realm=\"test\", charset=\"UTF-8\""
         );
-        let on_endpoint = auth.authenticate(me, None, Door::ModuleEndpoint).await.unwrap_err();
+        let on_endpoint = auth
+            .authenticate(me, Presented::Missing, Door::ModuleEndpoint)
+            .await
+            .unwrap_err();
         assert_eq!(on_endpoint.status(), http::StatusCode::UNAUTHORIZED);
         let wrong = auth
-            .authenticate(me, Some(&basic("alice:nope")), Door::Proxy)
+            .authenticate(me, Presented::One(&basic("alice:nope")), Door::Proxy)
             .await
             .unwrap_err();
         assert!(wrong.to_string().contains("unknown user or wrong password"), "{wrong}");
         let unknown = auth
-            .authenticate(me, Some(&basic("bob:s3cret")), Door::Proxy)
+            .authenticate(me, Presented::One(&basic("bob:s3cret")), Door::Proxy)
             .await
             .unwrap_err();
         assert_eq!(unknown.to_string(), wrong.to_string());
         // Two failures: locked out, even with the right password, but
         // credentials verified before still work.
         let locked = auth
-            .authenticate(me, Some(&basic("alice:s3cret ")), Door::Proxy)
+            .authenticate(me, Presented::One(&basic("alice:s3cret ")), Door::Proxy)
             .await
             .unwrap_err();
         assert_eq!(locked.status(), http::StatusCode::FORBIDDEN, "{locked}");
@@ -201,10 +266,53 @@ mod tests {
                 .starts_with("too many failed proxy logins from 192.0.2.1")
         );
         assert_eq!(
-            auth.authenticate(me, Some(&basic("alice:s3cret")), Door::Proxy)
+            auth.authenticate(me, Presented::One(&basic("alice:s3cret")), Door::Proxy)
                 .await
                 .unwrap(),
             "alice"
         );
+        // Remembered for the address that presented them only: from a
+        // locked-out neighbour they are refused like any guess.
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..2 {
+            let _ = auth
+                .authenticate(other, Presented::One(&basic("alice:guess")), Door::Proxy)
+                .await;
+        }
+        let guessed = auth
+            .authenticate(other, Presented::One(&basic("alice:s3cret")), Door::Proxy)
+            .await
+            .unwrap_err();
+        assert_eq!(guessed.status(), http::StatusCode::FORBIDDEN, "{guessed}");
+        // Guessing on from `me` (3 failures so far; 4 = twice the limit)
+        // closes the lockout to the remembered credentials too.
+        let _ = auth
+            .authenticate(me, Presented::One(&basic("alice:guess")), Door::Proxy)
+            .await;
+        let closed = auth
+            .authenticate(me, Presented::One(&basic("alice:s3cret")), Door::Proxy)
+            .await
+            .unwrap_err();
+        assert_eq!(closed.status(), http::StatusCode::FORBIDDEN, "{closed}");
+    }
+
+    #[tokio::test]
+    async fn two_credentials_headers_are_refused_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = authenticator(dir.path(), 1);
+        let me: IpAddr = "192.0.2.1".parse().unwrap();
+        let (good, bad) = (basic("alice:s3cret"), basic("alice:nope"));
+        let both = Presented::of([good.as_slice(), bad.as_slice()].into_iter());
+        assert_eq!(both, Presented::Several);
+        let refused = auth.authenticate(me, both, Door::Proxy).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("more than one Proxy-Authorization header"),
+            "{refused}"
+        );
+        let locked = auth
+            .authenticate(me, Presented::One(&good), Door::Proxy)
+            .await
+            .unwrap_err();
+        assert_eq!(locked.status(), http::StatusCode::FORBIDDEN, "{locked}");
     }
 }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use http::Request;
 use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
 
-use crate::auth::Door;
+use crate::auth::{Door, Presented};
 use crate::core::error::Error;
 use crate::proxy::context::Context;
 use crate::proxy::head::{FirstRequest, MAX_HEADERS};
@@ -29,12 +29,14 @@ pub async fn connect(ctx: &Context, first: &FirstRequest, client: IpAddr) -> Res
     let mut req = httparse::Request::new(&mut headers);
     // The head parsed once already, when it was read.
     let _ = req.parse(head);
-    let value = req
+    let values = req
         .headers
         .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(PROXY_AUTHORIZATION.as_str()))
+        .filter(|h| h.name.eq_ignore_ascii_case(PROXY_AUTHORIZATION.as_str()))
         .map(|h| h.value);
-    auth.authenticate(client, value, Door::Proxy).await.map(Some)
+    auth.authenticate(client, Presented::of(values), Door::Proxy)
+        .await
+        .map(Some)
 }
 
 /// The user a request served by hyper authenticates; `None` when `[auth]`
@@ -49,15 +51,13 @@ pub async fn request<B>(
         return Ok(None);
     };
     let headers = req.headers();
-    let value = match endpoint {
-        true => headers.get(AUTHORIZATION).or_else(|| headers.get(PROXY_AUTHORIZATION)),
-        false => headers.get(PROXY_AUTHORIZATION),
+    let values = |name| Presented::of(headers.get_all(name).iter().map(|v| v.as_bytes()));
+    let (presented, door) = match endpoint {
+        true => match values(AUTHORIZATION) {
+            Presented::Missing => (values(PROXY_AUTHORIZATION), Door::ModuleEndpoint),
+            presented => (presented, Door::ModuleEndpoint),
+        },
+        false => (values(PROXY_AUTHORIZATION), Door::Proxy),
     };
-    let door = match endpoint {
-        true => Door::ModuleEndpoint,
-        false => Door::Proxy,
-    };
-    auth.authenticate(client, value.map(|v| v.as_bytes()), door)
-        .await
-        .map(Some)
+    auth.authenticate(client, presented, door).await.map(Some)
 }
