@@ -132,6 +132,9 @@ async fn get(
         })
     };
     let mut hops = 0;
+    // The origin asked first (a configured mirror, or the host the policy
+    // let the request go to), and how it was reached.
+    let first = (url::Url::parse(&url).ok().map(|u| u.origin()), client.clone());
     let resp = loop {
         let auth = login.filter(|l| url::Url::parse(&url).is_ok_and(|u| u.origin() == l.origin));
         let parent = parent_for(clients, &url);
@@ -153,6 +156,12 @@ async fn get(
             Ok(next) => next,
             Err(why) => return failed(format!("redirect for {}: {why}", req.what())),
         };
+        if first.0.as_ref().is_some_and(|origin| *origin == next.origin()) {
+            // Back to the origin asked first: it was admitted already.
+            client = first.1.clone();
+            url = next.to_string();
+            continue;
+        }
         let dest = match authority_of(&next) {
             Ok(dest) => dest,
             Err(why) => return failed(format!("redirect for {}: {why}", req.what())),

@@ -73,31 +73,61 @@ pub struct RedirectCheck<'a> {
 }
 
 impl RedirectPolicy for RedirectCheck<'_> {
+    /// A redirect to another host is decided twice, as a module request
+    /// in an intercepted tunnel is: first as a CONNECT to that host would
+    /// be (rules with `modules` skipped), where a `block` refuses it, so a
+    /// `dst` guard such as `no-internal` holds whatever module rule comes
+    /// before it; then with the module path, which must allow it.
     fn admit<'a>(&'a self, dest: &'a Authority) -> BoxFuture<'a, Result<Option<Vec<SocketAddr>>, Error>> {
         Box::pin(async move {
             let rules = &self.ctx.config.policy.rules;
-            let facts = Facts {
-                src: self.src,
-                dest: Some(dest),
-                addr: None,
-                module: self.module,
-                user: self.user,
-                version: None,
-                sumdb_lookup: false,
-                sumdb_tree: false,
-            };
-            let (decision, checked) = match decide(rules, &facts) {
-                Decision::NeedsAddress => {
-                    let addrs = self
-                        .ctx
-                        .resolver
-                        .resolve_within(dest, self.ctx.config.timeouts.connect)
-                        .await?;
-                    let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
-                    (decide_resolved(rules, &facts, &ips), Some(addrs))
+            let mut checked: Option<Vec<SocketAddr>> = None;
+            let modules = std::iter::once(None).chain(self.module.map(Some));
+            for module in modules {
+                let facts = Facts {
+                    src: self.src,
+                    dest: Some(dest),
+                    addr: None,
+                    module,
+                    user: self.user,
+                    version: None,
+                    sumdb_lookup: false,
+                    sumdb_tree: false,
+                };
+                let decision = match decide(rules, &facts) {
+                    Decision::NeedsAddress => {
+                        let addrs = match &checked {
+                            Some(addrs) => addrs,
+                            None => checked.insert(
+                                self.ctx
+                                    .resolver
+                                    .resolve_within(dest, self.ctx.config.timeouts.connect)
+                                    .await?,
+                            ),
+                        };
+                        let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+                        decide_resolved(rules, &facts, &ips)
+                    }
+                    decision => decision,
+                };
+                match decision {
+                    Decision::Matched(rule) => match &rule.action {
+                        Action::Block { reason } => {
+                            return Err(Error::Blocked {
+                                rule: rule.name.to_string(),
+                                reason: format!("a redirect to {dest}: {reason}"),
+                            });
+                        }
+                        Action::Direct | Action::Mirror { .. } => {}
+                    },
+                    // Only module rules would match: they decide next.
+                    Decision::NoMatch if module.is_none() && self.module.is_some() => {}
+                    Decision::NoMatch => return Err(Error::NoRule(format!("{dest} (a redirect)"))),
+                    Decision::NeedsAddress => {
+                        return Err(Error::Internal(format!("the policy for {dest} still needs an address")));
+                    }
                 }
-                decision => (decision, None),
-            };
+            }
             let private = &self.ctx.config.policy.private;
             if let Some(module) = self.module.filter(|m| private.is_private(m)) {
                 if !private.allows_host(dest) {
@@ -109,17 +139,7 @@ impl RedirectPolicy for RedirectCheck<'_> {
                     });
                 }
             }
-            match decision {
-                Decision::Matched(rule) => match &rule.action {
-                    Action::Block { reason } => Err(Error::Blocked {
-                        rule: rule.name.to_string(),
-                        reason: format!("a redirect to {dest}: {reason}"),
-                    }),
-                    Action::Direct | Action::Mirror { .. } => Ok(checked),
-                },
-                Decision::NoMatch => Err(Error::NoRule(format!("{dest} (a redirect)"))),
-                Decision::NeedsAddress => Err(Error::Internal(format!("the policy for {dest} still needs an address"))),
-            }
+            Ok(checked)
         })
     }
 }

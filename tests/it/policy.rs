@@ -1,6 +1,9 @@
 //! Blocking by host glob, port, client and destination, with the text the
 //! user sees; the embedded default's refusal of internal destinations.
 
+use std::sync::Arc;
+
+use hyper::Response;
 use modgate::config::{Config, EMBEDDED_DEFAULT, EMBEDDED_NAME};
 
 use crate::support::*;
@@ -175,4 +178,65 @@ async fn a_request_no_rule_matches_is_refused() {
     assert_eq!(status, 403);
     assert!(body.starts_with("modgate: no rule matched elsewhere.test:80"), "{body}");
     proxy.stop().await;
+}
+
+/// A mirror's redirect back to its own origin is followed (the mirror was
+/// configured, and admitted, already), even on an address a `dst` rule
+/// guards; a redirect to another host is checked as a CONNECT to it would
+/// be first, so a `modules` rule ahead of the `no-internal` guard does not
+/// let a mirror send modgate to an internal address.
+#[tokio::test]
+async fn a_redirect_to_the_mirrors_own_origin_is_followed_and_to_a_guarded_host_is_not() {
+    let origin = start_origin(Arc::new(|req| {
+        Box::pin(async move {
+            let path = req.uri().path().to_owned();
+            let port = req.headers()["host"]
+                .to_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .to_owned();
+            let (status, location, body) = match path.as_str() {
+                "/m.test/same/@v/list" => (302, "/files/list".to_owned(), ""),
+                "/m.test/other/@v/list" => (302, format!("http://internal.test:{port}/files/list"), ""),
+                "/files/list" => (200, String::new(), "v1.0.0\n"),
+                _ => (404, String::new(), "not here"),
+            };
+            let mut resp = Response::builder().status(status);
+            if !location.is_empty() {
+                resp = resp.header("location", location);
+            }
+            resp.body(full(body)).unwrap()
+        })
+    }))
+    .await;
+    let mods = format!(
+        "[[rule]]\nname = \"mods\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"http://{}\"\n",
+        origin.addr
+    );
+    let guard = "[[rule]]\nname = \"no-internal\"\ndst = [\"127.0.0.0/8\"]\naction = \"block\"\nreason = \"destination is an internal address\"\n";
+    // The guard after the module rule, and before it (the embedded
+    // default's order).
+    for rules in [format!("{mods}\n{guard}"), format!("{guard}\n{mods}")] {
+        let config = format!(
+            "[hosts]\n\"internal.test\" = \"127.0.0.1\"\n\n{rules}\n[[rule]]\nname = \"default\"\naction = \"direct\"\n"
+        );
+        let proxy = start_proxy(&config).await;
+        let get = |module: &str| {
+            format!(
+                "GET /{module}/@v/list HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                proxy.addr
+            )
+        };
+        let same = raw_exchange(proxy.addr, get("m.test/same").as_bytes()).await;
+        assert!(same.starts_with("HTTP/1.1 200"), "{rules}: {same}");
+        assert!(same.ends_with("v1.0.0\n"), "{rules}: {same}");
+        let other = raw_exchange(proxy.addr, get("m.test/other").as_bytes()).await;
+        assert!(other.starts_with("HTTP/1.1 403"), "{rules}: {other}");
+        assert!(
+            other.contains("modgate: blocked by rule 'no-internal': a redirect to internal.test:"),
+            "{rules}: {other}"
+        );
+    }
 }
