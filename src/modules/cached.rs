@@ -10,7 +10,9 @@
 //!   when every source fails, or none answers within `cache.stale_after`,
 //!   the old answer is still served for `cache.stale_if_error`
 //!   (`x-cache: stale`), and a slow fetch goes on to refresh it.
-//! - 404 and 410 are answers, remembered for `cache.negative_ttl`.
+//! - 404 and 410 are answers, remembered for `cache.negative_ttl`, for the
+//!   mirror list (and original host) that gave them: unlike a file, a 404
+//!   is a fact about where it was asked, and no hash can check it.
 //!
 //! A miss streams to its client while it is stored; concurrent requests
 //! for it join the same fetch ([`flight`](crate::modules::flight)).
@@ -147,12 +149,21 @@ impl ModuleCache {
     /// Answers `request` (at `rel_path` below a GOPROXY base) from the
     /// cache, or through `fetch` — the fall-through loop — storing what it
     /// answers. A `private` module's objects are kept under `private/`.
+    /// `scope` names where `fetch` asks (the mirror list, and the original
+    /// host inside a tunnel): a 404 or 410 is remembered for it alone.
     ///
     /// The fetch runs as a task of its own, so it can outlive this request:
     /// when an expired list or latest has a stale copy and no answer comes
     /// within `cache.stale_after`, the stale copy is answered at once and
     /// the fetch goes on to refresh the cache (stale-while-revalidate).
-    pub async fn serve<F>(self: &Arc<Self>, request: &ModuleRequest, rel_path: &str, private: bool, fetch: F) -> Cached
+    pub async fn serve<F>(
+        self: &Arc<Self>,
+        request: &ModuleRequest,
+        rel_path: &str,
+        private: bool,
+        scope: &str,
+        fetch: F,
+    ) -> Cached
     where
         F: FnOnce() -> BoxFuture<'static, Fetched> + Send + 'static,
     {
@@ -164,7 +175,8 @@ impl ModuleCache {
                 status: CacheStatus::Bypass,
             };
         };
-        if let Some(negative) = self.negative.get(key.as_str()) {
+        let negative_key = format!("{scope}\n{}", key.as_str());
+        if let Some(negative) = self.negative.get(&negative_key) {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
             return tagged(Ok(negative.response()), None, CacheStatus::Hit);
         }
@@ -185,7 +197,7 @@ impl ModuleCache {
             // every client took the stale copy and went: it keeps a
             // subscription of its own.
             let keep = stale_since.map(|_| flight.subscribe());
-            self.lead(flight.clone(), key.clone(), request.clone(), fetch, keep);
+            self.lead(flight.clone(), key.clone(), negative_key, request.clone(), fetch, keep);
         }
         let status = if leader {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -230,6 +242,7 @@ impl ModuleCache {
         self: &Arc<Self>,
         flight: Arc<Flight>,
         key: Key,
+        negative_key: String,
         request: ModuleRequest,
         fetch: F,
         keep: Option<watch::Receiver<Progress>>,
@@ -246,7 +259,9 @@ impl ModuleCache {
             };
             let (result, from) = fetch().await;
             flight.set_source(from.clone());
-            guard.settle(result, from, request, key.clone(), keep).await;
+            guard
+                .settle(result, from, request, key.clone(), negative_key, keep)
+                .await;
         });
     }
 
@@ -444,6 +459,7 @@ impl LeaderGuard<'_> {
         source: String,
         request: ModuleRequest,
         key: Key,
+        negative_key: String,
         keep: Option<watch::Receiver<Progress>>,
     ) {
         self.armed = false;
@@ -458,7 +474,7 @@ impl LeaderGuard<'_> {
         let status = resp.status();
         if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
             let answer = negative_answer(resp).await;
-            self.cache.negative.insert(key.as_str().to_owned(), answer.clone());
+            self.cache.negative.insert(negative_key, answer.clone());
             self.flight.set(Progress::Answer {
                 status: answer.status,
                 content_type: answer.content_type,

@@ -65,6 +65,11 @@ pub async fn answer(
         let prefix = format!("/sumdb/{}", ctx.config.sumdb.name());
         rel_path.strip_prefix(&prefix).unwrap_or(rel_path).to_owned()
     });
+    // Where the upstream is asked, which a remembered 404 is for.
+    let scope = ctx.cache.as_ref().map(|_| match &original {
+        Some(o) => format!("{mirrors} for {}", o.url),
+        None => mirrors.to_string(),
+    });
     let job = Upstream {
         ctx: ctx.clone(),
         src: access.client.ip(),
@@ -97,7 +102,8 @@ pub async fn answer(
     }
     let (result, source, status) = match (cache, head) {
         (Some(cache), false) => {
-            let cached = cache.serve(request, rel_path, is_private, upstream).await;
+            let scope = scope.unwrap_or_default();
+            let cached = cache.serve(request, rel_path, is_private, &scope, upstream).await;
             (cached.result, cached.source, cached.status)
         }
         _ => {

@@ -988,3 +988,45 @@ async fn head_requests_never_fetch_a_body() {
     assert_eq!(mirror.count(&format!("HEAD {zip}")), 1);
     proxy.stop().await;
 }
+
+/// A 404 is remembered for the mirror list that answered it: a client
+/// whose rule sends it to another list still gets that list's answer.
+#[tokio::test]
+async fn a_remembered_404_is_for_the_mirror_list_that_gave_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let empty = start_origin(Arc::new(|_req| {
+        Box::pin(async move {
+            let mut r = Response::new(full("not on this mirror\n"));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            r
+        })
+    }))
+    .await;
+    let only_empty = format!(
+        "[[rule]]\nname = \"empty\"\nsrc = [\"127.0.0.2/32\"]\naction = \"mirror\"\nmirrors = \"http://{}\"\n",
+        empty.addr
+    );
+    let proxy = world
+        .proxy(&world.config(&format!("http://{}", mirror.addr), &only_empty))
+        .await;
+    let list = "/example.test/alpha/@v/list";
+    let from_two = async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(proxy.addr).await.unwrap();
+        s.write_all(format!("GET {list} HTTP/1.1\r\nHost: modgate\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let answer = from_two.await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let (status, headers, body) = endpoint_get(proxy.addr, list).await;
+    assert_eq!((status, &body[..]), (200, &b"v1.0.0\nv1.1.0\n"[..]), "{headers:?}");
+    assert_eq!(headers["x-cache"], "miss");
+    proxy.stop().await;
+}
