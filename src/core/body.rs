@@ -37,6 +37,25 @@ pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
+/// Marks an answer whose body ends when its connection closes (HTTP/1
+/// with neither `Content-Length` nor chunked framing): cut short, it looks
+/// complete, so only a check against a known hash can vouch for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unframed;
+
+impl Unframed {
+    /// Whether a response with `version` and `headers` (as received,
+    /// before hop-by-hop headers are taken out) is unframed.
+    pub fn of(version: http::Version, headers: &http::HeaderMap) -> bool {
+        let chunked = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .is_some_and(|v| v.as_bytes().trim_ascii_end().to_ascii_lowercase().ends_with(b"chunked"));
+        version < http::Version::HTTP_2 && !headers.contains_key(header::CONTENT_LENGTH) && !chunked
+    }
+}
+
 /// A one-line `text/plain` answer; `line` should start with `modgate:`.
 pub fn text(status: StatusCode, line: &str) -> Response<Body> {
     let mut resp = Response::new(full(format!("{line}\n")));
@@ -66,4 +85,27 @@ pub fn error_response(err: &Error) -> Response<Body> {
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_unframed_without_a_length_or_a_final_chunked_coding() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (name, value) in pairs {
+                h.append(*name, HeaderValue::from_static(value));
+            }
+            h
+        };
+        let v11 = http::Version::HTTP_11;
+        assert!(Unframed::of(v11, &with(&[])));
+        assert!(Unframed::of(http::Version::HTTP_10, &with(&[("connection", "close")])));
+        assert!(Unframed::of(v11, &with(&[("transfer-encoding", "gzip")])));
+        assert!(!Unframed::of(v11, &with(&[("content-length", "3")])));
+        assert!(!Unframed::of(v11, &with(&[("transfer-encoding", "gzip, Chunked ")])));
+        assert!(!Unframed::of(http::Version::HTTP_2, &with(&[])));
+    }
 }

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::cache::{CacheError, Key, Store};
 use crate::config::CacheSettings;
-use crate::core::body::{Body, BoxError, declared_length};
+use crate::core::body::{Body, BoxError, Unframed, declared_length};
 use crate::core::cache::{Bounded, bounded};
 use crate::core::error::{Error, Side};
 use crate::core::timer;
@@ -43,6 +43,10 @@ use crate::gomod::semver::is_canonical;
 use crate::modules::flight::{Flight, Head, Progress, spool_write};
 use crate::modules::verify::{ContentCheck, Subject, Verdict, check_well_formed};
 pub use crate::telemetry::access::CacheStatus;
+
+/// Why an unframed answer is not kept.
+const UNFRAMED: &str =
+    "the upstream's answer had no length and ended with its connection, so a body cut short would look whole";
 
 /// The largest 404/410 body remembered.
 const MAX_NEGATIVE_BODY: usize = 4096;
@@ -355,6 +359,9 @@ impl ModuleCache {
         use tokio::io::AsyncWriteExt;
         let (parts, mut body) = resp.into_parts();
         let length = declared_length(&parts.headers);
+        // Cut short, it would look whole: kept only when a known hash
+        // vouches for it.
+        let unframed = parts.extensions.get::<Unframed>().is_some();
         let mut spool = tokio::fs::File::create(flight.spool())
             .await
             .map_err(|e| Error::Internal(format!("spool {}: {e}", flight.spool().display())))?;
@@ -414,10 +421,13 @@ impl ModuleCache {
         if let Some(subject) = Subject::of(request) {
             // With no database, still nothing that go would refuse.
             let verdict = match self.check.load_full() {
-                Some(check) => check.check(&subject, flight.spool(), source).await,
+                Some(check) => check.check(&subject, flight.spool(), source, !unframed).await,
                 None => check_well_formed(&subject, flight.spool(), source)
                     .await
-                    .map(|()| Verdict::Verified),
+                    .map(|()| match unframed {
+                        true => Verdict::Unverifiable(UNFRAMED.into()),
+                        false => Verdict::Verified,
+                    }),
             };
             match verdict {
                 Ok(Verdict::Verified) => {}
@@ -431,6 +441,8 @@ impl ModuleCache {
                     return Err(e);
                 }
             }
+        } else if unframed && writer.take().is_some() {
+            tracing::warn!(key = key.as_str(), reason = UNFRAMED, "served but not cached");
         }
         if let Some(w) = writer {
             if let Err(e) = w.commit().await {

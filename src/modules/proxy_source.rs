@@ -14,7 +14,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
 use crate::config::mirrors::Credential;
-use crate::core::body::{Body, BoxError, declared_length, full, text};
+use crate::core::body::{Body, BoxError, Unframed, declared_length, full, text};
 use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::hop::{strip_hop_by_hop, unusable_response};
@@ -202,6 +202,9 @@ async fn get(
         });
     }
     let (mut parts, body) = resp.into_parts();
+    if Unframed::of(parts.version, &parts.headers) {
+        parts.extensions.insert(Unframed);
+    }
     strip_hop_by_hop(&mut parts.headers);
     // A HEAD's answer has no body to decode, but its headers describe the
     // file as a GET would get it: decoded.

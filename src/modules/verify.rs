@@ -87,10 +87,13 @@ impl ContentCheck {
 
     /// Checks the complete content of `subject` in `file` (from `source`,
     /// named in the refusal). A mismatch is an error naming both hashes.
-    pub async fn check(&self, subject: &Subject, file: &Path, source: &str) -> Result<Verdict, Error> {
+    /// `pin`: a first sighting may be recorded (content that could have
+    /// been cut short unnoticed is compared with one, never recorded as
+    /// one).
+    pub async fn check(&self, subject: &Subject, file: &Path, source: &str, pin: bool) -> Result<Verdict, Error> {
         let got = h1_of(subject, file, source).await?;
         if self.settings.is_private(&subject.module) {
-            return self.trust_on_first_use(subject, &got, source).await;
+            return self.trust_on_first_use(subject, &got, source, pin).await;
         }
         let hashes = match self.verifier.lookup(&subject.module, &subject.version).await {
             Ok(hashes) => hashes,
@@ -110,12 +113,21 @@ impl ContentCheck {
         Ok(Verdict::Verified)
     }
 
-    async fn trust_on_first_use(&self, subject: &Subject, got: &str, source: &str) -> Result<Verdict, Error> {
+    async fn trust_on_first_use(
+        &self,
+        subject: &Subject,
+        got: &str,
+        source: &str,
+        pin: bool,
+    ) -> Result<Verdict, Error> {
         let record = self.tofu_dir.join(tofu_name(subject));
         let seen = tokio::fs::read_to_string(&record).await.ok();
         match seen.as_deref().map(str::trim) {
             Some(first) if first != got => Err(mismatch(subject, source, got, first, "its first sighting")),
             Some(_) => Ok(Verdict::Verified),
+            None if !pin => Ok(Verdict::Unverifiable(
+                "no first sighting yet, and this answer had no length to show it is whole".into(),
+            )),
             None => {
                 let (record, line) = (record.clone(), format!("{got}\n"));
                 let written = tokio::task::spawn_blocking(move || {

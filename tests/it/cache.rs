@@ -1030,3 +1030,44 @@ async fn a_remembered_404_is_for_the_mirror_list_that_gave_it() {
     assert_eq!(headers["x-cache"], "miss");
     proxy.stop().await;
 }
+
+/// A module file whose answer has no length (it ends when the mirror
+/// closes the connection) would look whole if it were cut short: it is
+/// served, but neither cached nor taken as the first sighting of a module
+/// the checksum database does not cover, so a later whole answer is not
+/// refused against it.
+#[tokio::test]
+async fn an_answer_without_a_length_is_served_but_not_kept_or_pinned() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::new().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let unframed = listener.local_addr().unwrap();
+    let _server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).await.is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nmodule git.corp.test/lib\n")
+                    .await;
+            });
+        }
+    });
+    let proxy = world.proxy(&world.config(&format!("http://{unframed}"), "")).await;
+    let path = "/git.corp.test/lib/@v/v1.0.0.mod";
+    for _ in 0..2 {
+        let (status, headers, body) = endpoint_get(proxy.addr, path).await;
+        assert_eq!((status, &body[..]), (200, &b"module git.corp.test/lib\n"[..]));
+        assert_eq!(headers["x-cache"], "miss", "not kept");
+    }
+    assert!(!world.cached("git.corp.test/lib/@v/v1.0.0.mod"));
+    let pins = list_tree(&world.path("cache"));
+    assert!(!pins.iter().any(|p| p.ends_with(".mod.h1")), "{pins:?}");
+    proxy.stop().await;
+}
