@@ -152,6 +152,10 @@ pub async fn forward(
     strip_hop_by_hop(resp.headers_mut());
     let received = via(resp.version());
     resp.headers_mut().append(header::VIA, received);
+    // modgate speaks HTTP/1.1 (or h2) to its client whatever the upstream
+    // spoke: an HTTP/1.0 status line passed on would misdescribe the
+    // client's own connection.
+    *resp.version_mut() = http::Version::HTTP_11;
     // Small or unsized (chunked) bodies: what has arrived goes with the head,
     // and a body that fails before its first byte is still a 502.
     let small = declared_length(resp.headers()).is_none_or(|n| n <= PREFETCH_MAX);

@@ -304,7 +304,12 @@ pub fn failure(err: &(dyn std::error::Error + 'static)) -> String {
             if hyper.is_incomplete_message() {
                 return "it closed the connection before answering".into();
             }
-            if hyper.is_parse() || hyper.is_parse_status() || hyper.is_parse_too_large() {
+            if hyper.is_parse_too_large() {
+                // hyper's limits on a response head: 100 fields, and its
+                // read buffer (8 KiB + 400 KiB).
+                return "its answer's head is too large (more than 100 header fields, or over 400 KiB)".into();
+            }
+            if hyper.is_parse() || hyper.is_parse_status() {
                 return format!("its answer is not valid HTTP ({hyper})");
             }
             if hyper.is_timeout() {

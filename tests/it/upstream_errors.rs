@@ -446,3 +446,30 @@ async fn a_mirrors_204_is_a_502_naming_it() {
     );
     proxy.stop().await;
 }
+
+/// An HTTP/1.0 origin's answer reaches the client in modgate's own HTTP
+/// version, on a connection that stays open; an answer with more header
+/// fields than modgate takes is a 502 that says so.
+#[tokio::test]
+async fn an_http_1_0_answer_is_sent_as_http_1_1_and_a_huge_head_is_named() {
+    let proxy = start_proxy(&config_allowing_loopback("")).await;
+    let old = start_raw_origin(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    for _ in 0..2 {
+        let resp = conn
+            .send(Request::get(format!("http://{old}/")).body(full("")).unwrap())
+            .await;
+        assert_eq!(resp.version(), http::Version::HTTP_11);
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    }
+    let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    for i in 0..101 {
+        head.push_str(&format!("x-field-{i}: {i}\r\n"));
+    }
+    head.push_str("\r\nok");
+    let crowded = start_raw_origin(Box::leak(head.into_bytes().into_boxed_slice())).await;
+    let (status, _, body) = get_via(proxy.addr, &format!("http://{crowded}/")).await;
+    assert_eq!(status.as_u16(), 502, "{body}");
+    assert!(body.contains("more than 100 header fields"), "{body}");
+    proxy.stop().await;
+}
