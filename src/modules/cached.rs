@@ -41,7 +41,7 @@ use crate::core::timer;
 use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::gomod::semver::is_canonical;
 use crate::modules::flight::{Flight, Head, Progress, spool_write};
-use crate::modules::verify::{ContentCheck, Subject, Verdict, check_well_formed};
+use crate::modules::verify::{ContentCheck, Subject, Verdict, check_sumdb_shape, check_well_formed};
 pub use crate::telemetry::access::CacheStatus;
 
 /// Why an unframed answer is not kept.
@@ -440,6 +440,21 @@ impl ModuleCache {
                     tracing::warn!(key = key.as_str(), error = %e, "refused: the content check failed");
                     return Err(e);
                 }
+            }
+        } else if matches!(request, ModuleRequest::Sumdb { .. }) {
+            // Kept for good: a 200 that is not a lookup or tile at all (a
+            // login page, a cut-short tile) must not be.
+            if let Err(why) = check_sumdb_shape(request, key.as_str(), flight.spool()).await {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                let e = Error::BadAnswer {
+                    target: source.to_owned(),
+                    reason: format!("{}: {why}; not served complete and not cached", request.kind()),
+                };
+                tracing::warn!(key = key.as_str(), error = %e, "refused: not a checksum-database answer");
+                return Err(e);
+            }
+            if unframed && writer.take().is_some() {
+                tracing::warn!(key = key.as_str(), reason = UNFRAMED, "served but not cached");
             }
         } else if unframed && writer.take().is_some() {
             tracing::warn!(key = key.as_str(), reason = UNFRAMED, "served but not cached");

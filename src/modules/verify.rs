@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use crate::config::sumdb::SumdbSettings;
 use crate::core::error::Error;
-use crate::gomod::request::ModuleRequest;
+use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::gomod::semver::is_canonical;
 use crate::gomod::sumdb::dirhash::{h1_of_mod, h1_of_zip_file};
+use crate::gomod::sumdb::record::{module_hashes, parse_lookup};
+use crate::gomod::sumdb::tile::Tile;
 use crate::modules::sumdb::{SumdbError, SumdbVerifier};
 
 /// What a check concluded.
@@ -195,4 +197,64 @@ async fn h1_of(subject: &Subject, file: &Path, source: &str) -> Result<String, E
         target: source.to_owned(),
         reason: format!("{what} is not a valid module file: {e}; not served complete and not cached"),
     })
+}
+
+/// The most a data tile is read to be checked: 256 records, each well
+/// under the size of a lookup answer.
+const MAX_DATA_TILE: u64 = 4 * 1024 * 1024;
+
+/// Checks that a checksum-database answer of `request` (a lookup or a
+/// tile at `key`, `sumdb/DB/PATH`), whole in `file`, is shaped as one
+/// before it is kept for good: a lookup is a record id, the record of the
+/// module version asked for, and a note; a hash tile is 32 bytes per hash
+/// its path names; a data tile is records (`MODULE VERSION HASH` lines).
+/// A login page, an error page or a cut-short tile answered with a 200 is
+/// not. The signature and proofs are `go`'s to check, as for any proxy.
+pub async fn check_sumdb_shape(request: &ModuleRequest, key: &str, file: &Path) -> Result<(), String> {
+    let ModuleRequest::Sumdb { db, kind } = request else {
+        return Ok(());
+    };
+    let path = key.strip_prefix(&format!("sumdb/{db}/")).unwrap_or(key);
+    let len = tokio::fs::metadata(file).await.map_err(|e| e.to_string())?.len();
+    if len > MAX_DATA_TILE {
+        return Err(format!("{len} bytes is more than any lookup or tile"));
+    }
+    let body = tokio::fs::read(file).await.map_err(|e| e.to_string())?;
+    match kind {
+        SumdbKind::Lookup { module, version } => {
+            let lookup = parse_lookup(&body).map_err(|e| e.to_string())?;
+            module_hashes(lookup.record, module, version).map_err(|e| e.to_string())?;
+            if lookup.note.is_empty() {
+                return Err("no signed tree note after the record".into());
+            }
+            Ok(())
+        }
+        SumdbKind::Tile if path.starts_with("tile/8/data/") => {
+            let text = std::str::from_utf8(&body).map_err(|_| "a data tile that is not text".to_owned())?;
+            let record_line = |line: &str| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                fields.len() == 3
+                    && fields[2]
+                        .split_once(':')
+                        .is_some_and(|(alg, hash)| !alg.is_empty() && !hash.is_empty())
+            };
+            match text.lines().filter(|l| !l.is_empty()).all(record_line) && !text.trim().is_empty() {
+                true => Ok(()),
+                false => Err("a data tile whose lines are not MODULE VERSION HASH records".into()),
+            }
+        }
+        SumdbKind::Tile => {
+            let tile = Tile::from_path(path).map_err(|e| e.to_string())?;
+            match body.len() == tile.byte_len() {
+                true => Ok(()),
+                false => Err(format!(
+                    "a tile of {} hashes is {} bytes, not {}",
+                    tile.width,
+                    tile.byte_len(),
+                    body.len()
+                )),
+            }
+        }
+        SumdbKind::Supported | SumdbKind::Latest => Ok(()),
+    }
 }

@@ -1071,3 +1071,50 @@ async fn an_answer_without_a_length_is_served_but_not_kept_or_pinned() {
     assert!(!pins.iter().any(|p| p.ends_with(".mod.h1")), "{pins:?}");
     proxy.stop().await;
 }
+
+/// A checksum database that answers 200 with something that is not a
+/// lookup or a tile (a login page, a tile cut short): refused, not kept
+/// for good, so the real answer gets through once the database is fixed.
+#[tokio::test]
+async fn a_checksum_database_answer_that_is_not_one_is_refused_and_not_kept() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let garbage = start_origin(Arc::new(|_req| {
+        Box::pin(async move { Response::new(full("<html>please log in</html>\n")) })
+    }))
+    .await;
+    let config = world.config(&format!("http://{}", mirror.addr), "").replace(
+        &format!("url = \"http://{}\"", world.sumdb_addr),
+        &format!("url = \"http://{}\"", garbage.addr),
+    );
+    assert!(config.contains(&garbage.addr.to_string()), "{config}");
+    let proxy = world.proxy(&config).await;
+    for path in [
+        "sumdb/sum.test/lookup/github.com/!upper/case-mod@v0.2.0",
+        "sumdb/sum.test/tile/8/0/000",
+        "sumdb/sum.test/tile/8/0/000.p/3",
+        "sumdb/sum.test/tile/8/data/000",
+    ] {
+        // A 502, or (when the head had gone out with the first bytes) a
+        // body cut off before its end: never the page, whole.
+        let (status, _, body) = endpoint_get(proxy.addr, &format!("/{path}")).await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            (status == 502 && text.contains("not served complete and not cached"))
+                || (status == 200 && body.is_empty()),
+            "{path}: {status} {text}"
+        );
+        assert!(!world.cached(path), "{path}: {:?}", list_tree(&world.path("cache")));
+        // Nothing kept: asked again, the database is asked again.
+        assert_eq!(
+            endpoint_get(proxy.addr, &format!("/{path}"))
+                .await
+                .1
+                .get("x-cache")
+                .map(|v| v.to_str().unwrap()),
+            Some("miss"),
+            "{path}"
+        );
+    }
+    proxy.stop().await;
+}
