@@ -290,6 +290,10 @@ fn own_ca(report: &ChainReport, chain: &[CertificateDer<'static>], config: Optio
 
 /// Which certificate is outside its dates, for the fix.
 fn outside_dates(report: &ChainReport) -> String {
+    if let Some(root) = &report.root_outside_dates {
+        let now = rustls::pki_types::UnixTime::now().as_secs() as i64;
+        return format!("The chain ends at {}", root.describe(now));
+    }
     match report.certs.iter().enumerate().find(|(_, c)| c.days_left < 0) {
         Some((i, cert)) => format!("Certificate {} ({}) expired on {}", i + 1, cert.subject, cert.not_after),
         None => "A certificate in the chain is not valid yet: its validity starts after this machine's time".into(),
@@ -352,10 +356,16 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
         // The same advice as serve's refusal (tls::verifier): no root
         // makes a certificate valid outside its dates.
         lines.push(format!("# {}.", outside_dates(report)));
-        lines.push(
-            "# Trusting a root cannot fix this, so no tls.extra_roots change is suggested: check this machine's clock (date -u), or have the server's certificate renewed."
-                .into(),
-        );
+        match &report.root_outside_dates {
+            Some(root) => lines.push(format!(
+                "# No root is trusted outside its dates (go refuses this chain too), so trusting it again cannot fix this: check this machine's clock (date -u), or get the renewed root from the interceptor's admin (IT) and put it in place of the one in {}.",
+                root.source
+            )),
+            None => lines.push(
+                "# Trusting a root cannot fix this, so no tls.extra_roots change is suggested: check this machine's clock (date -u), or have the server's certificate renewed."
+                    .into(),
+            ),
+        }
         lines.push("# The chain was saved as:".into());
         lines.push(format!("#   {chain}"));
         return lines;

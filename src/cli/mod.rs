@@ -208,11 +208,17 @@ pub fn main() -> ExitCode {
             Ok(c) => {
                 // The same checks `serve` makes before it listens, first: a
                 // config that fails them prints no summary of itself.
-                if let Err(e) = crate::proxy::server::validate(&c) {
-                    let e = e.to_string();
-                    return usage_error(format!("{}: {e}", c.locate(&e)));
-                }
+                let warnings = match crate::proxy::server::validate(&c) {
+                    Ok(warnings) => warnings,
+                    Err(e) => {
+                        let e = e.to_string();
+                        return usage_error(format!("{}: {e}", c.locate(&e)));
+                    }
+                };
                 out!("{}", c.describe());
+                for warning in warnings {
+                    outln!("warning:  {warning}");
+                }
                 outln!("ok");
                 ExitCode::SUCCESS
             }

@@ -217,11 +217,12 @@ async fn bind_transparent(ctx: &Context) -> Result<Option<TransparentListener>, 
 /// What `serve` checks before it listens, beyond the config's syntax: the
 /// root files load, the CA exists and covers `tls.intercept`, and the
 /// htpasswd file of `[auth]` reads and parses. `check` runs the same
-/// checks, so a config it passes is one `serve` starts with.
-pub fn validate(config: &Config) -> Result<(), StartError> {
-    load_trust_and_ca(config)?;
+/// checks, so a config it passes is one `serve` starts with. Returns the
+/// warnings both print: configured roots outside their dates.
+pub fn validate(config: &Config) -> Result<Vec<String>, StartError> {
+    let (trust, _) = load_trust_and_ca(config)?;
     load_auth(config)?;
-    Ok(())
+    Ok(trust.warnings())
 }
 
 /// The authenticator of `[auth]`, when it is on.
@@ -271,6 +272,9 @@ enum Carried<'a> {
 
 async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, StartError> {
     let (trust, interceptor) = load_trust_and_ca(&config)?;
+    for warning in trust.warnings() {
+        tracing::warn!(root = %warning, "a configured root is outside its dates");
+    }
     let mut auth = load_auth(&config)?;
     let resolver = Arc::new(Resolver::new(config.hosts.clone(), &config.dns));
     let mut own_sockets = config.transparent.map(|_| OwnSockets::default());

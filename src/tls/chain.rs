@@ -11,16 +11,17 @@
 
 use std::sync::Arc;
 
+use rustls::CertificateError;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, RootCertStore};
 use serde::Serialize;
 use x509_parser::prelude::*;
 
 use crate::core::escape::escape;
 pub use crate::core::verdict::{Judgement, Verdict};
+use crate::tls::anchors::{RootDates, Roots};
 use crate::tls::certinfo::{CertInfo, info};
 pub use crate::tls::certinfo::{hex, sha256_hex};
 use crate::tls::vendor::{self, Names};
@@ -30,9 +31,11 @@ use crate::tls::vendor::{self, Names};
 pub struct Flags {
     /// The leaf is not valid for the host name asked for.
     pub hostname_mismatch: bool,
-    /// A certificate in the chain has expired.
+    /// A certificate in the chain, or the trusted root it ends at, has
+    /// expired.
     pub expired: bool,
-    /// A certificate in the chain is not valid yet.
+    /// A certificate in the chain, or the trusted root it ends at, is not
+    /// valid yet.
     pub not_yet_valid: bool,
     /// The leaf signed itself.
     pub self_signed_leaf: bool,
@@ -94,24 +97,41 @@ pub struct ChainReport {
     /// evidence file, so a certificate that does not link cannot lend its
     /// name.
     pub top_spki_sha256: String,
+    /// The trusted root (public, system or `tls.extra_roots`) the chain
+    /// would verify to, but whose own certificate is outside its dates, when
+    /// that is why the chain is `untrusted`: go refuses such a chain, and
+    /// webpki alone would not.
+    pub root_outside_dates: Option<RootDates>,
 }
 
 /// The two verifiers a verdict needs.
 #[derive(Debug, Clone)]
 pub struct Verifiers {
-    public: Arc<WebPkiServerVerifier>,
-    local: Option<Arc<WebPkiServerVerifier>>,
+    public: Checker,
+    local: Option<Checker>,
     pub(crate) provider: Arc<CryptoProvider>,
+}
+
+/// One set of roots: rustls's verifier, and the roots' own dates.
+#[derive(Debug, Clone)]
+struct Checker {
+    verifier: Arc<WebPkiServerVerifier>,
+    roots: Arc<Roots>,
 }
 
 impl Verifiers {
     /// Verifiers for the public roots and for the local (system + extra) roots.
-    pub fn new(public: Arc<RootCertStore>, local: Arc<RootCertStore>) -> Result<Verifiers, String> {
+    pub fn new(public: Roots, local: Roots) -> Result<Verifiers, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let build = |roots: Arc<RootCertStore>| {
-            WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| e.to_string())
+        let build = |roots: Roots| {
+            let verifier =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots.store().clone()), provider.clone())
+                    .build()
+                    .map_err(|e| e.to_string())?;
+            Ok::<_, String>(Checker {
+                verifier,
+                roots: Arc::new(roots),
+            })
         };
         let local = if local.is_empty() { None } else { Some(build(local)?) };
         Ok(Verifiers {
@@ -122,20 +142,53 @@ impl Verifiers {
     }
 }
 
+/// Why a chain failed one set of roots.
+#[derive(Debug)]
+enum Failed {
+    /// rustls (webpki) refused it.
+    Rustls(rustls::Error),
+    /// It verified, but only to a root whose own certificate is outside
+    /// its dates at this time (seconds since the epoch).
+    RootOutsideDates(RootDates, i64),
+}
+
+/// Verifies `chain` against one set of roots: rustls's checks, then the
+/// dates of the root it ends at, which webpki does not look at.
 fn check(
-    verifier: &WebPkiServerVerifier,
+    checker: &Checker,
     chain: &[CertificateDer<'_>],
     name: &ServerName<'_>,
     now: UnixTime,
-) -> Result<(), rustls::Error> {
-    let (leaf, rest) = chain.split_first().ok_or(rustls::Error::NoCertificatesPresented)?;
-    verifier.verify_server_cert(leaf, rest, name, &[], now).map(|_| ())
+    algs: &[&dyn rustls::pki_types::SignatureVerificationAlgorithm],
+) -> Result<(), Failed> {
+    let (leaf, rest) = chain
+        .split_first()
+        .ok_or(Failed::Rustls(rustls::Error::NoCertificatesPresented))?;
+    checker
+        .verifier
+        .verify_server_cert(leaf, rest, name, &[], now)
+        .map_err(Failed::Rustls)?;
+    match checker.roots.outside_dates(chain, now, algs) {
+        None => Ok(()),
+        Some(root) => Err(Failed::RootOutsideDates(root, now.as_secs() as i64)),
+    }
 }
 
-fn describe_check(result: &Result<(), rustls::Error>) -> String {
+fn describe_check(result: &Result<(), Failed>) -> String {
     match result {
         Ok(()) => "ok".into(),
-        Err(e) => e.to_string(),
+        Err(Failed::Rustls(e)) => e.to_string(),
+        Err(Failed::RootOutsideDates(root, now)) => {
+            format!("invalid peer certificate: the chain ends at {}", root.describe(*now))
+        }
+    }
+}
+
+/// The root outside its dates that a check failed on, if that is why.
+fn root_outside_dates(result: &Result<(), Failed>) -> Option<&RootDates> {
+    match result {
+        Err(Failed::RootOutsideDates(root, _)) => Some(root),
+        _ => None,
     }
 }
 
@@ -168,10 +221,13 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
     let name = ServerName::try_from(name_text.clone())
         .map_err(|e| format!("'{}' is not a server name: {e}", escape(&name_text)))?;
     let now = UnixTime::now();
-    let public = check(&verifiers.public, chain, &name, now);
+    let algs = verifiers.provider.signature_verification_algorithms.all;
+    let public = check(&verifiers.public, chain, &name, now, algs);
     let local = match &verifiers.local {
-        Some(v) => check(v, chain, &name, now),
-        None => Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        Some(v) => check(v, chain, &name, now, algs),
+        None => Err(Failed::Rustls(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ))),
     };
     let verdict = match (&public, &local) {
         (Ok(()), _) => Verdict::Public,
@@ -187,12 +243,23 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
     let self_signed = leaf.subject().as_raw() == leaf.issuer().as_raw();
     let unknown_issuer = matches!(
         public,
-        Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
+        Err(Failed::Rustls(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer
+        )))
     );
+    // A root outside its dates counts when it is what made the chain
+    // untrusted: the local one first (without it the chain would be
+    // intercepted), else the public one.
+    let stale_root = match verdict {
+        Verdict::Untrusted => root_outside_dates(&local).or(root_outside_dates(&public)).cloned(),
+        _ => None,
+    };
     let flags = Flags {
         hostname_mismatch: host.is_some() && !leaf_covers(&certs[0].sans, &name_text),
-        expired: parsed.iter().any(|c| c.validity().not_after.timestamp() < now_ts),
-        not_yet_valid: parsed.iter().any(|c| c.validity().not_before.timestamp() > now_ts),
+        expired: parsed.iter().any(|c| c.validity().not_after.timestamp() < now_ts)
+            || stale_root.as_ref().is_some_and(|r| r.expired(now_ts)),
+        not_yet_valid: parsed.iter().any(|c| c.validity().not_before.timestamp() > now_ts)
+            || stale_root.as_ref().is_some_and(|r| r.not_yet_valid(now_ts)),
         self_signed_leaf: self_signed,
         // A leaf alone whose issuer is reachable by URL (AIA) is the usual
         // sign of a server that forgot its intermediate; interceptor leaves
@@ -214,6 +281,7 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         linked,
         root_in_chain,
         top_spki_sha256: top,
+        root_outside_dates: stale_root,
     })
 }
 
@@ -320,9 +388,9 @@ mod tests {
     }
 
     fn verifiers() -> Verifiers {
-        let mut public = RootCertStore::empty();
+        let mut public = rustls::RootCertStore::empty();
         public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        Verifiers::new(Arc::new(public), Arc::new(RootCertStore::empty())).unwrap()
+        Verifiers::new(Roots::from(public), Roots::empty()).unwrap()
     }
 
     #[test]

@@ -532,13 +532,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::tls::chain::{Verifiers, analyze};
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     fn verifiers() -> Verifiers {
         let mut public = rustls::RootCertStore::empty();
         public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        Verifiers::new(Arc::new(public), Arc::new(rustls::RootCertStore::empty())).unwrap()
+        Verifiers::new(
+            crate::tls::anchors::Roots::from(public),
+            crate::tls::anchors::Roots::empty(),
+        )
+        .unwrap()
     }
 
     /// A distinct untrusted chain (a self-signed leaf) for `host`.

@@ -5,6 +5,7 @@
 //! - [`interceptor`]: the TLS server configuration for each intercepted host.
 //! - [`trust`]: the root stores (public, system, `tls.extra_roots`) and the
 //!   upstream TLS client configuration.
+//! - [`anchors`]: the roots' own dates, which webpki ignores and go does not.
 //! - [`chain`]: the verdict on a chain (public, intercepted, untrusted) and
 //!   its report.
 //! - [`certinfo`]: one certificate, described for people.
@@ -17,6 +18,7 @@
 //! - [`pem`]: reading and writing PEM.
 //! - [`failure`]: why a handshake failed, in words (old TLS named).
 
+pub mod anchors;
 pub mod ca;
 pub mod certinfo;
 pub mod chain;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use rustls::RootCertStore;
 
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, UnixTime};
 
 use crate::config::{OnInterception, PublicRoots};
+use crate::tls::anchors::{RootDates, Roots, SYSTEM_STORE};
 use crate::tls::chain::Verifiers;
 use crate::tls::evidence::Evidence;
 use crate::tls::verifier::VerdictVerifier;
@@ -27,12 +28,13 @@ pub struct TrustError {
 /// The root stores and the TLS client configuration built from them.
 #[derive(Debug, Clone)]
 pub struct Trust {
-    /// The public web PKI.
-    pub public: Arc<RootCertStore>,
-    /// The system store plus `tls.extra_roots`.
-    pub local: Arc<RootCertStore>,
-    /// Both, as verifiers.
+    /// The public roots and the local ones (system store plus
+    /// `tls.extra_roots`), as verifiers.
     pub verifiers: Verifiers,
+    /// The certificates in `tls.public_roots` and `tls.extra_roots` that
+    /// are outside their dates when loaded: chains ending at them are
+    /// refused as expired (or not yet valid), as go refuses them.
+    pub outside_dates: Vec<RootDates>,
 }
 
 impl Trust {
@@ -42,31 +44,57 @@ impl Trust {
             PublicRoots::Webpki => {
                 let mut store = RootCertStore::empty();
                 store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                store
+                Roots::from(store)
             }
-            PublicRoots::File(path) => store_from(&read_pem_certs(path)?, path)?,
+            PublicRoots::File(path) => roots_from(&read_pem_certs(path)?, path)?,
         };
-        let mut local = RootCertStore::empty();
+        let mut local = Roots::empty();
         let system = rustls_native_certs::load_native_certs();
-        let _ = local.add_parsable_certificates(system.certs);
+        local.add_parsable(system.certs, SYSTEM_STORE);
         for path in extra {
             for cert in read_pem_certs(path)? {
-                local.add(cert).map_err(|e| TrustError {
+                local.add(cert, &path.display().to_string()).map_err(|e| TrustError {
                     path: path.clone(),
                     reason: format!("not a usable root: {e}"),
                 })?;
             }
         }
-        let (public, local) = (Arc::new(public), Arc::new(local));
-        let verifiers = Verifiers::new(public.clone(), local.clone()).map_err(|reason| TrustError {
+        let now = UnixTime::now().as_secs() as i64;
+        let mut outside_dates: Vec<RootDates> = public
+            .outside_dates_at(now)
+            .chain(local.outside_dates_at(now).filter(|d| d.source != SYSTEM_STORE))
+            .cloned()
+            .collect();
+        outside_dates.sort_by(|a, b| (&a.source, &a.subject).cmp(&(&b.source, &b.subject)));
+        let verifiers = Verifiers::new(public, local).map_err(|reason| TrustError {
             path: PathBuf::from("tls"),
             reason,
         })?;
         Ok(Trust {
-            public,
-            local,
             verifiers,
+            outside_dates,
         })
+    }
+
+    /// One line per configured root certificate outside its dates, naming
+    /// the file, the certificate and the date it is on the wrong side of:
+    /// the warnings of `check` and of `serve`'s start.
+    pub fn warnings(&self) -> Vec<String> {
+        let now = UnixTime::now().as_secs() as i64;
+        self.outside_dates
+            .iter()
+            .map(|root| {
+                let when = match root.expired(now) {
+                    true => format!("expired on {} (notAfter)", root.not_after),
+                    false => format!("is not valid until {} (notBefore)", root.not_before),
+                };
+                format!(
+                    "{}: the root '{}' {when}; chains ending at it are refused, as go refuses them",
+                    root.source,
+                    crate::core::escape::escape(&root.subject)
+                )
+            })
+            .collect()
     }
 
     /// The verifier every upstream connection uses: verdicts, evidence and
@@ -93,13 +121,15 @@ pub fn client_config(verifier: &VerdictVerifier) -> Result<Arc<rustls::ClientCon
     Ok(Arc::new(config))
 }
 
-fn store_from(certs: &[CertificateDer<'static>], path: &Path) -> Result<RootCertStore, TrustError> {
-    let mut store = RootCertStore::empty();
+fn roots_from(certs: &[CertificateDer<'static>], path: &Path) -> Result<Roots, TrustError> {
+    let mut store = Roots::empty();
     for cert in certs {
-        store.add(cert.clone()).map_err(|e| TrustError {
-            path: path.to_owned(),
-            reason: format!("not a usable root: {e}"),
-        })?;
+        store
+            .add(cert.clone(), &path.display().to_string())
+            .map_err(|e| TrustError {
+                path: path.to_owned(),
+                reason: format!("not a usable root: {e}"),
+            })?;
     }
     Ok(store)
 }

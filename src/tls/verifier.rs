@@ -55,6 +55,15 @@ impl fmt::Display for Refusal {
                 " that is not valid for '{host}'{chain}; the name does not match, which trusting a root cannot fix: check the host, or an interceptor sending it to the wrong site"
             );
         }
+        if let Some(root) = &r.root_outside_dates {
+            // webpki alone would trust it; go does not (nor does modgate).
+            let now = rustls::pki_types::UnixTime::now().as_secs() as i64;
+            return write!(
+                f,
+                " that ends at {}{chain}; no root is trusted outside its dates (go refuses it too): check this machine's clock, or get the renewed root from the interceptor's admin to replace it",
+                escape(&root.describe(now))
+            );
+        }
         if r.flags.expired || r.flags.not_yet_valid {
             // Trusting a root cannot fix a certificate outside its dates:
             // say so before any advice about roots (issue 14's fault table).
@@ -424,7 +433,11 @@ mod tests {
     fn verifiers() -> Verifiers {
         let mut public = RootCertStore::empty();
         public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        Verifiers::new(Arc::new(public), Arc::new(RootCertStore::empty())).unwrap()
+        Verifiers::new(
+            crate::tls::anchors::Roots::from(public),
+            crate::tls::anchors::Roots::empty(),
+        )
+        .unwrap()
     }
 
     /// A root named `cn` and a leaf for `name` it signs: (leaf, root).

@@ -703,3 +703,86 @@ async fn inspecting_a_tls10_only_server_says_old_tls() {
         "{t}"
     );
 }
+
+/// An interceptor root that expired 30 days ago, as the machine trusts it
+/// in `tls.extra_roots`, with a leaf still in its dates.
+fn expired_interceptor_root() -> TestPki {
+    let now = time::OffsetDateTime::now_utc();
+    TestPki::named_with("Zscaler Root CA", Some("Zscaler Inc."), |p| {
+        p.not_before = now - time::Duration::days(400);
+        p.not_after = now - time::Duration::days(30);
+    })
+}
+
+/// webpki ignores a trust anchor's own dates; go refuses a chain ending at
+/// an expired root ("certificate has expired or is not yet valid"). So does
+/// inspect: `expired`, the root named with its date, exit 4, and no root
+/// to trust, whether or not the server sends the root.
+#[test]
+fn an_expired_root_in_extra_roots_makes_the_chain_expired_not_intercepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let public = TestPki::new("Test Public Root CA");
+    let mut root = expired_interceptor_root();
+    config(d, &public, Some(&root), "");
+    std::fs::write(d.join("leaf.pem"), chain_pem(&root, "proxy.golang.org")).unwrap();
+    root.send_also(root.ca_der.clone());
+    std::fs::write(d.join("leaf-root.pem"), chain_pem(&root, "proxy.golang.org")).unwrap();
+    for file in ["leaf.pem", "leaf-root.pem"] {
+        let out = inspect(d, &["--file", file, "--config", "c.toml", "--json"]);
+        assert_eq!(out.status.code(), Some(4), "{file}: {}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["verdict"], "untrusted", "{file}: {json}");
+        assert_eq!(json["flags"]["expired"], true, "{file}: {json}");
+        assert_eq!(json["vendor"], "Zscaler", "{file}: {json}");
+        let stale = &json["root_outside_dates"];
+        assert_eq!(stale["subject"], "CN=Zscaler Root CA, O=Zscaler Inc.", "{file}: {json}");
+        // Paths in the config are resolved from its directory.
+        let source = stale["source"].as_str().unwrap();
+        assert!(source.ends_with("/extra.pem"), "{file}: {json}");
+        let local = json["local_check"].as_str().unwrap();
+        assert!(
+            local.contains(&format!(
+                "ends at the trusted root 'CN=Zscaler Root CA, O=Zscaler Inc.' ({source}) expired on "
+            )),
+            "{file}: {local}"
+        );
+        let fix = json["fix"].to_string();
+        assert!(
+            fix.contains(&format!(
+                "# The chain ends at the trusted root 'CN=Zscaler Root CA, O=Zscaler Inc.' ({source}) expired on "
+            )),
+            "{file}: {fix}"
+        );
+        assert!(fix.contains("check this machine's clock"), "{file}: {fix}");
+        assert!(!fix.contains("extra_roots = ["), "{file}: no root to trust: {fix}");
+        assert!(!fix.contains("already trusts"), "{file}: {fix}");
+    }
+    // `check` warns about the file, naming the certificate and its notAfter.
+    let out = std::process::Command::new(modgate_bin())
+        .args(["check", "--config", "c.toml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let warning = text(&out)
+        .lines()
+        .find(|l| {
+            l.starts_with("warning:  /")
+                && l.contains("/extra.pem: the root 'CN=Zscaler Root CA, O=Zscaler Inc.' expired on ")
+        })
+        .map(str::to_owned);
+    assert!(
+        warning.as_deref().is_some_and(|w| w.contains("(notAfter)")),
+        "{}",
+        text(&out)
+    );
+    // A root within its dates: the same chain is intercepted, and check is quiet.
+    let current = TestPki::named("Zscaler Root CA", Some("Zscaler Inc."));
+    config(d, &public, Some(&current), "");
+    std::fs::write(d.join("current.pem"), chain_pem(&current, "proxy.golang.org")).unwrap();
+    let out = inspect(d, &["--file", "current.pem", "--config", "c.toml", "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["root_outside_dates"], serde_json::Value::Null, "{json}");
+}

@@ -222,8 +222,15 @@ impl TestPki {
 
     /// A root CA with a CN and an optional O, e.g. an interceptor's root.
     pub fn named(cn: &str, org: Option<&str>) -> TestPki {
+        TestPki::named_with(cn, org, |_| {})
+    }
+
+    /// Like `named`, with `adjust` applied to the root's parameters (such
+    /// as its dates).
+    pub fn named_with(cn: &str, org: Option<&str>, adjust: impl FnOnce(&mut rcgen::CertificateParams)) -> TestPki {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = ca_params(cn, org);
+        let mut params = ca_params(cn, org);
+        adjust(&mut params);
         let cert = params.self_signed(&key).unwrap();
         TestPki {
             ca_der: cert.der().clone(),

@@ -222,6 +222,35 @@ async fn an_intercepted_chain_with_block_is_refused_with_the_message() {
     env.proxy.stop().await;
 }
 
+/// A chain ending at a root in `tls.extra_roots` that expired is refused
+/// as expired, as go refuses it, although webpki ignores a trust anchor's
+/// own dates: the line names the root and its date, and suggests no root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_ending_at_an_expired_extra_root_is_refused_as_expired() {
+    let p = pkis();
+    let now = time::OffsetDateTime::now_utc();
+    let expired = TestPki::named_with("Zscaler Root CA", Some("Zscaler Inc."), |params| {
+        params.not_before = now - time::Duration::days(400);
+        params.not_after = now - time::Duration::days(30);
+    });
+    let env = env(&p, &expired, &[&expired], "warn").await;
+    let (status, body) = get(&env, LIST).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.starts_with(
+            "modgate: upstream https://mirror.test presented a chain issued by 'Zscaler Root CA' (Zscaler) that ends at the trusted root 'CN=Zscaler Root CA, O=Zscaler Inc.' ("
+        ) && body.contains("extra-0.pem) expired on "),
+        "{body}"
+    );
+    assert!(body.contains("check this machine's clock"), "{body}");
+    assert!(!body.contains("add its root to tls.extra_roots"), "{body}");
+    mark(&env).await;
+    let index = index_unmarked(&env);
+    assert_eq!(index.len(), 1, "{index:?}");
+    assert_eq!(index[0]["verdict"], "untrusted");
+    env.proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_chain_fails_and_names_the_vendor() {
     let p = pkis();
