@@ -51,7 +51,7 @@ impl RootDates {
                 .unwrap_or_else(|_| t.to_string())
         };
         Some(RootDates {
-            subject: parsed.subject().to_string(),
+            subject: crate::tls::certinfo::dn_text(parsed.subject()),
             not_before: rfc3339(&validity.not_before),
             not_after: rfc3339(&validity.not_after),
             source: source.to_owned(),

@@ -397,7 +397,7 @@ pub fn bundle(ca_pem: &str) -> Result<(String, usize), String> {
     if !parsed.is_ca() {
         return Err(format!(
             "'{}' is not a CA certificate (no basicConstraints CA:TRUE), so clients trusting it would not trust modgate's leaves; point tls.ca_cert at the CA `modgate ca init` wrote",
-            crate::core::escape::escape(&parsed.subject().to_string())
+            crate::core::escape::escape(&crate::tls::certinfo::dn_text(parsed.subject()))
         ));
     }
     let found = rustls_native_certs::load_native_certs();

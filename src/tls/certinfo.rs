@@ -1,10 +1,12 @@
 //! One certificate described for people: names, validity, SANs, key and
-//! signature algorithm, fingerprints.
+//! signature algorithm, fingerprints. Names are read whatever string type
+//! they are encoded in ([`attribute_text`]).
 
 use std::sync::OnceLock;
 
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
+use x509_parser::der_parser::asn1_rs::Tag;
 use x509_parser::oid_registry::{Oid, OidRegistry};
 use x509_parser::prelude::*;
 
@@ -67,8 +69,8 @@ pub(crate) fn info(cert: &X509Certificate<'_>, der: &CertificateDer<'_>) -> Cert
         }
     }
     CertInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: dn_text(cert.subject()),
+        issuer: dn_text(cert.issuer()),
         serial: cert.raw_serial_as_string().replace(':', ""),
         not_before: rfc3339(&validity.not_before),
         not_after: rfc3339(&validity.not_after),
@@ -80,6 +82,65 @@ pub(crate) fn info(cert: &X509Certificate<'_>, der: &CertificateDer<'_>) -> Cert
         spki_sha256: sha256_hex(cert.public_key().raw),
         is_ca: cert.is_ca(),
     }
+}
+
+/// The text of a name attribute, whatever string type encodes it:
+/// UTF8String, PrintableString, IA5String and the like as they are;
+/// BMPString as UTF-16BE and UniversalString as UTF-32BE (older Windows
+/// and appliance CAs write their names so); T61String (TeletexString) as
+/// Latin-1, as go reads it. `None` for a value that is not a string or
+/// does not decode. (x509-parser's `as_str` reads only the first kind.)
+pub fn attribute_text(attr: &AttributeTypeAndValue<'_>) -> Option<String> {
+    let value = attr.attr_value();
+    string_value(value.tag(), value.data)
+}
+
+/// A string value's text, by its ASN.1 tag.
+fn string_value(tag: Tag, data: &[u8]) -> Option<String> {
+    match tag {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::NumericString
+        | Tag::VisibleString
+        | Tag::GeneralString
+        | Tag::GraphicString
+        | Tag::VideotexString
+        | Tag::ObjectDescriptor => std::str::from_utf8(data).ok().map(str::to_owned),
+        Tag::BmpString if data.len() % 2 == 0 => {
+            let units: Vec<u16> = data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            String::from_utf16(&units).ok()
+        }
+        Tag::UniversalString if data.len() % 4 == 0 => data
+            .chunks_exact(4)
+            .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+            .collect(),
+        Tag::T61String => Some(data.iter().map(|&b| char::from(b)).collect()),
+        _ => None,
+    }
+}
+
+/// A DN as x509-parser writes one (`CN=a, O=b`; ` + ` inside a
+/// multi-valued RDN), with each value read by [`attribute_text`]; a value
+/// that is not a string is shown as upper-case hex, as x509-parser does.
+pub fn dn_text(name: &X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<String> = name
+        .iter()
+        .map(|rdn| {
+            let attrs: Vec<String> = rdn
+                .iter()
+                .map(|attr| {
+                    let key = x509_parser::objects::oid2abbrev(attr.attr_type(), registry)
+                        .map_or_else(|_| format!("{:?}", attr.attr_type()), str::to_owned);
+                    let value = attribute_text(attr).unwrap_or_else(|| hex(attr.attr_value().data).to_uppercase());
+                    format!("{key}={value}")
+                })
+                .collect();
+            attrs.join(" + ")
+        })
+        .collect();
+    rdns.join(", ")
 }
 
 fn ip_text(bytes: &[u8]) -> String {
@@ -144,4 +205,34 @@ fn signature_text(cert: &X509Certificate<'_>) -> String {
         return "RSASSA-PSS".into();
     }
     oid_name(oid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_type_of_a_name_is_read() {
+        assert_eq!(
+            string_value(Tag::Utf8String, "Zürich".as_bytes()).as_deref(),
+            Some("Zürich")
+        );
+        // BMPString: UTF-16BE, surrogate pairs included.
+        let utf16: Vec<u8> = "Zürich \u{1f512}".encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(
+            string_value(Tag::BmpString, &utf16).as_deref(),
+            Some("Zürich \u{1f512}")
+        );
+        assert_eq!(string_value(Tag::BmpString, &[0, 0x41, 0]), None, "odd length");
+        // T61String: Latin-1.
+        assert_eq!(
+            string_value(Tag::T61String, b"Soci\xe9t\xe9").as_deref(),
+            Some("Société")
+        );
+        // UniversalString: UTF-32BE.
+        let utf32: Vec<u8> = "Zürich".chars().flat_map(|c| u32::from(c).to_be_bytes()).collect();
+        assert_eq!(string_value(Tag::UniversalString, &utf32).as_deref(), Some("Zürich"));
+        assert_eq!(string_value(Tag::UniversalString, &[0, 0x11, 0, 0]), None, "not a char");
+        assert_eq!(string_value(Tag::Integer, &[1]), None);
+    }
 }

@@ -22,7 +22,7 @@ use x509_parser::prelude::*;
 use crate::core::escape::escape;
 pub use crate::core::verdict::{Judgement, Verdict};
 use crate::tls::anchors::{RootDates, Roots};
-use crate::tls::certinfo::{CertInfo, info};
+use crate::tls::certinfo::{CertInfo, attribute_text, dn_text, info};
 pub use crate::tls::certinfo::{hex, sha256_hex};
 use crate::tls::vendor::{self, Names};
 
@@ -324,11 +324,11 @@ fn name_product(chain: &[X509Certificate<'_>]) -> Option<&'static str> {
     candidates.iter().find_map(vendor::product)
 }
 
+/// The CN, O and OU values of a name, in whatever string type each is
+/// encoded (BMPString and T61String included: [`attribute_text`]).
 fn names(name: &X509Name<'_>) -> Names {
-    let collect = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| {
-        it.filter_map(|a| a.as_str().ok().map(str::to_owned))
-            .collect::<Vec<_>>()
-    };
+    let collect =
+        |it: &mut dyn Iterator<Item = &AttributeTypeAndValue<'_>>| it.filter_map(attribute_text).collect::<Vec<_>>();
     Names {
         cn: collect(&mut name.iter_common_name()),
         o: collect(&mut name.iter_organization()),
@@ -340,8 +340,8 @@ fn names(name: &X509Name<'_>) -> Names {
 fn display_name(name: &X509Name<'_>) -> String {
     name.iter_common_name()
         .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map_or_else(|| name.to_string(), str::to_owned)
+        .and_then(attribute_text)
+        .unwrap_or_else(|| dn_text(name))
 }
 
 fn has_ca_issuers(cert: &X509Certificate<'_>) -> bool {
@@ -450,6 +450,62 @@ mod tests {
         let report = analyze(&v, &[stray, root], Some("b.test")).unwrap();
         assert_eq!((report.linked, report.root_in_chain), (1, false));
         assert_eq!(report.vendor.as_deref(), Some("unknown"));
+    }
+
+    /// Older Windows and appliance CAs write their names as BMPString
+    /// (UTF-16) or T61String: the product is still named from them, and
+    /// the issuer shown is the CN, not the whole DN.
+    #[test]
+    fn names_in_bmp_teletex_and_universal_strings_name_the_product() {
+        use rcgen::string::{BmpString, TeletexString, UniversalString};
+        let v = verifiers();
+        let bmp = |s: &str| rcgen::DnValue::BmpString(BmpString::try_from(s).unwrap());
+        let t61 = |s: &str| rcgen::DnValue::TeletexString(TeletexString::try_from(s).unwrap());
+        let utf32 = |s: &str| rcgen::DnValue::UniversalString(UniversalString::try_from(s).unwrap());
+        for (cn, o, product, cn_text) in [
+            (bmp("FortiGate CA"), bmp("Fortinet"), "Fortinet", "FortiGate CA"),
+            (
+                bmp("Corp CA \u{2013} Zürich"),
+                bmp("Fortinet"),
+                "Fortinet",
+                "Corp CA \u{2013} Zürich",
+            ),
+            (
+                t61("Sophos SSL CA_ABC123"),
+                t61("Sophos"),
+                "Sophos",
+                "Sophos SSL CA_ABC123",
+            ),
+            (
+                utf32("ESET SSL Filter CA"),
+                utf32("Example"),
+                "ESET",
+                "ESET SSL Filter CA",
+            ),
+        ] {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            params.distinguished_name.push(rcgen::DnType::OrganizationName, o);
+            let root = params.self_signed(&key).unwrap().der().clone();
+            let issuer = rcgen::Issuer::new(params, key);
+            let leaf_key = rcgen::KeyPair::generate().unwrap();
+            let leaf = rcgen::CertificateParams::new(vec!["a.test".to_owned()])
+                .unwrap()
+                .signed_by(&leaf_key, &issuer)
+                .unwrap()
+                .der()
+                .clone();
+            let report = analyze(&v, &[leaf, root], Some("a.test")).unwrap();
+            assert_eq!(report.vendor.as_deref(), Some(product), "{cn_text}");
+            assert_eq!(report.issuer, cn_text);
+            assert!(
+                report.certs[1].subject.starts_with(&format!("CN={cn_text}, O=")),
+                "{}",
+                report.certs[1].subject
+            );
+        }
     }
 
     #[test]
