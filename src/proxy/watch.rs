@@ -22,7 +22,7 @@ use crate::core::verdict::{Judgement, Verdict};
 use crate::policy::parent::Via;
 use crate::proxy::context::Context;
 use crate::proxy::relay;
-use crate::tls::chain::analyze;
+use crate::tls::chain::{ChainReport, analyze};
 use crate::tls::evidence::Sighted;
 use crate::tls::probe::{self, Flight, ProbeStart, ServerFlight, client_sni};
 use crate::tls::verifier::Refusal;
@@ -176,8 +176,12 @@ pub async fn preflight(ctx: &Context, dest: &Authority, addr: SocketAddr, via: V
         verdict: judgement.verdict,
         vendor: judgement.vendor.clone().unwrap_or_else(|| "unknown".into()),
     };
+    let sighted = Sighted::at(&name, &name, Some(addr));
     let permit = match ctx.probes.begin(addr, &name) {
-        ProbeStart::Known(Some(known)) if refuses(ctx, &known) => {
+        ProbeStart::Known(Some(report)) if refuses(ctx, &report.judgement()) => {
+            // A CONNECT judged from the reused result is a sighting too.
+            ctx.verifier.observe_again(&report, &sighted);
+            let known = report.judgement();
             let refusal = format!(
                 "presented a chain judged {} ({}) by an earlier probe: tls.on_interception = \"block\" refuses it",
                 known.verdict,
@@ -214,20 +218,16 @@ pub async fn preflight(ctx: &Context, dest: &Authority, addr: SocketAddr, via: V
             return Ok(());
         }
     };
-    let saved = ctx
-        .verifier
-        .observe(&report, &chain, &Sighted::at(&name, &name, Some(addr)));
-    let judgement = Judgement {
-        verdict: report.verdict,
-        vendor: report.vendor.clone(),
-    };
-    ctx.probes.finish(addr, &name, Some(judgement.clone()));
+    let saved = ctx.verifier.observe(&report, &chain, &sighted);
+    let report = Arc::new(report);
+    let judgement = report.judgement();
+    ctx.probes.finish(addr, &name, Some(report.clone()));
     drop(permit);
     if !refuses(ctx, &judgement) {
         return Ok(());
     }
     let refusal = Refusal {
-        report: Arc::new(report),
+        report,
         saved,
         by_policy: judgement.verdict == Verdict::Intercepted,
     };
@@ -259,7 +259,7 @@ fn judge(
     name: &str,
     sighted: &Sighted,
     seen: &Seen,
-) -> Option<Judgement> {
+) -> Option<Arc<ChainReport>> {
     let report = match analyze(ctx.verifier.verifiers(), chain, Some(name)) {
         Ok(report) => report,
         Err(e) => {
@@ -268,12 +268,8 @@ fn judge(
         }
     };
     ctx.verifier.observe(&report, chain, sighted);
-    let judgement = Judgement {
-        verdict: report.verdict,
-        vendor: report.vendor.clone(),
-    };
-    note(seen, Some(judgement.clone()));
-    Some(judgement)
+    note(seen, Some(report.judgement()));
+    Some(Arc::new(report))
 }
 
 fn note(seen: &Seen, judgement: Option<Judgement>) {
@@ -283,8 +279,9 @@ fn note(seen: &Seen, judgement: Option<Judgement>) {
 }
 
 /// One probe handshake to `addr` with `name`, unless one ran within
-/// `tls.probe_ttl` (its result is reused) or the probe bounds say no. It
-/// goes the way the tunnel went: through the parent when the tunnel did.
+/// `tls.probe_ttl` (its result is reused, and the tunnel counted as a
+/// sighting of its chain) or the probe bounds say no. It goes the way the
+/// tunnel went: through the parent when the tunnel did.
 async fn active_probe(
     ctx: &Context,
     name: &str,
@@ -293,7 +290,12 @@ async fn active_probe(
     seen: &Seen,
 ) {
     let permit = match ctx.probes.begin(addr, name) {
-        ProbeStart::Known(known) => return note(seen, known),
+        ProbeStart::Known(known) => {
+            if let Some(report) = &known {
+                ctx.verifier.observe_again(report, sighted);
+            }
+            return note(seen, known.map(|report| report.judgement()));
+        }
         ProbeStart::Refused(why) => {
             tracing::debug!(host = %escape(name), addr = %addr, why, "active probe skipped");
             return;

@@ -104,6 +104,16 @@ pub struct ChainReport {
     pub root_outside_dates: Option<RootDates>,
 }
 
+impl ChainReport {
+    /// The verdict and the product, as access events carry them.
+    pub fn judgement(&self) -> Judgement {
+        Judgement {
+            verdict: self.verdict,
+            vendor: self.vendor.clone(),
+        }
+    }
+}
+
 /// The two verifiers a verdict needs.
 #[derive(Debug, Clone)]
 pub struct Verifiers {

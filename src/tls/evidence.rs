@@ -235,17 +235,7 @@ impl Evidence {
             Err(_) => false,
         };
         let saved = kept.then(|| self.saved(report));
-        let now = now_rfc3339();
-        let sighting = Sighting {
-            spki: if kept { spki.clone() } else { OVERFLOW.into() },
-            issuer: escape(&report.issuer).into_owned(),
-            vendor: report.vendor.clone().unwrap_or_else(|| "unknown".into()),
-            verdict: report.verdict.to_string(),
-            first_seen: now.clone(),
-            last_seen: now,
-            hosts: sighted.label().into_iter().collect(),
-            count: 1,
-        };
+        let sighting = sighting(report, sighted, kept);
         let files = if kept {
             pem_files(report, chain, &self.dir)
         } else {
@@ -254,6 +244,22 @@ impl Evidence {
         self.send(Pending { sighting, files });
         log_event(report, sighted, saved.as_ref(), policy);
         saved
+    }
+
+    /// Counts one more sighting of a chain [`record`](Self::record)ed
+    /// before, such as a tunnel judged by an active probe's reused result:
+    /// `count`, `last_seen` and `hosts` in the index, through the writer's
+    /// queue like every sighting. The chain's files and the `interception`
+    /// event were written when it was judged.
+    pub fn recount(&self, report: &ChainReport, sighted: &Sighted) {
+        let kept = self
+            .known
+            .lock()
+            .is_ok_and(|known| known.contains(&report.top_spki_sha256));
+        self.send(Pending {
+            sighting: sighting(report, sighted, kept),
+            files: Vec::new(),
+        });
     }
 
     fn saved(&self, report: &ChainReport) -> Saved {
@@ -303,6 +309,26 @@ impl Drop for Evidence {
         if let Some(finished) = self.finished.get_mut().ok().and_then(Option::take) {
             let _ = finished.recv_timeout(DRAIN);
         }
+    }
+}
+
+/// One sighting of `report`'s chain now, as `sighted`: under its SPKI when
+/// it is `kept`, else in the [`OVERFLOW`] record.
+fn sighting(report: &ChainReport, sighted: &Sighted, kept: bool) -> Sighting {
+    let now = now_rfc3339();
+    Sighting {
+        spki: if kept {
+            report.top_spki_sha256.clone()
+        } else {
+            OVERFLOW.into()
+        },
+        issuer: escape(&report.issuer).into_owned(),
+        vendor: report.vendor.clone().unwrap_or_else(|| "unknown".into()),
+        verdict: report.verdict.to_string(),
+        first_seen: now.clone(),
+        last_seen: now,
+        hosts: sighted.label().into_iter().collect(),
+        count: 1,
     }
 }
 

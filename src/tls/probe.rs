@@ -8,7 +8,8 @@
 //!   client's SNI. `modgate inspect` uses the same handshake. [`Probes`]
 //!   keeps the results per address and name for `tls.probe_ttl`, and bounds
 //!   the probing: a client choosing new SNIs cannot turn modgate into a
-//!   handshake amplifier.
+//!   handshake amplifier. A result is the whole report, so a tunnel judged
+//!   from it is recorded as a sighting of its chain, as a probed one is.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::core::cache::{Bounded, bounded};
-use crate::core::verdict::Judgement;
+use crate::tls::chain::ChainReport;
 
 /// Active probes running at once, over all destinations. A tunnel that
 /// would need one more goes unprobed (its access event has no verdict).
@@ -39,7 +40,7 @@ const ADDRESSES_MAX: u64 = 4096;
 pub struct Probes {
     /// By (address connected to, name verified): `None` while a probe
     /// runs or when it failed.
-    results: Bounded<(SocketAddr, String), Option<Judgement>>,
+    results: Bounded<(SocketAddr, String), Option<Arc<ChainReport>>>,
     /// The names probed per address in the current window.
     names: Bounded<SocketAddr, Arc<Mutex<HashSet<String>>>>,
     running: Arc<Semaphore>,
@@ -49,7 +50,7 @@ pub struct Probes {
 #[derive(Debug)]
 pub enum ProbeStart {
     /// Probed already within the TTL (`None`: running, or it failed).
-    Known(Option<Judgement>),
+    Known(Option<Arc<ChainReport>>),
     /// Probe now; the permit holds a concurrency slot until dropped.
     Start(OwnedSemaphorePermit),
     /// Not probed: the address's budget is spent, or enough probes run.
@@ -88,7 +89,7 @@ impl Probes {
     }
 
     /// Keeps a probe's result (`None` when it failed) for the TTL.
-    pub fn finish(&self, addr: SocketAddr, name: &str, result: Option<Judgement>) {
+    pub fn finish(&self, addr: SocketAddr, name: &str, result: Option<Arc<ChainReport>>) {
         self.results.insert((addr, name.to_owned()), result);
     }
 }
@@ -325,6 +326,19 @@ where
 mod tests {
     use super::*;
 
+    /// The report on a self-signed leaf for `host`.
+    fn untrusted_report(host: &str) -> ChainReport {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![host.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let mut public = rustls::RootCertStore::empty();
+        public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let verifiers = crate::tls::chain::Verifiers::new(public.into(), crate::tls::anchors::Roots::empty()).unwrap();
+        crate::tls::chain::analyze(&verifiers, &[cert.der().clone()], Some(host)).unwrap()
+    }
+
     fn record(kind: u8, body: &[u8]) -> Vec<u8> {
         let mut r = vec![kind, 3, 3];
         r.extend_from_slice(&(body.len() as u16).to_be_bytes());
@@ -431,13 +445,10 @@ mod tests {
         assert!(matches!(probes.begin(a, "n0.test"), ProbeStart::Known(None)));
         assert!(matches!(probes.begin(a, "one-more.test"), ProbeStart::Refused(_)));
         // Another address has its own budget and its own results.
-        let judgement = Judgement {
-            verdict: crate::core::verdict::Verdict::Public,
-            vendor: None,
-        };
+        let report = Arc::new(untrusted_report("n0.test"));
         assert!(matches!(probes.begin(b, "n0.test"), ProbeStart::Start(_)));
-        probes.finish(b, "n0.test", Some(judgement.clone()));
-        assert!(matches!(probes.begin(b, "n0.test"), ProbeStart::Known(Some(j)) if j == judgement));
+        probes.finish(b, "n0.test", Some(report.clone()));
+        assert!(matches!(probes.begin(b, "n0.test"), ProbeStart::Known(Some(r)) if Arc::ptr_eq(&r, &report)));
         // At most MAX_CONCURRENT_PROBES run at once.
         permits.clear();
         for i in 0..MAX_CONCURRENT_PROBES {

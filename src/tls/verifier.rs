@@ -181,6 +181,15 @@ impl VerdictVerifier {
         self.judge.observe(report, chain, sighted)
     }
 
+    /// Records one more sighting of a chain [`observe`](Self::observe)d
+    /// before, seen again as `sighted` (a tunnel judged by a probe's reused
+    /// result): the index counts it; nothing else is written again.
+    pub fn observe_again(&self, report: &ChainReport, sighted: &Sighted) {
+        if report.verdict != Verdict::Public {
+            self.judge.evidence.recount(report, sighted);
+        }
+    }
+
     /// The verdict and vendor already reached for this leaf, presented at
     /// `addr` for `name`, for the access log (a resumed session skips
     /// verification, but its chain is the one verified before).

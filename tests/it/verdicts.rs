@@ -710,16 +710,57 @@ async fn probe_ttl_reuses_a_result_until_it_expires() {
     assert_eq!(count(), 2, "the client's handshake and one probe");
     tunnel().await;
     assert_eq!(count(), 3, "within probe_ttl the result is reused: no probe");
+    // Each of the three tunnels is a sighting, the one judged from the
+    // reused result included.
     // The behaviour under test is time passing.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     tunnel().await;
     assert_eq!(count(), 5, "after probe_ttl the address is probed again");
     let seen = dir.path().join("seen");
-    eventually("two sightings in the index", || {
-        index_in(&seen).first().is_some_and(|r| r["count"] == 2)
+    eventually("three sightings in the index", || {
+        index_in(&seen).first().is_some_and(|r| r["count"] == 3)
     })
     .await;
     assert_eq!(index_in(&seen).len(), 1);
+}
+
+/// `count` is one per judged tunnel for relayed tunnels (docs/config.md),
+/// including those judged from an active probe's reused result within
+/// `tls.probe_ttl`: the index counts every tunnel, and `last_seen` moves
+/// on, as the access events and the metric do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_judged_from_a_reused_probe_are_counted_in_the_index() {
+    const TUNNELS: usize = 6;
+    let public = TestPki::new("Test Public Root CA");
+    let p = pkis();
+    let (chain, key) = p.fortigate.leaf(&["git.test"]);
+    let (origin, connections, _task) = start_counted_tls_server(chain, key, "hi", &[&rustls::version::TLS13]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve_tunnels(dir.path(), &public, &[("git.test", origin)]).await;
+    for _ in 0..TUNNELS {
+        tunnel_handshake(served.addr, "git.test:443", "git.test").await;
+        let access = served.next_access().await;
+        assert_eq!(access["verdict"], "untrusted", "{access}");
+        assert_eq!(access["vendor"], "Fortinet", "{access}");
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        TUNNELS + 1,
+        "the clients' handshakes and one probe, whose result the later tunnels reuse"
+    );
+    let seen = dir.path().join("seen");
+    eventually(&format!("{TUNNELS} sightings in the index"), || {
+        index_in(&seen).first().is_some_and(|r| r["count"] == TUNNELS)
+    })
+    .await;
+    let index = index_in(&seen);
+    assert_eq!(index.len(), 1, "{index:?}");
+    assert_eq!(index[0]["hosts"], serde_json::json!(["git.test"]));
+    let at = |field: &str| {
+        let text = index[0][field].as_str().unwrap();
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    assert!(at("last_seen") > at("first_seen"), "{index:?}");
 }
 
 /// The `interception` event and the access event's `verdict` and
