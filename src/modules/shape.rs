@@ -29,6 +29,7 @@ use http_body::Frame;
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 
 use crate::core::body::{Body, full};
+use crate::core::duration::fmt_duration;
 use crate::core::error::Error;
 use crate::core::timer;
 use crate::gomod::request::{MAX_INFO_BYTES, ModuleRequest};
@@ -42,24 +43,23 @@ const MOD_LOOK_BYTES: usize = 256 * 1024;
 /// `.info`, `@latest`, `.mod` or `.zip` (its start); other answers pass
 /// untouched. A mirror's
 /// gzip arrives here decoded ([`decode`](crate::modules::decode)). `source`
-/// names the answer's source in errors; `timeout` bounds the wait for the
-/// part of the body that is checked.
+/// names the answer's source in errors; `gap` bounds each wait for more of
+/// the part of the body that is checked (a mirror that trickles is not cut
+/// while bytes keep coming; one that stalls is).
 pub async fn checked(
     request: &ModuleRequest,
     resp: Response<Body>,
     source: &str,
-    timeout: Duration,
+    gap: Duration,
 ) -> Result<Response<Body>, Error> {
     if resp.status() != StatusCode::OK {
         return Ok(resp);
     }
     let result = match request {
-        ModuleRequest::Info { version, .. } => {
-            info(resp, is_canonical(version).then_some(version.as_str()), timeout).await
-        }
-        ModuleRequest::Latest { .. } => info(resp, None, timeout).await,
-        ModuleRequest::Mod { .. } => go_mod(resp, timeout).await,
-        ModuleRequest::Zip { .. } => zip_start(resp, timeout).await,
+        ModuleRequest::Info { version, .. } => info(resp, is_canonical(version).then_some(version.as_str()), gap).await,
+        ModuleRequest::Latest { .. } => info(resp, None, gap).await,
+        ModuleRequest::Mod { .. } => go_mod(resp, gap).await,
+        ModuleRequest::Zip { .. } => zip_start(resp, gap).await,
         _ => return Ok(resp),
     };
     result.map_err(|reason| Error::BadAnswer {
@@ -69,11 +69,9 @@ pub async fn checked(
 }
 
 /// A `.info` or `@latest` answer, read whole and checked ([`check_info`]).
-async fn info(resp: Response<Body>, wanted: Option<&str>, timeout: Duration) -> Result<Response<Body>, String> {
+async fn info(resp: Response<Body>, wanted: Option<&str>, gap: Duration) -> Result<Response<Body>, String> {
     let (mut parts, body) = resp.into_parts();
-    let bytes = timer::timeout(timeout, read_small(body))
-        .await
-        .map_err(|_| format!("its body did not arrive within {timeout:?}"))??;
+    let bytes = read_small(body, gap).await?;
     check_info(&bytes, wanted)?;
     parts.headers.remove(header::TRANSFER_ENCODING);
     parts.headers.insert(header::CONTENT_LENGTH, bytes.len().into());
@@ -82,12 +80,12 @@ async fn info(resp: Response<Body>, wanted: Option<&str>, timeout: Duration) -> 
 
 /// A `.mod` answer, read as far as its module statement, then the same
 /// answer: what was read, and the rest of the body as it comes.
-async fn go_mod(resp: Response<Body>, timeout: Duration) -> Result<Response<Body>, String> {
+async fn go_mod(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, String> {
     let (parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
-    let has_module = timer::timeout(timeout, read_to_module_line(&mut body, &mut head))
+    let has_module = read_to_module_line(&mut body, &mut head, gap)
         .await
-        .map_err(|_| format!("its module line did not arrive within {timeout:?}"))??;
+        .map_err(|why| format!("its module line did not arrive: {why}"))?;
     if !has_module {
         return Err("it has no module line, so go would refuse it (\"missing module line\")".into());
     }
@@ -101,15 +99,10 @@ async fn go_mod(resp: Response<Body>, timeout: Duration) -> Result<Response<Body
 /// Only the bytes that came first are compared, never waited for beyond
 /// them, so a mirror that trickles is not held up here; the rest is
 /// checked as it is cached.
-async fn zip_start(resp: Response<Body>, timeout: Duration) -> Result<Response<Body>, String> {
+async fn zip_start(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, String> {
     let (parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
-    timer::timeout(timeout, async {
-        while head.is_empty() && read_more(&mut body, &mut head).await? {}
-        Ok::<(), String>(())
-    })
-    .await
-    .map_err(|_| format!("its first bytes did not arrive within {timeout:?}"))??;
+    while head.is_empty() && read_more(&mut body, &mut head, gap).await? {}
     let start = &head[..head.len().min(4)];
     if !(b"PK\x03\x04".starts_with(start) || b"PK\x05\x06".starts_with(start)) || start.is_empty() {
         let start = &head[..head.len().min(24)];
@@ -122,16 +115,26 @@ async fn zip_start(resp: Response<Body>, timeout: Duration) -> Result<Response<B
 }
 
 /// Appends `body`'s next frame to `head`: false once the body has ended.
-async fn read_more(body: &mut Body, head: &mut BytesMut) -> Result<bool, String> {
-    match body.frame().await {
+async fn read_more(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Result<bool, String> {
+    match next_frame(body, gap, head.len()).await? {
         None => Ok(false),
-        Some(Err(e)) => Err(format!("its body failed after {} bytes: {e}", head.len())),
-        Some(Ok(frame)) => {
+        Some(frame) => {
             if let Ok(data) = frame.into_data() {
                 head.extend_from_slice(&data);
             }
             Ok(true)
         }
+    }
+}
+
+/// `body`'s next frame (`None` at its end), waited for at most `gap`;
+/// `so_far` bytes came before it, for the error.
+async fn next_frame(body: &mut Body, gap: Duration, so_far: usize) -> Result<Option<Frame<Bytes>>, String> {
+    match timer::timeout(gap, body.frame()).await {
+        Err(_) => Err(format!("no byte came for {} after {so_far} bytes", fmt_duration(gap))),
+        Ok(None) => Ok(None),
+        Ok(Some(Err(e))) => Err(format!("its body failed after {so_far} bytes: {e}")),
+        Ok(Some(Ok(frame))) => Ok(Some(frame)),
     }
 }
 
@@ -146,7 +149,7 @@ fn rejoined(parts: http::response::Parts, head: BytesMut, body: Body) -> Respons
 /// Reads `body` into `head` until a line of it is a module statement, or
 /// [`MOD_LOOK_BYTES`] were read: false only when the whole body arrived
 /// and no line of it is one.
-async fn read_to_module_line(body: &mut Body, head: &mut BytesMut) -> Result<bool, String> {
+async fn read_to_module_line(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Result<bool, String> {
     let mut line_start = 0;
     loop {
         while let Some(end) = head[line_start..].iter().position(|&b| b == b'\n') {
@@ -158,7 +161,7 @@ async fn read_to_module_line(body: &mut Body, head: &mut BytesMut) -> Result<boo
         if head.len() > MOD_LOOK_BYTES {
             return Ok(true);
         }
-        if !read_more(body, head).await? {
+        if !read_more(body, head, gap).await? {
             return Ok(is_module_statement(&head[line_start..]));
         }
     }
@@ -182,10 +185,9 @@ fn is_module_statement(line: &[u8]) -> bool {
 }
 
 /// The whole of a body of at most [`MAX_INFO_BYTES`].
-async fn read_small(mut body: Body) -> Result<Bytes, String> {
+async fn read_small(mut body: Body, gap: Duration) -> Result<Bytes, String> {
     let mut bytes = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("its body failed after {} bytes: {e}", bytes.len()))?;
+    while let Some(frame) = next_frame(&mut body, gap, bytes.len()).await? {
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > MAX_INFO_BYTES {
                 return Err(format!("larger than {} KiB", MAX_INFO_BYTES / 1024));
@@ -420,8 +422,24 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            err.to_string().ends_with("its module line did not arrive within 50ms"),
+            err.to_string()
+                .ends_with("its module line did not arrive: no byte came for 50ms after 5 bytes"),
             "{err}"
+        );
+        // One that trickles, each frame within the gap but all of them
+        // past it, is read to its end.
+        let trickle = futures_util::stream::iter([&b"// a\n"[..], b"// b\n", b"// c\n", b"module example.com/m\n"])
+            .then(|chunk| async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Ok::<_, crate::core::body::BoxError>(Frame::data(Bytes::from_static(chunk)))
+            });
+        let trickle = Response::new(StreamBody::new(trickle).boxed_unsync());
+        let whole = checked(&go_mod, trickle, "https://m.test", Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert_eq!(
+            whole.into_body().collect().await.unwrap().to_bytes(),
+            &b"// a\n// b\n// c\nmodule example.com/m\n"[..]
         );
         // Past the look-ahead, the rest streams unjudged.
         let long: &'static [u8] = Box::leak(vec![b'/'; MOD_LOOK_BYTES + 1].into_boxed_slice());
