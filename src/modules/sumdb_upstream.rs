@@ -1,9 +1,18 @@
 //! The checksum database as an upstream: `sumdb.url` fetched over the
 //! pooled client. The verifier reads lookups and tiles through
 //! [`SumdbFetcher`], which keeps them in the cache store (they never
-//! change), so `cache warm` leaves behind what an offline `go` asks for.
+//! change, once checked to be a lookup or tile at all), so `cache warm`
+//! leaves behind what an offline `go` asks for.
+//!
+//! A database that fails (no connection, no answer in time, an answer
+//! other than 200, 404 or 410) is not asked again for [`DOWN_FOR`]: in an outage, each module
+//! file would otherwise wait the whole timeout for it, every time. Its
+//! files are then served unverified and not cached, as when it fails.
 
+use std::sync::Mutex;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
@@ -13,8 +22,14 @@ use http_body_util::BodyExt;
 use crate::cache::{Key, Store};
 use crate::core::body::full;
 use crate::core::timer;
+use crate::gomod::classify::classify_sumdb_path;
+use crate::gomod::request::ModuleRequest;
 use crate::modules::sumdb::{FetchError, TileFetcher};
+use crate::modules::verify::sumdb_answer_shape;
 use crate::upstream::pool::{self, Clients};
+
+/// How long a database that failed to answer is not asked again.
+pub const DOWN_FOR: Duration = Duration::from_secs(30);
 
 /// Fetches database answers from `url`, keeping lookups and tiles.
 pub struct SumdbFetcher {
@@ -23,6 +38,8 @@ pub struct SumdbFetcher {
     clients: Clients,
     timeout: Duration,
     store: Option<Store>,
+    /// Until when it is not asked, and why.
+    down: Mutex<Option<(Instant, String)>>,
 }
 
 impl SumdbFetcher {
@@ -35,6 +52,27 @@ impl SumdbFetcher {
             clients,
             timeout,
             store,
+            down: Mutex::new(None),
+        }
+    }
+
+    /// The failure to answer with while the database is down.
+    fn still_down(&self) -> Option<FetchError> {
+        let down = self.down.lock().ok()?;
+        let (until, why) = down.as_ref()?;
+        let left = until.checked_duration_since(Instant::now())?;
+        Some(FetchError::Failed(format!(
+            "{why}; not asked again for {}",
+            crate::core::duration::fmt_duration(Duration::from_secs(left.as_secs().max(1)))
+        )))
+    }
+
+    /// Notes how asking it went: a failure to answer marks it down.
+    fn outcome(&self, result: &Result<Bytes, FetchError>) {
+        let Ok(mut down) = self.down.lock() else { return };
+        match result {
+            Err(FetchError::Failed(why)) => *down = Some((Instant::now() + DOWN_FOR, why.clone())),
+            _ => *down = None,
         }
     }
 
@@ -55,6 +93,37 @@ impl SumdbFetcher {
                 }
             }
         }
+        if let Some(down) = self.still_down() {
+            return Err(down);
+        }
+        let fetched = self.ask(path, limit).await;
+        self.outcome(&fetched);
+        let bytes = fetched?;
+        if let (Some(store), Some(key)) = (&self.store, &key) {
+            let shape =
+                classify_sumdb_path(&self.name, &format!("/{path}"))
+                    .ok()
+                    .flatten()
+                    .map(|request| match request {
+                        ModuleRequest::Sumdb { kind, .. } => sumdb_answer_shape(&kind, path, &bytes),
+                        _ => Ok(()),
+                    });
+            match shape {
+                Some(Err(why)) => {
+                    tracing::warn!(key = key.as_str(), reason = %why, "not caching a checksum-database answer that is not one");
+                }
+                _ => {
+                    if let Err(e) = store.put(key, bytes.clone()).await {
+                        tracing::warn!(key = key.as_str(), error = %e, "cannot cache a checksum-database answer");
+                    }
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Asks the database for `path`.
+    async fn ask(&self, path: &str, limit: usize) -> Result<Bytes, FetchError> {
         let url = format!("{}/{path}", self.url);
         let request = Request::get(&url)
             .header(header::USER_AGENT, "modgate")
@@ -90,13 +159,7 @@ impl SumdbFetcher {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(FetchError::Failed(format!("{url}: the body did not arrive in time"))),
         }
-        let bytes = bytes.freeze();
-        if let (Some(store), Some(key)) = (&self.store, &key) {
-            if let Err(e) = store.put(key, bytes.clone()).await {
-                tracing::warn!(key = key.as_str(), error = %e, "cannot cache a checksum-database answer");
-            }
-        }
-        Ok(bytes)
+        Ok(bytes.freeze())
     }
 }
 

@@ -220,9 +220,15 @@ pub async fn check_sumdb_shape(request: &ModuleRequest, key: &str, file: &Path) 
         return Err(format!("{len} bytes is more than any lookup or tile"));
     }
     let body = tokio::fs::read(file).await.map_err(|e| e.to_string())?;
+    sumdb_answer_shape(kind, path, &body)
+}
+
+/// [`check_sumdb_shape`] on `body`, the answer of a `kind` request at
+/// `path` below the database's base URL.
+pub fn sumdb_answer_shape(kind: &SumdbKind, path: &str, body: &[u8]) -> Result<(), String> {
     match kind {
         SumdbKind::Lookup { module, version } => {
-            let lookup = parse_lookup(&body).map_err(|e| e.to_string())?;
+            let lookup = parse_lookup(body).map_err(|e| e.to_string())?;
             module_hashes(lookup.record, module, version).map_err(|e| e.to_string())?;
             if lookup.note.is_empty() {
                 return Err("no signed tree note after the record".into());
@@ -230,7 +236,7 @@ pub async fn check_sumdb_shape(request: &ModuleRequest, key: &str, file: &Path) 
             Ok(())
         }
         SumdbKind::Tile if path.starts_with("tile/8/data/") => {
-            let text = std::str::from_utf8(&body).map_err(|_| "a data tile that is not text".to_owned())?;
+            let text = std::str::from_utf8(body).map_err(|_| "a data tile that is not text".to_owned())?;
             let record_line = |line: &str| {
                 let fields: Vec<&str> = line.split(' ').collect();
                 fields.len() == 3

@@ -1118,3 +1118,47 @@ async fn a_checksum_database_answer_that_is_not_one_is_refused_and_not_kept() {
     }
     proxy.stop().await;
 }
+
+/// A checksum database that does not answer costs the header timeout
+/// once, not once per module file: it is not asked again for a while, and
+/// meanwhile module files are served at once, unverified and not cached.
+#[tokio::test]
+async fn a_silent_checksum_database_is_waited_for_once_not_per_file() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let (silent, _task) = start_silent_origin().await;
+    let config = world
+        .config(&format!("http://{}", mirror.addr), "[timeouts]\nheader = \"1s\"\n")
+        .replace(
+            &format!("url = \"http://{}\"", world.sumdb_addr),
+            &format!("url = \"http://{silent}\""),
+        );
+    let proxy = world.proxy(&config).await;
+    let started = std::time::Instant::now();
+    let (status, _, _) = endpoint_get(proxy.addr, "/example.test/alpha/@v/v1.0.0.mod").await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    for path in [
+        "/example.test/alpha/@v/v1.1.0.mod",
+        "/github.com/!upper/case-mod/@v/v0.2.0.mod",
+        "/github.com/!upper/case-mod/@v/v0.2.0.zip",
+    ] {
+        let asked = std::time::Instant::now();
+        let (status, headers, _) = endpoint_get(proxy.addr, path).await;
+        assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"), "{path}");
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "{path}: {:?}",
+            asked.elapsed()
+        );
+        assert!(
+            !world.cached(path.trim_start_matches('/')),
+            "{path}: unverified, not kept"
+        );
+    }
+    proxy.stop().await;
+}
