@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{Response, StatusCode, header};
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 
 use crate::core::body::{Body, full};
@@ -38,6 +38,15 @@ use crate::gomod::semver::is_canonical;
 /// How far into a `.mod` its module statement is looked for; past this,
 /// the rest streams unjudged.
 const MOD_LOOK_BYTES: usize = 256 * 1024;
+
+/// How much more of a `.mod` or `.zip` is read before it is answered, for
+/// at most [`READ_AHEAD_FOR`]: a small file from a mirror that is not slow
+/// arrives whole first, so a mirror that fails partway through it is a
+/// failure `|` moves on from, not a client's broken download; a slow one
+/// is not held up for long.
+const READ_AHEAD: usize = 64 * 1024;
+/// The longest [`READ_AHEAD`] waits.
+const READ_AHEAD_FOR: Duration = Duration::from_millis(100);
 
 /// `resp`, a source's 200 answer to `request`, checked when `request` is a
 /// `.info`, `@latest`, `.mod` or `.zip` (its start); other answers pass
@@ -89,6 +98,7 @@ async fn go_mod(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, S
     if !has_module {
         return Err("it has no module line, so go would refuse it (\"missing module line\")".into());
     }
+    read_ahead(&mut body, &mut head).await?;
     Ok(rejoined(parts, head, body))
 }
 
@@ -111,6 +121,7 @@ async fn zip_start(resp: Response<Body>, gap: Duration) -> Result<Response<Body>
             crate::core::escape::escape(&String::from_utf8_lossy(start))
         ));
     }
+    read_ahead(&mut body, &mut head).await?;
     Ok(rejoined(parts, head, body))
 }
 
@@ -125,6 +136,24 @@ async fn read_more(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Resul
             Ok(true)
         }
     }
+}
+
+/// Reads on into `head`, up to [`READ_AHEAD`] bytes, the body's end or
+/// [`READ_AHEAD_FOR`]: an error within it is the answer's.
+async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<(), String> {
+    let until = tokio::time::Instant::now() + READ_AHEAD_FOR;
+    while head.len() < READ_AHEAD && !body.is_end_stream() {
+        match timer::timeout_at(until, body.frame()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(format!("its body failed after {} bytes: {e}", head.len())),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    head.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `body`'s next frame (`None` at its end), waited for at most `gap`;

@@ -41,6 +41,8 @@ const FIXTURE: &[FixtureModule] = &[
 enum Fault {
     /// Declare the whole length, send `at` bytes, then reset (RST).
     ResetAt(usize),
+    /// Declare the whole length, send `at` bytes, then close at once.
+    CloseAt(usize),
     /// Declare 100 bytes more than the body, send the body, close.
     LongerLength,
     /// Declare 100 bytes less than the body, send the whole body, close.
@@ -171,6 +173,12 @@ async fn serve(mut s: TcpStream, path: &str, body: Option<Vec<u8>>, fault: Optio
             // A linger of zero makes the close a reset.
             socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
             drop(s);
+            Ok(false)
+        }
+        Some(Fault::CloseAt(at)) => {
+            s.write_all(head(body.len()).as_bytes()).await?;
+            s.write_all(&body[..at.min(body.len())]).await?;
+            s.shutdown().await?;
             Ok(false)
         }
         Some(Fault::LongerLength) => {
@@ -1016,4 +1024,23 @@ async fn upstream_tls_failures_are_502s_with_the_verdict_and_reason() {
             "{case}: evidence\nall: {seen_cases:#?}"
         );
     }
+}
+
+/// A small zip whose mirror closes partway through it, in one go: the
+/// failure comes before modgate has answered, so after `|` the next
+/// mirror is asked and go gets the zip whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_cut_off_at_once_falls_through_after_a_pipe() {
+    let world = World::new().await;
+    world.mirror.set(".zip", Fault::CloseAt(100));
+    let good = FaultyMirror::start(&world.path("fixture")).await;
+    let mut served = world
+        .serve("", &format!("http://{}|http://{}", world.mirror.addr, good.addr))
+        .await;
+    let run = GoProject::new(&[ALPHA]).download(&go_env(&served, &world)).await;
+    run.assert_ok();
+    assert_eq!(world.mirror.count(&zip_path(ALPHA)), 1, "the faulty mirror was asked");
+    assert_eq!(good.count(&zip_path(ALPHA)), 1, "then the next one");
+    let event = access_for(&mut served, ".zip").await;
+    assert_eq!(event["status"], 200, "{event}");
 }
