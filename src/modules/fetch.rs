@@ -5,9 +5,10 @@
 //! A module proxy that is down ([`health`](crate::modules::health)) is not
 //! asked: it fails at once, as if it had failed, so the separator after it
 //! decides as for any failure. After `|` the list moves on; after `,` (or
-//! as the last entry) the list ends with a 502 naming the mirror, when it
-//! will be tried again and its last error. A down mirror never turns into
-//! "not found".
+//! as the last entry) the list ends with a 502 naming the mirror and when
+//! it will be tried again (its last error, which names another request,
+//! is logged and shown on the admin page, not sent to this client). A down
+//! mirror never turns into "not found".
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -170,11 +171,12 @@ impl SourceSet {
                     || "being probed".to_owned(),
                     |r| format!("retried in {}", fmt_duration(r)),
                 );
-                let last = status.last_error.as_deref().unwrap_or("-");
+                // Its last error stays in the log and on the admin page: it
+                // names another client's request, perhaps a private module.
                 let down = Error::Upstream {
                     target: url.to_owned(),
                     reason: format!(
-                        "skipped: marked down after {} failures in a row ({retry}); last: {last}",
+                        "skipped: marked down after {} failures in a row ({retry}); its last error is in modgate's log and on its admin page",
                         status.fails
                     ),
                 };

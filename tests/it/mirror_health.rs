@@ -210,6 +210,8 @@ async fn on_a_comma_list_a_down_mirror_ends_the_list_with_a_502() {
             && body.contains("retried in"),
         "{body}"
     );
+    // The last error names the first request: it is not told to another.
+    assert!(!body.contains("@v/list"), "{body}");
     assert_eq!(sick.count(PATHS[1]), 0, "skipped while down");
     assert_eq!(
         next.count(PATHS[0]) + next.count(PATHS[1]),
