@@ -79,10 +79,10 @@ pub struct Sighting {
 impl Sighting {
     /// Adds `other` (a later sighting of the same chain) to this record.
     fn merge(&mut self, other: Sighting) {
-        if other.first_seen < self.first_seen {
+        if instant(&other.first_seen) < instant(&self.first_seen) {
             self.first_seen = other.first_seen;
         }
-        if other.last_seen >= self.last_seen {
+        if instant(&other.last_seen) >= instant(&self.last_seen) {
             self.last_seen = other.last_seen;
             self.verdict = other.verdict;
             self.issuer = other.issuer;
@@ -532,6 +532,15 @@ fn log_event(report: &ChainReport, sighted: &Sighted, saved: Option<&Saved>, pol
     }
 }
 
+/// An RFC 3339 time as it orders: the text alone does not, since its
+/// fraction of a second has as many digits as it needs (`02Z` is before
+/// `02.5Z`). A time that does not parse orders as its text, before every
+/// one that does.
+fn instant(text: &str) -> (Option<time::OffsetDateTime>, &str) {
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok();
+    (parsed, text)
+}
+
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -603,6 +612,27 @@ mod tests {
                     .count()
             })
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn sightings_merge_by_time_not_by_text() {
+        let at = |first: &str, last: &str, verdict: &str| Sighting {
+            spki: "s".into(),
+            issuer: "i".into(),
+            vendor: "v".into(),
+            verdict: verdict.into(),
+            first_seen: first.into(),
+            last_seen: last.into(),
+            hosts: BTreeSet::new(),
+            count: 1,
+        };
+        // As text, "…:02Z" sorts after "…:02.5Z" and "…:03.1Z" after
+        // "…:03.25Z".
+        let mut kept = at("2026-11-24T10:00:02.5Z", "2026-11-24T10:00:03.1Z", "old");
+        kept.merge(at("2026-11-24T10:00:02Z", "2026-11-24T10:00:03.25Z", "new"));
+        assert_eq!(kept.first_seen, "2026-11-24T10:00:02Z");
+        assert_eq!(kept.last_seen, "2026-11-24T10:00:03.25Z");
+        assert_eq!(kept.verdict, "new");
     }
 
     /// Issue 9 item 6: `serve` and `inspect` (two writers) on one directory
