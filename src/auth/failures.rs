@@ -56,7 +56,7 @@ impl Failures {
 
     /// Whether `client` is locked out, and how.
     pub fn locked(&self, client: IpAddr) -> Option<Lock> {
-        let window = self.by_client.get(&canonical(client))?;
+        let window = self.by_client.get(&client.to_canonical())?;
         let w = *window.lock().ok()?;
         let since = w.last.elapsed();
         (w.count >= self.max && since < self.lockout).then(|| Lock {
@@ -68,7 +68,7 @@ impl Failures {
     /// Counts a failed login from `client`.
     pub fn fail(&self, client: IpAddr) {
         let now = Instant::now();
-        let window = self.by_client.get_with(canonical(client), || {
+        let window = self.by_client.get_with(client.to_canonical(), || {
             Arc::new(Mutex::new(Window { count: 0, last: now }))
         });
         if let Ok(mut w) = window.lock() {
@@ -79,15 +79,8 @@ impl Failures {
             w.last = now;
         }
         // Re-inserting restarts the entry's time to live from this failure.
-        self.by_client.insert(canonical(client), window);
-    }
-}
-
-/// IPv4-mapped IPv6 addresses count as the IPv4 address.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+        // IPv4-mapped IPv6 addresses count as the IPv4 address.
+        self.by_client.insert(client.to_canonical(), window);
     }
 }
 

@@ -165,7 +165,7 @@ impl Authenticator {
     /// The key `header` from `client` is remembered under.
     fn digest(&self, client: IpAddr, header: &[u8]) -> Vec<u8> {
         let mut digest = ring::hmac::Context::with_key(&self.key);
-        match failures::canonical(client) {
+        match client.to_canonical() {
             IpAddr::V4(a) => digest.update(&a.octets()),
             IpAddr::V6(a) => digest.update(&a.octets()),
         }

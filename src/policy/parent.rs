@@ -179,11 +179,7 @@ impl Exemption {
                 (under || same) && port.is_none_or(|p| p == dest.port)
             }
             (Exemption::Net { net, port }, Host::Ip(ip)) => {
-                let ip = match ip {
-                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*ip, IpAddr::V4),
-                    v4 => *v4,
-                };
-                net.contains(&ip) && port.is_none_or(|p| p == dest.port)
+                net.contains(&ip.to_canonical()) && port.is_none_or(|p| p == dest.port)
             }
             _ => false,
         }

@@ -18,7 +18,7 @@
 //! with `users` never match.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -181,18 +181,14 @@ async fn verify_host(ctx: &Context, rule: Option<&Rule>, dest: &Authority, origi
         .resolve_within(dest, ctx.config.timeouts.connect)
         .await
         .map_err(|e| mismatch(format!("cannot be verified ({e})")))?;
-    if resolved.iter().any(|a| canonical(a.ip()) == canonical(original.ip())) {
+    if resolved
+        .iter()
+        .any(|a| a.ip().to_canonical() == original.ip().to_canonical())
+    {
         return Ok(());
     }
     let list: Vec<String> = resolved.iter().map(|a| a.ip().to_string()).collect();
     Err(mismatch(format!("resolves to {}", list.join(", "))))
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// A plain-HTTP connection, served by hyper behind the front door (its

@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::proxy::listener::{Accepted, Inbound, Listener, Loop, Redirected};
-use crate::upstream::own::{OwnListeners, OwnSockets, canonical};
+use crate::upstream::own::{OwnListeners, OwnSockets};
 
 /// The listener for redirected connections.
 pub struct TransparentListener {
@@ -76,7 +76,7 @@ fn original_dst(stream: &TcpStream, local: Option<SocketAddr>) -> io::Result<Soc
     let addr = addr
         .as_socket()
         .ok_or_else(|| io::Error::other("the original destination is not an IP address"))?;
-    Ok(SocketAddr::new(canonical(addr.ip()), addr.port()))
+    Ok(SocketAddr::new(addr.ip().to_canonical(), addr.port()))
 }
 
 #[cfg(not(target_os = "linux"))]

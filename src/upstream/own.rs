@@ -82,20 +82,12 @@ pub fn reaches(listener: SocketAddr, dst: SocketAddr) -> bool {
     if listener.port() != dst.port() {
         return false;
     }
-    let (listener_ip, dst_ip) = (canonical(listener.ip()), canonical(dst.ip()));
+    let (listener_ip, dst_ip) = (listener.ip().to_canonical(), dst.ip().to_canonical());
     // A connection to 0.0.0.0 or [::] goes to this host.
     if listener_ip == dst_ip || (dst_ip.is_unspecified() && listener_ip.is_loopback()) {
         return true;
     }
     listener_ip.is_unspecified() && is_local(dst_ip)
-}
-
-/// IPv4-mapped IPv6 addresses are the IPv4 address.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// Whether `ip` is an address of this host (in this network namespace):
