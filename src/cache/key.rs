@@ -34,7 +34,7 @@ use crate::gomod::request::{ModuleRequest, SumdbKind};
 const MAX_KEY: usize = 2048;
 
 /// Where private modules' objects are kept.
-const PRIVATE_PREFIX: &str = "private/";
+pub const PRIVATE_PREFIX: &str = "private/";
 
 /// What a cached object is, for statistics and listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

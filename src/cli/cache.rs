@@ -101,17 +101,25 @@ impl Pattern {
             .map_err(|e| format!("modgate: bad pattern '{text}': {e}"))
     }
 
-    /// The key prefix every match starts with, for listing.
-    fn list_prefix(&self) -> String {
+    /// The key prefixes every match starts with, for listing: a module
+    /// glob's literal start, and the same under `private/`, where
+    /// `[private]` modules are kept.
+    fn list_prefixes(&self) -> Vec<String> {
         match self {
-            Pattern::Prefix(p) => p.clone(),
+            Pattern::Prefix(p) => vec![p.clone()],
             Pattern::Modules(glob) => {
                 let text = glob.to_string();
                 let literal: String = text
                     .chars()
                     .take_while(|c| !matches!(c, '*' | '?' | '[' | '\\'))
                     .collect();
-                encode_case(&literal)
+                let literal = encode_case(&literal);
+                let private = format!("{}{literal}", crate::cache::key::PRIVATE_PREFIX);
+                // One listing when one prefix covers the other (`*`: "").
+                match private.starts_with(&literal) {
+                    true => vec![literal],
+                    false => vec![private, literal],
+                }
             }
         }
     }
@@ -252,8 +260,12 @@ async fn open(config: Option<PathBuf>) -> Result<Store, ExitCode> {
 }
 
 async fn select(store: &Store, pattern: &Pattern) -> Result<Vec<Entry>, CacheError> {
-    let entries = store.list(&pattern.list_prefix()).await?;
-    Ok(entries.into_iter().filter(|e| pattern.matches(e)).collect())
+    let mut selected = Vec::new();
+    for prefix in pattern.list_prefixes() {
+        let entries = store.list(&prefix).await?;
+        selected.extend(entries.into_iter().filter(|e| pattern.matches(e)));
+    }
+    Ok(selected)
 }
 
 fn storage_error(e: impl std::fmt::Display) -> ExitCode {
@@ -383,7 +395,10 @@ mod tests {
             last_used: None,
         };
         let glob = Pattern::parse(Some("github.com/Corp/*")).unwrap();
-        assert_eq!(glob.list_prefix(), "github.com/!corp/");
+        assert_eq!(glob.list_prefixes(), ["private/github.com/!corp/", "github.com/!corp/"]);
+        assert!(glob.matches(&entry("private/github.com/!corp/x/@v/v1.0.0.zip")));
+        assert_eq!(Pattern::parse(Some("*")).unwrap().list_prefixes(), [""]);
+        assert_eq!(Pattern::parse(Some("pr*")).unwrap().list_prefixes(), ["pr"]);
         assert!(glob.matches(&entry("github.com/!corp/x/@v/v1.0.0.zip")));
         assert!(glob.matches(&entry("github.com/!corp/x/sub/@v/list")));
         assert!(!glob.matches(&entry("github.com/!corporate/x/@v/list")));

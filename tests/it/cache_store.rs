@@ -985,3 +985,41 @@ fn an_unreadable_directory_is_skipped_and_a_read_only_cache_still_lists() {
         "{err}"
     );
 }
+
+/// `ls` and `rm` by module glob reach a `[private]` module's objects,
+/// which are kept under `private/`.
+#[tokio::test]
+async fn a_module_glob_reaches_private_objects_too() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("modgate.toml");
+    std::fs::write(&config, "[cache]\ndir = \"cache\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    {
+        let store = open_dir(&root.path().join("cache"), "1MiB").await;
+        for key in [
+            "private/corp.example/team/x/@v/v1.1.0.mod",
+            "private/corp.example/team/x/@v/list",
+            "corp.example/team/x/@v/v1.0.0.mod",
+            "other.example/y/@v/v1.0.0.mod",
+        ] {
+            let key = Key::parse(key).unwrap();
+            store.put(&key, Bytes::from_static(b"module m\n")).await.unwrap();
+        }
+    }
+    for glob in ["corp.example/team/x", "corp.example/*"] {
+        let (code, out, err) = modgate(root.path(), &["cache", "ls", glob, "--config", config]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.lines().count(), 3, "{glob}: {out}");
+        assert_eq!(
+            out.lines().filter(|l| l.contains(" private/")).count(),
+            2,
+            "{glob}: {out}"
+        );
+    }
+    let (code, out, err) = modgate(root.path(), &["cache", "rm", "corp.example/team/x", "--config", config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed 3 objects"), "{out}");
+    let (_, out, _) = modgate(root.path(), &["cache", "ls", "*", "--config", config]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.trim_end().ends_with(" other.example/y/@v/v1.0.0.mod"), "{out}");
+}
