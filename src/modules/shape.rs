@@ -244,9 +244,11 @@ pub(crate) fn what(request: &ModuleRequest) -> String {
 /// canonical version (`wanted`, when the request named one) and whose
 /// `Time`, when present, is an RFC 3339 time.
 fn check_info(bytes: &[u8], wanted: Option<&str>) -> Result<(), String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
-    let object = value.as_object().ok_or("not a JSON object")?;
-    let version = match object.get("Version") {
+    let members: Members = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => "not a JSON object".to_owned(),
+        _ => format!("not JSON ({e})"),
+    })?;
+    let version = match members.field("Version") {
         Some(serde_json::Value::String(v)) => v.as_str(),
         Some(_) => return Err("\"Version\" is not a string".into()),
         None => return Err("no \"Version\"".into()),
@@ -258,15 +260,72 @@ fn check_info(bytes: &[u8], wanted: Option<&str>) -> Result<(), String> {
     } else if !is_canonical(version) {
         return Err(format!("\"Version\" {version} is not a canonical version"));
     }
-    match object.get("Time") {
-        None | Some(serde_json::Value::Null) => Ok(()),
-        Some(serde_json::Value::String(t)) => {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .map(|_| ())
-                .map_err(|_| format!("\"Time\" {t} is not an RFC 3339 time"))
-        }
+    match members.field("Time") {
+        None => Ok(()),
+        Some(serde_json::Value::String(t)) => match go_rfc3339(t) {
+            true => Ok(()),
+            false => Err(format!("\"Time\" {t} is not an RFC 3339 time as go reads one")),
+        },
         Some(_) => Err("\"Time\" is not a string".into()),
     }
+}
+
+/// A JSON object's members in the order they came: go's `encoding/json`
+/// gives a field the last member whose name matches it, ignoring case,
+/// which a map of distinct keys cannot tell.
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl Members {
+    /// The value go's decoder leaves in the struct field `name`: the last
+    /// member whose name folds to it (a `null` changes nothing).
+    fn field(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, value)| !value.is_null() && go_fold_eq(key, name))
+            .map(|(_, value)| value)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Members, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, serde_json::Value>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// Whether a JSON member name matches a field name as go's decoder folds
+/// case: ASCII letters either way, and the two non-ASCII letters that fold
+/// to ASCII ones (`ſ` to `s`, the Kelvin sign `K` to `k`).
+fn go_fold_eq(key: &str, name: &str) -> bool {
+    let fold = |c: char| match c {
+        '\u{17F}' => 's',
+        '\u{212A}' => 'k',
+        c => c.to_ascii_lowercase(),
+    };
+    key.chars().map(fold).eq(name.chars().map(fold))
+}
+
+/// Whether go's `time.Parse(time.RFC3339, t)` reads `t`: RFC 3339 with an
+/// upper-case `T` and `Z`, and no leap second.
+fn go_rfc3339(t: &str) -> bool {
+    let b = t.as_bytes();
+    let upper = b.get(10) == Some(&b'T') && !t.ends_with('z');
+    let second_ok = b.get(17..19).is_some_and(|s| s < &b"60"[..]);
+    upper && second_ok && time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok()
 }
 
 #[cfg(test)]
@@ -305,6 +364,25 @@ mod tests {
         for (body, wanted, why) in bad {
             let err = check_info(body, wanted).unwrap_err();
             assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(body));
+        }
+        // As go's decoder: names fold case, the last one wins, null
+        // changes nothing.
+        assert_eq!(check_info(br#"{"version":"v1.0.0"}"#, Some("v1.0.0")), Ok(()));
+        assert_eq!(
+            check_info("{\"VER\u{17F}ION\":\"v1.0.0\"}".as_bytes(), Some("v1.0.0")),
+            Ok(())
+        );
+        assert_eq!(
+            check_info(br#"{"Version":"v1.0.0","version":null}"#, Some("v1.0.0")),
+            Ok(())
+        );
+        let last = check_info(br#"{"Version":"v1.0.0","VERSION":"v9.9.9"}"#, Some("v1.0.0")).unwrap_err();
+        assert!(last.contains("for version v9.9.9"), "{last}");
+        // Times go's time.Parse refuses.
+        for time in ["2024-01-01t00:00:00z", "2024-01-01T00:00:00z", "2016-12-31T23:59:60Z"] {
+            let body = format!(r#"{{"Version":"v1.0.0","Time":"{time}"}}"#);
+            let err = check_info(body.as_bytes(), None).unwrap_err();
+            assert!(err.contains("not an RFC 3339 time"), "{time}: {err}");
         }
     }
 
