@@ -288,37 +288,148 @@ fn read_go_sum(path: &Path, wanted: &mut Wanted) -> Result<(), String> {
     Ok(())
 }
 
-/// The `require` directives of a go.mod (single lines and blocks).
+/// What a go.mod needs fetched: its `require`s (single lines and blocks),
+/// as its `replace`s change them. A module replaced by a local directory
+/// is not fetched; one replaced by another module version is fetched as
+/// that version instead, as go does.
 fn read_go_mod(path: &Path, wanted: &mut Wanted) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut in_block = false;
-    for line in text.lines() {
-        let line = line.split("//").next().unwrap_or_default().trim();
-        let spec = if in_block {
-            if line == ")" {
-                in_block = false;
+    let mut requires = Vec::new();
+    let mut replaces = Vec::new();
+    let mut block: Option<String> = None;
+    for (n, line) in text.lines().enumerate() {
+        let tokens = go_mod_tokens(line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        let (verb, args) = match (&block, tokens.as_slice()) {
+            (_, []) => continue,
+            (Some(_), [")"]) => {
+                block = None;
                 continue;
             }
-            line
-        } else if line == "require (" {
-            in_block = true;
-            continue;
-        } else if let Some(rest) = line.strip_prefix("require ") {
-            rest.trim()
-        } else {
-            continue;
+            (Some(verb), args) => (verb.as_str(), args),
+            (None, [verb, "("]) => {
+                block = Some((*verb).to_owned());
+                continue;
+            }
+            (None, [verb, args @ ..]) => (*verb, args),
         };
-        let fields: Vec<&str> = spec.split_whitespace().collect();
-        if let [module, version, ..] = fields[..] {
-            wanted.insert((module.to_owned(), version.to_owned()), true);
+        match verb {
+            "require" => {
+                if let [module, version, ..] = args {
+                    requires.push(((*module).to_owned(), (*version).to_owned()));
+                }
+            }
+            "replace" => {
+                let Some(arrow) = args.iter().position(|t| *t == "=>") else {
+                    continue;
+                };
+                let (old, new) = (&args[..arrow], &args[arrow + 1..]);
+                let Some(old_module) = old.first() else { continue };
+                let old_version = old.get(1).map(|v| (*v).to_owned());
+                let new = match new {
+                    [module, version] => Some(((*module).to_owned(), (*version).to_owned())),
+                    _ => None,
+                };
+                replaces.push(((*old_module).to_owned(), old_version, new));
+            }
+            _ => {}
+        }
+    }
+    for (module, version) in requires {
+        // A replace naming the version wins over one for every version.
+        let replaced = replaces
+            .iter()
+            .filter(|(old, old_version, _)| *old == module && old_version.as_ref().is_none_or(|v| *v == version))
+            .max_by_key(|(_, old_version, _)| old_version.is_some());
+        match replaced {
+            None => {
+                wanted.insert((module, version), true);
+            }
+            Some((_, _, Some(new))) => {
+                wanted.insert(new.clone(), true);
+            }
+            // A local directory: nothing to fetch.
+            Some((_, _, None)) => {}
         }
     }
     Ok(())
 }
 
+/// The tokens of one go.mod line, as go's lexer reads them: words,
+/// quoted strings (`"..."` with backslash escapes, or `` `...` ``) and the
+/// brackets, up to a `//` comment.
+fn go_mod_tokens(line: &str) -> Result<Vec<String>, String> {
+    let mut tokens = Vec::new();
+    let mut rest = line;
+    loop {
+        rest = rest.trim_start();
+        let Some(c) = rest.chars().next() else { break };
+        if rest.starts_with("//") {
+            break;
+        }
+        match c {
+            '(' | ')' => {
+                tokens.push(c.to_string());
+                rest = &rest[1..];
+            }
+            '"' | '`' => {
+                let mut token = String::new();
+                let mut chars = rest[1..].char_indices();
+                let end = loop {
+                    match chars.next() {
+                        None => return Err("an unterminated quoted string".into()),
+                        Some((i, end)) if end == c => break i + 2,
+                        Some((_, '\\')) if c == '"' => match chars.next() {
+                            Some((_, escaped)) => token.push(escaped),
+                            None => return Err("an unterminated quoted string".into()),
+                        },
+                        Some((_, other)) => token.push(other),
+                    }
+                };
+                tokens.push(token);
+                rest = &rest[end..];
+            }
+            _ => {
+                let end = rest
+                    .char_indices()
+                    .find(|&(i, c)| c.is_whitespace() || "()\"`".contains(c) || rest[i..].starts_with("//"))
+                    .map_or(rest.len(), |(i, _)| i);
+                tokens.push(rest[..end].to_owned());
+                rest = &rest[end..];
+            }
+        }
+    }
+    Ok(tokens)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_go_mods_replaces_and_quoted_paths_are_read_as_go_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let gomod = dir.path().join("go.mod");
+        std::fs::write(
+            &gomod,
+            "module m\n\nrequire (\n\t\"gopkg.in/yaml.v3\" v3.0.1\n\texample.com/local v0.0.0\n\texample.com/a v1.0.0\n\texample.com/b v1.2.0 // indirect\n\t`example.com/c` v0.1.0\n)\n\nreplace example.com/local => ../local\nreplace (\n\texample.com/a v1.0.0 => example.com/a/v2 v2.1.0\n\texample.com/b => example.com/b v1.2.1 // pinned\n)\n",
+        )
+        .unwrap();
+        let wanted = collect(&[gomod.display().to_string()]).unwrap();
+        let got: Vec<String> = wanted.keys().map(|(m, v)| format!("{m}@{v}")).collect();
+        assert_eq!(
+            got,
+            [
+                "example.com/a/v2@v2.1.0",
+                "example.com/b@v1.2.1",
+                "example.com/c@v0.1.0",
+                "gopkg.in/yaml.v3@v3.0.1"
+            ]
+        );
+        std::fs::write(&gomod, "module m\nrequire \"a.test/x v1.0.0\n").unwrap();
+        let e = collect(&[gomod.display().to_string()]).unwrap_err();
+        assert!(e.contains(":2: an unterminated quoted string"), "{e}");
+    }
 
     #[test]
     fn go_sum_and_go_mod_name_what_to_fetch() {
