@@ -342,6 +342,10 @@ mod tests {
             ),
             ("[cache]\nnegative_ttl = \"-1m\"\n", "t.toml:2:16: bad duration '-1m'"),
             (
+                "[cache]\nnegative_ttl = \"400000d\"\n",
+                "t.toml:2:16: bad duration '400000d': at most 3650d (ten years)",
+            ),
+            (
                 "[cache]\nurl = \"http://example.com/c\"\n",
                 "t.toml:2:7: bad cache.url 'http://example.com/c': unsupported scheme 'http'",
             ),

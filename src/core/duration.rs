@@ -11,7 +11,13 @@ use std::time::Duration;
 /// The units a config may use, longest first so `ms` is not read as `m`.
 const UNITS: [&str; 5] = ["ms", "s", "m", "h", "d"];
 
-/// Parses a positive duration written with [`UNITS`].
+/// The longest duration a config may write: ten years. Every timeout,
+/// lifetime and lockout fits in it, and sums of them still fit the clocks
+/// and caches they are given to.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// Parses a positive duration written with [`UNITS`], at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("bad duration '{s}': expected e.g. 250ms, 10s, 5m, 1h, 7d or 1m30s");
     if s.is_empty() || !units_are_allowed(s) {
@@ -20,6 +26,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|_| bad())?;
     if d.is_zero() {
         return Err(format!("bad duration '{s}': must be greater than zero"));
+    }
+    if d > MAX_DURATION {
+        return Err(format!("bad duration '{s}': at most 3650d (ten years)"));
     }
     Ok(d)
 }
@@ -73,6 +82,7 @@ mod tests {
             ("2h", 7_200_000),
             ("7d", 604_800_000),
             ("1d2h", 93_600_000),
+            ("3650d", 315_360_000_000),
         ] {
             let parsed = parse_duration(text).unwrap();
             assert_eq!(parsed, Duration::from_millis(ms), "{text}");
@@ -83,7 +93,23 @@ mod tests {
     #[test]
     fn bad_durations_are_refused_with_one_line() {
         for bad in [
-            "", "10", "s", "0s", "-1s", "1.5s", "10 s", "1M", "1y", "1w", "5min", "1m 30s", "ten",
+            "",
+            "10",
+            "s",
+            "0s",
+            "-1s",
+            "1.5s",
+            "10 s",
+            "1M",
+            "1y",
+            "1w",
+            "5min",
+            "1m 30s",
+            "ten",
+            "3651d",
+            "400000d",
+            "999999999999d",
+            "99999999999999999999999s",
         ] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.starts_with(&format!("bad duration '{bad}'")), "{bad:?}: {e}");

@@ -21,6 +21,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use futures_util::FutureExt;
+
 use crate::config::Config;
 use crate::proxy::context::Context;
 use crate::proxy::live::Live;
@@ -158,10 +160,17 @@ impl Reloader {
         }
         needs_restart(&current.config, &config, self.overrides)?;
         let source = config.source.clone();
-        rebuild_context(config, current)
+        // A bug met while building it must not end the reloads: the config
+        // in effect stays, and the failure is reported like any other.
+        match std::panic::AssertUnwindSafe(rebuild_context(config, current))
+            .catch_unwind()
             .await
-            .map(Some)
-            .map_err(|e| format!("{source}: {e}"))
+        {
+            Ok(built) => built.map(Some).map_err(|e| format!("{source}: {e}")),
+            Err(_) => Err(format!(
+                "{source}: an internal error while building the new context (a bug; stderr has the panic); the config in effect stays"
+            )),
+        }
     }
 }
 
