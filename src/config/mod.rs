@@ -423,6 +423,11 @@ mod tests {
 
     #[test]
     fn errors_carry_file_line_col() {
+        let e = err("[tls]\nca_cert = \"ca.pem\"\nca_key = \"./ca.pem\"\n");
+        assert!(
+            e.starts_with("t.toml:3:10: tls.ca_key and tls.ca_cert are the same file"),
+            "{e}"
+        );
         let e = err("listen = \"127.0.0.1:1\"\n[timeouts]\nconnect = \"ten\"\n");
         assert!(e.starts_with("t.toml:3:11: bad duration 'ten'"), "{e}");
         let e = err("[[rule]]\naction = \"direct\"\nbogus = 1\n");

@@ -130,9 +130,21 @@ impl FileTls {
             Some(p) if p.get_ref() == "webpki" => PublicRoots::Webpki,
             Some(p) => PublicRoots::File(path(Some(p), "")?),
         };
+        let key_span = self.ca_key.as_ref().or(self.ca_cert.as_ref()).map(Spanned::span);
+        let ca_cert = path(self.ca_cert, "certs/modgate-ca.pem")?;
+        let ca_key = path(self.ca_key, "certs/modgate-ca.key")?;
+        if ca_cert == ca_key {
+            return Err((
+                key_span.unwrap_or(0..0),
+                format!(
+                    "tls.ca_key and tls.ca_cert are the same file ({}); the key and the certificate each need their own",
+                    ca_key.display()
+                ),
+            ));
+        }
         let settings = TlsSettings {
-            ca_cert: path(self.ca_cert, "certs/modgate-ca.pem")?,
-            ca_key: path(self.ca_key, "certs/modgate-ca.key")?,
+            ca_cert,
+            ca_key,
             extra_roots,
             public_roots,
             on_interception: self.on_interception.unwrap_or(OnInterception::Warn),
