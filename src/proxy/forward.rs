@@ -72,6 +72,10 @@ pub async fn send(
     let client = ctx.clients.via(via).for_checked(routed.checked.as_deref());
     let parent = ctx.dialer_for(via).forward_proxy(&dest);
     let bytes_in = access.bytes_in.clone();
+    // Named in the access record even when it fails to answer.
+    if let Some(parent) = parent {
+        access.parent = Some(parent.to_string());
+    }
     let resp = forward_counted(ctx, &client, req, Scheme::HTTP, &dest, bytes_in, parent).await?;
     note_upstream(access, resp.extensions());
     Ok(resp)
@@ -122,9 +126,20 @@ pub async fn forward(
     let request = std::pin::pin!(pool::send(client, Request::from_parts(parts, body)));
     let mut resp = match answered(request, header_timeout, &sent).await {
         None => {
-            return Err(Error::UpstreamTimeout {
-                target: dest.to_string(),
-                after: header_timeout,
+            return Err(match parent {
+                Some(parent) => Error::ParentTimeout {
+                    parent: parent.to_string(),
+                    target: dest.to_string(),
+                    doing: format!(
+                        "waiting for its answer to {}",
+                        request_line.as_deref().unwrap_or("the request")
+                    ),
+                    after: header_timeout,
+                },
+                None => Error::UpstreamTimeout {
+                    target: dest.to_string(),
+                    after: header_timeout,
+                },
             });
         }
         Some(Err(e)) => match client_body_failure(&e) {

@@ -790,6 +790,25 @@ async fn a_silent_parent_times_out_with_the_configured_limit() {
     );
     proxy.stop().await;
 
+    // A plain-HTTP request sent to it in absolute form: the same, within
+    // the header timeout.
+    let header = format!("[timeouts]\nheader = \"1s\"\n{}", parent_table(fake));
+    let proxy = start_proxy(&config_allowing_loopback(&header)).await;
+    let raw = raw_exchange(
+        proxy.addr,
+        b"GET http://localhost:1234/x HTTP/1.1\r\nHost: localhost:1234\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let (status, body) = split(&raw);
+    assert_eq!(status, "HTTP/1.1 504 Gateway Timeout", "{body}");
+    assert_eq!(
+        body,
+        format!(
+            "modgate: parent proxy http://{fake} timed out after 1s waiting for its answer to GET http://localhost:1234/x (for localhost:1234)\n"
+        )
+    );
+    proxy.stop().await;
+
     let pki = TestPki::new("Silent Parent Root");
     let (dir, served) = intercepting_localhost_with(&pki, &timeouts).await;
     let response = tls_get(
