@@ -60,7 +60,18 @@ pub fn parse_chain(name: &str, bytes: &[u8]) -> Result<Vec<CertificateDer<'stati
             "{name}: {begun} certificates; a chain has at most {MAX_CHAIN_CERTS}, so give the PEM of one chain"
         ));
     }
-    let mut reader = bytes;
+    // A byte-order mark (Windows exports) or an indented paste hides the
+    // `-----BEGIN` from a parser that wants it at a line's start: each line
+    // is read without the space around it.
+    let lines: String = text
+        .lines()
+        .map(|line| line.trim_start_matches('\u{feff}').trim())
+        .fold(String::with_capacity(text.len()), |mut out, line| {
+            out.push_str(line);
+            out.push('\n');
+            out
+        });
+    let mut reader = lines.as_bytes();
     let mut certs = Vec::new();
     let mut other = Vec::new();
     loop {

@@ -392,6 +392,19 @@ fn bad_chain_files_get_a_clear_error_and_exit_2() {
     assert_eq!(missing.status.code(), Some(2));
     let nothing = inspect(d, &[]);
     assert_eq!(nothing.status.code(), Some(2));
+    // A byte-order mark (a Windows export), or a chain pasted indented
+    // with CRLF line ends, is read as the chain it is.
+    let indented: String = good.lines().map(|l| format!("    {l}\r\n")).collect();
+    for (name, bytes) in [
+        ("bom.pem", [&b"\xEF\xBB\xBF"[..], good.as_bytes()].concat()),
+        ("indented.pem", indented.into_bytes()),
+    ] {
+        std::fs::write(d.join(name), bytes).unwrap();
+        let out = inspect(d, &["--file", name, "--json"]);
+        assert_eq!(out.status.code(), Some(4), "{name}: {}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["certs"][0]["sans"], serde_json::json!(["a.test"]), "{name}");
+    }
 }
 
 /// Runs `modgate inspect ARGS` in `dir`, killing it after `limit`.
