@@ -103,7 +103,13 @@ impl FileAdmin {
             if let (true, AdminListen::Explicit(addr)) = (embedded, settings.listen) {
                 settings.listen = AdminListen::Default(addr);
             }
-            if settings.listen.addr() == Some(proxy) && proxy.port() != 0 {
+            // The same port on the same address, or on every address
+            // (`0.0.0.0`, `[::]`) beside another: they cannot both be bound.
+            let overlaps = |a: SocketAddr| {
+                a.port() == proxy.port()
+                    && (a.ip() == proxy.ip() || a.ip().is_unspecified() || proxy.ip().is_unspecified())
+            };
+            if settings.listen.addr().is_some_and(overlaps) && proxy.port() != 0 {
                 return Err((
                     listen.span(),
                     format!("admin.listen {proxy} is the proxy's own address; the admin listener needs its own port"),

@@ -196,9 +196,21 @@ impl Config {
             None => return Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME),
         };
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
             location: name.clone(),
             message: format!("cannot read config: {e}"),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Where the first byte that is not UTF-8 is, as a parse error
+            // says where.
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let col = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+            ConfigError {
+                location: format!("{name}:{line}:{col}"),
+                message: "not UTF-8 text (TOML files are UTF-8)".into(),
+            }
         })?;
         Config::parse(&text, &name)
     }
@@ -446,6 +458,19 @@ mod tests {
         assert!(e.starts_with("t.toml:2:9: empty list would match nothing"), "{e}");
         let e = err("[[rule]]\nports = [0]\naction = \"direct\"\n");
         assert!(e.contains("t.toml:2:10: bad port"), "{e}");
+        let e = err("[[rule]]\nports = [-1]\naction = \"direct\"\n");
+        assert!(e.contains("t.toml:2:10: bad port '-1'"), "{e}");
+        let e = err("listen = \"127.0.0.1:3128\"\n[admin]\nlisten = \"0.0.0.0:3128\"\n");
+        assert!(e.starts_with("t.toml:3:10: admin.listen"), "{e}");
+        // Not UTF-8: where the first bad byte is.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, b"listen = \"127.0.0.1:1\"\n# caf\xe9\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            e.ends_with("bad.toml:2:6: not UTF-8 text (TOML files are UTF-8)"),
+            "{e}"
+        );
         let e = err("[hosts]\n\"a.test\" = \"nowhere\"\n");
         assert!(e.starts_with("t.toml:2:12: bad address 'nowhere'"), "{e}");
         let e = err("listen = 3128\n");

@@ -288,7 +288,7 @@ impl FromStr for PortRange {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("bad port '{p}': expected 1-65535"))
+                .ok_or_else(|| format!("bad port '{s}': expected 1-65535, or a range such as 8000-8100"))
         };
         let (lo, hi) = match s.split_once('-') {
             Some((lo, hi)) => (one(lo)?, one(hi)?),
