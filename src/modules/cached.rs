@@ -261,7 +261,14 @@ impl ModuleCache {
                 flight: &flight,
                 armed: true,
             };
-            let (result, from) = fetch().await;
+            // Every client gone before an answer came (a hung mirror
+            // they gave up on): the fetch is dropped, and its upstream
+            // connection closed, rather than held to the header timeout.
+            // The guard tells any follower that joins meanwhile.
+            let (result, from) = tokio::select! {
+                fetched = fetch() => fetched,
+                () = flight.all_left() => return,
+            };
             flight.set_source(from.clone());
             guard
                 .settle(result, from, request, key.clone(), negative_key, keep)

@@ -144,6 +144,11 @@ impl Flight {
         self.progress.receiver_count()
     }
 
+    /// Completes once no client is reading or waiting any more.
+    pub async fn all_left(&self) {
+        self.progress.closed().await;
+    }
+
     /// A subscription to the progress; while it lives, the client counts
     /// as a reader.
     pub fn subscribe(&self) -> watch::Receiver<Progress> {

@@ -1160,3 +1160,44 @@ async fn a_silent_checksum_database_is_waited_for_once_not_per_file() {
     }
     proxy.stop().await;
 }
+
+/// A client that gives up on a mirror that never answers: with no one
+/// left waiting, the fetch is dropped and its upstream connection closed
+/// at once, not held until the header timeout.
+#[tokio::test]
+async fn a_fetch_no_client_waits_for_any_more_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let world = World::new().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung = listener.local_addr().unwrap();
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let _server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                // Read the request and everything after it, answer nothing:
+                // the read ends when modgate closes the connection.
+                let mut buf = [0u8; 4096];
+                while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                let _ = closed_tx.send(std::time::Instant::now());
+            });
+        }
+    });
+    let proxy = world
+        .proxy(&world.config(&format!("http://{hung}"), "[timeouts]\nheader = \"20s\"\n"))
+        .await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /example.test/alpha/@v/v1.0.0.mod HTTP/1.1\r\nHost: modgate\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let gave_up = std::time::Instant::now();
+    drop(client);
+    let closed = tokio::time::timeout(Duration::from_secs(5), closed_rx.recv())
+        .await
+        .expect("the upstream connection is closed within seconds, not at the 20 s header timeout")
+        .unwrap();
+    assert!(closed >= gave_up);
+    proxy.stop().await;
+}
