@@ -370,6 +370,23 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
         lines.push(format!("#   {chain}"));
         return lines;
     }
+    if let Some(why) = &report.unacceptable {
+        lines.push(format!("# No trusted root makes this chain acceptable: {why}."));
+        lines.push(
+            "# Trusting a root cannot fix this, so no tls.extra_roots change is suggested: the server's certificates must change."
+                .into(),
+        );
+        lines.push("# The chain was saved as:".into());
+        lines.push(format!("#   {chain}"));
+        return lines;
+    }
+    if report.flags.missing_intermediates {
+        lines.push("# The server sends only its own certificate, whose issuer is not a trusted root: it leaves out its intermediate certificate (go refuses it too).".into());
+        lines.push("# Have the server send its whole chain; no tls.extra_roots change is suggested.".into());
+        lines.push("# The chain was saved as:".into());
+        lines.push(format!("#   {chain}"));
+        return lines;
+    }
     let vendor = report.vendor.as_deref().unwrap_or("unknown");
     let who = if vendor == "unknown" {
         "an interceptor (admin-generated CA)".to_owned()

@@ -102,6 +102,12 @@ pub struct ChainReport {
     /// that is why the chain is `untrusted`: go refuses such a chain, and
     /// webpki alone would not.
     pub root_outside_dates: Option<RootDates>,
+    /// Why an `untrusted` chain is refused whatever roots are trusted, when
+    /// that is not its issuer being unknown: a key usage, a signature
+    /// algorithm or key size, a chain too long (the check against the roots
+    /// it was meant for). Adding a root cannot fix it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unacceptable: Option<String>,
 }
 
 impl ChainReport {
@@ -279,6 +285,15 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
     };
     let top = certs[linked - 1].spki_sha256.clone();
     let root_in_chain = linked >= 2 && is_self_signed_ca(&parsed[linked - 1]);
+    // A failure of either check that no root could mend: the public one
+    // (a public chain), or the local one (an interceptor's).
+    let unacceptable = match verdict {
+        Verdict::Untrusted => [&public, &local].into_iter().find_map(|check| match check {
+            Err(Failed::Rustls(e)) if !is_trust_failure(e) => Some(e.to_string()),
+            _ => None,
+        }),
+        _ => None,
+    };
     Ok(ChainReport {
         host: host.map(str::to_owned),
         issuer: display_name(leaf.issuer()),
@@ -292,7 +307,26 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         root_in_chain,
         top_spki_sha256: top,
         root_outside_dates: stale_root,
+        unacceptable,
     })
+}
+
+/// Whether a check failed for want of a trusted root (or on dates or the
+/// name, which the flags report), as opposed to something in the chain no
+/// root can make acceptable.
+fn is_trust_failure(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer
+                | CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. }
+                | CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. }
+        )
+    )
 }
 
 /// How many certificates, from the leaf, each name the next as issuer and
@@ -419,6 +453,38 @@ mod tests {
             ["not_yet_valid", "self_signed_leaf"],
             "no hostname check without a host"
         );
+    }
+
+    /// A chain to a trusted root that is refused for something in it (a
+    /// leaf only for client authentication): not an interceptor's, and no
+    /// root can mend it. One to an unknown root is a matter of trust.
+    #[test]
+    fn a_chain_no_root_can_mend_says_why() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "Public Test Root");
+        let root = ca.self_signed(&key).unwrap().der().clone();
+        let issuer = rcgen::Issuer::new(ca, key);
+        let leaf = |usage: rcgen::ExtendedKeyUsagePurpose| {
+            let mut params = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+            params.extended_key_usages = vec![usage];
+            let leaf_key = rcgen::KeyPair::generate().unwrap();
+            params.signed_by(&leaf_key, &issuer).unwrap().der().clone()
+        };
+        let mut public = Roots::empty();
+        public.add(root, "test").unwrap();
+        let v = Verifiers::new(public, Roots::empty()).unwrap();
+        let client_only = analyze(&v, &[leaf(rcgen::ExtendedKeyUsagePurpose::ClientAuth)], Some("a.test")).unwrap();
+        assert_eq!(client_only.verdict, Verdict::Untrusted);
+        let why = client_only.unacceptable.expect("a reason no root mends");
+        assert!(why.to_lowercase().contains("purpose") || why.contains("usage"), "{why}");
+        let server = analyze(&v, &[leaf(rcgen::ExtendedKeyUsagePurpose::ServerAuth)], Some("a.test")).unwrap();
+        assert_eq!((server.verdict, server.unacceptable), (Verdict::Public, None));
+        // Unknown root: trust, not this.
+        let stranger = analyze(&verifiers(), &[cert(&["a.test"], (-1, 10))], Some("a.test")).unwrap();
+        assert_eq!(stranger.unacceptable, None);
     }
 
     #[test]

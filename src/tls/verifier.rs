@@ -77,6 +77,19 @@ impl fmt::Display for Refusal {
                 " in which a certificate {when}{chain}; trusting a root cannot fix this: check this machine's clock, or have the server's certificate renewed"
             );
         }
+        if let Some(why) = &r.unacceptable {
+            return write!(
+                f,
+                " that no trusted root makes acceptable ({}){chain}; trusting a root cannot fix this: the server's certificates must change",
+                escape(why)
+            );
+        }
+        if r.flags.missing_intermediates {
+            return write!(
+                f,
+                " holding only the server's own certificate, whose issuer is not a trusted root{chain}; the server leaves out its intermediate certificate (go refuses it too): have it send its whole chain"
+            );
+        }
         match self.saved.as_ref().and_then(|s| s.root.as_deref()) {
             Some(root) => write!(
                 f,
@@ -84,10 +97,20 @@ impl fmt::Display for Refusal {
                 saved_in(root)
             ),
             None if r.root_in_chain => write!(f, ", which is not trusted; add its root to tls.extra_roots"),
-            None => write!(
-                f,
-                ", which is not trusted and holds no root certificate{chain}; get the root CA from the interceptor's admin and add it to tls.extra_roots"
-            ),
+            None => {
+                write!(
+                    f,
+                    ", which is not trusted and holds no root certificate{chain}; get the root CA from the interceptor's admin and add it to tls.extra_roots"
+                )?;
+                match vendor {
+                    // No product named: it may be no interceptor at all.
+                    "unknown" => write!(
+                        f,
+                        " (if nothing intercepts this connection, the server leaves out an intermediate certificate instead)"
+                    ),
+                    _ => Ok(()),
+                }
+            }
         }
     }
 }
@@ -490,7 +513,7 @@ mod tests {
         );
         assert_eq!(
             alone,
-            "presented a chain issued by 'Evil\\u{d}\\u{a}\\u{1b}[2J\\u{2028}CA' (unknown), which is not trusted and holds no root certificate (saved in /e/x.pem); get the root CA from the interceptor's admin and add it to tls.extra_roots"
+            "presented a chain issued by 'Evil\\u{d}\\u{a}\\u{1b}[2J\\u{2028}CA' (unknown), which is not trusted and holds no root certificate (saved in /e/x.pem); get the root CA from the interceptor's admin and add it to tls.extra_roots (if nothing intercepts this connection, the server leaves out an intermediate certificate instead)"
         );
         let with_root = refusal(
             &[leaf.clone(), root],
