@@ -400,7 +400,10 @@ impl ModuleCache {
             }
             let frame = frame.map_err(|e| Error::Upstream {
                 target: source.to_owned(),
-                reason: format!("the body failed after {written} bytes: {e}"),
+                reason: format!(
+                    "the body failed after {written} bytes: {}",
+                    crate::upstream::pool::failure(e.as_ref())
+                ),
             })?;
             let Ok(data) = frame.into_data() else { continue };
             spool_write(&mut spool, &data)

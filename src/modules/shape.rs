@@ -145,7 +145,13 @@ async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<(), String> 
     while head.len() < READ_AHEAD && !body.is_end_stream() {
         match timer::timeout_at(until, body.frame()).await {
             Err(_) | Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(format!("its body failed after {} bytes: {e}", head.len())),
+            Ok(Some(Err(e))) => {
+                return Err(format!(
+                    "its body failed after {} bytes: {}",
+                    head.len(),
+                    crate::upstream::pool::failure(e.as_ref())
+                ));
+            }
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     head.extend_from_slice(&data);
@@ -162,7 +168,10 @@ async fn next_frame(body: &mut Body, gap: Duration, so_far: usize) -> Result<Opt
     match timer::timeout(gap, body.frame()).await {
         Err(_) => Err(format!("no byte came for {} after {so_far} bytes", fmt_duration(gap))),
         Ok(None) => Ok(None),
-        Ok(Some(Err(e))) => Err(format!("its body failed after {so_far} bytes: {e}")),
+        Ok(Some(Err(e))) => Err(format!(
+            "its body failed after {so_far} bytes: {}",
+            crate::upstream::pool::failure(e.as_ref())
+        )),
         Ok(Some(Ok(frame))) => Ok(Some(frame)),
     }
 }

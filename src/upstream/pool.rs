@@ -319,6 +319,10 @@ pub fn failure(err: &(dyn std::error::Error + 'static)) -> String {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             return match io.kind() {
                 std::io::ErrorKind::ConnectionReset => "it reset the connection".into(),
+                // rustls: the TLS connection ended without close_notify.
+                std::io::ErrorKind::UnexpectedEof if io.to_string().contains("close_notify") => {
+                    "it closed its TLS connection without close_notify, so a cut could not be told from the end: refused as truncated".into()
+                }
                 std::io::ErrorKind::UnexpectedEof => "it closed the connection mid-answer".into(),
                 _ => io.to_string(),
             };
@@ -617,5 +621,22 @@ impl tower_service::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         Box::pin(self.0.clone().open(uri))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_end_without_close_notify_is_named_as_such() {
+        // As rustls reports it.
+        let cut = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        assert!(failure(&cut).contains("without close_notify"), "{}", failure(&cut));
+        let plain = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "early eof");
+        assert_eq!(failure(&plain), "it closed the connection mid-answer");
     }
 }
