@@ -16,10 +16,41 @@ pub const OLD_TLS: &str = "the server speaks only TLS 1.0 or 1.1, which modgate 
 /// One line describing why a handshake failed: [`OLD_TLS`] when the server
 /// refused every version rustls offers, else the error and its causes.
 pub fn describe(err: &(dyn StdError + 'static)) -> String {
-    match old_tls(err) {
-        true => OLD_TLS.to_owned(),
-        false => crate::core::error::chain(err),
+    if old_tls(err) {
+        return OLD_TLS.to_owned();
     }
+    let text = crate::core::error::chain(err);
+    match rustls_errors(err).find_map(hint) {
+        Some(hint) => format!("{text}; {hint}"),
+        None => text,
+    }
+}
+
+/// What a bare protocol fact means, for the two a user cannot act on
+/// without it.
+fn hint(err: &rustls::Error) -> Option<&'static str> {
+    match err {
+        rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) => Some(
+            "the server took none of what modgate offers (TLS 1.3, or TLS 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305): a server with only CBC or RSA key-exchange suites, or one that wants a client certificate, ends the handshake so",
+        ),
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => {
+            Some("a handshake message (its certificate chain) is larger than the 64 KiB rustls accepts")
+        }
+        _ => None,
+    }
+}
+
+/// The rustls errors among `err` and its causes (inside io::Errors too).
+fn rustls_errors<'a>(err: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a rustls::Error> {
+    crate::core::error::causes(err).flat_map(|cause| {
+        let inner = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|e| e as &(dyn StdError + 'static));
+        std::iter::once(cause)
+            .chain(inner)
+            .filter_map(|e| e.downcast_ref::<rustls::Error>())
+    })
 }
 
 /// Whether `err` (or one of its causes) says the server and rustls share no
@@ -71,5 +102,16 @@ mod tests {
         let e = io(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure));
         assert!(!old_tls(&e));
         assert!(describe(&e).contains("HandshakeFailure"), "{}", describe(&e));
+        assert!(
+            describe(&e).contains("only CBC or RSA key-exchange suites"),
+            "{}",
+            describe(&e)
+        );
+        let big = io(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::HandshakePayloadTooLarge,
+        ));
+        assert!(describe(&big).contains("larger than the 64 KiB"), "{}", describe(&big));
+        let other = io(rustls::Error::AlertReceived(AlertDescription::UnknownCA));
+        assert!(!describe(&other).contains("; "), "{}", describe(&other));
     }
 }
