@@ -44,6 +44,11 @@ use crate::modules::flight::{Flight, Head, Progress, spool_write};
 use crate::modules::verify::{ContentCheck, Subject, Verdict, check_sumdb_shape, check_well_formed};
 pub use crate::telemetry::access::CacheStatus;
 
+/// Marks an answer read back from the store, which needs no check and no
+/// storing again.
+#[derive(Debug, Clone, Copy)]
+struct AlreadyStored;
+
 /// Why an unframed answer is not kept.
 const UNFRAMED: &str =
     "the upstream's answer had no length and ended with its connection, so a body cut short would look whole";
@@ -201,7 +206,18 @@ impl ModuleCache {
             // every client took the stale copy and went: it keeps a
             // subscription of its own.
             let keep = stale_since.map(|_| flight.subscribe());
-            self.lead(flight.clone(), key.clone(), negative_key, request.clone(), fetch, keep);
+            // With no stale copy to refresh, what another worker's fetch
+            // stored between this request's look and its lead is taken.
+            let recheck = stale_since.is_none().then_some(lifetime);
+            self.lead(
+                flight.clone(),
+                key.clone(),
+                negative_key,
+                request.clone(),
+                fetch,
+                keep,
+                recheck,
+            );
         }
         let status = if leader {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -250,11 +266,34 @@ impl ModuleCache {
         request: ModuleRequest,
         fetch: F,
         keep: Option<watch::Receiver<Progress>>,
+        recheck: Option<Lifetime>,
     ) where
         F: FnOnce() -> BoxFuture<'static, Fetched> + Send + 'static,
     {
         let cache = self.clone();
         tokio::spawn(async move {
+            // The store is looked at again: a fetch of the same object on
+            // another worker may have landed after this request looked and
+            // before it led (single flight across workers).
+            if let Some(lifetime) = recheck {
+                if let Ok(Some(hit)) = cache.store.get(&key).await {
+                    if lifetime == Lifetime::Forever || cache.fresh(hit.stored_at) {
+                        let mut resp = hit_response(hit, &request);
+                        resp.extensions_mut().insert(AlreadyStored);
+                        let guard = LeaderGuard {
+                            cache: &cache,
+                            key: &key,
+                            flight: &flight,
+                            armed: true,
+                        };
+                        flight.set_source("cache".into());
+                        guard
+                            .settle(Ok(resp), "cache".into(), request, key.clone(), negative_key, keep)
+                            .await;
+                        return;
+                    }
+                }
+            }
             let guard = LeaderGuard {
                 cache: &cache,
                 key: &key,
@@ -369,6 +408,8 @@ impl ModuleCache {
         // Cut short, it would look whole: kept only when a known hash
         // vouches for it.
         let unframed = parts.extensions.get::<Unframed>().is_some();
+        // Read back from the store: checked and kept already.
+        let stored = parts.extensions.get::<AlreadyStored>().is_some();
         let mut spool = tokio::fs::File::create(flight.spool())
             .await
             .map_err(|e| Error::Internal(format!("spool {}: {e}", flight.spool().display())))?;
@@ -383,12 +424,15 @@ impl ModuleCache {
             written: 0,
             done: false,
         });
-        let mut writer = match self.store.writer(key).await {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(key = key.as_str(), error = %e, "cannot store; serving without caching");
-                None
-            }
+        let mut writer = match stored {
+            true => None,
+            false => match self.store.writer(key).await {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(key = key.as_str(), error = %e, "cannot store; serving without caching");
+                    None
+                }
+            },
         };
         let mut written = 0u64;
         while let Some(frame) = body.frame().await {
@@ -428,7 +472,9 @@ impl ModuleCache {
                 reason: format!("the body ended after {written} of {} bytes", length.unwrap_or_default()),
             });
         }
-        if let Some(subject) = Subject::of(request) {
+        if stored {
+            // Checked when it was stored.
+        } else if let Some(subject) = Subject::of(request) {
             // With no database, still nothing that go would refuse.
             let verdict = match self.check.load_full() {
                 Some(check) => check.check(&subject, flight.spool(), source, !unframed).await,

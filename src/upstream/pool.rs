@@ -201,10 +201,16 @@ impl std::ops::Deref for ClientRef<'_> {
     }
 }
 
+/// Idle keep-alive connections kept per upstream host, per worker: a burst
+/// of clients to one host leaves at most this many open behind it, so the
+/// descriptors `[limits] max_connections` counts on stay free for clients.
+const IDLE_PER_HOST: usize = 64;
+
 fn build(connector: Connector, idle: Duration) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .pool_timer(Timers)
         .pool_idle_timeout(idle)
+        .pool_max_idle_per_host(IDLE_PER_HOST)
         .timer(Timers)
         .build(connector)
 }
