@@ -129,6 +129,11 @@ impl DirStore {
         Ok(())
     }
 
+    /// The cache directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// `dir /abs/path`.
     pub(crate) fn name(&self) -> &str {
         &self.name

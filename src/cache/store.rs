@@ -63,6 +63,16 @@ impl Store {
         }
     }
 
+    /// A directory cache's hidden directory (`.modgate/`), for files of
+    /// modgate's own that belong on the cache's disk; `None` for object
+    /// storage.
+    pub fn hidden_dir(&self) -> Option<std::path::PathBuf> {
+        match &self.backend {
+            Backend::Dir(d) => Some(d.root().join(crate::cache::dir::HIDDEN_DIR)),
+            Backend::Remote(_) => None,
+        }
+    }
+
     /// The backend, for messages: `dir /var/cache/modgate` or
     /// `s3://bucket/prefix`.
     pub fn backend(&self) -> &str {

@@ -41,6 +41,7 @@ use crate::core::timer;
 use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::gomod::semver::is_canonical;
 use crate::modules::flight::{Flight, Head, Progress, spool_write};
+use crate::modules::spool::Spool;
 use crate::modules::verify::{ContentCheck, Subject, Verdict, check_sumdb_shape, check_well_formed};
 pub use crate::telemetry::access::CacheStatus;
 
@@ -104,7 +105,7 @@ pub struct ModuleCache {
     /// Swapped by a config reload, so the checksum database is reached
     /// with the TLS settings in effect; the store and the flights stay.
     check: arc_swap::ArcSwapOption<ContentCheck>,
-    spool: tempfile::TempDir,
+    spool: Spool,
     next_spool: AtomicU64,
     /// What happened, for metrics.
     pub counters: CacheCounters,
@@ -125,13 +126,10 @@ impl ModuleCache {
         settings: CacheSettings,
         check: Option<Arc<ContentCheck>>,
     ) -> Result<ModuleCache, CacheError> {
-        let spool = tempfile::Builder::new()
-            .prefix("modgate-spool-")
-            .tempdir()
-            .map_err(|e| CacheError::Open {
-                backend: store.backend().to_owned(),
-                detail: format!("cannot make a spool directory: {e}"),
-            })?;
+        let spool = Spool::open(store.hidden_dir().as_deref()).map_err(|e| CacheError::Open {
+            backend: store.backend().to_owned(),
+            detail: format!("cannot make a spool directory: {e}"),
+        })?;
         Ok(ModuleCache {
             negative: bounded(NEGATIVE_ENTRIES, settings.negative_ttl),
             store,
@@ -142,6 +140,11 @@ impl ModuleCache {
             next_spool: AtomicU64::new(0),
             counters: CacheCounters::default(),
         })
+    }
+
+    /// Removes the spool directory, at shutdown.
+    pub fn remove_spool(&self) {
+        self.spool.remove();
     }
 
     /// Verifies module files with `check` from now on (a config reload
@@ -410,7 +413,7 @@ impl ModuleCache {
         let unframed = parts.extensions.get::<Unframed>().is_some();
         // Read back from the store: checked and kept already.
         let stored = parts.extensions.get::<AlreadyStored>().is_some();
-        let mut spool = tokio::fs::File::create(flight.spool())
+        let mut spool = Spool::create(flight.spool())
             .await
             .map_err(|e| Error::Internal(format!("spool {}: {e}", flight.spool().display())))?;
         flight.set(Progress::Body {

@@ -9,6 +9,8 @@
 //! - [`started`]: an answer whose body starts in time and never stalls
 //!   for longer than the idle timeout.
 //! - [`shape`]: `.info` and `@latest` answers checked as `go` reads them.
+//! - [`flight`], [`spool`]: one fetch per file however many ask, spooled
+//!   to disk as it arrives.
 //! - [`sumdb`]: verifying module hashes against a checksum database.
 
 pub mod cached;
@@ -20,6 +22,7 @@ pub mod health;
 pub mod proxy_source;
 pub mod shape;
 pub mod source;
+pub mod spool;
 pub mod started;
 pub mod sumdb;
 pub mod sumdb_upstream;

@@ -173,6 +173,11 @@ impl Server {
         for task in &mut self.tasks {
             let _ = task.await;
         }
+        // The process may end before the worker threads drop what they
+        // hold (a cache among it): its spool goes now.
+        if let Some(cache) = &self.live.current().cache {
+            cache.remove_spool();
+        }
     }
 }
 

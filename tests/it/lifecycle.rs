@@ -130,3 +130,35 @@ async fn signals_sent_the_moment_modgate_says_it_listens_are_handled() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_spool_lives_under_the_cache_goes_at_exit_and_a_killed_ones_is_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let spools = cache.join(".modgate/spool");
+    // A spool a killed modgate left (no process has this pid: above the
+    // kernel's limit), untouched for two minutes.
+    let left = spools.join("4194305-x1y2z3");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("0.spool"), b"half a zip").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(120);
+    std::fs::File::open(&left).unwrap().set_modified(old).unwrap();
+    std::fs::write(dir.path().join("m.toml"), "[cache]\ndir = \"cache\"\n").unwrap();
+
+    let mut served = start_served(dir.path(), &["--config", "m.toml", "--listen", "127.0.0.1:0"]).await;
+    let pid = served.child.id().unwrap();
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&spools)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    };
+    let running = names();
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert!(running[0].starts_with(&format!("{pid}-")), "{running:?}");
+
+    sigterm(&served.child);
+    let status = tokio::time::timeout(STEP, served.child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(names(), Vec::<String>::new(), "the spool is removed at exit");
+}
