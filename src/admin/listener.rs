@@ -61,9 +61,7 @@ pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<Admi
     let Some(addr) = listen.addr() else {
         return Ok(None);
     };
-    let bound = TcpListener::bind(addr)
-        .await
-        .and_then(|l| l.local_addr().map(|a| (l, a)));
+    let bound = crate::proxy::listener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a)));
     let (listener, addr) = match (bound, listen) {
         (Ok(bound), _) => bound,
         (Err(e), AdminListen::Default(_)) => {

@@ -13,6 +13,26 @@ use std::net::SocketAddr;
 use futures_util::future::BoxFuture;
 use tokio::net::{TcpListener, TcpStream};
 
+/// Connections the kernel may hold for modgate before it accepts them (it
+/// caps this at `net.core.somaxconn`). std's and tokio's 128 drops the SYNs
+/// of a burst (a CI fleet starting at once), and each dropped client waits
+/// a second or more to retry.
+pub const BACKLOG: i32 = 1024;
+
+/// A listening socket on `addr` with a [`BACKLOG`]-deep queue: the proxy,
+/// transparent and admin listeners.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does: a restart can bind while the old connections linger.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
 /// How a client connection arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inbound {
@@ -84,7 +104,7 @@ pub struct ExplicitListener(TcpListener);
 impl ExplicitListener {
     /// Binds `addr`.
     pub async fn bind(addr: SocketAddr) -> io::Result<ExplicitListener> {
-        TcpListener::bind(addr).await.map(ExplicitListener)
+        bind(addr).map(ExplicitListener)
     }
 }
 
@@ -102,5 +122,25 @@ impl Listener for ExplicitListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_in_the_queue_not_in_syn_retries() {
+        // 300 clients connect at once and none is accepted yet: with a
+        // 128-deep queue the rest would wait a second for a SYN retry.
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..300).map(|_| tokio::time::timeout(Duration::from_millis(800), TcpStream::connect(addr)));
+        let clients = futures_util::future::join_all(connects).await;
+        let queued = clients.iter().filter(|c| matches!(c, Ok(Ok(_)))).count();
+        assert_eq!(queued, 300);
+        let (_, peer) = listener.accept().await.unwrap();
+        assert!(peer.ip().is_loopback());
     }
 }

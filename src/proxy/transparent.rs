@@ -33,7 +33,7 @@ impl TransparentListener {
         own_listeners: OwnListeners,
         own_sockets: Option<OwnSockets>,
     ) -> io::Result<TransparentListener> {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = crate::proxy::listener::bind(addr)?;
         own_listeners.add(listener.local_addr()?);
         Ok(TransparentListener {
             listener,
