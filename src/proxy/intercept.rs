@@ -71,6 +71,9 @@ pub async fn serve(
                 crate::core::escape::escape(sni),
                 dest.host
             ));
+            if let Some(refusing) = interceptor.refusing_config() {
+                let _ = timer::timeout(t.header, start.into_stream(refusing)).await;
+            }
             return;
         }
     }

@@ -18,15 +18,41 @@ pub struct Interceptor {
     /// One configuration per host, so TLS session resumption works across
     /// connections and a leaf is minted once per [`LEAF_REUSE`].
     configs: Bounded<String, Arc<rustls::ServerConfig>>,
+    /// Resolves no certificate, for a ClientHello modgate refuses.
+    refusing: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A certificate resolver that has none: rustls then ends the handshake
+/// with a fatal `access_denied` alert.
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::server::ResolvesServerCert for NoCertificate {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
 }
 
 impl Interceptor {
     /// An interceptor issuing from `ca`.
     pub fn new(ca: LocalCa) -> Interceptor {
+        let refusing = builder()
+            .ok()
+            .map(|b| Arc::new(b.with_cert_resolver(Arc::new(NoCertificate))));
         Interceptor {
             ca,
             configs: bounded(CONFIG_CACHE_MAX, LEAF_REUSE),
+            refusing,
         }
+    }
+
+    /// A server configuration that refuses the handshake with a fatal
+    /// `access_denied` alert, so a client turned away by its ClientHello
+    /// reads why from TLS (go: `remote error: tls: access denied`), not
+    /// from an unexpected EOF. (`None` only if ring offered no protocol
+    /// version, which its defaults always do.)
+    pub fn refusing_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.refusing.clone()
     }
 
     /// The server configuration for `host`: its leaf, h2 and http/1.1.
@@ -38,17 +64,23 @@ impl Interceptor {
             .ca
             .mint(host)
             .map_err(|e| Error::Internal(format!("issuing a certificate for {host}: {e}")))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+        let mut config = builder()
             .map_err(|e| Error::Internal(format!("TLS server config: {e}")))?
-            .with_no_client_auth()
             .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(leaf)));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let config = Arc::new(config);
         self.configs.insert(host.to_owned(), config.clone());
         Ok(config)
     }
+}
+
+/// A server configuration with ring and its safe protocol versions,
+/// without client authentication, before its certificates.
+fn builder() -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth())
 }
 
 #[cfg(test)]
