@@ -5,7 +5,9 @@
 //! 3. TLS is planned as a tunnel to the SNI (or the original address), on
 //!    the original port: `hosts` rules match the name, `dst` rules the
 //!    original address; it is then intercepted or relayed by the tunnel
-//!    stage ([`tunnel::establish`], [`tunnel::run`]); a refusal closes the
+//!    stage ([`tunnel::establish`], [`tunnel::run`]); a refusal by policy
+//!    (a 4xx: a block, a name that does not resolve to the destination)
+//!    is a fatal `access_denied` TLS alert, any other one closes the
 //!    connection;
 //! 4. plain HTTP is served by hyper, each request planned as a forward to
 //!    its Host and sent on by the forward stage ([`forward::send`]); a
@@ -32,6 +34,7 @@ use crate::core::body::Body;
 use crate::core::error::Error;
 use crate::core::escape::escape;
 use crate::core::host::{Authority, Host};
+use crate::core::timer;
 use crate::policy::plan::Door;
 use crate::policy::rule::{Facts, Rule};
 use crate::proxy::context::Context;
@@ -46,6 +49,11 @@ use crate::proxy::route::{Routed, route};
 use crate::proxy::sniff::{Sniffed, sniff};
 use crate::proxy::{forward, tunnel};
 use crate::telemetry::access::{Access, Unanswered, method_name, uri_text};
+
+/// A TLS record holding a fatal `access_denied` alert (RFC 8446 §6: type
+/// 21, legacy version 3.3, length 2, level fatal, description 49). Before
+/// the server's hello, alerts are in the clear in every TLS version.
+const ACCESS_DENIED: [u8; 7] = [21, 3, 3, 0, 2, 2, 49];
 
 /// Serves one redirected connection until it ends.
 pub async fn serve(ctx: &Arc<Context>, mut stream: TcpStream, peer: SocketAddr, redirected: Redirected) {
@@ -97,7 +105,7 @@ fn destination(name: Option<&str>, original: SocketAddr) -> Authority {
 /// A TLS connection: a tunnel to the SNI, without the CONNECT.
 async fn serve_tls(
     ctx: &Arc<Context>,
-    client: TcpStream,
+    mut client: TcpStream,
     peer: SocketAddr,
     original: SocketAddr,
     (hello, sni): (Bytes, Option<String>),
@@ -108,9 +116,15 @@ async fn serve_tls(
     let tunnel = match open_tunnel(ctx, &mut access, &dest, original).await {
         Ok(tunnel) => tunnel,
         Err(err) => {
-            // A TLS client cannot read an HTTP answer: close.
+            // A TLS client cannot read an HTTP answer. Refused by policy,
+            // it is told so by an alert (go: `remote error: tls: access
+            // denied`); an upstream failure closes, as a network would.
             refused(&mut access, &err);
             access.emit();
+            if err.status().is_client_error() {
+                let write = tokio::io::AsyncWriteExt::write_all(&mut client, &ACCESS_DENIED);
+                let _ = timer::timeout(ctx.config.timeouts.header, write).await;
+            }
             return;
         }
     };

@@ -357,9 +357,12 @@ async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_r
         "{outer}"
     );
 
-    // A blocked host: the connection is closed, the origin never reached.
+    // A blocked host: refused with a TLS alert, the origin never reached.
     let refused = world.tls_from_client(BLOCKED, "blocked.test").await;
-    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("AccessDenied")),
+        "{refused:?}"
+    );
     let access = world.access().await;
     assert_eq!(
         (
@@ -375,7 +378,10 @@ async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_r
 
     // A name that does not resolve to where the connection was going.
     let refused = world.tls_from_client(TUNNEL, "proxy.golang.org").await;
-    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("AccessDenied")),
+        "{refused:?}"
+    );
     let access = world.access().await;
     assert_eq!(access["status"], 409, "{access}");
     assert!(
