@@ -17,12 +17,15 @@ use crate::proxy::reload::{Overrides, Reloader};
 use crate::proxy::reload_watch;
 use crate::proxy::server::{Server, StartError};
 use crate::proxy::workers::Workers;
+use crate::telemetry::log_writer::{FlushOnDrop, LogWriter};
 
 /// What the command line says beyond the config file.
 struct Flags {
     path: Option<PathBuf>,
     listen: Option<SocketAddr>,
     admin_listen: Option<AdminListen>,
+    /// Flushed before a line printed straight to stderr.
+    log: LogWriter,
 }
 
 /// Runs the proxy until SIGINT or SIGTERM; SIGHUP reloads the config.
@@ -40,11 +43,18 @@ pub(crate) fn run(
         Ok(a) => a,
         Err(e) => return usage_error(format!("--admin-listen: {e}")),
     };
-    let _flush_on_exit = init_logging(log_format);
+    let (log, _flush_on_exit) = match init_logging(log_format) {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("modgate: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let flags = Flags {
         path,
         listen,
         admin_listen,
+        log,
     };
     let located = config.clone();
     match serve(config, flags) {
@@ -68,19 +78,20 @@ pub(crate) fn run(
     }
 }
 
-/// Logs go to stderr through a background writer, so a request never waits
-/// on the terminal or the journal. Nothing is dropped: when the writer falls
-/// behind, logging slows down instead. The guard flushes on exit.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr through a background writer that writes them in
+/// batches (telemetry::log_writer), so a request never waits on the
+/// terminal or the journal and costs no system call of its own. Nothing is
+/// dropped: when the writer falls behind, logging slows down instead. The
+/// guard flushes on exit; the writer is flushed before each line `serve`
+/// prints straight to stderr, so those come after what was logged before.
+fn init_logging(format: LogFormat) -> anyhow::Result<(LogWriter, FlushOnDrop)> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+    let (writer, guard) = LogWriter::start(std::io::stderr()).context("starting the log writer")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
+        .with_writer(writer.clone());
     match format {
         LogFormat::Text => builder.init(),
         // The tracing target (modgate::access, modgate::interception) is
@@ -93,7 +104,7 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
             .with_target(false)
             .init(),
     }
-    guard
+    Ok((writer, guard))
 }
 
 fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
@@ -137,12 +148,15 @@ fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
         // admin listener up too.
         if let Some(admin) = admin::listener::start(admin_listen, state).await? {
             server.add_own_listener(admin.local_addr());
+            flags.log.flush();
             eprintln!("modgate admin listening on {}", admin.local_addr());
             tracing::info!(admin = %admin.local_addr(), "admin listener: /metrics /healthz /readyz /");
         }
         if let Some(transparent) = server.transparent_addr() {
+            flags.log.flush();
             eprintln!("modgate transparent listener on {transparent}");
         }
+        flags.log.flush();
         eprintln!("modgate listening on {}", server.local_addr());
         tracing::info!(config = %source, listen = %server.local_addr(), workers = threads, "started");
         stop.wait().await;
