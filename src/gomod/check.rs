@@ -45,17 +45,18 @@ pub(crate) fn check_module_path(path: &str) -> Result<(), String> {
     }
     let first = path.split('/').next().unwrap_or_default();
     if !first.contains('.') {
-        return Err(format!("missing dot in first path element {first:?}"));
+        return Err(format!("missing dot in first path element {}", quote(first)));
     }
     if first.starts_with('-') {
-        return Err(format!("leading dash in first path element {first:?}"));
+        return Err(format!("leading dash in first path element {}", quote(first)));
     }
     if let Some(c) = first
         .chars()
         .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'))
     {
         return Err(format!(
-            "invalid character {c:?} in first path element {first:?} (want a lower-case host name)"
+            "invalid character {c:?} in first path element {} (want a lower-case host name)",
+            quote(first)
         ));
     }
     Ok(())
@@ -64,39 +65,64 @@ pub(crate) fn check_module_path(path: &str) -> Result<(), String> {
 /// Checks one element of a module path.
 pub(crate) fn check_elem(elem: &str) -> Result<(), String> {
     if elem == "." || elem == ".." {
-        return Err(format!("path element {elem:?} is not allowed"));
+        return Err(format!("path element {} is not allowed", quote(elem)));
     }
     if elem.starts_with('.') {
-        return Err(format!("leading dot in path element {elem:?}"));
+        return Err(format!("leading dot in path element {}", quote(elem)));
     }
     if elem.ends_with('.') {
-        return Err(format!("trailing dot in path element {elem:?}"));
+        return Err(format!("trailing dot in path element {}", quote(elem)));
     }
     if let Some(c) = elem
         .chars()
         .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
     {
-        return Err(format!("invalid character {c:?} in path element {elem:?}"));
+        return Err(format!("invalid character {c:?} in path element {}", quote(elem)));
     }
     Ok(())
 }
 
-/// Checks a decoded version. Queries such as `master` are allowed: go asks
-/// for `@v/master.info`.
+/// Decodes and checks a version that must be a version, not a query (a
+/// checksum-database lookup): semver's characters only.
+pub(crate) fn resolved_version(encoded: &str) -> Result<String, String> {
+    let version = version(encoded)?;
+    match version
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '+' | '~')))
+    {
+        Some(c) => Err(format!(
+            "bad version {}: invalid character {c:?} (a lookup names a version, not a query)",
+            quote(encoded)
+        )),
+        None => Ok(version),
+    }
+}
+
+/// Checks a decoded version the way `golang.org/x/mod/module.EscapeVersion`
+/// does, since go checks a version so before it asks for one. Queries
+/// such as `master` are allowed (go asks for `@v/master.info`), and so is a
+/// branch name like `fix#12`, `a b` or `user@topic`: go's file-name
+/// characters, ASCII only.
 pub(crate) fn check_version(version: &str) -> Result<(), String> {
     if version.is_empty() {
         return Err("empty version".into());
     }
-    if version == "." || version == ".." {
+    if version.bytes().all(|b| b == b'.') {
         return Err("not a version".into());
     }
-    if let Some(c) = version
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '+' | '~')))
-    {
+    if version.ends_with('.') {
+        return Err("trailing dot".into());
+    }
+    if let Some(c) = version.chars().find(|&c| !version_char(c)) {
         return Err(format!("invalid character {c:?}"));
     }
     Ok(())
+}
+
+/// go's `fileNameOK` without `!` (which `EscapeVersion` refuses) and
+/// without non-ASCII letters (which its escaping refuses).
+fn version_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "#$%&()+,-.=@[]^_{}~ ".contains(c)
 }
 
 /// Checks a checksum-database name: a lower-case host name.
@@ -120,15 +146,15 @@ pub(crate) fn check_db_name(db: &str) -> Result<(), String> {
 }
 
 /// Rejects characters go never sends in a module request path: NUL and
-/// other control characters, `\`, and `%` (go does not percent-encode these
-/// paths).
+/// other control characters, and `\`. (A `%` left after percent-decoding
+/// is a character of a version query, like `fix%1`; no module path or
+/// checksum-database name has one.)
 pub(crate) fn check_chars(path: &str) -> Result<(), String> {
-    let Some(c) = path.chars().find(|&c| c.is_control() || c == '\\' || c == '%') else {
+    let Some(c) = path.chars().find(|&c| c.is_control() || c == '\\') else {
         return Ok(());
     };
     let what = match c {
         '\\' => "a backslash",
-        '%' => "'%' after percent-decoding",
         _ => "a control character",
     };
     Err(format!("bad module request path {}: contains {what}", quote(path)))

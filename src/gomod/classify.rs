@@ -11,7 +11,7 @@
 //!
 //! The code is under 200 lines; the rest of the file is its table of cases.
 
-use crate::gomod::check::{check_chars, check_db_name, module_path, version};
+use crate::gomod::check::{check_chars, check_db_name, module_path, resolved_version, version};
 use crate::gomod::escape::quote;
 use crate::gomod::request::{ModuleRequest, SumdbKind};
 
@@ -157,7 +157,7 @@ fn sumdb_endpoint(endpoint: &str) -> Result<Option<SumdbKind>, String> {
         };
         return Ok(Some(SumdbKind::Lookup {
             module: module_path(module)?,
-            version: version(v)?,
+            version: resolved_version(v)?,
         }));
     }
     if let Some(tile) = endpoint.strip_prefix("tile/") {
@@ -394,13 +394,43 @@ mod tests {
             "/a.com/b/@v/.info",
             "/a.com/b/@v/..info",
             "/a.com/b/@v/...info",
-            "/a.com/b/@v/v1 .info",
-            "/a.com/b/@v/v1@x.info",
+            "/a.com/b/@v/v1..info",
             "/a.com/b/@v/v1/x.info",
             "/a.com/b/@v/v1:x.zip",
+            "/a.com/b/@v/a*b.info",
+            "/a.com/b/@v/a|b.info",
+            "/a.com/b/@v/a?b.info",
+            "/a.com/b/@v/a\"b.info",
+            "/a.com/b/@v/a'b.info",
+            "/a.com/b/@v/a<b>.info",
+            "/a.com/b/@v/a`b.info",
+            "/a.com/b/@v/caf\u{e9}.info",
         ] {
             let e = proxy_err(path);
             assert!(e.starts_with("bad version"), "{path}: {e}");
+        }
+    }
+
+    #[test]
+    fn branch_names_go_allows_are_versions() {
+        // module.EscapeVersion takes go's file-name characters, so
+        // `go get m@fix#12` asks for `@v/fix%2312.info`.
+        for version in [
+            "fix#12",
+            "a b",
+            "x,y",
+            "release(2)",
+            "user@topic",
+            "a=b",
+            "$&",
+            "[1]",
+            "{x}",
+            "^1",
+            "50%",
+            "a~b_c+d",
+        ] {
+            let request = proxy(&format!("/a.com/b/@v/{version}.info"));
+            assert_eq!(request.version(), Some(version));
         }
     }
 
@@ -425,17 +455,29 @@ mod tests {
     #[test]
     fn bad_characters_are_errors_in_module_shaped_paths() {
         for path in [
-            "/a.com/b%41/@v/list",
             "/a.com/b\\c/@v/list",
             "/a.com/b\0/@v/list",
             "/a.com/b\n/@latest",
-            "/a.com/b/@v/v1.0.0%2e.info",
-            "/sumdb/sum.golang.org/lookup/a.com/b%20@v1.0.0",
             "/sumdb/sum.golang.org/latest\0",
         ] {
             let e = proxy_err(path);
             assert!(e.contains("contains"), "{path}: {e}");
         }
+        // A `%` left after decoding belongs to no module path, database
+        // name or looked-up version (a version query may have one).
+        for path in [
+            "/a.com/b%41/@v/list",
+            "/sumdb/sum.golang.org/lookup/a.com/b%20@v1.0.0",
+            "/sumdb/sum.golang.org/lookup/a.com/b@v1.0.0%20",
+            "/sumdb/sum%2egolang.org/latest",
+        ] {
+            let e = proxy_err(path);
+            assert!(
+                e.contains("invalid character '%'") || e.contains("database name"),
+                "{path}: {e}"
+            );
+        }
+        assert_eq!(proxy("/a.com/b/@v/v1.0.0%2e.info").version(), Some("v1.0.0%2e"));
     }
 
     #[test]

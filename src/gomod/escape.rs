@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// Percent-decodes a request path. `go` escapes URL paths, so `!azure`
 /// arrives as `%21azure`; the classifiers take the decoded path. A path
@@ -28,6 +28,37 @@ pub fn decode_path(raw: &str) -> Result<Cow<'_, str>, String> {
         .decode_utf8()
         .map(|decoded| Cow::Owned(decoded.into_owned()))
         .map_err(|_| format!("{} is not UTF-8 once percent-decoded", quote(raw)))
+}
+
+/// What a decoded request path may hold as-is in a URL's path: RFC 3986's
+/// `pchar` (unreserved, sub-delims, `:`, `@`) and `/`; everything else is
+/// percent-encoded again.
+const PATH_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/');
+
+/// A decoded request path made fit for a URL again: a version query such
+/// as `fix#12` or `a b` goes to a mirror as `fix%2312` and `a%20b`, not
+/// as a fragment or a broken request line. A path of module paths and
+/// versions alone is itself.
+pub fn encode_path(decoded: &str) -> Cow<'_, str> {
+    utf8_percent_encode(decoded, PATH_KEEPS).into()
 }
 
 /// Decodes the `!` case-encoding: "!azure" -> "Azure". A raw upper-case
@@ -98,5 +129,19 @@ mod tests {
         assert!(decode_path("/a%zz").is_err());
         assert!(decode_path("/a%ff").is_err());
         assert_eq!(decode_path("/a.com/x%2525/@v/list").unwrap(), "/a.com/x%25/@v/list");
+    }
+
+    #[test]
+    fn a_decoded_path_is_encoded_again_only_where_a_url_needs_it() {
+        let plain = "/github.com/!azure/x/@v/v1.0.0-rc.1+meta.info";
+        assert!(matches!(encode_path(plain), Cow::Borrowed(_)));
+        assert_eq!(
+            encode_path("/a.com/b/@v/fix#12 x%y?[1]{2}^3.info"),
+            "/a.com/b/@v/fix%2312%20x%25y%3F%5B1%5D%7B2%7D%5E3.info"
+        );
+        for query in ["fix#12", "a b", "50%", "release(2)", "user@topic", "[x]"] {
+            let path = format!("/a.com/b/@v/{query}.info");
+            assert_eq!(decode_path(&encode_path(&path)).unwrap(), path);
+        }
     }
 }

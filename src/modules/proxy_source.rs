@@ -21,6 +21,7 @@ use crate::core::hop::{strip_hop_by_hop, unusable_response};
 use crate::core::host::{Authority, Host};
 use crate::core::proxy_url::ProxyUrl;
 use crate::core::timer;
+use crate::gomod::escape::encode_path;
 use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
 use crate::modules::{decode, shape};
@@ -69,7 +70,7 @@ impl ProxySource {
 impl ModuleSource for ProxySource {
     fn fetch<'a>(&'a self, req: SourceRequest<'a>) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
-            let url = format!("{}{}", self.base, req.rel_path);
+            let url = format!("{}{}", self.base, encode_path(req.rel_path));
             let clients = self.clients.via(req.via);
             let client = clients.default_client().clone();
             get(clients, client, &self.base, url, req, self.login.as_ref()).await

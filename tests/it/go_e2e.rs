@@ -442,3 +442,46 @@ async fn a_mirror_behind_zscaler_works_with_its_root_and_is_named_without_it() {
     assert!(output.contains(&expected), "expected {expected:?} in:\n{output}");
     proxy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_name_with_url_characters_resolves_through_both_doors() {
+    // go allows `#`, space, `,`, `@` ... in a query (module.EscapeVersion)
+    // and percent-encodes them in the path: `@fix#12` asks for
+    // `@v/fix%2312.info`. The fixture serves files by their raw path.
+    let world = World::new();
+    let at_v = world.fixture().join("example.test/alpha/@v");
+    let queries = [("fix#12", "fix%2312"), ("a b", "a%20b"), ("user@topic", "user@topic")];
+    for (_, raw) in queries {
+        std::fs::write(
+            at_v.join(format!("{raw}.info")),
+            "{\"Version\":\"v1.1.0\",\"Time\":\"2024-01-02T03:04:05Z\"}",
+        )
+        .unwrap();
+    }
+    let mirror = start_module_origin(&world.pki, &["mirror.test"], &world.fixture(), Behavior::Serve).await;
+    let rules = "[[rule]]\nname = \"modules\"\nmodules = [\"*\"]\naction = \"mirror\"\nmirrors = \"https://mirror.test\"\n\n[[rule]]\nname = \"default\"\naction = \"direct\"\n";
+    let proxy = world.proxy(&[("mirror.test", mirror.addr)], rules).await;
+    let project = GoProject::new(&[]);
+    let endpoint = vec![("GOPROXY", format!("http://{}", proxy.addr))];
+    for env in [world.via_proxy(&proxy), endpoint] {
+        for (query, raw) in queries {
+            let out = project
+                .go(&["list", "-m", &format!("example.test/alpha@{query}")], &env)
+                .await;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{query}: {text}");
+            assert_eq!(text.trim(), "example.test/alpha v1.1.0", "{query}");
+            let asked = format!("/example.test/alpha/@v/{raw}.info");
+            assert!(
+                mirror.paths.lock().unwrap().contains(&asked),
+                "{asked} reached the mirror"
+            );
+            mirror.paths.lock().unwrap().clear();
+        }
+    }
+    proxy.stop().await;
+}
