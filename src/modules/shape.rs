@@ -68,7 +68,7 @@ pub async fn checked(
         ModuleRequest::Info { version, .. } => info(resp, is_canonical(version).then_some(version.as_str()), gap).await,
         ModuleRequest::Latest { .. } => info(resp, None, gap).await,
         ModuleRequest::Mod { .. } => go_mod(resp, gap).await,
-        ModuleRequest::Zip { .. } => zip_start(resp, gap).await,
+        ModuleRequest::Zip { module, version } => zip_start(resp, gap, module, version).await,
         _ => return Ok(resp),
     };
     result.map_err(|reason| Error::BadAnswer {
@@ -99,7 +99,7 @@ async fn go_mod(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, S
         return Err("it has no module line, so go would refuse it (\"missing module line\")".into());
     }
     read_ahead(&mut body, &mut head).await?;
-    Ok(rejoined(parts, head, body))
+    Ok(rejoined(parts, head.freeze(), body))
 }
 
 /// A `.zip` answer, its first bytes checked, then the same answer. A zip
@@ -107,9 +107,11 @@ async fn go_mod(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, S
 /// end of its directory (`PK\x05\x06`): anything else (an error page
 /// served with a 200) is refused before a byte is sent, so `|` can move on.
 /// Only the bytes that came first are compared, never waited for beyond
-/// them, so a mirror that trickles is not held up here; the rest is
-/// checked as it is cached.
-async fn zip_start(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, String> {
+/// them, so a mirror that trickles is not held up here. A zip that arrived
+/// whole in the read-ahead is checked as go checks a module zip (names,
+/// duplicates, sizes), so a broken small zip is that mirror's failure too;
+/// a bigger one is checked as it is cached.
+async fn zip_start(resp: Response<Body>, gap: Duration, module: &str, version: &str) -> Result<Response<Body>, String> {
     let (parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
     while head.is_empty() && read_more(&mut body, &mut head, gap).await? {}
@@ -121,7 +123,18 @@ async fn zip_start(resp: Response<Body>, gap: Duration) -> Result<Response<Body>
             crate::core::escape::escape(&String::from_utf8_lossy(start))
         ));
     }
-    read_ahead(&mut body, &mut head).await?;
+    let whole = read_ahead(&mut body, &mut head).await?;
+    let head = head.freeze();
+    if whole {
+        // Off the runtime: 64 KiB of deflate can hold tens of MiB.
+        let (zip, module, version) = (head.clone(), module.to_owned(), version.to_owned());
+        tokio::task::spawn_blocking(move || {
+            crate::gomod::sumdb::dirhash::h1_of_zip(std::io::Cursor::new(&zip[..]), &module, &version)
+        })
+        .await
+        .map_err(|e| format!("checking it failed: {e}"))?
+        .map_err(|e| format!("it is not a module zip go would accept: {e}"))?;
+    }
     Ok(rejoined(parts, head, body))
 }
 
@@ -139,12 +152,14 @@ async fn read_more(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Resul
 }
 
 /// Reads on into `head`, up to [`READ_AHEAD`] bytes, the body's end or
-/// [`READ_AHEAD_FOR`]: an error within it is the answer's.
-async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<(), String> {
+/// [`READ_AHEAD_FOR`]: an error within it is the answer's. True when the
+/// whole body is in `head`.
+async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<bool, String> {
     let until = tokio::time::Instant::now() + READ_AHEAD_FOR;
     while head.len() < READ_AHEAD && !body.is_end_stream() {
         match timer::timeout_at(until, body.frame()).await {
-            Err(_) | Ok(None) => break,
+            Err(_) => return Ok(false),
+            Ok(None) => return Ok(true),
             Ok(Some(Err(e))) => {
                 return Err(format!(
                     "its body failed after {} bytes: {}",
@@ -159,7 +174,7 @@ async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<(), String> 
             }
         }
     }
-    Ok(())
+    Ok(body.is_end_stream())
 }
 
 /// `body`'s next frame (`None` at its end), waited for at most `gap`;
@@ -178,8 +193,8 @@ async fn next_frame(body: &mut Body, gap: Duration, so_far: usize) -> Result<Opt
 
 /// The answer again: `head`, read already, then the rest of `body` as it
 /// comes.
-fn rejoined(parts: http::response::Parts, head: BytesMut, body: Body) -> Response<Body> {
-    let head = futures_util::stream::once(std::future::ready(Ok(Frame::data(head.freeze()))));
+fn rejoined(parts: http::response::Parts, head: Bytes, body: Body) -> Response<Body> {
+    let head = futures_util::stream::once(std::future::ready(Ok(Frame::data(head))));
     let body = StreamBody::new(head.chain(BodyStream::new(body)));
     Response::from_parts(parts, body.boxed_unsync())
 }
@@ -422,21 +437,52 @@ mod tests {
             module: "example.com/m".into(),
             version: "v1.0.0".into(),
         };
-        let resp = checked(&zip, answer(b"PK\x03\x04rest".to_vec()), "s", Duration::from_secs(5))
+        // A zip still arriving after the read-ahead: its first bytes are
+        // compared as far as they go (a first frame may be short), the rest
+        // is checked as it is cached.
+        let arriving = |first: &'static [u8]| {
+            let rest = futures_util::stream::iter([Ok(Frame::data(Bytes::from_static(first)))]).chain(
+                futures_util::stream::iter([Ok(Frame::data(Bytes::from_static(b"rest")))]).then(|f| async move {
+                    tokio::time::sleep(READ_AHEAD_FOR * 3).await;
+                    f
+                }),
+            );
+            let frames: Body = StreamBody::new(rest.map(|f: Result<_, crate::core::body::BoxError>| f)).boxed_unsync();
+            Response::new(frames)
+        };
+        for first in [&b"PK\x03\x04"[..], b"PK"] {
+            let resp = checked(&zip, arriving(first), "s", Duration::from_secs(5))
+                .await
+                .unwrap();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, [first, b"rest"].concat());
+        }
+        // A zip that arrived whole is checked as go checks a module zip:
+        // a broken one is the mirror's failure, so `|` moves on.
+        let good = module_zip(&[("example.com/m@v1.0.0/go.mod", "module example.com/m\n")]);
+        let resp = checked(&zip, answer(good.clone()), "s", Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "PK\x03\x04rest");
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), good);
         assert!(
-            checked(&zip, answer(b"PK\x05\x06".to_vec()), "s", Duration::from_secs(5))
+            checked(&zip, answer(module_zip(&[])), "s", Duration::from_secs(5))
                 .await
                 .is_ok()
         );
-        // The first bytes are compared as far as they go: a zip's first
-        // frame may be short.
-        let resp = checked(&zip, answer(b"PK".to_vec()), "s", Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "PK");
+        for (broken, why) in [
+            (module_zip(&[("example.com/m@v1.0.0/../x.go", "package x\n")]), "x.go"),
+            (module_zip(&[("example.com/other@v1.0.0/a.go", "package a\n")]), "a.go"),
+            (b"PK\x03\x04rest".to_vec(), "zip"),
+        ] {
+            let err = checked(&zip, answer(broken), "https://m.test", Duration::from_secs(5))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("upstream https://m.test sent a bad answer: .zip of example.com/m@v1.0.0: it is not a module zip go would accept:") && err.contains(why),
+                "{err}"
+            );
+        }
         for page in [&b"<html>Sign in</html>"[..], b"PKZIP", b"P\n", b""] {
             let err = checked(&zip, answer(page.to_vec()), "https://m.test", Duration::from_secs(5))
                 .await
@@ -478,6 +524,17 @@ mod tests {
         ] {
             assert!(!is_module_statement(line.as_bytes()), "{line:?}");
         }
+    }
+
+    /// A zip of `files` (name, content), as a mirror would send it.
+    fn module_zip(files: &[(&str, &str)]) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, content) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            zip.write_all(content.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
     }
 
     /// A body of `chunks`, each its own frame.

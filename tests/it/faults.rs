@@ -1044,3 +1044,39 @@ async fn a_small_file_cut_off_at_once_falls_through_after_a_pipe() {
     let event = access_for(&mut served, ".zip").await;
     assert_eq!(event["status"], 200, "{event}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_zip_go_would_refuse_falls_through_after_a_pipe() {
+    // The first mirror's zip of ALPHA arrives whole and on time, but its
+    // files are outside the module's prefix: go would refuse it, so it is
+    // that mirror's failure and `|` moves on to the next.
+    let world = World::new().await;
+    let broken = world.path("broken");
+    let at_v = broken.join(ALPHA.0).join("@v");
+    std::fs::create_dir_all(&at_v).unwrap();
+    for file in ["list", "v1.1.0.info", "v1.1.0.mod"] {
+        std::fs::copy(
+            world.path("fixture").join(ALPHA.0).join("@v").join(file),
+            at_v.join(file),
+        )
+        .unwrap();
+    }
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file(
+        "example.test/other@v1.1.0/a.go",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut zip, b"package a\n").unwrap();
+    std::fs::write(at_v.join("v1.1.0.zip"), zip.finish().unwrap().into_inner()).unwrap();
+    let bad = FaultyMirror::start(&broken).await;
+    let mut served = world
+        .serve("", &format!("http://{}|http://{}", bad.addr, world.mirror.addr))
+        .await;
+    let run = GoProject::new(&[ALPHA]).download(&go_env(&served, &world)).await;
+    run.assert_ok();
+    assert_eq!(bad.count(&zip_path(ALPHA)), 1, "the broken mirror was asked");
+    assert_eq!(world.mirror.count(&zip_path(ALPHA)), 1, "then the next one");
+    let event = access_for(&mut served, ".zip").await;
+    assert_eq!(event["status"], 200, "{event}");
+}
