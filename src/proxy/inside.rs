@@ -106,13 +106,35 @@ pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, origin: &Origin, req:
 /// GOPROXY base.
 fn classify(host: &str, raw_path: &str) -> Result<Option<(ModuleRequest, String)>, Error> {
     let path = decode_path(raw_path).map_err(Error::BadRequest)?;
-    if let Some(request) = classify_proxy_path(&path).map_err(Error::BadRequest)? {
-        return Ok(Some((request, path.into_owned())));
+    match classify_proxy_path(&path) {
+        Ok(Some(request)) => return Ok(Some((request, path.into_owned()))),
+        Ok(None) => {}
+        Err(why) => return below_a_prefix(&path).map(Some).ok_or(Error::BadRequest(why)),
     }
     match classify_sumdb_path(host, &path).map_err(Error::BadRequest)? {
         Some(request) => Ok(Some((request, format!("/sumdb/{host}{path}")))),
         None => Ok(None),
     }
+}
+
+/// Leading path elements a GOPROXY base on an intercepted host may have
+/// (`https://proxy.golang.org/cached-only`, an Artifactory-style
+/// `https://host/api/go/remote`) that are looked past.
+const MAX_PREFIX_ELEMENTS: usize = 8;
+
+/// A module request below a GOPROXY base that has a path of its own, for a
+/// path that is not one from `/`: `/cached-only/example.com/m/@v/list` is
+/// `example.com/m`'s list, with `/example.com/m/@v/list` the path a mirror
+/// is asked for (the original host is still asked for the whole path). The
+/// shortest prefix whose rest is a valid module request wins.
+fn below_a_prefix(path: &str) -> Option<(ModuleRequest, String)> {
+    path.match_indices('/')
+        .skip(1)
+        .take(MAX_PREFIX_ELEMENTS)
+        .find_map(|(at, _)| match classify_proxy_path(&path[at..]) {
+            Ok(Some(request)) => Some((request, path[at..].to_owned())),
+            _ => None,
+        })
 }
 
 /// What a refusal inside a tunnel names: the module, or the request's URL
@@ -232,5 +254,41 @@ async fn carry_out(
         other => Err(Error::Internal(format!(
             "a request inside a tunnel cannot be planned as {other:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_goproxy_base_with_a_path_of_its_own_is_looked_past() {
+        for (path, module, rel) in [
+            (
+                "/cached-only/example.com/m/@v/list",
+                "example.com/m",
+                "/example.com/m/@v/list",
+            ),
+            (
+                "/api/go/remote/github.com/!azure/x/@v/v1.0.0.zip",
+                "github.com/Azure/x",
+                "/github.com/!azure/x/@v/v1.0.0.zip",
+            ),
+            ("/example.com/m/@latest", "example.com/m", "/example.com/m/@latest"),
+        ] {
+            let (request, rel_path) = classify("proxy.golang.org", path).unwrap().unwrap();
+            assert_eq!((request.module(), rel_path.as_str()), (Some(module), rel), "{path}");
+        }
+        // Not a module request anywhere in it: still refused, with the
+        // reason for the whole path.
+        for path in [
+            "/a.com//b/@v/list",
+            "/x/y/a.com//b/@v/list",
+            "/1/2/3/4/5/6/7/8/9/example.com/m/@v/list",
+        ] {
+            let err = classify("proxy.golang.org", path).unwrap_err();
+            assert!(matches!(err, Error::BadRequest(_)), "{path}: {err}");
+        }
+        assert!(classify("proxy.golang.org", "/").unwrap().is_none());
     }
 }

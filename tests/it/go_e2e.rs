@@ -447,13 +447,13 @@ async fn a_mirror_behind_zscaler_works_with_its_root_and_is_named_without_it() {
 async fn a_branch_name_with_url_characters_resolves_through_both_doors() {
     // go allows `#`, space, `,`, `@` ... in a query (module.EscapeVersion)
     // and percent-encodes them in the path: `@fix#12` asks for
-    // `@v/fix%2312.info`. The fixture serves files by their raw path.
+    // `@v/fix%2312.info`. The fixture decodes paths, as a file server does.
     let world = World::new();
     let at_v = world.fixture().join("example.test/alpha/@v");
     let queries = [("fix#12", "fix%2312"), ("a b", "a%20b"), ("user@topic", "user@topic")];
-    for (_, raw) in queries {
+    for (query, _) in queries {
         std::fs::write(
-            at_v.join(format!("{raw}.info")),
+            at_v.join(format!("{query}.info")),
             "{\"Version\":\"v1.1.0\",\"Time\":\"2024-01-02T03:04:05Z\"}",
         )
         .unwrap();
@@ -484,4 +484,35 @@ async fn a_branch_name_with_url_characters_resolves_through_both_doors() {
         }
     }
     proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goproxy_with_a_path_on_an_intercepted_host_works() {
+    // GOPROXY=https://proxy.golang.org/cached-only (or an Artifactory-style
+    // https://host/api/go/remote) on an intercepted host: the modules are
+    // found below the prefix, mirrored without it, sent direct with it.
+    let world = World::new();
+    let site = world.path("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::os::unix::fs::symlink(world.fixture(), site.join("cached-only")).unwrap();
+    let origin = start_module_origin(&world.pki, &["proxy.golang.org"], &site, Behavior::Serve).await;
+    let mirror = start_module_origin(&world.pki, &["mirror.test"], &world.fixture(), Behavior::Serve).await;
+    let hosts = [("proxy.golang.org", origin.addr), ("mirror.test", mirror.addr)];
+    let direct = "[[rule]]\nname = \"default\"\naction = \"direct\"\n";
+    for (rules, asked, prefix) in [
+        (mirror_rule("https://mirror.test"), &mirror, ""),
+        (direct.to_owned(), &origin, "/cached-only"),
+    ] {
+        let proxy = world.proxy(&hosts, &rules).await;
+        let mut env = world.via_proxy(&proxy);
+        env.retain(|(k, _)| *k != "GOPROXY");
+        env.push(("GOPROXY", "https://proxy.golang.org/cached-only".into()));
+        let project = GoProject::new(REQUIRES);
+        let run = project.download(&env).await;
+        run.assert_ok();
+        assert_eq!(run.modules, direct_from_fixture(&world).await.modules);
+        let zip = format!("{prefix}/example.test/beta/@v/v0.3.0.zip");
+        assert!(asked.paths.lock().unwrap().contains(&zip), "{zip} asked");
+        proxy.stop().await;
+    }
 }

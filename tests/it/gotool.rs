@@ -320,7 +320,11 @@ pub fn start_module_origin_on(
                             seen.lock().unwrap().push(req.uri().path().to_owned());
                             let root = root.clone();
                             async move {
-                                let path = req.uri().path().trim_start_matches('/').to_owned();
+                                // Decoded, as a file server does: go sends `!` as `%21`.
+                                let path =
+                                    percent_encoding::percent_decode_str(req.uri().path().trim_start_matches('/'))
+                                        .decode_utf8_lossy()
+                                        .into_owned();
                                 let resp = match behavior {
                                     Behavior::Status(code) => {
                                         let mut r =
