@@ -155,7 +155,9 @@ impl Authenticator {
             .map_err(|e| Error::Internal(format!("password check: {e}")))?;
         if !ok {
             self.failures.fail(client);
-            tracing::warn!(client = %client, user = %escape(&user), "proxy authentication failed");
+            // A quoted string: a user name the client chose cannot add
+            // fields to the line (`x client=10.0.0.9 status=200`).
+            tracing::warn!(client = %client, user = &*escape(&user), "proxy authentication failed");
             return Err(refuse("unknown user or wrong password".into()));
         }
         self.verified.insert(digest, Arc::from(user.as_str()));

@@ -268,7 +268,8 @@ pub async fn fetch(
             Answer::Failed(e) if i < last && entry.then == FallThrough::OnAnyError => {
                 let reason = if skipped { FallReason::Down } else { FallReason::Error };
                 sources.fell_through(&name, reason);
-                tracing::info!(rule = req.rule, mirror = %name, error = %e, "mirror failed; trying the next (|)");
+                // Quoted: the error may quote what the mirror sent.
+                tracing::info!(rule = req.rule, mirror = %name, error = e.to_string(), "mirror failed; trying the next (|)");
             }
             Answer::Failed(e) => return (Err(e), name),
         }

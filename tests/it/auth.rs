@@ -562,3 +562,32 @@ fn base64(user_password: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(user_password)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_name_cannot_add_fields_to_the_failed_login_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_users(d);
+    std::fs::write(
+        d.join("c.toml"),
+        "[auth]\nhtpasswd = \"users.htpasswd\"\n\n[[rule]]\nname = \"allow\"\naction = \"direct\"\n",
+    )
+    .unwrap();
+    let mut served = start_served(d, &["--config", "c.toml", "--listen", "127.0.0.1:0"]).await;
+    let user = r#"mallory client=10.9.9.9 user="alice" status=200"#;
+    let basic = base64(&format!("{user}:x"));
+    let reply = raw_exchange(
+        served.addr,
+        format!(
+            "CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\nProxy-Authorization: Basic {basic}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 407"), "{reply}");
+    let line = served.wait_for_line("proxy authentication failed").await;
+    assert!(
+        line.contains(r#"client=127.0.0.1 user="mallory client=10.9.9.9 user=\"alice\" status=200""#),
+        "the user name is one quoted field: {line}"
+    );
+}
