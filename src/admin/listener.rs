@@ -32,6 +32,12 @@ use crate::core::timer::{self, Timers};
 /// How long a client may take to send a request head.
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Admin connections served at once. They are outside `[limits]
+/// max_connections`, so beyond this many a new one is answered `503` and
+/// closed: an admin port opened to the network cannot use up the
+/// descriptors the proxy's limits are sized to leave.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Why the admin listener could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on the admin address {addr}: {source}")]
@@ -55,8 +61,10 @@ impl AdminListener {
     }
 }
 
-/// Binds `listen` and serves until the proxy shuts down. `Ok(None)` when
-/// the listener is off, or when the default address is busy (warned).
+/// Binds `listen` and serves for as long as the runtime runs: through a
+/// shutdown's drain too, so `/readyz` says the proxy is shutting down and
+/// `/metrics` can be scraped until the end. `Ok(None)` when the listener
+/// is off, or when the default address is busy (warned).
 pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<AdminListener>, AdminBindError> {
     let Some(addr) = listen.addr() else {
         return Ok(None);
@@ -86,21 +94,23 @@ pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<Admi
 }
 
 async fn accept(listener: TcpListener, state: Arc<AdminState>) {
-    let stop = state.proxy.draining.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    timer::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let (stream, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                timer::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let _ = stream.try_write(TOO_MANY.as_bytes());
+            continue;
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, req, peer).await) }
@@ -113,6 +123,9 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
         });
     }
 }
+
+/// The answer to an admin connection beyond [`MAX_CONNECTIONS`].
+const TOO_MANY: &str = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 60\r\nconnection: close\r\n\r\nmodgate: too many admin connections (64); try again shortly\n";
 
 /// The routes, behind the credentials `admin.require_auth` asks for.
 async fn route(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -177,5 +190,17 @@ async fn authorize(state: &AdminState, req: &Request<Incoming>, peer: SocketAddr
     match auth.authenticate(peer.ip(), presented, Door::Admin).await {
         Ok(_user) => Ok(()),
         Err(e) => Err(error_response(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_beyond_the_limit_is_well_formed() {
+        let (head, body) = TOO_MANY.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(body.contains(&format!("({MAX_CONNECTIONS})")), "{body}");
     }
 }

@@ -547,3 +547,61 @@ pub async fn chromium(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_takes_a_bounded_number_of_connections_and_answers_through_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.toml"),
+        config_allowing_loopback("[cache]\ndir = \"\"\n[timeouts]\nshutdown = \"10s\"\n"),
+    )
+    .unwrap();
+    let mut served = start_served(
+        dir.path(),
+        &[
+            "--config",
+            "m.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
+    let admin = served.admin.unwrap();
+    // Idle connections up to the limit are held; the next is turned away
+    // with a 503 that says why, and the proxy port still answers.
+    let mut idle = Vec::new();
+    for _ in 0..modgate::admin::listener::MAX_CONNECTIONS {
+        idle.push(tokio::net::TcpStream::connect(admin).await.unwrap());
+    }
+    let mut over = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(STEP, tokio::io::AsyncReadExt::read_to_string(&mut over, &mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(
+        reply.ends_with("modgate: too many admin connections (64); try again shortly\n"),
+        "{reply}"
+    );
+    let plain = start_text_origin("ok").await;
+    let (status, _, _) = get_via(served.addr, &format!("http://{}/", plain.addr)).await;
+    assert_eq!(status, 200);
+    // Their places come back as they close.
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(admin_get(admin, "/healthz").await.0, 200);
+
+    // A tunnel keeps the shutdown draining; meanwhile /readyz says so.
+    let (silent, _task) = start_silent_origin().await;
+    let (_tunnel, head) = connect_via(served.addr, &silent.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    sigterm(&served.child);
+    served.wait_for_line("shutting down").await;
+    let (status, _, body) = admin_get(admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("is closed: shutting down"), "{body}");
+    assert_eq!(admin_get(admin, "/healthz").await.0, 200);
+}
