@@ -160,13 +160,19 @@ impl Reloader {
         }
         needs_restart(&current.config, &config, self.overrides)?;
         let source = config.source.clone();
+        // A file the config names that cannot be used points back at the
+        // key naming it, as at start (`modgate.toml:9:12: auth.htpasswd: ...`).
+        let located = config.clone();
         // A bug met while building it must not end the reloads: the config
         // in effect stays, and the failure is reported like any other.
         match std::panic::AssertUnwindSafe(rebuild_context(config, current))
             .catch_unwind()
             .await
         {
-            Ok(built) => built.map(Some).map_err(|e| format!("{source}: {e}")),
+            Ok(built) => built.map(Some).map_err(|e| {
+                let e = e.to_string();
+                format!("{}: {e}", located.locate(&e))
+            }),
             Err(_) => Err(format!(
                 "{source}: an internal error while building the new context (a bug; stderr has the panic); the config in effect stays"
             )),

@@ -162,6 +162,13 @@ async fn issue12_a_broken_edit_keeps_serving_and_reverting_it_recovers() {
     assert!(!page.contains("The last reload was refused"), "{page}");
     assert!(page.contains("reloads: 1 ok, 1 refused"), "{page}");
     assert_eq!(get_via(served.addr, &url).await.0, 200);
+
+    // A file the config names that cannot be used is located at its key,
+    // as `check` and a start locate it.
+    std::fs::write(&path, format!("[auth]\nhtpasswd = \"missing.htpasswd\"\n{good}")).unwrap();
+    let line = served.wait_for_line("config reload refused").await;
+    assert!(line.contains("modgate.toml:2:12: "), "{line}");
+    assert!(line.contains("missing.htpasswd"), "{line}");
 }
 
 /// The sha256 label of `modgate_config_info`.
