@@ -85,15 +85,24 @@ impl DirStore {
             detail: format!("{}: {e}", self.root.display()),
         };
         let mut warnings = Vec::new();
-        if let Err(e) = fs::create_dir_all(self.root.join(HIDDEN_DIR)) {
+        let hidden = self.root.join(HIDDEN_DIR);
+        // A copy of a live cache has its hidden directory already: whether
+        // anything can be stored is asked of the file system.
+        let writable = fs::create_dir_all(&hidden).and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(&hidden)
+                .map(drop)
+        });
+        if let Err(e) = writable {
             // A directory that exists but cannot be written to (a read-only
             // mount of a seeded cache) can still be read and listed.
             if !self.root.is_dir() {
                 return Err(open_error(e));
             }
             warnings.push(format!(
-                "cannot create {}: {e}; objects can be read, but nothing can be stored",
-                self.root.join(HIDDEN_DIR).display()
+                "cannot create or write {}: {e}; objects can be read, but nothing can be stored",
+                hidden.display()
             ));
         }
         let mut found = Vec::new();

@@ -984,6 +984,19 @@ fn an_unreadable_directory_is_skipped_and_a_read_only_cache_still_lists() {
         err.contains("cannot create") && err.contains("nothing can be stored"),
         "{err}"
     );
+    // A copy of a live cache has `.modgate/` already: read-only all the
+    // same, and said so.
+    std::fs::set_permissions(d.join("cache"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(d.join("cache/.modgate")).unwrap();
+    for dir in ["cache/.modgate", "cache"] {
+        std::fs::set_permissions(d.join(dir), std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let (code, _, err) = modgate_as_nobody(d, &["cache", "ls", "--config", "c.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("cannot create or write") && err.contains("nothing can be stored"),
+        "{err}"
+    );
 }
 
 /// `ls` and `rm` by module glob reach a `[private]` module's objects,
