@@ -48,7 +48,9 @@ pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
             "CONNECT inside the tunnel to {dest}: open a new connection to modgate for each tunnel"
         )));
     }
-    if req.uri() == "*" {
+    // `*` alone over HTTP/1.1; over h2, hyper puts `:path *` below the
+    // scheme and authority.
+    if req.uri().path() == "*" {
         return Err(Error::BadRequest(format!(
             "'{} *' inside the tunnel to {dest}: modgate serves module requests here",
             req.method()
@@ -141,6 +143,23 @@ mod tests {
                 .status(),
             400
         );
+        // As h2 hands it over: `:path *` with the scheme and authority.
+        for method in ["OPTIONS", "GET"] {
+            let uri = http::Uri::builder()
+                .scheme("https")
+                .authority("proxy.golang.org")
+                .path_and_query("*")
+                .build()
+                .unwrap();
+            let h2 = Request::builder()
+                .method(method)
+                .version(http::Version::HTTP_2)
+                .uri(uri.clone())
+                .body(())
+                .unwrap();
+            let e = check(&h2, inside).unwrap_err();
+            assert_eq!(e.status(), 400, "{method} {uri}: {e}");
+        }
         assert_eq!(
             check(&req("CONNECT", "a.test:443", Some("a.test:443")), inside)
                 .unwrap_err()
