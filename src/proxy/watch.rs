@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{OnInterception, Probe};
 use crate::core::error::Error;
 use crate::core::escape::escape;
-use crate::core::host::Authority;
+use crate::core::host::{Authority, Host};
 use crate::core::timer;
 use crate::core::verdict::{Judgement, Verdict};
 use crate::policy::parent::Via;
@@ -59,15 +59,21 @@ impl Taps {
         let (hello_tx, client_hello) = oneshot::channel();
         let mut hello_tx = Some(hello_tx);
         let mut bytes = early.to_vec();
+        // Read until the ClientHello is whole (with or without a name), or
+        // is not one; never again after: the client's later records (its
+        // ChangeCipherSpec) are not a ClientHello, and rustls warns of each.
         let mut hello: Tap = Box::new(move |more: &[u8]| {
-            bytes.extend_from_slice(more);
-            if client_sni(&bytes).is_some() || bytes.len() >= MAX_HELLO {
-                if let Some(tx) = hello_tx.take() {
-                    let _ = tx.send(std::mem::take(&mut bytes));
-                }
+            if hello_tx.is_none() {
                 return false;
             }
-            true
+            bytes.extend_from_slice(more);
+            if probe::client_hello(&bytes) == probe::Hello::Partial && bytes.len() < MAX_HELLO {
+                return true;
+            }
+            if let Some(tx) = hello_tx.take() {
+                let _ = tx.send(std::mem::take(&mut bytes));
+            }
+            false
         });
         // Early bytes may already hold the whole ClientHello.
         if !early.is_empty() {
@@ -239,28 +245,45 @@ async fn observe_tunnel(ctx: &Arc<Context>, dest: &Authority, addr: SocketAddr, 
     let Ok(flight) = (&mut watch.flight).await else { return };
     let sni = watch.client_hello.try_recv().ok().and_then(|bytes| client_sni(&bytes));
     let host = dest.host.to_string().trim_matches(['[', ']']).to_owned();
+    // A client that named no host and went to an address checks the
+    // certificate against that address itself: its chain is judged on
+    // trust alone, since a server's default certificate naming something
+    // else is no sign of interception.
+    let named = sni.is_some() || !matches!(dest.host, Host::Ip(_));
     let name = sni.unwrap_or_else(|| host.clone());
     let sighted = Sighted::at(&host, &name, Some(addr));
+    let judged = Judged { name: &name, named };
     match flight {
         Flight::Chain(chain) => {
-            judge(ctx, &chain, &name, &sighted, &watch.seen);
+            judge(ctx, &chain, judged, &sighted, &watch.seen);
         }
         Flight::Tls13 if ctx.config.tls.probe == Probe::Active => {
-            active_probe(ctx, &name, &sighted, (dest, addr, via), &watch.seen).await
+            active_probe(ctx, judged, &sighted, (dest, addr, via), &watch.seen).await
         }
         _ => {}
     }
 }
 
-/// Analyzes a chain for `name`, records evidence, and notes the verdict.
+/// The name a relayed tunnel's chain is judged for.
+#[derive(Clone, Copy)]
+struct Judged<'a> {
+    /// The client's SNI, or the tunnel's host.
+    name: &'a str,
+    /// Whether the chain must be valid for `name`: not when the client
+    /// named no host and went to an address.
+    named: bool,
+}
+
+/// Analyzes a chain for `judged`, records evidence, and notes the verdict.
 fn judge(
     ctx: &Context,
     chain: &[CertificateDer<'static>],
-    name: &str,
+    judged: Judged<'_>,
     sighted: &Sighted,
     seen: &Seen,
 ) -> Option<Arc<ChainReport>> {
-    let report = match analyze(ctx.verifier.verifiers(), chain, Some(name)) {
+    let name = judged.name;
+    let report = match analyze(ctx.verifier.verifiers(), chain, judged.named.then_some(name)) {
         Ok(report) => report,
         Err(e) => {
             tracing::debug!(host = %escape(name), error = %escape(&e), "cannot judge the tunnel's chain");
@@ -284,11 +307,12 @@ fn note(seen: &Seen, judgement: Option<Judgement>) {
 /// tunnel went: through the parent when the tunnel did.
 async fn active_probe(
     ctx: &Context,
-    name: &str,
+    judged: Judged<'_>,
     sighted: &Sighted,
     (dest, addr, via): (&Authority, SocketAddr, Via),
     seen: &Seen,
 ) {
+    let name = judged.name;
     let permit = match ctx.probes.begin(addr, name) {
         ProbeStart::Known(known) => {
             if let Some(report) = &known {
@@ -314,7 +338,7 @@ async fn active_probe(
             .map_err(|_| "handshake timed out".to_owned())?
     };
     let result = match chain.await {
-        Ok(chain) => judge(ctx, &chain, name, sighted, seen),
+        Ok(chain) => judge(ctx, &chain, judged, sighted, seen),
         Err(e) => {
             tracing::debug!(host = %escape(name), addr = %addr, error = %escape(&e), "active probe failed");
             None

@@ -241,12 +241,37 @@ fn certificates(body: &[u8]) -> Option<Vec<CertificateDer<'static>>> {
 
 /// The SNI in a client's first bytes (a ClientHello), if there is one.
 pub fn client_sni(first_bytes: &[u8]) -> Option<String> {
+    match client_hello(first_bytes) {
+        Hello::Whole(sni) => sni,
+        Hello::Partial | Hello::NotTls => None,
+    }
+}
+
+/// What a client's first bytes hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hello {
+    /// A whole ClientHello, and the name it asks for, if any.
+    Whole(Option<String>),
+    /// The start of one: more bytes are needed.
+    Partial,
+    /// Not a TLS ClientHello.
+    NotTls,
+}
+
+/// Reads a client's first bytes as a TLS ClientHello.
+pub fn client_hello(first_bytes: &[u8]) -> Hello {
     let mut acceptor = rustls::server::Acceptor::default();
     let mut reader = first_bytes;
-    acceptor.read_tls(&mut reader).ok()?;
+    while !reader.is_empty() {
+        match acceptor.read_tls(&mut reader) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
     match acceptor.accept() {
-        Ok(Some(accepted)) => accepted.client_hello().server_name().map(str::to_owned),
-        _ => None,
+        Ok(Some(accepted)) => Hello::Whole(accepted.client_hello().server_name().map(str::to_owned)),
+        Ok(None) => Hello::Partial,
+        Err(_) => Hello::NotTls,
     }
 }
 
@@ -337,6 +362,35 @@ mod tests {
         public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let verifiers = crate::tls::chain::Verifiers::new(public.into(), crate::tls::anchors::Roots::empty()).unwrap();
         crate::tls::chain::analyze(&verifiers, &[cert.der().clone()], Some(host)).unwrap()
+    }
+
+    /// A real ClientHello for `name` (a host name, or an address: no SNI).
+    fn hello_for(name: &str) -> Vec<u8> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut hello = Vec::new();
+        tls.write_tls(&mut hello).unwrap();
+        hello
+    }
+
+    #[test]
+    fn a_client_hello_is_whole_partial_or_not_one() {
+        let hello = hello_for("proxy.golang.org");
+        assert_eq!(client_hello(&hello), Hello::Whole(Some("proxy.golang.org".into())));
+        assert_eq!(client_hello(&hello[..hello.len() - 1]), Hello::Partial);
+        assert_eq!(client_hello(&hello[..3]), Hello::Partial);
+        assert_eq!(client_hello(&hello_for("10.0.0.1")), Hello::Whole(None));
+        assert_eq!(client_hello(b"SSH-2.0-OpenSSH_9.6\r\n"), Hello::NotTls);
+        // What follows a whole ClientHello (the client's ChangeCipherSpec)
+        // is never read as one.
+        let mut then = hello.clone();
+        then.extend_from_slice(&record(20, &[1]));
+        assert_eq!(client_hello(&then), Hello::Whole(Some("proxy.golang.org".into())));
+        assert_eq!(client_sni(&hello), Some("proxy.golang.org".into()));
     }
 
     fn record(kind: u8, body: &[u8]) -> Vec<u8> {

@@ -912,3 +912,22 @@ async fn upstream_tls_sessions_resume_and_keep_their_verdict() {
         assert_eq!(*kinds.lock().unwrap(), [Full, Resumed, Resumed], "{version:?}");
     }
 }
+
+/// A client that names no host and goes to an address checks the
+/// certificate against that address itself: a public chain naming
+/// something else is a server's default certificate, judged on trust
+/// alone, not an interceptor (it used to be `untrusted`, flagged
+/// `hostname_mismatch`, and the tunnel cut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_chain_reached_by_address_without_a_name_is_public() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = TestPki::new("Test Public Root CA");
+    for versions in [&[&rustls::version::TLS12], &[&rustls::version::TLS13]] {
+        let (origin, _task) = start_tls_origin_with(&public, &["git.test"], "hello", versions).await;
+        let mut served = serve_tunnels(dir.path(), &public, &[]).await;
+        tunnel_handshake(served.addr, &origin.to_string(), &origin.ip().to_string()).await;
+        let access = served.next_access().await;
+        assert_eq!(access["verdict"], "public", "{access}");
+        assert!(!dir.path().join("seen/index.jsonl").exists(), "no evidence was saved");
+    }
+}
