@@ -347,3 +347,27 @@ async fn active_probe(
     ctx.probes.finish(addr, name, result);
     drop(permit);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::probe::tests::hello_for;
+
+    #[test]
+    fn the_hello_tap_reads_one_whole_hello_and_nothing_after() {
+        let change_cipher_spec = [20u8, 3, 3, 0, 1, 1];
+        for name in ["proxy.golang.org", "10.0.0.1"] {
+            let hello = hello_for(name);
+            // Arriving in the relay, in two pieces.
+            let mut taps = Taps::new(&[]);
+            let mut watch = taps.take_watch().unwrap();
+            assert!((taps.hello)(&hello[..10]), "{name}: more is wanted");
+            assert!(!(taps.hello)(&hello[10..]), "{name}: whole");
+            assert!(!(taps.hello)(&change_cipher_spec), "{name}: done for good");
+            assert_eq!(watch.client_hello.try_recv().unwrap(), hello, "{name}");
+            // Already read with the connection's first bytes (transparent).
+            let mut taps = Taps::new(&hello);
+            assert!(!(taps.hello)(&change_cipher_spec), "{name}: done for good");
+        }
+    }
+}

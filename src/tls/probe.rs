@@ -348,7 +348,7 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The report on a self-signed leaf for `host`.
@@ -365,7 +365,7 @@ mod tests {
     }
 
     /// A real ClientHello for `name` (a host name, or an address: no SNI).
-    fn hello_for(name: &str) -> Vec<u8> {
+    pub(crate) fn hello_for(name: &str) -> Vec<u8> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let config = rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore::empty())
