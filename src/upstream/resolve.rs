@@ -85,11 +85,7 @@ impl Resolver {
         })?;
         let lookup = self.dns.lookup_ip(absolute).await.map_err(|e| Error::Resolve {
             host: name.clone(),
-            reason: if e.is_no_records_found() {
-                "no such host".to_owned()
-            } else {
-                e.to_string()
-            },
+            reason: lookup_failure(&e),
         })?;
         let ips: Vec<IpAddr> = lookup.iter().collect();
         if ips.is_empty() {
@@ -112,6 +108,32 @@ impl Resolver {
                 host: dest.host.to_string(),
                 after: timeout,
             })?
+    }
+}
+
+/// Why a lookup failed, in words: hickory reports a server that failed
+/// (SERVFAIL) or refused the query as "no records found", like a name that
+/// does not exist, and only the first is "no such host".
+fn lookup_failure(e: &hickory_resolver::ResolveError) -> String {
+    use hickory_resolver::proto::ProtoErrorKind;
+    let code = match e.proto().map(|p| p.kind()) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => *response_code,
+        _ => return e.to_string(),
+    };
+    rcode_failure(code)
+}
+
+/// The words for a DNS answer with no addresses and response code `code`.
+fn rcode_failure(code: hickory_resolver::proto::op::ResponseCode) -> String {
+    use hickory_resolver::proto::op::ResponseCode;
+    match code {
+        ResponseCode::NXDomain => "no such host".into(),
+        ResponseCode::NoError => "no such host (the name has no A or AAAA records)".into(),
+        ResponseCode::ServFail => {
+            "the DNS server failed to answer (SERVFAIL; its upstream or DNSSEC may be broken)".into()
+        }
+        ResponseCode::Refused => "the DNS server refused the query (REFUSED)".into(),
+        other => format!("the DNS server answered {other}"),
     }
 }
 

@@ -223,6 +223,31 @@ async fn a_name_with_an_underscore_is_resolved() {
     proxy.stop().await;
 }
 
+/// A name server that fails or refuses is not a name that does not exist:
+/// each says which (hickory reports all three as "no records found").
+#[tokio::test]
+async fn a_failing_or_refusing_name_server_is_not_no_such_host() {
+    let dns = start_fake_dns(Arc::new(|_: &str, _| vec![Ipv4Addr::new(127, 0, 0, 1)]), false).await;
+    let proxy = start_proxy(&format!(
+        "[dns]\nservers = [\"{}\"]\n[[rule]]\naction = \"direct\"\n",
+        dns.addr
+    ))
+    .await;
+    for (host, reason) in [
+        ("nxdomain.corp.test", "no such host"),
+        (
+            "servfail.corp.test",
+            "the DNS server failed to answer (SERVFAIL; its upstream or DNSSEC may be broken)",
+        ),
+        ("refused.corp.test", "the DNS server refused the query (REFUSED)"),
+    ] {
+        let (status, _, body) = get_via(proxy.addr, &format!("http://{host}/")).await;
+        assert_eq!(status.as_u16(), 502, "{body}");
+        assert_eq!(body, format!("modgate: cannot resolve {host}: {reason}\n"));
+    }
+    proxy.stop().await;
+}
+
 /// A name server that never answers: 504 within the connect timeout.
 #[tokio::test]
 async fn a_dns_timeout_is_a_504_naming_the_host() {

@@ -1,7 +1,8 @@
 //! A DNS server for tests, on 127.0.0.1 over UDP and TCP (one port), that
 //! answers A queries from a function of the name and how many times it was
 //! asked, with TTL 0 so nothing may cache the answer. AAAA gets an empty
-//! answer. `Silent` never answers, for timeout tests.
+//! answer. `Silent` never answers, for timeout tests. A name whose first
+//! label is `servfail`, `refused` or `nxdomain` gets that response code.
 
 #![allow(dead_code)]
 
@@ -56,10 +57,20 @@ fn respond(query: &[u8], answer: &Answer, asked: &Mutex<HashMap<String, usize>>)
         .set_response_code(ResponseCode::NoError);
     for q in request.queries() {
         response.add_query(q.clone());
+        let name = q.name().to_ascii().trim_end_matches('.').to_owned();
+        let code = match name.split('.').next() {
+            Some("servfail") => ResponseCode::ServFail,
+            Some("refused") => ResponseCode::Refused,
+            Some("nxdomain") => ResponseCode::NXDomain,
+            _ => ResponseCode::NoError,
+        };
+        if code != ResponseCode::NoError {
+            response.set_response_code(code);
+            continue;
+        }
         if q.query_type() != RecordType::A {
             continue;
         }
-        let name = q.name().to_ascii().trim_end_matches('.').to_owned();
         let n = {
             let mut asked = asked.lock().unwrap();
             let n = asked.entry(name.clone()).or_insert(0);
