@@ -45,6 +45,8 @@ pub struct FrontDoor {
     telemetry: Arc<Telemetry>,
     /// The connection's clocks, told when it waits for a request head.
     activity: Arc<Activity>,
+    /// Where a redirected connection was going, for the refusals' events.
+    original: Option<SocketAddr>,
 }
 
 impl FrontDoor {
@@ -56,6 +58,24 @@ impl FrontDoor {
             open: AtomicUsize::new(0),
             telemetry: ctx.telemetry.clone(),
             activity,
+            original: None,
+        })
+    }
+
+    /// The front door of a connection the firewall redirected from its
+    /// way to `original`: the refusals' events say where it was going.
+    pub fn redirected(
+        ctx: &ProxyContext,
+        peer: SocketAddr,
+        activity: Arc<Activity>,
+        original: SocketAddr,
+    ) -> Arc<FrontDoor> {
+        Arc::new(FrontDoor {
+            peer,
+            open: AtomicUsize::new(0),
+            telemetry: ctx.telemetry.clone(),
+            activity,
+            original: Some(original),
         })
     }
 
@@ -181,6 +201,7 @@ impl<T: AsyncWrite> AsyncWrite for Guarded<T> {
             if let Some(status) = automatic_refusal(buf) {
                 let err = replacement(status);
                 let mut access = Access::new(this.door.peer, "-", "-").reporting_to(this.door.telemetry.clone());
+                access.original = this.door.original;
                 access.fail(&err);
                 access.emit();
                 *this.pending = Some((err.raw_response(), 0));

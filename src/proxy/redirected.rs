@@ -210,7 +210,7 @@ async fn verify_host(ctx: &Context, rule: Option<&Rule>, dest: &Authority, origi
 async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, original: SocketAddr) {
     let t = ctx.config.timeouts;
     let activity = Arc::new(Activity::new());
-    let door = FrontDoor::new(ctx, peer, activity.clone());
+    let door = FrontDoor::redirected(ctx, peer, activity.clone(), original);
     let io = Guarded::new(Watched::new(stream, activity.clone()), door.clone());
     let service = service_fn(|req| {
         let answering = door.answering();

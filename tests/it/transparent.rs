@@ -424,6 +424,19 @@ async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_r
         "{response}"
     );
     world.access().await;
+    // Neither TLS nor HTTP (an SSH client on port 443): refused, and its
+    // event says where it was going.
+    let mut ssh = world.gateway.connect_from_client(&format!("{PLAIN}:443")).unwrap();
+    ssh.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, ssh.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400"), "{out:?}");
+    let access = world.access().await;
+    assert_eq!(
+        (access["status"].as_u64(), access["original"].as_str()),
+        (Some(400), Some("10.200.78.14:443")),
+        "{access}"
+    );
 
     // `explain --transparent` makes the same decisions, and says what is
     // verified.
