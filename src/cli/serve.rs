@@ -54,12 +54,14 @@ pub(crate) fn run(
         path,
         listen,
         admin_listen,
-        log,
+        log: log.clone(),
     };
     let located = config.clone();
     match serve(config, flags) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // What was logged before it (a warning at start) comes first.
+            log.flush();
             // A file the config names that cannot be used points back at
             // the key naming it.
             // Each cause once: a bind error's text already holds its
