@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use crate::core::body::{Body, text};
 use crate::core::error::Error;
 use crate::core::host::Authority;
+use crate::gomod::check::check_elem;
 use crate::gomod::classify::{classify_proxy_path, classify_sumdb_path};
 use crate::gomod::escape::decode_path;
 use crate::gomod::request::ModuleRequest;
@@ -104,18 +105,23 @@ pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, origin: &Origin, req:
 
 /// A classified module request and its (decoded) path relative to a
 /// GOPROXY base.
-fn classify(host: &str, raw_path: &str) -> Result<Option<(ModuleRequest, String)>, Error> {
+fn classify(host: &str, raw_path: &str) -> Result<Option<Classified>, Error> {
     let path = decode_path(raw_path).map_err(Error::BadRequest)?;
     match classify_proxy_path(&path) {
-        Ok(Some(request)) => return Ok(Some((request, path.into_owned()))),
+        Ok(Some(request)) => return Ok(Some((request, path.into_owned(), false))),
         Ok(None) => {}
         Err(why) => return below_a_prefix(&path).map(Some).ok_or(Error::BadRequest(why)),
     }
     match classify_sumdb_path(host, &path).map_err(Error::BadRequest)? {
-        Some(request) => Ok(Some((request, format!("/sumdb/{host}{path}")))),
+        Some(request) => Ok(Some((request, format!("/sumdb/{host}{path}"), false))),
         None => Ok(None),
     }
 }
+
+/// A module request inside a tunnel: the request, its path below the
+/// GOPROXY base (what a mirror is asked for), and whether that base has a
+/// path of its own on the original host ([`below_a_prefix`]).
+type Classified = (ModuleRequest, String, bool);
 
 /// Leading path elements a GOPROXY base on an intercepted host may have
 /// (`https://proxy.golang.org/cached-only`, an Artifactory-style
@@ -126,13 +132,22 @@ const MAX_PREFIX_ELEMENTS: usize = 8;
 /// path that is not one from `/`: `/cached-only/example.com/m/@v/list` is
 /// `example.com/m`'s list, with `/example.com/m/@v/list` the path a mirror
 /// is asked for (the original host is still asked for the whole path). The
-/// shortest prefix whose rest is a valid module request wins.
-fn below_a_prefix(path: &str) -> Option<(ModuleRequest, String)> {
+/// shortest prefix whose rest is a valid module request wins. The prefix's
+/// own elements must be clean path elements (no empty, `.` or `..` one):
+/// an origin that merges slashes or resolves dot segments would otherwise
+/// answer for another module than the one the rules judged.
+fn below_a_prefix(path: &str) -> Option<Classified> {
     path.match_indices('/')
         .skip(1)
         .take(MAX_PREFIX_ELEMENTS)
+        .take_while(|&(at, _)| {
+            path[..at]
+                .rsplit('/')
+                .next()
+                .is_some_and(|elem| !elem.is_empty() && check_elem(elem).is_ok())
+        })
         .find_map(|(at, _)| match classify_proxy_path(&path[at..]) {
-            Ok(Some(request)) => Some((request, path[at..].to_owned())),
+            Ok(Some(request)) => Some((request, path[at..].to_owned(), true)),
             _ => None,
         })
 }
@@ -170,11 +185,11 @@ async fn carry_out(
     if classified.is_some() {
         gate::module_method(req.method())?;
     }
-    let module = classified.as_ref().and_then(|(m, _)| m.module());
+    let module = classified.as_ref().and_then(|(m, _, _)| m.module());
     let user = access.user.clone();
     let original = access.original;
     let mut facts = match &classified {
-        Some((request, _)) => Facts::of_request(access.client.ip(), Some(dest), request),
+        Some((request, _, _)) => Facts::of_request(access.client.ip(), Some(dest), request),
         None => Facts {
             src: access.client.ip(),
             dest: Some(dest),
@@ -204,12 +219,17 @@ async fn carry_out(
     let head = req.method() == Method::HEAD;
     // A mirrored module request, or an intercepted `direct` module GET or
     // HEAD: the original host as a one-entry list, so the cache serves it too.
+    // Below a prefix of the original host's own (`/api/go/repoA/`), the
+    // origin's answer is that repository's, not the module's everywhere:
+    // it is passed through, not cached under the module.
     let list = match (&routed.plan, &classified) {
         (Plan::Mirror(rule, mirrors), Some(_)) => Some((*rule, &**mirrors)),
-        (Plan::Origin(rule), Some(_)) if req.method() == Method::GET || head => Some((*rule, direct_only())),
+        (Plan::Origin(rule), Some((_, _, false))) if req.method() == Method::GET || head => {
+            Some((*rule, direct_only()))
+        }
         _ => None,
     };
-    if let (Some((rule, mirrors)), Some((request, rel_path))) = (list, &classified) {
+    if let (Some((rule, mirrors)), Some((request, rel_path, _))) = (list, &classified) {
         let screen = Screen {
             ctx,
             door,
@@ -276,15 +296,22 @@ mod tests {
             ),
             ("/example.com/m/@latest", "example.com/m", "/example.com/m/@latest"),
         ] {
-            let (request, rel_path) = classify("proxy.golang.org", path).unwrap().unwrap();
+            let (request, rel_path, prefixed) = classify("proxy.golang.org", path).unwrap().unwrap();
             assert_eq!((request.module(), rel_path.as_str()), (Some(module), rel), "{path}");
+            assert_eq!(prefixed, path != rel, "{path}");
         }
         // Not a module request anywhere in it: still refused, with the
-        // reason for the whole path.
+        // reason for the whole path. A prefix with an empty or dot element
+        // is none: an origin merging `//` or resolving `.` would answer for
+        // `github.com/evil/golang.org/x/text`.
         for path in [
             "/a.com//b/@v/list",
             "/x/y/a.com//b/@v/list",
             "/1/2/3/4/5/6/7/8/9/example.com/m/@v/list",
+            "/github.com/evil//golang.org/x/text/@v/list",
+            "/github.com/evil/./golang.org/x/text/@v/list",
+            "/evil/../golang.org/x/text/@v/list",
+            "//golang.org/x/text/@v/list",
         ] {
             let err = classify("proxy.golang.org", path).unwrap_err();
             assert!(matches!(err, Error::BadRequest(_)), "{path}: {err}");
