@@ -8,20 +8,25 @@
 //! (object storage, or a cache directory that cannot be written) it lives
 //! in the system's temp directory as `modgate-spool-PID-*`.
 //!
-//! A process's directory is named after its pid. A start removes the
-//! directories of pids that are no longer running on this host (Linux's
-//! `/proc` tells), and only once they have been untouched for
-//! [`STALE_AFTER`], so a modgate on another host sharing the cache over
-//! a network file system keeps its own; should its directory go anyway,
-//! [`Spool::create`] makes it again.
+//! A process's directory is named after its pid and holds a `lock` file
+//! the process keeps locked (`flock`) while it runs. A start removes every
+//! directory whose lock it can take: its process has ended, whatever its
+//! pid (a container's modgate is pid 1 on every start) and whichever pid
+//! namespace or host it ran in (a lock on a shared or network file system
+//! is seen by all). A directory without a lock file (one just being made,
+//! or left by an older modgate) goes once untouched for [`STALE_AFTER`];
+//! should a live one go anyway, [`Spool::create`] makes it again.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// A dead process's spool directory is removed once it has been untouched
-/// this long.
+/// A spool directory with no lock file is removed once it has been
+/// untouched this long.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// The file in each spool directory its process keeps locked.
+const LOCK: &str = "lock";
 
 /// The spool directory's name under a directory cache's hidden directory.
 const UNDER_CACHE: &str = "spool";
@@ -33,6 +38,8 @@ const IN_TEMP: &str = "modgate-spool-";
 #[derive(Debug)]
 pub struct Spool {
     dir: tempfile::TempDir,
+    /// Locked while this process runs; the lock goes with the process.
+    _lock: Option<std::fs::File>,
 }
 
 impl Spool {
@@ -57,7 +64,13 @@ impl Spool {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{prefix}{}-", std::process::id()))
             .tempdir_in(parent)?;
-        Ok(Spool { dir })
+        // Without a lock (a file system that has none), the directory is
+        // kept for as long as it is touched.
+        let lock = std::fs::File::create(dir.path().join(LOCK))
+            .and_then(|file| file.try_lock().map_err(io::Error::other).map(|()| file))
+            .map_err(|e| tracing::debug!(dir = %dir.path().display(), error = %e, "the spool is not locked"))
+            .ok();
+        Ok(Spool { dir, _lock: lock })
     }
 
     /// The directory.
@@ -98,22 +111,23 @@ fn owner(name: &str, prefix: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
-/// Whether process `pid` may still be running on this host. Only Linux
-/// can tell without unsafe code; elsewhere every process may be.
-fn may_be_running(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
+/// Whether the process that made the spool directory `dir` has ended: its
+/// lock can be taken (and is held in the returned file until the
+/// directory is gone), or, with no lock file, nothing touched it for
+/// [`STALE_AFTER`] before `now`.
+fn ended(dir: &Path, modified: Option<SystemTime>, now: SystemTime) -> Option<Option<std::fs::File>> {
+    match std::fs::File::open(dir.join(LOCK)) {
+        Ok(file) => file.try_lock().ok().map(|()| Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let untouched = modified.and_then(|m| now.duration_since(m).ok());
+            untouched.is_some_and(|d| d >= STALE_AFTER).then_some(None)
+        }
+        Err(_) => None,
     }
 }
 
-/// Removes the spool directories in `parent` whose process has ended and
-/// that have not been touched for [`STALE_AFTER`] before `now`. What cannot
-/// be read or removed is left, and logged.
+/// Removes the spool directories in `parent` whose process has ended
+/// ([`ended`]). What cannot be read or removed is left, and logged.
 fn sweep(parent: &Path, prefix: &str, now: SystemTime) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
@@ -122,11 +136,13 @@ fn sweep(parent: &Path, prefix: &str, now: SystemTime) {
             continue;
         };
         let Ok(meta) = entry.metadata() else { continue };
-        let untouched = meta.modified().ok().and_then(|m| now.duration_since(m).ok());
-        if !meta.is_dir() || untouched.is_none_or(|d| d < STALE_AFTER) || may_be_running(pid) {
+        let path: PathBuf = entry.path();
+        if !meta.is_dir() {
             continue;
         }
-        let path: PathBuf = entry.path();
+        let Some(_held) = ended(&path, meta.modified().ok(), now) else {
+            continue;
+        };
         match std::fs::remove_dir_all(&path) {
             Ok(()) => tracing::info!(dir = %path.display(), pid, "removed the spool a stopped modgate left"),
             Err(e) => tracing::warn!(dir = %path.display(), error = %e, "cannot remove a stopped modgate's spool"),
@@ -151,24 +167,38 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_processs_old_spool_goes_and_live_or_fresh_ones_stay() {
+    fn a_spool_whose_lock_is_free_goes_and_a_locked_or_fresh_one_stays() {
         let parent = tempfile::tempdir().unwrap();
-        let dead = parent.path().join(format!("{DEAD}-old"));
-        std::fs::create_dir(&dead).unwrap();
-        std::fs::write(dead.join("0.spool"), b"left behind").unwrap();
-        let mine = parent.path().join(format!("{}-mine", std::process::id()));
-        std::fs::create_dir(&mine).unwrap();
+        // Left by a killed modgate with this very pid (a container's pid 1
+        // on every start): its lock file is there and nobody holds it.
+        let killed = parent.path().join(format!("{}-killed", std::process::id()));
+        std::fs::create_dir(&killed).unwrap();
+        std::fs::write(killed.join(LOCK), b"").unwrap();
+        std::fs::write(killed.join("0.spool"), b"half a zip").unwrap();
+        // A running one's (in another pid namespace: its pid means nothing
+        // here), with its lock held.
+        let running = parent.path().join(format!("{DEAD}-running"));
+        std::fs::create_dir(&running).unwrap();
+        let held = std::fs::File::create(running.join(LOCK)).unwrap();
+        held.try_lock().unwrap();
+        // An older modgate's, with no lock file, and one just being made.
+        let old = parent.path().join(format!("{DEAD}-old"));
+        std::fs::create_dir(&old).unwrap();
         let other = parent.path().join("not-a-spool");
         std::fs::create_dir(&other).unwrap();
 
-        // Just touched: a process elsewhere may still own it.
         sweep(parent.path(), "", SystemTime::now());
-        assert!(dead.exists());
+        assert!(!killed.exists(), "a spool whose lock is free is removed");
+        assert!(running.exists(), "a locked spool stays, however old");
+        assert!(old.exists(), "a lockless spool stays while it may be new");
 
         let later = SystemTime::now() + STALE_AFTER + Duration::from_secs(1);
         sweep(parent.path(), "", later);
-        assert!(!dead.exists(), "a stopped process's spool is removed");
-        assert!(mine.exists() && other.exists(), "the live and the foreign stay");
+        assert!(running.exists() && other.exists());
+        assert!(!old.exists(), "a lockless spool goes once untouched");
+        drop(held);
+        sweep(parent.path(), "", SystemTime::now());
+        assert!(!running.exists(), "its lock free, it goes");
     }
 
     #[tokio::test]
@@ -184,7 +214,7 @@ mod tests {
         );
 
         // Removed from under it, it is made again.
-        std::fs::remove_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
         Spool::create(&dir.join("0.spool")).await.unwrap();
         assert!(dir.join("0.spool").is_file());
 
