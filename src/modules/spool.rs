@@ -39,7 +39,7 @@ const IN_TEMP: &str = "modgate-spool-";
 pub struct Spool {
     dir: tempfile::TempDir,
     /// Locked while this process runs; the lock goes with the process.
-    _lock: Option<std::fs::File>,
+    _lock: Option<Held>,
 }
 
 impl Spool {
@@ -64,12 +64,13 @@ impl Spool {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{prefix}{}-", std::process::id()))
             .tempdir_in(parent)?;
-        // Without a lock (a file system that has none), the directory is
-        // kept for as long as it is touched.
-        let lock = std::fs::File::create(dir.path().join(LOCK))
-            .and_then(|file| file.try_lock().map_err(io::Error::other).map(|()| file))
-            .map_err(|e| tracing::debug!(dir = %dir.path().display(), error = %e, "the spool is not locked"))
-            .ok();
+        // Without a lock (a file system that has none, or not Linux), the
+        // directory is kept for as long as it is touched.
+        let lock = if cfg!(target_os = "linux") {
+            std::fs::File::create(dir.path().join(LOCK)).ok().and_then(try_lock)
+        } else {
+            None
+        };
         Ok(Spool { dir, _lock: lock })
     }
 
@@ -115,15 +116,35 @@ fn owner(name: &str, prefix: &str) -> Option<u32> {
 /// lock can be taken (and is held in the returned file until the
 /// directory is gone), or, with no lock file, nothing touched it for
 /// [`STALE_AFTER`] before `now`.
-fn ended(dir: &Path, modified: Option<SystemTime>, now: SystemTime) -> Option<Option<std::fs::File>> {
+fn ended(dir: &Path, modified: Option<SystemTime>, now: SystemTime) -> Option<Option<Held>> {
     match std::fs::File::open(dir.join(LOCK)) {
-        Ok(file) => file.try_lock().ok().map(|()| Some(file)),
+        Ok(file) => try_lock(file).map(Some),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let untouched = modified.and_then(|m| now.duration_since(m).ok());
             untouched.is_some_and(|d| d >= STALE_AFTER).then_some(None)
         }
         Err(_) => None,
     }
+}
+
+/// A lock taken with `flock(2)`, held until dropped.
+#[cfg(target_os = "linux")]
+type Held = nix::fcntl::Flock<std::fs::File>;
+#[cfg(not(target_os = "linux"))]
+type Held = std::fs::File;
+
+/// `file`'s exclusive lock, unless another holds it. (`std::fs::File::
+/// try_lock` would do the same but needs Rust 1.89, above the crate's
+/// MSRV.)
+#[cfg(target_os = "linux")]
+fn try_lock(file: std::fs::File) -> Option<Held> {
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok()
+}
+
+/// No locks here: every spool is judged by its age alone.
+#[cfg(not(target_os = "linux"))]
+fn try_lock(_file: std::fs::File) -> Option<Held> {
+    None
 }
 
 /// Removes the spool directories in `parent` whose process has ended
@@ -179,8 +200,7 @@ mod tests {
         // here), with its lock held.
         let running = parent.path().join(format!("{DEAD}-running"));
         std::fs::create_dir(&running).unwrap();
-        let held = std::fs::File::create(running.join(LOCK)).unwrap();
-        held.try_lock().unwrap();
+        let held = try_lock(std::fs::File::create(running.join(LOCK)).unwrap()).unwrap();
         // An older modgate's, with no lock file, and one just being made.
         let old = parent.path().join(format!("{DEAD}-old"));
         std::fs::create_dir(&old).unwrap();
