@@ -95,6 +95,9 @@ pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<Admi
 
 async fn accept(listener: TcpListener, state: Arc<AdminState>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // The turned-away read a little before they are closed (at most this
+    // many at once), so they get the 503, not a reset.
+    let lingering = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
@@ -105,7 +108,7 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            let _ = stream.try_write(TOO_MANY.as_bytes());
+            crate::proxy::server::answer_and_close(stream, TOO_MANY.as_bytes(), &lingering);
             continue;
         };
         let state = state.clone();

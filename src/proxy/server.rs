@@ -390,8 +390,15 @@ fn turn_away(
     let mut access = ctx.access(accepted.peer, "-", "-");
     access.fail(over);
     access.emit();
-    let stream = accepted.stream;
-    let _ = stream.try_write(&over.raw_response());
+    answer_and_close(accepted.stream, &over.raw_response(), lingering);
+}
+
+/// Writes what the socket takes of `answer` at once, then closes the
+/// connection after a short, bounded linger that reads what the client
+/// sent, so the close does not reset the connection before the client
+/// reads the answer. Beyond `lingering`'s permits, it is closed at once.
+pub(crate) fn answer_and_close(stream: tokio::net::TcpStream, answer: &[u8], lingering: &Arc<tokio::sync::Semaphore>) {
+    let _ = stream.try_write(answer);
     let Ok(permit) = lingering.clone().try_acquire_owned() else {
         return;
     };

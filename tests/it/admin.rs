@@ -576,6 +576,11 @@ async fn the_admin_port_takes_a_bounded_number_of_connections_and_answers_throug
         idle.push(tokio::net::TcpStream::connect(admin).await.unwrap());
     }
     let mut over = tokio::net::TcpStream::connect(admin).await.unwrap();
+    // A request already sent is read away, so the 503 is not lost to a
+    // reset.
+    tokio::io::AsyncWriteExt::write_all(&mut over, b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+        .await
+        .unwrap();
     let mut reply = String::new();
     tokio::time::timeout(STEP, tokio::io::AsyncReadExt::read_to_string(&mut over, &mut reply))
         .await
