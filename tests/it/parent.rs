@@ -774,40 +774,34 @@ async fn a_parent_that_breaks_is_named_with_what_it_did() {
 async fn a_silent_parent_times_out_with_the_configured_limit() {
     let fake = start_fake_parent(FakeParent::Hang).await;
     let timeouts = format!("[timeouts]\nconnect = \"1s\"\n{}", parent_table(fake));
-    let proxy = start_proxy(&config_allowing_loopback(&timeouts)).await;
-    let raw = raw_exchange(
-        proxy.addr,
-        b"CONNECT localhost:1234 HTTP/1.1\r\nHost: localhost:1234\r\n\r\n",
-    )
-    .await;
-    let (status, body) = split(&raw);
-    assert_eq!(status, "HTTP/1.1 504 Gateway Timeout", "{body}");
-    assert_eq!(
-        body,
-        format!(
-            "modgate: parent proxy http://{fake} timed out after 1s waiting for its answer to CONNECT localhost:1234 (for localhost:1234)\n"
-        )
-    );
-    proxy.stop().await;
-
-    // A plain-HTTP request sent to it in absolute form: the same, within
-    // the header timeout.
+    // A tunnel, bounded by the connect timeout; a plain-HTTP request sent
+    // to the parent in absolute form, the same within the header timeout.
     let header = format!("[timeouts]\nheader = \"1s\"\n{}", parent_table(fake));
-    let proxy = start_proxy(&config_allowing_loopback(&header)).await;
-    let raw = raw_exchange(
-        proxy.addr,
-        b"GET http://localhost:1234/x HTTP/1.1\r\nHost: localhost:1234\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    let (status, body) = split(&raw);
-    assert_eq!(status, "HTTP/1.1 504 Gateway Timeout", "{body}");
-    assert_eq!(
-        body,
-        format!(
-            "modgate: parent proxy http://{fake} timed out after 1s waiting for its answer to GET http://localhost:1234/x (for localhost:1234)\n"
-        )
-    );
-    proxy.stop().await;
+    let cases: [(&str, &[u8], &str); 2] = [
+        (
+            &timeouts,
+            b"CONNECT localhost:1234 HTTP/1.1\r\nHost: localhost:1234\r\n\r\n",
+            "CONNECT localhost:1234",
+        ),
+        (
+            &header,
+            b"GET http://localhost:1234/x HTTP/1.1\r\nHost: localhost:1234\r\nConnection: close\r\n\r\n",
+            "GET http://localhost:1234/x",
+        ),
+    ];
+    for (config, request, what) in cases {
+        let proxy = start_proxy(&config_allowing_loopback(config)).await;
+        let raw = raw_exchange(proxy.addr, request).await;
+        let (status, body) = split(&raw);
+        assert_eq!(status, "HTTP/1.1 504 Gateway Timeout", "{body}");
+        assert_eq!(
+            body,
+            format!(
+                "modgate: parent proxy http://{fake} timed out after 1s waiting for its answer to {what} (for localhost:1234)\n"
+            )
+        );
+        proxy.stop().await;
+    }
 
     let pki = TestPki::new("Silent Parent Root");
     let (dir, served) = intercepting_localhost_with(&pki, &timeouts).await;
