@@ -42,7 +42,7 @@ use crate::gomod::request::{ModuleRequest, SumdbKind};
 use crate::gomod::semver::is_canonical;
 use crate::modules::flight::{Flight, Head, Progress, spool_write};
 use crate::modules::spool::Spool;
-use crate::modules::verify::{ContentCheck, Subject, Verdict, check_sumdb_shape, check_well_formed};
+use crate::modules::verify::{ContentCheck, Subject, Verdict, Vetted, check_sumdb_shape, check_well_formed};
 pub use crate::telemetry::access::CacheStatus;
 
 /// Marks an answer read back from the store, which needs no check and no
@@ -151,6 +151,11 @@ impl ModuleCache {
     /// rebuilds it over the new upstream clients).
     pub fn set_check(&self, check: Option<Arc<ContentCheck>>) {
         self.check.store(check);
+    }
+
+    /// The content check module files pass before they are kept, if any.
+    pub fn check(&self) -> Option<Arc<ContentCheck>> {
+        self.check.load_full()
     }
 
     /// The store.
@@ -413,6 +418,8 @@ impl ModuleCache {
         let unframed = parts.extensions.get::<Unframed>().is_some();
         // Read back from the store: checked and kept already.
         let stored = parts.extensions.get::<AlreadyStored>().is_some();
+        // Judged whole before it was served (small files): not again.
+        let vetted = parts.extensions.get::<Vetted>().cloned();
         let mut spool = Spool::create(flight.spool())
             .await
             .map_err(|e| Error::Internal(format!("spool {}: {e}", flight.spool().display())))?;
@@ -479,9 +486,10 @@ impl ModuleCache {
             // Checked when it was stored.
         } else if let Some(subject) = Subject::of(request) {
             // With no database, still nothing that go would refuse.
-            let verdict = match self.check.load_full() {
-                Some(check) => check.check(&subject, flight.spool(), source, !unframed).await,
-                None => check_well_formed(&subject, flight.spool(), source)
+            let verdict = match (self.check.load_full(), vetted.and_then(|v| v.verdict_for(written))) {
+                (Some(_), Some(verdict)) => Ok(verdict),
+                (Some(check), None) => check.check(&subject, flight.spool(), source, !unframed).await,
+                (None, _) => check_well_formed(&subject, flight.spool(), source)
                     .await
                     .map(|()| match unframed {
                         true => Verdict::Unverifiable(UNFRAMED.into()),

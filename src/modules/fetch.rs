@@ -143,7 +143,7 @@ impl SourceSet {
         let answer = match source.fetch(req).await {
             Answer::Found(resp) if !req.head => {
                 let checked = match started::started(resp, shown, req.header_timeout, req.idle_timeout).await {
-                    Ok(resp) => shape::checked(req.request, resp, shown, req.idle_timeout).await,
+                    Ok(resp) => shape::checked(req.request, resp, shown, req.idle_timeout, req.content).await,
                     Err(e) => Err(e),
                 };
                 match checked {

@@ -34,6 +34,8 @@ use crate::core::error::Error;
 use crate::core::timer;
 use crate::gomod::request::{MAX_INFO_BYTES, ModuleRequest};
 use crate::gomod::semver::is_canonical;
+use crate::gomod::sumdb::dirhash::h1_of_mod;
+use crate::modules::verify::{ContentCheck, Subject, Verdict, Vetted};
 
 /// How far into a `.mod` its module statement is looked for; past this,
 /// the rest streams unjudged.
@@ -60,6 +62,7 @@ pub async fn checked(
     resp: Response<Body>,
     source: &str,
     gap: Duration,
+    content: Option<&ContentCheck>,
 ) -> Result<Response<Body>, Error> {
     if resp.status() != StatusCode::OK {
         return Ok(resp);
@@ -67,8 +70,8 @@ pub async fn checked(
     let result = match request {
         ModuleRequest::Info { version, .. } => info(resp, is_canonical(version).then_some(version.as_str()), gap).await,
         ModuleRequest::Latest { .. } => info(resp, None, gap).await,
-        ModuleRequest::Mod { .. } => go_mod(resp, gap).await,
-        ModuleRequest::Zip { module, version } => zip_start(resp, gap, module, version).await,
+        ModuleRequest::Mod { .. } => go_mod(resp, gap, request, content).await,
+        ModuleRequest::Zip { module, version } => zip_start(resp, gap, module, version, request, content).await,
         _ => return Ok(resp),
     };
     result.map_err(|reason| Error::BadAnswer {
@@ -89,8 +92,13 @@ async fn info(resp: Response<Body>, wanted: Option<&str>, gap: Duration) -> Resu
 
 /// A `.mod` answer, read as far as its module statement, then the same
 /// answer: what was read, and the rest of the body as it comes.
-async fn go_mod(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, String> {
-    let (parts, mut body) = resp.into_parts();
+async fn go_mod(
+    resp: Response<Body>,
+    gap: Duration,
+    request: &ModuleRequest,
+    content: Option<&ContentCheck>,
+) -> Result<Response<Body>, String> {
+    let (mut parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
     let has_module = read_to_module_line(&mut body, &mut head, gap)
         .await
@@ -98,7 +106,9 @@ async fn go_mod(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, S
     if !has_module {
         return Err("it has no module line, so go would refuse it (\"missing module line\")".into());
     }
-    read_ahead(&mut body, &mut head).await?;
+    if read_ahead(&mut body, &mut head).await? {
+        vet(request, content, &h1_of_mod(&head), head.len(), &mut parts).await?;
+    }
     Ok(rejoined(parts, head.freeze(), body))
 }
 
@@ -111,8 +121,15 @@ async fn go_mod(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, S
 /// whole in the read-ahead is checked as go checks a module zip (names,
 /// duplicates, sizes), so a broken small zip is that mirror's failure too;
 /// a bigger one is checked as it is cached.
-async fn zip_start(resp: Response<Body>, gap: Duration, module: &str, version: &str) -> Result<Response<Body>, String> {
-    let (parts, mut body) = resp.into_parts();
+async fn zip_start(
+    resp: Response<Body>,
+    gap: Duration,
+    module: &str,
+    version: &str,
+    request: &ModuleRequest,
+    content: Option<&ContentCheck>,
+) -> Result<Response<Body>, String> {
+    let (mut parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
     while head.is_empty() && read_more(&mut body, &mut head, gap).await? {}
     let start = &head[..head.len().min(4)];
@@ -128,14 +145,42 @@ async fn zip_start(resp: Response<Body>, gap: Duration, module: &str, version: &
     if whole {
         // Off the runtime: 64 KiB of deflate can hold tens of MiB.
         let (zip, module, version) = (head.clone(), module.to_owned(), version.to_owned());
-        tokio::task::spawn_blocking(move || {
+        let h1 = tokio::task::spawn_blocking(move || {
             crate::gomod::sumdb::dirhash::h1_of_zip(std::io::Cursor::new(&zip[..]), &module, &version)
         })
         .await
         .map_err(|e| format!("checking it failed: {e}"))?
         .map_err(|e| format!("it is not a module zip go would accept: {e}"))?;
+        vet(request, content, &h1, head.len(), &mut parts).await?;
     }
     Ok(rejoined(parts, head, body))
+}
+
+/// Judges a module file that arrived whole, hashing to `h1`, against the
+/// checksum database before a byte of it is sent ([`ContentCheck::vet`]),
+/// so a mirror's tampered small file is its failure (a 502 naming it, or
+/// the next mirror after `|`), never a client's cut download. The
+/// judgment rides on the answer ([`Vetted`]) for the cache.
+async fn vet(
+    request: &ModuleRequest,
+    content: Option<&ContentCheck>,
+    h1: &str,
+    len: usize,
+    parts: &mut http::response::Parts,
+) -> Result<(), String> {
+    let (Some(content), Some(subject)) = (content, Subject::of(request)) else {
+        return Ok(());
+    };
+    if let Some(verdict) = content.vet(&subject, h1).await? {
+        parts.extensions.insert(Vetted {
+            len: len as u64,
+            unverifiable: match verdict {
+                Verdict::Verified => None,
+                Verdict::Unverifiable(why) => Some(why),
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Appends `body`'s next frame to `head`: false once the body has ended.
@@ -417,7 +462,15 @@ mod tests {
             version: "v1.0.0".into(),
         };
         let answer = |body: Vec<u8>| Response::new(full(body));
-        let check = |body: &[u8]| checked(&info, answer(body.to_vec()), "https://m.test", Duration::from_secs(5));
+        let check = |body: &[u8]| {
+            checked(
+                &info,
+                answer(body.to_vec()),
+                "https://m.test",
+                Duration::from_secs(5),
+                None,
+            )
+        };
         let ok = check(br#"{"Version":"v1.0.0"}"#).await.unwrap();
         assert_eq!(ok.headers()[header::CONTENT_LENGTH], "20");
         assert_eq!(
@@ -451,7 +504,7 @@ mod tests {
             Response::new(frames)
         };
         for first in [&b"PK\x03\x04"[..], b"PK"] {
-            let resp = checked(&zip, arriving(first), "s", Duration::from_secs(5))
+            let resp = checked(&zip, arriving(first), "s", Duration::from_secs(5), None)
                 .await
                 .unwrap();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -460,12 +513,12 @@ mod tests {
         // A zip that arrived whole is checked as go checks a module zip:
         // a broken one is the mirror's failure, so `|` moves on.
         let good = module_zip(&[("example.com/m@v1.0.0/go.mod", "module example.com/m\n")]);
-        let resp = checked(&zip, answer(good.clone()), "s", Duration::from_secs(5))
+        let resp = checked(&zip, answer(good.clone()), "s", Duration::from_secs(5), None)
             .await
             .unwrap();
         assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), good);
         assert!(
-            checked(&zip, answer(module_zip(&[])), "s", Duration::from_secs(5))
+            checked(&zip, answer(module_zip(&[])), "s", Duration::from_secs(5), None)
                 .await
                 .is_ok()
         );
@@ -474,7 +527,7 @@ mod tests {
             (module_zip(&[("example.com/other@v1.0.0/a.go", "package a\n")]), "a.go"),
             (b"PK\x03\x04rest".to_vec(), "zip"),
         ] {
-            let err = checked(&zip, answer(broken), "https://m.test", Duration::from_secs(5))
+            let err = checked(&zip, answer(broken), "https://m.test", Duration::from_secs(5), None)
                 .await
                 .unwrap_err()
                 .to_string();
@@ -484,9 +537,15 @@ mod tests {
             );
         }
         for page in [&b"<html>Sign in</html>"[..], b"PKZIP", b"P\n", b""] {
-            let err = checked(&zip, answer(page.to_vec()), "https://m.test", Duration::from_secs(5))
-                .await
-                .unwrap_err();
+            let err = checked(
+                &zip,
+                answer(page.to_vec()),
+                "https://m.test",
+                Duration::from_secs(5),
+                None,
+            )
+            .await
+            .unwrap_err();
             assert!(
                 err.to_string()
                     .starts_with("upstream https://m.test sent a bad answer: .zip of example.com/m@v1.0.0: it is not a zip (it starts with"),
@@ -495,7 +554,7 @@ mod tests {
         }
         let mut gone = answer(b"gone".to_vec());
         *gone.status_mut() = StatusCode::GONE;
-        assert!(checked(&info, gone, "s", Duration::from_secs(5)).await.is_ok());
+        assert!(checked(&info, gone, "s", Duration::from_secs(5), None).await.is_ok());
     }
 
     #[test]
@@ -556,6 +615,7 @@ mod tests {
                 Response::new(in_frames(chunks)),
                 "https://m.test",
                 Duration::from_secs(5),
+                None,
             )
         };
         // Comments first, the statement split across frames, no newline at
@@ -591,7 +651,7 @@ mod tests {
             futures_util::stream::pending::<Result<Frame<Bytes>, crate::core::body::BoxError>>(),
         );
         let stalled = Response::new(StreamBody::new(stalled).boxed_unsync());
-        let err = checked(&go_mod, stalled, "https://m.test", Duration::from_millis(50))
+        let err = checked(&go_mod, stalled, "https://m.test", Duration::from_millis(50), None)
             .await
             .unwrap_err();
         assert!(
@@ -607,7 +667,7 @@ mod tests {
                 Ok::<_, crate::core::body::BoxError>(Frame::data(Bytes::from_static(chunk)))
             });
         let trickle = Response::new(StreamBody::new(trickle).boxed_unsync());
-        let whole = checked(&go_mod, trickle, "https://m.test", Duration::from_millis(50))
+        let whole = checked(&go_mod, trickle, "https://m.test", Duration::from_millis(50), None)
             .await
             .unwrap();
         assert_eq!(

@@ -14,6 +14,7 @@ use crate::core::body::Body;
 use crate::core::error::Error;
 use crate::core::host::Authority;
 use crate::gomod::request::ModuleRequest;
+use crate::modules::verify::ContentCheck;
 use crate::policy::parent::Via;
 use crate::telemetry::metrics::FetchOutcome;
 
@@ -59,6 +60,9 @@ pub struct SourceRequest<'a> {
     /// A HEAD request: sources answer with the head only, and ask their
     /// upstreams with HEAD, never fetching a body.
     pub head: bool,
+    /// Judges a module file that arrives whole before it is served, when
+    /// the answer goes to a cache that checks content.
+    pub content: Option<&'a ContentCheck>,
 }
 
 impl SourceRequest<'_> {

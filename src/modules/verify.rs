@@ -115,6 +115,36 @@ impl ContentCheck {
         Ok(Verdict::Verified)
     }
 
+    /// Judges `subject`, whose whole content (from `source`) hashes to
+    /// `got`, before a byte of it is served: a mismatch is the answer's
+    /// fault (the reason is returned), so the mirror list can move on.
+    /// `None` where the judgment is the cache's to make once the file is
+    /// stored: a private module seen for the first time (its hash is
+    /// recorded then), or a database that misbehaves.
+    pub async fn vet(&self, subject: &Subject, got: &str) -> Result<Option<Verdict>, String> {
+        if self.settings.is_private(&subject.module) {
+            let record = self.tofu_dir.join(tofu_name(subject));
+            let Ok(seen) = tokio::fs::read_to_string(&record).await else {
+                return Ok(None);
+            };
+            return match seen.trim() {
+                first if first != got => Err(mismatch_reason(subject, got, first, "its first sighting")),
+                _ => Ok(Some(Verdict::Verified)),
+            };
+        }
+        match self.verifier.lookup(&subject.module, &subject.version).await {
+            Ok(hashes) => {
+                let want = if subject.zip { &hashes.zip_h1 } else { &hashes.mod_h1 };
+                match got == want {
+                    true => Ok(Some(Verdict::Verified)),
+                    false => Err(mismatch_reason(subject, got, want, self.db())),
+                }
+            }
+            Err(e) if e.is_misbehavior() => Ok(None),
+            Err(e) => Ok(Some(Verdict::Unverifiable(e.to_string()))),
+        }
+    }
+
     async fn trust_on_first_use(
         &self,
         subject: &Subject,
@@ -150,9 +180,39 @@ fn mismatch(subject: &Subject, source: &str, got: &str, want: &str, authority: &
     Error::Upstream {
         target: source.to_owned(),
         reason: format!(
-            "checksum mismatch for {}: it hashes to {got}, but {authority} says {want}; not served complete and not cached",
-            subject.what()
+            "{}; not served complete and not cached",
+            mismatch_reason(subject, got, want, authority)
         ),
+    }
+}
+
+fn mismatch_reason(subject: &Subject, got: &str, want: &str, authority: &str) -> String {
+    format!(
+        "checksum mismatch for {}: it hashes to {got}, but {authority} says {want}",
+        subject.what()
+    )
+}
+
+/// The judgment of a whole module file made before it was served
+/// ([`ContentCheck::vet`]), carried on the answer so the cache does not
+/// ask the database again: `len` bytes, and why they could not be checked
+/// when they could not.
+#[derive(Debug, Clone)]
+pub struct Vetted {
+    /// The length of the content judged.
+    pub len: u64,
+    /// `None`: the database (or the first sighting) agrees.
+    pub unverifiable: Option<String>,
+}
+
+impl Vetted {
+    /// The verdict for content of `len` bytes: this one, if it was about
+    /// that content.
+    pub fn verdict_for(&self, len: u64) -> Option<Verdict> {
+        (len == self.len).then(|| match &self.unverifiable {
+            None => Verdict::Verified,
+            Some(why) => Verdict::Unverifiable(why.clone()),
+        })
     }
 }
 

@@ -16,6 +16,7 @@ use crate::modules::cached::{CacheStatus, Fetched};
 use crate::modules::fetch::fetch;
 use crate::modules::source::{Answer, ModuleSource, Origin, SourceRequest};
 use crate::modules::started;
+use crate::modules::verify::ContentCheck;
 use crate::policy::mirrors::MirrorList;
 use crate::policy::parent::Via;
 use crate::policy::rule::Rule;
@@ -70,6 +71,15 @@ pub async fn answer(
         Some(o) => format!("{mirrors} for {}", o.url),
         None => mirrors.to_string(),
     });
+    // The plan has already confined a private module to where it may go;
+    // its objects are cached apart, or not at all with `[private] cache =
+    // false`.
+    let private = &ctx.config.policy.private;
+    let is_private = request.module().is_some_and(|m| private.is_private(m));
+    let cache = ctx
+        .cache
+        .as_ref()
+        .filter(|_| rule.cache && (!is_private || private.cache));
     let job = Upstream {
         ctx: ctx.clone(),
         src: access.client.ip(),
@@ -82,17 +92,9 @@ pub async fn answer(
         user: access.user.clone(),
         via: Via::of(Some(rule)),
         head,
+        content: cache.and_then(|c| c.check()),
     };
     let upstream = move || -> BoxFuture<'static, Fetched> { Box::pin(job.fetch()) };
-    // The plan has already confined a private module to where it may go;
-    // its objects are cached apart, or not at all with `[private] cache =
-    // false`.
-    let private = &ctx.config.policy.private;
-    let is_private = request.module().is_some_and(|m| private.is_private(m));
-    let cache = ctx
-        .cache
-        .as_ref()
-        .filter(|_| rule.cache && (!is_private || private.cache));
     if let (true, Some(cache)) = (head, cache) {
         if let Some(resp) = cache.head(request, rel_path, is_private).await {
             access.cache = Some(CacheStatus::Hit);
@@ -145,6 +147,8 @@ struct Upstream {
     /// Through `[parent]` or not, as the rule says.
     via: Via,
     head: bool,
+    /// The cache's content check, when the answer goes to the cache.
+    content: Option<Arc<ContentCheck>>,
 }
 
 impl Upstream {
@@ -170,6 +174,7 @@ impl Upstream {
             idle_timeout: ctx.config.timeouts.idle,
             via: self.via,
             head: self.head,
+            content: self.content.as_deref(),
         };
         if !self.own_sumdb {
             return fetch(&self.mirrors, &ctx.sources, source_request).await;

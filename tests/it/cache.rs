@@ -798,13 +798,15 @@ async fn a_mod_without_a_module_line_is_refused_not_cached_and_the_next_mirror_a
 }
 
 /// A valid zip or go.mod whose hash is not the checksum database's record
-/// is refused (the client never gets it whole) and not cached.
+/// is refused and not cached. Small ones arrive whole before the head goes
+/// out, so the refusal is a 502 naming the mirror and both hashes, every
+/// time, and after `|` the next mirror's honest file is served and cached.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_module_files_are_refused_and_not_cached() {
     let world = World::new().await;
-    let mirror = start_mirror(&world.fixture()).await;
-    // The mirror serves beta's files as alpha's: valid, but wrong.
-    let other = |ext: &str| std::fs::read(world.fixture().join(format!("example.test/alpha/@v/v1.1.0.{ext}"))).unwrap();
+    let bad = start_mirror(&world.fixture()).await;
+    let good = start_mirror(&world.fixture()).await;
+    // The mirror serves other valid content under alpha v1.0.0's name.
     let tampered_zip = {
         let dir = tempfile::tempdir().unwrap();
         write_fixture(
@@ -819,34 +821,62 @@ async fn tampered_module_files_are_refused_and_not_cached() {
     };
     let zip = "/example.test/alpha/@v/v1.0.0.zip";
     let gomod = "/example.test/alpha/@v/v1.0.0.mod";
-    mirror.replaced.lock().unwrap().insert(zip.into(), tampered_zip.clone());
-    let mut evil_mod = other("mod");
+    let honest = |path: &str| std::fs::read(world.fixture().join(path.trim_start_matches('/'))).unwrap();
+    let mut evil_mod = honest(gomod);
     evil_mod.extend_from_slice(b"\nrequire evil.test/x v1.0.0\n");
-    mirror.replaced.lock().unwrap().insert(gomod.into(), evil_mod.clone());
-    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
-    // Refused: a 502 when the check fails before the first byte is sent,
-    // else a body cut short of its length.
-    let refused = |status: u16, body: &Bytes, whole: &[u8]| match status {
-        502 => String::from_utf8_lossy(body).contains("checksum mismatch"),
-        200 => body.len() < whole.len(),
-        _ => false,
+    bad.replaced.lock().unwrap().insert(zip.into(), tampered_zip);
+    bad.replaced.lock().unwrap().insert(gomod.into(), evil_mod);
+    let proxy = world.proxy(&world.config(&format!("http://{}", bad.addr), "")).await;
+    for (path, what) in [
+        (
+            zip,
+            ".zip of example.test/alpha@v1.0.0: checksum mismatch for the zip of example.test/alpha@v1.0.0: it hashes to h1:",
+        ),
+        (
+            gomod,
+            ".mod of example.test/alpha@v1.0.0: checksum mismatch for the go.mod of example.test/alpha@v1.0.0: it hashes to h1:",
+        ),
+    ] {
+        assert_refused_as_bad(&world, proxy.addr, bad.addr, path, what, ", but sum.test says h1:").await;
+    }
+    proxy.stop().await;
+    assert_the_next_mirror_serves(&world, &bad, &good, zip, honest(zip)).await;
+    assert_the_next_mirror_serves(&world, &bad, &good, gomod, honest(gomod)).await;
+}
+
+/// A tampered zip too big to arrive before its head goes out is checked
+/// once it is whole: the client's download is cut short of its length, so
+/// go never sees it whole, and nothing is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_tampered_zip_is_cut_short_and_not_cached() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let zip = "/example.test/alpha/@v/v1.0.0.zip";
+    // A valid module zip, stored, of bytes that do not compress: well past
+    // the 64 KiB read-ahead.
+    let big = {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("example.test/alpha@v1.0.0/go.mod", stored).unwrap();
+        zip.write_all(b"module example.test/alpha\n").unwrap();
+        zip.start_file("example.test/alpha@v1.0.0/blob.bin", stored).unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..(400 * 1024 / 8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            zip.write_all(&x.to_le_bytes()).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
     };
+    assert!(big.len() > 256 * 1024, "{}", big.len());
+    mirror.replaced.lock().unwrap().insert(zip.into(), big.clone());
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
     let (status, _, body) = endpoint_get(proxy.addr, zip).await;
-    assert!(
-        refused(status, &body, &tampered_zip),
-        "the tampered zip never arrives whole: {status}"
-    );
+    assert_eq!(status, 200);
+    assert!(body.len() < big.len(), "the tampered zip never arrives whole");
     assert!(!world.cached(zip.trim_start_matches('/')));
-    let (status, _, body) = endpoint_get(proxy.addr, gomod).await;
-    assert!(
-        refused(status, &body, &evil_mod),
-        "nor the tampered go.mod: {status} {body:?}"
-    );
-    assert!(!world.cached(gomod.trim_start_matches('/')));
-    // The honest files pass, and are cached.
-    mirror.replaced.lock().unwrap().clear();
-    assert_eq!(endpoint_get(proxy.addr, zip).await.0, 200);
-    assert!(world.cached(zip.trim_start_matches('/')));
     proxy.stop().await;
 }
 
