@@ -333,6 +333,16 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
         lines.push("export SSL_CERT_FILE=$PWD/modgate-bundle.pem".into());
         return lines;
     }
+    if report.flags.hostname_mismatch && report.certs.first().is_some_and(|leaf| leaf.sans.is_empty()) {
+        lines.push(format!("# {}.", crate::tls::chain::NO_SAN));
+        lines.push(
+            "# Trusting a root cannot fix this, so no tls.extra_roots change is suggested: the certificate must name the host as a subjectAltName."
+                .into(),
+        );
+        lines.push("# The chain was saved as:".into());
+        lines.push(format!("#   {chain}"));
+        return lines;
+    }
     if report.flags.hostname_mismatch {
         let host = report.host.as_deref().unwrap_or("-");
         let names = report
@@ -418,7 +428,11 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
         }
         return lines;
     }
-    let root = match saved.and_then(|s| s.root.as_deref()) {
+    // A root sent outside its dates is no root to trust: its current copy is.
+    let sent_root = saved
+        .and_then(|s| s.root.as_deref())
+        .filter(|_| report.sent_root_outside_dates.is_none());
+    let root = match sent_root {
         Some(root) => {
             lines.push("# and its self-signed root, alone, as:".into());
             lines.push(format!("#   {root}"));
@@ -426,12 +440,15 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
             root.to_owned()
         }
         None => {
-            lines.push(
-                "# The chain holds no self-signed root, and a leaf or an intermediate must never be trusted as one."
+            lines.push(match &report.sent_root_outside_dates {
+                Some(stale) => format!(
+                    "# The root the server sent, {stale}: trusting that copy would not help (go refuses a root outside its dates too)."
+                ),
+                None => "# The chain holds no self-signed root, and a leaf or an intermediate must never be trusted as one."
                     .into(),
-            );
+            });
             lines.push(
-                "# Get the interceptor's root CA certificate from its admin (IT), save it as interceptor-root.pem, then:"
+                "# Get the interceptor's current root CA certificate from its admin (IT), save it as interceptor-root.pem, then:"
                     .into(),
             );
             lines.push("# 1. Trust it in modgate (modgate.toml):".into());
@@ -440,11 +457,7 @@ fn fix_lines(report: &ChainReport, fixing: &Fixing<'_>) -> Vec<String> {
     };
     lines.push("[tls]".into());
     lines.push(format!("extra_roots = [\"{root}\"]"));
-    let what = if saved.and_then(|s| s.root.as_deref()).is_some() {
-        "that root"
-    } else {
-        "it"
-    };
+    let what = if sent_root.is_some() { "that root" } else { "it" };
     bundle(&mut lines, what, &root);
     lines
 }

@@ -31,19 +31,20 @@ use crate::tls::vendor::{self, Names};
 pub struct Flags {
     /// The leaf is not valid for the host name asked for.
     pub hostname_mismatch: bool,
-    /// A certificate in the chain, or the trusted root it ends at, has
-    /// expired.
+    /// A certificate on the chain's path (from the leaf up, not counting a
+    /// root the server sent, whose dates [`ChainReport::sent_root_outside_dates`]
+    /// tells), or the trusted root it ends at, has expired. Judged only for
+    /// a chain that does not verify: one that does has every certificate it
+    /// was verified through in its dates, whatever else the server sent.
     pub expired: bool,
-    /// A certificate in the chain, or the trusted root it ends at, is not
-    /// valid yet.
+    /// The same, for a certificate not valid yet.
     pub not_yet_valid: bool,
     /// The leaf signed itself.
     pub self_signed_leaf: bool,
     /// The server sent only the leaf, and its issuer is not a known root.
     pub missing_intermediates: bool,
-    /// Certificates after the linked part of the chain: they are not signed
-    /// for by the one before them, so they are ignored for evidence and
-    /// naming.
+    /// Certificates the server sent that are not on the linked path (a
+    /// stray, or a duplicate): they are ignored for evidence and naming.
     pub unlinked: bool,
 }
 
@@ -90,9 +91,19 @@ pub struct ChainReport {
     /// How many certificates, from the leaf, form a chain: each is signed
     /// by the key of the next. Only these are saved as evidence.
     pub linked: usize,
+    /// Where those are among the certificates sent, leaf first: servers
+    /// send them out of order and twice, and the path is built from the
+    /// set, as a verifier builds it.
+    #[serde(skip)]
+    pub path: Vec<usize>,
     /// Whether the linked chain ends in a self-signed CA certificate (not
     /// the leaf): the only certificate a fix may suggest trusting.
     pub root_in_chain: bool,
+    /// The root the server sent (the top of the linked chain), when the
+    /// chain is `untrusted` and that copy is outside its dates: trusting
+    /// it would not help, the interceptor's current root is needed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_root_outside_dates: Option<String>,
     /// SHA-256 of the SPKI of the top of the linked chain: names the
     /// evidence file, so a certificate that does not link cannot lend its
     /// name.
@@ -250,10 +261,12 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         (Err(_), Ok(())) => Verdict::Intercepted,
         _ => Verdict::Untrusted,
     };
-    let linked = linked_prefix(&parsed);
+    let path = issuer_path(&parsed, now.as_secs() as i64);
+    let linked = path.len();
+    let on_path: Vec<&X509Certificate<'_>> = path.iter().map(|&i| &parsed[i]).collect();
     let vendor = match verdict {
         Verdict::Public => None,
-        _ => Some(name_product(&parsed[..linked]).unwrap_or("unknown").to_owned()),
+        _ => Some(name_product(&on_path).unwrap_or("unknown").to_owned()),
     };
     let now_ts = now.as_secs() as i64;
     let self_signed = leaf.subject().as_raw() == leaf.issuer().as_raw();
@@ -270,11 +283,34 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         Verdict::Untrusted => root_outside_dates(&local).or(root_outside_dates(&public)).cloned(),
         _ => None,
     };
+    let top = *on_path.last().unwrap_or(&leaf);
+    let root_in_chain = linked >= 2 && is_self_signed_ca(top);
+    // Dates matter on the path of a chain that does not verify; a root the
+    // server sent is told apart, since the fix differs (its current copy).
+    let judged: &[&X509Certificate<'_>] = match verdict {
+        Verdict::Untrusted if root_in_chain => &on_path[..linked - 1],
+        Verdict::Untrusted => &on_path,
+        _ => &[],
+    };
+    let expired_at = |c: &X509Certificate<'_>| c.validity().not_after.timestamp() < now_ts;
+    let early_at = |c: &X509Certificate<'_>| c.validity().not_before.timestamp() > now_ts;
+    let sent_root_outside_dates = (verdict == Verdict::Untrusted && root_in_chain)
+        .then(|| {
+            let dates = top.validity();
+            let name = display_name(top.subject());
+            if expired_at(top) {
+                Some(format!("'{name}' expired on {}", dates.not_after))
+            } else if early_at(top) {
+                Some(format!("'{name}' is not valid until {}", dates.not_before))
+            } else {
+                None
+            }
+        })
+        .flatten();
     let flags = Flags {
         hostname_mismatch: host.is_some() && !leaf_covers(&certs[0].sans, &name_text),
-        expired: parsed.iter().any(|c| c.validity().not_after.timestamp() < now_ts)
-            || stale_root.as_ref().is_some_and(|r| r.expired(now_ts)),
-        not_yet_valid: parsed.iter().any(|c| c.validity().not_before.timestamp() > now_ts)
+        expired: judged.iter().any(|c| expired_at(c)) || stale_root.as_ref().is_some_and(|r| r.expired(now_ts)),
+        not_yet_valid: judged.iter().any(|c| early_at(c))
             || stale_root.as_ref().is_some_and(|r| r.not_yet_valid(now_ts)),
         self_signed_leaf: self_signed,
         // A leaf alone whose issuer is reachable by URL (AIA) is the usual
@@ -283,15 +319,17 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         missing_intermediates: chain.len() == 1 && !self_signed && unknown_issuer && has_ca_issuers(leaf),
         unlinked: linked < chain.len(),
     };
-    let top = certs[linked - 1].spki_sha256.clone();
-    let root_in_chain = linked >= 2 && is_self_signed_ca(&parsed[linked - 1]);
+    let top = certs[path[linked - 1]].spki_sha256.clone();
     // A failure of either check that no root could mend: the public one
     // (a public chain), or the local one (an interceptor's).
     let unacceptable = match verdict {
-        Verdict::Untrusted => [&public, &local].into_iter().find_map(|check| match check {
-            Err(Failed::Rustls(e)) if !is_trust_failure(e) => Some(e.to_string()),
-            _ => None,
-        }),
+        Verdict::Untrusted => [&public, &local]
+            .into_iter()
+            .find_map(|check| match check {
+                Err(Failed::Rustls(e)) if !is_trust_failure(e) => Some(e.to_string()),
+                _ => None,
+            })
+            .or_else(|| certs[0].sans.is_empty().then(|| NO_SAN.to_owned())),
         _ => None,
     };
     Ok(ChainReport {
@@ -304,12 +342,17 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         vendor,
         flags,
         linked,
+        path,
         root_in_chain,
+        sent_root_outside_dates,
         top_spki_sha256: top,
         root_outside_dates: stale_root,
         unacceptable,
     })
 }
+
+/// Why a leaf with no subjectAltName is refused whatever the roots.
+pub const NO_SAN: &str = "the server's certificate names no host in a subjectAltName; a name in its subject CN alone is ignored by go (since 1.15) and by rustls";
 
 /// Whether a check failed for want of a trusted root (or on dates or the
 /// name, which the flags report), as opposed to something in the chain no
@@ -329,18 +372,37 @@ fn is_trust_failure(e: &rustls::Error) -> bool {
     )
 }
 
-/// How many certificates, from the leaf, each name the next as issuer and
-/// carry a valid signature by its key (at least 1: the leaf). Nothing
-/// after a break counts, whatever it claims to be.
-fn linked_prefix(chain: &[X509Certificate<'_>]) -> usize {
-    1 + chain
-        .windows(2)
-        .take_while(|pair| {
-            let (child, parent) = (&pair[0], &pair[1]);
-            child.issuer().as_raw() == parent.subject().as_raw()
-                && child.verify_signature(Some(parent.public_key())).is_ok()
-        })
-        .count()
+/// The path from the leaf up through the certificates sent, as indices:
+/// each next one is a certificate not yet on it that the last one names as
+/// its issuer and carries a valid signature by, in whatever order they
+/// were sent; it ends at a self-signed certificate or where no issuer was
+/// sent. Of several candidates (a root and a cross-signed copy of it, a
+/// duplicate), a self-signed CA comes first, then one within its dates at
+/// `now` (seconds since the epoch). At least `[0]`, the leaf.
+fn issuer_path(chain: &[X509Certificate<'_>], now: i64) -> Vec<usize> {
+    let mut path = vec![0];
+    loop {
+        let last = &chain[*path.last().unwrap_or(&0)];
+        if path.len() > 1 && last.subject().as_raw() == last.issuer().as_raw() {
+            return path;
+        }
+        let next = (0..chain.len())
+            .filter(|i| !path.contains(i))
+            .filter(|&i| {
+                last.issuer().as_raw() == chain[i].subject().as_raw()
+                    && last.verify_signature(Some(chain[i].public_key())).is_ok()
+            })
+            .min_by_key(|&i| {
+                let c = &chain[i];
+                let dates = c.validity();
+                let in_dates = dates.not_before.timestamp() <= now && now <= dates.not_after.timestamp();
+                (!is_self_signed_ca(c), !in_dates, i)
+            });
+        match next {
+            Some(i) => path.push(i),
+            None => return path,
+        }
+    }
 }
 
 /// Whether `ca` issued `cert`: it names `ca` as its issuer and carries a
@@ -359,7 +421,7 @@ fn is_self_signed_ca(cert: &X509Certificate<'_>) -> bool {
 
 /// The product named by the issuers in the chain (the leaf's issuer first,
 /// then the CA certificates' subjects and issuers).
-fn name_product(chain: &[X509Certificate<'_>]) -> Option<&'static str> {
+fn name_product(chain: &[&X509Certificate<'_>]) -> Option<&'static str> {
     let mut candidates = vec![names(chain[0].issuer())];
     for ca in &chain[1..] {
         candidates.push(names(ca.subject()));
@@ -405,7 +467,8 @@ fn covered_name(san: &str) -> String {
 }
 
 fn leaf_covers(sans: &[String], host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
+    // `proxy.golang.org.` is the same name, fully qualified.
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     sans.iter().any(|san| {
         let san = san.to_ascii_lowercase();
         match san.strip_prefix("*.") {
@@ -453,6 +516,150 @@ mod tests {
             ["not_yet_valid", "self_signed_leaf"],
             "no hostname check without a host"
         );
+    }
+
+    /// A CA named `cn` with the key `key`, valid from `days.0` to `days.1`
+    /// days from now: self-signed, or cross-signed by `by`.
+    fn ca_with(
+        cn: &str,
+        key: rcgen::KeyPair,
+        days: (i64, i64),
+        by: Option<&rcgen::Issuer<'static, rcgen::KeyPair>>,
+    ) -> (CertificateDer<'static>, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let now = ::time::OffsetDateTime::now_utc();
+        params.not_before = now + ::time::Duration::days(days.0);
+        params.not_after = now + ::time::Duration::days(days.1);
+        let der = match by {
+            Some(issuer) => params.signed_by(&key, issuer).unwrap().der().clone(),
+            None => params.self_signed(&key).unwrap().der().clone(),
+        };
+        (der, rcgen::Issuer::new(params, key))
+    }
+
+    fn leaf_by(name: &str, issuer: &rcgen::Issuer<'static, rcgen::KeyPair>) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, issuer)
+            .unwrap()
+            .der()
+            .clone()
+    }
+
+    fn trusting(root: &CertificateDer<'static>) -> Verifiers {
+        let mut public = rustls::RootCertStore::empty();
+        public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut local = Roots::empty();
+        local.add(root.clone(), "extra.pem").unwrap();
+        Verifiers::new(Roots::from(public), local).unwrap()
+    }
+
+    /// Servers send chains out of order and twice: the path is built from
+    /// the set, so the root they sent is still found, named and offered.
+    #[test]
+    fn the_path_is_built_from_the_certificates_in_any_order() {
+        let v = verifiers();
+        let pem_key = || rcgen::KeyPair::generate().unwrap();
+        let (root, root_issuer) = ca_with("Zscaler Root CA", pem_key(), (-10, 3650), None);
+        let (int, int_issuer) = ca_with(
+            "Zscaler Intermediate Root CA",
+            pem_key(),
+            (-10, 3650),
+            Some(&root_issuer),
+        );
+        let leaf = leaf_by("proxy.golang.org", &int_issuer);
+        for (sent, path) in [
+            (vec![leaf.clone(), int.clone(), root.clone()], vec![0, 1, 2]),
+            (vec![leaf.clone(), root.clone(), int.clone()], vec![0, 2, 1]),
+            (
+                vec![leaf.clone(), int.clone(), int.clone(), root.clone(), root.clone()],
+                vec![0, 1, 3],
+            ),
+        ] {
+            let report = analyze(&v, &sent, Some("proxy.golang.org")).unwrap();
+            assert_eq!(report.path, path);
+            assert_eq!((report.linked, report.root_in_chain), (3, true));
+            assert_eq!(report.top_spki_sha256, report.certs[path[2]].spki_sha256);
+            assert_eq!(report.vendor.as_deref(), Some("Zscaler"));
+            assert_eq!(report.flags.unlinked, sent.len() > 3);
+        }
+    }
+
+    /// Dates are judged on the path a chain is verified through: an
+    /// expired copy of a root, or an expired cross-sign past the root,
+    /// that a verifier does not use says nothing. A chain that verifies
+    /// nowhere and ends at an expired root the server sent says that root
+    /// is stale (its current copy is the fix), not that the clock is wrong.
+    #[test]
+    fn dates_count_on_the_verified_path_and_a_stale_sent_root_is_told_apart() {
+        let key_pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let same_key = || rcgen::KeyPair::from_pem(&key_pem).unwrap();
+        let (renewed, issuer) = ca_with("Zscaler Root CA", same_key(), (-10, 3650), None);
+        let (old_copy, _) = ca_with("Zscaler Root CA", same_key(), (-3650, -5), None);
+        let leaf = leaf_by("proxy.golang.org", &issuer);
+        let sent = [leaf.clone(), old_copy.clone()];
+        let trusted = analyze(&trusting(&renewed), &sent, Some("proxy.golang.org")).unwrap();
+        assert_eq!(trusted.verdict, Verdict::Intercepted);
+        assert_eq!(trusted.flags.names(), Vec::<&str>::new());
+        assert_eq!(trusted.sent_root_outside_dates, None);
+        let untrusted = analyze(&verifiers(), &sent, Some("proxy.golang.org")).unwrap();
+        assert_eq!(untrusted.verdict, Verdict::Untrusted);
+        assert!(!untrusted.flags.expired, "{:?}", untrusted.flags);
+        let stale = untrusted.sent_root_outside_dates.as_deref().unwrap();
+        assert!(stale.starts_with("'Zscaler Root CA' expired on "), "{stale}");
+        // An expired cross-sign of the root by an older one, sent after it.
+        let (_, older) = ca_with(
+            "Zscaler Old Root",
+            rcgen::KeyPair::generate().unwrap(),
+            (-3650, 3650),
+            None,
+        );
+        let (cross, _) = ca_with("Zscaler Root CA", same_key(), (-3650, -5), Some(&older));
+        let sent = [leaf.clone(), renewed.clone(), cross];
+        let report = analyze(&verifiers(), &sent, Some("proxy.golang.org")).unwrap();
+        assert_eq!((report.verdict, report.path.clone()), (Verdict::Untrusted, vec![0, 1]));
+        assert!(!report.flags.expired && report.sent_root_outside_dates.is_none());
+        let report = analyze(&trusting(&renewed), &sent, Some("proxy.golang.org")).unwrap();
+        assert_eq!((report.verdict, report.flags.expired), (Verdict::Intercepted, false));
+        // The leaf's own dates still count where nothing verifies.
+        let (_, short_issuer) = ca_with("Zscaler Root CA", same_key(), (-10, 3650), None);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["proxy.golang.org".to_owned()]).unwrap();
+        params.not_after = ::time::OffsetDateTime::now_utc() - ::time::Duration::days(1);
+        let expired_leaf = params.signed_by(&key, &short_issuer).unwrap().der().clone();
+        let report = analyze(&verifiers(), &[expired_leaf, renewed], Some("proxy.golang.org")).unwrap();
+        assert!(report.flags.expired);
+    }
+
+    #[test]
+    fn a_fully_qualified_name_with_its_trailing_dot_is_the_same_name() {
+        let sans = ["proxy.golang.org".to_owned(), "*.example.test".to_owned()];
+        assert!(leaf_covers(&sans, "proxy.golang.org."));
+        assert!(leaf_covers(&sans, "Proxy.Golang.Org"));
+        assert!(leaf_covers(&sans, "a.example.test."));
+        assert!(!leaf_covers(&sans, "proxy.golang.org.."));
+        assert!(!leaf_covers(&sans, "golang.org."));
+    }
+
+    /// A leaf that names its host only in the subject CN: no root mends
+    /// it, and that is what the report says, with or without a host.
+    #[test]
+    fn a_leaf_with_no_subject_alt_name_is_unacceptable_whatever_the_roots() {
+        let (root, issuer) = ca_with("Zscaler Root CA", rcgen::KeyPair::generate().unwrap(), (-1, 10), None);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "proxy.golang.org");
+        let leaf = params.signed_by(&key, &issuer).unwrap().der().clone();
+        for host in [Some("proxy.golang.org"), None] {
+            let report = analyze(&trusting(&root), &[leaf.clone(), root.clone()], host).unwrap();
+            assert_eq!(report.verdict, Verdict::Untrusted);
+            assert_eq!(report.unacceptable.as_deref(), Some(NO_SAN), "{host:?}");
+        }
     }
 
     /// A chain to a trusted root that is refused for something in it (a

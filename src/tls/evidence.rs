@@ -17,7 +17,7 @@
 //! never leaves a torn file. At most [`MAX_CHAINS`] distinct chains are kept;
 //! sightings of any others are counted in one [`OVERFLOW`] record.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,8 +149,9 @@ pub struct Saved {
 struct Pending {
     /// The record, with a count of 1.
     sighting: Sighting,
-    /// The PEM files to write unless they exist; empty beyond the cap.
-    files: Vec<(PathBuf, String)>,
+    /// The PEM files to write; empty beyond the cap, or when nothing new
+    /// was seen.
+    files: Vec<PemFile>,
 }
 
 /// What the writer thread is asked to do.
@@ -165,9 +166,11 @@ enum Job {
 pub struct Evidence {
     dir: PathBuf,
     cap: usize,
-    /// SPKIs with a saved chain, as far as this process knows: `record`
-    /// answers where a chain is saved without touching the disk.
-    known: Mutex<HashSet<String>>,
+    /// SPKIs with a saved chain, as far as this process knows, and a hash
+    /// of the chain file this process last wrote for each: `record`
+    /// answers where a chain is saved without touching the disk, and
+    /// writes a chain only when it differs from the one last saved.
+    known: Mutex<HashMap<String, Option<u64>>>,
     /// To the writer; `None` when it could not be started.
     queue: Option<SyncSender<Job>>,
     /// Signalled when the writer has finished, for a bounded wait on drop.
@@ -183,7 +186,11 @@ impl Evidence {
     }
 
     fn with_cap(dir: &Path, cap: usize) -> Evidence {
-        let known = read_index(dir).into_keys().filter(|spki| spki != OVERFLOW).collect();
+        let known = read_index(dir)
+            .into_keys()
+            .filter(|spki| spki != OVERFLOW)
+            .map(|spki| (spki, None))
+            .collect();
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         let (done, finished) = mpsc::sync_channel(1);
         let writer = Writer {
@@ -230,17 +237,27 @@ impl Evidence {
         policy: OnInterception,
     ) -> Option<Saved> {
         let spki = &report.top_spki_sha256;
-        let kept = match self.known.lock() {
-            Ok(mut known) => known.contains(spki) || (known.len() < self.cap && known.insert(spki.clone())),
-            Err(_) => false,
+        let files = pem_files(report, chain, &self.dir);
+        let written = files.first().map(|f| hash_of(&f.pem));
+        // The chain file holds the last distinct chain seen under its
+        // top, so a refusal that names it names the chain it refused.
+        let (kept, changed) = match self.known.lock() {
+            Ok(mut known) => {
+                let room = known.len() < self.cap;
+                match known.get_mut(spki) {
+                    Some(last) => (true, std::mem::replace(last, written) != written),
+                    None if room => {
+                        known.insert(spki.clone(), written);
+                        (true, true)
+                    }
+                    None => (false, false),
+                }
+            }
+            Err(_) => (false, false),
         };
         let saved = kept.then(|| self.saved(report));
         let sighting = sighting(report, sighted, kept);
-        let files = if kept {
-            pem_files(report, chain, &self.dir)
-        } else {
-            Vec::new()
-        };
+        let files = if changed { files } else { Vec::new() };
         self.send(Pending { sighting, files });
         log_event(report, sighted, saved.as_ref(), policy);
         saved
@@ -255,7 +272,7 @@ impl Evidence {
         let kept = self
             .known
             .lock()
-            .is_ok_and(|known| known.contains(&report.top_spki_sha256));
+            .is_ok_and(|known| known.contains_key(&report.top_spki_sha256));
         self.send(Pending {
             sighting: sighting(report, sighted, kept),
             files: Vec::new(),
@@ -332,26 +349,50 @@ fn sighting(report: &ChainReport, sighted: &Sighted, kept: bool) -> Sighting {
     }
 }
 
-/// The PEM files for a chain: the linked part, and its root alone when it
-/// ends in one.
-fn pem_files(report: &ChainReport, chain: &[CertificateDer<'_>], dir: &Path) -> Vec<(PathBuf, String)> {
-    let linked = chain.len().min(report.linked).min(report.certs.len());
-    if linked == 0 {
+/// A PEM file of evidence.
+struct PemFile {
+    path: PathBuf,
+    pem: String,
+    /// Written over an existing file (the chain file, which holds the
+    /// latest chain under its top), or only when there is none (the root).
+    replace: bool,
+}
+
+/// The PEM files for a chain: the linked path, leaf first, and its root
+/// alone when it ends in one.
+fn pem_files(report: &ChainReport, chain: &[CertificateDer<'_>], dir: &Path) -> Vec<PemFile> {
+    let path: Vec<usize> = report
+        .path
+        .iter()
+        .copied()
+        .filter(|&i| i < chain.len() && i < report.certs.len())
+        .collect();
+    let Some(&top) = path.last() else {
         return Vec::new();
-    }
+    };
     let spki = &report.top_spki_sha256;
-    let mut files = vec![(
-        dir.join(format!("{spki}.pem")),
-        chain_pem(&chain[..linked], &report.certs[..linked]),
-    )];
+    let pem = path.iter().map(|&i| chain_pem(&chain[i], &report.certs[i])).collect();
+    let mut files = vec![PemFile {
+        path: dir.join(format!("{spki}.pem")),
+        pem,
+        replace: true,
+    }];
     if report.root_in_chain {
-        let top = linked - 1;
-        files.push((
-            dir.join(format!("{spki}.root.pem")),
-            chain_pem(&chain[top..linked], &report.certs[top..linked]),
-        ));
+        files.push(PemFile {
+            path: dir.join(format!("{spki}.root.pem")),
+            pem: chain_pem(&chain[top], &report.certs[top]),
+            replace: false,
+        });
     }
     files
+}
+
+/// A hash of a chain file's text, to tell a new chain from the last one.
+fn hash_of(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// The thread that owns the files.
@@ -404,9 +445,9 @@ impl Writer {
                 sighting.spki = OVERFLOW.into();
             }
             if sighting.spki != OVERFLOW {
-                for (path, pem) in &p.files {
-                    if !path.exists() {
-                        write_atomically(path, pem.as_bytes())?;
+                for file in &p.files {
+                    if file.replace || !file.path.exists() {
+                        write_atomically(&file.path, file.pem.as_bytes())?;
                     }
                 }
             }
@@ -468,20 +509,16 @@ fn read_index(dir: &Path) -> BTreeMap<String, Sighting> {
     index
 }
 
-/// The PEM of `certs`, each block after its subject and issuer (from
-/// `infos`) as one-line comments: nothing but the certificates themselves
-/// can begin a line with `-----`.
-fn chain_pem(certs: &[CertificateDer<'_>], infos: &[CertInfo]) -> String {
-    let mut pem = String::new();
-    for (cert, info) in certs.iter().zip(infos) {
-        pem.push_str(&format!(
-            "# subject: {}\n# issuer: {}\n",
-            comment(&info.subject),
-            comment(&info.issuer)
-        ));
-        pem.push_str(&to_pem(cert));
-    }
-    pem
+/// The PEM of `cert`, after its subject and issuer (from `info`) as
+/// one-line comments: nothing but the certificate itself can begin a line
+/// with `-----`.
+fn chain_pem(cert: &CertificateDer<'_>, info: &CertInfo) -> String {
+    format!(
+        "# subject: {}\n# issuer: {}\n{}",
+        comment(&info.subject),
+        comment(&info.issuer),
+        to_pem(cert)
+    )
 }
 
 /// Certificate text for a PEM comment: escaped onto one line, and with no
@@ -633,6 +670,52 @@ mod tests {
         assert_eq!(kept.first_seen, "2026-11-24T10:00:02Z");
         assert_eq!(kept.last_seen, "2026-11-24T10:00:03.25Z");
         assert_eq!(kept.verdict, "new");
+    }
+
+    /// Two chains under one root (two leaves an interceptor made): the
+    /// chain file holds the one last seen, so a refusal that names it
+    /// names the chain it refused; the root file stays; one record.
+    #[test]
+    fn the_chain_file_holds_the_last_distinct_chain_under_its_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let evidence = Evidence::open(dir.path());
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Zscaler Root CA");
+        let root = params.self_signed(&key).unwrap().der().clone();
+        let issuer = rcgen::Issuer::new(params, key);
+        let chain_for = |host: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let leaf = rcgen::CertificateParams::new(vec![host.to_owned()])
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            let chain = vec![leaf.der().clone(), root.clone()];
+            (analyze(&verifiers(), &chain, Some(host)).unwrap(), chain)
+        };
+        let (a, a_chain) = chain_for("a.test");
+        let (b, b_chain) = chain_for("b.test");
+        assert_eq!(a.top_spki_sha256, b.top_spki_sha256);
+        let holds = |saved: &Saved, leaf: &CertificateDer<'_>| {
+            std::fs::read_to_string(&saved.chain).unwrap().contains(&to_pem(leaf))
+        };
+        for (report, chain) in [(&a, &a_chain), (&b, &b_chain), (&a, &a_chain)] {
+            let saved = evidence
+                .record(report, chain, &at(report), OnInterception::Warn)
+                .unwrap();
+            evidence.flush();
+            assert!(holds(&saved, &chain[0]), "{}", report.host.as_deref().unwrap());
+            assert!(
+                std::fs::read_to_string(saved.root.unwrap())
+                    .unwrap()
+                    .contains(&to_pem(&root))
+            );
+        }
+        assert_eq!(pem_files(dir.path()), 2);
+        assert_eq!(index_on_disk(dir.path())[&a.top_spki_sha256].count, 3);
     }
 
     /// Issue 9 item 6: `serve` and `inspect` (two writers) on one directory

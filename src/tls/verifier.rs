@@ -48,6 +48,12 @@ impl fmt::Display for Refusal {
                 ": the connection is intercepted and tls.on_interception = \"block\"{chain}"
             );
         }
+        if r.flags.hostname_mismatch && r.certs.first().is_some_and(|leaf| leaf.sans.is_empty()) {
+            return write!(
+                f,
+                " whose leaf names no host in a subjectAltName{chain}; go (since 1.15) and modgate ignore a name in the subject CN alone, and trusting a root cannot fix this: the certificate must name the host as a subjectAltName"
+            );
+        }
         if r.flags.hostname_mismatch {
             let host = escape(r.host.as_deref().unwrap_or("-"));
             return write!(
@@ -88,6 +94,13 @@ impl fmt::Display for Refusal {
             return write!(
                 f,
                 " holding only the server's own certificate, whose issuer is not a trusted root{chain}; the server leaves out its intermediate certificate (go refuses it too): have it send its whole chain"
+            );
+        }
+        if let Some(stale) = &r.sent_root_outside_dates {
+            return write!(
+                f,
+                ", which is not trusted, and the root it sent, {}, is outside its dates{chain}; trusting that copy would not help (go refuses it too): get the interceptor's current root from its admin and add it to tls.extra_roots",
+                escape(stale)
             );
         }
         match self.saved.as_ref().and_then(|s| s.root.as_deref()) {
