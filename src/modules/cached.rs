@@ -96,6 +96,11 @@ pub struct CacheCounters {
     pub refused: AtomicU64,
 }
 
+/// What a body of unknown length is taken to need on the cache's disk.
+const UNKNOWN_LENGTH: u64 = 64 * 1024 * 1024;
+/// Left free on the cache's disk beyond what a body needs.
+const DISK_RESERVE: u64 = 1024 * 1024;
+
 /// The module cache.
 pub struct ModuleCache {
     store: Store,
@@ -106,6 +111,9 @@ pub struct ModuleCache {
     /// with the TLS settings in effect; the store and the flights stay.
     check: arc_swap::ArcSwapOption<ContentCheck>,
     spool: Spool,
+    /// A spool in the temp directory, for bodies the cache's disk has no
+    /// room to spool beside the object they become; made when first needed.
+    overflow: std::sync::OnceLock<Option<Spool>>,
     next_spool: AtomicU64,
     /// What happened, for metrics.
     pub counters: CacheCounters,
@@ -137,6 +145,7 @@ impl ModuleCache {
             flights: Mutex::new(HashMap::new()),
             check: arc_swap::ArcSwapOption::new(check),
             spool,
+            overflow: std::sync::OnceLock::new(),
             next_spool: AtomicU64::new(0),
             counters: CacheCounters::default(),
         })
@@ -145,6 +154,43 @@ impl ModuleCache {
     /// Removes the spool directory, at shutdown.
     pub fn remove_spool(&self) {
         self.spool.remove();
+        if let Some(Some(overflow)) = self.overflow.get() {
+            overflow.remove();
+        }
+    }
+
+    /// Whether the cache's disk has room to keep a body of `length` bytes
+    /// (unknown: [`UNKNOWN_LENGTH`]) as well as to spool it. A body is
+    /// spooled and stored at once, so a miss takes twice its size; where
+    /// the disk has not room for both, `flight` spools in the temp
+    /// directory instead, so a full cache disk never fails a client: what
+    /// it cannot keep is served uncached.
+    fn make_room(&self, flight: &Flight, length: Option<u64>) -> bool {
+        if !self.spool.under_cache() {
+            return true;
+        }
+        let Some(free) = self
+            .store
+            .hidden_dir()
+            .and_then(|d| crate::modules::spool::free_space(&d))
+        else {
+            return true;
+        };
+        let need = length.unwrap_or(UNKNOWN_LENGTH).saturating_add(DISK_RESERVE);
+        if free >= need.saturating_mul(2) {
+            return true;
+        }
+        let overflow = self.overflow.get_or_init(|| match Spool::open(None) {
+            Ok(spool) => Some(spool),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make a spool in the temp directory");
+                None
+            }
+        });
+        if let Some(overflow) = overflow {
+            flight.spool_in(overflow.path());
+        }
+        free >= need
     }
 
     /// Verifies module files with `check` from now on (a config reload
@@ -420,6 +466,7 @@ impl ModuleCache {
         let stored = parts.extensions.get::<AlreadyStored>().is_some();
         // Judged whole before it was served (small files): not again.
         let vetted = parts.extensions.get::<Vetted>().cloned();
+        let room = stored || self.make_room(flight, length);
         let mut spool = Spool::create(flight.spool())
             .await
             .map_err(|e| Error::Internal(format!("spool {}: {e}", flight.spool().display())))?;
@@ -434,9 +481,18 @@ impl ModuleCache {
             written: 0,
             done: false,
         });
-        let mut writer = match stored {
-            true => None,
-            false => match self.store.writer(key).await {
+        let mut writer = match (stored, room) {
+            (true, _) => None,
+            (false, false) => {
+                tracing::warn!(
+                    key = key.as_str(),
+                    backend = self.store.backend(),
+                    length,
+                    "the cache's disk is full; serving without caching"
+                );
+                None
+            }
+            (false, true) => match self.store.writer(key).await {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::warn!(key = key.as_str(), error = %e, "cannot store; serving without caching");
@@ -460,9 +516,18 @@ impl ModuleCache {
                 ),
             })?;
             let Ok(data) = frame.into_data() else { continue };
-            spool_write(&mut spool, &data)
-                .await
-                .map_err(|e| Error::Internal(format!("spool write: {e}")))?;
+            if let Err(e) = spool_write(&mut spool, &data).await {
+                // The disk filled up under way: the cache's copy goes, and
+                // its space with it, so the client's copy can go on.
+                if e.kind() != std::io::ErrorKind::StorageFull || writer.is_none() {
+                    return Err(Error::Internal(format!("spool write: {e}")));
+                }
+                tracing::warn!(key = key.as_str(), error = %e, "the cache's disk is full; serving without caching");
+                writer = None;
+                respool(&mut spool, written, &data)
+                    .await
+                    .map_err(|e| Error::Internal(format!("spool write: {e}")))?;
+            }
             if let Some(w) = writer.as_mut() {
                 if let Err(e) = w.write(data.clone()).await {
                     tracing::warn!(key = key.as_str(), error = %e, "cache write failed; serving without caching");
@@ -534,6 +599,15 @@ impl ModuleCache {
         flight.finish();
         Ok(())
     }
+}
+
+/// Writes `data` again at `whole`, the length the spool had before a
+/// write of it failed partway.
+async fn respool(spool: &mut tokio::fs::File, whole: u64, data: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncSeekExt;
+    spool.set_len(whole).await?;
+    spool.seek(std::io::SeekFrom::Start(whole)).await?;
+    spool_write(spool, data).await
 }
 
 /// Settles the leader's fetch: a failure or a 404 is published at once; a

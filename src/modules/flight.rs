@@ -71,6 +71,9 @@ pub enum Progress {
 /// One object being fetched, shared by every client that asked for it.
 pub struct Flight {
     spool: PathBuf,
+    /// Where the spool went instead, when the cache's disk had no room
+    /// for it ([`Flight::spool_in`]).
+    moved: std::sync::OnceLock<PathBuf>,
     progress: watch::Sender<Progress>,
     /// The source that answered, once one has.
     source: std::sync::OnceLock<String>,
@@ -79,14 +82,14 @@ pub struct Flight {
 impl std::fmt::Debug for Flight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Flight")
-            .field("spool", &self.spool)
+            .field("spool", &self.spool())
             .finish_non_exhaustive()
     }
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.spool);
+        let _ = std::fs::remove_file(self.spool());
     }
 }
 
@@ -96,6 +99,7 @@ impl Flight {
         let (progress, _) = watch::channel(Progress::Waiting);
         Arc::new(Flight {
             spool,
+            moved: std::sync::OnceLock::new(),
             progress,
             source: std::sync::OnceLock::new(),
         })
@@ -103,7 +107,15 @@ impl Flight {
 
     /// The spool file.
     pub fn spool(&self) -> &Path {
-        &self.spool
+        self.moved.get().unwrap_or(&self.spool)
+    }
+
+    /// Spools in `dir` instead: only before the pump creates the spool
+    /// file, which is before any reader opens it.
+    pub fn spool_in(&self, dir: &Path) {
+        if let Some(name) = self.spool.file_name() {
+            let _ = self.moved.set(dir.join(name));
+        }
     }
 
     /// Notes the source that answered.
@@ -183,9 +195,9 @@ impl Flight {
                 ref body @ Progress::Body { .. } if matches!(readable(body), Ok((0, false))) => {}
                 ref body @ Progress::Body { ref head, .. } => {
                     let promised = readable(body).map_or(0, |(limit, _)| limit);
-                    let file = tokio::fs::File::open(&self.spool)
+                    let file = tokio::fs::File::open(self.spool())
                         .await
-                        .map_err(|e| Error::Internal(format!("opening the spool {}: {e}", self.spool.display())))?;
+                        .map_err(|e| Error::Internal(format!("opening the spool {}: {e}", self.spool().display())))?;
                     let body = SpoolBody {
                         _flight: self.clone(),
                         rx: Some(rx),

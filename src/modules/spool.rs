@@ -21,6 +21,20 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// Bytes free for an unprivileged writer on the file system holding
+/// `path`, where that can be asked.
+#[cfg(target_os = "linux")]
+pub fn free_space(path: &Path) -> Option<u64> {
+    let stat = nix::sys::statvfs::statvfs(path).ok()?;
+    Some((stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64))
+}
+
+/// Elsewhere it is not asked: room is assumed.
+#[cfg(not(target_os = "linux"))]
+pub fn free_space(_path: &Path) -> Option<u64> {
+    None
+}
+
 /// A spool directory with no lock file is removed once it has been
 /// untouched this long.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
@@ -38,6 +52,8 @@ const IN_TEMP: &str = "modgate-spool-";
 #[derive(Debug)]
 pub struct Spool {
     dir: tempfile::TempDir,
+    /// On the directory cache's disk, rather than in the temp directory.
+    under_cache: bool,
     /// Locked while this process runs; the lock goes with the process.
     _lock: Option<Held>,
 }
@@ -50,7 +66,12 @@ impl Spool {
         if let Some(hidden) = cache_hidden {
             let parent = hidden.join(UNDER_CACHE);
             match std::fs::create_dir_all(&parent).and_then(|()| Spool::open_in(&parent, "")) {
-                Ok(spool) => return Ok(spool),
+                Ok(spool) => {
+                    return Ok(Spool {
+                        under_cache: true,
+                        ..spool
+                    });
+                }
                 Err(e) => {
                     tracing::debug!(dir = %parent.display(), error = %e, "spooling in the temp directory instead")
                 }
@@ -71,7 +92,16 @@ impl Spool {
         } else {
             None
         };
-        Ok(Spool { dir, _lock: lock })
+        Ok(Spool {
+            dir,
+            under_cache: false,
+            _lock: lock,
+        })
+    }
+
+    /// Whether it lives on the directory cache's disk.
+    pub fn under_cache(&self) -> bool {
+        self.under_cache
     }
 
     /// The directory.

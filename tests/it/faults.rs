@@ -53,6 +53,8 @@ enum Fault {
     Trickle { bytes: usize },
     /// Send the body in 16 KiB pieces every 50 ms.
     Slow,
+    /// Send half the body, pause for a second, then send the rest.
+    PauseHalfway,
 }
 
 /// A plain-HTTP GOPROXY over a fixture tree, one request per connection,
@@ -210,6 +212,14 @@ async fn serve(mut s: TcpStream, path: &str, body: Option<Vec<u8>>, fault: Optio
             let mut sink = [0u8; 64];
             while s.read(&mut sink).await? > 0 {}
             Ok(false)
+        }
+        Some(Fault::PauseHalfway) => {
+            s.write_all(head(body.len()).as_bytes()).await?;
+            s.write_all(&body[..body.len() / 2]).await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            s.write_all(&body[body.len() / 2..]).await?;
+            s.shutdown().await?;
+            Ok(true)
         }
         Some(Fault::Slow) => {
             s.write_all(head(body.len()).as_bytes()).await?;
@@ -674,10 +684,11 @@ async fn a_client_that_goes_away_cancels_the_fetch_unless_another_still_reads() 
 struct SmallDisk(PathBuf);
 
 impl SmallDisk {
-    fn mount(at: &Path) -> SmallDisk {
+    /// A tmpfs of `size` (`64k`, `8m`) over `at`.
+    fn mount(at: &Path, size: &str) -> SmallDisk {
         std::fs::create_dir_all(at).unwrap();
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(at)
             .output()
             .expect("mount runs");
@@ -696,35 +707,76 @@ impl Drop for SmallDisk {
     }
 }
 
-/// The disk fills during a cache write: the request is still served whole
-/// or cleanly failed, no partial object is left, and the log says why.
+/// The cache's disk has no room for the zip: the client still gets it
+/// whole (spooled in the temp directory), nothing is kept, and the log
+/// says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_during_a_cache_write_leaves_no_partial_object() {
+async fn a_full_cache_disk_still_serves_every_miss_whole() {
     let world = World::new().await;
     let zip = zip_path(BIG);
     let size = std::fs::metadata(world.path("fixture").join(zip.trim_start_matches('/')))
         .unwrap()
         .len();
     assert!(size > 64 * 1024, "the zip ({size} bytes) is larger than the disk");
-    let _disk = SmallDisk::mount(&world.path("cache"));
+    let _disk = SmallDisk::mount(&world.path("cache"), "64k");
     let mut served = world.serve("", "").await;
     let run = GoProject::new(&[BIG]).download(&go_env(&served, &world)).await;
+    run.assert_ok();
     let (event, log) = access_and_log_for(&mut served, ".zip").await;
-    if run.ok {
-        run.assert_ok();
-        assert_eq!(event["status"], 200, "{event}");
-        assert_eq!(event["bytes_out"].as_u64(), Some(size), "served whole: {event}");
-    } else {
-        assert!(
-            event["error"].as_str().is_some_and(|e| !e.is_empty()),
-            "failed cleanly: {event}"
-        );
+    assert_eq!(event["status"], 200, "{event}");
+    assert_eq!(event["bytes_out"].as_u64(), Some(size), "served whole: {event}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("the cache's disk is full; serving without caching")),
+        "the log says the disk is full: {log:#?}"
+    );
+    assert!(
+        !world.cached().iter().any(|f| f.ends_with(".zip")),
+        "no partial object: {:?}",
+        world.cached()
+    );
+}
+
+/// The disk fills up while a zip is being spooled and stored: the cache's
+/// copy is dropped to make room, the client still gets the zip whole, and
+/// no partial object is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_during_a_cache_write_drops_the_cache_copy_not_the_client() {
+    let world = World::new().await;
+    let zip = zip_path(BIG);
+    let size = std::fs::metadata(world.path("fixture").join(zip.trim_start_matches('/')))
+        .unwrap()
+        .len();
+    let _disk = SmallDisk::mount(&world.path("cache"), "8m");
+    // Half the zip, a pause (when the disk fills up), the other half.
+    world.mirror.set(".zip", Fault::PauseHalfway);
+    let mut served = world.serve("", "").await;
+    let env = go_env(&served, &world);
+    let download = tokio::spawn(async move { GoProject::new(&[BIG]).download(&env).await });
+    while world.mirror.count(&zip) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Fill the disk, then leave a quarter of the zip's size free: too
+    // little for the spool's other half until the cache's copy (the first
+    // half) is gone.
+    let filler = world.path("cache").join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    let filled = file.metadata().unwrap().len();
+    file.set_len(filled.saturating_sub(size / 4)).unwrap();
+    drop(file);
+    let run = download.await.unwrap();
+    run.assert_ok();
+    let (event, log) = access_and_log_for(&mut served, ".zip").await;
+    assert_eq!(event["status"], 200, "{event}");
+    assert_eq!(event["bytes_out"].as_u64(), Some(size), "served whole: {event}");
     let full = log
         .iter()
         .find(|l| l.contains("No space left on device"))
         .unwrap_or_else(|| panic!("the log says the disk is full: {log:#?}"));
-    assert!(full.contains("cache write failed") || full.contains("spool"), "{full}");
+    assert!(full.contains("serving without caching"), "{full}");
     assert!(
         !world.cached().iter().any(|f| f.ends_with(".zip")),
         "no partial object: {:?}",
