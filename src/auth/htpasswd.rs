@@ -38,16 +38,21 @@ impl Hash {
         let advice = "write bcrypt (htpasswd -B) or sha-crypt (openssl passwd -6) hashes";
         match field {
             f if ["$2a$", "$2b$", "$2x$", "$2y$"].iter().any(|p| f.starts_with(p)) => {
-                f.parse::<bcrypt::HashParts>()
+                let parts = f
+                    .parse::<bcrypt::HashParts>()
                     .map_err(|e| format!("a bad bcrypt hash: {e}"))?;
-                Ok(Hash::Bcrypt(f.to_owned()))
+                // bcrypt refuses to check a cost above 31: such a user
+                // could never log in.
+                match parts.get_cost() {
+                    4..=31 => Ok(Hash::Bcrypt(f.to_owned())),
+                    cost => Err(format!("a bad bcrypt hash: its cost {cost} is not between 4 and 31")),
+                }
             }
             f if f.starts_with("$5$") || f.starts_with("$6$") => {
-                // A check against a dummy password proves the hash parses.
-                match ShaCrypt::default().verify_password(b"", f) {
-                    Err(sha_crypt::password_hash::Error::PasswordInvalid) | Ok(()) => Ok(Hash::ShaCrypt(f.to_owned())),
-                    Err(e) => Err(format!("a bad sha-crypt hash: {e}")),
-                }
+                // Its shape only: checking a password against it would cost
+                // its rounds once per user at every start and reload.
+                sha_crypt_shape(f).map_err(|e| format!("a bad sha-crypt hash: {e}"))?;
+                Ok(Hash::ShaCrypt(f.to_owned()))
             }
             f if f.starts_with("$apr1$") || f.starts_with("$1$") => {
                 Err(format!("MD5-crypt hashes ($apr1$, $1$) are not supported; {advice}"))
@@ -55,6 +60,18 @@ impl Hash {
             f if f.starts_with("{SHA}") => Err(format!("{{SHA}} hashes are not supported; {advice}")),
             f if f.starts_with("$argon2") => Err(format!("argon2 hashes are not supported; {advice}")),
             _ => Err(format!("not a supported password hash; {advice}")),
+        }
+    }
+
+    /// Roughly what one check costs, in sha-crypt rounds: one bcrypt
+    /// round (of `2^cost`) takes about as long as 78 of them.
+    fn work(&self) -> u64 {
+        match self {
+            Hash::Bcrypt(h) => {
+                let cost = h.parse::<bcrypt::HashParts>().map_or(0, |p| p.get_cost());
+                (1u64 << cost.min(40)).saturating_mul(78)
+            }
+            Hash::ShaCrypt(h) => sha_crypt_shape(h).map_or(0, u64::from),
         }
     }
 
@@ -67,12 +84,40 @@ impl Hash {
     }
 }
 
+/// Checks a sha-crypt hash's shape, `$5$[rounds=N$]SALT$HASH` (`$6$` for
+/// SHA-512): its rounds, as crypt(3) clamps them (1000 to 999999999,
+/// 5000 when not given).
+fn sha_crypt_shape(hash: &str) -> Result<u32, String> {
+    const ALPHABET: &str = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let (rest, hash_len) = match (hash.strip_prefix("$5$"), hash.strip_prefix("$6$")) {
+        (Some(rest), _) => (rest, 43),
+        (_, Some(rest)) => (rest, 86),
+        _ => return Err("it does not start with $5$ or $6$".into()),
+    };
+    let (rounds, rest) = match rest.strip_prefix("rounds=") {
+        Some(r) => {
+            let (n, rest) = r.split_once('$').ok_or("no '$' after its rounds")?;
+            let n: u32 = n.parse().map_err(|_| format!("its rounds '{n}' are not a number"))?;
+            (n.clamp(1000, 999_999_999), rest)
+        }
+        None => (5000, rest),
+    };
+    let (salt, digest) = rest.rsplit_once('$').ok_or("no '$' between its salt and its hash")?;
+    if salt.len() > 16 || salt.contains('$') {
+        return Err("its salt is longer than 16 characters".into());
+    }
+    if digest.len() != hash_len || !digest.chars().all(|c| ALPHABET.contains(c)) {
+        return Err(format!("its hash is not {hash_len} characters of crypt's base64"));
+    }
+    Ok(rounds)
+}
+
 /// The users of an htpasswd file.
 #[derive(Debug, Clone)]
 pub struct Users {
     by_name: HashMap<String, Hash>,
-    /// A hash checked for unknown users, so that they take as long as
-    /// known ones.
+    /// The costliest hash in the file, checked for unknown users, so that
+    /// they take as long as the slowest known one.
     decoy: Option<Hash>,
 }
 
@@ -109,7 +154,10 @@ impl Users {
                 return Err((n, "the user name is empty or has whitespace".into()));
             }
             let hash = Hash::parse(hash.trim()).map_err(|e| (n, format!("user '{user}': {e}")))?;
-            decoy.get_or_insert_with(|| hash.clone());
+            // Unknown users cost the costliest check in the file.
+            if decoy.as_ref().is_none_or(|d: &Hash| d.work() < hash.work()) {
+                decoy = Some(hash.clone());
+            }
             if by_name.insert(user.to_owned(), hash).is_some() {
                 return Err((n, format!("user '{user}' is listed twice")));
             }
@@ -175,5 +223,43 @@ mod tests {
         assert!(e(&format!("a:{SHA512}\na:{SHA512}\n")).1.contains("twice"));
         assert!(e("a:$2y$04$short\n").1.contains("bcrypt"));
         assert!(e("# only comments\n").1.contains("no users"));
+        // A cost bcrypt will not check: that user could never log in.
+        let too_costly = bcrypt::hash("x", 4).unwrap().replacen("$04$", "$99$", 1);
+        assert!(
+            e(&format!("a:{too_costly}\n"))
+                .1
+                .contains("its cost 99 is not between 4 and 31")
+        );
+        assert!(e("a:$5$salt$short\n").1.contains("its hash is not 43 characters"));
+        assert!(e("a:$6$rounds=lots$salt$x\n").1.contains("rounds 'lots'"));
+        assert!(
+            e(&format!("a:$5$saltsaltsaltsaltX${}\n", "a".repeat(43)))
+                .1
+                .contains("salt")
+        );
     }
+
+    /// Loading a file checks each hash's shape, never a password against
+    /// it: a hash of a billion rounds loads at once (checking it once
+    /// takes about a minute), and a reload never stalls on the file.
+    /// Unknown users cost the costliest check in the file.
+    #[test]
+    fn loading_checks_shapes_and_unknown_users_cost_the_costliest_hash() {
+        let slow = format!("$5$rounds=999999999$saltsalt${}", "a".repeat(43));
+        let quick = bcrypt::hash("hunter2", 4).unwrap();
+        let users = Users::parse(&format!("quick:{quick}\nslow:{slow}\n{SHA512_USER}\n")).unwrap();
+        assert_eq!(users.len(), 3);
+        assert!(matches!(&users.decoy, Some(Hash::ShaCrypt(h)) if *h == slow));
+        assert!(users.verify("quick", b"hunter2"));
+        let work = |h: &str| Hash::parse(h).unwrap().work();
+        assert!(work(&slow) > work(SHA512) && work(SHA512) > work(&quick));
+        assert_eq!(
+            work(&format!("$6$rounds=10$s${}", "a".repeat(86))),
+            1000,
+            "clamped as crypt(3) does"
+        );
+    }
+
+    const SHA512_USER: &str =
+        "alice:$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1";
 }
