@@ -56,6 +56,16 @@ pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
             req.method()
         )));
     }
+    // A path the origin may read as another (`//lookup/M@V`, `/./`,
+    // `/x/../`) would slip past what the policy read in it: a private
+    // module's name on its way to the public checksum database. go never
+    // sends one.
+    if let Some(element) = unclean_element(req.uri().path()) {
+        return Err(Error::BadRequest(format!(
+            "the path '{}' inside the tunnel to {dest} has {element}; modgate passes on clean paths only",
+            crate::core::escape::escape(req.uri().path())
+        )));
+    }
     // Policy, the upstream, the certificate and the log all name the
     // tunnel's host: a request may not name another.
     let named = req
@@ -94,6 +104,25 @@ fn names_tunnel(authority: &str, dest: &Authority) -> bool {
         Host::Name(name) if host == name => true,
         _ => Host::parse(host).is_ok_and(|host| host == dest.host),
     }
+}
+
+/// What makes `path` unclean, if anything: an empty element inside it
+/// (`//`; a trailing `/` is fine), or a `.` or `..` element, written out
+/// or percent-encoded.
+fn unclean_element(path: &str) -> Option<&'static str> {
+    let inner = path.strip_prefix('/').unwrap_or(path);
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    if inner.is_empty() {
+        return None;
+    }
+    inner.split('/').find_map(|element| {
+        let decoded = element.to_ascii_lowercase().replace("%2e", ".");
+        match decoded.as_str() {
+            "" => Some("an empty element"),
+            "." | ".." => Some("a '.' or '..' element"),
+            _ => None,
+        }
+    })
 }
 
 /// Module paths answer GET and HEAD; anything else is a 405.
@@ -166,6 +195,26 @@ mod tests {
                 .status(),
             400
         );
+        // Paths an origin may read as other paths than the policy did.
+        for path in [
+            "//lookup/git.corp.test/x@v1.0.0",
+            "/./lookup/git.corp.test/x@v1.0.0",
+            "/x/../lookup/git.corp.test/x@v1.0.0",
+            "/sumdb//sum.golang.org/lookup/m@v1.0.0",
+            "/%2e%2E/lookup/m@v1.0.0",
+            "/a/%2e/b",
+            "/a/..",
+        ] {
+            let e = check(&req("GET", path, Some("sum.golang.org")), inside).unwrap_err();
+            assert_eq!(e.status(), 400, "{path}: {e}");
+            assert!(e.to_string().contains("modgate passes on clean paths only"), "{e}");
+        }
+        for path in ["/", "/lookup/m@v1.0.0", "/golang.org/x/mod/", "/a..b/.c/%2e.x"] {
+            assert!(
+                check(&req("GET", path, Some("proxy.golang.org")), inside).is_ok(),
+                "{path}"
+            );
+        }
         let ip = Authority::parse_connect("[::1]:8443").unwrap();
         assert!(check(&req("GET", "/x", Some("[::1]:8443")), Entrance::Tunnel(&ip)).is_ok());
     }

@@ -243,6 +243,31 @@ async fn every_door_checks_requests_the_same_way() {
         reply.starts_with("HTTP/1.1 400") && reply.contains("needs a Host header"),
         "{reply}"
     );
+    // A path the origin could read as another than modgate did (a
+    // private module's lookup behind `//`, `/./`, `/x/../`): refused over
+    // HTTP/1.1 and h2 alike, never passed on.
+    for path in [
+        "//sumdb/sum.golang.org/lookup/example.test/alpha@v1.0.0",
+        "/./example.test/alpha/@v/list",
+        "/x/../example.test/alpha/@v/list",
+    ] {
+        let reply = door
+            .raw_inside(
+                format!("GET {path} HTTP/1.1\r\nHost: proxy.golang.org\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await;
+        assert!(
+            reply.starts_with("HTTP/1.1 400") && reply.contains("modgate passes on clean paths only"),
+            "{path}: {reply}"
+        );
+        let (status, body) = door
+            .h2(Request::builder()
+                .uri(format!("https://proxy.golang.org{path}"))
+                .body(full(""))
+                .unwrap())
+            .await;
+        assert_eq!(status, 400, "{path} over h2: {body}");
+    }
     // OPTIONS * and authority-form inside a tunnel: a clear 400 naming them.
     let reply = door
         .raw_inside(b"OPTIONS * HTTP/1.1\r\nHost: proxy.golang.org\r\nConnection: close\r\n\r\n")
