@@ -70,6 +70,7 @@ pub async fn checked(
     let result = match request {
         ModuleRequest::Info { version, .. } => info(resp, is_canonical(version).then_some(version.as_str()), gap).await,
         ModuleRequest::Latest { .. } => info(resp, None, gap).await,
+        ModuleRequest::List { .. } => list(resp, gap).await,
         ModuleRequest::Mod { .. } => go_mod(resp, gap, request, content).await,
         ModuleRequest::Zip { module, version } => zip_start(resp, gap, module, version, request, content).await,
         _ => return Ok(resp),
@@ -89,6 +90,26 @@ async fn info(resp: Response<Body>, wanted: Option<&str>, gap: Duration) -> Resu
     parts.headers.insert(header::CONTENT_LENGTH, bytes.len().into());
     Ok(Response::from_parts(parts, full(bytes)))
 }
+
+/// An `@v/list` answer, read whole before it is answered when it is at
+/// most [`LIST_HOLD`] bytes (nearly every list is a few KiB), each wait for
+/// more bounded by `gap`: a mirror that cuts or stalls it is that mirror's
+/// failure (the next one after `|`, or a stale copy), not a client's
+/// truncated list. A longer list streams on from there.
+async fn list(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, String> {
+    let (mut parts, mut body) = resp.into_parts();
+    let mut head = BytesMut::new();
+    while head.len() < LIST_HOLD && read_more(&mut body, &mut head, gap).await? {}
+    if head.len() >= LIST_HOLD && !body.is_end_stream() {
+        return Ok(rejoined(parts, head.freeze(), body));
+    }
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(header::CONTENT_LENGTH, head.len().into());
+    Ok(Response::from_parts(parts, full(head.freeze())))
+}
+
+/// The most of an `@v/list` held back until it is whole.
+const LIST_HOLD: usize = 256 * 1024;
 
 /// A `.mod` answer, read as far as its module statement, then the same
 /// answer: what was read, and the rest of the body as it comes.

@@ -473,17 +473,17 @@ async fn a_reset_mid_body_aborts_the_client_and_caches_nothing() {
     assert!(event["error"].as_str().is_some_and(|e| !e.is_empty()), "{event}");
     assert!(event["bytes_out"].as_u64().unwrap() < 100_000, "{event}");
 
+    // A list is held back until whole: the reset is the mirror's 502.
     let list = format!("/{}/@v/list", ALPHA.0);
-    let (status, whole, _) = endpoint_get(served.addr, &list).await;
+    let (status, _, body) = endpoint_get(served.addr, &list).await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{text}");
     assert!(
-        status != 200 || !whole,
-        "a list cut by a reset never arrives whole as a 200"
+        text.contains("sent a bad answer: @v/list of example.test/alpha: its body failed after 3 bytes"),
+        "{text}"
     );
     let event = access_for(&mut served, "/@v/list").await;
-    assert!(
-        event["status"] != 200 || event["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{event}"
-    );
+    assert_eq!(event["status"], 502, "{event}");
     assert!(
         !world
             .cached()
@@ -505,6 +505,24 @@ async fn a_reset_mid_body_aborts_the_client_and_caches_nothing() {
     );
     let (status, whole, body) = endpoint_get(served.addr, &list).await;
     assert_eq!((status, whole, body.as_slice()), (200, true, &b"v1.1.0\n"[..]));
+}
+
+/// A list cut short is that mirror's failure, not a client's truncated
+/// list: after `|` the next mirror's list is served (and go resolves
+/// `@latest` with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_cut_mid_body_falls_through_to_the_next_mirror() {
+    let world = World::new().await;
+    let good = FaultyMirror::start(&world.path("fixture")).await;
+    world.mirror.set("/@v/list", Fault::CloseAt(3));
+    let mirrors = format!("http://{}|http://{}", world.mirror.addr, good.addr);
+    let mut served = world.serve("", &mirrors).await;
+    let list = format!("/{}/@v/list", ALPHA.0);
+    let (status, whole, body) = endpoint_get(served.addr, &list).await;
+    assert_eq!((status, whole, body.as_slice()), (200, true, &b"v1.1.0\n"[..]));
+    assert_eq!((world.mirror.count(&list), good.count(&list)), (1, 1));
+    let event = access_for(&mut served, "/@v/list").await;
+    assert_eq!(event["upstream"], format!("http://{}", good.addr), "{event}");
 }
 
 /// A Content-Length longer or shorter than the body: go fails on the zip,
