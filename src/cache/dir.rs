@@ -32,7 +32,7 @@ use crate::cache::entry::{CounterSnapshot, Counters, Entry, GcReport, Stats};
 use crate::cache::error::CacheError;
 use crate::cache::file_body::FileBody;
 use crate::cache::key::Key;
-use crate::cache::lru::{Index, PinGuard};
+use crate::cache::lru::{Identity, Index, PinGuard};
 use crate::cache::object::{CachedObject, ObjectStream};
 
 /// Temp files start with this; no key element starts with '.'.
@@ -122,7 +122,7 @@ impl DirStore {
                 // The access time modgate sets on every read survives a
                 // restart; it is never earlier than the commit.
                 let last_used = meta.accessed().map_or(stored_at, |a| a.max(stored_at));
-                found.push((key, meta.len(), stored_at, last_used));
+                found.push((key, meta.len(), stored_at, last_used, Identity::of(meta)));
             }
         })
         .map_err(open_error)?;
@@ -130,10 +130,12 @@ impl DirStore {
             tracing::warn!(backend = %self.name, "{warning}");
         }
         *self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = warnings;
-        found.sort_by_key(|(_, _, _, last_used)| *last_used);
+        found.sort_by_key(|(_, _, _, last_used, _)| *last_used);
         let mut state = self.index.lock();
-        for (key, size, stored_at, last_used) in found {
+        for (key, size, stored_at, last_used, identity) in found {
+            let name = key.as_str().to_owned();
             state.upsert(key, size, stored_at, last_used);
+            state.set_identity(&name, identity);
         }
         Ok(())
     }
@@ -201,6 +203,7 @@ impl DirStore {
                     Ok(meta) if meta.is_file() => {
                         let stored_at = meta.modified().unwrap_or(now);
                         state.upsert(key.clone(), meta.len(), stored_at, now);
+                        state.set_identity(key.as_str(), Identity::of(&meta));
                     }
                     Ok(_) => return Ok(None),
                     Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -221,7 +224,44 @@ impl DirStore {
             // Something other than a file took its place: not an object.
             return Ok(self.forget(key, pin));
         }
+        if !self.still_whole(key, &meta) {
+            return Ok(self.discard(key, pin));
+        }
         Ok(Some(opened(file, &meta, now, pin)))
+    }
+
+    /// Whether `key`'s file, described by `meta`, is still the one that
+    /// was indexed: a file cut short or overwritten in place since (by
+    /// hand, or a disk fault) is not, and must not be served as a hit. A
+    /// file another writer put in its place (a new inode) is indexed anew.
+    fn still_whole(&self, key: &Key, meta: &fs::Metadata) -> bool {
+        let Some(now) = Identity::of(meta) else { return true };
+        let mut state = self.index.lock();
+        match state.identity(key.as_str()) {
+            Some(was) if was.changed_in_place(&now) => {
+                tracing::warn!(backend = %self.name, key = %key.as_str(), "a cached object changed on disk since it was stored (cut short or overwritten); it is removed and fetched again");
+                false
+            }
+            Some(was) if was == now => true,
+            _ => {
+                let stored_at = meta.modified().unwrap_or_else(|_| SystemTime::now());
+                state.upsert(key.clone(), meta.len(), stored_at, SystemTime::now());
+                state.set_identity(key.as_str(), Some(now));
+                true
+            }
+        }
+    }
+
+    /// Removes `key`'s object, whose file changed in place: from the index,
+    /// then its file, under the index lock. Always `None`, the answer for a
+    /// hit on it.
+    fn discard(&self, key: &Key, pin: PinGuard) -> Option<Opened> {
+        drop(pin);
+        let mut state = self.index.lock();
+        if state.remove(key.as_str()).is_some() {
+            let _ = fs::remove_file(self.path_of(key)).or_else(not_found_is_ok);
+        }
+        None
     }
 
     /// Drops `key` from the index once its pin is released: its file is
@@ -261,6 +301,9 @@ impl DirStore {
         let file = File::from(fd);
         // An open file's inode is in memory: fstat does not wait.
         let meta = file.metadata().ok().filter(std::fs::Metadata::is_file)?;
+        if !self.still_whole(key, &meta) {
+            return Some(self.discard(key, pin));
+        }
         // The access time it writes is an update of an inode in memory,
         // which waits for no read (at most, briefly, for the journal).
         Some(Some(opened(file, &meta, now, pin)))
@@ -320,7 +363,11 @@ impl DirStore {
                 .map_err(|e| self.io("commit", key, &e))?;
         }
         let now = SystemTime::now();
-        self.index.lock().upsert(key.clone(), size, now, now);
+        let identity = fs::symlink_metadata(&path).ok().and_then(|meta| Identity::of(&meta));
+        let mut state = self.index.lock();
+        state.upsert(key.clone(), size, now, now);
+        state.set_identity(key.as_str(), identity);
+        drop(state);
         self.counters.stored(size);
         self.evict_to_fit();
         Ok(())

@@ -41,6 +41,45 @@ pub(crate) struct Slot {
     /// Tells a pin taken on an earlier object under the same key from one
     /// taken on this one.
     id: u64,
+    /// Its file as it was indexed, to tell a file changed in place (cut
+    /// short, overwritten) from one replaced by another writer.
+    identity: Option<Identity>,
+}
+
+/// A file's identity and content stamp: which inode it is, and its length
+/// and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Identity {
+    /// The identity of the file `meta` describes, where it has one.
+    #[cfg(unix)]
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Option<Identity> {
+        use std::os::unix::fs::MetadataExt;
+        Some(Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn of(_meta: &std::fs::Metadata) -> Option<Identity> {
+        None
+    }
+
+    /// Whether `now` is this very file with other content: the same inode,
+    /// another length or modification time. A file put in its place (a
+    /// new inode, as a commit's rename makes) is not.
+    pub(crate) fn changed_in_place(&self, now: &Identity) -> bool {
+        (self.dev, self.ino) == (now.dev, now.ino) && (self.len, self.modified) != (now.len, now.modified)
+    }
 }
 
 /// The index's data, behind [`Index::lock`].
@@ -79,10 +118,23 @@ impl IndexState {
                 tick,
                 pins: 0,
                 id: self.next_id,
+                identity: None,
             };
             self.slots.insert(name.clone(), slot);
         }
         self.order.insert(tick, name);
+    }
+
+    /// Notes the identity of `key`'s file, as indexed.
+    pub(crate) fn set_identity(&mut self, key: &str, identity: Option<Identity>) {
+        if let Some(slot) = self.slots.get_mut(key) {
+            slot.identity = identity;
+        }
+    }
+
+    /// The identity of `key`'s file, as indexed.
+    pub(crate) fn identity(&self, key: &str) -> Option<Identity> {
+        self.slots.get(key).and_then(|slot| slot.identity)
     }
 
     /// Whether `key` is indexed.

@@ -172,6 +172,61 @@ async fn a_hit_records_its_recency_on_the_file_and_a_file_removed_behind_the_sto
     assert!(store.list("").await.unwrap().is_empty());
 }
 
+/// An object cut short or overwritten in place since it was stored (by
+/// hand, a disk fault) is never served as a hit: it is a miss, and its file
+/// goes, so the next fetch stores it whole. One another writer put in its
+/// place (a commit's rename: a new file) is a hit on the new content.
+#[tokio::test]
+async fn an_object_changed_in_place_is_a_miss_and_one_replaced_is_a_hit() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_dir(dir.path(), "1GiB").await;
+    let commit = |key: Key, n: u64| {
+        let store = &store;
+        async move {
+            let mut writer = store.writer(&key).await.unwrap();
+            write_pattern(&mut writer, n).await.unwrap();
+            writer.commit().await.unwrap();
+        }
+    };
+    let cut = zip_key("example.com/cut", "v1.0.0");
+    let flipped = zip_key("example.com/flipped", "v1.0.0");
+    let replaced = list_key("example.com/replaced");
+    commit(cut.clone(), 100_000).await;
+    commit(flipped.clone(), 1000).await;
+    commit(replaced.clone(), 1000).await;
+    let path = |key: &Key| dir.path().join(key.as_str());
+    // Cut short with truncate(2), and one byte overwritten (with the time
+    // moved on, as any write moves it), on the same files.
+    std::fs::File::options()
+        .write(true)
+        .open(path(&cut))
+        .unwrap()
+        .set_len(40_000)
+        .unwrap();
+    let mut f = std::fs::File::options().write(true).open(path(&flipped)).unwrap();
+    f.write_all(b"X").unwrap();
+    f.set_times(std::fs::FileTimes::new().set_modified(SystemTime::now() + Duration::from_secs(5)))
+        .unwrap();
+    drop(f);
+    for key in [&cut, &flipped] {
+        assert!(store.get(key).await.unwrap().is_none(), "{}: a miss", key.as_str());
+        assert!(!path(key).exists(), "{}: its file goes", key.as_str());
+    }
+    // Another writer's new file in the list's place (write, then rename).
+    let fresh = dir.path().join("fresh");
+    std::fs::write(&fresh, b"v1.0.0\nv1.1.0\n").unwrap();
+    std::fs::rename(&fresh, path(&replaced)).unwrap();
+    let hit = store.get(&replaced).await.unwrap().expect("a hit on the new list");
+    let body: Vec<Bytes> = hit.into_stream().map(Result::unwrap).collect().await;
+    assert_eq!(body.concat(), b"v1.0.0\nv1.1.0\n");
+    // Stored again, the cut one is whole and a hit.
+    commit(cut.clone(), 100_000).await;
+    let hit = store.get(&cut).await.unwrap().expect("a hit once stored again");
+    let body: Vec<Bytes> = hit.into_stream().map(Result::unwrap).collect().await;
+    assert_eq!(body.concat(), pattern_bytes(100_000));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_in_an_objects_place_is_a_miss_at_once() {
     let dir = tempfile::tempdir().unwrap();
