@@ -363,6 +363,9 @@ impl ModuleCache {
                 () = flight.all_left() => return,
             };
             flight.set_source(from.clone());
+            if let Ok(resp) = &result {
+                flight.set_upstream(resp.extensions());
+            }
             guard
                 .settle(result, from, request, key.clone(), negative_key, keep)
                 .await;

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::core::body::{Body, BoxError};
 use crate::core::error::Error;
+use crate::upstream::pool::UpstreamInfo;
 
 /// Bytes read from the spool per frame.
 const FRAME: usize = 64 * 1024;
@@ -77,6 +78,9 @@ pub struct Flight {
     progress: watch::Sender<Progress>,
     /// The source that answered, once one has.
     source: std::sync::OnceLock<String>,
+    /// The connection its answer came over (the verdict on its chain, a
+    /// parent proxy), for every client's access event.
+    upstream: std::sync::OnceLock<UpstreamInfo>,
 }
 
 impl std::fmt::Debug for Flight {
@@ -102,6 +106,7 @@ impl Flight {
             moved: std::sync::OnceLock::new(),
             progress,
             source: std::sync::OnceLock::new(),
+            upstream: std::sync::OnceLock::new(),
         })
     }
 
@@ -121,6 +126,21 @@ impl Flight {
     /// Notes the source that answered.
     pub fn set_source(&self, source: String) {
         let _ = self.source.set(source);
+    }
+
+    /// Notes the connection the answer came over, from its response.
+    pub fn set_upstream(&self, response: &http::Extensions) {
+        if let Some(info) = response.get::<UpstreamInfo>() {
+            let _ = self.upstream.set(info.clone());
+        }
+    }
+
+    /// Puts the connection the answer came over on `resp`.
+    fn with_upstream(&self, mut resp: Response<Body>) -> Response<Body> {
+        if let Some(info) = self.upstream.get() {
+            resp.extensions_mut().insert(info.clone());
+        }
+        resp
     }
 
     /// The source that answered, once one has.
@@ -186,7 +206,7 @@ impl Flight {
                     if let Some(ct) = content_type {
                         resp.headers_mut().insert(header::CONTENT_TYPE, ct);
                     }
-                    return Ok(resp);
+                    return Ok(self.with_upstream(resp));
                 }
                 // Until the first byte is readable, a failed fetch is
                 // still the client's 502: hyper sends a head only with the
@@ -216,7 +236,7 @@ impl Flight {
                         resp.headers_mut()
                             .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                     }
-                    return Ok(resp);
+                    return Ok(self.with_upstream(resp));
                 }
             }
             if rx.changed().await.is_err() {

@@ -320,6 +320,79 @@ async fn issue12_metrics_parse_and_count_what_happened_with_bounded_labels() {
     }
 }
 
+/// A mirror fetched over TLS through the cache (a miss, and a coalesced
+/// client) is counted under the verdict on its chain, and its access event
+/// carries it, as a direct request inside a tunnel is; a hit reached no
+/// upstream and carries none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_mirror_fetch_counts_under_the_verdict_on_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("fixture");
+    write_fixture(
+        &fixture,
+        &[FixtureModule {
+            path: "example.test/alpha",
+            version: "v1.0.0",
+            payload: 2000,
+        }],
+    );
+    let zscaler_ca = TestPki::named("Zscaler Root CA", Some("Zscaler Inc."));
+    std::fs::write(dir.path().join("zscaler_ca.pem"), &zscaler_ca.ca_pem).unwrap();
+    let mirror = start_module_origin(&zscaler_ca, &["mirror.test"], &fixture, Behavior::Serve).await;
+    let text = format!(
+        r#"[admin]
+listen = "127.0.0.1:0"
+[tls]
+extra_roots = ["zscaler_ca.pem"]
+intercepted_dir = "seen"
+[cache]
+dir = "cache"
+[sumdb]
+verify = false
+[hosts]
+"mirror.test" = "{}"
+[[rule]]
+name = "all"
+modules = ["*"]
+action = "mirror"
+mirrors = "https://mirror.test"
+"#,
+        mirror.addr
+    );
+    std::fs::write(dir.path().join("modgate.toml"), text).unwrap();
+    let mut served = start_served_json(dir.path(), "modgate.toml", &[]).await;
+    let admin = served.admin.expect("the admin listening line");
+    for _ in 0..2 {
+        let mut conn = ProxyConn::open(served.addr).await;
+        let req = Request::get("/example.test/alpha/@v/v1.0.0.info").header("host", "modgate");
+        let resp = conn.send(req.body(full("")).unwrap()).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.into_body().collect().await;
+    }
+    let events = logged(&mut served, 2).await;
+    assert_eq!(
+        (
+            events[0]["cache"].as_str(),
+            events[0]["verdict"].as_str(),
+            events[0]["vendor"].as_str()
+        ),
+        (Some("miss"), Some("intercepted"), Some("Zscaler")),
+        "{}",
+        events[0]
+    );
+    assert_eq!(events[1]["cache"], "hit", "{}", events[1]);
+    assert!(events[1].get("verdict").is_none(), "{}", events[1]);
+    let m = scrape(admin).await;
+    assert_eq!(
+        value(
+            &m,
+            "modgate_verdicts_total",
+            &[("verdict", "intercepted"), ("vendor", "Zscaler")]
+        ),
+        1.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue12_healthz_and_readyz_say_what_fails() {
     let env = admin_env().await;
