@@ -254,16 +254,22 @@ impl Health {
     }
 }
 
+/// `e` as it stands now: a mirror down past its time is half-open, the
+/// next request probes it, though no request has come to move it there.
 fn status(mirror: &str, e: &Entry) -> Status {
+    let state = match e.state {
+        State::Down if e.until.is_some_and(|until| Instant::now() >= until) => State::HalfOpen,
+        state => state,
+    };
     Status {
         mirror: mirror.to_owned(),
-        state: e.state,
+        state,
         fails: e.fails,
         last_error: e.last_error.clone(),
         since: e.since,
         retry_in: e
             .until
-            .filter(|_| e.state == State::Down)
+            .filter(|_| state == State::Down)
             .map(|until| until.saturating_duration_since(Instant::now())),
         skipped: e.skipped,
     }
@@ -337,6 +343,21 @@ mod tests {
             panic!()
         };
         drop(ticket);
+        assert!(matches!(h.admit("m"), Admission::Probe(_)));
+    }
+
+    /// A mirror down past its time reads half-open on the admin page and
+    /// in the metrics, though no request has come to probe it yet.
+    #[test]
+    fn a_mirror_down_past_its_time_reads_half_open_before_any_request() {
+        let h = Health::new();
+        let s = settings(1, 10);
+        h.failed("m", &s, "x");
+        assert_eq!(h.status("m").state, State::Down);
+        std::thread::sleep(Duration::from_millis(15));
+        let st = h.status("m");
+        assert_eq!((st.state, st.retry_in), (State::HalfOpen, None), "{st:?}");
+        assert_eq!(h.statuses()[0].state, State::HalfOpen);
         assert!(matches!(h.admit("m"), Admission::Probe(_)));
     }
 
