@@ -109,11 +109,13 @@ impl FileAdmin {
                 a.port() == proxy.port()
                     && (a.ip() == proxy.ip() || a.ip().is_unspecified() || proxy.ip().is_unspecified())
             };
-            if settings.listen.addr().is_some_and(overlaps) && proxy.port() != 0 {
-                return Err((
-                    listen.span(),
-                    format!("admin.listen {proxy} is the proxy's own address; the admin listener needs its own port"),
-                ));
+            if let Some(admin) = settings.listen.addr().filter(|&a| overlaps(a) && proxy.port() != 0) {
+                let same = if admin == proxy {
+                    format!("admin.listen {admin} is the proxy's own address")
+                } else {
+                    format!("admin.listen {admin} overlaps the proxy's address {proxy} (the same port)")
+                };
+                return Err((listen.span(), format!("{same}; the admin listener needs its own port")));
             }
         }
         if let Some(recent) = self.recent {

@@ -185,6 +185,30 @@ impl FileConfig {
     }
 }
 
+/// The largest config file read: far beyond any real one (150 000 rules
+/// fit in 10 MiB), and a bound on what `/dev/zero` or a FIFO can make
+/// modgate hold.
+const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Reads `path`, refusing one longer than `limit` bytes (a device or a
+/// FIFO, whose size says nothing, included).
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(std::io::Error::other("it is a directory"));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MiB",
+            limit / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
+}
+
 impl Config {
     /// Loads `path`; with no path, `./modgate.toml` when present, and
     /// otherwise the embedded default.
@@ -196,7 +220,7 @@ impl Config {
             None => return Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME),
         };
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        let bytes = read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError {
             location: name.clone(),
             message: format!("cannot read config: {e}"),
         })?;
@@ -256,7 +280,13 @@ impl Config {
             message: one_line(message),
         };
         let file: FileConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().replace('\n', "; ");
+            let mut message = e.message().trim().replace('\n', "; ");
+            // Name the key written twice.
+            if message == "duplicate key" {
+                if let Some(key) = e.span().and_then(|span| text.get(span)) {
+                    message = format!("duplicate key `{}`", key.trim());
+                }
+            }
             at(e.span(), toml_words(&message))
         })?;
         let written = file.written_paths(base);
@@ -279,12 +309,46 @@ impl Config {
 /// struct FileTls` is `expected a table`, `expected i64` is `expected an
 /// integer`, a sequence is an array, a map a table.
 fn toml_words(message: &str) -> String {
-    static WORDS: std::sync::LazyLock<[(regex::Regex, &str); 5]> = std::sync::LazyLock::new(|| {
+    static WORDS: std::sync::LazyLock<[(regex::Regex, &str); 13]> = std::sync::LazyLock::new(|| {
         let re = |r: &str| regex::Regex::new(r).expect("a valid pattern");
         // Only where serde names a type: after `invalid type: ` or
         // `expected `, never inside a quoted key or value.
         let at = |what: &str| re(&format!(r"(invalid type: |expected )(?:an? )?{what}\b"));
+        // An integer out of a type's range: say the range.
+        let range = |ty: &str| re(&format!(r"invalid value: (integer `[^`]*`), expected {ty}\b"));
         [
+            (
+                range("u8"),
+                "${1} is out of range: expected a whole number from 0 to 255",
+            ),
+            (
+                range("u16"),
+                "${1} is out of range: expected a whole number from 0 to 65535",
+            ),
+            (
+                range("u32"),
+                "${1} is out of range: expected a whole number from 0 to 4294967295",
+            ),
+            (
+                range("u64"),
+                "${1} is out of range: expected a whole number from 0 to 18446744073709551615",
+            ),
+            (
+                range("usize"),
+                "${1} is out of range: expected a whole number from 0 to 18446744073709551615",
+            ),
+            (
+                range("i32"),
+                "${1} is out of range: expected a whole number from -2147483648 to 2147483647",
+            ),
+            (
+                range("i64"),
+                "${1} is out of range: expected a whole number from -9223372036854775808 to 9223372036854775807",
+            ),
+            (
+                re(r"invalid (?:type|value): (integer `[^`]*`) as i128, expected (?:an? )?[a-z0-9]+\b"),
+                "${1} is out of range",
+            ),
             (at(r"struct [A-Za-z0-9_]+"), "${1}a table"),
             (at(r"[iu](?:8|16|32|64|128|size)"), "${1}an integer"),
             (at(r"f(?:32|64)"), "${1}a number"),

@@ -116,10 +116,16 @@ impl FromStr for VersionMatch {
         // them: a rule that could never match is a mistake.
         let lower = bounds.iter().filter(|b| matches!(b.op, Op::Gt | Op::Ge));
         for low in lower {
+            // `>X` is `>=` the version right after X: nothing lies between
+            // v1.0.0 and v1.0.1-0, or v1.0.0-rc and v1.0.0-rc.0.
+            let least = match low.op {
+                Op::Gt => successor(&low.version),
+                _ => Some(low.version.clone()),
+            };
             for high in bounds.iter().filter(|b| matches!(b.op, Op::Lt | Op::Le)) {
-                let empty = match compare(&low.version, &high.version) {
+                let empty = match least.as_deref().and_then(|least| compare(least, &high.version)) {
                     Some(Ordering::Greater) => true,
-                    Some(Ordering::Equal) => !(low.op == Op::Ge && high.op == Op::Le),
+                    Some(Ordering::Equal) => high.op == Op::Lt,
                     _ => false,
                 };
                 if empty {
@@ -135,6 +141,18 @@ impl FromStr for VersionMatch {
         }
         Ok(VersionMatch { bounds })
     }
+}
+
+/// The least version above `v` (build metadata aside): `vA.B.(C+1)-0`
+/// after a release, `v` with `.0` appended after a pre-release.
+fn successor(v: &str) -> Option<String> {
+    let core = v.split('+').next()?;
+    if core.contains('-') {
+        return Some(format!("{core}.0"));
+    }
+    let (rest, patch) = core.rsplit_once('.')?;
+    let patch: u64 = patch.parse().ok()?;
+    Some(format!("{rest}.{}-0", patch.checked_add(1)?))
 }
 
 impl fmt::Display for VersionMatch {
@@ -216,11 +234,20 @@ mod tests {
             ">=v1.0.0 <v1.0.0",
             ">v1.0.0 <=v1.0.0",
             "<v1.0.0 >=v1.2.0",
+            ">v1.0.0 <v1.0.1-0",
+            ">v1.0.0-rc <v1.0.0-rc.0",
+            ">v1.0.0+meta <v1.0.1-0",
         ] {
             let e = empty.parse::<VersionMatch>().unwrap_err();
             assert!(e.contains("no version is"), "{empty}: {e}");
         }
-        for fine in [">=v1.0.0 <=v1.0.0", ">v1.0.0 <v1.0.1", ">=v1.0.0-rc.1 <v1.0.0"] {
+        for fine in [
+            ">=v1.0.0 <=v1.0.0",
+            ">v1.0.0 <v1.0.1",
+            ">=v1.0.0-rc.1 <v1.0.0",
+            ">v1.0.0 <=v1.0.1-0",
+            ">v1.0.0-rc <v1.0.0-rc.1",
+        ] {
             assert!(fine.parse::<VersionMatch>().is_ok(), "{fine}");
         }
         assert!(m(">=v1.0.0 <=v1.0.0", "v1.0.0"));

@@ -158,7 +158,8 @@ impl Reloader {
         if only_if_changed && config.digest == current.config.digest && !failed {
             return Ok(None);
         }
-        needs_restart(&current.config, &config, self.overrides)?;
+        let text = std::fs::read_to_string(&config.source).ok();
+        needs_restart(&current.config, &config, self.overrides, text.as_deref())?;
         let source = config.source.clone();
         // A file the config names that cannot be used points back at the
         // key naming it, as at start (`modgate.toml:9:12: auth.htpasswd: ...`).
@@ -181,11 +182,20 @@ impl Reloader {
 }
 
 /// Refuses a config that changes what `serve` built once.
-fn needs_restart(old: &Config, new: &Config, overrides: Overrides) -> Result<(), String> {
+fn needs_restart(old: &Config, new: &Config, overrides: Overrides, text: Option<&str>) -> Result<(), String> {
+    // `file:line:col` of the key (or table) in the new text, when found.
+    let at = |table: Option<&str>, key: Option<&str>| match text.and_then(|text| key_position(text, table, key)) {
+        Some((line, col)) => format!("{}:{line}:{col}", new.source),
+        None => new.source.clone(),
+    };
     let refuse = |what: &str, was: String, now: String| {
+        let (table, key) = match what.rsplit_once('.') {
+            Some((table, key)) => (Some(table), key),
+            None => (None, what),
+        };
         Err(format!(
             "{}: {what} changed from {was} to {now}; that needs a restart of modgate (the config in effect stays)",
-            new.source
+            at(table, Some(key))
         ))
     };
     if !overrides.listen && old.listen != new.listen {
@@ -213,10 +223,49 @@ fn needs_restart(old: &Config, new: &Config, overrides: Overrides) -> Result<(),
     match tables.iter().find(|(_, same)| !same) {
         Some((table, _)) => Err(format!(
             "{}: {table} changed; that needs a restart of modgate (the config in effect stays)",
-            new.source
+            at(Some(table.trim_matches(['[', ']'])), None)
         )),
         None => Ok(()),
     }
+}
+
+/// The 1-based line and column where `key` is written in `table` (a key at
+/// the top when `None`) in TOML `text`, or where the `[table]` header is
+/// when `key` is `None`: as `key = ...` inside the table, or as
+/// `table.key = ...` at the top.
+fn key_position(text: &str, table: Option<&str>, key: Option<&str>) -> Option<(usize, usize)> {
+    let assigns = |line: &str, name: &str| {
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('=') && !rest.trim_start().starts_with("=="))
+    };
+    let mut current: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        let col = raw.len() - line.len() + 1;
+        if let Some(header) = line.strip_prefix('[').filter(|h| !h.starts_with('[')) {
+            let name = header.split(']').next().unwrap_or_default().trim().to_owned();
+            if key.is_none() && table == Some(name.as_str()) {
+                return Some((i + 1, col));
+            }
+            current = Some(name);
+            continue;
+        }
+        if line.starts_with("[[") {
+            current = Some(String::new());
+            continue;
+        }
+        let Some(key) = key else { continue };
+        let found = match (table, &current) {
+            (None, None) => assigns(line, key),
+            (Some(t), Some(c)) if c == t => assigns(line, key),
+            (Some(t), None) => assigns(line, &format!("{t}.{key}")),
+            _ => false,
+        };
+        if found {
+            return Some((i + 1, col));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -226,33 +275,36 @@ mod tests {
     #[test]
     fn restart_only_settings_are_named() {
         let old = Config::parse("listen = \"127.0.0.1:3128\"\n", "m.toml").unwrap();
-        let new = Config::parse("listen = \"127.0.0.1:3129\"\n", "m.toml").unwrap();
-        let e = needs_restart(&old, &new, Overrides::default()).unwrap_err();
+        let text = "# moved\n  listen = \"127.0.0.1:3129\"\n";
+        let new = Config::parse(text, "m.toml").unwrap();
+        let e = needs_restart(&old, &new, Overrides::default(), Some(text)).unwrap_err();
         assert_eq!(
             e,
-            "m.toml: listen changed from 127.0.0.1:3128 to 127.0.0.1:3129; that needs a restart of modgate (the config in effect stays)"
+            "m.toml:2:3: listen changed from 127.0.0.1:3128 to 127.0.0.1:3129; that needs a restart of modgate (the config in effect stays)"
         );
         let overridden = Overrides {
             listen: true,
             ..Overrides::default()
         };
-        assert!(needs_restart(&old, &new, overridden).is_ok());
-        let new = Config::parse("[cache]\nlist_ttl = \"5m\"\n", "m.toml").unwrap();
-        let old = Config::parse("", "m.toml").unwrap();
+        assert!(needs_restart(&old, &new, overridden, None).is_ok());
+        let text = "[[rule]]\naction = \"direct\"\n[cache]\nlist_ttl = \"5m\"\n";
+        let new = Config::parse(text, "m.toml").unwrap();
+        let old = Config::parse("[[rule]]\naction = \"direct\"\n", "m.toml").unwrap();
         assert!(
-            needs_restart(&old, &new, Overrides::default())
+            needs_restart(&old, &new, Overrides::default(), Some(text))
                 .unwrap_err()
-                .contains("[cache] changed")
+                .starts_with("m.toml:3:1: [cache] changed")
         );
+        let old = Config::parse("", "m.toml").unwrap();
         // The worker threads are started once, with the process.
         let new = Config::parse("[limits]\nworkers = 1\n", "m.toml").unwrap();
         assert!(
-            needs_restart(&old, &new, Overrides::default())
+            needs_restart(&old, &new, Overrides::default(), None)
                 .unwrap_err()
                 .contains("[limits] changed")
         );
         let new = Config::parse("[[rule]]\naction = \"block\"\n", "m.toml").unwrap();
-        assert!(needs_restart(&old, &new, Overrides::default()).is_ok());
+        assert!(needs_restart(&old, &new, Overrides::default(), None).is_ok());
     }
 
     #[test]
@@ -260,19 +312,26 @@ mod tests {
         let old = Config::parse("[transparent]\nlisten = \"127.0.0.1:3129\"\n", "m.toml").unwrap();
         let none = Config::parse("", "m.toml").unwrap();
         assert_eq!(
-            needs_restart(&old, &none, Overrides::default()).unwrap_err(),
+            needs_restart(&old, &none, Overrides::default(), Some("")).unwrap_err(),
             "m.toml: transparent.listen changed from 127.0.0.1:3129 to none; that needs a restart of modgate (the config in effect stays)"
         );
+        let text = "[transparent]\nlisten = \"127.0.0.1:3129\"\n";
         assert!(
-            needs_restart(&none, &old, Overrides::default())
+            needs_restart(&none, &old, Overrides::default(), Some(text))
                 .unwrap_err()
-                .contains("transparent.listen changed from none to 127.0.0.1:3129")
+                .starts_with("m.toml:2:1: transparent.listen changed from none to 127.0.0.1:3129")
+        );
+        let dotted = "transparent.listen = \"127.0.0.1:3129\"\n";
+        assert!(
+            needs_restart(&none, &old, Overrides::default(), Some(dotted))
+                .unwrap_err()
+                .starts_with("m.toml:1:1: transparent.listen changed")
         );
         // The htpasswd file is read when the context is built, not here.
         let text = "[transparent]\nlisten = \"127.0.0.1:3129\"\nmark = 7\n\
                     [parent]\nurl = \"http://u:p@127.0.0.1:8080\"\n\
                     [auth]\nhtpasswd = \"users\"\n";
         let new = Config::parse(text, "m.toml").unwrap();
-        assert!(needs_restart(&old, &new, Overrides::default()).is_ok());
+        assert!(needs_restart(&old, &new, Overrides::default(), None).is_ok());
     }
 }

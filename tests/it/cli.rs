@@ -63,6 +63,26 @@ fn check_rejects_bad_configs_with_file_line_col() {
             "[[rule]]\nhost = [\"a.test\"]\naction = \"direct\"\n",
             "unknown-rule-key.toml:2:1: unknown field `host`",
         ),
+        (
+            "admin-overlaps.toml",
+            "listen = \"0.0.0.0:3128\"\n[admin]\nlisten = \"127.0.0.1:3128\"\n",
+            "admin-overlaps.toml:3:10: admin.listen 127.0.0.1:3128 overlaps the proxy's address 0.0.0.0:3128 (the same port); the admin listener needs its own port",
+        ),
+        (
+            "duplicate-key.toml",
+            "listen = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n",
+            "duplicate-key.toml:2:1: duplicate key `listen`",
+        ),
+        (
+            "negative.toml",
+            "[mirror.\"https://m.test\"]\nmax_fails = -1\n",
+            "negative.toml:2:13: integer `-1` is out of range: expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "too-big.toml",
+            "[admin]\nrecent = 18446744073709551616\n",
+            "too-big.toml:2:10: integer `18446744073709551616` is out of range",
+        ),
     ];
     for (name, text, expected) in cases {
         write(dir.path(), name, text);
@@ -382,6 +402,23 @@ fn serve_refuses_a_bad_config_with_exit_2() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A config that never ends (`/dev/zero`) or is a directory is refused in
+/// one line, without reading it all into memory.
+#[test]
+fn an_endless_or_directory_config_is_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("d.toml")).unwrap();
+    for (config, why) in [
+        ("/dev/zero", "/dev/zero: cannot read config: it is larger than 32 MiB"),
+        ("d.toml", "d.toml: cannot read config: it is a directory"),
+    ] {
+        let out = run(dir.path(), &["check", "--config", config]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim_end(), why);
+    }
 }
 
 /// Issue 9 item 17: `check` makes the checks `serve` makes before it
