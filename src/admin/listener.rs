@@ -65,7 +65,7 @@ impl AdminListener {
 /// shutdown's drain too, so `/readyz` says the proxy is shutting down and
 /// `/metrics` can be scraped until the end. `Ok(None)` when the listener
 /// is off, or when the default address is busy (warned).
-pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<AdminListener>, AdminBindError> {
+pub async fn start(listen: AdminListen, mut state: AdminState) -> Result<Option<AdminListener>, AdminBindError> {
     let Some(addr) = listen.addr() else {
         return Ok(None);
     };
@@ -89,6 +89,7 @@ pub async fn start(listen: AdminListen, state: AdminState) -> Result<Option<Admi
     }
     let metrics = &state.live.current().telemetry.metrics;
     metrics.register_collector(Box::new(MirrorCollector(state.live.clone())));
+    state.admin = Some(addr);
     tokio::spawn(accept(listener, Arc::new(state)));
     Ok(Some(AdminListener { addr }))
 }

@@ -35,4 +35,6 @@ pub struct AdminState {
     pub reloader: Option<Arc<Reloader>>,
     /// The proxy's listener.
     pub proxy: ProxyStatus,
+    /// The admin listener's own address, once it is bound.
+    pub admin: Option<std::net::SocketAddr>,
 }

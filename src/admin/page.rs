@@ -69,9 +69,33 @@ fn render(state: &AdminState, ctx: &Context, stats: Option<&Stats>) -> String {
     let _ = write!(
         out,
         "<h2 id=\"rules\">Rules in effect</h2><pre>{}</pre></body></html>",
-        escape(&ctx.config.describe())
+        escape(&in_effect(&ctx.config.describe(), state))
     );
     out
+}
+
+/// The config's summary with the addresses actually listened on, which
+/// `serve --listen` / `--admin-listen` (or a port 0) make differ from the
+/// file's.
+fn in_effect(described: &str, state: &AdminState) -> String {
+    described
+        .lines()
+        .map(
+            |line| match (line.strip_prefix("listen:   "), line.strip_prefix("admin:    ")) {
+                (Some(_), _) => format!("listen:   {}", state.proxy.addr),
+                (_, Some(rest)) => match state.admin {
+                    // What follows the address (who may use it) stays.
+                    Some(admin) => {
+                        let guard = rest.find(", [auth]").map_or("", |at| &rest[at..]);
+                        format!("admin:    {admin}{guard}")
+                    }
+                    None => line.to_owned(),
+                },
+                _ => line.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn header(out: &mut String, state: &AdminState, ctx: &Context) {

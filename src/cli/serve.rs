@@ -145,6 +145,7 @@ fn serve(config: Config, flags: Flags) -> anyhow::Result<()> {
             live: server.live().clone(),
             reloader: Some(reloader),
             proxy: server.status(),
+            admin: None,
         };
         // Before the listening line: scripts that wait for it find the
         // admin listener up too.

@@ -391,6 +391,11 @@ mirrors = "https://mirror.test"
         ),
         1.0
     );
+    // The page's rules show the addresses listened on (`--listen
+    // 127.0.0.1:0`, an admin port 0), not the file's.
+    let (_, _, page) = admin_get(admin, "/").await;
+    assert!(page.contains(&format!("listen:   {}\n", served.addr)), "{page}");
+    assert!(page.contains(&format!("admin:    {}\n", admin)), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
