@@ -141,8 +141,21 @@ impl Decoded {
 }
 
 fn corrupt(e: &std::io::Error) -> BoxError {
-    format!("its encoded body does not decode: {e}").into()
+    Box::new(Undecodable(format!("its encoded body does not decode: {e}")))
 }
+
+/// A body whose content coding does not decode: that answer is bad, the
+/// mirror is not down.
+#[derive(Debug)]
+pub struct Undecodable(String);
+
+impl std::fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Undecodable {}
 
 impl HttpBody for Decoded {
     type Data = Bytes;

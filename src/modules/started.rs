@@ -45,6 +45,12 @@ pub async fn started(
             });
         }
         Ok(None) => return Ok(Response::from_parts(parts, crate::core::body::empty())),
+        Ok(Some(Err(e))) if e.downcast_ref::<crate::modules::decode::Undecodable>().is_some() => {
+            return Err(Error::BadAnswer {
+                target: source.to_owned(),
+                reason: e.to_string(),
+            });
+        }
         Ok(Some(Err(e))) => {
             return Err(Error::Upstream {
                 target: source.to_owned(),

@@ -154,7 +154,12 @@ pub(crate) async fn start_mirror(root: &Path) -> Mirror {
                             return Ok(r);
                         };
                         if let Some(coding) = encoding {
-                            let bytes = if coding == "gzip" { gzip(&bytes) } else { bytes };
+                            // `broken-gzip`: labelled gzip, sent as it is.
+                            let (bytes, coding) = match coding {
+                                "gzip" => (gzip(&bytes), "gzip"),
+                                "broken-gzip" => (bytes, "gzip"),
+                                other => (bytes, other),
+                            };
                             let mut r = Response::new(full(bytes));
                             r.headers_mut().insert("content-encoding", coding.parse().unwrap());
                             return Ok(r);
@@ -716,6 +721,30 @@ async fn an_answer_in_a_coding_modgate_cannot_decode_is_refused_and_the_next_mir
     assert_refused_as_bad(&world, proxy.addr, bad.addr, go_mod, what, why).await;
     proxy.stop().await;
     assert_the_next_mirror_serves(&world, &bad, &good, go_mod, want).await;
+}
+
+/// An answer labelled gzip that does not decode is that answer's fault,
+/// not the mirror being down: however many come, the mirror is still
+/// asked, each a 502 naming why, and the next mirror answers after `|`.
+#[tokio::test]
+async fn answers_that_do_not_decode_never_mark_the_mirror_down() {
+    let world = World::new().await;
+    let bad = start_mirror(&world.fixture()).await;
+    *bad.encoding.lock().unwrap() = Some("broken-gzip");
+    let extra = format!("[mirror.\"http://{}\"]\nmax_fails = 1\n", bad.addr);
+    let proxy = world
+        .proxy(&world.config(&format!("http://{}", bad.addr), &extra))
+        .await;
+    for _ in 0..3 {
+        let info = "/example.test/alpha/@v/v1.1.0.info";
+        let (status, _, body) = endpoint_get(proxy.addr, info).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 502, "{text}");
+        assert!(text.contains("does not decode"), "{text}");
+        assert!(!text.contains("marked down"), "{text}");
+    }
+    assert_eq!(bad.count("/example.test/alpha/@v/v1.1.0.info"), 3, "asked every time");
+    proxy.stop().await;
 }
 
 /// An error page served with a 200 as a zip does not start as a zip: it
