@@ -89,6 +89,14 @@ pub(crate) fn run(
 fn init_logging(format: LogFormat) -> anyhow::Result<(LogWriter, FlushOnDrop)> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // rustls warns about what clients send (an illegal SNI, an IP as a
+    // name), which any client can make it do: modgate's own line on the
+    // connection says what failed. RUST_LOG naming rustls brings them back.
+    let names_rustls = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls"));
+    let filter = match "rustls=error".parse() {
+        Ok(quiet) if !names_rustls => filter.add_directive(quiet),
+        _ => filter,
+    };
     let (writer, guard) = LogWriter::start(std::io::stderr()).context("starting the log writer")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

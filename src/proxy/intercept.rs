@@ -54,7 +54,7 @@ pub async fn serve(
     let start = match timer::timeout(t.header, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(e)) => {
-            access.error = Some(format!("no TLS ClientHello from the client: {e}"));
+            access.error = Some(client_hello_failure(&e));
             return;
         }
         Err(_) => {
@@ -172,6 +172,26 @@ struct Tunnel {
 
 /// One line saying why the client refused modgate's certificate, and where
 /// each client's trust setting is documented.
+/// Why the client's first TLS message could not be read, in words: what
+/// rustls names as a protocol fact, said as what the client did.
+fn client_hello_failure(e: &std::io::Error) -> String {
+    use rustls::{Error as Tls, InvalidMessage, PeerIncompatible, PeerMisbehaved};
+    let what = match e.get_ref().and_then(|inner| inner.downcast_ref::<Tls>()) {
+        Some(Tls::InvalidMessage(InvalidMessage::InvalidContentType)) => {
+            "the client sent something other than TLS inside the tunnel (plain HTTP to an intercepted host? use https://)"
+        }
+        Some(Tls::PeerIncompatible(PeerIncompatible::SignatureAlgorithmsExtensionRequired)) => {
+            "the client offers only TLS 1.0 or 1.1, which modgate (rustls) does not implement; it needs TLS 1.2 or later"
+        }
+        Some(Tls::PeerMisbehaved(PeerMisbehaved::ServerNameMustContainOneHostName))
+        | Some(Tls::InvalidMessage(InvalidMessage::InvalidServerName)) => {
+            "the client's TLS ClientHello names a host (SNI) that is not a valid DNS name"
+        }
+        _ => return format!("the client's TLS ClientHello could not be read: {}", error::chain(e)),
+    };
+    format!("{what} ({})", error::chain(e))
+}
+
 fn handshake_failure(e: &std::io::Error) -> String {
     let text = error::chain(e);
     if text.contains("UnknownCA") || text.contains("BadCertificate") || text.contains("CertificateUnknown") {
@@ -179,5 +199,53 @@ fn handshake_failure(e: &std::io::Error) -> String {
             "the client does not trust modgate's CA ({text}); give it `modgate ca bundle` as its trust store (go: SSL_CERT_FILE; git, curl, pip, npm, cargo, apt: see docs/clients.md)"
         );
     }
+    if text.contains("NoKxGroupsInCommon") || text.contains("NoCipherSuitesInCommon") {
+        return format!(
+            "the client offers no cipher suite or key exchange modgate has (TLS 1.3, or TLS 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305): {text}"
+        );
+    }
     format!("TLS handshake with the client failed: {text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    /// What the client did, said in words, with rustls's fact after it.
+    #[test]
+    fn a_client_hello_that_cannot_be_read_says_what_the_client_did() {
+        use rustls::{InvalidMessage, PeerIncompatible, PeerMisbehaved};
+        for (e, words) in [
+            (
+                rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType),
+                "something other than TLS inside the tunnel",
+            ),
+            (
+                rustls::Error::PeerIncompatible(PeerIncompatible::SignatureAlgorithmsExtensionRequired),
+                "offers only TLS 1.0 or 1.1",
+            ),
+            (
+                rustls::Error::PeerMisbehaved(PeerMisbehaved::ServerNameMustContainOneHostName),
+                "names a host (SNI) that is not a valid DNS name",
+            ),
+            (
+                rustls::Error::InvalidMessage(InvalidMessage::MissingData("x")),
+                "the client's TLS ClientHello could not be read",
+            ),
+        ] {
+            let text = client_hello_failure(&io(e));
+            assert!(text.contains(words), "{text}");
+        }
+        let text = handshake_failure(&io(rustls::Error::PeerIncompatible(
+            PeerIncompatible::NoKxGroupsInCommon,
+        )));
+        assert!(
+            text.contains("offers no cipher suite or key exchange modgate has"),
+            "{text}"
+        );
+    }
 }

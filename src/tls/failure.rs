@@ -36,6 +36,9 @@ fn hint(err: &rustls::Error) -> Option<&'static str> {
         rustls::Error::InvalidMessage(rustls::InvalidMessage::HandshakePayloadTooLarge) => {
             Some("a handshake message (its certificate chain) is larger than the 64 KiB rustls accepts")
         }
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => Some(
+            "what came back is not TLS: the server does not speak TLS on that port (plain HTTP, or another protocol)",
+        ),
         _ => None,
     }
 }
@@ -111,6 +114,14 @@ mod tests {
             rustls::InvalidMessage::HandshakePayloadTooLarge,
         ));
         assert!(describe(&big).contains("larger than the 64 KiB"), "{}", describe(&big));
+        let plain = io(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ));
+        assert!(
+            describe(&plain).contains("the server does not speak TLS on that port"),
+            "{}",
+            describe(&plain)
+        );
         let other = io(rustls::Error::AlertReceived(AlertDescription::UnknownCA));
         assert!(!describe(&other).contains("; "), "{}", describe(&other));
     }

@@ -122,6 +122,27 @@ impl Door {
     }
 }
 
+/// Plain HTTP inside a tunnel to an intercepted host: the tunnel's event
+/// says the client sent no TLS, in words, not as rustls's protocol fact
+/// alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_inside_an_intercepted_tunnel_is_named() {
+    let mut door = start().await;
+    let (mut stream, head) = connect_via(door.served.addr, "proxy.golang.org:443").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream
+        .write_all(b"GET /example.test/alpha/@v/list HTTP/1.1\r\nHost: proxy.golang.org\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut out)).await;
+    let (_, error) = door.logged().await;
+    assert!(
+        error.starts_with("the client sent something other than TLS inside the tunnel (plain HTTP to an intercepted host? use https://)"),
+        "{error}"
+    );
+}
+
 fn status_and_body(reply: &str) -> (u16, String) {
     let status = reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = reply
