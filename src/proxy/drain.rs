@@ -63,6 +63,10 @@ pub enum ConnEnd {
     Idle,
     /// No whole request head arrived within the header timeout.
     NoHead,
+    /// The client broke the protocol (an h2 frame it may not send, a
+    /// malformed request hyper could not answer): why, in one line. A
+    /// client that merely went away is `Closed`.
+    Failed(String),
 }
 
 impl ConnEnd {
@@ -76,9 +80,30 @@ impl ConnEnd {
                 "closing {what}: no request head within {}",
                 fmt_duration(header)
             ),
-            ConnEnd::Closed => {}
+            ConnEnd::Closed | ConnEnd::Failed(_) => {}
         }
     }
+}
+
+/// Why `e`, the end of a served connection, is the client's protocol
+/// failure; `None` for a client that went away (a reset, a cut, a close
+/// in the middle of a message), which is how connections end.
+fn protocol_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(h) = e.downcast_ref::<hyper::Error>() {
+        if h.is_incomplete_message() || h.is_canceled() || h.is_closed() || h.is_timeout() {
+            return None;
+        }
+    }
+    let gone = crate::core::error::causes(e).any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            use std::io::ErrorKind::*;
+            matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected
+            )
+        })
+    });
+    (!gone).then(|| crate::core::error::chain(e))
 }
 
 /// Runs `conn` until it ends, draining it when `draining` is cancelled and
@@ -98,7 +123,7 @@ pub fn serve_until_done<'a, C, E>(
 ) -> impl Future<Output = ConnEnd> + 'a
 where
     C: Graceful<Output = Result<(), E>> + 'a,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     UntilDone {
         conn,
@@ -108,11 +133,10 @@ where
         watch: Watchers::new(),
     }
     .map(move |ended| match ended {
-        Ended::Conn(result) => {
-            if let Err(e) = result {
-                tracing::debug!(client = %peer, error = %e, "client connection ended");
-            }
-            ConnEnd::Closed
+        Ended::Conn(Ok(())) => ConnEnd::Closed,
+        Ended::Conn(Err(e)) => {
+            tracing::debug!(client = %peer, error = %e, "client connection ended");
+            protocol_failure(&e).map_or(ConnEnd::Closed, ConnEnd::Failed)
         }
         Ended::Quiet(Quiet::Idle) => ConnEnd::Idle,
         Ended::Quiet(Quiet::NoHead) => ConnEnd::NoHead,
@@ -269,7 +293,7 @@ mod tests {
     }
 
     impl Future for Fake {
-        type Output = Result<(), String>;
+        type Output = Result<(), std::io::Error>;
         fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             if self.asked.load(Ordering::Acquire) {
                 return Poll::Ready(Ok(()));

@@ -142,6 +142,7 @@ pub async fn serve(
         ConnEnd::NoHead => {
             access.error = Some(format!("closed: no request head within {}", fmt_duration(t.header)));
         }
+        ConnEnd::Failed(why) => access.error = Some(format!("the client's connection failed: {why}")),
         ConnEnd::Closed => {}
     }
 }

@@ -574,6 +574,21 @@ fn through_parent(failed: Error, parent: &str) -> Error {
                 "{reason} (through parent proxy {parent}, which accepted CONNECT: it, or what it connected to, does not speak TLS there)"
             ),
         },
+        // The chain may be the parent's own (a parent that re-signs):
+        // the refusal says which way it came.
+        Error::Chain {
+            target,
+            refusal,
+            by_policy,
+            verdict,
+            vendor,
+        } => Error::Chain {
+            target,
+            refusal: format!("{refusal} (reached through parent proxy {parent})"),
+            by_policy,
+            verdict,
+            vendor,
+        },
         Error::TlsTimeout { target, after, .. } => Error::ParentTimeout {
             parent: parent.to_owned(),
             target,
@@ -633,6 +648,24 @@ impl tower_service::Service<Uri> for Connector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chain refused through a parent says which way it came: a parent
+    /// that re-signs shows its own chain.
+    #[test]
+    fn a_chain_refused_through_a_parent_names_the_parent() {
+        let refused = Error::Chain {
+            target: "https://proxy.golang.org".into(),
+            refusal: "presented a chain issued by 'mitmproxy' (mitmproxy), which is not trusted".into(),
+            by_policy: false,
+            verdict: crate::core::verdict::Verdict::Untrusted,
+            vendor: "mitmproxy".into(),
+        };
+        let text = through_parent(refused, "http://127.0.0.1:8080").to_string();
+        assert!(
+            text.ends_with("which is not trusted (reached through parent proxy http://127.0.0.1:8080)"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn an_end_without_close_notify_is_named_as_such() {

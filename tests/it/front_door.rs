@@ -143,6 +143,24 @@ async fn plain_http_inside_an_intercepted_tunnel_is_named() {
     );
 }
 
+/// An h2 client that breaks the protocol (a SETTINGS frame of a length
+/// no SETTINGS frame has): it gets its GOAWAY, and the tunnel's event says
+/// why the connection failed instead of reading as a clean 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_protocol_error_inside_a_tunnel_is_in_its_event() {
+    let mut door = start().await;
+    let mut tls = door.tunnel(b"h2", "proxy.golang.org").await;
+    let mut bad = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bad.extend_from_slice(&[0, 0, 5, 4, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5]);
+    tls.write_all(&bad).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut out)).await;
+    let (status, error) = door.logged().await;
+    assert_eq!(status, 200, "{error}");
+    assert!(error.starts_with("the client's connection failed: "), "{error}");
+    assert!(error.contains("http2 error: connection error detected"), "{error}");
+}
+
 fn status_and_body(reply: &str) -> (u16, String) {
     let status = reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = reply
