@@ -346,7 +346,7 @@ fn toml_words(message: &str) -> String {
                 "${1} is out of range: expected a whole number from -9223372036854775808 to 9223372036854775807",
             ),
             (
-                re(r"invalid (?:type|value): (integer `[^`]*`) as i128, expected (?:an? )?[a-z0-9]+\b"),
+                re(r"invalid (?:type|value): (integer `[^`]*`) as i128, expected .*$"),
                 "${1} is out of range",
             ),
             (at(r"struct [A-Za-z0-9_]+"), "${1}a table"),

@@ -92,8 +92,9 @@ pub struct CacheCounters {
     pub coalesced: AtomicU64,
     /// Stale answers served.
     pub stale: AtomicU64,
-    /// Module files refused by verification.
-    pub refused: AtomicU64,
+    /// Module files refused by verification: here, and by the content
+    /// check before a small file is answered ([`ContentCheck::vet`]).
+    pub refused: Arc<AtomicU64>,
 }
 
 /// What a body of unknown length is taken to need on the cache's disk.
@@ -138,6 +139,10 @@ impl ModuleCache {
             backend: store.backend().to_owned(),
             detail: format!("cannot make a spool directory: {e}"),
         })?;
+        let counters = CacheCounters::default();
+        if let Some(check) = &check {
+            check.count_refusals_in(counters.refused.clone());
+        }
         Ok(ModuleCache {
             negative: bounded(NEGATIVE_ENTRIES, settings.negative_ttl),
             store,
@@ -147,7 +152,7 @@ impl ModuleCache {
             spool,
             overflow: std::sync::OnceLock::new(),
             next_spool: AtomicU64::new(0),
-            counters: CacheCounters::default(),
+            counters,
         })
     }
 
@@ -196,6 +201,9 @@ impl ModuleCache {
     /// Verifies module files with `check` from now on (a config reload
     /// rebuilds it over the new upstream clients).
     pub fn set_check(&self, check: Option<Arc<ContentCheck>>) {
+        if let Some(check) = &check {
+            check.count_refusals_in(self.counters.refused.clone());
+        }
         self.check.store(check);
     }
 

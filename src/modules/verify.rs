@@ -39,6 +39,9 @@ pub struct ContentCheck {
     verifier: Arc<SumdbVerifier>,
     /// Where first-seen hashes of `nosumdb` modules are kept.
     tofu_dir: PathBuf,
+    /// The cache's count of refused files, for refusals made before a
+    /// file reaches the cache ([`ContentCheck::vet`]).
+    refused: std::sync::OnceLock<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What is being checked: one module file.
@@ -79,7 +82,21 @@ impl ContentCheck {
             settings,
             verifier,
             tofu_dir,
+            refused: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts the refusals [`vet`](Self::vet) makes in `refused`.
+    pub fn count_refusals_in(&self, refused: Arc<std::sync::atomic::AtomicU64>) {
+        let _ = self.refused.set(refused);
+    }
+
+    fn refusing(&self, subject: &Subject, reason: String) -> String {
+        if let Some(refused) = self.refused.get() {
+            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::warn!(module = %subject.module, version = %subject.version, error = %reason, "refused: the content check failed");
+        reason
     }
 
     /// The database's name.
@@ -128,7 +145,9 @@ impl ContentCheck {
                 return Ok(None);
             };
             return match seen.trim() {
-                first if first != got => Err(mismatch_reason(subject, got, first, "its first sighting")),
+                first if first != got => {
+                    Err(self.refusing(subject, mismatch_reason(subject, got, first, "its first sighting")))
+                }
                 _ => Ok(Some(Verdict::Verified)),
             };
         }
@@ -137,7 +156,7 @@ impl ContentCheck {
                 let want = if subject.zip { &hashes.zip_h1 } else { &hashes.mod_h1 };
                 match got == want {
                     true => Ok(Some(Verdict::Verified)),
-                    false => Err(mismatch_reason(subject, got, want, self.db())),
+                    false => Err(self.refusing(subject, mismatch_reason(subject, got, want, self.db()))),
                 }
             }
             Err(e) if e.is_misbehavior() => Ok(None),

@@ -868,6 +868,7 @@ async fn tampered_module_files_are_refused_and_not_cached() {
     ] {
         assert_refused_as_bad(&world, proxy.addr, bad.addr, path, what, ", but sum.test says h1:").await;
     }
+    assert_eq!(proxy.refused(), 2, "each refusal is counted");
     proxy.stop().await;
     assert_the_next_mirror_serves(&world, &bad, &good, zip, honest(zip)).await;
     assert_the_next_mirror_serves(&world, &bad, &good, gomod, honest(gomod)).await;

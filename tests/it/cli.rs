@@ -83,6 +83,11 @@ fn check_rejects_bad_configs_with_file_line_col() {
             "[admin]\nrecent = 18446744073709551616\n",
             "too-big.toml:2:10: integer `18446744073709551616` is out of range",
         ),
+        (
+            "too-many-workers.toml",
+            "[limits]\nworkers = 99999999999999999999\n",
+            "too-many-workers.toml:2:11: integer `99999999999999999999` is out of range\n",
+        ),
     ];
     for (name, text, expected) in cases {
         write(dir.path(), name, text);

@@ -44,6 +44,15 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Module files the cache's checks refused so far (what
+    /// `modgate_sumdb_verification_failures_total` reports).
+    pub fn refused(&self) -> u64 {
+        self.server
+            .as_ref()
+            .and_then(|s| s.live().current().cache.clone())
+            .map_or(0, |c| c.counters.refused.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Stops the proxy gracefully and waits until it has.
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
