@@ -92,7 +92,9 @@ pub async fn answer(
         user: access.user.clone(),
         via: Via::of(Some(rule)),
         head,
-        content: cache.and_then(|c| c.check()),
+        // Checked whenever a check is configured, cached or not: a rule
+        // that bypasses the cache still gets verified small files.
+        content: ctx.cache.as_ref().and_then(|c| c.check()),
     };
     let upstream = move || -> BoxFuture<'static, Fetched> { Box::pin(job.fetch()) };
     if let (true, Some(cache)) = (head, cache) {

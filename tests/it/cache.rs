@@ -872,6 +872,24 @@ async fn tampered_module_files_are_refused_and_not_cached() {
     proxy.stop().await;
     assert_the_next_mirror_serves(&world, &bad, &good, zip, honest(zip)).await;
     assert_the_next_mirror_serves(&world, &bad, &good, gomod, honest(gomod)).await;
+    // A rule that bypasses the cache still gets checked small files.
+    let list = format!("http://{}|http://{}", bad.addr, good.addr);
+    let bypass = world.config(&list, "").replace(
+        &format!("mirrors = \"{list}\"\n"),
+        &format!("mirrors = \"{list}\"\ncache = false\n"),
+    );
+    assert!(bypass.contains("cache = false"), "{bypass}");
+    let proxy = world.proxy(&bypass).await;
+    for path in [zip, gomod] {
+        let (status, headers, body) = endpoint_get(proxy.addr, path).await;
+        assert_eq!(
+            (status, headers["x-cache"].to_str().unwrap()),
+            (200, "bypass"),
+            "{path}"
+        );
+        assert!(body == honest(path), "{path}: the honest file, from the next mirror");
+    }
+    proxy.stop().await;
 }
 
 /// A tampered zip too big to arrive before its head goes out is checked
