@@ -116,10 +116,19 @@ fn unclean_element(path: &str) -> Option<&'static str> {
         return None;
     }
     inner.split('/').find_map(|element| {
-        let decoded = element.to_ascii_lowercase().replace("%2e", ".");
-        match decoded.as_str() {
-            "" => Some("an empty element"),
-            "." | ".." => Some("a '.' or '..' element"),
+        let lower = element.to_ascii_lowercase();
+        // Origins that decode `%2F` or take `\` as a separator see
+        // elements modgate did not.
+        if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
+            return Some("an encoded '/' or a '\\'");
+        }
+        let decoded = lower.replace("%2e", ".");
+        // Java origins (Artifactory, Nexus behind Tomcat) drop a `;`
+        // parameter before they resolve `..;`.
+        let name = decoded.split(';').next().unwrap_or_default();
+        match (decoded.as_str(), name) {
+            ("", _) => Some("an empty element"),
+            (_, "." | "..") => Some("a '.' or '..' element"),
             _ => None,
         }
     })
@@ -204,6 +213,11 @@ mod tests {
             "/%2e%2E/lookup/m@v1.0.0",
             "/a/%2e/b",
             "/a/..",
+            "/x%2F..%2Flookup/m@v1.0.0",
+            "/x/..;/lookup/m@v1.0.0",
+            "/x/.;a/lookup",
+            "/x\\..\\lookup/m@v1.0.0",
+            "/x%5c../lookup",
         ] {
             let e = check(&req("GET", path, Some("sum.golang.org")), inside).unwrap_err();
             assert_eq!(e.status(), 400, "{path}: {e}");

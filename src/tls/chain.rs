@@ -380,6 +380,11 @@ fn is_trust_failure(e: &rustls::Error) -> bool {
 /// duplicate), a self-signed CA comes first, then one within its dates at
 /// `now` (seconds since the epoch). At least `[0]`, the leaf.
 fn issuer_path(chain: &[X509Certificate<'_>], now: i64) -> Vec<usize> {
+    // Each step checks signatures against every candidate: only the first
+    // certificates sent are candidates, so a server sending 150 costs
+    // modgate no more than one sending a real chain (the rest are
+    // `unlinked`).
+    let chain = &chain[..chain.len().min(PATH_CANDIDATES)];
     let mut path = vec![0];
     loop {
         let last = &chain[*path.last().unwrap_or(&0)];
@@ -404,6 +409,11 @@ fn issuer_path(chain: &[X509Certificate<'_>], now: i64) -> Vec<usize> {
         }
     }
 }
+
+/// How many of the certificates sent, from the leaf, a path is built
+/// from: real chains, cross-signs and duplicates included, are far
+/// shorter.
+const PATH_CANDIDATES: usize = 16;
 
 /// Whether `ca` issued `cert`: it names `ca` as its issuer and carries a
 /// valid signature by `ca`'s key. False for anything unparsable.
@@ -586,6 +596,29 @@ mod tests {
             assert_eq!(report.vendor.as_deref(), Some("Zscaler"));
             assert_eq!(report.flags.unlinked, sent.len() > 3);
         }
+    }
+
+    /// A server that sends a very long chain: the path is built from the
+    /// first certificates only, and the rest are unlinked.
+    #[test]
+    fn a_path_is_built_from_the_first_certificates_sent() {
+        let (top, mut issuer) = ca_with("CA 0", rcgen::KeyPair::generate().unwrap(), (-1, 10), None);
+        let mut cas = vec![top];
+        for n in 1..20 {
+            let (der, next) = ca_with(
+                &format!("CA {n}"),
+                rcgen::KeyPair::generate().unwrap(),
+                (-1, 10),
+                Some(&issuer),
+            );
+            cas.push(der);
+            issuer = next;
+        }
+        let mut sent = vec![leaf_by("a.test", &issuer)];
+        sent.extend(cas.into_iter().rev());
+        let report = analyze(&verifiers(), &sent, Some("a.test")).unwrap();
+        assert_eq!(report.linked, PATH_CANDIDATES);
+        assert!(report.flags.unlinked && !report.root_in_chain);
     }
 
     /// Dates are judged on the path a chain is verified through: an

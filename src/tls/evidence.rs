@@ -240,25 +240,29 @@ impl Evidence {
         let files = pem_files(report, chain, &self.dir);
         let written = files.first().map(|f| hash_of(&f.pem));
         // The chain file holds the last distinct chain seen under its
-        // top, so a refusal that names it names the chain it refused.
-        let (kept, changed) = match self.known.lock() {
-            Ok(mut known) => {
-                let room = known.len() < self.cap;
-                match known.get_mut(spki) {
-                    Some(last) => (true, std::mem::replace(last, written) != written),
-                    None if room => {
-                        known.insert(spki.clone(), written);
-                        (true, true)
-                    }
-                    None => (false, false),
-                }
+        // top, so a refusal that names it names the chain it refused. The
+        // lock is held until the job is queued: jobs reach the writer in
+        // the order `known` saw them, and one the full queue dropped is not
+        // taken for written.
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let room = known.len() < self.cap;
+        let (kept, changed) = match known.get_mut(spki) {
+            Some(last) => (true, std::mem::replace(last, written) != written),
+            None if room => {
+                known.insert(spki.clone(), written);
+                (true, true)
             }
-            Err(_) => (false, false),
+            None => (false, false),
         };
         let saved = kept.then(|| self.saved(report));
         let sighting = sighting(report, sighted, kept);
         let files = if changed { files } else { Vec::new() };
-        self.send(Pending { sighting, files });
+        if !self.send(Pending { sighting, files }) && changed {
+            if let Some(last) = known.get_mut(spki) {
+                *last = None;
+            }
+        }
+        drop(known);
         log_event(report, sighted, saved.as_ref(), policy);
         saved
     }
@@ -289,17 +293,19 @@ impl Evidence {
         }
     }
 
-    fn send(&self, pending: Pending) {
-        let Some(queue) = &self.queue else { return };
+    /// Queues `pending` for the writer; false when it was not queued.
+    fn send(&self, pending: Pending) -> bool {
+        let Some(queue) = &self.queue else { return false };
         match queue.try_send(Job::Record(Box::new(pending))) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
                     tracing::warn!(dir = %self.dir.display(), dropped, "the evidence writer is behind; sightings not written");
                 }
+                false
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
@@ -378,10 +384,14 @@ fn pem_files(report: &ChainReport, chain: &[CertificateDer<'_>], dir: &Path) -> 
         replace: true,
     }];
     if report.root_in_chain {
+        // A renewed copy of the root (the same key, so the same name)
+        // takes the place of an older one; a stale copy never takes the
+        // place of a root in its dates.
+        let in_dates = report.certs[top].days_left >= 0 && report.sent_root_outside_dates.is_none();
         files.push(PemFile {
             path: dir.join(format!("{spki}.root.pem")),
             pem: chain_pem(&chain[top], &report.certs[top]),
-            replace: false,
+            replace: in_dates,
         });
     }
     files
