@@ -239,6 +239,14 @@ impl Config {
         Config::parse(&text, &name)
     }
 
+    /// The text this config was parsed from, read again from its file:
+    /// `None` for the embedded default, or when the file changed since.
+    pub fn text(&self) -> Option<String> {
+        let bytes = read_bounded(Path::new(&self.source), MAX_CONFIG_BYTES).ok()?;
+        let text = String::from_utf8(bytes).ok()?;
+        (digest_hex(&text) == self.digest).then_some(text)
+    }
+
     /// `source:line:col` of the key naming a file that `message` is
     /// about (the first one it mentions), or `source` alone: a CA, root
     /// or htpasswd file that cannot be used points back at its key.

@@ -530,7 +530,7 @@ impl ModuleCache {
             if let Err(e) = spool_write(&mut spool, &data).await {
                 // The disk filled up under way: the cache's copy goes, and
                 // its space with it, so the client's copy can go on.
-                if e.kind() != std::io::ErrorKind::StorageFull || writer.is_none() {
+                if !out_of_room(&e) || writer.is_none() {
                     return Err(Error::Internal(format!("spool write: {e}")));
                 }
                 tracing::warn!(key = key.as_str(), error = %e, "the cache's disk is full; serving without caching");
@@ -614,11 +614,29 @@ impl ModuleCache {
 
 /// Writes `data` again at `whole`, the length the spool had before a
 /// write of it failed partway.
+/// The cache copy's space comes back once its last write in flight ends,
+/// so a few tries, a little apart.
 async fn respool(spool: &mut tokio::fs::File, whole: u64, data: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncSeekExt;
-    spool.set_len(whole).await?;
-    spool.seek(std::io::SeekFrom::Start(whole)).await?;
-    spool_write(spool, data).await
+    let mut tries = 0;
+    loop {
+        spool.set_len(whole).await?;
+        spool.seek(std::io::SeekFrom::Start(whole)).await?;
+        match spool_write(spool, data).await {
+            Err(e) if out_of_room(&e) && tries < 3 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// A write refused for want of room: the disk is full, or the user's quota.
+fn out_of_room(e: &std::io::Error) -> bool {
+    // EDQUOT, whose ErrorKind (QuotaExceeded) is above the MSRV.
+    const EDQUOT: i32 = 122;
+    e.kind() == std::io::ErrorKind::StorageFull || (cfg!(target_os = "linux") && e.raw_os_error() == Some(EDQUOT))
 }
 
 /// Settles the leader's fetch: a failure or a 404 is published at once; a

@@ -97,15 +97,13 @@ async fn info(resp: Response<Body>, wanted: Option<&str>, gap: Duration) -> Resu
 /// failure (the next one after `|`, or a stale copy), not a client's
 /// truncated list. A longer list streams on from there.
 async fn list(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, String> {
-    let (mut parts, mut body) = resp.into_parts();
+    let (parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
     while head.len() < LIST_HOLD && read_more(&mut body, &mut head, gap).await? {}
     if head.len() >= LIST_HOLD && !body.is_end_stream() {
         return Ok(rejoined(parts, head.freeze(), body));
     }
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    parts.headers.insert(header::CONTENT_LENGTH, head.len().into());
-    Ok(Response::from_parts(parts, full(head.freeze())))
+    Ok(whole(parts, head.freeze()))
 }
 
 /// The most of an `@v/list` held back until it is whole.
@@ -129,6 +127,7 @@ async fn go_mod(
     }
     if read_ahead(&mut body, &mut head).await? {
         vet(request, content, &h1_of_mod(&head), head.len(), &mut parts).await?;
+        return Ok(whole(parts, head.freeze()));
     }
     Ok(rejoined(parts, head.freeze(), body))
 }
@@ -161,9 +160,9 @@ async fn zip_start(
             crate::core::escape::escape(&String::from_utf8_lossy(start))
         ));
     }
-    let whole = read_ahead(&mut body, &mut head).await?;
+    let arrived_whole = read_ahead(&mut body, &mut head).await?;
     let head = head.freeze();
-    if whole {
+    if arrived_whole {
         // Off the runtime: 64 KiB of deflate can hold tens of MiB.
         let (zip, module, version) = (head.clone(), module.to_owned(), version.to_owned());
         let h1 = tokio::task::spawn_blocking(move || {
@@ -173,8 +172,17 @@ async fn zip_start(
         .map_err(|e| format!("checking it failed: {e}"))?
         .map_err(|e| format!("it is not a module zip go would accept: {e}"))?;
         vet(request, content, &h1, head.len(), &mut parts).await?;
+        return Ok(whole(parts, head));
     }
     Ok(rejoined(parts, head, body))
+}
+
+/// An answer read whole: its length known (a decoded answer had none),
+/// so the cache knows what room it takes.
+fn whole(mut parts: http::response::Parts, body: Bytes) -> Response<Body> {
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(header::CONTENT_LENGTH, body.len().into());
+    Response::from_parts(parts, full(body))
 }
 
 /// Judges a module file that arrived whole, hashing to `h1`, against the

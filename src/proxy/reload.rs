@@ -158,7 +158,7 @@ impl Reloader {
         if only_if_changed && config.digest == current.config.digest && !failed {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&config.source).ok();
+        let text = config.text();
         needs_restart(&current.config, &config, self.overrides, text.as_deref())?;
         let source = config.source.clone();
         // A file the config names that cannot be used points back at the
