@@ -603,12 +603,60 @@ impl ModuleCache {
             tracing::warn!(key = key.as_str(), reason = UNFRAMED, "served but not cached");
         }
         if let Some(w) = writer {
-            if let Err(e) = w.commit().await {
-                tracing::warn!(key = key.as_str(), error = %e, "cache commit failed; served without caching");
+            match w.commit().await {
+                Err(e) => tracing::warn!(key = key.as_str(), error = %e, "cache commit failed; served without caching"),
+                Ok(_) => self.keep_resolved_info(key, request, flight.spool()).await,
             }
         }
         flight.finish();
         Ok(())
+    }
+}
+
+impl ModuleCache {
+    /// An `@latest` or a query's `.info` (`@v/main.info`) names the
+    /// canonical version it resolved to, and go keeps that answer as the
+    /// version's own `.info`, never asking for `@v/VERSION.info`: it is kept
+    /// under that name too (unless there is one), so a build that needs the
+    /// version's `.info` (a fresh module cache, `go mod download`) finds it
+    /// when every upstream is down. A version's `.info` never changes.
+    async fn keep_resolved_info(&self, key: &Key, request: &ModuleRequest, answer: &std::path::Path) {
+        let module = match request {
+            ModuleRequest::Latest { module } => module,
+            ModuleRequest::Info { module, version } if !is_canonical(version) => module,
+            _ => return,
+        };
+        let Ok(bytes) = tokio::fs::read(answer).await else {
+            return;
+        };
+        let version = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("Version").and_then(|v| v.as_str()).map(str::to_owned));
+        let Some(version) = version.filter(|v| is_canonical(v)) else {
+            return;
+        };
+        let own = ModuleRequest::Info {
+            module: module.clone(),
+            version,
+        };
+        let Ok(own) = Key::for_request(&own) else { return };
+        let own = if key.is_private() { own.in_private() } else { own };
+        if !matches!(self.store.get(&own).await, Ok(None)) {
+            return;
+        }
+        let kept = async {
+            let mut w = self.store.writer(&own).await?;
+            w.write(Bytes::from(bytes)).await?;
+            w.commit().await
+        };
+        match kept.await {
+            Ok(_) => tracing::debug!(
+                key = own.as_str(),
+                from = key.as_str(),
+                "kept as the version's own .info"
+            ),
+            Err(e) => tracing::debug!(key = own.as_str(), error = %e, "cannot keep as the version's own .info"),
+        }
     }
 }
 

@@ -723,6 +723,50 @@ async fn an_answer_in_a_coding_modgate_cannot_decode_is_refused_and_the_next_mir
     assert_the_next_mirror_serves(&world, &bad, &good, go_mod, want).await;
 }
 
+/// An `@latest` (or a query's `.info`) names the version it resolved to,
+/// and go keeps it as that version's `.info`: modgate keeps it under that
+/// name too, so with every upstream down the version's `.info` is still a
+/// hit, and a real one already kept is never replaced.
+#[tokio::test]
+async fn a_resolved_latest_is_kept_as_the_versions_own_info() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let info = br#"{"Version":"v1.1.0","Time":"2024-01-02T03:04:05Z"}"#.to_vec();
+    let query = br#"{"Version":"v1.0.0","Time":"2023-01-02T03:04:05Z"}"#.to_vec();
+    mirror
+        .replaced
+        .lock()
+        .unwrap()
+        .insert("/example.test/alpha/@latest".into(), info.clone());
+    mirror
+        .replaced
+        .lock()
+        .unwrap()
+        .insert("/example.test/alpha/@v/main.info".into(), query.clone());
+    let proxy = world.proxy(&world.config(&format!("http://{}", mirror.addr), "")).await;
+    // v1.0.0's own .info first: the query's answer does not replace it.
+    let (status, _, own) = endpoint_get(proxy.addr, "/example.test/alpha/@v/v1.0.0.info").await;
+    assert_eq!(status, 200);
+    assert_ne!(own, query);
+    assert_eq!(endpoint_get(proxy.addr, "/example.test/alpha/@latest").await.0, 200);
+    assert_eq!(
+        endpoint_get(proxy.addr, "/example.test/alpha/@v/main.info").await.0,
+        200
+    );
+    assert!(world.cached("example.test/alpha/@v/v1.1.0.info"));
+    mirror.status.store(503, Ordering::SeqCst);
+    for (version, want) in [("v1.1.0", info), ("v1.0.0", own.to_vec())] {
+        let (status, headers, body) = endpoint_get(proxy.addr, &format!("/example.test/alpha/@v/{version}.info")).await;
+        assert_eq!(
+            (status, headers["x-cache"].to_str().unwrap()),
+            (200, "hit"),
+            "{version}"
+        );
+        assert_eq!(body, want, "{version}");
+    }
+    proxy.stop().await;
+}
+
 /// An answer labelled gzip that does not decode is that answer's fault,
 /// not the mirror being down: however many come, the mirror is still
 /// asked, each a 502 naming why, and the next mirror answers after `|`.
