@@ -75,11 +75,27 @@ pub async fn checked(
         ModuleRequest::Zip { module, version } => zip_start(resp, gap, module, version, request, content).await,
         _ => return Ok(resp),
     };
-    result.map_err(|reason| Error::BadAnswer {
-        target: source.to_owned(),
-        reason: format!("{}: {reason}", what(request)),
+    result.map_err(|reason| {
+        let reason = format!("{}: {reason}", what(request));
+        // A body that broke or stalled is the mirror failing, which its
+        // health counts; anything else is this one answer being wrong.
+        match reason.contains(BODY_FAILED) || reason.contains(NO_BYTE) {
+            true => Error::Upstream {
+                target: source.to_owned(),
+                reason,
+            },
+            false => Error::BadAnswer {
+                target: source.to_owned(),
+                reason,
+            },
+        }
     })
 }
+
+/// How a body that broke while it was read here is described.
+const BODY_FAILED: &str = "its body failed after ";
+/// How a body that stalled while it was read here is described.
+const NO_BYTE: &str = "no byte came for ";
 
 /// A `.info` or `@latest` answer, read whole and checked ([`check_info`]).
 async fn info(resp: Response<Body>, wanted: Option<&str>, gap: Duration) -> Result<Response<Body>, String> {
@@ -236,7 +252,7 @@ async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<bool, String
             Ok(None) => return Ok(true),
             Ok(Some(Err(e))) => {
                 return Err(format!(
-                    "its body failed after {} bytes: {}",
+                    "{BODY_FAILED}{} bytes: {}",
                     head.len(),
                     crate::upstream::pool::failure(e.as_ref())
                 ));
@@ -255,10 +271,10 @@ async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<bool, String
 /// `so_far` bytes came before it, for the error.
 async fn next_frame(body: &mut Body, gap: Duration, so_far: usize) -> Result<Option<Frame<Bytes>>, String> {
     match timer::timeout(gap, body.frame()).await {
-        Err(_) => Err(format!("no byte came for {} after {so_far} bytes", fmt_duration(gap))),
+        Err(_) => Err(format!("{NO_BYTE}{} after {so_far} bytes", fmt_duration(gap))),
         Ok(None) => Ok(None),
         Ok(Some(Err(e))) => Err(format!(
-            "its body failed after {so_far} bytes: {}",
+            "{BODY_FAILED}{so_far} bytes: {}",
             crate::upstream::pool::failure(e.as_ref())
         )),
         Ok(Some(Ok(frame))) => Ok(Some(frame)),

@@ -110,23 +110,24 @@ fn names_tunnel(authority: &str, dest: &Authority) -> bool {
 /// (`//`; a trailing `/` is fine), or a `.` or `..` element, written out
 /// or percent-encoded.
 fn unclean_element(path: &str) -> Option<&'static str> {
-    let inner = path.strip_prefix('/').unwrap_or(path);
+    // Read as the laxest origin would: `%2F`, `%5C` and `\` separate
+    // elements, `%2E` is a dot (`/example.test%2Falpha/` is still clean).
+    let lax = path
+        .to_ascii_lowercase()
+        .replace("%2f", "/")
+        .replace("%5c", "/")
+        .replace('\\', "/")
+        .replace("%2e", ".");
+    let inner = lax.strip_prefix('/').unwrap_or(&lax);
     let inner = inner.strip_suffix('/').unwrap_or(inner);
     if inner.is_empty() {
         return None;
     }
     inner.split('/').find_map(|element| {
-        let lower = element.to_ascii_lowercase();
-        // Origins that decode `%2F` or take `\` as a separator see
-        // elements modgate did not.
-        if lower.contains("%2f") || lower.contains("%5c") || lower.contains('\\') {
-            return Some("an encoded '/' or a '\\'");
-        }
-        let decoded = lower.replace("%2e", ".");
         // Java origins (Artifactory, Nexus behind Tomcat) drop a `;`
         // parameter before they resolve `..;`.
-        let name = decoded.split(';').next().unwrap_or_default();
-        match (decoded.as_str(), name) {
+        let name = element.split(';').next().unwrap_or_default();
+        match (element, name) {
             ("", _) => Some("an empty element"),
             (_, "." | "..") => Some("a '.' or '..' element"),
             _ => None,
@@ -218,12 +219,19 @@ mod tests {
             "/x/.;a/lookup",
             "/x\\..\\lookup/m@v1.0.0",
             "/x%5c../lookup",
+            "/x%2F%2Flookup",
         ] {
             let e = check(&req("GET", path, Some("sum.golang.org")), inside).unwrap_err();
             assert_eq!(e.status(), 400, "{path}: {e}");
             assert!(e.to_string().contains("modgate passes on clean paths only"), "{e}");
         }
-        for path in ["/", "/lookup/m@v1.0.0", "/golang.org/x/mod/", "/a..b/.c/%2e.x"] {
+        for path in [
+            "/",
+            "/lookup/m@v1.0.0",
+            "/golang.org/x/mod/",
+            "/a..b/.c/%2e.x",
+            "/example.test%2Falpha/@v/list",
+        ] {
             assert!(
                 check(&req("GET", path, Some("proxy.golang.org")), inside).is_ok(),
                 "{path}"

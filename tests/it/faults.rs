@@ -479,7 +479,7 @@ async fn a_reset_mid_body_aborts_the_client_and_caches_nothing() {
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 502, "{text}");
     assert!(
-        text.contains("sent a bad answer: @v/list of example.test/alpha: its body failed after 3 bytes"),
+        text.contains("failed: @v/list of example.test/alpha: its body failed after 3 bytes"),
         "{text}"
     );
     let event = access_for(&mut served, "/@v/list").await;
@@ -516,13 +516,19 @@ async fn a_list_cut_mid_body_falls_through_to_the_next_mirror() {
     let good = FaultyMirror::start(&world.path("fixture")).await;
     world.mirror.set("/@v/list", Fault::CloseAt(3));
     let mirrors = format!("http://{}|http://{}", world.mirror.addr, good.addr);
-    let mut served = world.serve("", &mirrors).await;
+    // A cut is the mirror failing: with max_fails = 1 it is then down.
+    let extra = format!("[mirror.\"http://{}\"]\nmax_fails = 1\n", world.mirror.addr);
+    let mut served = world.serve(&extra, &mirrors).await;
     let list = format!("/{}/@v/list", ALPHA.0);
     let (status, whole, body) = endpoint_get(served.addr, &list).await;
     assert_eq!((status, whole, body.as_slice()), (200, true, &b"v1.1.0\n"[..]));
     assert_eq!((world.mirror.count(&list), good.count(&list)), (1, 1));
     let event = access_for(&mut served, "/@v/list").await;
     assert_eq!(event["upstream"], format!("http://{}", good.addr), "{event}");
+    // Marked down: the next miss skips it.
+    let info = format!("/{}/@v/{}.info", ALPHA.0, ALPHA.1);
+    assert_eq!(endpoint_get(served.addr, &info).await.0, 200);
+    assert_eq!((world.mirror.count(&info), good.count(&info)), (0, 1));
 }
 
 /// A Content-Length longer or shorter than the body: go fails on the zip,
