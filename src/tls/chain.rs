@@ -329,7 +329,20 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
                 Err(Failed::Rustls(e)) if !is_trust_failure(e) => Some(e.to_string()),
                 _ => None,
             })
-            .or_else(|| certs[0].sans.is_empty().then(|| NO_SAN.to_owned())),
+            .or_else(|| certs[0].sans.is_empty().then(|| NO_SAN.to_owned()))
+            .or_else(|| {
+                // A root sent with name constraints that leave the host out:
+                // trusting it would not help (webpki says so only once it
+                // is trusted).
+                let host = host?;
+                on_path.iter().skip(1).find(|ca| constrains_out(ca, host)).map(|ca| {
+                    format!(
+                        "'{}' has name constraints that leave {} out",
+                        display_name(ca.subject()),
+                        escape(host)
+                    )
+                })
+            }),
         _ => None,
     };
     Ok(ChainReport {
@@ -408,6 +421,36 @@ fn issuer_path(chain: &[X509Certificate<'_>], now: i64) -> Vec<usize> {
             None => return path,
         }
     }
+}
+
+/// Whether `ca`'s name constraints leave the DNS name `host` out: no
+/// permitted subtree holds it, or an excluded one does. Constraints on
+/// other kinds of names, and addresses, are left to the verifier.
+fn constrains_out(ca: &X509Certificate<'_>, host: &str) -> bool {
+    let Ok(Some(constraints)) = ca.name_constraints() else {
+        return false;
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let within = |base: &str| {
+        let base = base.trim_start_matches('.').to_ascii_lowercase();
+        base.is_empty() || host == base || host.ends_with(&format!(".{base}"))
+    };
+    let dns = |subtrees: &Option<Vec<x509_parser::extensions::GeneralSubtree<'_>>>| -> Vec<String> {
+        subtrees
+            .iter()
+            .flatten()
+            .filter_map(|t| match t.base {
+                GeneralName::DNSName(name) => Some(name.to_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    let permitted = dns(&constraints.value.permitted_subtrees);
+    let excluded = dns(&constraints.value.excluded_subtrees);
+    (!permitted.is_empty() && !permitted.iter().any(|b| within(b))) || excluded.iter().any(|b| within(b))
 }
 
 /// How many of the certificates sent, from the leaf, a path is built
@@ -675,6 +718,34 @@ mod tests {
         assert!(leaf_covers(&sans, "a.example.test."));
         assert!(!leaf_covers(&sans, "proxy.golang.org.."));
         assert!(!leaf_covers(&sans, "golang.org."));
+    }
+
+    /// An interceptor root whose name constraints leave the host out: no
+    /// root mends it, and that is said before anyone trusts it.
+    #[test]
+    fn a_root_constrained_away_from_the_host_is_unacceptable() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Corp Root CA");
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("corp.example".into())],
+            excluded_subtrees: vec![],
+        });
+        let root = params.self_signed(&key).unwrap().der().clone();
+        let issuer = rcgen::Issuer::new(params, key);
+        let outside = leaf_by("proxy.golang.org", &issuer);
+        let report = analyze(&verifiers(), &[outside, root.clone()], Some("proxy.golang.org")).unwrap();
+        assert_eq!(report.verdict, Verdict::Untrusted);
+        assert_eq!(
+            report.unacceptable.as_deref(),
+            Some("'Corp Root CA' has name constraints that leave proxy.golang.org out")
+        );
+        let inside = leaf_by("git.corp.example", &issuer);
+        let report = analyze(&verifiers(), &[inside, root], Some("git.corp.example")).unwrap();
+        assert_eq!(report.unacceptable, None);
     }
 
     /// A leaf that names its host only in the subject CN: no root mends
