@@ -68,6 +68,20 @@ pub(crate) enum CacheCommand {
         #[arg(long, default_value_t = 4)]
         jobs: usize,
     },
+    /// Check cached module files again, offline: each .zip opens as a
+    /// module zip, each .mod has a module statement, each .info is the JSON
+    /// go reads, and each .mod and .zip hashes to the checksum-database
+    /// record the cache keeps. Exit 1 when a bad one remains.
+    Verify {
+        /// A module path glob or a key prefix, as for `ls`. Default: everything.
+        pattern: Option<String>,
+        /// Config file [default: ./modgate.toml if present, else the embedded default]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Remove the bad ones, so the next request fetches them again.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Remove temp files left by crashed writers and evict down to cache.max_size.
     Gc {
         /// Config file [default: ./modgate.toml if present, else the embedded default]
@@ -214,6 +228,58 @@ async fn cache_command(command: CacheCommand) -> ExitCode {
                 store.backend()
             );
             ExitCode::SUCCESS
+        }
+        CacheCommand::Verify {
+            pattern,
+            config,
+            remove,
+        } => {
+            let pattern = match Pattern::parse(pattern.as_deref()) {
+                Ok(p) => p,
+                Err(e) => return usage_error(e),
+            };
+            let db = match Config::load(config.as_deref()) {
+                Ok(c) => c.sumdb.name().to_owned(),
+                Err(e) => return usage_error(e),
+            };
+            let store = match open(config).await {
+                Ok(store) => store,
+                Err(code) => return code,
+            };
+            let entries = match select(&store, &pattern).await {
+                Ok(entries) => entries,
+                Err(e) => return storage_error(e),
+            };
+            let found = match crate::cli::cache_verify::verify(&store, &db, &entries).await {
+                Ok(found) => found,
+                Err(e) => return storage_error(e),
+            };
+            for (key, why) in &found.bad {
+                if remove {
+                    if let Err(e) = store.delete(key).await {
+                        return storage_error(e);
+                    }
+                    outln!("removed {key}: {why}");
+                } else {
+                    outln!("bad {key}: {why}");
+                }
+            }
+            outln!(
+                "checked {} module files ({} against a kept {db} record) in {}: {} bad{}",
+                found.checked,
+                found.with_record,
+                store.backend(),
+                found.bad.len(),
+                if remove && !found.bad.is_empty() {
+                    ", removed"
+                } else {
+                    ""
+                }
+            );
+            match found.bad.is_empty() || remove {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(EXIT_STORAGE),
+            }
         }
         CacheCommand::Gc { config, json } => {
             let store = match open(config).await {

@@ -26,6 +26,7 @@ macro_rules! outln {
 
 pub mod ca;
 pub mod cache;
+pub mod cache_verify;
 pub mod doctor;
 pub mod inspect;
 pub mod serve;

@@ -310,6 +310,11 @@ async fn read_to_module_line(body: &mut Body, head: &mut BytesMut, gap: Duration
     }
 }
 
+/// Whether a whole go.mod has a module statement, as go requires.
+pub(crate) fn has_module_statement(go_mod: &[u8]) -> bool {
+    go_mod.split(|&b| b == b'\n').any(is_module_statement)
+}
+
 /// Whether `line` of a go.mod is its module statement (`module path`, or
 /// `module (` opening a block): the word `module` as go's modfile lexer
 /// reads a first token, ended by a space, a bracket, a comma, a comment or
@@ -357,7 +362,7 @@ pub(crate) fn what(request: &ModuleRequest) -> String {
 /// Checks `.info` JSON the way `go` reads it: an object whose `Version` is a
 /// canonical version (`wanted`, when the request named one) and whose
 /// `Time`, when present, is an RFC 3339 time.
-fn check_info(bytes: &[u8], wanted: Option<&str>) -> Result<(), String> {
+pub(crate) fn check_info(bytes: &[u8], wanted: Option<&str>) -> Result<(), String> {
     let members: Members = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => "not a JSON object".to_owned(),
         _ => format!("not JSON ({e})"),

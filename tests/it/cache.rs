@@ -723,6 +723,66 @@ async fn an_answer_in_a_coding_modgate_cannot_decode_is_refused_and_the_next_mir
     assert_the_next_mirror_serves(&world, &bad, &good, go_mod, want).await;
 }
 
+/// `cache verify` finds what was damaged where modgate could not see it
+/// (here, while it was stopped): a cut zip, a go.mod with other valid
+/// content (caught by the checksum-database record the cache keeps), an
+/// empty .info. `--remove` takes them out, and the next request fetches
+/// them whole again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_verify_finds_damage_done_while_stopped_and_removes_it() {
+    let world = World::new().await;
+    let mirror = start_mirror(&world.fixture()).await;
+    let config = world.config(&format!("http://{}", mirror.addr), "");
+    let proxy = world.proxy(&config).await;
+    let files = ["v1.0.0.info", "v1.0.0.mod", "v1.0.0.zip", "v1.1.0.zip"];
+    for file in files {
+        let path = format!("/example.test/alpha/@v/{file}");
+        assert_eq!(endpoint_get(proxy.addr, &path).await.0, 200, "{path}");
+    }
+    proxy.stop().await;
+    let verify = |args: &[&str]| {
+        let out = std::process::Command::new(modgate_bin())
+            .args(["cache", "verify", "--config", "modgate.toml"])
+            .args(args)
+            .current_dir(world.dir.path())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, text) = verify(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("checked 4 module files (3 against a kept sum.test record)"),
+        "{text}"
+    );
+    let cached = |file: &str| world.path("cache").join(format!("example.test/alpha/@v/{file}"));
+    let zip = std::fs::read(cached("v1.1.0.zip")).unwrap();
+    std::fs::write(cached("v1.1.0.zip"), &zip[..zip.len() / 2]).unwrap();
+    let mut go_mod = std::fs::read(cached("v1.0.0.mod")).unwrap();
+    go_mod.extend_from_slice(b"\nrequire evil.test/x v1.0.0\n");
+    std::fs::write(cached("v1.0.0.mod"), &go_mod).unwrap();
+    std::fs::write(cached("v1.0.0.info"), b"").unwrap();
+    let (code, text) = verify(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    for line in [
+        "bad example.test/alpha/@v/v1.1.0.zip: not a module zip go would accept",
+        "bad example.test/alpha/@v/v1.0.0.mod: checksum mismatch: it hashes to h1:",
+        "bad example.test/alpha/@v/v1.0.0.info: not the .info go reads",
+        ": 3 bad",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    let (code, text) = verify(&["--remove"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!cached("v1.1.0.zip").exists() && !cached("v1.0.0.mod").exists());
+    assert_eq!(verify(&[]).0, Some(0));
+    let proxy = world.proxy(&config).await;
+    let (status, headers, body) = endpoint_get(proxy.addr, "/example.test/alpha/@v/v1.1.0.zip").await;
+    assert_eq!((status, headers["x-cache"].to_str().unwrap()), (200, "miss"));
+    assert!(body == zip, "fetched whole again");
+    proxy.stop().await;
+}
+
 /// An `@latest` (or a query's `.info`) names the version it resolved to,
 /// and go keeps it as that version's `.info`: modgate keeps it under that
 /// name too, so with every upstream down the version's `.info` is still a
