@@ -85,29 +85,43 @@ impl Hash {
 }
 
 /// Checks a sha-crypt hash's shape, `$5$[rounds=N$]SALT$HASH` (`$6$` for
-/// SHA-512): its rounds, as crypt(3) clamps them (1000 to 999999999,
-/// 5000 when not given).
+/// SHA-512), as the sha-crypt crate that checks passwords reads it (its
+/// `verify_password`, but for the hashing): a rounds field it accepts
+/// (1000 to 999999999; 5000 when not given), a salt, and a digest that
+/// decodes to the algorithm's length, with nothing after it. Returns the
+/// rounds.
 fn sha_crypt_shape(hash: &str) -> Result<u32, String> {
-    const ALPHABET: &str = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let (rest, hash_len) = match (hash.strip_prefix("$5$"), hash.strip_prefix("$6$")) {
-        (Some(rest), _) => (rest, 43),
-        (_, Some(rest)) => (rest, 86),
+    use std::str::FromStr;
+    let parsed = sha_crypt::PasswordHashRef::new(hash).map_err(|e| format!("not a crypt string ({e})"))?;
+    let len = match parsed.id() {
+        "5" => sha_crypt::BLOCK_SIZE_SHA256,
+        "6" => sha_crypt::BLOCK_SIZE_SHA512,
         _ => return Err("it does not start with $5$ or $6$".into()),
     };
-    let (rounds, rest) = match rest.strip_prefix("rounds=") {
-        Some(r) => {
-            let (n, rest) = r.split_once('$').ok_or("no '$' after its rounds")?;
-            let n: u32 = n.parse().map_err(|_| format!("its rounds '{n}' are not a number"))?;
-            (n.clamp(1000, 999_999_999), rest)
+    let mut fields = parsed.fields();
+    let mut next = fields.next().ok_or("no salt")?;
+    let mut rounds = 5000;
+    if let Some(n) = next.as_str().strip_prefix("rounds=") {
+        if sha_crypt::Params::from_str(next.as_str()).is_err() {
+            return Err(format!("its rounds '{n}' are not a number from 1000 to 999999999"));
         }
-        None => (5000, rest),
-    };
-    let (salt, digest) = rest.rsplit_once('$').ok_or("no '$' between its salt and its hash")?;
-    if salt.len() > 16 || salt.contains('$') {
-        return Err("its salt is longer than 16 characters".into());
+        rounds = n.parse().map_err(|_| format!("its rounds '{n}' are not a number"))?;
+        next = fields.next().ok_or("no salt")?;
     }
-    if digest.len() != hash_len || !digest.chars().all(|c| ALPHABET.contains(c)) {
-        return Err(format!("its hash is not {hash_len} characters of crypt's base64"));
+    if next.as_str().is_empty() {
+        return Err("its salt is empty".into());
+    }
+    let mut buf = [0u8; sha_crypt::BLOCK_SIZE_SHA512];
+    let digest = fields
+        .next()
+        .ok_or("no hash after its salt")?
+        .decode_base64_into(mcf::Base64::Crypt, &mut buf)
+        .map_err(|e| format!("its hash is not crypt's base64 ({e})"))?;
+    if digest.len() != len {
+        return Err(format!("its hash is {} bytes, not {len}", digest.len()));
+    }
+    if fields.next().is_some() {
+        return Err("more fields after its hash".into());
     }
     Ok(rounds)
 }
@@ -230,13 +244,23 @@ mod tests {
                 .1
                 .contains("its cost 99 is not between 4 and 31")
         );
-        assert!(e("a:$5$salt$short\n").1.contains("its hash is not 43 characters"));
-        assert!(e("a:$6$rounds=lots$salt$x\n").1.contains("rounds 'lots'"));
+        assert!(e("a:$5$salt$short\n").1.contains("its hash is not crypt's base64"));
         assert!(
-            e(&format!("a:$5$saltsaltsaltsaltX${}\n", "a".repeat(43)))
+            e(&format!("a:$6$rounds=lots$salt${SHA256_DIGEST}\n"))
                 .1
-                .contains("salt")
+                .contains("rounds 'lots'")
         );
+        // What the crate that checks passwords would never match is refused.
+        for never in [
+            format!("$5$rounds=10$abc${SHA256_DIGEST}"),
+            format!("$5$rounds=1000000000$abc${SHA256_DIGEST}"),
+            format!("$5$${SHA256_DIGEST}"),
+            format!("$5$a_b!c${SHA256_DIGEST}"),
+            format!("$5$abc${SHA256_DIGEST}$more"),
+            format!("$6$abc${SHA256_DIGEST}"),
+        ] {
+            assert!(Hash::parse(&never).is_err(), "{never}");
+        }
     }
 
     /// Loading a file checks each hash's shape, never a password against
@@ -245,7 +269,7 @@ mod tests {
     /// Unknown users cost the costliest check in the file.
     #[test]
     fn loading_checks_shapes_and_unknown_users_cost_the_costliest_hash() {
-        let slow = format!("$5$rounds=999999999$saltsalt${}", "a".repeat(43));
+        let slow = format!("$5$rounds=999999999$abc${SHA256_DIGEST}");
         let quick = bcrypt::hash("hunter2", 4).unwrap();
         let users = Users::parse(&format!("quick:{quick}\nslow:{slow}\n{SHA512_USER}\n")).unwrap();
         assert_eq!(users.len(), 3);
@@ -253,12 +277,17 @@ mod tests {
         assert!(users.verify("quick", b"hunter2"));
         let work = |h: &str| Hash::parse(h).unwrap().work();
         assert!(work(&slow) > work(SHA512) && work(SHA512) > work(&quick));
+        // What openssl writes, with and without rounds, loads and verifies.
+        let openssl = format!("$5$abc${SHA256_DIGEST}");
+        assert!(Users::parse(&format!("u:{openssl}\n")).unwrap().verify("u", b"hunter2"));
         assert_eq!(
-            work(&format!("$6$rounds=10$s${}", "a".repeat(86))),
-            1000,
-            "clamped as crypt(3) does"
+            sha_crypt_shape(&format!("$5$rounds=1000$abc${SHA256_DIGEST}")),
+            Ok(1000)
         );
     }
+
+    /// The hash of `openssl passwd -5 -salt abc hunter2`.
+    const SHA256_DIGEST: &str = "aw8kcfRnzkuA1XFRzd1AgTNuyzM2RdMYKc3X22kKYc0";
 
     const SHA512_USER: &str =
         "alice:$6$saltsalt$As4wrv0kZlfch1du9WeH7qhskyLriQWySXrZzynnvi46nFnNxjdpl6ksRegrrKexvhIa/Iny8S8uF3fVWTMuC1";

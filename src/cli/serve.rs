@@ -92,7 +92,10 @@ fn init_logging(format: LogFormat) -> anyhow::Result<(LogWriter, FlushOnDrop)> {
     // rustls warns about what clients send (an illegal SNI, an IP as a
     // name), which any client can make it do: modgate's own line on the
     // connection says what failed. RUST_LOG naming rustls brings them back.
-    let names_rustls = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("rustls"));
+    let names_rustls = std::env::var("RUST_LOG").is_ok_and(|v| {
+        v.split(',')
+            .any(|d| d.trim() == "rustls" || d.trim().starts_with("rustls=") || d.trim().starts_with("rustls::"))
+    });
     let filter = match "rustls=error".parse() {
         Ok(quiet) if !names_rustls => filter.add_directive(quiet),
         _ => filter,

@@ -629,10 +629,9 @@ impl ModuleCache {
         let Ok(bytes) = tokio::fs::read(answer).await else {
             return;
         };
-        let version = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("Version").and_then(|v| v.as_str()).map(str::to_owned));
-        let Some(version) = version.filter(|v| is_canonical(v)) else {
+        // The version as go reads it, and only an answer go would take as
+        // that version's own `.info`.
+        let Some(version) = crate::modules::shape::info_version(&bytes) else {
             return;
         };
         let own = ModuleRequest::Info {

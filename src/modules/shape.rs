@@ -389,6 +389,16 @@ pub(crate) fn check_info(bytes: &[u8], wanted: Option<&str>) -> Result<(), Strin
     }
 }
 
+/// The version a `.info` or `@latest` answer names, read as go reads it
+/// (the last member whose name folds to `Version`), when it is whole,
+/// canonical, and passes [`check_info`] as that version's own `.info`.
+pub(crate) fn info_version(bytes: &[u8]) -> Option<String> {
+    let members: Members = serde_json::from_slice(bytes).ok()?;
+    let version = members.field("Version")?.as_str()?.to_owned();
+    check_info(bytes, Some(&version)).ok()?;
+    Some(version)
+}
+
 /// A JSON object's members in the order they came: go's `encoding/json`
 /// gives a field the last member whose name matches it, ignoring case,
 /// which a map of distinct keys cannot tell.

@@ -90,7 +90,8 @@ impl ConnEnd {
 /// in the middle of a message), which is how connections end.
 fn protocol_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(h) = e.downcast_ref::<hyper::Error>() {
-        if h.is_incomplete_message() || h.is_canceled() || h.is_closed() || h.is_timeout() {
+        // A malformed HTTP/1.1 head was answered (a 400 with its own event).
+        if h.is_incomplete_message() || h.is_canceled() || h.is_closed() || h.is_timeout() || h.is_parse() {
             return None;
         }
     }

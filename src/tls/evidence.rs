@@ -387,7 +387,8 @@ fn pem_files(report: &ChainReport, chain: &[CertificateDer<'_>], dir: &Path) -> 
         // A renewed copy of the root (the same key, so the same name)
         // takes the place of an older one; a stale copy never takes the
         // place of a root in its dates.
-        let in_dates = report.certs[top].days_left >= 0 && report.sent_root_outside_dates.is_none();
+        let in_dates = report.sent_root_outside_dates.is_none()
+            && x509_parser::parse_x509_certificate(&chain[top]).is_ok_and(|(_, c)| c.validity().is_valid());
         files.push(PemFile {
             path: dir.join(format!("{spki}.root.pem")),
             pem: chain_pem(&chain[top], &report.certs[top]),

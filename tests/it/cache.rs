@@ -791,7 +791,8 @@ async fn cache_verify_finds_damage_done_while_stopped_and_removes_it() {
 async fn a_resolved_latest_is_kept_as_the_versions_own_info() {
     let world = World::new().await;
     let mirror = start_mirror(&world.fixture()).await;
-    let info = br#"{"Version":"v1.1.0","Time":"2024-01-02T03:04:05Z"}"#.to_vec();
+    // go reads the last member whose name folds to `Version`: v1.1.0.
+    let info = br#"{"Version":"v0.9.0","version":"v1.1.0","Time":"2024-01-02T03:04:05Z"}"#.to_vec();
     let query = br#"{"Version":"v1.0.0","Time":"2023-01-02T03:04:05Z"}"#.to_vec();
     mirror
         .replaced
@@ -814,6 +815,10 @@ async fn a_resolved_latest_is_kept_as_the_versions_own_info() {
         200
     );
     assert!(world.cached("example.test/alpha/@v/v1.1.0.info"));
+    assert!(
+        !world.cached("example.test/alpha/@v/v0.9.0.info"),
+        "read as go reads it"
+    );
     mirror.status.store(503, Ordering::SeqCst);
     for (version, want) in [("v1.1.0", info), ("v1.0.0", own.to_vec())] {
         let (status, headers, body) = endpoint_get(proxy.addr, &format!("/example.test/alpha/@v/{version}.info")).await;

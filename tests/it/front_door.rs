@@ -159,6 +159,16 @@ async fn an_h2_protocol_error_inside_a_tunnel_is_in_its_event() {
     assert_eq!(status, 200, "{error}");
     assert!(error.starts_with("the client's connection failed: "), "{error}");
     assert!(error.contains("http2 error: connection error detected"), "{error}");
+    // A malformed HTTP/1.1 head is answered with a 400 of its own: the
+    // tunnel's event does not report it a second time.
+    let reply = door
+        .raw_inside(b"GET /example.test/alpha/@v/list HTTP/1.1\r\nHost: proxy.golang.org\r\nno colon here\r\n\r\n")
+        .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let (status, _) = door.logged().await;
+    assert_eq!(status, 400);
+    let (status, error) = door.logged().await;
+    assert_eq!((status, error.as_str()), (200, ""), "the tunnel's event");
 }
 
 fn status_and_body(reply: &str) -> (u16, String) {
