@@ -75,30 +75,61 @@ pub async fn checked(
         ModuleRequest::Zip { module, version } => zip_start(resp, gap, module, version, request, content).await,
         _ => return Ok(resp),
     };
-    result.map_err(|reason| {
-        let reason = format!("{}: {reason}", what(request));
+    result.map_err(|refused| match refused {
         // A body that broke or stalled is the mirror failing, which its
         // health counts; anything else is this one answer being wrong.
-        match reason.contains(BODY_FAILED) || reason.contains(NO_BYTE) {
-            true => Error::Upstream {
-                target: source.to_owned(),
-                reason,
-            },
-            false => Error::BadAnswer {
-                target: source.to_owned(),
-                reason,
-            },
-        }
+        Refused::Transport(reason) => Error::Upstream {
+            target: source.to_owned(),
+            reason: format!("{}: {reason}", what(request)),
+        },
+        Refused::Answer(reason) => Error::BadAnswer {
+            target: source.to_owned(),
+            reason: format!("{}: {reason}", what(request)),
+        },
     })
 }
 
-/// How a body that broke while it was read here is described.
-const BODY_FAILED: &str = "its body failed after ";
-/// How a body that stalled while it was read here is described.
-const NO_BYTE: &str = "no byte came for ";
+/// Why an answer was refused before it was served.
+#[derive(Debug)]
+enum Refused {
+    /// Its content is not what go takes.
+    Answer(String),
+    /// Its body broke or stalled while it was read.
+    Transport(String),
+}
+
+impl Refused {
+    /// The same refusal, `context` first.
+    fn after(self, context: &str) -> Refused {
+        match self {
+            Refused::Answer(why) => Refused::Answer(format!("{context}{why}")),
+            Refused::Transport(why) => Refused::Transport(format!("{context}{why}")),
+        }
+    }
+}
+
+impl From<String> for Refused {
+    fn from(why: String) -> Refused {
+        Refused::Answer(why)
+    }
+}
+
+impl From<&str> for Refused {
+    fn from(why: &str) -> Refused {
+        Refused::Answer(why.to_owned())
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Answer(why) | Refused::Transport(why) => f.write_str(why),
+        }
+    }
+}
 
 /// A `.info` or `@latest` answer, read whole and checked ([`check_info`]).
-async fn info(resp: Response<Body>, wanted: Option<&str>, gap: Duration) -> Result<Response<Body>, String> {
+async fn info(resp: Response<Body>, wanted: Option<&str>, gap: Duration) -> Result<Response<Body>, Refused> {
     let (mut parts, body) = resp.into_parts();
     let bytes = read_small(body, gap).await?;
     check_info(&bytes, wanted)?;
@@ -112,7 +143,7 @@ async fn info(resp: Response<Body>, wanted: Option<&str>, gap: Duration) -> Resu
 /// more bounded by `gap`: a mirror that cuts or stalls it is that mirror's
 /// failure (the next one after `|`, or a stale copy), not a client's
 /// truncated list. A longer list streams on from there.
-async fn list(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, String> {
+async fn list(resp: Response<Body>, gap: Duration) -> Result<Response<Body>, Refused> {
     let (parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
     while head.len() < LIST_HOLD && read_more(&mut body, &mut head, gap).await? {}
@@ -132,12 +163,12 @@ async fn go_mod(
     gap: Duration,
     request: &ModuleRequest,
     content: Option<&ContentCheck>,
-) -> Result<Response<Body>, String> {
+) -> Result<Response<Body>, Refused> {
     let (mut parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
     let has_module = read_to_module_line(&mut body, &mut head, gap)
         .await
-        .map_err(|why| format!("its module line did not arrive: {why}"))?;
+        .map_err(|why| why.after("its module line did not arrive: "))?;
     if !has_module {
         return Err("it has no module line, so go would refuse it (\"missing module line\")".into());
     }
@@ -164,17 +195,17 @@ async fn zip_start(
     version: &str,
     request: &ModuleRequest,
     content: Option<&ContentCheck>,
-) -> Result<Response<Body>, String> {
+) -> Result<Response<Body>, Refused> {
     let (mut parts, mut body) = resp.into_parts();
     let mut head = BytesMut::new();
     while head.is_empty() && read_more(&mut body, &mut head, gap).await? {}
     let start = &head[..head.len().min(4)];
     if !(b"PK\x03\x04".starts_with(start) || b"PK\x05\x06".starts_with(start)) || start.is_empty() {
         let start = &head[..head.len().min(24)];
-        return Err(format!(
+        return Err(Refused::Answer(format!(
             "it is not a zip (it starts with \"{}\"), so go would refuse it",
             crate::core::escape::escape(&String::from_utf8_lossy(start))
-        ));
+        )));
     }
     let arrived_whole = read_ahead(&mut body, &mut head).await?;
     let head = head.freeze();
@@ -212,7 +243,7 @@ async fn vet(
     h1: &str,
     len: usize,
     parts: &mut http::response::Parts,
-) -> Result<(), String> {
+) -> Result<(), Refused> {
     let (Some(content), Some(subject)) = (content, Subject::of(request)) else {
         return Ok(());
     };
@@ -229,7 +260,7 @@ async fn vet(
 }
 
 /// Appends `body`'s next frame to `head`: false once the body has ended.
-async fn read_more(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Result<bool, String> {
+async fn read_more(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Result<bool, Refused> {
     match next_frame(body, gap, head.len()).await? {
         None => Ok(false),
         Some(frame) => {
@@ -244,18 +275,18 @@ async fn read_more(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Resul
 /// Reads on into `head`, up to [`READ_AHEAD`] bytes, the body's end or
 /// [`READ_AHEAD_FOR`]: an error within it is the answer's. True when the
 /// whole body is in `head`.
-async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<bool, String> {
+async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<bool, Refused> {
     let until = tokio::time::Instant::now() + READ_AHEAD_FOR;
     while head.len() < READ_AHEAD && !body.is_end_stream() {
         match timer::timeout_at(until, body.frame()).await {
             Err(_) => return Ok(false),
             Ok(None) => return Ok(true),
             Ok(Some(Err(e))) => {
-                return Err(format!(
-                    "{BODY_FAILED}{} bytes: {}",
+                return Err(Refused::Transport(format!(
+                    "its body failed after {} bytes: {}",
                     head.len(),
                     crate::upstream::pool::failure(e.as_ref())
-                ));
+                )));
             }
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
@@ -269,14 +300,17 @@ async fn read_ahead(body: &mut Body, head: &mut BytesMut) -> Result<bool, String
 
 /// `body`'s next frame (`None` at its end), waited for at most `gap`;
 /// `so_far` bytes came before it, for the error.
-async fn next_frame(body: &mut Body, gap: Duration, so_far: usize) -> Result<Option<Frame<Bytes>>, String> {
+async fn next_frame(body: &mut Body, gap: Duration, so_far: usize) -> Result<Option<Frame<Bytes>>, Refused> {
     match timer::timeout(gap, body.frame()).await {
-        Err(_) => Err(format!("{NO_BYTE}{} after {so_far} bytes", fmt_duration(gap))),
+        Err(_) => Err(Refused::Transport(format!(
+            "no byte came for {} after {so_far} bytes",
+            fmt_duration(gap)
+        ))),
         Ok(None) => Ok(None),
-        Ok(Some(Err(e))) => Err(format!(
-            "{BODY_FAILED}{so_far} bytes: {}",
+        Ok(Some(Err(e))) => Err(Refused::Transport(format!(
+            "its body failed after {so_far} bytes: {}",
             crate::upstream::pool::failure(e.as_ref())
-        )),
+        ))),
         Ok(Some(Ok(frame))) => Ok(Some(frame)),
     }
 }
@@ -292,7 +326,7 @@ fn rejoined(parts: http::response::Parts, head: Bytes, body: Body) -> Response<B
 /// Reads `body` into `head` until a line of it is a module statement, or
 /// [`MOD_LOOK_BYTES`] were read: false only when the whole body arrived
 /// and no line of it is one.
-async fn read_to_module_line(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Result<bool, String> {
+async fn read_to_module_line(body: &mut Body, head: &mut BytesMut, gap: Duration) -> Result<bool, Refused> {
     let mut line_start = 0;
     loop {
         while let Some(end) = head[line_start..].iter().position(|&b| b == b'\n') {
@@ -333,12 +367,12 @@ fn is_module_statement(line: &[u8]) -> bool {
 }
 
 /// The whole of a body of at most [`MAX_INFO_BYTES`].
-async fn read_small(mut body: Body, gap: Duration) -> Result<Bytes, String> {
+async fn read_small(mut body: Body, gap: Duration) -> Result<Bytes, Refused> {
     let mut bytes = BytesMut::new();
     while let Some(frame) = next_frame(&mut body, gap, bytes.len()).await? {
         if let Ok(data) = frame.into_data() {
             if bytes.len() + data.len() > MAX_INFO_BYTES {
-                return Err(format!("larger than {} KiB", MAX_INFO_BYTES / 1024));
+                return Err(Refused::Answer(format!("larger than {} KiB", MAX_INFO_BYTES / 1024)));
             }
             bytes.extend_from_slice(&data);
         }
@@ -537,6 +571,12 @@ mod tests {
             ok.into_body().collect().await.unwrap().to_bytes(),
             &br#"{"Version":"v1.0.0"}"#[..]
         );
+        // A mirror's own words about its content never pass for a broken
+        // body (which its health would count).
+        let err = check(br#"{"Version":"its body failed after 3 bytes"}"#)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BadAnswer { .. }), "{err}");
         let err = check(br#"{"Version":"v2.0.0"}"#).await.unwrap_err();
         assert_eq!(
             err.to_string(),
