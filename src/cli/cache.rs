@@ -166,23 +166,13 @@ pub(crate) fn run(command: CacheCommand) -> ExitCode {
 async fn cache_command(command: CacheCommand) -> ExitCode {
     match command {
         CacheCommand::Warm { .. } => usage_error("modgate: cache warm runs on its own runtime"),
-        CacheCommand::Ls { pattern, config, json } => {
-            let pattern = match Pattern::parse(pattern.as_deref()) {
-                Ok(p) => p,
-                Err(e) => return usage_error(e),
-            };
-            let store = match open(config).await {
-                Ok(store) => store,
-                Err(code) => return code,
-            };
-            match select(&store, &pattern).await {
-                Ok(entries) => {
-                    out!("{}", if json { ls_json(&entries) } else { ls_text(&entries) });
-                    ExitCode::SUCCESS
-                }
-                Err(e) => storage_error(e),
+        CacheCommand::Ls { pattern, config, json } => match open_selected(pattern.as_deref(), config).await {
+            Ok((_, entries)) => {
+                out!("{}", if json { ls_json(&entries) } else { ls_text(&entries) });
+                ExitCode::SUCCESS
             }
-        }
+            Err(code) => code,
+        },
         CacheCommand::Stats { config, json } => {
             let store = match open(config).await {
                 Ok(store) => store,
@@ -201,17 +191,9 @@ async fn cache_command(command: CacheCommand) -> ExitCode {
             }
         }
         CacheCommand::Rm { pattern, config } => {
-            let pattern = match Pattern::parse(Some(&pattern)) {
-                Ok(p) => p,
-                Err(e) => return usage_error(e),
-            };
-            let store = match open(config).await {
-                Ok(store) => store,
+            let (store, entries) = match open_selected(Some(&pattern), config).await {
+                Ok(selected) => selected,
                 Err(code) => return code,
-            };
-            let entries = match select(&store, &pattern).await {
-                Ok(entries) => entries,
-                Err(e) => return storage_error(e),
             };
             let mut bytes = 0;
             for entry in &entries {
@@ -234,21 +216,13 @@ async fn cache_command(command: CacheCommand) -> ExitCode {
             config,
             remove,
         } => {
-            let pattern = match Pattern::parse(pattern.as_deref()) {
-                Ok(p) => p,
-                Err(e) => return usage_error(e),
-            };
             let db = match Config::load(config.as_deref()) {
                 Ok(c) => c.sumdb.name().to_owned(),
                 Err(e) => return usage_error(e),
             };
-            let store = match open(config).await {
-                Ok(store) => store,
+            let (store, entries) = match open_selected(pattern.as_deref(), config).await {
+                Ok(selected) => selected,
                 Err(code) => return code,
-            };
-            let entries = match select(&store, &pattern).await {
-                Ok(entries) => entries,
-                Err(e) => return storage_error(e),
             };
             let found = match crate::cli::cache_verify::verify(&store, &db, &entries).await {
                 Ok(found) => found,
@@ -302,6 +276,15 @@ async fn cache_command(command: CacheCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The config's store and the objects `pattern` selects in it (every
+/// object without one), or the exit code to leave with.
+async fn open_selected(pattern: Option<&str>, config: Option<PathBuf>) -> Result<(Store, Vec<Entry>), ExitCode> {
+    let pattern = Pattern::parse(pattern).map_err(usage_error)?;
+    let store = open(config).await?;
+    let entries = select(&store, &pattern).await.map_err(storage_error)?;
+    Ok((store, entries))
 }
 
 /// The config's store, or the exit code to leave with.
