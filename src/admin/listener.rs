@@ -38,6 +38,10 @@ const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// descriptors the proxy's limits are sized to leave.
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// Admin connections served at once from one address: one client holding
+/// connections open cannot take every slot from the health probes.
+pub const PER_CLIENT: usize = 16;
+
 /// Why the admin listener could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on the admin address {addr}: {source}")]
@@ -99,6 +103,7 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
     // The turned-away read a little before they are closed (at most this
     // many at once), so they get the 503, not a reset.
     let lingering = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_client: PerClient = Arc::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
@@ -108,13 +113,17 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
                 continue;
             }
         };
+        let Some(mine) = ClientSlot::take(&per_client, peer.ip()) else {
+            crate::proxy::server::answer_and_close(stream, TOO_MANY_FROM_ONE.as_bytes(), &lingering);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             crate::proxy::server::answer_and_close(stream, TOO_MANY.as_bytes(), &lingering);
             continue;
         };
         let state = state.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slot = (slot, mine);
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, req, peer).await) }
@@ -127,6 +136,46 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
         });
     }
 }
+
+/// Admin connections open, by client address.
+type PerClient = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One of a client address's [`PER_CLIENT`] admin connections, given back
+/// when dropped.
+struct ClientSlot {
+    open: PerClient,
+    client: std::net::IpAddr,
+}
+
+impl ClientSlot {
+    fn take(open: &PerClient, client: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut counts = open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = counts.entry(client).or_default();
+        if *n >= PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            open: open.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The answer to an admin connection beyond [`PER_CLIENT`] from one address.
+const TOO_MANY_FROM_ONE: &str = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 71\r\nconnection: close\r\n\r\nmodgate: too many admin connections from your address (16); close some\n";
 
 /// The answer to an admin connection beyond [`MAX_CONNECTIONS`].
 const TOO_MANY: &str = "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 60\r\nconnection: close\r\n\r\nmodgate: too many admin connections (64); try again shortly\n";

@@ -647,23 +647,48 @@ async fn the_admin_port_takes_a_bounded_number_of_connections_and_answers_throug
     )
     .await;
     let admin = served.admin.unwrap();
-    // Idle connections up to the limit are held; the next is turned away
-    // with a 503 that says why, and the proxy port still answers.
+    // A connection to the admin port from the loopback address `from`.
+    let from = |last: u8| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0))).unwrap();
+        socket.connect(admin).await.unwrap()
+    };
+    // The reply to a request sent on `conn` (read away before the close,
+    // so the 503 is not lost to a reset), the client's side closed after
+    // it, as a one-request client closes.
+    let answer = |mut conn: tokio::net::TcpStream| async move {
+        tokio::io::AsyncWriteExt::write_all(&mut conn, b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::shutdown(&mut conn).await.unwrap();
+        let mut reply = String::new();
+        tokio::time::timeout(STEP, tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        reply
+    };
+    // One address holds at most PER_CLIENT; the next from it is turned
+    // away, while another address is still served.
+    let per_client = modgate::admin::listener::PER_CLIENT;
     let mut idle = Vec::new();
-    for _ in 0..modgate::admin::listener::MAX_CONNECTIONS {
-        idle.push(tokio::net::TcpStream::connect(admin).await.unwrap());
+    for _ in 0..per_client {
+        idle.push(from(1).await);
     }
-    let mut over = tokio::net::TcpStream::connect(admin).await.unwrap();
-    // A request already sent is read away, so the 503 is not lost to a
-    // reset.
-    tokio::io::AsyncWriteExt::write_all(&mut over, b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n")
-        .await
-        .unwrap();
-    let mut reply = String::new();
-    tokio::time::timeout(STEP, tokio::io::AsyncReadExt::read_to_string(&mut over, &mut reply))
-        .await
-        .unwrap()
-        .unwrap();
+    let reply = answer(from(1).await).await;
+    assert!(
+        reply.starts_with("HTTP/1.1 503")
+            && reply.ends_with("modgate: too many admin connections from your address (16); close some\n"),
+        "{reply}"
+    );
+    assert!(answer(from(9).await).await.starts_with("HTTP/1.1 200"));
+    // Idle connections up to the limit, from several addresses, are held;
+    // the next is turned away with a 503 that says why, and the proxy port
+    // still answers.
+    for n in per_client..modgate::admin::listener::MAX_CONNECTIONS {
+        idle.push(from(2 + (n / per_client) as u8).await);
+    }
+    let reply = answer(from(10).await).await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     assert!(
         reply.ends_with("modgate: too many admin connections (64); try again shortly\n"),
