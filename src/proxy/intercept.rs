@@ -212,9 +212,7 @@ fn handshake_failure(e: &std::io::Error) -> String {
 mod tests {
     use super::*;
 
-    fn io(e: rustls::Error) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
-    }
+    use crate::tls::testing::io;
 
     /// What the client did, said in words, with rustls's fact after it.
     #[test]

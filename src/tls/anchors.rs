@@ -232,16 +232,8 @@ mod tests {
     /// `a.test` it signs, valid now: (root, leaf).
     fn root_and_leaf(from: i64, to: i64) -> (CertificateDer<'static>, CertificateDer<'static>) {
         let now = ::time::OffsetDateTime::now_utc();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Zscaler Root CA");
-        params.not_before = now + ::time::Duration::days(from);
-        params.not_after = now + ::time::Duration::days(to);
-        let root = params.self_signed(&key).unwrap().der().clone();
-        let issuer = rcgen::Issuer::new(params, key);
+        let (root, issuer) =
+            crate::tls::testing::ca("Zscaler Root CA", rcgen::KeyPair::generate().unwrap(), (from, to), None);
         let leaf_key = rcgen::KeyPair::generate().unwrap();
         let mut leaf = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
         leaf.not_before = now - ::time::Duration::days(1);

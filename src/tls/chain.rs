@@ -536,6 +536,7 @@ fn leaf_covers(sans: &[String], host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::testing::{ca, ca_from, ca_params, leaf_by};
 
     fn cert(names: &[&str], days_from_now: (i64, i64)) -> CertificateDer<'static> {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -571,37 +572,6 @@ mod tests {
         );
     }
 
-    /// A CA named `cn` with the key `key`, valid from `days.0` to `days.1`
-    /// days from now: self-signed, or cross-signed by `by`.
-    fn ca_with(
-        cn: &str,
-        key: rcgen::KeyPair,
-        days: (i64, i64),
-        by: Option<&rcgen::Issuer<'static, rcgen::KeyPair>>,
-    ) -> (CertificateDer<'static>, rcgen::Issuer<'static, rcgen::KeyPair>) {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        let now = ::time::OffsetDateTime::now_utc();
-        params.not_before = now + ::time::Duration::days(days.0);
-        params.not_after = now + ::time::Duration::days(days.1);
-        let der = match by {
-            Some(issuer) => params.signed_by(&key, issuer).unwrap().der().clone(),
-            None => params.self_signed(&key).unwrap().der().clone(),
-        };
-        (der, rcgen::Issuer::new(params, key))
-    }
-
-    fn leaf_by(name: &str, issuer: &rcgen::Issuer<'static, rcgen::KeyPair>) -> CertificateDer<'static> {
-        let key = rcgen::KeyPair::generate().unwrap();
-        rcgen::CertificateParams::new(vec![name.to_owned()])
-            .unwrap()
-            .signed_by(&key, issuer)
-            .unwrap()
-            .der()
-            .clone()
-    }
-
     fn trusting(root: &CertificateDer<'static>) -> Verifiers {
         let mut public = rustls::RootCertStore::empty();
         public.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -616,8 +586,8 @@ mod tests {
     fn the_path_is_built_from_the_certificates_in_any_order() {
         let v = verifiers();
         let pem_key = || rcgen::KeyPair::generate().unwrap();
-        let (root, root_issuer) = ca_with("Zscaler Root CA", pem_key(), (-10, 3650), None);
-        let (int, int_issuer) = ca_with(
+        let (root, root_issuer) = ca("Zscaler Root CA", pem_key(), (-10, 3650), None);
+        let (int, int_issuer) = ca(
             "Zscaler Intermediate Root CA",
             pem_key(),
             (-10, 3650),
@@ -645,10 +615,10 @@ mod tests {
     /// first certificates only, and the rest are unlinked.
     #[test]
     fn a_path_is_built_from_the_first_certificates_sent() {
-        let (top, mut issuer) = ca_with("CA 0", rcgen::KeyPair::generate().unwrap(), (-1, 10), None);
+        let (top, mut issuer) = ca("CA 0", rcgen::KeyPair::generate().unwrap(), (-1, 10), None);
         let mut cas = vec![top];
         for n in 1..20 {
-            let (der, next) = ca_with(
+            let (der, next) = ca(
                 &format!("CA {n}"),
                 rcgen::KeyPair::generate().unwrap(),
                 (-1, 10),
@@ -673,8 +643,8 @@ mod tests {
     fn dates_count_on_the_verified_path_and_a_stale_sent_root_is_told_apart() {
         let key_pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
         let same_key = || rcgen::KeyPair::from_pem(&key_pem).unwrap();
-        let (renewed, issuer) = ca_with("Zscaler Root CA", same_key(), (-10, 3650), None);
-        let (old_copy, _) = ca_with("Zscaler Root CA", same_key(), (-3650, -5), None);
+        let (renewed, issuer) = ca("Zscaler Root CA", same_key(), (-10, 3650), None);
+        let (old_copy, _) = ca("Zscaler Root CA", same_key(), (-3650, -5), None);
         let leaf = leaf_by("proxy.golang.org", &issuer);
         let sent = [leaf.clone(), old_copy.clone()];
         let trusted = analyze(&trusting(&renewed), &sent, Some("proxy.golang.org")).unwrap();
@@ -687,13 +657,13 @@ mod tests {
         let stale = untrusted.sent_root_outside_dates.as_deref().unwrap();
         assert!(stale.starts_with("'Zscaler Root CA' expired on "), "{stale}");
         // An expired cross-sign of the root by an older one, sent after it.
-        let (_, older) = ca_with(
+        let (_, older) = ca(
             "Zscaler Old Root",
             rcgen::KeyPair::generate().unwrap(),
             (-3650, 3650),
             None,
         );
-        let (cross, _) = ca_with("Zscaler Root CA", same_key(), (-3650, -5), Some(&older));
+        let (cross, _) = ca("Zscaler Root CA", same_key(), (-3650, -5), Some(&older));
         let sent = [leaf.clone(), renewed.clone(), cross];
         let report = analyze(&verifiers(), &sent, Some("proxy.golang.org")).unwrap();
         assert_eq!((report.verdict, report.path.clone()), (Verdict::Untrusted, vec![0, 1]));
@@ -701,7 +671,7 @@ mod tests {
         let report = analyze(&trusting(&renewed), &sent, Some("proxy.golang.org")).unwrap();
         assert_eq!((report.verdict, report.flags.expired), (Verdict::Intercepted, false));
         // The leaf's own dates still count where nothing verifies.
-        let (_, short_issuer) = ca_with("Zscaler Root CA", same_key(), (-10, 3650), None);
+        let (_, short_issuer) = ca("Zscaler Root CA", same_key(), (-10, 3650), None);
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec!["proxy.golang.org".to_owned()]).unwrap();
         params.not_after = ::time::OffsetDateTime::now_utc() - ::time::Duration::days(1);
@@ -724,18 +694,12 @@ mod tests {
     /// root mends it, and that is said before anyone trusts it.
     #[test]
     fn a_root_constrained_away_from_the_host_is_unacceptable() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Corp Root CA");
+        let mut params = ca_params("Corp Root CA", (-1, 10));
         params.name_constraints = Some(rcgen::NameConstraints {
             permitted_subtrees: vec![rcgen::GeneralSubtree::DnsName("corp.example".into())],
             excluded_subtrees: vec![],
         });
-        let root = params.self_signed(&key).unwrap().der().clone();
-        let issuer = rcgen::Issuer::new(params, key);
+        let (root, issuer) = ca_from(params, rcgen::KeyPair::generate().unwrap(), None);
         let outside = leaf_by("proxy.golang.org", &issuer);
         let report = analyze(&verifiers(), &[outside, root.clone()], Some("proxy.golang.org")).unwrap();
         assert_eq!(report.verdict, Verdict::Untrusted);
@@ -752,7 +716,7 @@ mod tests {
     /// it, and that is what the report says, with or without a host.
     #[test]
     fn a_leaf_with_no_subject_alt_name_is_unacceptable_whatever_the_roots() {
-        let (root, issuer) = ca_with("Zscaler Root CA", rcgen::KeyPair::generate().unwrap(), (-1, 10), None);
+        let (root, issuer) = ca("Zscaler Root CA", rcgen::KeyPair::generate().unwrap(), (-1, 10), None);
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params

@@ -690,21 +690,10 @@ mod tests {
     fn the_chain_file_holds_the_last_distinct_chain_under_its_root() {
         let dir = tempfile::tempdir().unwrap();
         let evidence = Evidence::open(dir.path());
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Zscaler Root CA");
-        let root = params.self_signed(&key).unwrap().der().clone();
-        let issuer = rcgen::Issuer::new(params, key);
+        let (root, issuer) =
+            crate::tls::testing::ca("Zscaler Root CA", rcgen::KeyPair::generate().unwrap(), (-1, 3650), None);
         let chain_for = |host: &str| {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let leaf = rcgen::CertificateParams::new(vec![host.to_owned()])
-                .unwrap()
-                .signed_by(&key, &issuer)
-                .unwrap();
-            let chain = vec![leaf.der().clone(), root.clone()];
+            let chain = vec![crate::tls::testing::leaf_by(host, &issuer), root.clone()];
             (analyze(&verifiers(), &chain, Some(host)).unwrap(), chain)
         };
         let (a, a_chain) = chain_for("a.test");

@@ -86,9 +86,7 @@ fn version_refused(err: &(dyn StdError + 'static)) -> bool {
 mod tests {
     use super::*;
 
-    fn io(e: rustls::Error) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
-    }
+    use crate::tls::testing::io;
 
     #[test]
     fn a_version_refusal_either_way_is_named_old_tls() {

@@ -27,6 +27,8 @@ pub mod failure;
 pub mod interceptor;
 pub mod pem;
 pub mod probe;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod trust;
 pub mod vendor;
 pub mod verifier;
