@@ -13,6 +13,12 @@
 //! another address, a guess at them is a hash check and a counted failure
 //! like any other. Unknown users cost a hash check too, so timing does not
 //! tell which names exist.
+//!
+//! Hash checks run at most half the cores at a time, whoever asks: a flood
+//! of guesses (from one address, sent all at once before the first one
+//! fails, or from many) waits its turn instead of taking every core from
+//! the proxy, and a guess whose address was locked out while it waited is
+//! refused without a check.
 
 pub mod basic;
 pub mod failures;
@@ -20,6 +26,7 @@ pub mod htpasswd;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::auth::AuthSettings;
@@ -58,6 +65,11 @@ pub struct Authenticator {
     /// address, by keyed digest of both.
     verified: Bounded<Vec<u8>, Arc<str>>,
     key: ring::hmac::Key,
+    /// Hash checks that may run at once, shared with the authenticators a
+    /// reload puts in its place.
+    checks: Arc<tokio::sync::Semaphore>,
+    /// Hash checks run.
+    checked: AtomicU64,
 }
 
 impl Authenticator {
@@ -73,16 +85,25 @@ impl Authenticator {
             failures: Arc::new(Failures::new(settings.max_failures, settings.lockout)),
             verified: bounded(VERIFIED_MAX, VERIFIED_FOR),
             key,
+            checks: Arc::new(tokio::sync::Semaphore::new(concurrent_checks())),
+            checked: AtomicU64::new(0),
         })
     }
 
     /// Takes over the failed logins counted by `before` (the authenticator
     /// a reload replaces), when both count them the same way: a reload
     /// re-reads the users but does not reset anyone's lockout.
+    /// The bound on concurrent hash checks carries over as well.
     pub fn keep_failures_of(&mut self, before: &Authenticator) {
         if self.failures.same_limits(&before.failures) {
             self.failures = before.failures.clone();
         }
+        self.checks = before.checks.clone();
+    }
+
+    /// Hash checks run so far.
+    pub fn hash_checks(&self) -> u64 {
+        self.checked.load(Ordering::Relaxed)
     }
 
     /// The realm of the challenge.
@@ -132,14 +153,7 @@ impl Authenticator {
             }
         }
         if lock.is_some() {
-            // Guessing on while locked out: it counts, and restarts the
-            // lockout.
-            self.failures.fail(client);
-            let left = self.failures.locked(client).map_or(Duration::ZERO, |l| l.left);
-            return Err(Error::LockedOut {
-                client,
-                retry_after: Duration::from_secs(left.as_secs().max(1)),
-            });
+            return Err(self.locked_out(client));
         }
         let credentials = match basic::parse(header) {
             Ok(c) => c,
@@ -148,13 +162,34 @@ impl Authenticator {
                 return Err(refuse(format!("malformed credentials: {why}")));
             }
         };
-        let users = self.users.clone();
-        let user = credentials.user.clone();
-        let ok = tokio::task::spawn_blocking(move || users.verify(&credentials.user, &credentials.password))
+        let permit = self
+            .checks
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| Error::Internal(format!("password check: {e}")))?;
+        // Failures counted while this one waited may have locked the
+        // address out.
+        if self.failures.locked(client).is_some() {
+            return Err(self.locked_out(client));
+        }
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        let users = self.users.clone();
+        let user = credentials.user.clone();
+        let failures = self.failures.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = users.verify(&credentials.user, &credentials.password);
+            if !ok {
+                // Counted before the permit goes to the next guess, even
+                // when the client has gone.
+                failures.fail(client);
+            }
+            drop(permit);
+            ok
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password check: {e}")))?;
         if !ok {
-            self.failures.fail(client);
             // A quoted string: a user name the client chose cannot add
             // fields to the line (`x client=10.0.0.9 status=200`).
             tracing::warn!(client = %client, user = &*escape(&user), "proxy authentication failed");
@@ -162,6 +197,17 @@ impl Authenticator {
         }
         self.verified.insert(digest, Arc::from(user.as_str()));
         Ok(user)
+    }
+
+    /// The refusal of a guess from `client` while it is locked out: it
+    /// counts, and restarts the lockout.
+    fn locked_out(&self, client: IpAddr) -> Error {
+        self.failures.fail(client);
+        let left = self.failures.locked(client).map_or(Duration::ZERO, |l| l.left);
+        Error::LockedOut {
+            client,
+            retry_after: Duration::from_secs(left.as_secs().max(1)),
+        }
     }
 
     /// The key `header` from `client` is remembered under.
@@ -174,6 +220,11 @@ impl Authenticator {
         digest.update(header);
         digest.sign().as_ref().to_vec()
     }
+}
+
+/// Hash checks that may run at once: half the cores, at least one.
+fn concurrent_checks() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// The credentials a request presents: the values of its credentials
@@ -296,6 +347,37 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(closed.status(), http::StatusCode::FORBIDDEN, "{closed}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn guesses_sent_at_once_cost_no_more_hash_checks_than_the_limit_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Arc::new(authenticator(dir.path(), 3));
+        let me: IpAddr = "192.0.2.1".parse().unwrap();
+        // All 64 pass the lockout check before the first check fails.
+        let guesses: Vec<_> = (0..64)
+            .map(|i| {
+                let auth = auth.clone();
+                tokio::spawn(async move {
+                    let header = basic(&format!("alice:guess{i}"));
+                    auth.authenticate(me, Presented::One(&header), Door::Proxy).await
+                })
+            })
+            .collect();
+        let mut locked = 0;
+        for guess in guesses {
+            let refused = guess.await.unwrap().unwrap_err();
+            if refused.status() == http::StatusCode::FORBIDDEN {
+                locked += 1;
+            }
+        }
+        let bound = 3 + concurrent_checks() as u64 - 1;
+        assert!(
+            auth.hash_checks() <= bound,
+            "{} hash checks for 64 guesses, at most {bound} expected",
+            auth.hash_checks()
+        );
+        assert_eq!(locked as u64, 64 - auth.hash_checks());
     }
 
     #[tokio::test]
