@@ -188,6 +188,14 @@ async fn route(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> 
             "modgate: the admin listener answers GET",
         );
     }
+    // A request modgate itself sent on (through a parent that reaches this
+    // listener) is a client of the proxy reaching for the admin page.
+    if crate::core::via::came_through_here(req.headers()) {
+        return text(
+            StatusCode::LOOP_DETECTED,
+            "modgate: refused a loop: the request came through this modgate's proxy (its Via names it); the admin listener answers its own clients only",
+        );
+    }
     let path = req.uri().path();
     // Liveness says only "ok": probes that carry no credentials keep working.
     if path != "/healthz" {

@@ -13,6 +13,7 @@
 //! - [`verdict`]: the trust verdict on an upstream chain.
 //! - [`timer`]: the serving path's timeouts, on a timer thread of their own.
 //! - [`slot`]: which worker thread this is, for state kept once per worker.
+//! - [`via`]: the `Via` entries modgate adds, and loops found through them.
 
 pub mod body;
 pub mod cache;
@@ -26,3 +27,4 @@ pub mod size;
 pub mod slot;
 pub mod timer;
 pub mod verdict;
+pub mod via;

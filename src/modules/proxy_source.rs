@@ -259,7 +259,8 @@ async fn send(
     let mut request = Request::builder()
         .method(method)
         .uri(url)
-        .header(header::USER_AGENT, "modgate");
+        .header(header::USER_AGENT, "modgate")
+        .header(header::VIA, crate::core::via::sent(http::Version::HTTP_11));
     if let Some(credentials) = parent.and_then(ProxyUrl::proxy_authorization) {
         request = request.header(header::PROXY_AUTHORIZATION, credentials);
     }

@@ -127,6 +127,7 @@ impl SumdbFetcher {
         let url = format!("{}/{path}", self.url);
         let request = Request::get(&url)
             .header(header::USER_AGENT, "modgate")
+            .header(header::VIA, crate::core::via::sent(http::Version::HTTP_11))
             .body(full(Bytes::new()))
             .map_err(|e| FetchError::Failed(format!("bad URL {url}: {e}")))?;
         let client = self.clients.default_client();

@@ -110,7 +110,7 @@ pub async fn forward(
         }
         _ => {}
     }
-    parts.headers.append(header::VIA, via(parts.version));
+    parts.headers.append(header::VIA, crate::core::via::sent(parts.version));
     if let Some(credentials) = parent.and_then(ProxyUrl::proxy_authorization) {
         let value = HeaderValue::from_str(&credentials)
             .map_err(|_| Error::Internal("the parent's credentials are not a header value".into()))?;
@@ -165,7 +165,7 @@ pub async fn forward(
         });
     }
     strip_hop_by_hop(resp.headers_mut());
-    let received = via(resp.version());
+    let received = crate::core::via::received(resp.version());
     resp.headers_mut().append(header::VIA, received);
     // modgate speaks HTTP/1.1 (or h2) to its client whatever the upstream
     // spoke: an HTTP/1.0 status line passed on would misdescribe the
@@ -233,23 +233,6 @@ pub async fn forward_counted(
         .metrics
         .observe_fetch("direct", outcome, started.elapsed());
     result
-}
-
-/// The `Via` entry for a message modgate received over `version` (RFC 9110
-/// §7.6.3): `1.1 modgate`, or `2 modgate` for HTTP/2.
-/// The values are constants: `from_static` checks its bytes when it runs,
-/// and a `const` runs it once, at compile time.
-fn via(version: http::Version) -> HeaderValue {
-    const VIA_2: HeaderValue = HeaderValue::from_static("2 modgate");
-    const VIA_3: HeaderValue = HeaderValue::from_static("3 modgate");
-    const VIA_10: HeaderValue = HeaderValue::from_static("1.0 modgate");
-    const VIA_11: HeaderValue = HeaderValue::from_static("1.1 modgate");
-    match version {
-        http::Version::HTTP_2 => VIA_2,
-        http::Version::HTTP_3 => VIA_3,
-        http::Version::HTTP_10 => VIA_10,
-        _ => VIA_11,
-    }
 }
 
 /// The URI the pooled client uses: the destination and the request's path.
@@ -414,7 +397,6 @@ mod tests {
             let up = upstream_uri(uri.parse().unwrap(), &scheme, &dest).unwrap();
             assert_eq!(up.to_string(), want, "{uri}");
         }
-        assert_eq!(via(http::Version::HTTP_2), "2 modgate");
     }
 
     #[test]
@@ -434,6 +416,5 @@ mod tests {
             let sent = host_for(&uri, HeaderValue::from_static(client)).unwrap();
             assert_eq!(sent, want, "{uri} with Host {client}");
         }
-        assert_eq!(via(http::Version::HTTP_11), "1.1 modgate");
     }
 }

@@ -27,6 +27,11 @@ pub enum Entrance<'a> {
 
 /// Checks a request before it is classified.
 pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
+    if crate::core::via::came_through_here(req.headers()) {
+        return Err(Error::Loop(
+            "the request already came through this modgate (its Via names it): a parent, mirror or [hosts] entry leads back to modgate; it must name the real upstream".into(),
+        ));
+    }
     let hosts = req.headers().get_all(header::HOST).iter().count();
     if hosts > 1 {
         return Err(Error::BadRequest("more than one Host header".into()));

@@ -96,6 +96,11 @@ impl DirectDialer {
     pub fn with(resolver: Arc<Resolver>, outgoing: Outgoing) -> DirectDialer {
         DirectDialer { resolver, outgoing }
     }
+
+    /// modgate's listeners, which this dialer never connects to.
+    pub fn listeners(&self) -> &OwnListeners {
+        &self.outgoing.listeners
+    }
 }
 
 impl Dialer for DirectDialer {

@@ -16,7 +16,7 @@
 //! directly. Every failure of the parent is its own error, naming the
 //! parent and, when it answered, its status line.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -25,11 +25,12 @@ use tokio::time::Instant;
 
 use crate::core::error::Error;
 use crate::core::escape::escape;
-use crate::core::host::Authority;
+use crate::core::host::{Authority, Host};
 use crate::core::proxy_url::ProxyUrl;
 use crate::core::timer;
 use crate::policy::parent::{Leg, ParentRoute, Via};
 use crate::upstream::dial::{Dialed, Dialer, DirectDialer};
+use crate::upstream::own::{OwnListeners, is_local};
 
 /// The longest CONNECT response head read from a parent.
 const MAX_CONNECT_RESPONSE: usize = 16 * 1024;
@@ -91,10 +92,22 @@ impl ParentDialer {
         }
     }
 
+    /// A TCP connection to `parent`, for a request towards `dest` that
+    /// does not lead back to modgate through it.
+    async fn reach_for(&self, parent: &ProxyUrl, dest: &Authority, timeout: Duration) -> Result<Dialed, Error> {
+        let dialed = self.reach(parent, dest, timeout).await?;
+        if let Some(listener) = reached_through(self.direct.listeners(), dest, dialed.peer) {
+            return Err(Error::Loop(format!(
+                "{dest} through the parent {parent} is {listener}, modgate's own listener; a mirror, [hosts] entry or CONNECT target must name the real upstream, not modgate"
+            )));
+        }
+        Ok(dialed)
+    }
+
     /// `CONNECT dest` through `parent`, within `timeout` in all.
     async fn tunnel(&self, parent: &ProxyUrl, dest: &Authority, timeout: Duration) -> Result<Dialed, Error> {
         let deadline = Instant::now() + timeout;
-        let mut dialed = self.reach(parent, dest, timeout).await?;
+        let mut dialed = self.reach_for(parent, dest, timeout).await?;
         let failed = |reason: String| Error::ParentFailed {
             parent: parent.to_string(),
             target: dest.to_string(),
@@ -163,6 +176,31 @@ impl ParentDialer {
     }
 }
 
+/// The listener of modgate's that a parent reached at `parent` would
+/// connect to for `dest`, when `dest` names an address outright: an IP
+/// literal or `localhost`. A loopback address means the parent's own host,
+/// so it is modgate only when the parent runs beside it. A name the parent
+/// resolves cannot be checked here; a request that comes back that way
+/// carries modgate's own `Via` and is refused when it arrives.
+fn reached_through(listeners: &OwnListeners, dest: &Authority, parent: SocketAddr) -> Option<SocketAddr> {
+    let addrs: Vec<IpAddr> = match &dest.host {
+        Host::Ip(ip) => vec![*ip],
+        Host::Name(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+            } else {
+                return None;
+            }
+        }
+    };
+    let parent_beside = parent.ip().is_loopback() || is_local(parent.ip());
+    addrs
+        .into_iter()
+        .filter(|ip| parent_beside || !(ip.to_canonical().is_loopback() || ip.is_unspecified()))
+        .find_map(|ip| listeners.reached_by(SocketAddr::new(ip, dest.port)))
+}
+
 /// Whether `head`, so far, can be the start of an HTTP/1.x status line
 /// (`HTTP/1.1 200`): anything else is known not to be HTTP at its first
 /// wrong byte, without waiting for a head that will not come.
@@ -221,7 +259,7 @@ impl Dialer for ParentDialer {
     ) -> BoxFuture<'a, Result<Dialed, Error>> {
         Box::pin(async move {
             match self.forward_proxy(dest) {
-                Some(parent) => self.reach(parent, dest, timeout).await,
+                Some(parent) => self.reach_for(parent, dest, timeout).await,
                 None => self.direct.dial(dest, checked, timeout).await,
             }
         })

@@ -819,3 +819,77 @@ async fn a_silent_parent_times_out_with_the_configured_limit() {
         "{response}"
     );
 }
+
+/// A free port on 127.0.0.1, for a config that must name it.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// With a parent, modgate still never reaches itself: an address that is
+/// one of its listeners is refused before the parent is asked, and a name
+/// only the parent resolves to modgate comes back carrying modgate's own
+/// `Via` and is refused on arrival, after one round, not a hundred. The
+/// admin listener is not reachable through the proxy either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_never_leads_back_to_modgate() {
+    // Squid resolves `loop.test` to 127.0.0.1; modgate has no idea.
+    let hosts = tempfile::tempdir().unwrap();
+    std::fs::write(hosts.path().join("hosts"), "127.0.0.1 loop.test\n").unwrap();
+    for path in [hosts.path().to_owned(), hosts.path().join("hosts")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let squid = Squid::start(
+        &[("alice", "s3cret")],
+        &format!("hosts_file {}", hosts.path().join("hosts").display()),
+    )
+    .await;
+    let (listen, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[admin]\nlisten = \"{admin}\"\n[parent]\nurl = \"{}\"\n\n\
+             [[rule]]\nname = \"modules\"\nmodules = [\"example.test/*\"]\naction = \"mirror\"\nmirrors = \"http://loop.test:{}\"\n\n\
+             [[rule]]\nname = \"allow\"\naction = \"direct\"\n",
+            squid.url("alice", "s3cret"),
+            listen.port()
+        ),
+    )
+    .unwrap();
+    let listen_arg = listen.to_string();
+    let served = start_served(dir.path(), &["--config", "c.toml", "--listen", &listen_arg]).await;
+    assert_eq!(served.admin, Some(admin));
+
+    // An address modgate listens on: refused before the parent hears of it.
+    for url in [
+        format!("http://127.0.0.1:{}/metrics", admin.port()),
+        format!("http://localhost:{}/metrics", admin.port()),
+        format!("http://127.0.0.1:{}/x", listen.port()),
+    ] {
+        let (status, _, body) = get_via(served.addr, &url).await;
+        assert_eq!(status.as_u16(), 508, "{url}: {body}");
+        assert!(body.contains("modgate's own listener"), "{url}: {body}");
+        assert!(!body.contains("modgate_"), "{url}: no metrics: {body}");
+    }
+    let (_, head) = connect_via(served.addr, &format!("127.0.0.1:{}", admin.port())).await;
+    assert!(head.starts_with("HTTP/1.1 508"), "{head}");
+
+    // A name the parent resolves to modgate's admin listener: the admin
+    // listener sees modgate's own Via.
+    let (status, _, body) = get_via(served.addr, &format!("http://loop.test:{}/metrics", admin.port())).await;
+    assert_eq!(status.as_u16(), 508, "{body}");
+    assert!(body.contains("came through this modgate's proxy"), "{body}");
+    assert!(!body.contains("modgate_"), "no metrics: {body}");
+
+    // A mirror whose name the parent resolves to modgate: one round.
+    let (status, body) = crate::modules::endpoint_get(served.addr, "/example.test/lib/@v/list").await;
+    assert!(status >= 500, "{status}: {body}");
+    let rounds = squid.access_log().matches("loop.test:").count();
+    // The admin request above, and this mirror fetch once.
+    assert_eq!(rounds, 2, "{}", squid.access_log());
+}
