@@ -72,7 +72,7 @@ impl ModuleSource for ProxySource {
         Box::pin(async move {
             let url = format!("{}{}", self.base, encode_path(req.rel_path));
             let clients = self.clients.via(req.via);
-            let client = clients.default_client().clone();
+            let client = clients.for_url(&url, None).into_owned();
             get(clients, client, &self.base, url, req, self.login.as_ref()).await
         })
     }
@@ -97,7 +97,7 @@ impl ModuleSource for OriginSource {
             match req.origin {
                 Some(origin) => {
                     let clients = self.clients.via(req.via);
-                    let client = clients.for_checked(origin.checked).into_owned();
+                    let client = clients.for_url(origin.url, origin.checked).into_owned();
                     get(clients, client, origin.url, origin.url.to_owned(), req, None).await
                 }
                 None => Answer::NotFound(go_direct(req.rule, &req.what())),
@@ -171,7 +171,7 @@ async fn get(
             Ok(checked) => checked,
             Err(e) => return Answer::Failed(e),
         };
-        client = clients.for_checked(checked.as_deref()).into_owned();
+        client = clients.for_dest(&dest, checked.as_deref()).into_owned();
         url = next.to_string();
     };
     let status = resp.status();

@@ -130,8 +130,8 @@ impl SumdbFetcher {
             .header(header::VIA, crate::core::via::sent(http::Version::HTTP_11))
             .body(full(Bytes::new()))
             .map_err(|e| FetchError::Failed(format!("bad URL {url}: {e}")))?;
-        let client = self.clients.default_client();
-        let resp = timer::timeout(self.timeout, pool::send(client, request))
+        let client = self.clients.for_url(&url, None);
+        let resp = timer::timeout(self.timeout, pool::send(&client, request))
             .await
             .map_err(|_| FetchError::Failed(format!("{url}: no answer within {:?}", self.timeout)))?
             .map_err(|e| FetchError::Failed(format!("{url}: {}", crate::core::error::chain(&e))))?;

@@ -69,7 +69,7 @@ pub async fn send(
     routed: Routed<'_>,
 ) -> Result<Response<Body>, Error> {
     let via = Via::of(routed.plan.rule());
-    let client = ctx.clients.via(via).for_checked(routed.checked.as_deref());
+    let client = ctx.clients.via(via).for_dest(&dest, routed.checked.as_deref());
     let parent = ctx.dialer_for(via).forward_proxy(&dest);
     let bytes_in = access.bytes_in.clone();
     // Named in the access record even when it fails to answer.

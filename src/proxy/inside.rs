@@ -266,7 +266,7 @@ async fn carry_out(
             let client = ctx
                 .clients
                 .via(Via::of(Some(rule)))
-                .for_checked(routed.checked.as_deref());
+                .for_dest(dest, routed.checked.as_deref());
             let resp = forward_counted(ctx, &client, req, Scheme::HTTPS, dest, bytes_in, None).await?;
             note_upstream(access, resp.extensions());
             Ok(resp)

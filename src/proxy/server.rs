@@ -43,7 +43,7 @@ use crate::tls::trust::{Trust, TrustError, client_config};
 use crate::upstream::dial::{Dialer, DirectDialer, Outgoing};
 use crate::upstream::own::{OwnListeners, OwnSockets};
 use crate::upstream::parent::ParentDialer;
-use crate::upstream::pool::Clients;
+use crate::upstream::pool::{Budget, Clients};
 use crate::upstream::resolve::Resolver;
 
 /// Why the proxy could not start.
@@ -314,7 +314,13 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
             reason: e.to_string(),
         })
     })?;
-    let mut clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone());
+    // Pooled upstream connections share the descriptors with as many
+    // client connections; a reload keeps counting the ones open.
+    let budget = match &carried {
+        Carried::Nothing(_) => Budget::new(Limits::new(config.limits).max_connections()),
+        Carried::From(previous) => previous.clients.budget().clone(),
+    };
+    let mut clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone(), budget);
     let parent = &config.policy.parent;
     if parent.https.is_some() || parent.http.is_some() {
         clients = clients.with_direct(direct_dialer.clone());

@@ -21,13 +21,26 @@
 //!
 //! Every TLS chain goes through the verdict verifier; the verdict travels
 //! with each response (as [`UpstreamInfo`]) into the access event.
+//!
+//! Each destination has a client (and pool) of its own. Pooled connections
+//! are counted across every pool ([`Budget`], as many as `[limits]
+//! max_connections`): past half the limit, every pool is replaced (at most
+//! once a second), and the idle connections of those no request holds
+//! close; so keep-alive connections to many hosts cannot hold the
+//! descriptors the limits count on. At the limit a new connection waits
+//! for one to close, and is refused with `503` naming the limit if none
+//! does within the connect timeout, rather than taking the last
+//! descriptors from the listener.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use http::{Method, Request, Response, Uri};
 use http_body::Body as _;
@@ -53,16 +66,17 @@ use crate::upstream::dial::Dialer;
 /// A pooled client for origins and mirrors, over plain TCP or TLS.
 pub type HttpClient = Client<Connector, Body>;
 
-/// Address sets with a pooled client of their own.
-const PINNED_CLIENTS_MAX: u64 = 1024;
+/// Destinations (and address sets) with a pooled client of their own.
+const CLIENTS_MAX: u64 = 1024;
 
 /// Origins remembered as speaking h2 alone, and for how long: a day, so an
 /// origin that starts to offer http/1.1 again is asked again.
 const H2_ONLY_MAX: u64 = 1024;
 const H2_ONLY_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// The pooled clients. The default one resolves names itself, for upstreams
-/// no rule asked about (configured mirrors). A request whose plan checked
+/// The pooled clients, one per destination. Those that resolve names
+/// themselves serve upstreams no rule asked about (configured mirrors). A
+/// request whose plan checked
 /// the destination's addresses gets a client pinned to exactly those
 /// addresses, with its own pool: a name that resolves differently later
 /// (DNS rebinding) can never be reached at an address the policy did not
@@ -74,20 +88,188 @@ const H2_ONLY_TTL: Duration = Duration::from_secs(24 * 3600);
 pub struct Clients {
     connector: Connector,
     idle: Duration,
-    default: PerWorker<HttpClient>,
-    pinned: Bounded<Arc<[SocketAddr]>, Arc<PerWorker<HttpClient>>>,
+    pools: Arc<PoolsCell>,
     direct: Option<Box<Clients>>,
+}
+
+/// The current pools of one [`Clients`], which a flush replaces.
+struct PoolsCell {
+    pools: ArcSwap<Pools>,
+    idle: Duration,
+}
+
+impl PoolsCell {
+    /// New pools for `connector`, flushed with its budget's others.
+    fn new(connector: &Connector, idle: Duration) -> Arc<PoolsCell> {
+        let cell = Arc::new(PoolsCell {
+            pools: ArcSwap::from_pointee(Pools::new(idle)),
+            idle,
+        });
+        connector.0.budget.register(&cell);
+        cell
+    }
+
+    /// Replaces the pools: the old ones' idle connections close once no
+    /// request holds them.
+    fn flush(&self) {
+        self.pools.store(Arc::new(Pools::new(self.idle)));
+    }
+}
+
+/// The pooled clients of one [`Clients`], one per destination, so a
+/// request holds only its own destination's pool, and the others' idle
+/// connections close when a flush replaces these.
+pub struct Pools {
+    /// Clients that resolve names themselves, by destination.
+    by_dest: Bounded<Authority, Arc<PerWorker<HttpClient>>>,
+    /// Clients pinned to the addresses a plan checked.
+    pinned: Bounded<Arc<[SocketAddr]>, Arc<PerWorker<HttpClient>>>,
+}
+
+impl Pools {
+    fn new(idle: Duration) -> Pools {
+        let ttl = idle.max(Duration::from_secs(60));
+        Pools {
+            by_dest: bounded(CLIENTS_MAX, ttl),
+            pinned: bounded(CLIENTS_MAX, ttl),
+        }
+    }
+}
+
+/// What a server's pooled connections may hold: they are counted across
+/// every pool of its [`Clients`] (and of those a reload puts in their
+/// place), against a limit.
+#[derive(Debug)]
+pub struct Budget {
+    /// Pooled connections open, or being opened.
+    open: AtomicUsize,
+    /// The most open at once.
+    limit: usize,
+    /// Flushes so far.
+    flushes: AtomicU64,
+    /// The pools counted here, flushed together.
+    cells: std::sync::Mutex<Vec<std::sync::Weak<PoolsCell>>>,
+    /// When the pools were last flushed, in milliseconds since `epoch`
+    /// (0: never).
+    last_flush_ms: AtomicU64,
+    epoch: std::time::Instant,
+    /// Woken when a pooled connection closes.
+    closed: tokio::sync::Notify,
+}
+
+impl Budget {
+    /// At most `limit` pooled connections (at least 8) open at once.
+    pub fn new(limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            open: AtomicUsize::new(0),
+            limit: limit.max(8),
+            flushes: AtomicU64::new(0),
+            cells: std::sync::Mutex::default(),
+            last_flush_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            closed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Flushes `cell` with the others from now on.
+    fn register(&self, cell: &Arc<PoolsCell>) {
+        let mut cells = self.cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cells.retain(|c| c.strong_count() > 0);
+        cells.push(Arc::downgrade(cell));
+    }
+
+    /// Pooled connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Counts one more pooled connection, flushing the pools' idle
+    /// connections past half the limit (at most once a second). At the
+    /// limit they are flushed at once and the connection waits for one to
+    /// close, until `deadline`; `Err` if none did.
+    async fn take(self: &Arc<Budget>, deadline: Instant) -> Result<Counted, Error> {
+        loop {
+            // Registered before the count is read: a close in between wakes it.
+            let closed = self.closed.notified();
+            let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+            if open <= self.limit {
+                if open > self.limit / 2 {
+                    self.flush_idle(open, false);
+                }
+                return Ok(Counted(self.clone()));
+            }
+            // Not counted after all; no connection closed, so no one is woken.
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            self.flush_idle(open, true);
+            // Woken by a close, or after a while to flush again: connections
+            // that went idle since the last flush hold the slots now.
+            let step = (Instant::now() + Duration::from_millis(60)).min(deadline);
+            if timer::timeout_at(step, closed).await.is_err() && Instant::now() >= deadline {
+                return Err(Error::Overloaded(format!(
+                    "too many upstream connections ({} open, limits.max_connections = {}); try again shortly",
+                    self.open(),
+                    self.limit
+                )));
+            }
+        }
+    }
+
+    /// Has every pool made again, dropping its idle connections: at most
+    /// once a second, or every 50 ms when `urgent` (a
+    /// connection is waiting at the limit). Logged at most once a second.
+    fn flush_idle(&self, open: usize, urgent: bool) {
+        let at = (self.epoch.elapsed().as_millis() as u64).max(1);
+        let last = self.last_flush_ms.load(Ordering::Relaxed);
+        let since = at.saturating_sub(last);
+        let gap = if urgent { 50 } else { 1000 };
+        if (last != 0 && since < gap)
+            || self
+                .last_flush_ms
+                .compare_exchange(last, at, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        let cells: Vec<Arc<PoolsCell>> = {
+            let mut cells = self.cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cells.retain(|c| c.strong_count() > 0);
+            cells.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        for cell in cells {
+            cell.flush();
+        }
+        if last == 0 || since >= 1000 {
+            tracing::warn!(
+                open,
+                limit = self.limit,
+                "over half the upstream connection limit: idle keep-alive connections to upstreams are closed"
+            );
+        }
+    }
+}
+
+/// One pooled connection counted in its [`Budget`] while it lives.
+pub struct Counted(Arc<Budget>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.closed.notify_waiters();
+    }
 }
 
 impl Clients {
     /// Clients dialing through `dialer`, verifying TLS chains with
-    /// `verifier`; idle pooled connections close after `idle`.
+    /// `verifier`; idle pooled connections close after `idle`, and all of
+    /// them count against `budget`.
     pub fn new(
         dialer: Arc<dyn Dialer>,
         connect_timeout: Duration,
         idle: Duration,
         tls: Arc<rustls::ClientConfig>,
         verifier: Arc<VerdictVerifier>,
+        budget: Arc<Budget>,
     ) -> Clients {
         let connector = Connector::new(Dial {
             dialer,
@@ -96,12 +278,12 @@ impl Clients {
             verifier,
             pin: None,
             h2_only: bounded(H2_ONLY_MAX, H2_ONLY_TTL),
+            budget,
         });
         Clients {
-            default: PerWorker::new(|| build(connector.clone(), idle)),
+            pools: PoolsCell::new(&connector, idle),
             connector,
             idle,
-            pinned: bounded(PINNED_CLIENTS_MAX, idle.max(Duration::from_secs(60))),
             direct: None,
         }
     }
@@ -114,10 +296,9 @@ impl Clients {
             ..Dial::clone(&self.connector.0)
         });
         Clients {
-            default: PerWorker::new(|| build(connector.clone(), self.idle)),
+            pools: PoolsCell::new(&connector, self.idle),
             connector,
             idle: self.idle,
-            pinned: bounded(PINNED_CLIENTS_MAX, self.idle.max(Duration::from_secs(60))),
             direct: self.direct.as_ref().map(|d| Box::new(d.with_connect_timeout(timeout))),
         }
     }
@@ -126,9 +307,21 @@ impl Clients {
     /// [`Via::Direct`].
     pub fn with_direct(mut self, direct: Arc<dyn Dialer>) -> Clients {
         let c = &self.connector.0;
-        let twin = Clients::new(direct, c.timeout, self.idle, c.tls.clone(), c.verifier.clone());
+        let twin = Clients::new(
+            direct,
+            c.timeout,
+            self.idle,
+            c.tls.clone(),
+            c.verifier.clone(),
+            c.budget.clone(),
+        );
         self.direct = Some(Box::new(twin));
         self
+    }
+
+    /// What their pooled connections may hold.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.connector.0.budget
     }
 
     /// The clients for a rule's choice: the direct twin for
@@ -146,58 +339,80 @@ impl Clients {
         self.connector.0.dialer.forward_proxy(dest)
     }
 
-    /// The client that resolves names itself.
-    pub fn default_client(&self) -> &HttpClient {
-        self.default.mine()
-    }
-
-    /// The client for a request whose plan checked `checked` (when it
-    /// checked any): connections go only to those addresses.
-    pub fn for_checked(&self, checked: Option<&[SocketAddr]>) -> ClientRef<'_> {
-        let Some(addrs) = checked else {
-            return ClientRef::Default(self.default.mine());
-        };
-        // A request to an address set seen before allocates nothing.
-        if let Some(client) = self.pinned.get(addrs) {
-            return ClientRef::Pinned(client);
+    /// The client for `url` (`scheme://host[:port]/...`), whose plan
+    /// checked `checked` (when it checked any).
+    pub fn for_url(&self, url: &str, checked: Option<&[SocketAddr]>) -> ClientRef {
+        if let Some(addrs) = checked {
+            return self.pinned(addrs);
         }
-        let key: Arc<[SocketAddr]> = Arc::from(addrs);
-        ClientRef::Pinned(self.pinned.get_with(key.clone(), || {
-            let connector = Connector::new(Dial {
-                pin: Some(key),
-                ..Dial::clone(&self.connector.0)
-            });
-            Arc::new(PerWorker::new(|| build(connector.clone(), self.idle)))
+        let dest = url.parse::<Uri>().ok().and_then(|uri| {
+            let https = uri.scheme_str() == Some("https");
+            Authority::of_uri(uri.authority()?, default_port(https)).ok()
+        });
+        // A URL no client can send gets the client of no destination,
+        // which says why.
+        self.by_dest(&dest.unwrap_or(Authority {
+            host: Host::Name(String::new()),
+            port: 0,
         }))
     }
-}
 
-/// A pooled client as [`Clients::for_checked`] picks it.
-pub enum ClientRef<'a> {
-    /// The client that resolves names itself.
-    Default(&'a HttpClient),
-    /// A client pinned to checked addresses (one per worker).
-    Pinned(Arc<PerWorker<HttpClient>>),
-}
-
-impl ClientRef<'_> {
-    /// The client itself, to keep beyond these clients' borrow.
-    pub fn into_owned(self) -> HttpClient {
-        match self {
-            ClientRef::Default(client) => client.clone(),
-            ClientRef::Pinned(client) => client.mine().clone(),
+    /// The client for a request to `dest`, whose plan checked `checked`
+    /// (when it checked any): connections go only to those addresses.
+    pub fn for_dest(&self, dest: &Authority, checked: Option<&[SocketAddr]>) -> ClientRef {
+        match checked {
+            Some(addrs) => self.pinned(addrs),
+            None => self.by_dest(dest),
         }
+    }
+
+    /// `dest`'s own client, resolving its name itself. A destination seen
+    /// before allocates nothing.
+    fn by_dest(&self, dest: &Authority) -> ClientRef {
+        let pools = self.pools.pools.load();
+        if let Some(client) = pools.by_dest.get(dest) {
+            return ClientRef(client);
+        }
+        ClientRef(pools.by_dest.get_with(dest.clone(), || self.make(None)))
+    }
+
+    /// The client pinned to `addrs`. An address set seen before allocates
+    /// nothing.
+    fn pinned(&self, addrs: &[SocketAddr]) -> ClientRef {
+        let pools = self.pools.pools.load();
+        if let Some(client) = pools.pinned.get(addrs) {
+            return ClientRef(client);
+        }
+        let key: Arc<[SocketAddr]> = Arc::from(addrs);
+        ClientRef(pools.pinned.get_with(key.clone(), || self.make(Some(key))))
+    }
+
+    /// A client (one per worker) connecting only to `pin` when given.
+    fn make(&self, pin: Option<Arc<[SocketAddr]>>) -> Arc<PerWorker<HttpClient>> {
+        let connector = Connector::new(Dial {
+            pin,
+            ..Dial::clone(&self.connector.0)
+        });
+        Arc::new(PerWorker::new(|| build(connector.clone(), self.idle)))
     }
 }
 
-impl std::ops::Deref for ClientRef<'_> {
+/// A pooled client as [`Clients::for_dest`] picks it: its destination's
+/// own, one per worker.
+pub struct ClientRef(Arc<PerWorker<HttpClient>>);
+
+impl ClientRef {
+    /// The client itself.
+    pub fn into_owned(self) -> HttpClient {
+        self.0.mine().clone()
+    }
+}
+
+impl std::ops::Deref for ClientRef {
     type Target = HttpClient;
 
     fn deref(&self) -> &HttpClient {
-        match self {
-            ClientRef::Default(client) => client,
-            ClientRef::Pinned(client) => client.mine(),
-        }
+        self.0.mine()
     }
 }
 
@@ -358,16 +573,20 @@ pub struct UpstreamInfo {
 pub enum PooledStream {
     /// `http://` origins and mirrors, or the parent proxy they are sent to
     /// in absolute form (then `proxied`).
-    Plain(TokioIo<TcpStream>, UpstreamInfo, bool),
+    Plain(TokioIo<TcpStream>, UpstreamInfo, bool, Counted),
     /// `https://` origins and mirrors.
-    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>, UpstreamInfo),
+    Tls(
+        Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>,
+        UpstreamInfo,
+        Counted,
+    ),
 }
 
 impl Connection for PooledStream {
     fn connected(&self) -> Connected {
         match self {
-            PooledStream::Plain(_, info, proxied) => Connected::new().extra(info.clone()).proxy(*proxied),
-            PooledStream::Tls(io, info) => {
+            PooledStream::Plain(_, info, proxied, _) => Connected::new().extra(info.clone()).proxy(*proxied),
+            PooledStream::Tls(io, info, _) => {
                 let h2 = io.inner().get_ref().1.alpn_protocol() == Some(b"h2");
                 let connected = Connected::new().extra(info.clone());
                 if h2 { connected.negotiated_h2() } else { connected }
@@ -384,7 +603,7 @@ impl hyper::rt::Read for PooledStream {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             PooledStream::Plain(io, ..) => Pin::new(io).poll_read(cx, buf),
-            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_read(cx, buf),
+            PooledStream::Tls(io, ..) => Pin::new(io.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -393,25 +612,25 @@ impl hyper::rt::Write for PooledStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             PooledStream::Plain(io, ..) => Pin::new(io).poll_write(cx, buf),
-            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_write(cx, buf),
+            PooledStream::Tls(io, ..) => Pin::new(io.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             PooledStream::Plain(io, ..) => Pin::new(io).poll_flush(cx),
-            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_flush(cx),
+            PooledStream::Tls(io, ..) => Pin::new(io.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             PooledStream::Plain(io, ..) => Pin::new(io).poll_shutdown(cx),
-            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_shutdown(cx),
+            PooledStream::Tls(io, ..) => Pin::new(io.as_mut()).poll_shutdown(cx),
         }
     }
     fn is_write_vectored(&self) -> bool {
         match self {
             PooledStream::Plain(io, ..) => io.is_write_vectored(),
-            PooledStream::Tls(io, _) => io.is_write_vectored(),
+            PooledStream::Tls(io, ..) => io.is_write_vectored(),
         }
     }
     fn poll_write_vectored(
@@ -421,7 +640,7 @@ impl hyper::rt::Write for PooledStream {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             PooledStream::Plain(io, ..) => Pin::new(io).poll_write_vectored(cx, bufs),
-            PooledStream::Tls(io, _) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+            PooledStream::Tls(io, ..) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 }
@@ -448,6 +667,8 @@ struct Dial {
     pin: Option<Arc<[SocketAddr]>>,
     /// Origins (`host:port`) that refused http/1.1 and speak h2 alone.
     h2_only: Bounded<String, ()>,
+    /// What the pooled connections may hold.
+    budget: Arc<Budget>,
 }
 
 impl Connector {
@@ -465,6 +686,7 @@ impl Dial {
             .and_then(|a| Authority::of_uri(a, default_port(https)))
             .map_err(|e| Error::Internal(format!("pooled connect to '{uri}': {e}")))?;
         let deadline = Instant::now() + self.timeout;
+        let counted = self.budget.take(deadline).await?;
         if !https {
             let proxied = self.dialer.forward_proxy(&dest).is_some();
             let dialed = self.dialer.dial_plain(&dest, self.pin.as_deref(), self.timeout).await?;
@@ -473,7 +695,7 @@ impl Dial {
                 judgement: None,
                 parent: dialed.parent.map(|p| p.to_string()),
             };
-            return Ok(PooledStream::Plain(TokioIo::new(dialed.stream), info, proxied));
+            return Ok(PooledStream::Plain(TokioIo::new(dialed.stream), info, proxied, counted));
         }
         let name = match &dest.host {
             Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
@@ -515,6 +737,7 @@ impl Dial {
                 judgement,
                 parent,
             },
+            counted,
         ))
     }
 
@@ -648,6 +871,45 @@ impl tower_service::Service<Uri> for Connector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn pooled_connections_flush_the_idle_past_half_and_wait_at_the_limit() {
+        let budget = Budget::new(8);
+        let soon = || Instant::now() + Duration::from_millis(300);
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(budget.take(soon()).await.unwrap());
+        }
+        assert_eq!((budget.open(), budget.flushes.load(Ordering::Relaxed)), (4, 0));
+        // Past half: the idle are flushed, once a second at most.
+        held.push(budget.take(soon()).await.unwrap());
+        assert_eq!(budget.flushes.load(Ordering::Relaxed), 1);
+        for _ in 0..3 {
+            held.push(budget.take(soon()).await.unwrap());
+        }
+        assert_eq!((budget.open(), budget.flushes.load(Ordering::Relaxed)), (8, 1));
+        // At the limit: flushed (50 ms after the last flush at most), and
+        // the connection waits for a close.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let closing = held.pop().unwrap();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(closing);
+        });
+        held.push(budget.take(soon()).await.unwrap());
+        later.await.unwrap();
+        assert_eq!(budget.open(), 8);
+        assert!(budget.flushes.load(Ordering::Relaxed) >= 2);
+        // None closes: refused at the deadline, naming the limit.
+        let refused = budget.take(soon()).await.err().expect("refused at the limit");
+        assert_eq!(refused.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            refused.to_string(),
+            "too many upstream connections (8 open, limits.max_connections = 8); try again shortly"
+        );
+        drop(held);
+        assert_eq!(budget.open(), 0);
+    }
 
     /// A chain refused through a parent says which way it came: a parent
     /// that re-signs shows its own chain.

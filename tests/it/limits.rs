@@ -75,3 +75,38 @@ async fn one_address_at_its_limit_does_not_starve_another() {
     drop(held);
     proxy.stop().await;
 }
+
+/// Keep-alive connections to many upstream hosts cannot hold every
+/// descriptor: pooled connections count against `max_connections`, past
+/// half of it the idle ones are closed, and at it a new one waits for one
+/// to close. One client connection asking 40 hosts in turn is served
+/// throughout, and never holds more than the limit open behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_to_many_hosts_stay_within_the_limit() {
+    let mut origins = Vec::new();
+    for _ in 0..40 {
+        origins.push(start_text_origin("many").await);
+    }
+    let proxy = start_proxy(&config_allowing_loopback("[limits]\nmax_connections = 16\n")).await;
+    let mut conn = ProxyConn::open(proxy.addr).await;
+    let mut most = 0;
+    for origin in &origins {
+        let url = format!("http://{}/", origin.addr);
+        let resp = conn.send(http::Request::get(&url).body(full("")).unwrap()).await;
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(status, 200, "{url}: {body:?}, {} pooled open", proxy.pooled_open());
+        most = most.max(proxy.pooled_open());
+    }
+    assert!(most <= 16, "{most} pooled connections open behind one client");
+    let opened: usize = origins
+        .iter()
+        .map(|o| o.connections.load(std::sync::atomic::Ordering::SeqCst))
+        .sum();
+    assert_eq!(opened, 40, "one connection per host");
+    // The idle ones were closed as it went: well under one per host.
+    eventually("the pool to hold at most the limit", || proxy.pooled_open() <= 16).await;
+}

@@ -53,6 +53,13 @@ impl Proxy {
             .map_or(0, |c| c.counters.refused.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Pooled upstream connections open now.
+    pub fn pooled_open(&self) -> usize {
+        self.server
+            .as_ref()
+            .map_or(0, |s| s.live().current().clients.budget().open())
+    }
+
     /// Stops the proxy gracefully and waits until it has.
     pub async fn stop(mut self) {
         if let Some(s) = self.server.take() {
