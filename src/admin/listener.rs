@@ -128,8 +128,11 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, req, peer).await) }
             });
+            // A one-request client (`curl`, `nc -N`, a probe) may close its
+            // side once the request is sent: it still gets the answer.
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(Timers)
+                .half_close(true)
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

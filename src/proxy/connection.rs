@@ -82,6 +82,9 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
     // hyper's: one sleep per connection instead of one per request.
     let conn = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(None)
+        // A client that closes its side once its request is sent (`nc -N`,
+        // some probes) still gets the answer.
+        .half_close(true)
         .max_buf_size(head::MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
     serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer)

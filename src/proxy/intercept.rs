@@ -28,6 +28,13 @@ use crate::proxy::idle::{Activity, Watched};
 use crate::proxy::inside;
 use crate::telemetry::access::Access;
 
+/// Streams one client may have open at once on an intercepted h2
+/// connection: RFC 9113 §6.5.2's recommended least, and half hyper's
+/// default. Each open stream can hold an upstream connection, so this
+/// bounds what one client connection costs; go asks for a few modules at
+/// a time.
+const H2_STREAMS: u32 = 100;
+
 /// Serves an intercepted tunnel until the client closes it. `access` is the
 /// tunnel's record; each request inside gets its own.
 pub async fn serve(
@@ -123,6 +130,7 @@ pub async fn serve(
             .timer(Timers)
             .keep_alive_interval(None)
             .max_header_list_size(MAX_HEAD_BYTES as u32)
+            .max_concurrent_streams(H2_STREAMS)
             .serve_connection(io, service);
         serve_until_done(conn, &ctx.draining, &activity, t.idle, None, peer).await
     } else {
@@ -133,6 +141,9 @@ pub async fn serve(
         activity.awaiting_head();
         let conn = hyper::server::conn::http1::Builder::new()
             .header_read_timeout(None)
+            // A client that closes its side once its request is sent still
+            // gets the answer.
+            .half_close(true)
             .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(io, service);
         serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer).await

@@ -681,7 +681,8 @@ async fn the_admin_port_takes_a_bounded_number_of_connections_and_answers_throug
             && reply.ends_with("modgate: too many admin connections from your address (16); close some\n"),
         "{reply}"
     );
-    assert!(answer(from(9).await).await.starts_with("HTTP/1.1 200"));
+    let other = answer(from(9).await).await;
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
     // Idle connections up to the limit, from several addresses, are held;
     // the next is turned away with a 503 that says why, and the proxy port
     // still answers.

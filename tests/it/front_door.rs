@@ -443,3 +443,50 @@ async fn a_head_trickling_inside_a_tunnel_is_cut_at_the_header_timeout() {
     assert_eq!(status, 200, "the tunnel's own event: {error}");
     assert_eq!(error, "closed: no request head within 1s");
 }
+
+/// A client that closes its side once its request is sent (`nc -N`, some
+/// probes, a one-request script) still gets the answer, on the proxy port
+/// (module endpoint and forwarding) and inside an intercepted tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_its_side_after_its_request_still_gets_the_answer() {
+    let door = start().await;
+    let origin = start_text_origin("half closed").await;
+    let exchange = |request: String| {
+        let proxy = door.served.addr;
+        async move {
+            let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut out = Vec::new();
+            tokio::time::timeout(STEP, s.read_to_end(&mut out))
+                .await
+                .unwrap()
+                .unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    };
+    // Ten times each: the answer used to be lost whenever the close was
+    // read before it was written.
+    for _ in 0..10 {
+        let reply = exchange("GET /example.test/alpha/@v/list HTTP/1.1\r\nHost: modgate\r\n\r\n".into()).await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with("v1.0.0\n"),
+            "{reply}"
+        );
+        let url = format!("http://{}/x", origin.addr);
+        let reply = exchange(format!("GET {url} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.addr)).await;
+        assert!(reply.starts_with("HTTP/1.1 "), "an answer to {url}: {reply}");
+        let mut tls = door.tunnel(b"http/1.1", "proxy.golang.org").await;
+        tls.write_all(b"GET /example.test/alpha/@v/list HTTP/1.1\r\nHost: proxy.golang.org\r\n\r\n")
+            .await
+            .unwrap();
+        tls.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut out)).await.unwrap();
+        let reply = String::from_utf8_lossy(&out);
+        assert!(
+            reply.starts_with("HTTP/1.1 200") && reply.ends_with("v1.0.0\n"),
+            "{reply}"
+        );
+    }
+}

@@ -137,3 +137,29 @@ async fn streams_of_one_h2_connection_are_all_in_flight_and_move_bodies_both_way
         .await
         .expect("every stream answered");
 }
+
+/// One intercepted h2 connection may have at most 100 requests open at
+/// once (each can hold an upstream connection): the limit modgate
+/// advertises, which go and every h2 client keep to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intercepted_h2_connection_advertises_at_most_100_streams() {
+    let pki = TestPki::new("H2 Stream Limit Origin Root");
+    let origin = start_origin(&pki).await;
+    let (dir, served) = crate::parent::intercepting_localhost(&pki).await;
+    let target = format!("localhost:{}", origin.port());
+    let (stream, head) = connect_via(served.addr, &target).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut tls = (*crate::parent::trusting(&dir.path().join("ca/modgate-ca.pem"))).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tls = tls_connect(stream, Arc::new(tls), "localhost").await;
+    let (mut sender, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::get(format!("https://{target}/download")).body(()).unwrap();
+    let (resp, _) = sender.send_request(req, true).unwrap();
+    let resp = tokio::time::timeout(STEP, resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    // The server's SETTINGS have arrived with its first answer.
+    assert_eq!(sender.current_max_send_streams(), 100);
+}
