@@ -79,12 +79,12 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, fir
         async move { Ok::<_, Infallible>(answering.track(serve_request(ctx, peer, req).await)) }
     });
     // The header timeout is the front door's (`Activity::quiet_for`), not
-    // hyper's: one sleep per connection instead of one per request.
+    // hyper's: one sleep per connection instead of one per request. A
+    // client's close is taken as it leaving, as nginx takes it: its request
+    // is cancelled (logged 499), not answered into a half-closed socket; go
+    // never closes its side before the answer.
     let conn = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(None)
-        // A client that closes its side once its request is sent (`nc -N`,
-        // some probes) still gets the answer.
-        .half_close(true)
         .max_buf_size(head::MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
     serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer)

@@ -141,9 +141,6 @@ pub async fn serve(
         activity.awaiting_head();
         let conn = hyper::server::conn::http1::Builder::new()
             .header_read_timeout(None)
-            // A client that closes its side once its request is sent still
-            // gets the answer.
-            .half_close(true)
             .max_buf_size(MAX_HEAD_BYTES)
             .serve_connection(io, service);
         serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer).await

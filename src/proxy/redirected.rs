@@ -219,7 +219,6 @@ async fn serve_http(ctx: &Arc<Context>, stream: TcpStream, peer: SocketAddr, ori
     // The header timeout is the front door's, as on the proxy port.
     let conn = hyper::server::conn::http1::Builder::new()
         .header_read_timeout(None)
-        .half_close(true)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
     serve_until_done(conn, &ctx.draining, &activity, t.idle, Some(t.header), peer)
