@@ -20,6 +20,7 @@ use crate::gomod::request::ModuleRequest;
 use crate::modules::fetch::direct_only;
 use crate::policy::parent::Via;
 use crate::policy::plan::{Door, Plan};
+use crate::policy::private::Private;
 use crate::policy::rule::Facts;
 use crate::proxy::answer::Original;
 use crate::proxy::context::Context;
@@ -104,13 +105,37 @@ pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, origin: &Origin, req:
 }
 
 /// A classified module request and its (decoded) path relative to a
-/// GOPROXY base.
-fn classify(host: &str, raw_path: &str) -> Result<Option<Classified>, Error> {
+/// GOPROXY base. `private` settles a path that reads as a module request
+/// both from `/` and below a prefix whose elements look like a module path
+/// of their own (`/cache.corp.example/x/github.com/corp/lib/@v/list`):
+/// when a reading below the prefix names a private module, that one is
+/// taken, so a private name never reaches a public mirror under a public
+/// reading of the same path.
+fn classify(host: &str, raw_path: &str, private: &Private) -> Result<Option<Classified>, Error> {
     let path = decode_path(raw_path).map_err(Error::BadRequest)?;
     match classify_proxy_path(&path) {
-        Ok(Some(request)) => return Ok(Some((request, path.into_owned(), false))),
+        Ok(Some(request)) => {
+            let public = request.module().is_some_and(|m| !private.is_private(m));
+            if public && !private.modules.is_empty() {
+                let as_private =
+                    below_a_prefix(&path).find(|(below, _, _)| below.module().is_some_and(|m| private.is_private(m)));
+                if let Some(classified) = as_private {
+                    return Ok(Some(classified));
+                }
+            }
+            return Ok(Some((request, path.into_owned(), false)));
+        }
         Ok(None) => {}
-        Err(why) => return below_a_prefix(&path).map(Some).ok_or(Error::BadRequest(why)),
+        Err(why) => return below_a_prefix(&path).next().map(Some).ok_or(Error::BadRequest(why)),
+    }
+    // A checksum database proxied below a GOPROXY base with a path of its
+    // own: `/api/go/remote/sumdb/sum.golang.org/lookup/M@V`.
+    if path.contains("/sumdb/") {
+        if let Some(classified) =
+            below_a_prefix(&path).find(|(below, _, _)| matches!(below, ModuleRequest::Sumdb { .. }))
+        {
+            return Ok(Some(classified));
+        }
     }
     match classify_sumdb_path(host, &path).map_err(Error::BadRequest)? {
         Some(request) => Ok(Some((request, format!("/sumdb/{host}{path}"), false))),
@@ -128,15 +153,14 @@ type Classified = (ModuleRequest, String, bool);
 /// `https://host/api/go/remote`) that are looked past.
 const MAX_PREFIX_ELEMENTS: usize = 8;
 
-/// A module request below a GOPROXY base that has a path of its own, for a
-/// path that is not one from `/`: `/cached-only/example.com/m/@v/list` is
+/// The module requests below a GOPROXY base that has a path of its own,
+/// shortest prefix first: `/cached-only/example.com/m/@v/list` is
 /// `example.com/m`'s list, with `/example.com/m/@v/list` the path a mirror
 /// is asked for (the original host is still asked for the whole path). The
-/// shortest prefix whose rest is a valid module request wins. The prefix's
-/// own elements must be clean path elements (no empty, `.` or `..` one):
-/// an origin that merges slashes or resolves dot segments would otherwise
-/// answer for another module than the one the rules judged.
-fn below_a_prefix(path: &str) -> Option<Classified> {
+/// prefix's own elements must be clean path elements (no empty, `.` or
+/// `..` one): an origin that merges slashes or resolves dot segments would
+/// otherwise answer for another module than the one the rules judged.
+fn below_a_prefix(path: &str) -> impl Iterator<Item = Classified> + '_ {
     path.match_indices('/')
         .skip(1)
         .take(MAX_PREFIX_ELEMENTS)
@@ -146,7 +170,7 @@ fn below_a_prefix(path: &str) -> Option<Classified> {
                 .next()
                 .is_some_and(|elem| !elem.is_empty() && check_elem(elem).is_ok())
         })
-        .find_map(|(at, _)| match classify_proxy_path(&path[at..]) {
+        .filter_map(|(at, _)| match classify_proxy_path(&path[at..]) {
             Ok(Some(request)) => Some((request, path[at..].to_owned(), true)),
             _ => None,
         })
@@ -181,7 +205,7 @@ async fn carry_out(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let dest = &origin.dest;
-    let classified = classify(&dest.host.text(), req.uri().path())?;
+    let classified = classify(&dest.host.text(), req.uri().path(), &ctx.config.policy.private)?;
     if classified.is_some() {
         gate::module_method(req.method())?;
     }
@@ -296,7 +320,9 @@ mod tests {
             ),
             ("/example.com/m/@latest", "example.com/m", "/example.com/m/@latest"),
         ] {
-            let (request, rel_path, prefixed) = classify("proxy.golang.org", path).unwrap().unwrap();
+            let (request, rel_path, prefixed) = classify("proxy.golang.org", path, &Private::default())
+                .unwrap()
+                .unwrap();
             assert_eq!((request.module(), rel_path.as_str()), (Some(module), rel), "{path}");
             assert_eq!(prefixed, path != rel, "{path}");
         }
@@ -313,9 +339,76 @@ mod tests {
             "/evil/../golang.org/x/text/@v/list",
             "//golang.org/x/text/@v/list",
         ] {
-            let err = classify("proxy.golang.org", path).unwrap_err();
+            let err = classify("proxy.golang.org", path, &Private::default()).unwrap_err();
             assert!(matches!(err, Error::BadRequest(_)), "{path}: {err}");
         }
-        assert!(classify("proxy.golang.org", "/").unwrap().is_none());
+        assert!(
+            classify("proxy.golang.org", "/", &Private::default())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_checksum_database_below_a_prefix_is_one_and_a_private_reading_wins() {
+        let none = Private::default();
+        for (path, rel) in [
+            (
+                "/pfx/a/sumdb/sum.golang.org/lookup/github.com/!burnt!sushi/toml@v1.3.2",
+                "/sumdb/sum.golang.org/lookup/github.com/!burnt!sushi/toml@v1.3.2",
+            ),
+            (
+                "/api/go/remote/sumdb/sum.golang.org/supported",
+                "/sumdb/sum.golang.org/supported",
+            ),
+            (
+                "/pfx/sumdb/sum.golang.org/tile/8/0/001",
+                "/sumdb/sum.golang.org/tile/8/0/001",
+            ),
+        ] {
+            let (request, rel_path, prefixed) = classify("proxy.golang.org", path, &none).unwrap().unwrap();
+            assert!(
+                matches!(request, ModuleRequest::Sumdb { ref db, .. } if db == "sum.golang.org"),
+                "{path}"
+            );
+            assert_eq!((rel_path.as_str(), prefixed), (rel, true), "{path}");
+        }
+        let lookup = "/pfx/a/sumdb/sum.golang.org/lookup/github.com/!burnt!sushi/toml@v1.3.2";
+        let (request, _, _) = classify("proxy.golang.org", lookup, &none).unwrap().unwrap();
+        assert_eq!(request.module(), Some("github.com/BurntSushi/toml"));
+        // A module path is no checksum database, whatever its elements.
+        let (request, _, prefixed) = classify("proxy.golang.org", "/example.com/sumdb/x/@v/list", &none)
+            .unwrap()
+            .unwrap();
+        assert_eq!((request.module(), prefixed), (Some("example.com/sumdb/x"), false));
+
+        // A prefix that reads as a module path of its own: the private
+        // reading wins; without [private], the reading from `/` stands.
+        let path = "/cache.corp.example/x/github.com/!burnt!sushi/toml/@v/v1.3.2.info";
+        let (request, _, prefixed) = classify("proxy.golang.org", path, &none).unwrap().unwrap();
+        assert_eq!(
+            (request.module(), prefixed),
+            (Some("cache.corp.example/x/github.com/BurntSushi/toml"), false)
+        );
+        let private = Private {
+            modules: vec!["github.com/BurntSushi/*".parse().unwrap()],
+            ..Private::default()
+        };
+        let (request, rel_path, prefixed) = classify("proxy.golang.org", path, &private).unwrap().unwrap();
+        assert_eq!(request.module(), Some("github.com/BurntSushi/toml"));
+        assert_eq!(
+            (rel_path.as_str(), prefixed),
+            ("/github.com/!burnt!sushi/toml/@v/v1.3.2.info", true)
+        );
+        // A module that is private from `/` stays as it is.
+        let own = Private {
+            modules: vec!["cache.corp.example/*".parse().unwrap()],
+            ..Private::default()
+        };
+        let (request, _, prefixed) = classify("proxy.golang.org", path, &own).unwrap().unwrap();
+        assert_eq!(
+            (request.module(), prefixed),
+            (Some("cache.corp.example/x/github.com/BurntSushi/toml"), false)
+        );
     }
 }

@@ -237,6 +237,60 @@ async fn inside_intercepted_public_hosts_a_private_path_gets_a_404_and_never_rea
     proxy.stop().await;
 }
 
+/// A GOPROXY with a path of its own on an intercepted public host: a
+/// checksum-database lookup below it, and a module path below a prefix
+/// that reads as a module path itself, are the private module's and never
+/// reach the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_a_goproxy_prefix_a_private_path_never_reaches_a_public_host() {
+    let world = World::with(FIXTURE);
+    let origin = start_module_origin(&world.pki, &["proxy.golang.org"], &world.fixture(), Behavior::Serve).await;
+    let rules = "[private]\nmodules = [\"git.corp.test\"]\n\n[[rule]]\nname = \"default\"\naction = \"direct\"\n";
+    let proxy = world.proxy(&[("proxy.golang.org", origin.addr)], rules).await;
+    let mut store = rustls::RootCertStore::empty();
+    for root in pem_file_certs(&world.path("ca/modgate-ca.pem")) {
+        store.add(root).unwrap();
+    }
+    install_crypto();
+    let client = Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(store)
+            .with_no_client_auth(),
+    );
+    let (stream, head) = connect_via(proxy.addr, "proxy.golang.org:443").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let tls = tls_connect(stream, client, "proxy.golang.org").await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let mut get = async |path: String| {
+        let req = Request::get(path)
+            .header("host", "proxy.golang.org")
+            .body(full(""))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (status, body) = get(format!("/pfx/a/sumdb/sum.golang.org/lookup/{PRIVATE}@v1.0.0")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("never asks a checksum database about it"), "{body}");
+    let (status, body) = get(format!("/cache.corp.example/x/{PRIVATE}/@v/v1.0.0.info")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains(&format!("{PRIVATE} is private")), "{body}");
+    // A public module below the same prefix still goes to the host, asked
+    // for the whole path (the fixture has no such prefix: its 404).
+    let (status, body) = get("/pfx/a/example.test/alpha/@v/list".into()).await;
+    assert_eq!(status, 404, "{body}");
+    let paths = origin.paths.lock().unwrap().clone();
+    assert!(
+        paths.iter().any(|p| p == "/pfx/a/example.test/alpha/@v/list"),
+        "{paths:?}"
+    );
+    assert_eq!(mentions_private(&paths), Vec::<String>::new(), "{paths:?}");
+    proxy.stop().await;
+}
+
 /// modgate on the endpoint with the private mirror listed or not, and
 /// `[private] cache` on or off, over the cache in `dir/cache`.
 fn private_config(
