@@ -103,13 +103,7 @@ impl FileAdmin {
             if let (true, AdminListen::Explicit(addr)) = (embedded, settings.listen) {
                 settings.listen = AdminListen::Default(addr);
             }
-            // The same port on the same address, or on every address
-            // (`0.0.0.0`, `[::]`) beside another: they cannot both be bound.
-            let overlaps = |a: SocketAddr| {
-                a.port() == proxy.port()
-                    && (a.ip() == proxy.ip() || a.ip().is_unspecified() || proxy.ip().is_unspecified())
-            };
-            if let Some(admin) = settings.listen.addr().filter(|&a| overlaps(a) && proxy.port() != 0) {
+            if let Some(admin) = settings.listen.addr().filter(|&a| super::listeners_overlap(a, proxy)) {
                 let same = if admin == proxy {
                     format!("admin.listen {admin} is the proxy's own address")
                 } else {

@@ -190,6 +190,13 @@ impl FileConfig {
 /// modgate hold.
 const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Whether listeners on `a` and `b` cannot both be bound: the same port
+/// on the same address, or on every address (`0.0.0.0`, `[::]`) beside
+/// another.
+pub(crate) fn listeners_overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// Reads `path`, refusing one longer than `limit` bytes (a device or a
 /// FIFO, whose size says nothing, included).
 pub(crate) fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
@@ -603,6 +610,16 @@ mod tests {
         let e = err("[admin]\nlisten = \"127.0.0.1:9300\"\n[transparent]\nlisten = \"127.0.0.1:9300\"\n");
         assert!(
             e.starts_with("t.toml:4:10: transparent.listen 127.0.0.1:9300 is also admin.listen"),
+            "{e}"
+        );
+        let e = err("listen = \"127.0.0.1:3128\"\n[transparent]\nlisten = \"0.0.0.0:3128\"\n");
+        assert!(
+            e.starts_with("t.toml:3:10: transparent.listen 0.0.0.0:3128 overlaps the proxy's listen address 127.0.0.1:3128 (the same port)"),
+            "{e}"
+        );
+        let e = err("[admin]\nlisten = \"127.0.0.1:9300\"\n[transparent]\nlisten = \"[::]:9300\"\n");
+        assert!(
+            e.starts_with("t.toml:4:10: transparent.listen [::]:9300 overlaps admin.listen 127.0.0.1:9300"),
             "{e}"
         );
         let e = err("[parent]\nurl = \"ftp://proxy:21\"\n");

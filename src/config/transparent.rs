@@ -43,11 +43,12 @@ impl FileTransparent {
             return Err((at, "[transparent] needs listen = \"IP:port\"".into()));
         };
         let (span, listen) = (listen.span(), listen.into_inner().0);
-        if let Some((_, name)) = taken.iter().find(|(addr, _)| *addr == listen && listen.port() != 0) {
-            return Err((
-                span,
-                format!("transparent.listen {listen} is also {name}; each listener needs its own port"),
-            ));
+        if let Some((addr, name)) = taken.iter().find(|(addr, _)| super::listeners_overlap(*addr, listen)) {
+            let same = match *addr == listen {
+                true => format!("transparent.listen {listen} is also {name}"),
+                false => format!("transparent.listen {listen} overlaps {name} {addr} (the same port)"),
+            };
+            return Err((span, format!("{same}; each listener needs its own port")));
         }
         let mark = match self.mark {
             None => None,

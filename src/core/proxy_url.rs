@@ -51,13 +51,35 @@ impl ProxyUrl {
         if port == 0 {
             return Err(bad("port 0 cannot be connected to"));
         }
-        let decode = |s: &str| percent_decode_str(s).decode_utf8().map(|c| c.into_owned());
+        let decode = |s: &str, what: &str| {
+            if !escapes_are_whole(s) {
+                return Err(bad(&format!(
+                    "the {what} has a '%' that is not a %XX escape; write '%' as %25"
+                )));
+            }
+            percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| bad(&format!("the {what} is not UTF-8")))
+        };
         let credentials = match (url.username(), url.password()) {
             ("", None) => None,
-            (user, password) => Some((
-                decode(user).map_err(|_| bad("the user name is not UTF-8"))?,
-                decode(password.unwrap_or_default()).map_err(|_| bad("the password is not UTF-8"))?,
-            )),
+            ("", Some(_)) => {
+                return Err(bad(
+                    "a password without a user name; write http://user:password@host:port",
+                ));
+            }
+            (user, password) => {
+                let user = decode(user, "user name")?;
+                if user.contains(':') {
+                    // Basic credentials are `user:password`: the parent
+                    // would read the user name up to the first ':'.
+                    return Err(bad(
+                        "the user name has a ':' (%3A), which Basic credentials cannot carry",
+                    ));
+                }
+                Some((user, decode(password.unwrap_or_default(), "password")?))
+            }
         };
         Ok(ProxyUrl {
             authority: Authority { host, port },
@@ -77,6 +99,15 @@ impl ProxyUrl {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         Some(format!("Basic {token}"))
     }
+}
+
+/// Whether every `%` in `s` starts a `%XX` escape, as Go's URL parser
+/// requires (the `url` crate keeps a stray `%` as it is).
+fn escapes_are_whole(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%' || (bytes.len() > i + 2 && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit())
+    })
 }
 
 /// `text` with any password replaced by `***`, for messages about a URL
@@ -153,5 +184,27 @@ mod tests {
         let e = ProxyUrl::parse("http://u:secret@proxy:8080/path").unwrap_err();
         assert!(e.contains("nothing after the port") && !e.contains("secret"), "{e}");
         assert!(ProxyUrl::parse("http://:8080").is_err());
+    }
+
+    #[test]
+    fn credentials_basic_cannot_carry_are_refused_without_echoing_the_password() {
+        for (url, why) in [
+            ("http://u%3Ax:secret@proxy:3128", "the user name has a ':'"),
+            (
+                "http://u:sec%zzret@proxy:3128",
+                "the password has a '%' that is not a %XX escape",
+            ),
+            (
+                "http://u:secret%2@proxy:3128",
+                "the password has a '%' that is not a %XX escape",
+            ),
+            ("http://u%:secret@proxy:3128", "the user name has a '%'"),
+            ("http://:secret@proxy:3128", "a password without a user name"),
+        ] {
+            let e = ProxyUrl::parse(url).unwrap_err();
+            assert!(e.contains(why) && !e.contains("secret"), "{url}: {e}");
+        }
+        let ok = ProxyUrl::parse("http://u:p%25%3A%40@proxy:3128").unwrap();
+        assert_eq!(ok.credentials, Some(("u".into(), "p%:@".into())));
     }
 }
