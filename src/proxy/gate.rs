@@ -45,6 +45,11 @@ pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
             "the request body uses the transfer coding '{coding}'; modgate passes on only chunked"
         )));
     }
+    if let (Entrance::Redirected, &Method::CONNECT) = (entrance, req.method()) {
+        return Err(Error::BadRequest(
+            "CONNECT on a connection the firewall redirected: it goes to its original destination as it is; send CONNECT to modgate's proxy port (HTTPS_PROXY)".into(),
+        ));
+    }
     let Entrance::Tunnel(dest) = entrance else {
         return Ok(());
     };

@@ -144,7 +144,7 @@ async fn open_tunnel(
 ) -> Result<tunnel::Tunnel, Error> {
     let facts = facts(access, dest, original);
     let routed = route(ctx, Door::Tunnel, facts, &dest, access).await?;
-    let routed = verified(ctx, routed, dest, original).await?;
+    let routed = verified(ctx, routed, dest, None, original).await?;
     tunnel::establish(ctx, access, routed, dest.clone()).await
 }
 
@@ -169,22 +169,39 @@ async fn verified<'a>(
     ctx: &Context,
     mut routed: Routed<'a>,
     dest: &Authority,
+    named: Option<&str>,
     original: SocketAddr,
 ) -> Result<Routed<'a>, Error> {
-    verify_host(ctx, routed.plan.rule(), dest, original).await?;
+    verify_host(ctx, routed.plan.rule(), dest, named, original).await?;
     routed.checked = Some(vec![original]);
     Ok(routed)
 }
 
-/// Whether the name in `dest` resolves to the original destination; a
-/// rule with `verify_host = false` skips the check.
-async fn verify_host(ctx: &Context, rule: Option<&Rule>, dest: &Authority, original: SocketAddr) -> Result<(), Error> {
-    let Host::Name(name) = &dest.host else {
-        return Ok(());
-    };
+/// Whether the name in `dest` resolves to the original destination, and
+/// an address the request `named` (its Host) is that destination's; a rule
+/// with `verify_host = false` skips the check.
+async fn verify_host(
+    ctx: &Context,
+    rule: Option<&Rule>,
+    dest: &Authority,
+    named: Option<&str>,
+    original: SocketAddr,
+) -> Result<(), Error> {
     if rule.is_some_and(|r| !r.verify_host) {
         return Ok(());
     }
+    if let Some(Ok(Host::Ip(ip))) = named.map(Host::parse) {
+        if ip.to_canonical() != original.ip().to_canonical() {
+            return Err(Error::HostMismatch {
+                host: ip.to_string(),
+                original,
+                reason: "is another address".into(),
+            });
+        }
+    }
+    let Host::Name(name) = &dest.host else {
+        return Ok(());
+    };
     let mismatch = |reason: String| Error::HostMismatch {
         host: name.clone(),
         original,
@@ -258,7 +275,7 @@ async fn forward_request(
     access.target = format!("http://{dest}{path}");
     let facts = facts(access, &dest, original);
     let routed = route(ctx, Door::Forward, facts, &dest, access).await?;
-    let routed = verified(ctx, routed, &dest, original).await?;
+    let routed = verified(ctx, routed, &dest, host.as_deref(), original).await?;
     forward::send(ctx, access, req, dest, routed).await
 }
 

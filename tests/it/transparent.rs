@@ -424,6 +424,32 @@ async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_r
         "{response}"
     );
     world.access().await;
+    // An address in Host is verified as a name is: another address is a
+    // 409, not quietly rewritten to the original one.
+    let response = world.http_from_client(PLAIN, TUNNEL).await;
+    assert!(
+        response.starts_with("HTTP/1.1 409")
+            && response.contains("modgate: host verification failed: 10.200.78.12 is another address, but the connection was going to 10.200.78.14:80"),
+        "{response}"
+    );
+    world.access().await;
+    let response = world.http_from_client(PLAIN, PLAIN).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    world.access().await;
+    // CONNECT on a redirected connection: refused in words, not sent on.
+    let mut connect = world.gateway.connect_from_client(&format!("{PLAIN}:80")).unwrap();
+    connect
+        .write_all(format!("CONNECT {PLAIN}:22 HTTP/1.1\r\nHost: {PLAIN}:22\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, connect.read_to_end(&mut out)).await;
+    let response = String::from_utf8_lossy(&out);
+    assert!(
+        response.starts_with("HTTP/1.1 400") && response.contains("CONNECT on a connection the firewall redirected"),
+        "{response}"
+    );
+    assert_eq!(world.access().await["status"], 400);
     // Neither TLS nor HTTP (an SSH client on port 443): refused, and its
     // event says where it was going.
     let mut ssh = world.gateway.connect_from_client(&format!("{PLAIN}:443")).unwrap();
