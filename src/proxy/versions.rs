@@ -31,7 +31,7 @@ use crate::core::body::{Body, full, text};
 use crate::core::error::Error;
 use crate::gomod::escape::encode_case;
 use crate::gomod::request::ModuleRequest;
-use crate::gomod::semver::{compare_go, is_canonical, is_pseudo, parse};
+use crate::gomod::semver::{canonical, compare_go, is_canonical, is_pseudo, parse};
 use crate::policy::mirrors::MirrorList;
 use crate::policy::plan::{self, Door, NeedsAddress, Plan};
 use crate::policy::rule::{Facts, Rule};
@@ -173,14 +173,22 @@ impl<'a> Screen<'a> {
     }
 
     /// The list with every refused version left out; lines that are not
-    /// versions are kept as they are (go skips them).
+    /// versions are kept as they are (go skips them). A short or decorated
+    /// version (`v1.2`, `v1.2.0+meta`), which go reads as the version it
+    /// stands for, is judged as that one (`v1.2.0`).
     async fn screen_list(&self, module: &str, list: &Bytes) -> Result<String, Error> {
         let text = String::from_utf8_lossy(list);
         let mut kept = String::with_capacity(text.len());
         for line in text.lines() {
             let version = line.split_whitespace().next().unwrap_or_default();
-            if is_canonical(version) && self.refusal(module, version).await?.is_some() {
-                continue;
+            let judged = match is_canonical(version) {
+                true => Some(std::borrow::Cow::Borrowed(version)),
+                false => canonical(version).map(std::borrow::Cow::Owned),
+            };
+            if let Some(judged) = judged {
+                if self.refusal(module, &judged).await?.is_some() {
+                    continue;
+                }
             }
             kept.push_str(line);
             kept.push('\n');

@@ -175,6 +175,27 @@ async fn go_list_versions_does_not_show_a_blocked_version() {
     proxy.stop().await;
 }
 
+/// A list that writes a refused version short (`v1.2`) or with build
+/// metadata, as go still reads it: left out as the version it stands for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_version_written_short_is_left_out_of_the_list_too() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(&dir.path().join("fixture"));
+    std::fs::write(
+        dir.path().join("fixture").join(WIDGET).join("@v/list"),
+        "v1.1.0\nv1.2\nv1.2.0+build.7\nv1.2.0\nnot-a-version\n",
+    )
+    .unwrap();
+    let mirror = start_mirror(&dir.path().join("fixture")).await;
+    let proxy = start_proxy_with(endpoint_config(dir.path(), mirror.addr, &pin_rules())).await;
+    let (status, _, body) = endpoint_get(proxy.addr, &format!("/{WIDGET}/@v/list")).await;
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "v1.1.0\nnot-a-version\n")
+    );
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_answers_the_highest_allowed_version_or_a_404() {
     let dir = tempfile::tempdir().unwrap();
