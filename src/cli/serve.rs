@@ -89,17 +89,24 @@ pub(crate) fn run(
 fn init_logging(format: LogFormat) -> anyhow::Result<(LogWriter, FlushOnDrop)> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // rustls warns about what clients send (an illegal SNI, an IP as a
-    // name), which any client can make it do: modgate's own line on the
-    // connection says what failed. RUST_LOG naming rustls brings them back.
-    let names_rustls = std::env::var("RUST_LOG").is_ok_and(|v| {
-        v.split(',')
-            .any(|d| d.trim() == "rustls" || d.trim().starts_with("rustls=") || d.trim().starts_with("rustls::"))
-    });
-    let filter = match "rustls=error".parse() {
-        Ok(quiet) if !names_rustls => filter.add_directive(quiet),
-        _ => filter,
+    // rustls and h2 warn about what clients send (an illegal SNI, an IP as
+    // a name, a flood of stream resets), which any client can make them
+    // do: modgate's own line on the connection says what failed. RUST_LOG
+    // naming either brings its lines back.
+    let named = |krate: &str| {
+        std::env::var("RUST_LOG").is_ok_and(|v| {
+            v.split(',').any(|d| {
+                let d = d.trim();
+                d == krate || d.starts_with(&format!("{krate}=")) || d.starts_with(&format!("{krate}::"))
+            })
+        })
     };
+    let mut filter = filter;
+    for krate in ["rustls", "h2"] {
+        if let (false, Ok(quiet)) = (named(krate), format!("{krate}=error").parse()) {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let (writer, guard) = LogWriter::start(std::io::stderr()).context("starting the log writer")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -443,3 +443,55 @@ async fn a_head_trickling_inside_a_tunnel_is_cut_at_the_header_timeout() {
     assert_eq!(status, 200, "the tunnel's own event: {error}");
     assert_eq!(error, "closed: no request head within 1s");
 }
+
+/// A client that resets every stream it opens (rapid reset) is cut off by
+/// h2's limit, and that is in its tunnel's access event: h2's own warning
+/// about it, which any client could make modgate log by the line, is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reset_flood_is_in_its_tunnels_event_not_a_warning_line() {
+    let mut door = start().await;
+    let tls = door.tunnel(b"h2", "proxy.golang.org").await;
+    let (sender, conn) = h2::client::handshake(tls).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut sender = sender.ready().await.unwrap();
+    // Batches of HEADERS and RST_STREAM sent together, before the server
+    // can take the streams (what its limit counts), until it hangs up.
+    'flood: for _ in 0..200 {
+        for _ in 0..50 {
+            let req = Request::get("https://proxy.golang.org/example.test/alpha/@v/list")
+                .body(())
+                .unwrap();
+            match sender.send_request(req, true) {
+                Ok((_, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+                Err(_) => break 'flood,
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        if conn.is_finished() {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(STEP, conn).await;
+    let mut seen = Vec::new();
+    let event = loop {
+        let line = tokio::time::timeout(STEP, door.served.lines.next_line())
+            .await
+            .expect("the tunnel's event in time")
+            .unwrap()
+            .expect("the tunnel's event before the log ends");
+        seen.push(line.clone());
+        if line.contains("\"method\":\"CONNECT\"") {
+            break serde_json::from_str::<serde_json::Value>(&line).unwrap();
+        }
+    };
+    assert!(
+        event["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("excessive load generating behavior")),
+        "{event}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.contains("reached limit")),
+        "h2's own warning was logged: {seen:#?}"
+    );
+}
