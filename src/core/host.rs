@@ -130,6 +130,12 @@ impl Authority {
                 shown()
             )));
         }
+        if s.starts_with('[') && !s.contains("]:") {
+            return Err(Error::BadRequest(format!(
+                "CONNECT target '{}' is not [IPv6 address]:port; use [addr]:port",
+                shown()
+            )));
+        }
         let (host, port) = s
             .rsplit_once(':')
             .ok_or_else(|| Error::BadRequest(format!("CONNECT target '{}' has no port; use host:port", shown())))?;
@@ -294,6 +300,14 @@ mod tests {
         assert!(Authority::parse_connect("example.com:+1").is_err());
         assert!(Authority::parse_connect("::1:443").is_err());
         assert!(Authority::parse_connect(":443").is_err());
+        for unclosed in ["[::1", "[::1:443", "[::1]"] {
+            let err = Authority::parse_connect(unclosed).unwrap_err();
+            assert!(
+                err.to_string().contains("is not [IPv6 address]:port"),
+                "{unclosed}: {err}"
+            );
+        }
+        assert_eq!(Authority::parse_connect("[::1]:443").unwrap().port, 443);
     }
 
     #[test]

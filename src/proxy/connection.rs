@@ -112,9 +112,7 @@ async fn serve_request(ctx: &Arc<Context>, peer: SocketAddr, req: Request<Incomi
         // Boxed, as inside a tunnel: the module path's state would make
         // every request's future kilobytes larger.
         Ok(Target::Endpoint) => Box::pin(endpoint::serve(ctx, &mut access, req)).await,
-        Ok(Target::Tunnel(_)) => Err(Error::BadRequest(
-            "CONNECT must be the first request on a connection; open a new connection for each tunnel".into(),
-        )),
+        Ok(Target::Tunnel(_)) => Err(gate::connect_not_first()),
         Err(e) => Err(e),
     };
     respond(result, access.answered())

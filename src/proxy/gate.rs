@@ -25,11 +25,27 @@ pub enum Entrance<'a> {
     Redirected,
 }
 
+/// The refusal of a CONNECT that is not its connection's first request.
+pub fn connect_not_first() -> Error {
+    Error::BadRequest("CONNECT must be the first request on a connection; open a new connection for each tunnel".into())
+}
+
 /// Checks a request before it is classified.
 pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
     if crate::core::via::came_through_here(req.headers()) {
         return Err(Error::Loop(
             "the request already came through this modgate (its Via names it): a parent, mirror or [hosts] entry leads back to modgate; it must name the real upstream".into(),
+        ));
+    }
+    // Only a connection's first request may be a CONNECT (modgate reads
+    // that one itself): a later one is answered so, whatever else is wrong
+    // with it.
+    if let (Entrance::ProxyPort, &Method::CONNECT) = (entrance, req.method()) {
+        return Err(connect_not_first());
+    }
+    if let (Entrance::Redirected, &Method::CONNECT) = (entrance, req.method()) {
+        return Err(Error::BadRequest(
+            "CONNECT on a connection the firewall redirected: it goes to its original destination as it is; send CONNECT to modgate's proxy port (HTTPS_PROXY)".into(),
         ));
     }
     let hosts = req.headers().get_all(header::HOST).iter().count();
@@ -44,11 +60,6 @@ pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
         return Err(Error::NotImplemented(format!(
             "the request body uses the transfer coding '{coding}'; modgate passes on only chunked"
         )));
-    }
-    if let (Entrance::Redirected, &Method::CONNECT) = (entrance, req.method()) {
-        return Err(Error::BadRequest(
-            "CONNECT on a connection the firewall redirected: it goes to its original destination as it is; send CONNECT to modgate's proxy port (HTTPS_PROXY)".into(),
-        ));
     }
     let Entrance::Tunnel(dest) = entrance else {
         return Ok(());
@@ -260,5 +271,15 @@ mod tests {
         assert!(check(&two, Entrance::ProxyPort).is_err());
         assert_eq!(module_method(&Method::PUT).unwrap_err().status(), 405);
         assert!(module_method(&Method::HEAD).is_ok());
+    }
+
+    #[test]
+    fn a_later_connect_is_refused_as_one_whatever_its_headers() {
+        for host in [None, Some("example.com:443")] {
+            let e = check(&req("CONNECT", "example.com:443", host), Entrance::ProxyPort).unwrap_err();
+            assert!(e.to_string().contains("CONNECT must be the first request"), "{e}");
+        }
+        let e = check(&req("CONNECT", "example.com:443", None), Entrance::Redirected).unwrap_err();
+        assert!(e.to_string().contains("the firewall redirected"), "{e}");
     }
 }
