@@ -326,6 +326,19 @@ async fn issue12_doctor_names_the_interceptor_on_the_path() {
         "{report:#}"
     );
     assert!(fetch[0].0.contains("TLS"), "{report:#}");
+
+    // Straight to mirror.test (no HTTPS_PROXY), go resolves the name
+    // itself: the chain judged is not the one modgate.toml's [hosts] entry
+    // points to, which go never meets.
+    let vars = [("GOPROXY", "https://mirror.test,direct".to_owned())];
+    let (code, report) = doctor(dir.path(), &["example.test/alpha@v1.0.0"], &vars, true).await;
+    assert_eq!(code, 1, "{report:#}");
+    let tls = failures(&report, "tls");
+    assert_eq!(tls.len(), 1, "{report:#}");
+    assert!(
+        tls[0].0.starts_with("mirror.test:443: ") && !tls[0].0.contains("Zscaler"),
+        "{report:#}"
+    );
 }
 
 /// A module argument `explain` refuses, `doctor` refuses too (exit 2, one

@@ -207,6 +207,20 @@ async fn fetch_one(
         .map(str::to_owned);
     let through = proxy.as_deref().map(|p| format!(" through {p}")).unwrap_or_default();
     if https {
+        // Straight to the host, go resolves its name itself: the chain
+        // judged must be the one go meets, not one a [hosts] entry of the
+        // config points to.
+        let direct;
+        let config = match (&proxy, config) {
+            (None, Some(c)) if c.hosts != HostOverrides::default() => {
+                direct = Config {
+                    hosts: HostOverrides::default(),
+                    ..c.clone()
+                };
+                Some(&direct)
+            }
+            _ => config,
+        };
         found.push(verdict(&dest, proxy.clone(), &through, config).await);
     }
     let result = tokio::time::timeout(STEP, get(&dest, &host, https, proxy.as_deref(), &uri)).await;
