@@ -169,20 +169,25 @@ impl Authenticator {
             .await
             .map_err(|e| Error::Internal(format!("password check: {e}")))?;
         // Failures counted while this one waited may have locked the
-        // address out.
+        // address out; or the same credentials, sent at once on another
+        // connection (go fetches in parallel), were verified meanwhile.
         if self.failures.locked(client).is_some() {
             return Err(self.locked_out(client));
+        }
+        if let Some(user) = self.verified.get(&digest) {
+            return Ok(user.to_string());
         }
         self.checked.fetch_add(1, Ordering::Relaxed);
         let users = self.users.clone();
         let user = credentials.user.clone();
-        let failures = self.failures.clone();
+        let (failures, verified) = (self.failures.clone(), self.verified.clone());
         let ok = tokio::task::spawn_blocking(move || {
             let ok = users.verify(&credentials.user, &credentials.password);
-            if !ok {
-                // Counted before the permit goes to the next guess, even
-                // when the client has gone.
-                failures.fail(client);
+            // Counted, or remembered, before the permit goes to the next
+            // check, even when the client has gone.
+            match ok {
+                true => verified.insert(digest, Arc::from(credentials.user.as_str())),
+                false => failures.fail(client),
             }
             drop(permit);
             ok
@@ -195,7 +200,6 @@ impl Authenticator {
             tracing::warn!(client = %client, user = &*escape(&user), "proxy authentication failed");
             return Err(refuse("unknown user or wrong password".into()));
         }
-        self.verified.insert(digest, Arc::from(user.as_str()));
         Ok(user)
     }
 
@@ -378,6 +382,31 @@ mod tests {
             auth.hash_checks()
         );
         assert_eq!(locked as u64, 64 - auth.hash_checks());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_credentials_sent_at_once_are_checked_once_per_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Arc::new(authenticator(dir.path(), 3));
+        let me: IpAddr = "192.0.2.1".parse().unwrap();
+        let logins: Vec<_> = (0..16)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move {
+                    let header = basic("alice:s3cret");
+                    auth.authenticate(me, Presented::One(&header), Door::Proxy).await
+                })
+            })
+            .collect();
+        for login in logins {
+            assert_eq!(login.await.unwrap().unwrap(), "alice");
+        }
+        // Those that waited for a slot found the first one's verdict.
+        assert!(
+            auth.hash_checks() <= concurrent_checks() as u64,
+            "{}",
+            auth.hash_checks()
+        );
     }
 
     #[tokio::test]

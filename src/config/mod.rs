@@ -191,10 +191,12 @@ impl FileConfig {
 const MAX_CONFIG_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Whether listeners on `a` and `b` cannot both be bound: the same port
-/// on the same address, or on every address (`0.0.0.0`, `[::]`) beside
-/// another.
+/// on the same address, or on every address beside another (`0.0.0.0`
+/// beside an IPv4 one; `[::]`, which takes IPv4 too, beside any).
 pub(crate) fn listeners_overlap(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    let covers =
+        |wild: SocketAddr, other: SocketAddr| wild.ip().is_unspecified() && (wild.is_ipv6() || other.is_ipv4());
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
 }
 
 /// Reads `path`, refusing one longer than `limit` bytes (a device or a
@@ -618,6 +620,19 @@ mod tests {
             "{e}"
         );
         let e = err("[admin]\nlisten = \"127.0.0.1:9300\"\n[transparent]\nlisten = \"[::]:9300\"\n");
+        // An IPv4 wildcard and an IPv6 address can both be bound.
+        assert!(!listeners_overlap(
+            "0.0.0.0:9300".parse().unwrap(),
+            "[::1]:9300".parse().unwrap()
+        ));
+        assert!(listeners_overlap(
+            "[::1]:9300".parse().unwrap(),
+            "[::]:9300".parse().unwrap()
+        ));
+        assert!(listeners_overlap(
+            "127.0.0.1:9300".parse().unwrap(),
+            "[::]:9300".parse().unwrap()
+        ));
         assert!(
             e.starts_with("t.toml:4:10: transparent.listen [::]:9300 overlaps admin.listen 127.0.0.1:9300"),
             "{e}"

@@ -26,10 +26,13 @@ fn sent_entries() -> &'static Sent {
     static SENT: OnceLock<Sent> = OnceLock::new();
     SENT.get_or_init(|| {
         let mut id = [0u8; 4];
-        // Without a random source the id is the process's: still unique
-        // among the modgates of one host.
+        // Without a random source: the start time's nanoseconds mixed with
+        // the pid (containers' modgates are all pid 1).
         if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
-            id = std::process::id().to_be_bytes();
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            id = (nanos ^ std::process::id().rotate_left(16)).to_be_bytes();
         }
         let token = format!(
             "modgate ({})",

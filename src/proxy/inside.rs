@@ -126,7 +126,19 @@ fn classify(host: &str, raw_path: &str, private: &Private) -> Result<Option<Clas
             return Ok(Some((request, path.into_owned(), false)));
         }
         Ok(None) => {}
-        Err(why) => return below_a_prefix(&path).next().map(Some).ok_or(Error::BadRequest(why)),
+        Err(why) => {
+            // Below a prefix, the first reading naming a private module
+            // wins over the shortest prefix's, as above.
+            let readings: Vec<Classified> = below_a_prefix(&path).collect();
+            let private_reading = readings
+                .iter()
+                .position(|(below, _, _)| below.module().is_some_and(|m| private.is_private(m)));
+            return readings
+                .into_iter()
+                .nth(private_reading.unwrap_or(0))
+                .map(Some)
+                .ok_or(Error::BadRequest(why));
+        }
     }
     // A checksum database proxied below a GOPROXY base with a path of its
     // own: `/api/go/remote/sumdb/sum.golang.org/lookup/M@V`.
@@ -405,6 +417,23 @@ mod tests {
             modules: vec!["cache.corp.example/*".parse().unwrap()],
             ..Private::default()
         };
+        // A prefix without a dot first: the private reading wins over the
+        // shortest prefix's too.
+        let path = "/go/cache.corp.example/x/github.com/!burnt!sushi/toml/@v/v1.3.2.info";
+        let (request, _, _) = classify("proxy.golang.org", path, &none).unwrap().unwrap();
+        assert_eq!(
+            request.module(),
+            Some("cache.corp.example/x/github.com/BurntSushi/toml")
+        );
+        let (request, rel_path, _) = classify("proxy.golang.org", path, &private).unwrap().unwrap();
+        assert_eq!(
+            (request.module(), rel_path.as_str()),
+            (
+                Some("github.com/BurntSushi/toml"),
+                "/github.com/!burnt!sushi/toml/@v/v1.3.2.info"
+            )
+        );
+        let path = "/cache.corp.example/x/github.com/!burnt!sushi/toml/@v/v1.3.2.info";
         let (request, _, prefixed) = classify("proxy.golang.org", path, &own).unwrap().unwrap();
         assert_eq!(
             (request.module(), prefixed),

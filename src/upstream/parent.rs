@@ -197,7 +197,7 @@ fn reached_through(listeners: &OwnListeners, dest: &Authority, parent: SocketAdd
     let parent_beside = parent.ip().is_loopback() || is_local(parent.ip());
     addrs
         .into_iter()
-        .filter(|ip| parent_beside || !(ip.to_canonical().is_loopback() || ip.is_unspecified()))
+        .filter(|ip| parent_beside || !(ip.to_canonical().is_loopback() || ip.to_canonical().is_unspecified()))
         .find_map(|ip| listeners.reached_by(SocketAddr::new(ip, dest.port)))
 }
 

@@ -128,10 +128,18 @@ pub struct Pools {
 
 impl Pools {
     fn new(idle: Duration) -> Pools {
-        let ttl = idle.max(Duration::from_secs(60));
+        // Kept while used: a destination's client (and its warm
+        // connections) goes only once nothing asked for it for a while.
+        let unused = idle.max(Duration::from_secs(60));
         Pools {
-            by_dest: bounded(CLIENTS_MAX, ttl),
-            pinned: bounded(CLIENTS_MAX, ttl),
+            by_dest: moka::sync::Cache::builder()
+                .max_capacity(CLIENTS_MAX)
+                .time_to_idle(unused)
+                .build(),
+            pinned: moka::sync::Cache::builder()
+                .max_capacity(CLIENTS_MAX)
+                .time_to_idle(unused)
+                .build(),
         }
     }
 }
@@ -685,8 +693,11 @@ impl Dial {
             .ok_or_else(|| "no host".to_owned())
             .and_then(|a| Authority::of_uri(a, default_port(https)))
             .map_err(|e| Error::Internal(format!("pooled connect to '{uri}': {e}")))?;
+        // The wait for a slot has the connect timeout to itself: the dial
+        // and handshake that follow get the whole timeout too, so a slow
+        // slot is never blamed on the upstream (nor marks a mirror down).
+        let counted = self.budget.take(Instant::now() + self.timeout).await?;
         let deadline = Instant::now() + self.timeout;
-        let counted = self.budget.take(deadline).await?;
         if !https {
             let proxied = self.dialer.forward_proxy(&dest).is_some();
             let dialed = self.dialer.dial_plain(&dest, self.pin.as_deref(), self.timeout).await?;
@@ -890,7 +901,7 @@ mod tests {
         assert_eq!((budget.open(), budget.flushes.load(Ordering::Relaxed)), (8, 1));
         // At the limit: flushed (50 ms after the last flush at most), and
         // the connection waits for a close.
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
         let closing = held.pop().unwrap();
         let later = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
