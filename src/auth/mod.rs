@@ -353,24 +353,36 @@ mod tests {
         assert_eq!(closed.status(), http::StatusCode::FORBIDDEN, "{closed}");
     }
 
+    /// Each of `headers` presented from `client` at once, on tasks of
+    /// their own; the outcomes in order.
+    async fn all_at_once(
+        auth: &Arc<Authenticator>,
+        client: IpAddr,
+        headers: impl Iterator<Item = Vec<u8>>,
+    ) -> Vec<Result<String, Error>> {
+        let tasks: Vec<_> = headers
+            .map(|header| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.authenticate(client, Presented::One(&header), Door::Proxy).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        outcomes
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn guesses_sent_at_once_cost_no_more_hash_checks_than_the_limit_allows() {
         let dir = tempfile::tempdir().unwrap();
         let auth = Arc::new(authenticator(dir.path(), 3));
         let me: IpAddr = "192.0.2.1".parse().unwrap();
         // All 64 pass the lockout check before the first check fails.
-        let guesses: Vec<_> = (0..64)
-            .map(|i| {
-                let auth = auth.clone();
-                tokio::spawn(async move {
-                    let header = basic(&format!("alice:guess{i}"));
-                    auth.authenticate(me, Presented::One(&header), Door::Proxy).await
-                })
-            })
-            .collect();
+        let guesses = all_at_once(&auth, me, (0..64).map(|i| basic(&format!("alice:guess{i}")))).await;
         let mut locked = 0;
         for guess in guesses {
-            let refused = guess.await.unwrap().unwrap_err();
+            let refused = guess.unwrap_err();
             if refused.status() == http::StatusCode::FORBIDDEN {
                 locked += 1;
             }
@@ -389,17 +401,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let auth = Arc::new(authenticator(dir.path(), 3));
         let me: IpAddr = "192.0.2.1".parse().unwrap();
-        let logins: Vec<_> = (0..16)
-            .map(|_| {
-                let auth = auth.clone();
-                tokio::spawn(async move {
-                    let header = basic("alice:s3cret");
-                    auth.authenticate(me, Presented::One(&header), Door::Proxy).await
-                })
-            })
-            .collect();
-        for login in logins {
-            assert_eq!(login.await.unwrap().unwrap(), "alice");
+        for login in all_at_once(&auth, me, (0..16).map(|_| basic("alice:s3cret"))).await {
+            assert_eq!(login.unwrap(), "alice");
         }
         // Those that waited for a slot found the first one's verdict.
         assert!(

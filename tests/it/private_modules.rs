@@ -68,6 +68,20 @@ async fn start_recording_forwarder(upstream: SocketAddr) -> (Origin, Arc<Mutex<V
     (origin, seen)
 }
 
+/// A TLS client trusting the world's modgate CA (`ca/modgate-ca.pem`).
+fn trusting_modgate(world: &World) -> Arc<rustls::ClientConfig> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in pem_file_certs(&world.path("ca/modgate-ca.pem")) {
+        store.add(root).unwrap();
+    }
+    install_crypto();
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(store)
+            .with_no_client_auth(),
+    )
+}
+
 fn mentions_private(paths: &[String]) -> Vec<String> {
     paths.iter().filter(|p| p.contains("git.corp.test")).cloned().collect()
 }
@@ -184,17 +198,7 @@ async fn inside_intercepted_public_hosts_a_private_path_gets_a_404_and_never_rea
     assert_eq!(mentions_private(&paths), Vec::<String>::new());
 
     // sum.golang.org, intercepted: a private lookup is answered by modgate.
-    let roots = pem_file_certs(&world.path("ca/modgate-ca.pem"));
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        store.add(root).unwrap();
-    }
-    install_crypto();
-    let client = Arc::new(
-        rustls::ClientConfig::builder()
-            .with_root_certificates(store)
-            .with_no_client_auth(),
-    );
+    let client = trusting_modgate(&world);
     let lookup = |path: String| {
         let client = client.clone();
         let addr = proxy.addr;
@@ -247,16 +251,7 @@ async fn below_a_goproxy_prefix_a_private_path_never_reaches_a_public_host() {
     let origin = start_module_origin(&world.pki, &["proxy.golang.org"], &world.fixture(), Behavior::Serve).await;
     let rules = "[private]\nmodules = [\"git.corp.test\"]\n\n[[rule]]\nname = \"default\"\naction = \"direct\"\n";
     let proxy = world.proxy(&[("proxy.golang.org", origin.addr)], rules).await;
-    let mut store = rustls::RootCertStore::empty();
-    for root in pem_file_certs(&world.path("ca/modgate-ca.pem")) {
-        store.add(root).unwrap();
-    }
-    install_crypto();
-    let client = Arc::new(
-        rustls::ClientConfig::builder()
-            .with_root_certificates(store)
-            .with_no_client_auth(),
-    );
+    let client = trusting_modgate(&world);
     let (stream, head) = connect_via(proxy.addr, "proxy.golang.org:443").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let tls = tls_connect(stream, client, "proxy.golang.org").await;

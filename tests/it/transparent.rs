@@ -240,11 +240,17 @@ impl World {
     /// A plain-HTTP exchange from the client namespace to `ip:80` with
     /// `Host: host`: the whole response.
     async fn http_from_client(&self, ip: &str, host: &str) -> String {
+        self.raw_from_client(
+            ip,
+            &format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+        .await
+    }
+
+    /// `request` from the client namespace to `ip:80`: the whole response.
+    async fn raw_from_client(&self, ip: &str, request: &str) -> String {
         let mut stream = self.gateway.connect_from_client(&format!("{ip}:80")).unwrap();
-        stream
-            .write_all(format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         let _ = tokio::time::timeout(STEP, stream.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).into_owned()
@@ -437,14 +443,12 @@ async fn redirected_connections_are_tunnelled_refused_or_forwarded_by_the_same_r
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     world.access().await;
     // CONNECT on a redirected connection: refused in words, not sent on.
-    let mut connect = world.gateway.connect_from_client(&format!("{PLAIN}:80")).unwrap();
-    connect
-        .write_all(format!("CONNECT {PLAIN}:22 HTTP/1.1\r\nHost: {PLAIN}:22\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(STEP, connect.read_to_end(&mut out)).await;
-    let response = String::from_utf8_lossy(&out);
+    let response = world
+        .raw_from_client(
+            PLAIN,
+            &format!("CONNECT {PLAIN}:22 HTTP/1.1\r\nHost: {PLAIN}:22\r\n\r\n"),
+        )
+        .await;
     assert!(
         response.starts_with("HTTP/1.1 400") && response.contains("CONNECT on a connection the firewall redirected"),
         "{response}"
