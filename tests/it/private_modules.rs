@@ -262,6 +262,9 @@ async fn below_a_goproxy_prefix_a_private_path_never_reaches_a_public_host() {
             .header("host", "proxy.golang.org")
             .body(full(""))
             .unwrap();
+        // One connection for every ask: the previous answer's end must
+        // reach the connection task before the next request goes out.
+        sender.ready().await.expect("the intercepted connection stays open");
         let resp = sender.send_request(req).await.unwrap();
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
