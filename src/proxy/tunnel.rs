@@ -197,7 +197,7 @@ async fn relay_watched(
         let cut = CancellationToken::new();
         let watcher = tokio::spawn(watch::watch(
             ctx.clone(),
-            dest,
+            dest.clone(),
             addr,
             via,
             taps.take_watch(),
@@ -217,19 +217,31 @@ async fn relay_watched(
         access.judgement = seen.lock().ok().and_then(|s| s.clone());
         ended
     };
-    match ended {
-        relay::Ended::Closed => {}
-        relay::Ended::Idle => access.error = Some(format!("closed after {} idle", fmt_duration(idle))),
-        relay::Ended::Failed(e) => access.error = Some(format!("tunnel: {e}")),
-        relay::Ended::Refused => {
-            let said = access
-                .judgement
-                .as_ref()
-                .map(|j| format!("{} ({})", j.verdict, j.vendor.as_deref().unwrap_or("unknown")))
-                .unwrap_or_default();
+    let refused = access.judgement.as_ref().filter(|j| watch::refuses(ctx, j));
+    let said = refused.map(|j| format!("{} ({})", j.verdict, j.vendor.as_deref().unwrap_or("unknown")));
+    if let Some(said) = &said {
+        let when = match ended {
+            relay::Ended::Refused => "closing the tunnel",
+            _ => "the tunnel had already ended",
+        };
+        tracing::warn!(host = %dest, chain = %said, "the upstream's chain is refused by policy; {when}");
+    }
+    match (ended, said) {
+        (relay::Ended::Refused, said) => {
             access.error = Some(format!(
-                "closed: the upstream's chain is {said}, which tls.on_interception refuses (untrusted chains always are)"
+                "closed: the upstream's chain is {}, which tls.on_interception refuses (untrusted chains always are)",
+                said.unwrap_or_default()
             ));
         }
+        // Bytes flow until the verdict is in: a short tunnel can end
+        // first, and its event still says the chain was refused.
+        (_, Some(said)) => {
+            access.error = Some(format!(
+                "the upstream's chain is {said}, which tls.on_interception refuses: the tunnel ended before the verdict"
+            ));
+        }
+        (relay::Ended::Closed, None) => {}
+        (relay::Ended::Idle, None) => access.error = Some(format!("closed after {} idle", fmt_duration(idle))),
+        (relay::Ended::Failed(e), None) => access.error = Some(format!("tunnel: {e}")),
     }
 }

@@ -127,7 +127,8 @@ impl Taps {
 /// the host it went to.
 ///
 /// A chain the policy refuses ([`refuses`]) closes the tunnel at once
-/// through `cut`: untrusted always, intercepted under
+/// through `cut` (the tunnel says so, when it was still open): untrusted
+/// always, intercepted under
 /// `tls.on_interception = "block"`. Probes go the way the rule's `via`
 /// says: through `[parent]` or direct.
 pub async fn watch(
@@ -142,13 +143,7 @@ pub async fn watch(
     let seen = watch.seen.clone();
     observe_tunnel(&ctx, &dest, addr, via, &mut watch).await;
     let judged = seen.lock().ok().and_then(|s| s.clone());
-    if let Some(judgement) = judged.filter(|j| refuses(&ctx, j)) {
-        tracing::warn!(
-            host = %dest,
-            verdict = %judgement.verdict,
-            vendor = judgement.vendor.as_deref().unwrap_or("-"),
-            "closing the tunnel: the upstream's chain is refused by policy"
-        );
+    if judged.is_some_and(|j| refuses(&ctx, &j)) {
         cut.cancel();
     }
 }

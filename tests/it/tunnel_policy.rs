@@ -124,3 +124,60 @@ async fn an_untrusted_tunnel_is_closed_at_once_under_warn() {
         "{event}"
     );
 }
+
+/// Bytes flow until the verdict is in: a tunnel that is over before its
+/// chain is judged (here the probe's handshake is slow) still has its
+/// access event say the chain was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_over_before_its_untrusted_verdict_still_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let public = TestPki::new("Test Public Root CA");
+    let rogue = TestPki::named("FortiGate CA", Some("Fortinet"));
+    // The first connection (the tunnel's) is served at once; any later one
+    // (modgate's probe of TLS 1.3) waits a second for its handshake.
+    let acceptor = rogue.acceptor(&["localhost"], &[]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, wait) = (acceptor.clone(), !std::mem::take(&mut first));
+            tokio::spawn(async move {
+                if wait {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let mut head = [0u8; 1024];
+                let _ = tls.read(&mut head).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndata")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    let mut served = modgate(dir.path(), &public, None, "warn").await;
+    let (stream, head) = connect_via(served.addr, &format!("localhost:{}", origin.port())).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut tls = tls_connect(stream, rogue.client_config(), "localhost").await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut got)).await;
+    assert!(
+        String::from_utf8_lossy(&got).ends_with("data"),
+        "the verdict came first"
+    );
+    drop(tls);
+    let event = served.next_access().await;
+    assert_eq!(event["verdict"].as_str(), Some("untrusted"), "{event}");
+    let error = event["error"].as_str().unwrap_or_default();
+    assert_eq!(
+        error,
+        "the upstream's chain is untrusted (Fortinet), which tls.on_interception refuses: the tunnel ended before the verdict",
+        "{event}"
+    );
+}
