@@ -83,11 +83,16 @@ pub fn received(version: http::Version) -> HeaderValue {
 /// Whether a request with `headers` already went through this process:
 /// one of its `Via` entries is this process's.
 pub fn came_through_here(headers: &HeaderMap) -> bool {
-    let token = sent_entries().token.as_bytes();
     headers
         .get_all(header::VIA)
         .iter()
-        .any(|value| value.as_bytes().windows(token.len()).any(|w| w == token))
+        .any(|value| names_this_process(value.as_bytes()))
+}
+
+/// Whether a `Via` value holds this process's entry.
+pub fn names_this_process(value: &[u8]) -> bool {
+    let token = sent_entries().token.as_bytes();
+    value.windows(token.len()).any(|w| w == token)
 }
 
 #[cfg(test)]

@@ -30,12 +30,17 @@ pub fn connect_not_first() -> Error {
     Error::BadRequest("CONNECT must be the first request on a connection; open a new connection for each tunnel".into())
 }
 
+/// The refusal of a request that carries this process's own `Via` entry.
+pub fn came_back() -> Error {
+    Error::Loop(
+        "the request already came through this modgate (its Via names it): a parent, mirror or [hosts] entry leads back to modgate; it must name the real upstream".into(),
+    )
+}
+
 /// Checks a request before it is classified.
 pub fn check<B>(req: &Request<B>, entrance: Entrance<'_>) -> Result<(), Error> {
     if crate::core::via::came_through_here(req.headers()) {
-        return Err(Error::Loop(
-            "the request already came through this modgate (its Via names it): a parent, mirror or [hosts] entry leads back to modgate; it must name the real upstream".into(),
-        ));
+        return Err(came_back());
     }
     // Only a connection's first request may be a CONNECT (modgate reads
     // that one itself): a later one is answered so, whatever else is wrong

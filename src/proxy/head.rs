@@ -40,6 +40,9 @@ pub struct FirstRequest {
     pub method: String,
     /// The request target as sent, e.g. `proxy.golang.org:443`.
     pub target: String,
+    /// Whether one of its `Via` entries is this process's: it went round
+    /// a loop back to modgate.
+    pub came_through_here: bool,
 }
 
 impl FirstRequest {
@@ -156,6 +159,10 @@ fn parse(buf: &[u8]) -> Result<Option<FirstRequest>, Error> {
         head_len,
         method: req.method.unwrap_or_default().to_owned(),
         target: req.path.unwrap_or_default().to_owned(),
+        came_through_here: req
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("via") && crate::core::via::names_this_process(h.value)),
     }))
 }
 

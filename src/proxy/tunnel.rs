@@ -27,7 +27,7 @@ use crate::proxy::connection::refuse;
 use crate::proxy::context::Context;
 use crate::proxy::head::FirstRequest;
 use crate::proxy::route::{Routed, route};
-use crate::proxy::{authenticate, intercept, relay, watch};
+use crate::proxy::{authenticate, gate, intercept, relay, watch};
 use crate::telemetry::access::{Access, AnswerSource, Unanswered};
 
 /// What a planned tunnel turns into.
@@ -64,6 +64,9 @@ pub async fn serve(ctx: &Arc<Context>, mut client: TcpStream, peer: SocketAddr, 
     // Boxed, as the steps before the relay are not kept while it runs
     // (see connection::serve).
     let opening = async {
+        if first.came_through_here {
+            return Err(gate::came_back());
+        }
         match Box::pin(authenticate::connect(ctx, &first, peer.ip())).await {
             Ok(user) => {
                 access.user = user;

@@ -114,7 +114,12 @@ impl ParentDialer {
             reason,
         };
         let lost = |e: std::io::Error| failed(format!("the connection failed during CONNECT: {e}"));
-        let mut request = format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n");
+        // modgate's own `Via` entry: a parent that hands the CONNECT back
+        // to modgate (a port forward, a load balancer, HTTPS_PROXY pointing
+        // at modgate) makes it come back with it, refused after one round.
+        let via = crate::core::via::sent(http::Version::HTTP_11);
+        let via = via.to_str().unwrap_or("1.1 modgate");
+        let mut request = format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\nVia: {via}\r\n");
         if let Some(credentials) = parent.proxy_authorization() {
             request.push_str(&format!("Proxy-Authorization: {credentials}\r\n"));
         }
@@ -225,6 +230,9 @@ pub fn refusal_hint(code: &str, parent: &ProxyUrl) -> String {
             "the parent wants credentials: put them in [parent] url (http://user:password@host:port)".into()
         }
         ("403", _) => "the parent's own policy refuses this destination".into(),
+        ("508", _) => {
+            "the parent led back to this modgate (a loop): [parent] url must name a proxy that does not send its requests to modgate".into()
+        }
         _ => "the parent refused the request".into(),
     }
 }
@@ -296,5 +304,6 @@ mod tests {
         assert!(refusal_hint("407", &with).contains("'alice'"));
         assert!(refusal_hint("407", &without).contains("http://user:password@host:port"));
         assert!(refusal_hint("403", &with).contains("own policy"));
+        assert!(refusal_hint("508", &with).contains("a loop"));
     }
 }

@@ -893,3 +893,46 @@ async fn a_parent_never_leads_back_to_modgate() {
     // The admin request above, and this mirror fetch once.
     assert_eq!(rounds, 2, "{}", squid.access_log());
 }
+
+/// A parent that hands CONNECTs back to modgate (a port forward, a load
+/// balancer, a fleet-wide HTTPS_PROXY): the CONNECT modgate sends carries
+/// its `Via`, so it comes back once and is refused, not a hundred times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_a_parent_hands_back_is_refused_after_one_round() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let back_to: std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>> = Default::default();
+    let rounds = std::sync::Arc::new(AtomicUsize::new(0));
+    {
+        let (back_to, rounds) = (back_to.clone(), rounds.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = relay.accept().await {
+                rounds.fetch_add(1, Ordering::SeqCst);
+                let Some(&target) = back_to.get() else { continue };
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+                });
+            }
+        });
+    }
+    let proxy = start_proxy(&config_allowing_loopback(&format!(
+        "[parent]\nurl = \"http://{relay_addr}\"\n"
+    )))
+    .await;
+    back_to.set(proxy.addr).unwrap();
+    let raw = raw_exchange(proxy.addr, b"CONNECT up.test:443 HTTP/1.1\r\nHost: up.test:443\r\n\r\n").await;
+    let (status, body) = split(&raw);
+    assert_eq!(status, "HTTP/1.1 502 Bad Gateway", "{raw}");
+    assert_eq!(
+        body,
+        format!(
+            "modgate: parent proxy http://{relay_addr} refused CONNECT up.test:443: HTTP/1.1 508 Loop Detected; the parent led back to this modgate (a loop): [parent] url must name a proxy that does not send its requests to modgate\n"
+        )
+    );
+    assert_eq!(rounds.load(Ordering::SeqCst), 1);
+    proxy.stop().await;
+}
