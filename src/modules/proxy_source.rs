@@ -141,7 +141,7 @@ async fn get(
         let parent = parent_for(clients, &url);
         let resp = match send(&client, base, &url, &req, auth.map(|l| &l.header), parent).await {
             Ok(resp) => resp,
-            Err(e) => return Answer::Failed(e),
+            Err(e) => return Answer::Failed(clients.budget().explain_timeout(e)),
         };
         let Some(location) = redirect_target(&resp) else {
             break resp;

@@ -14,6 +14,7 @@ use crate::modules::cached::ModuleCache;
 use crate::modules::fetch::SourceSet;
 use crate::modules::proxy_source::ProxySource;
 use crate::policy::parent::Via;
+use crate::proxy::limits::Limits;
 use crate::proxy::live::Live;
 use crate::telemetry::access::Access;
 use crate::telemetry::sink::Telemetry;
@@ -66,6 +67,9 @@ pub struct Context {
     /// Metrics and recent decisions; shared by every context a reload
     /// makes.
     pub telemetry: Arc<Telemetry>,
+    /// The connection limits and what each client holds; shared by every
+    /// context a reload makes (`[limits]` needs a restart).
+    pub limits: Arc<Limits>,
     /// The contexts in effect, for [`Context::latest`]; unset for a context
     /// that serves no listener (`cache warm`).
     pub live: OnceLock<Weak<Live<Context>>>,

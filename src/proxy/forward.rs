@@ -222,7 +222,9 @@ pub async fn forward_counted(
     parent: Option<&ProxyUrl>,
 ) -> Result<Response<Body>, Error> {
     let started = Instant::now();
-    let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in, parent).await;
+    let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in, parent)
+        .await
+        .map_err(|e| ctx.clients.budget().explain_timeout(e));
     let outcome = match &result {
         Ok(r) if r.status().is_server_error() => FetchOutcome::Error,
         Ok(r) if r.status() == 404 || r.status() == 410 => FetchOutcome::NotFound,

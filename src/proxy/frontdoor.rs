@@ -33,6 +33,7 @@ use crate::core::error::Error;
 use crate::proxy::context::Context as ProxyContext;
 use crate::proxy::head::{MAX_HEAD_BYTES, MAX_HEADERS};
 use crate::proxy::idle::Activity;
+use crate::proxy::limits::Admitted;
 use crate::telemetry::access::Access;
 use crate::telemetry::sink::Telemetry;
 
@@ -83,17 +84,39 @@ impl FrontDoor {
     /// response body is finished or dropped ([`Answering::track`]), or the
     /// service's future is.
     pub fn answering(self: &Arc<Self>) -> Answering {
-        self.open.fetch_add(1, Ordering::SeqCst);
+        let before = self.open.fetch_add(1, Ordering::SeqCst);
         self.activity.head_arrived();
-        Answering(self.clone())
+        Answering {
+            door: self.clone(),
+            alongside: before > 0,
+            place: None,
+        }
     }
 }
 
 /// A request being answered; when it is done (dropped) and no other is,
 /// the connection waits for a request head.
-pub struct Answering(Arc<FrontDoor>);
+pub struct Answering {
+    door: Arc<FrontDoor>,
+    /// Another request of the connection was being answered when it came
+    /// (HTTP/2).
+    alongside: bool,
+    /// The place such a request takes in the limits, held until it is done.
+    place: Option<Admitted>,
+}
 
 impl Answering {
+    /// Whether another request of the same connection was being answered
+    /// when this one came (HTTP/2 streams).
+    pub fn alongside_another(&self) -> bool {
+        self.alongside
+    }
+
+    /// Holds `place` until this request is done.
+    pub fn hold(&mut self, place: Admitted) {
+        self.place = Some(place);
+    }
+
     /// `resp`, open until its body is finished or dropped. The body is
     /// wrapped, not boxed again: hyper serves [`Tracked`].
     pub fn track(self, resp: Response<Body>) -> Response<Tracked> {
@@ -103,8 +126,8 @@ impl Answering {
 
 impl Drop for Answering {
     fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.activity.awaiting_head();
+        if self.door.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.door.activity.awaiting_head();
         }
     }
 }

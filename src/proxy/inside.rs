@@ -32,7 +32,7 @@ use crate::proxy::versions::Screen;
 use crate::telemetry::access::{Access, Unanswered, method_name};
 
 /// Who sent an intercepted tunnel's requests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Sender<'a> {
     /// The client's address.
     pub peer: SocketAddr,
@@ -41,6 +41,9 @@ pub struct Sender<'a> {
     /// For a redirected connection, its original destination: the one
     /// address its requests go to.
     pub original: Option<SocketAddr>,
+    /// Why the request is refused before anything else, when a limit
+    /// refuses it.
+    pub over: Option<Error>,
 }
 
 /// An intercepted tunnel's destination in the forms its requests need,
@@ -99,6 +102,9 @@ pub async fn serve(ctx: &Arc<Context>, sender: Sender<'_>, origin: &Origin, req:
     access.original = sender.original;
     if let Err(e) = gate::check(&req, Entrance::Tunnel(&origin.dest)) {
         return respond(Err(e), access.answered());
+    }
+    if let Some(over) = sender.over {
+        return respond(Err(over), access.answered());
     }
     let result = carry_out(ctx, &mut access, origin, req).await;
     respond(result, access.answered())

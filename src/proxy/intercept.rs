@@ -157,12 +157,22 @@ pub async fn serve(
 
 /// One request inside an intercepted tunnel.
 async fn serve_one(tunnel: Arc<Tunnel>, req: Request<Incoming>) -> Result<Response<Tracked>, Infallible> {
+    let mut answering = tunnel.door.answering();
+    // A stream alongside others can hold an upstream connection of its
+    // own: it counts against the client's limit as a connection would.
+    let mut over = None;
+    if answering.alongside_another() {
+        match tunnel.ctx.limits.admit_stream(tunnel.peer.ip()) {
+            Ok(place) => answering.hold(place),
+            Err(e) => over = Some(e),
+        }
+    }
     let sender = inside::Sender {
         peer: tunnel.peer,
         user: tunnel.user.as_deref(),
         original: tunnel.original,
+        over,
     };
-    let answering = tunnel.door.answering();
     let resp = inside::serve(&tunnel.ctx, sender, &tunnel.origin, req).await;
     Ok(answering.track(resp))
 }

@@ -94,6 +94,21 @@ impl Limits {
             client,
         })
     }
+
+    /// Admits a request that `client` sends alongside another on the same
+    /// connection (HTTP/2 streams inside an intercepted tunnel): it can
+    /// hold an upstream connection of its own, so it takes a place as a
+    /// connection would, and one client's streams cannot take every
+    /// upstream slot from the others.
+    pub fn admit_stream(self: &Arc<Self>, client: IpAddr) -> Result<Admitted, Error> {
+        self.admit(client).map_err(|over| match over {
+            Error::Overloaded(why) => Error::Overloaded(format!(
+                "{}: each request sent alongside another on one connection (HTTP/2) counts as a connection",
+                why.trim_end_matches("; try again shortly")
+            )),
+            other => other,
+        })
+    }
 }
 
 impl Drop for Admitted {

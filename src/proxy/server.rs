@@ -104,7 +104,7 @@ impl Server {
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         let draining = ctx.draining.clone();
-        let limits = Arc::new(Limits::new(ctx.config.limits));
+        let limits = ctx.limits.clone();
         tracing::debug!(
             max_connections = limits.max_connections(),
             per_client = limits.per_client(),
@@ -316,9 +316,12 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
     })?;
     // Pooled upstream connections share the descriptors with as many
     // client connections; a reload keeps counting the ones open.
-    let budget = match &carried {
-        Carried::Nothing(_) => Budget::new(Limits::new(config.limits).max_connections()),
-        Carried::From(previous) => previous.clients.budget().clone(),
+    let (budget, limits) = match &carried {
+        Carried::Nothing(_) => {
+            let limits = Arc::new(Limits::new(config.limits));
+            (Budget::new(limits.max_connections()), limits)
+        }
+        Carried::From(previous) => (previous.clients.budget().clone(), previous.limits.clone()),
     };
     let mut clients = Clients::new(dialer.clone(), t.connect, t.idle, tls, verifier.clone(), budget);
     let parent = &config.policy.parent;
@@ -372,6 +375,7 @@ async fn assemble(config: Config, carried: Carried<'_>) -> Result<Context, Start
         config,
         draining,
         telemetry,
+        limits,
         live: std::sync::OnceLock::new(),
         superseded: std::sync::atomic::AtomicBool::new(false),
     })

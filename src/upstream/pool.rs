@@ -144,6 +144,16 @@ impl Pools {
     }
 }
 
+/// One connection's wait for a slot, counted while it lasts (a wait
+/// whose request is dropped ends too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What a server's pooled connections may hold: they are counted across
 /// every pool of its [`Clients`] (and of those a reload puts in their
 /// place), against a limit.
@@ -163,6 +173,8 @@ pub struct Budget {
     epoch: std::time::Instant,
     /// Woken when a pooled connection closes.
     closed: tokio::sync::Notify,
+    /// Connections waiting for a slot at the limit now.
+    waiting: AtomicUsize,
 }
 
 impl Budget {
@@ -176,7 +188,28 @@ impl Budget {
             last_flush_ms: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             closed: tokio::sync::Notify::new(),
+            waiting: AtomicUsize::new(0),
         })
+    }
+
+    /// `timed_out`, a request's wait for its upstream's answer that ran
+    /// out, said as what it most likely was: while connections wait for a
+    /// slot at the limit, the request's own connection was probably one of
+    /// them, and its upstream is not to blame (nor marked down).
+    pub fn explain_timeout(&self, timed_out: Error) -> Error {
+        let after = match &timed_out {
+            Error::UpstreamTimeout { after, .. } | Error::ParentTimeout { after, .. } => *after,
+            _ => return timed_out,
+        };
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return timed_out;
+        }
+        Error::Overloaded(format!(
+            "too many upstream connections ({} open, limits.max_connections = {}): no answer within {} while requests wait for a connection; try again shortly",
+            self.open(),
+            self.limit,
+            crate::core::duration::fmt_duration(after)
+        ))
     }
 
     /// Flushes `cell` with the others from now on.
@@ -212,6 +245,8 @@ impl Budget {
             // Woken by a close, or after a while to flush again: connections
             // that went idle since the last flush hold the slots now.
             let step = (Instant::now() + Duration::from_millis(60)).min(deadline);
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            let _waited = Waiting(&self.waiting);
             if timer::timeout_at(step, closed).await.is_err() && Instant::now() >= deadline {
                 return Err(Error::Overloaded(format!(
                     "too many upstream connections ({} open, limits.max_connections = {}); try again shortly",
@@ -918,6 +953,27 @@ mod tests {
             refused.to_string(),
             "too many upstream connections (8 open, limits.max_connections = 8); try again shortly"
         );
+        // A request whose answer does not come in time while others wait
+        // for a slot is said to be that, not its upstream's fault.
+        let timed_out = || Error::UpstreamTimeout {
+            target: "m.test:80".into(),
+            after: Duration::from_secs(5),
+        };
+        assert_eq!(budget.explain_timeout(timed_out()).to_string(), timed_out().to_string());
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.take(Instant::now() + Duration::from_secs(30)).await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let said = budget.explain_timeout(timed_out());
+        assert_eq!(said.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            said.to_string(),
+            "too many upstream connections (8 open, limits.max_connections = 8): no answer within 5s while requests wait for a connection; try again shortly"
+        );
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(budget.explain_timeout(timed_out()).to_string(), timed_out().to_string());
         drop(held);
         assert_eq!(budget.open(), 0);
     }
