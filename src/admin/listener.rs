@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -33,9 +34,11 @@ use crate::core::timer::{self, Timers};
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Admin connections served at once. They are outside `[limits]
-/// max_connections`, so beyond this many a new one is answered `503` and
-/// closed: an admin port opened to the network cannot use up the
-/// descriptors the proxy's limits are sized to leave.
+/// max_connections`, so beyond this many a new one takes the place of the
+/// longest idle (closed), or is answered `503` and closed when none is
+/// idle: an admin port opened to the network cannot use up the
+/// descriptors the proxy's limits are sized to leave, and idle
+/// connections cannot keep a health probe out.
 pub const MAX_CONNECTIONS: usize = 64;
 
 /// Admin connections served at once from one address: one client holding
@@ -103,7 +106,10 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
     // The turned-away read a little before they are closed (at most this
     // many at once), so they get the 503, not a reset.
     let lingering = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // Connections waiting for the place an idle one is giving up.
+    let waiting = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let per_client: PerClient = Arc::default();
+    let open = Arc::new(OpenConns::default());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
@@ -117,26 +123,167 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
             crate::proxy::server::answer_and_close(stream, TOO_MANY_FROM_ONE.as_bytes(), &lingering);
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            crate::proxy::server::answer_and_close(stream, TOO_MANY.as_bytes(), &lingering);
-            continue;
+        // At the limit, the connection idle the longest (between requests,
+        // or not yet done sending one) gives up its place: idle connections
+        // held open cannot keep a health probe out.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => Slot::Free(slot),
+            Err(_) => match (open.close_longest_idle(), waiting.clone().try_acquire_owned()) {
+                (true, Ok(waiter)) => Slot::Freed(waiter),
+                _ => {
+                    crate::proxy::server::answer_and_close(stream, TOO_MANY.as_bytes(), &lingering);
+                    continue;
+                }
+            },
         };
-        let state = state.clone();
+        let (state, slots, conn) = (state.clone(), slots.clone(), open.add());
         tokio::spawn(async move {
-            let _slot = (slot, mine);
+            let slot = match slot {
+                Slot::Free(slot) => slot,
+                Slot::Freed(_waiter) => {
+                    let freed = timer::timeout(FREED_WAIT, slots.acquire_owned()).await;
+                    let Ok(Ok(slot)) = freed else { return };
+                    slot
+                }
+            };
+            let _held = (slot, mine);
+            let served = conn.clone();
             let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req, peer).await) }
+                let (state, conn) = (state.clone(), served.clone());
+                async move {
+                    conn.busy();
+                    let resp = route(&state, req, peer).await;
+                    // Idle again once the answer's body is written.
+                    Ok::<_, Infallible>(resp.map(|body| IdleAfter { body, conn }.boxed_unsync()))
+                }
             });
             // A one-request client (`curl`, `nc -N`, a probe) may close its
             // side once the request is sent: it still gets the answer.
-            let _ = hyper::server::conn::http1::Builder::new()
+            let serving = hyper::server::conn::http1::Builder::new()
                 .timer(Timers)
                 .half_close(true)
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = serving => {}
+                () = conn.close.cancelled() => {}
+            }
         });
+    }
+}
+
+/// How long a connection waits for the place of the idle one closed for it.
+const FREED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A new connection's place among the [`MAX_CONNECTIONS`].
+enum Slot {
+    /// A place that was free.
+    Free(tokio::sync::OwnedSemaphorePermit),
+    /// The place of an idle connection being closed, still to be taken.
+    Freed(tokio::sync::OwnedSemaphorePermit),
+}
+
+/// The admin connections open, so one idle can make room for another.
+#[derive(Default)]
+struct OpenConns {
+    conns: std::sync::Mutex<Vec<std::sync::Weak<Conn>>>,
+}
+
+impl OpenConns {
+    /// A new connection, idle from now.
+    fn add(&self) -> Arc<Conn> {
+        let conn = Arc::new(Conn {
+            idle_since: std::sync::Mutex::new(Some(std::time::Instant::now())),
+            close: tokio_util::sync::CancellationToken::new(),
+        });
+        let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        conns.retain(|c| c.strong_count() > 0);
+        conns.push(Arc::downgrade(&conn));
+        conn
+    }
+
+    /// Closes the connection idle the longest, if one is; whether one was.
+    fn close_longest_idle(&self) -> bool {
+        let conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let longest = conns
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|c| !c.close.is_cancelled())
+            .filter_map(|c| c.idle_since().map(|since| (since, c)))
+            .min_by_key(|(since, _)| *since);
+        match longest {
+            Some((_, conn)) => {
+                conn.close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One admin connection: whether it is idle, and how to close it.
+struct Conn {
+    /// Since when it waits for a request (head), or `None` while one is
+    /// being answered.
+    idle_since: std::sync::Mutex<Option<std::time::Instant>>,
+    close: tokio_util::sync::CancellationToken,
+}
+
+impl Conn {
+    fn idle_since(&self) -> Option<std::time::Instant> {
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn busy(&self) {
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    fn idle(&self) {
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body; its connection is idle again once it is done.
+    struct IdleAfter {
+        #[pin]
+        body: Body,
+        conn: Arc<Conn>,
+    }
+
+    impl PinnedDrop for IdleAfter {
+        fn drop(this: Pin<&mut Self>) {
+            this.conn.idle();
+        }
+    }
+}
+
+impl http_body::Body for IdleAfter {
+    type Data = bytes::Bytes;
+    type Error = crate::core::body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -266,5 +413,24 @@ mod tests {
         let (head, body) = TOO_MANY.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
         assert!(body.contains(&format!("({MAX_CONNECTIONS})")), "{body}");
+    }
+
+    #[test]
+    fn the_connection_idle_the_longest_makes_room_and_a_busy_one_never_does() {
+        let open = OpenConns::default();
+        let (first, second) = (open.add(), open.add());
+        first.busy();
+        second.busy();
+        assert!(!open.close_longest_idle(), "every one is being answered");
+        second.idle();
+        first.idle();
+        assert!(open.close_longest_idle());
+        assert!(second.close.is_cancelled() && !first.close.is_cancelled());
+        // One already closing is not picked twice.
+        assert!(open.close_longest_idle());
+        assert!(first.close.is_cancelled());
+        assert!(!open.close_longest_idle());
+        drop((first, second));
+        assert!(!open.close_longest_idle());
     }
 }
