@@ -15,7 +15,10 @@ pub(crate) fn run(command: CaCommand) -> ExitCode {
 
 fn ca_paths(config: &Config, dir: Option<PathBuf>) -> (PathBuf, PathBuf) {
     match dir {
-        Some(dir) => (dir.join("modgate-ca.pem"), dir.join("modgate-ca.key")),
+        Some(dir) => {
+            let dir = crate::config::paths::absolute(&dir);
+            (dir.join("modgate-ca.pem"), dir.join("modgate-ca.key"))
+        }
         None => (config.tls.ca_cert.clone(), config.tls.ca_key.clone()),
     }
 }

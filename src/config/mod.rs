@@ -228,7 +228,9 @@ impl Config {
             None if local.exists() => local,
             None => return Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME),
         };
-        let name = path.display().to_string();
+        // Named by its absolute path in every error and report, as every
+        // path modgate prints is.
+        let name = paths::absolute(path).display().to_string();
         let bytes = read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError {
             location: name.clone(),
             message: format!("cannot read config: {e}"),

@@ -27,5 +27,8 @@ pub fn base_for(source: &str, embedded: bool) -> PathBuf {
     if embedded {
         return state_dir();
     }
-    absolute(Path::new(source).parent().unwrap_or(Path::new("")))
+    // A file named alone (`c.toml`) has the empty path as its parent,
+    // which `std::path::absolute` refuses: it is the current directory.
+    let parent = Path::new(source).parent().filter(|p| !p.as_os_str().is_empty());
+    absolute(parent.unwrap_or(Path::new(".")))
 }

@@ -83,21 +83,36 @@ pub(crate) struct FileTls {
     probe_ttl: Option<Parsed<ConfigDuration>>,
 }
 
+/// Where the CA is when the config does not say, against its directory.
+const DEFAULT_CA_CERT: &str = "certs/modgate-ca.pem";
+/// Where the CA's key is when the config does not say.
+const DEFAULT_CA_KEY: &str = "certs/modgate-ca.key";
+
 impl FileTls {
     /// The settings, and the `intercept` list (which belongs to the policy).
     /// `embedded`: the embedded default keeps evidence in
     /// `<state dir>/intercepted` rather than `certs/intercepted`.
     /// The file paths as written, with where: errors about the files
     /// (missing, unreadable, not a CA) point back at the key.
+    /// A CA path left to its default is needed because of `intercept`:
+    /// its errors point at the first entry there.
     pub(crate) fn written_paths(&self) -> Vec<(String, std::ops::Range<usize>)> {
         let public = self.public_roots.iter().filter(|p| p.get_ref() != "webpki");
-        [&self.ca_cert, &self.ca_key]
+        let mut written: Vec<_> = [&self.ca_cert, &self.ca_key]
             .into_iter()
             .flatten()
             .chain(self.extra_roots.iter().flatten())
             .chain(public)
             .map(|p| (p.get_ref().clone(), p.span()))
-            .collect()
+            .collect();
+        if let Some(first) = self.intercept.iter().flatten().next() {
+            for (path, default) in [(&self.ca_cert, DEFAULT_CA_CERT), (&self.ca_key, DEFAULT_CA_KEY)] {
+                if path.is_none() {
+                    written.push((default.to_owned(), first.span()));
+                }
+            }
+        }
+        written
     }
 
     pub(crate) fn resolve(self, base: &Path, embedded: bool) -> Result<(TlsSettings, Vec<HostGlob>), Located> {
@@ -131,8 +146,8 @@ impl FileTls {
             Some(p) => PublicRoots::File(path(Some(p), "")?),
         };
         let key_span = self.ca_key.as_ref().or(self.ca_cert.as_ref()).map(Spanned::span);
-        let ca_cert = path(self.ca_cert, "certs/modgate-ca.pem")?;
-        let ca_key = path(self.ca_key, "certs/modgate-ca.key")?;
+        let ca_cert = path(self.ca_cert, DEFAULT_CA_CERT)?;
+        let ca_key = path(self.ca_key, DEFAULT_CA_KEY)?;
         if ca_cert == ca_key {
             return Err((
                 key_span.unwrap_or(0..0),

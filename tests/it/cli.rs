@@ -18,6 +18,12 @@ fn write(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).unwrap();
 }
 
+/// `rest` (a file name, and what follows it) after `dir`'s absolute path, as
+/// modgate prints every path.
+fn in_dir(dir: &std::path::Path, rest: &str) -> String {
+    format!("{}/{rest}", dir.canonicalize().unwrap().display())
+}
+
 #[test]
 fn check_rejects_bad_configs_with_file_line_col() {
     let dir = tempfile::tempdir().unwrap();
@@ -95,14 +101,14 @@ fn check_rejects_bad_configs_with_file_line_col() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
         assert!(
-            stderr.starts_with(expected),
+            stderr.starts_with(&in_dir(dir.path(), expected)),
             "{name}: expected {expected:?}, got {stderr:?}"
         );
         assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: one line: {stderr:?}");
     }
     let out = run(dir.path(), &["check", "--config", "missing.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("missing.toml: cannot read config"));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with(&in_dir(dir.path(), "missing.toml: cannot read config")));
 }
 
 /// A reader that went away before the output (`modgate check | head -1`
@@ -403,7 +409,8 @@ fn serve_refuses_a_bad_config_with_exit_2() {
     let out = run(dir.path(), &["serve", "--config", "c.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("c.toml:1:10: invalid socket address syntax"),
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with(&in_dir(dir.path(), "c.toml:1:10: invalid socket address syntax")),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -416,8 +423,14 @@ fn an_endless_or_directory_config_is_refused_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("d.toml")).unwrap();
     for (config, why) in [
-        ("/dev/zero", "/dev/zero: cannot read config: it is larger than 32 MiB"),
-        ("d.toml", "d.toml: cannot read config: it is a directory"),
+        (
+            "/dev/zero",
+            "/dev/zero: cannot read config: it is larger than 32 MiB".to_owned(),
+        ),
+        (
+            "d.toml",
+            in_dir(dir.path(), "d.toml: cannot read config: it is a directory"),
+        ),
     ] {
         let out = run(dir.path(), &["check", "--config", config]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -432,7 +445,7 @@ fn an_endless_or_directory_config_is_refused_in_one_line() {
 fn check_refuses_what_serve_refuses() {
     let dir = tempfile::tempdir().unwrap();
     // A file written in the config is reported at its key; the default CA
-    // path, written nowhere, at the file.
+    // path, written nowhere, at the tls.intercept entry that needs it.
     let cases = [
         (
             "roots.toml",
@@ -443,7 +456,7 @@ fn check_refuses_what_serve_refuses() {
         (
             "no-ca.toml",
             "[tls]\nintercept = [\"proxy.golang.org\"]\n[[rule]]\naction = \"direct\"\n",
-            "no-ca.toml: ",
+            "no-ca.toml:2:14: ",
             "no CA at ",
         ),
     ];
@@ -452,7 +465,10 @@ fn check_refuses_what_serve_refuses() {
         let out = run(dir.path(), &["check", "--config", name]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-        assert!(stderr.starts_with(at) && stderr.contains(want), "{name}: {stderr}");
+        assert!(
+            stderr.starts_with(&in_dir(dir.path(), at)) && stderr.contains(want),
+            "{name}: {stderr}"
+        );
         let serve = run(dir.path(), &["serve", "--config", name, "--listen", "127.0.0.1:0"]);
         assert!(!serve.status.success(), "serve refuses {name} too");
     }
@@ -550,7 +566,8 @@ fn a_missing_file_the_config_names_is_reported_at_its_key() {
         "auth.toml",
         "[auth]\nhtpasswd = \"missing.htpasswd\"\n[[rule]]\naction = \"direct\"\n",
     );
-    // The default CA path is written nowhere: the file, then.
+    // The default CA path is written nowhere: the tls.intercept entry
+    // that needs it, then.
     write(
         dir.path(),
         "default-ca.toml",
@@ -559,12 +576,12 @@ fn a_missing_file_the_config_names_is_reported_at_its_key() {
     for (name, at) in [
         ("ca.toml", "ca.toml:3:11: "),
         ("auth.toml", "auth.toml:2:12: "),
-        ("default-ca.toml", "default-ca.toml: "),
+        ("default-ca.toml", "default-ca.toml:2:14: "),
     ] {
         let out = run(dir.path(), &["check", "--config", name]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-        assert!(stderr.starts_with(at), "{name}: {stderr}");
+        assert!(stderr.starts_with(&in_dir(dir.path(), at)), "{name}: {stderr}");
         // No summary of a config that fails.
         assert!(
             out.stdout.is_empty(),
@@ -575,7 +592,7 @@ fn a_missing_file_the_config_names_is_reported_at_its_key() {
             // The fix names this config: `ca init` alone would make a CA
             // for another one.
             assert!(
-                stderr.contains(&format!("run `modgate ca init --config {name}`")),
+                stderr.contains(&format!("run `modgate ca init --config {}`", in_dir(dir.path(), name))),
                 "{name}: {stderr}"
             );
         }
@@ -583,7 +600,9 @@ fn a_missing_file_the_config_names_is_reported_at_its_key() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{name}: {stderr}");
         assert!(
-            stderr.lines().any(|l| l.starts_with(&format!("modgate: {at}"))),
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("modgate: {}", in_dir(dir.path(), at)))),
             "{name}: {stderr}"
         );
     }

@@ -50,7 +50,11 @@ async fn issue9_serve_warns_about_a_ca_that_does_not_exclude_ip_addresses() {
     assert!(warning.contains("WARN"), "{warning}");
     assert!(
         // The fix names this config: `ca init` alone would replace another one's CA.
-        warning.contains("ca.pem") && warning.contains("modgate ca init --config c.toml --force"),
+        warning.contains("ca.pem")
+            && warning.contains(&format!(
+                "modgate ca init --config {} --force",
+                dir.path().canonicalize().unwrap().join("c.toml").display()
+            )),
         "{warning}"
     );
 }

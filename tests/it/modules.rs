@@ -322,7 +322,11 @@ async fn ca_init_refuses_what_it_should_and_serve_checks_the_constraints() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("not valid for 'goproxy.cn'") && stderr.contains("ca init --config b.toml --force"),
+        stderr.contains("not valid for 'goproxy.cn'")
+            && stderr.contains(&format!(
+                "ca init --config {} --force",
+                d.canonicalize().unwrap().join("b.toml").display()
+            )),
         "{stderr}"
     );
     // And with no CA at all, serve says how to make one.
@@ -333,7 +337,10 @@ async fn ca_init_refuses_what_it_should_and_serve_checks_the_constraints() {
     .unwrap();
     let out = modgate(&["serve", "--config", "c.toml", "--listen", "127.0.0.1:0"], d);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("run `modgate ca init --config c.toml`"),
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "run `modgate ca init --config {}`",
+            d.canonicalize().unwrap().join("c.toml").display()
+        )),
         "{out:?}"
     );
 }
