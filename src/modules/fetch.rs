@@ -241,12 +241,22 @@ pub fn direct_only() -> &'static MirrorList {
 
 /// Tries the entries of `list` in order and returns the answer to stream to
 /// the client, and the entry that gave it.
+///
+/// When every entry fails, the answer is the one go itself would report
+/// (cmd/go's `tryProxies`): a failure of `direct` first, then the last
+/// module proxy's failure other than "not found", and a 404 or 410 only
+/// when nothing else went wrong. So `A|B` with A down and B not having the
+/// module is A's error, never a 404 that would send go on to its own next
+/// GOPROXY entry (nor be cached as a fact).
 pub async fn fetch(
     list: &MirrorList,
     sources: &SourceSet,
     req: SourceRequest<'_>,
 ) -> (Result<Response<Body>, Error>, String) {
     let last = list.entries.len().saturating_sub(1);
+    // The failure go would rank above a later "not found", its entry, and
+    // whether that was `direct`.
+    let mut outranks: Option<(Error, String, bool)> = None;
     for (i, entry) in list.entries.iter().enumerate() {
         let name = entry.mirror.to_string();
         let Some(source) = sources.get(&entry.mirror) else {
@@ -261,15 +271,27 @@ pub async fn fetch(
             }
             _ => (sources.ask(&name, &name, source.as_ref(), req).await, false),
         };
+        let direct = entry.mirror == Mirror::Direct;
         match answer {
             Answer::Found(resp) => return (Ok(resp), name),
-            Answer::NotFound(resp) if i == last => return (Ok(resp), name),
+            // A `direct` answer outranks every earlier failure.
+            Answer::NotFound(resp) if i == last && direct => return (Ok(resp), name),
+            Answer::NotFound(resp) if i == last => {
+                return match outranks {
+                    Some((e, failed, _)) => (Err(e), failed),
+                    None => (Ok(resp), name),
+                };
+            }
             Answer::NotFound(_) => sources.fell_through(&name, FallReason::NotFound),
             Answer::Failed(e) if i < last && entry.then == FallThrough::OnAnyError => {
                 let reason = if skipped { FallReason::Down } else { FallReason::Error };
                 sources.fell_through(&name, reason);
                 // Quoted: the error may quote what the mirror sent.
                 tracing::info!(rule = req.rule, mirror = %name, error = e.to_string(), "mirror failed; trying the next (|)");
+                // A module proxy's failure does not replace `direct`'s.
+                if direct || !outranks.as_ref().is_some_and(|(_, _, by_direct)| *by_direct) {
+                    outranks = Some((e, name, direct));
+                }
             }
             Answer::Failed(e) => return (Err(e), name),
         }

@@ -55,6 +55,8 @@ enum Fault {
     Slow,
     /// Send half the body, pause for a second, then send the rest.
     PauseHalfway,
+    /// Answer with this status and a one-line body instead.
+    Status(u16),
 }
 
 /// A plain-HTTP GOPROXY over a fixture tree, one request per connection,
@@ -220,6 +222,11 @@ async fn serve(mut s: TcpStream, path: &str, body: Option<Vec<u8>>, fault: Optio
             s.write_all(&body[body.len() / 2..]).await?;
             s.shutdown().await?;
             Ok(true)
+        }
+        Some(Fault::Status(status)) => {
+            let reply = format!("HTTP/1.1 {status} Failing\r\ncontent-length: 8\r\nconnection: close\r\n\r\nfailing\n");
+            s.write_all(reply.as_bytes()).await?;
+            Ok(false)
         }
         Some(Fault::Slow) => {
             s.write_all(head(body.len()).as_bytes()).await?;
@@ -1155,4 +1162,33 @@ async fn a_small_zip_go_would_refuse_falls_through_after_a_pipe() {
     assert_eq!(world.mirror.count(&zip_path(ALPHA)), 1, "then the next one");
     let event = access_for(&mut served, ".zip").await;
     assert_eq!(event["status"], 200, "{event}");
+}
+
+/// `A|B` with A failing and B not having the file: go, asking `A|B`
+/// itself, reports A's failure (a proxy's error outranks a later "not
+/// found"), so modgate answers A's 502, never a 404 that would send go on
+/// to its next GOPROXY entry, and caches nothing: once A is back, the file
+/// is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_before_a_not_found_after_a_pipe_is_the_answer_and_not_cached() {
+    let world = World::new().await;
+    let empty = world.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let without = FaultyMirror::start(&empty).await;
+    world.mirror.set(".info", Fault::Status(503));
+    let served = world
+        .serve("", &format!("http://{}|http://{}", world.mirror.addr, without.addr))
+        .await;
+    let info = format!("/{}/@v/{}.info", ALPHA.0, ALPHA.1);
+    let (status, _, body) = endpoint_get(served.addr, &info).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains(&format!("http://{}", world.mirror.addr)) && body.contains("503"),
+        "{body}"
+    );
+    assert_eq!(without.count(&info), 1, "the next mirror was asked");
+    world.mirror.clear();
+    let (status, _, body) = endpoint_get(served.addr, &info).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
