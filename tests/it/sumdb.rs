@@ -480,3 +480,57 @@ async fn tiles_that_do_not_match_the_signed_tree_are_refused() {
     assert!(matches!(refused, SumdbError::TileMismatch { size: 3, .. }), "{refused}");
     assert_eq!(verifier.verified_tree().await.unwrap(), None, "nothing is kept");
 }
+
+/// The kept tree's file failing costs only the comparison with what was
+/// seen before, never the check itself: a damaged kept note is set aside
+/// (named as local, not the database's fault) and checking starts again
+/// from the database's next signed tree; a store that cannot be written
+/// (a full or read-only disk) keeps the verified tree in memory, and a
+/// lookup still verifies the record, so a tampered answer still fails.
+#[tokio::test]
+async fn a_damaged_or_unwritable_kept_tree_never_turns_the_check_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = dir.path().join("proxy");
+    write_fixture(
+        &proxy,
+        &[
+            module("example.test/alpha", "v1.0.0"),
+            module("example.test/beta", "v1.0.0"),
+        ],
+    );
+    let server = start_sumdb(&proxy).await;
+
+    // Damaged: garbage where the note was.
+    let store = dir.path().join("latest");
+    std::fs::write(&store, "garbage\n").unwrap();
+    let verifier = verifier(&server, server.fetcher(), &store);
+    verifier.lookup("example.test/alpha", "v1.0.0").await.unwrap();
+    assert_eq!(verifier.verified_tree().await.unwrap().unwrap().size, 2);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("latest.damaged")).unwrap(),
+        "garbage\n",
+        "set aside for a look"
+    );
+    assert!(
+        std::fs::read_to_string(&store).unwrap().contains("\n\n—"),
+        "a verified note in its place"
+    );
+
+    // Unwritable: the store's directory is a file, so no save can work.
+    let blocked = dir.path().join("blocked");
+    std::fs::write(&blocked, "a file, not a directory").unwrap();
+    let unsaved = self::verifier(&server, server.fetcher(), &blocked.join("latest"));
+    let hashes = unsaved.lookup("example.test/beta", "v1.0.0").await.unwrap();
+    assert_eq!(
+        unsaved.verified_tree().await.unwrap().unwrap().size,
+        2,
+        "kept in memory"
+    );
+    assert!(hashes.zip_h1.starts_with("h1:"));
+    // A forged answer still fails the check.
+    let forging = server.fetcher();
+    forging.forge_records.store(true, Ordering::SeqCst);
+    let checked = self::verifier(&server, forging, &blocked.join("latest"));
+    let refused = checked.lookup("example.test/beta", "v1.0.0").await.unwrap_err();
+    assert!(matches!(refused, SumdbError::NotInTree { .. }), "{refused}");
+}

@@ -43,6 +43,13 @@ pub trait TreeStore: Send + Sync {
 
     /// Replaces the saved note with a newer verified one, atomically.
     fn save<'a>(&'a self, note: &'a [u8]) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Moves a saved note that cannot be used out of the way, keeping it
+    /// for a look; where it went.
+    fn set_aside(&self) -> BoxFuture<'_, Result<String, String>>;
+
+    /// Where the note is kept, for messages.
+    fn name(&self) -> String;
 }
 
 /// A [`TreeStore`] in one file, written atomically (go keeps the same
@@ -80,6 +87,23 @@ impl TreeStore for FileTreeStore {
                 .map_err(|e| format!("{shown}: {e}"))?
                 .map_err(|e| format!("{shown}: {e}"))
         })
+    }
+
+    fn set_aside(&self) -> BoxFuture<'_, Result<String, String>> {
+        let path = self.path.clone();
+        let mut aside = path.clone().into_os_string();
+        aside.push(".damaged");
+        let aside = PathBuf::from(aside);
+        Box::pin(async move {
+            let shown = aside.display().to_string();
+            let moved = tokio::task::spawn_blocking(move || std::fs::rename(&path, &aside)).await;
+            moved.map_err(|e| e.to_string())?.map_err(|e| format!("{shown}: {e}"))?;
+            Ok(shown)
+        })
+    }
+
+    fn name(&self) -> String {
+        self.path.display().to_string()
     }
 }
 

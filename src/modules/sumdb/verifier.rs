@@ -14,6 +14,7 @@
 //!    upstream served is the caller's job.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -60,6 +61,8 @@ pub struct SumdbVerifier {
     /// The latest verified tree. The lock is held while a newer tree is
     /// checked, so the kept tree moves forward one check at a time.
     latest: Mutex<Latest>,
+    /// The last save of a verified tree failed (said once until one works).
+    save_failing: AtomicBool,
 }
 
 impl SumdbVerifier {
@@ -86,6 +89,7 @@ impl SumdbVerifier {
             tiles,
             store,
             latest: Mutex::new(Latest::Unread),
+            save_failing: AtomicBool::new(false),
         }
     }
 
@@ -210,17 +214,45 @@ impl SumdbVerifier {
     }
 
     /// The kept tree, loaded from the store (its note verified again) on
-    /// first use.
+    /// first use. A store that cannot be read, or a kept note that does
+    /// not verify (a damaged file, a half-copied cache), costs only the
+    /// comparison with what was seen before: it is said loudly, a damaged
+    /// note is set aside, and checking goes on from the database's next
+    /// signed tree, as it began.
     async fn loaded(&self, latest: &mut Latest) -> Result<Option<Kept>, SumdbError> {
         if let Latest::Unread = latest {
-            let stored = self.store.load().await.map_err(|reason| self.store_error(reason))?;
-            *latest = match stored {
-                None => Latest::Empty,
-                Some(note) => {
-                    let tree = self
-                        .open(&note)
-                        .map_err(|e| self.store_error(format!("the kept tree note: {e}")))?;
-                    Latest::Verified(Kept { tree, note })
+            *latest = match self.store.load().await {
+                Ok(None) => Latest::Empty,
+                Ok(Some(note)) => match self.open(&note) {
+                    Ok(tree) => Latest::Verified(Kept { tree, note }),
+                    Err(e) => {
+                        let why = match &e {
+                            SumdbError::Malformed { reason, .. } | SumdbError::Signature { reason, .. } => {
+                                reason.clone()
+                            }
+                            other => other.to_string(),
+                        };
+                        let aside = match self.store.set_aside().await {
+                            Ok(aside) => format!("moved to {aside}"),
+                            Err(e) => format!("left in place: {e}"),
+                        };
+                        tracing::error!(
+                            db = %self.name(),
+                            kept = %self.store.name(),
+                            error = %why,
+                            damaged = %aside,
+                            "the kept checksum-database tree note is damaged (not the database's fault); starting again from the database's next signed tree"
+                        );
+                        Latest::Empty
+                    }
+                },
+                Err(reason) => {
+                    tracing::error!(
+                        db = %self.name(),
+                        error = %reason,
+                        "the kept checksum-database tree cannot be read; checking against the database's signed trees alone"
+                    );
+                    Latest::Empty
                 }
             };
         }
@@ -230,13 +262,27 @@ impl SumdbVerifier {
         }
     }
 
-    /// Saves a newer verified tree, then keeps it in memory.
+    /// Keeps a newer verified tree in memory and saves it. A save that
+    /// fails (a full or read-only disk) is said once, not a failure of the
+    /// check: the tree was verified, and the comparison holds.
     async fn save(&self, latest: &mut Latest, newer: Kept) -> Result<(), SumdbError> {
-        self.store
-            .save(&newer.note)
-            .await
-            .map_err(|reason| self.store_error(reason))?;
-        tracing::info!(db = %self.name(), size = newer.tree.size, hash = %newer.tree.hash, "checksum database tree verified and kept");
+        match self.store.save(&newer.note).await {
+            Ok(()) => {
+                if self.save_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(db = %self.name(), kept = %self.store.name(), "the verified tree is saved again");
+                }
+                tracing::info!(db = %self.name(), size = newer.tree.size, hash = %newer.tree.hash, "checksum database tree verified and kept");
+            }
+            Err(reason) => {
+                if !self.save_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        db = %self.name(),
+                        error = %self.store_error(reason),
+                        "cannot save the verified tree; it is kept in memory and checks go on, but a restart starts from the last one saved"
+                    );
+                }
+            }
+        }
         *latest = Latest::Verified(newer);
         Ok(())
     }
