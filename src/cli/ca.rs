@@ -64,6 +64,14 @@ fn ca_command(command: CaCommand) -> ExitCode {
             let (cert, _) = ca_paths(&config, dir_arg.clone());
             let ca_pem = match std::fs::read_to_string(&cert) {
                 Ok(pem) => pem,
+                // `ca init` makes a CA for tls.intercept's hosts: with none,
+                // there is nothing to make one for yet.
+                Err(e) if config.policy.intercept.is_empty() => {
+                    return usage_error(format!(
+                        "modgate: {}: {e} (this config intercepts no host: set tls.intercept in a config file, then run `modgate ca init --config FILE`)",
+                        cert.display()
+                    ));
+                }
                 Err(e) => {
                     return usage_error(format!(
                         "modgate: {}: {e} (run `modgate ca init{}` first)",

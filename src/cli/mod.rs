@@ -124,7 +124,7 @@ pub(crate) enum Command {
         #[arg(value_name = "MODULE[@VERSION]")]
         module: Option<String>,
     },
-    /// Show which rule a target meets, and why (a dry run: no DNS, no I/O).
+    /// Show which rule a target meets, and why (a dry run: no DNS, no upstream connection; mirror health from the running modgate's admin listener when one answers).
     Explain {
         /// Config file [default: ./modgate.toml if present, else the embedded default]
         #[arg(long, value_name = "FILE")]

@@ -99,7 +99,7 @@ pub struct ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
-    listen: Option<Parsed<SocketAddr>>,
+    listen: Option<Parsed<syntax::ListenAddr>>,
     #[serde(default)]
     hosts: hosts::FileHosts,
     #[serde(default)]
@@ -150,7 +150,7 @@ impl FileConfig {
         sumdb.nosumdb.extend(private.modules.iter().cloned());
         let listen = self
             .listen
-            .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0);
+            .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3128)), |l| l.0.0);
         let admin = self.admin.resolve(listen, source == EMBEDDED_NAME, auth.is_some())?;
         Ok(Config {
             source: source.to_owned(),
@@ -247,6 +247,15 @@ impl Config {
                 message: "not UTF-8 text (TOML files are UTF-8)".into(),
             }
         })?;
+        // A file that sets nothing would refuse every request (no rule
+        // matches): most likely an empty `modgate.toml` put where the
+        // embedded default was wanted.
+        if toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.is_empty()) {
+            return Err(ConfigError {
+                location: format!("{name}:1:1"),
+                message: "the file sets nothing (no keys, no [[rule]]), so every request would be refused; write the rules, or remove it to use the embedded default (modgate check prints it)".into(),
+            });
+        }
         Config::parse(&text, &name)
     }
 

@@ -30,6 +30,21 @@ where
     }
 }
 
+/// An address to listen on, `IP:port`, with an error that says so.
+pub(crate) struct ListenAddr(pub std::net::SocketAddr);
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(ListenAddr).map_err(|_| {
+            format!(
+                "bad address '{}': expected IP:port, e.g. 127.0.0.1:3128 (a name is not an address to listen on)",
+                crate::core::escape::escape(s)
+            )
+        })
+    }
+}
+
 /// A duration as the config writes it (`10s`, `1m30s`).
 pub(crate) struct ConfigDuration(pub Duration);
 

@@ -30,7 +30,7 @@ pub struct TransparentSettings {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileTransparent {
-    listen: Option<Spanned<Parsed<SocketAddr>>>,
+    listen: Option<Spanned<Parsed<crate::config::syntax::ListenAddr>>>,
     mark: Option<Spanned<i64>>,
 }
 
@@ -42,7 +42,7 @@ impl FileTransparent {
             let at = self.mark.as_ref().map_or(0..0, Spanned::span);
             return Err((at, "[transparent] needs listen = \"IP:port\"".into()));
         };
-        let (span, listen) = (listen.span(), listen.into_inner().0);
+        let (span, listen) = (listen.span(), listen.into_inner().0.0);
         if let Some((addr, name)) = taken.iter().find(|(addr, _)| super::listeners_overlap(*addr, listen)) {
             let same = match *addr == listen {
                 true => format!("transparent.listen {listen} is also {name}"),

@@ -90,6 +90,11 @@ fn check_rejects_bad_configs_with_file_line_col() {
             "too-big.toml:2:10: integer `18446744073709551616` is out of range",
         ),
         (
+            "empty.toml",
+            "# only a comment\n\n",
+            "empty.toml:1:1: the file sets nothing (no keys, no [[rule]]), so every request would be refused",
+        ),
+        (
             "too-many-workers.toml",
             "[limits]\nworkers = 99999999999999999999\n",
             "too-many-workers.toml:2:11: integer `99999999999999999999` is out of range\n",
@@ -409,8 +414,10 @@ fn serve_refuses_a_bad_config_with_exit_2() {
     let out = run(dir.path(), &["serve", "--config", "c.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .starts_with(&in_dir(dir.path(), "c.toml:1:10: invalid socket address syntax")),
+        String::from_utf8_lossy(&out.stderr).starts_with(&in_dir(
+            dir.path(),
+            "c.toml:1:10: bad address 'nowhere': expected IP:port, e.g. 127.0.0.1:3128"
+        )),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -633,9 +640,22 @@ fn a_busy_listen_address_is_one_line_naming_it_once() {
         "{line}"
     );
     assert_eq!(line.matches("os error").count(), 1, "{line}");
+    // No CA yet: a config that intercepts nothing has none to make.
     let out = run(dir.path(), &["ca", "bundle", "--config", "c.toml"]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("(run `modgate ca init --config c.toml` first)"),
+        String::from_utf8_lossy(&out.stderr).contains(
+            "(this config intercepts no host: set tls.intercept in a config file, then run `modgate ca init --config FILE`)"
+        ),
+        "{out:?}"
+    );
+    write(
+        dir.path(),
+        "i.toml",
+        "[tls]\nintercept = [\"proxy.golang.org\"]\n[[rule]]\naction = \"direct\"\n",
+    );
+    let out = run(dir.path(), &["ca", "bundle", "--config", "i.toml"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(run `modgate ca init --config i.toml` first)"),
         "{out:?}"
     );
 }

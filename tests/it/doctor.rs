@@ -208,6 +208,22 @@ async fn issue12_doctor_names_each_broken_configuration_and_its_fix() {
         "{report:#}"
     );
     assert_eq!(code, 1);
+    // Its endpoint as GOPROXY: the fetch over http:// had no tls line to
+    // point at; the fix says what to check.
+    let (_, report) = doctor(
+        dir.path(),
+        &["--proxy", &closed, "example.test/alpha@v1.0.0"],
+        &[("GOPROXY", format!("{closed},direct"))],
+        true,
+    )
+    .await;
+    let fetch = failures(&report, "fetch");
+    let host = closed.trim_start_matches("http://");
+    assert!(
+        fetch.len() == 1
+            && fetch[0].1 == format!("check that {host} is running and reachable from here (is modgate started?)"),
+        "{report:#}"
+    );
 
     // Without go on PATH, the environment is read instead.
     let (_, report) = doctor(dir.path(), &args, &[("GOPROXY", v("off"))], false).await;

@@ -226,14 +226,15 @@ async fn fetch_one(
     let result = tokio::time::timeout(STEP, get(&dest, &host, https, proxy.as_deref(), &uri)).await;
     match result {
         Err(_) => (Finding::timeout("fetch", format!("GET {url}{through} timed out")), None),
-        Ok(Err(e)) => (
-            Finding::fail(
-                "fetch",
-                format!("GET {url}{through}: {e}"),
-                "see the tls line above, or `modgate inspect` for the host",
-            ),
-            None,
-        ),
+        Ok(Err(e)) => {
+            // Only an https:// fetch was preceded by a tls line.
+            let fix = match (https, &proxy) {
+                (true, _) => "see the tls line above, or `modgate inspect` for the host".to_owned(),
+                (false, Some(p)) => format!("check that the proxy {p} is running and reachable from here"),
+                (false, None) => format!("check that {dest} is running and reachable from here (is modgate started?)"),
+            };
+            (Finding::fail("fetch", format!("GET {url}{through}: {e}"), &fix), None)
+        }
         Ok(Ok((status, body))) => {
             let first = body.lines().next().unwrap_or("").chars().take(300).collect::<String>();
             let message = format!("GET {url}{through}: {status} {first}");
