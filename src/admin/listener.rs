@@ -128,24 +128,31 @@ async fn accept(listener: TcpListener, state: Arc<AdminState>) {
         // held open cannot keep a health probe out.
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => Slot::Free(slot),
-            Err(_) => match (open.close_longest_idle(), waiting.clone().try_acquire_owned()) {
-                (true, Ok(waiter)) => Slot::Freed(waiter),
+            // A place to wait first, so no one is closed for a newcomer
+            // that is then turned away.
+            Err(_) => match waiting.clone().try_acquire_owned() {
+                Ok(waiter) if open.close_longest_idle() => Slot::Freed(waiter),
                 _ => {
                     crate::proxy::server::answer_and_close(stream, TOO_MANY.as_bytes(), &lingering);
                     continue;
                 }
             },
         };
-        let (state, slots, conn) = (state.clone(), slots.clone(), open.add());
+        let (state, slots, open, lingering) = (state.clone(), slots.clone(), open.clone(), lingering.clone());
         tokio::spawn(async move {
             let slot = match slot {
                 Slot::Free(slot) => slot,
-                Slot::Freed(_waiter) => {
-                    let freed = timer::timeout(FREED_WAIT, slots.acquire_owned()).await;
-                    let Ok(Ok(slot)) = freed else { return };
-                    slot
-                }
+                Slot::Freed(_waiter) => match timer::timeout(FREED_WAIT, slots.acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        crate::proxy::server::answer_and_close(stream, TOO_MANY.as_bytes(), &lingering);
+                        return;
+                    }
+                },
             };
+            // Counted among the open only once it holds a place: one still
+            // waiting for a place is never closed to make room.
+            let conn = open.add();
             let _held = (slot, mine);
             let served = conn.clone();
             let service = service_fn(move |req| {

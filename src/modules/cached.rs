@@ -308,7 +308,9 @@ impl ModuleCache {
         let source = if leader { flight.source() } else { None };
         match answered {
             Ok(resp) => tagged(Ok(resp), source, status),
-            Err(e) if stale_since.is_some() && e.side() == Side::Upstream => {
+            // An upstream failure, or no upstream connection to be had:
+            // the stale copy is better than nothing either way.
+            Err(e) if stale_since.is_some() && (e.side() == Side::Upstream || matches!(e, Error::Overloaded(_))) => {
                 match self.stale_copy(&key, request, &e.to_string()).await {
                     Some(stale) => Cached { source, ..stale },
                     None => tagged(Err(e), source, status),

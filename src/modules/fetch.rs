@@ -188,8 +188,13 @@ impl SourceSet {
             req.header_timeout = first_byte;
         }
         let answer = self.ask(url, url, source, req).await;
+        let mut told = true;
         match &answer {
             Answer::Found(_) | Answer::NotFound(_) => self.health.succeeded(url),
+            // modgate's own limit (no upstream connection slot) says
+            // nothing about the mirror: its health stays as it was, and a
+            // probe is left to the next request.
+            Answer::Failed(Error::Overloaded(_)) => told = false,
             Answer::Failed(e) if e.is_outage() => {
                 self.health.failed(url, settings, &e.to_string());
             }
@@ -197,7 +202,7 @@ impl SourceSet {
             // refuses) says nothing about the mirror's health.
             Answer::Failed(_) => self.health.succeeded(url),
         }
-        if let Some(ticket) = ticket {
+        if let Some(ticket) = ticket.filter(|_| told) {
             ticket.reported();
         }
         (answer, false)
@@ -254,9 +259,8 @@ pub async fn fetch(
     req: SourceRequest<'_>,
 ) -> (Result<Response<Body>, Error>, String) {
     let last = list.entries.len().saturating_sub(1);
-    // The failure go would rank above a later "not found", its entry, and
-    // whether that was `direct`.
-    let mut outranks: Option<(Error, String, bool)> = None;
+    // What go would report if nothing later does better, by its rank.
+    let mut best: Option<Ranked> = None;
     for (i, entry) in list.entries.iter().enumerate() {
         let name = entry.mirror.to_string();
         let Some(source) = sources.get(&entry.mirror) else {
@@ -272,31 +276,78 @@ pub async fn fetch(
             _ => (sources.ask(&name, &name, source.as_ref(), req).await, false),
         };
         let direct = entry.mirror == Mirror::Direct;
-        match answer {
+        let failed = match answer {
             Answer::Found(resp) => return (Ok(resp), name),
-            // A `direct` answer outranks every earlier failure.
-            Answer::NotFound(resp) if i == last && direct => return (Ok(resp), name),
-            Answer::NotFound(resp) if i == last => {
-                return match outranks {
-                    Some((e, failed, _)) => (Err(e), failed),
-                    None => (Ok(resp), name),
-                };
-            }
-            Answer::NotFound(_) => sources.fell_through(&name, FallReason::NotFound),
-            Answer::Failed(e) if i < last && entry.then == FallThrough::OnAnyError => {
-                let reason = if skipped { FallReason::Down } else { FallReason::Error };
-                sources.fell_through(&name, reason);
-                // Quoted: the error may quote what the mirror sent.
-                tracing::info!(rule = req.rule, mirror = %name, error = e.to_string(), "mirror failed; trying the next (|)");
-                // A module proxy's failure does not replace `direct`'s.
-                if direct || !outranks.as_ref().is_some_and(|(_, _, by_direct)| *by_direct) {
-                    outranks = Some((e, name, direct));
+            Answer::NotFound(resp) => Ranked::NotFound { resp, name, direct },
+            Answer::Failed(e) => Ranked::Failed {
+                e,
+                name,
+                direct,
+                skipped,
+            },
+        };
+        let goes_on = match &failed {
+            Ranked::NotFound { .. } => true,
+            Ranked::Failed { .. } => entry.then == FallThrough::OnAnyError,
+        };
+        if i < last && goes_on {
+            match &failed {
+                Ranked::NotFound { name, .. } => sources.fell_through(name, FallReason::NotFound),
+                Ranked::Failed { e, name, skipped, .. } => {
+                    let reason = if *skipped { FallReason::Down } else { FallReason::Error };
+                    sources.fell_through(name, reason);
+                    // Quoted: the error may quote what the mirror sent.
+                    tracing::info!(rule = req.rule, mirror = %name, error = e.to_string(), "mirror failed; trying the next (|)");
                 }
             }
-            Answer::Failed(e) => return (Err(e), name),
+        }
+        best = Some(Ranked::better(best, failed));
+        if i == last || !goes_on {
+            break;
         }
     }
-    (Err(Error::Internal("empty mirror list".into())), String::new())
+    match best {
+        Some(Ranked::NotFound { resp, name, .. }) => (Ok(resp), name),
+        Some(Ranked::Failed { e, name, .. }) => (Err(e), name),
+        None => (Err(Error::Internal("empty mirror list".into())), String::new()),
+    }
+}
+
+/// An entry's answer other than found, as go's `tryProxies` ranks them
+/// when every entry fails: `direct`'s answer (a not-found too) first, then
+/// a module proxy's failure other than not-found, then a not-found; a
+/// later one of the same rank replaces an earlier one.
+enum Ranked {
+    NotFound {
+        resp: Response<Body>,
+        name: String,
+        direct: bool,
+    },
+    Failed {
+        e: Error,
+        name: String,
+        direct: bool,
+        skipped: bool,
+    },
+}
+
+impl Ranked {
+    fn rank(&self) -> u8 {
+        match self {
+            Ranked::NotFound { direct: true, .. } | Ranked::Failed { direct: true, .. } => 2,
+            Ranked::Failed { .. } => 1,
+            Ranked::NotFound { .. } => 0,
+        }
+    }
+
+    /// The one of `kept` and `later` go would report.
+    fn better(kept: Option<Ranked>, later: Ranked) -> Ranked {
+        match kept {
+            // A `direct` answer always takes the place (go: bestErr = err).
+            Some(kept) if later.rank() < 2 && kept.rank() > later.rank() => kept,
+            _ => later,
+        }
+    }
 }
 
 /// `scheme://host[:port]` of `url`, for naming an original host in errors.
@@ -310,7 +361,173 @@ fn origin_of(url: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::origin_of;
+    use super::*;
+    use crate::core::host::Authority;
+    use crate::modules::source::RedirectPolicy;
+
+    /// A source whose answer is scripted: `found`, `404`, `fail` (an
+    /// outage) or `busy` (modgate's own upstream limit).
+    struct Scripted(&'static str);
+
+    impl ModuleSource for Scripted {
+        fn fetch<'a>(&'a self, _req: SourceRequest<'a>) -> BoxFuture<'a, Answer> {
+            let status = |code: u16| {
+                Response::builder()
+                    .status(code)
+                    .body(crate::core::body::empty())
+                    .unwrap()
+            };
+            let answer = match self.0 {
+                "found" => Answer::Found(status(200)),
+                "404" => Answer::NotFound(status(404)),
+                "busy" => Answer::Failed(Error::Overloaded("no slot".into())),
+                _ => Answer::Failed(Error::Upstream {
+                    target: "x".into(),
+                    reason: "refused".into(),
+                }),
+            };
+            Box::pin(async move { answer })
+        }
+    }
+
+    struct Anywhere;
+
+    impl RedirectPolicy for Anywhere {
+        fn admit<'a>(
+            &'a self,
+            _dest: &'a Authority,
+        ) -> BoxFuture<'a, Result<Option<Vec<std::net::SocketAddr>>, Error>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    /// `list` (`http://a|direct`...), each entry answering as `script`
+    /// says, through `fetch`: the status served or the entry whose error
+    /// is the answer.
+    async fn outcome(list: &str, script: &[(&str, &'static str)], health: &Arc<Health>) -> String {
+        let list: MirrorList = list.parse().unwrap();
+        let by_entry = script
+            .iter()
+            .map(|(entry, answer)| {
+                let mirror = match *entry {
+                    "direct" => Mirror::Direct,
+                    url => Mirror::Proxy(url.to_owned()),
+                };
+                (mirror, Arc::new(Scripted(answer)) as Arc<dyn ModuleSource>)
+            })
+            .collect();
+        let sources = SourceSet {
+            by_entry,
+            settings: MirrorTable::default(),
+            health: health.clone(),
+            metrics: None,
+        };
+        let request = crate::gomod::classify::classify_proxy_path("/example.com/m/@v/list")
+            .unwrap()
+            .unwrap();
+        let req = SourceRequest {
+            request: &request,
+            rel_path: "/example.com/m/@v/list",
+            origin: None,
+            redirects: &Anywhere,
+            rule: "r",
+            header_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+            via: crate::policy::parent::Via::Direct,
+            head: false,
+            content: None,
+        };
+        match fetch(&list, &sources, req).await {
+            (Ok(resp), name) => format!("{} from {name}", resp.status().as_u16()),
+            (Err(_), name) => format!("error of {name}"),
+        }
+    }
+
+    /// What go's `tryProxies` reports when no entry has the file: `direct`'s
+    /// answer first, then a proxy's failure other than not-found (the
+    /// last), then a not-found.
+    #[tokio::test]
+    async fn when_every_entry_fails_the_answer_is_the_one_go_would_report() {
+        let (a, b) = ("http://a.test", "http://b.test");
+        type Case<'a> = (&'a str, &'a [(&'a str, &'static str)], &'a str);
+        let cases: &[Case<'_>] = &[
+            (
+                "http://a.test|http://b.test",
+                &[(a, "fail"), (b, "404")],
+                "error of http://a.test",
+            ),
+            (
+                "http://a.test|http://b.test",
+                &[(a, "404"), (b, "fail")],
+                "error of http://b.test",
+            ),
+            (
+                "http://a.test,http://b.test",
+                &[(a, "404"), (b, "404")],
+                "404 from http://b.test",
+            ),
+            (
+                "http://a.test|http://b.test",
+                &[(a, "fail"), (b, "fail")],
+                "error of http://b.test",
+            ),
+            (
+                "http://a.test|http://b.test",
+                &[(a, "fail"), (b, "found")],
+                "200 from http://b.test",
+            ),
+            // `,` stops at a failure, which outranks an earlier not-found.
+            (
+                "http://a.test,http://b.test,direct",
+                &[(a, "404"), (b, "fail"), ("direct", "found")],
+                "error of http://b.test",
+            ),
+            // `direct`'s answer outranks every proxy's, before or after it.
+            (
+                "http://a.test|direct",
+                &[(a, "fail"), ("direct", "404")],
+                "404 from direct",
+            ),
+            (
+                "direct|http://a.test",
+                &[("direct", "fail"), (a, "fail")],
+                "error of direct",
+            ),
+            (
+                "direct,http://a.test",
+                &[("direct", "404"), (a, "fail")],
+                "404 from direct",
+            ),
+            (
+                "direct,http://a.test",
+                &[("direct", "404"), (a, "404")],
+                "404 from direct",
+            ),
+            (
+                "direct,http://a.test",
+                &[("direct", "404"), (a, "found")],
+                "200 from http://a.test",
+            ),
+        ];
+        for (list, script, want) in cases {
+            let got = outcome(list, script, &Health::new()).await;
+            assert_eq!(&got, want, "{list} {script:?}");
+        }
+    }
+
+    /// modgate's own upstream limit says nothing about a mirror: its
+    /// health is left as it was, where an outage counts against it.
+    #[tokio::test]
+    async fn a_request_refused_by_modgates_own_limit_leaves_the_mirrors_health_alone() {
+        let health = Health::new();
+        let a = "http://a.test";
+        outcome(a, &[(a, "fail")], &health).await;
+        assert_eq!(health.status(a).fails, 1);
+        outcome(a, &[(a, "busy")], &health).await;
+        assert_eq!(health.status(a).fails, 1, "not reset to up");
+        outcome(a, &[(a, "found")], &health).await;
+        assert_eq!(health.status(a).fails, 0);
+    }
 
     #[test]
     fn an_original_url_is_named_by_its_origin() {
@@ -319,6 +536,6 @@ mod tests {
             "https://proxy.golang.org"
         );
         assert_eq!(origin_of("https://h.test:8443"), "https://h.test:8443");
-        assert_eq!(origin_of("no-scheme/x"), "no-scheme");
+        assert_eq!(super::origin_of("no-scheme/x"), "no-scheme");
     }
 }

@@ -26,7 +26,7 @@ use crate::gomod::request::{MAX_ZIP_BYTES, ModuleRequest};
 use crate::modules::source::{Answer, ModuleSource, SourceRequest};
 use crate::modules::{decode, shape};
 use crate::upstream::parent::refusal_hint;
-use crate::upstream::pool::{self, Clients, HttpClient, client_error};
+use crate::upstream::pool::{self, Clients, HttpClient, SlotWatch, client_error};
 
 /// The most redirects followed for one request (go's own limit).
 pub const MAX_REDIRECTS: usize = 10;
@@ -139,9 +139,11 @@ async fn get(
     let resp = loop {
         let auth = login.filter(|l| url::Url::parse(&url).is_ok_and(|u| u.origin() == l.origin));
         let parent = parent_for(clients, &url);
-        let resp = match send(&client, base, &url, &req, auth.map(|l| &l.header), parent).await {
+        let watch = SlotWatch::default();
+        let sent = watch.watching(send(&client, base, &url, &req, auth.map(|l| &l.header), parent));
+        let resp = match sent.await {
             Ok(resp) => resp,
-            Err(e) => return Answer::Failed(clients.budget().explain_timeout(e)),
+            Err(e) => return Answer::Failed(clients.budget().explain_timeout(e, &watch)),
         };
         let Some(location) = redirect_target(&resp) else {
             break resp;

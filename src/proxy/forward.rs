@@ -34,7 +34,7 @@ use crate::proxy::upload::{Progress, Upload, client_body_failure};
 use crate::telemetry::access::{Access, Counter};
 use crate::telemetry::metrics::FetchOutcome;
 use crate::upstream::parent::refusal_hint;
-use crate::upstream::pool::{self, HttpClient, client_error};
+use crate::upstream::pool::{self, HttpClient, SlotWatch, client_error};
 
 /// `GET http://host/path`: plan, then forward to a checked address.
 pub async fn serve(
@@ -222,9 +222,19 @@ pub async fn forward_counted(
     parent: Option<&ProxyUrl>,
 ) -> Result<Response<Body>, Error> {
     let started = Instant::now();
-    let result = forward(client, req, scheme, dest, ctx.config.timeouts.header, bytes_in, parent)
+    let watch = SlotWatch::default();
+    let result = watch
+        .watching(forward(
+            client,
+            req,
+            scheme,
+            dest,
+            ctx.config.timeouts.header,
+            bytes_in,
+            parent,
+        ))
         .await
-        .map_err(|e| ctx.clients.budget().explain_timeout(e));
+        .map_err(|e| ctx.clients.budget().explain_timeout(e, &watch));
     let outcome = match &result {
         Ok(r) if r.status().is_server_error() => FetchOutcome::Error,
         Ok(r) if r.status() == 404 || r.status() == 410 => FetchOutcome::NotFound,

@@ -144,13 +144,27 @@ impl Pools {
     }
 }
 
-/// One connection's wait for a slot, counted while it lasts (a wait
-/// whose request is dropped ends too).
-struct Waiting<'a>(&'a AtomicUsize);
+tokio::task_local! {
+    /// Set when a connection opened for the request being polled waited
+    /// for a slot at the budget's limit.
+    static SLOT_WAIT: Arc<std::sync::atomic::AtomicBool>;
+}
 
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+/// Whether one request's own upstream connection waited for a slot at the
+/// limit: the connection is dialed while the request's future polls it,
+/// so the wait is seen from inside [`SlotWatch::watching`].
+#[derive(Debug, Default)]
+pub struct SlotWatch(Arc<std::sync::atomic::AtomicBool>);
+
+impl SlotWatch {
+    /// `request`, with any slot wait of its connection noted here.
+    pub fn watching<F: Future>(&self, request: F) -> impl Future<Output = F::Output> {
+        SLOT_WAIT.scope(self.0.clone(), request)
+    }
+
+    /// Whether a connection for the request waited for a slot.
+    pub fn waited(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -173,8 +187,6 @@ pub struct Budget {
     epoch: std::time::Instant,
     /// Woken when a pooled connection closes.
     closed: tokio::sync::Notify,
-    /// Connections waiting for a slot at the limit now.
-    waiting: AtomicUsize,
 }
 
 impl Budget {
@@ -188,24 +200,23 @@ impl Budget {
             last_flush_ms: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             closed: tokio::sync::Notify::new(),
-            waiting: AtomicUsize::new(0),
         })
     }
 
     /// `timed_out`, a request's wait for its upstream's answer that ran
-    /// out, said as what it most likely was: while connections wait for a
-    /// slot at the limit, the request's own connection was probably one of
-    /// them, and its upstream is not to blame (nor marked down).
-    pub fn explain_timeout(&self, timed_out: Error) -> Error {
+    /// out, said as what it was when `watch` saw the request's own
+    /// connection wait for a slot at the limit: the upstream is not to
+    /// blame (nor marked down).
+    pub fn explain_timeout(&self, timed_out: Error, watch: &SlotWatch) -> Error {
         let after = match &timed_out {
             Error::UpstreamTimeout { after, .. } | Error::ParentTimeout { after, .. } => *after,
             _ => return timed_out,
         };
-        if self.waiting.load(Ordering::Relaxed) == 0 {
+        if !watch.waited() {
             return timed_out;
         }
         Error::Overloaded(format!(
-            "too many upstream connections ({} open, limits.max_connections = {}): no answer within {} while requests wait for a connection; try again shortly",
+            "too many upstream connections ({} open, limits.max_connections = {}): no answer within {} while this request waited for a connection; try again shortly",
             self.open(),
             self.limit,
             crate::core::duration::fmt_duration(after)
@@ -245,8 +256,9 @@ impl Budget {
             // Woken by a close, or after a while to flush again: connections
             // that went idle since the last flush hold the slots now.
             let step = (Instant::now() + Duration::from_millis(60)).min(deadline);
-            self.waiting.fetch_add(1, Ordering::Relaxed);
-            let _waited = Waiting(&self.waiting);
+            // The request this connection is for (when it is still
+            // polling it) learns it waited.
+            let _ = SLOT_WAIT.try_with(|waited| waited.store(true, Ordering::Relaxed));
             if timer::timeout_at(step, closed).await.is_err() && Instant::now() >= deadline {
                 return Err(Error::Overloaded(format!(
                     "too many upstream connections ({} open, limits.max_connections = {}); try again shortly",
@@ -953,27 +965,34 @@ mod tests {
             refused.to_string(),
             "too many upstream connections (8 open, limits.max_connections = 8); try again shortly"
         );
-        // A request whose answer does not come in time while others wait
-        // for a slot is said to be that, not its upstream's fault.
+        // A request whose answer does not come in time while its own
+        // connection waits for a slot is said to be that, not its
+        // upstream's fault; another request's timeout meanwhile is not.
         let timed_out = || Error::UpstreamTimeout {
             target: "m.test:80".into(),
             after: Duration::from_secs(5),
         };
-        assert_eq!(budget.explain_timeout(timed_out()).to_string(), timed_out().to_string());
+        let (watch, unrelated) = (Arc::new(SlotWatch::default()), SlotWatch::default());
         let waiting = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.take(Instant::now() + Duration::from_secs(30)).await.map(|_| ()) }
+            let (budget, watch) = (budget.clone(), watch.clone());
+            async move {
+                let take = budget.take(Instant::now() + Duration::from_secs(30));
+                watch.watching(take).await.map(|_| ())
+            }
         });
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let said = budget.explain_timeout(timed_out());
+        let said = budget.explain_timeout(timed_out(), &watch);
         assert_eq!(said.status(), http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             said.to_string(),
-            "too many upstream connections (8 open, limits.max_connections = 8): no answer within 5s while requests wait for a connection; try again shortly"
+            "too many upstream connections (8 open, limits.max_connections = 8): no answer within 5s while this request waited for a connection; try again shortly"
+        );
+        assert_eq!(
+            budget.explain_timeout(timed_out(), &unrelated).to_string(),
+            timed_out().to_string()
         );
         waiting.abort();
         let _ = waiting.await;
-        assert_eq!(budget.explain_timeout(timed_out()).to_string(), timed_out().to_string());
         drop(held);
         assert_eq!(budget.open(), 0);
     }

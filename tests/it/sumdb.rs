@@ -481,12 +481,13 @@ async fn tiles_that_do_not_match_the_signed_tree_are_refused() {
     assert_eq!(verifier.verified_tree().await.unwrap(), None, "nothing is kept");
 }
 
-/// The kept tree's file failing costs only the comparison with what was
-/// seen before, never the check itself: a damaged kept note is set aside
-/// (named as local, not the database's fault) and checking starts again
-/// from the database's next signed tree; a store that cannot be written
-/// (a full or read-only disk) keeps the verified tree in memory, and a
-/// lookup still verifies the record, so a tampered answer still fails.
+/// The kept tree's file never turns the check off: a damaged kept note
+/// is set aside (named as local, not the database's fault) and checking
+/// starts again from the database's next signed tree; a store that cannot
+/// be written (a full or read-only disk) keeps the verified tree in
+/// memory, and a lookup still verifies the record, so a tampered answer
+/// still fails; a kept tree that cannot be read is an error (it may be
+/// the one that guards against a fork), never overwritten.
 #[tokio::test]
 async fn a_damaged_or_unwritable_kept_tree_never_turns_the_check_off() {
     let dir = tempfile::tempdir().unwrap();
@@ -506,11 +507,13 @@ async fn a_damaged_or_unwritable_kept_tree_never_turns_the_check_off() {
     let verifier = verifier(&server, server.fetcher(), &store);
     verifier.lookup("example.test/alpha", "v1.0.0").await.unwrap();
     assert_eq!(verifier.verified_tree().await.unwrap().unwrap().size, 2);
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("latest.damaged")).unwrap(),
-        "garbage\n",
-        "set aside for a look"
-    );
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("latest.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "set aside for a look");
+    assert_eq!(std::fs::read_to_string(aside[0].path()).unwrap(), "garbage\n");
     assert!(
         std::fs::read_to_string(&store).unwrap().contains("\n\n—"),
         "a verified note in its place"
@@ -533,4 +536,15 @@ async fn a_damaged_or_unwritable_kept_tree_never_turns_the_check_off() {
     let checked = self::verifier(&server, forging, &blocked.join("latest"));
     let refused = checked.lookup("example.test/beta", "v1.0.0").await.unwrap_err();
     assert!(matches!(refused, SumdbError::NotInTree { .. }), "{refused}");
+
+    // Unreadable: the kept tree's path is a directory.
+    let unreadable = dir.path().join("unreadable");
+    std::fs::create_dir_all(unreadable.join("latest")).unwrap();
+    let stuck = self::verifier(&server, server.fetcher(), &unreadable.join("latest"));
+    let refused = stuck.lookup("example.test/beta", "v1.0.0").await.unwrap_err();
+    assert!(
+        matches!(&refused, SumdbError::Store { reason, .. } if reason.starts_with("cannot read the kept tree")),
+        "{refused}"
+    );
+    assert!(unreadable.join("latest").is_dir(), "left as it was");
 }

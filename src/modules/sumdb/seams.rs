@@ -91,8 +91,12 @@ impl TreeStore for FileTreeStore {
 
     fn set_aside(&self) -> BoxFuture<'_, Result<String, String>> {
         let path = self.path.clone();
+        // Named by when: an earlier damaged note is kept too.
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut aside = path.clone().into_os_string();
-        aside.push(".damaged");
+        aside.push(format!(".damaged-{at}"));
         let aside = PathBuf::from(aside);
         Box::pin(async move {
             let shown = aside.display().to_string();
@@ -113,7 +117,16 @@ fn read_bounded(path: &std::path::Path) -> std::io::Result<Option<Bytes>> {
     use std::io::Read as _;
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // No file there; nor can there be one under a path whose parent
+        // is a file.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
         Err(e) => return Err(e),
     };
     let mut bytes = Vec::new();

@@ -214,11 +214,11 @@ impl SumdbVerifier {
     }
 
     /// The kept tree, loaded from the store (its note verified again) on
-    /// first use. A store that cannot be read, or a kept note that does
-    /// not verify (a damaged file, a half-copied cache), costs only the
-    /// comparison with what was seen before: it is said loudly, a damaged
-    /// note is set aside, and checking goes on from the database's next
-    /// signed tree, as it began.
+    /// first use. A kept note that does not verify (a damaged file, a
+    /// half-copied cache) guards against nothing: it is said loudly, set
+    /// aside, and checking goes on from the database's next signed tree,
+    /// as it began. A store that cannot be read is an error, tried again
+    /// on the next request.
     async fn loaded(&self, latest: &mut Latest) -> Result<Option<Kept>, SumdbError> {
         if let Latest::Unread = latest {
             *latest = match self.store.load().await {
@@ -246,14 +246,11 @@ impl SumdbVerifier {
                         Latest::Empty
                     }
                 },
-                Err(reason) => {
-                    tracing::error!(
-                        db = %self.name(),
-                        error = %reason,
-                        "the kept checksum-database tree cannot be read; checking against the database's signed trees alone"
-                    );
-                    Latest::Empty
-                }
+                // Unreadable is not damaged (a descriptor limit, a
+                // permission): the file may hold the tree that guards
+                // against a fork, so nothing goes on without it, and the
+                // next request reads it again.
+                Err(reason) => return Err(self.store_error(format!("cannot read the kept tree: {reason}"))),
             };
         }
         match latest {
