@@ -194,6 +194,16 @@ fn forge_zip_hash(answer: &[u8]) -> Vec<u8> {
     format!("{}{forged}{}", &text[..at], &text[at + forged.len()..]).into_bytes()
 }
 
+/// A temporary directory with a module tree of `modules` in `proxy/`, and
+/// a checksum database started over it.
+async fn sumdb_over(modules: &[FixtureModule]) -> (tempfile::TempDir, PathBuf, SumdbServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = dir.path().join("proxy");
+    write_fixture(&proxy, modules);
+    let server = start_sumdb(&proxy).await;
+    (dir, proxy, server)
+}
+
 /// A verifier for `server` keeping its tree in `store_path`.
 fn verifier(server: &SumdbServer, fetcher: Arc<HttpFetcher>, store_path: &Path) -> SumdbVerifier {
     SumdbVerifier::new(server.key.clone(), fetcher, Arc::new(FileTreeStore::new(store_path)))
@@ -233,16 +243,11 @@ fn module(path: &'static str, version: &'static str) -> FixtureModule {
 
 #[tokio::test]
 async fn verified_hashes_equal_gos_and_our_own() {
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = dir.path().join("proxy");
-    write_fixture(
-        &proxy,
-        &[
-            module("example.test/alpha", "v1.0.0"),
-            module("example.test/Beta", "v0.1.0-RC.1"),
-        ],
-    );
-    let server = start_sumdb(&proxy).await;
+    let (dir, _, server) = sumdb_over(&[
+        module("example.test/alpha", "v1.0.0"),
+        module("example.test/Beta", "v0.1.0-RC.1"),
+    ])
+    .await;
     let store = dir.path().join("sumdb/sum.test/latest");
     let verifier = verifier(&server, server.fetcher(), &store);
 
@@ -271,10 +276,7 @@ async fn verified_hashes_equal_gos_and_our_own() {
 
 #[tokio::test]
 async fn a_tampered_record_is_returned_as_published_and_forged_or_foreign_answers_fail() {
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = dir.path().join("proxy");
-    write_fixture(&proxy, &[module("example.test/alpha", "v1.0.0")]);
-    let server = start_sumdb(&proxy).await;
+    let (dir, proxy, server) = sumdb_over(&[module("example.test/alpha", "v1.0.0")]).await;
     // The proxy serves v1.1.0, but the database publishes another zip hash.
     write_fixture(&proxy, &[module("example.test/alpha", "v1.1.0")]);
     let (zip, go_mod) = server.files_of("example.test/alpha", "v1.1.0");
@@ -318,10 +320,7 @@ async fn a_tampered_record_is_returned_as_published_and_forged_or_foreign_answer
 
 #[tokio::test]
 async fn a_grown_tree_is_consistent_and_the_kept_tree_moves_forward() {
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = dir.path().join("proxy");
-    write_fixture(&proxy, &[module("example.test/alpha", "v1.0.0")]);
-    let server = start_sumdb(&proxy).await;
+    let (dir, proxy, server) = sumdb_over(&[module("example.test/alpha", "v1.0.0")]).await;
     let store = dir.path().join("latest");
     let verifier = verifier(&server, server.fetcher(), &store);
     verifier.lookup("example.test/alpha", "v1.0.0").await.unwrap();
@@ -356,16 +355,11 @@ async fn a_grown_tree_is_consistent_and_the_kept_tree_moves_forward() {
 
 #[tokio::test]
 async fn a_fork_is_refused_loudly_and_the_old_tree_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = dir.path().join("proxy");
-    write_fixture(
-        &proxy,
-        &[
-            module("example.test/alpha", "v1.0.0"),
-            module("example.test/beta", "v1.0.0"),
-        ],
-    );
-    let server = start_sumdb(&proxy).await;
+    let (dir, _, server) = sumdb_over(&[
+        module("example.test/alpha", "v1.0.0"),
+        module("example.test/beta", "v1.0.0"),
+    ])
+    .await;
     let store = dir.path().join("latest");
     let verifier = verifier(&server, server.fetcher(), &store);
     verifier.lookup("example.test/alpha", "v1.0.0").await.unwrap();
@@ -401,10 +395,7 @@ async fn a_fork_is_refused_loudly_and_the_old_tree_kept() {
 
 #[tokio::test]
 async fn a_tree_of_300_records_verifies_through_full_partial_and_level_1_tiles() {
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = dir.path().join("proxy");
-    write_fixture(&proxy, &[module("example.test/alpha", "v1.0.0")]);
-    let server = start_sumdb(&proxy).await;
+    let (dir, proxy, server) = sumdb_over(&[module("example.test/alpha", "v1.0.0")]).await;
     let fetcher = server.fetcher();
     let store = dir.path().join("latest");
     let verifier = verifier(&server, fetcher.clone(), &store);
@@ -462,17 +453,12 @@ async fn a_tree_of_300_records_verifies_through_full_partial_and_level_1_tiles()
 
 #[tokio::test]
 async fn tiles_that_do_not_match_the_signed_tree_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = dir.path().join("proxy");
-    write_fixture(
-        &proxy,
-        &[
-            module("example.test/alpha", "v1.0.0"),
-            module("example.test/beta", "v1.0.0"),
-            module("example.test/gamma", "v1.0.0"),
-        ],
-    );
-    let server = start_sumdb(&proxy).await;
+    let (dir, _, server) = sumdb_over(&[
+        module("example.test/alpha", "v1.0.0"),
+        module("example.test/beta", "v1.0.0"),
+        module("example.test/gamma", "v1.0.0"),
+    ])
+    .await;
     let fetcher = server.fetcher();
     fetcher.corrupt_tiles.store(true, Ordering::SeqCst);
     let verifier = verifier(&server, fetcher, &dir.path().join("latest"));
@@ -490,16 +476,11 @@ async fn tiles_that_do_not_match_the_signed_tree_are_refused() {
 /// the one that guards against a fork), never overwritten.
 #[tokio::test]
 async fn a_damaged_or_unwritable_kept_tree_never_turns_the_check_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let proxy = dir.path().join("proxy");
-    write_fixture(
-        &proxy,
-        &[
-            module("example.test/alpha", "v1.0.0"),
-            module("example.test/beta", "v1.0.0"),
-        ],
-    );
-    let server = start_sumdb(&proxy).await;
+    let (dir, _, server) = sumdb_over(&[
+        module("example.test/alpha", "v1.0.0"),
+        module("example.test/beta", "v1.0.0"),
+    ])
+    .await;
 
     // Damaged: garbage where the note was.
     let store = dir.path().join("latest");

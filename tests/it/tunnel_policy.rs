@@ -63,6 +63,22 @@ async fn modgate(dir: &std::path::Path, public: &TestPki, extra: Option<&TestPki
     .await
 }
 
+/// One GET through a tunnel via `proxy` to `origin` (as `localhost`), over
+/// TLS trusting `root`: what came back before the tunnel closed (or
+/// `STEP` passed). The tunnel itself must open (`200`): `warn` never
+/// delays it.
+async fn get_through(proxy: std::net::SocketAddr, origin: std::net::SocketAddr, root: &TestPki) -> String {
+    let (stream, head) = connect_via(proxy, &format!("localhost:{}", origin.port())).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "warn never delays the tunnel: {head}");
+    let mut tls = tls_connect(stream, root.client_config(), "localhost").await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn block_refuses_an_intercepted_tunnel_before_it_opens() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,19 +119,9 @@ async fn an_untrusted_tunnel_is_closed_at_once_under_warn() {
     // The origin answers after a second; the verdict comes long before.
     let origin = slow_tls_origin(&rogue, &["localhost"], Duration::from_secs(1)).await;
     let mut served = modgate(dir.path(), &public, None, "warn").await;
-    let (stream, head) = connect_via(served.addr, &format!("localhost:{}", origin.port())).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "warn never delays the tunnel: {head}");
     // The client trusts the rogue root itself (as a misconfigured one would).
-    let mut tls = tls_connect(stream, rogue.client_config(), "localhost").await;
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut got)).await;
-    assert!(
-        !String::from_utf8_lossy(&got).contains("secret data"),
-        "the tunnel was closed before the answer"
-    );
+    let got = get_through(served.addr, origin, &rogue).await;
+    assert!(!got.contains("secret data"), "the tunnel was closed before the answer");
     let event = served.next_access().await;
     assert_eq!(event["verdict"].as_str(), Some("untrusted"), "{event}");
     let error = event["error"].as_str().unwrap_or_default();
@@ -159,19 +165,8 @@ async fn a_tunnel_over_before_its_untrusted_verdict_still_says_so() {
         }
     });
     let mut served = modgate(dir.path(), &public, None, "warn").await;
-    let (stream, head) = connect_via(served.addr, &format!("localhost:{}", origin.port())).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut tls = tls_connect(stream, rogue.client_config(), "localhost").await;
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut got)).await;
-    assert!(
-        String::from_utf8_lossy(&got).ends_with("data"),
-        "the verdict came first"
-    );
-    drop(tls);
+    let got = get_through(served.addr, origin, &rogue).await;
+    assert!(got.ends_with("data"), "the verdict came first");
     let event = served.next_access().await;
     assert_eq!(event["verdict"].as_str(), Some("untrusted"), "{event}");
     let error = event["error"].as_str().unwrap_or_default();
