@@ -112,13 +112,21 @@ impl<'a> Facts<'a> {
     /// as `master` names none until it is answered), and whether it is a
     /// checksum-database lookup. No user: callers add the one that
     /// authenticated.
+    ///
+    /// A `.mod` or `.zip` names a version, never a query: any semantic
+    /// version there counts as the version it is (`v1.2.0+meta` is
+    /// v1.2.0; version rules ignore the build suffix, as semver does), so
+    /// a spelling go never sends cannot get past a version rule.
     pub fn of_request(src: IpAddr, dest: Option<&'a Authority>, request: &'a ModuleRequest) -> Facts<'a> {
+        let names_a_version = matches!(request, ModuleRequest::Mod { .. } | ModuleRequest::Zip { .. });
         Facts {
             src,
             dest,
             addr: None,
             module: request.module(),
-            version: request.version().filter(|v| is_canonical(v)),
+            version: request
+                .version()
+                .filter(|v| is_canonical(v) || (names_a_version && crate::gomod::semver::parse(v).is_some())),
             user: None,
             sumdb_lookup: matches!(
                 request,

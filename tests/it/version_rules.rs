@@ -196,6 +196,42 @@ async fn a_refused_version_written_short_is_left_out_of_the_list_too() {
     proxy.stop().await;
 }
 
+/// A `.mod` or `.zip` names a version, never a query: the refused version
+/// spelled with build metadata, or short, is still refused, and the mirror
+/// never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_version_spelled_another_way_is_refused_for_mod_and_zip() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture(&dir.path().join("fixture"));
+    let at_v = dir.path().join("fixture").join(WIDGET).join("@v");
+    for spelled in ["v1.2.0+meta", "v1.2"] {
+        for ext in ["mod", "zip"] {
+            std::fs::copy(
+                at_v.join(format!("v1.2.0.{ext}")),
+                at_v.join(format!("{spelled}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    let mirror = start_mirror(&dir.path().join("fixture")).await;
+    let proxy = start_proxy_with(endpoint_config(dir.path(), mirror.addr, &pin_rules())).await;
+    for path in [
+        "v1.2.0+meta.mod",
+        "v1.2.0+meta.zip",
+        "v1.2.mod",
+        "v1.2.zip",
+        "v1.2.0.zip",
+    ] {
+        let path = format!("/{WIDGET}/@v/{path}");
+        let (status, _, body) = endpoint_get(proxy.addr, &path).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("blocked by rule 'pin-widget'"), "{path}: {body}");
+        assert_eq!(mirror.count(&path), 0, "{path}");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_answers_the_highest_allowed_version_or_a_404() {
     let dir = tempfile::tempdir().unwrap();
