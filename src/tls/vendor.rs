@@ -25,33 +25,49 @@ enum Field {
 
 /// (product, field, anchored regex)
 const PATTERNS: &[(&str, Field, &str)] = &[
-    ("Zscaler", Field::Organization, r"Zscaler Inc\."),
-    ("Zscaler", Field::CommonName, r"Zscaler Root CA"),
+    ("Zscaler", Field::Organization, r"Zscaler,? Inc\.?"),
+    ("Zscaler", Field::OrganizationalUnit, r"Zscaler,? Inc\.?"),
+    ("Zscaler", Field::CommonName, r"Zscaler Root CA( \d+)?"),
+    // Each Zscaler cloud names its intermediate; `(t)` marks a test one.
     (
         "Zscaler",
         Field::CommonName,
-        r"Zscaler Intermediate Root CA \((zscloud|zscaler|zscalerthree)\.net\)",
+        r"Zscaler Intermediate Root CA \((zscloud|zscaler|zscalerone|zscalertwo|zscalerthree|zscalerten|zscalergov|zscalerbeta|zspreview)\.net\)( \(t\))?",
     ),
-    ("Netskope", Field::Organization, r"Netskope Inc\."),
+    ("Netskope", Field::Organization, r"Netskope,? Inc\.?"),
     ("Netskope", Field::CommonName, r"certadmin"),
     ("Netskope", Field::CommonName, r"ca\..*\.goskope\.com"),
     ("Netskope", Field::CommonName, r"caadmin\.netskope\.com"),
     ("Fortinet", Field::CommonName, r"FortiGate CA"),
-    ("Fortinet", Field::Organization, r"Fortinet( Ltd\.)?"),
+    ("Fortinet", Field::Organization, r"Fortinet( Ltd\.|,? Inc\.?)?"),
     (
         "Cisco Umbrella",
         Field::CommonName,
         r"Cisco Umbrella (Root CA|Primary SubCA)",
     ),
-    ("Cisco Umbrella", Field::Organization, r"Cisco"),
+    ("Cisco Umbrella", Field::Organization, r"Cisco( Systems,? Inc\.?)?"),
     ("Blue Coat / Symantec", Field::Organization, r"Blue Coat.*"),
     ("Forcepoint", Field::CommonName, r"Forcepoint Cloud CA"),
-    ("Forcepoint", Field::Organization, r"Forcepoint LLC"),
+    ("Forcepoint", Field::Organization, r"Forcepoint,? LLC"),
+    // Forcepoint's web security was Websense's.
+    ("Forcepoint", Field::Organization, r"Websense,? Inc\.?"),
     ("McAfee Web Gateway", Field::CommonName, r"McAfee Web Gateway"),
+    // McAfee's enterprise web gateway, renamed.
+    (
+        "Skyhigh Secure Web Gateway",
+        Field::CommonName,
+        r"Skyhigh (Secure )?Web Gateway.*",
+    ),
+    (
+        "Skyhigh Secure Web Gateway",
+        Field::Organization,
+        r"Skyhigh Security,?( LLC)?",
+    ),
     ("Sophos", Field::CommonName, r"Sophos SSL CA_[A-Z0-9-]+"),
     ("Sophos", Field::CommonName, r"Sophos_CA_[A-Z0-9]+"),
     ("Sophos", Field::CommonName, r"sophosutm Proxy CA"),
     ("Sophos", Field::CommonName, r"Sophos Web Appliance"),
+    ("Sophos", Field::Organization, r"Sophos( Ltd\.?| Limited| Inc\.?)?"),
     (
         "Kaspersky",
         Field::CommonName,
@@ -62,7 +78,7 @@ const PATTERNS: &[(&str, Field, &str)] = &[
     (
         "Avast / AVG / Norton",
         Field::CommonName,
-        r"(avast! |AVG |Norton )Web/Mail Shield Root",
+        r"(avast!? |AVG |Norton )Web/Mail Shield Root",
     ),
     (
         "Bitdefender",
@@ -104,6 +120,24 @@ const PATTERNS: &[(&str, Field, &str)] = &[
     ("Charles Proxy", Field::Organization, r"XK72 Ltd"),
     ("Fiddler", Field::CommonName, r"DO_NOT_TRUST_FiddlerRoot"),
     ("Burp Suite", Field::CommonName, r"PortSwigger CA"),
+    // Vendors whose CA the admin generates, when it keeps the vendor's
+    // name as its organization.
+    (
+        "Palo Alto Networks",
+        Field::Organization,
+        r"Palo Alto Networks,?( Inc\.?)?",
+    ),
+    (
+        "Check Point",
+        Field::Organization,
+        r"Check Point Software Technologies,?( Ltd\.?)?",
+    ),
+    ("Barracuda", Field::Organization, r"Barracuda Networks,?( Inc\.?)?"),
+    (
+        "WatchGuard",
+        Field::Organization,
+        r"WatchGuard( Technologies,?( Inc\.?)?)?",
+    ),
     ("mitmproxy", Field::CommonName, r"mitmproxy"),
     ("mitmproxy", Field::Organization, r"mitmproxy"),
     // Squid ssl-bump's CA for origins whose chain Squid did not trust.
@@ -120,8 +154,10 @@ fn table() -> &'static [(&'static str, Field, Regex)] {
         PATTERNS
             .iter()
             .filter_map(|(product, field, pattern)| {
-                // Anchored: the whole attribute must match, as Chromium's list does.
-                Regex::new(&format!("^(?:{pattern})$"))
+                // Anchored: the whole attribute must match, as Chromium's
+                // list does; but in any case (`Sophos SSL CA_c1234`, an O
+                // in capitals), as admins and firmware versions write them.
+                Regex::new(&format!("(?i)^(?:{pattern})$"))
                     .ok()
                     .map(|re| (*product, *field, re))
             })
@@ -206,6 +242,38 @@ mod tests {
         assert_eq!(product(&cn("Not trusted")), Some("Squid ssl-bump"));
         assert_eq!(product(&cn("modgate local CA 0a1b2c3d")), Some("modgate"));
         assert_eq!(product(&cn("modgate local CA")), None);
+    }
+
+    /// The spellings products and their admins write besides Chromium's:
+    /// punctuation, case, other Zscaler clouds, renamed products.
+    #[test]
+    fn real_world_spellings_are_named() {
+        for (names, want) in [
+            (cn("Zscaler Intermediate Root CA (zscalertwo.net)"), "Zscaler"),
+            (cn("Zscaler Intermediate Root CA (zscaler.net) (t)"), "Zscaler"),
+            (o("Zscaler, Inc."), "Zscaler"),
+            (o("Zscaler Inc"), "Zscaler"),
+            (
+                Names {
+                    ou: vec!["Zscaler Inc.".into()],
+                    ..Names::default()
+                },
+                "Zscaler",
+            ),
+            (o("Netskope Inc"), "Netskope"),
+            (o("Fortinet, Inc."), "Fortinet"),
+            (o("Cisco Systems, Inc."), "Cisco Umbrella"),
+            (o("Sophos"), "Sophos"),
+            (cn("sophos ssl ca_c1234"), "Sophos"),
+            (cn("Avast Web/Mail Shield Root"), "Avast / AVG / Norton"),
+            (o("Websense, Inc."), "Forcepoint"),
+            (cn("Skyhigh Secure Web Gateway CA"), "Skyhigh Secure Web Gateway"),
+            (o("Palo Alto Networks"), "Palo Alto Networks"),
+            (o("Check Point Software Technologies Ltd."), "Check Point"),
+            (o("FORTINET"), "Fortinet"),
+        ] {
+            assert_eq!(product(&names), Some(want), "{names:?}");
+        }
     }
 
     #[test]
