@@ -104,6 +104,11 @@ pub struct Roots {
     /// re-issued with the same name and key, and new dates): the anchor is
     /// within its dates when one of them is, as go tries each.
     dates: HashMap<AnchorKey, Vec<RootDates>>,
+    /// The path length constraints of root certificates that set one (a
+    /// trust anchor keeps no extensions, so webpki never applies them; go
+    /// does), with their subjects: the most intermediates a chain may have
+    /// below it (of several certificates behind one anchor, the loosest).
+    path_lens: HashMap<AnchorKey, (u32, String)>,
 }
 
 impl From<RootCertStore> for Roots {
@@ -112,7 +117,30 @@ impl From<RootCertStore> for Roots {
         Roots {
             store,
             dates: HashMap::new(),
+            path_lens: HashMap::new(),
         }
+    }
+}
+
+/// A chain whose every path ends at a root whose path length constraint
+/// it exceeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTooLong {
+    /// The root's subject DN.
+    pub root: String,
+    /// The intermediates it allows below it.
+    pub allowed: u32,
+    /// The intermediates the chain has below it.
+    pub found: usize,
+}
+
+impl PathTooLong {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        format!(
+            "the chain has {} intermediate certificate(s) below the trusted root '{}', whose path length constraint allows {}",
+            self.found, self.root, self.allowed
+        )
     }
 }
 
@@ -125,12 +153,65 @@ impl Roots {
     /// Adds a root certificate loaded from `source`, with its dates.
     pub fn add(&mut self, cert: CertificateDer<'static>, source: &str) -> Result<(), rustls::Error> {
         let dates = RootDates::of(&cert, source);
+        let path_len = path_len_of(&cert);
         let key = webpki::anchor_from_trusted_cert(&cert).map(|a| key_of(&a)).ok();
         self.store.add(cert)?;
-        if let (Some(key), Some(dates)) = (key, dates) {
+        if let (Some(key), Some(dates)) = (key.clone(), dates) {
             self.dates.entry(key).or_default().push(dates);
         }
+        if let (Some(key), Some((allowed, subject))) = (key, path_len) {
+            let kept = self.path_lens.entry(key).or_insert((allowed, subject));
+            kept.0 = kept.0.max(allowed);
+        }
         Ok(())
+    }
+
+    /// For a chain (leaf first) that verified against these roots: the
+    /// root it ended at, when every path it has holds more intermediates
+    /// below its root than that root's path length constraint allows.
+    pub fn path_too_long(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+        algs: &[&dyn SignatureVerificationAlgorithm],
+    ) -> Option<PathTooLong> {
+        // Nearly always: no root sets a path length, nothing to look for.
+        if self.path_lens.is_empty() {
+            return None;
+        }
+        let (leaf, intermediates) = chain.split_first()?;
+        let leaf = webpki::EndEntityCert::try_from(leaf).ok()?;
+        let met = RefCell::new(None);
+        // Called for each path webpki builds; an error sends it on to the
+        // next path, so a chain with a path within every constraint passes.
+        let within_length = |path: &webpki::VerifiedPath<'_>| {
+            let Some((allowed, root)) = self.path_lens.get(&key_of(path.anchor())) else {
+                return Ok(());
+            };
+            let found = path.intermediate_certificates().count();
+            if found <= *allowed as usize {
+                return Ok(());
+            }
+            met.borrow_mut().get_or_insert_with(|| PathTooLong {
+                root: root.clone(),
+                allowed: *allowed,
+                found,
+            });
+            Err(webpki::Error::PathLenConstraintViolated)
+        };
+        let verified = leaf.verify_for_usage(
+            algs,
+            &self.store.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            Some(&within_length),
+        );
+        match verified {
+            Ok(_) => None,
+            Err(_) => met.into_inner(),
+        }
     }
 
     /// Adds every certificate that is usable as a root, ignoring the rest
@@ -219,6 +300,14 @@ impl Roots {
     }
 }
 
+/// The path length constraint a root certificate sets, with its subject.
+fn path_len_of(cert: &CertificateDer<'_>) -> Option<(u32, String)> {
+    let (_, parsed) = X509Certificate::from_der(cert).ok()?;
+    let constraints = parsed.basic_constraints().ok()??.value;
+    let allowed = constraints.path_len_constraint?;
+    Some((allowed, crate::tls::certinfo::dn_text(parsed.subject())))
+}
+
 /// Seconds since the epoch as a [`UnixTime`] (0 before it).
 fn epoch(secs: i64) -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(secs.max(0) as u64))
@@ -246,6 +335,46 @@ mod tests {
         rustls::crypto::ring::default_provider()
             .signature_verification_algorithms
             .all
+    }
+
+    /// A root that allows `path_len` intermediates (unconstrained when
+    /// `None`), one intermediate it signs, and a leaf for `a.test` that
+    /// signs: (root, [leaf, intermediate]).
+    fn root_over_one_intermediate(path_len: Option<u8>) -> (CertificateDer<'static>, Vec<CertificateDer<'static>>) {
+        let mut params = crate::tls::testing::ca_params("Corp Root", (-1, 30));
+        if let Some(n) = path_len {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(n));
+        }
+        let (root, issuer) = crate::tls::testing::ca_from(params, rcgen::KeyPair::generate().unwrap(), None);
+        let (intermediate, by) = crate::tls::testing::ca(
+            "Corp Intermediate",
+            rcgen::KeyPair::generate().unwrap(),
+            (-1, 30),
+            Some(&issuer),
+        );
+        let leaf = crate::tls::testing::leaf_by("a.test", &by);
+        (root, vec![leaf, intermediate])
+    }
+
+    /// go applies a root's path length constraint; webpki keeps none of a
+    /// root's extensions, so modgate applies it after webpki.
+    #[test]
+    fn a_chain_longer_than_its_roots_path_length_allows_is_named() {
+        for (path_len, refused) in [(Some(0), true), (Some(1), false), (None, false)] {
+            let (root, chain) = root_over_one_intermediate(path_len);
+            let mut roots = Roots::empty();
+            roots.add(root, "corp.pem").unwrap();
+            let too_long = roots.path_too_long(&chain, UnixTime::now(), algs());
+            match refused {
+                true => assert_eq!(
+                    too_long.map(|t| t.describe()).as_deref(),
+                    Some(
+                        "the chain has 1 intermediate certificate(s) below the trusted root 'CN=Corp Root', whose path length constraint allows 0"
+                    )
+                ),
+                false => assert_eq!(too_long, None, "{path_len:?}"),
+            }
+        }
     }
 
     #[test]

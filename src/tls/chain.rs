@@ -21,7 +21,7 @@ use x509_parser::prelude::*;
 
 use crate::core::escape::escape;
 pub use crate::core::verdict::{Judgement, Verdict};
-use crate::tls::anchors::{RootDates, Roots};
+use crate::tls::anchors::{PathTooLong, RootDates, Roots};
 use crate::tls::certinfo::{CertInfo, attribute_text, dn_text, info};
 pub use crate::tls::certinfo::{hex, sha256_hex};
 use crate::tls::vendor::{self, Names};
@@ -177,6 +177,10 @@ enum Failed {
     /// It verified, but only to a root whose own certificate is outside
     /// its dates at this time (seconds since the epoch).
     RootOutsideDates(RootDates, i64),
+    /// It verified, but only through more intermediates than its root's
+    /// path length constraint allows (go refuses it; trusting the root
+    /// cannot mend it).
+    PathTooLong(PathTooLong),
 }
 
 /// Verifies `chain` against one set of roots: rustls's checks, then the
@@ -195,9 +199,12 @@ fn check(
         .verifier
         .verify_server_cert(leaf, rest, name, &[], now)
         .map_err(Failed::Rustls)?;
-    match checker.roots.outside_dates(chain, now, algs) {
+    if let Some(root) = checker.roots.outside_dates(chain, now, algs) {
+        return Err(Failed::RootOutsideDates(root, now.as_secs() as i64));
+    }
+    match checker.roots.path_too_long(chain, now, algs) {
         None => Ok(()),
-        Some(root) => Err(Failed::RootOutsideDates(root, now.as_secs() as i64)),
+        Some(too_long) => Err(Failed::PathTooLong(too_long)),
     }
 }
 
@@ -208,6 +215,7 @@ fn describe_check(result: &Result<(), Failed>) -> String {
         Err(Failed::RootOutsideDates(root, now)) => {
             format!("invalid peer certificate: the chain ends at {}", root.describe(*now))
         }
+        Err(Failed::PathTooLong(too_long)) => format!("invalid peer certificate: {}", too_long.describe()),
     }
 }
 
@@ -327,6 +335,7 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
             .into_iter()
             .find_map(|check| match check {
                 Err(Failed::Rustls(e)) if !is_trust_failure(e) => Some(e.to_string()),
+                Err(Failed::PathTooLong(too_long)) => Some(too_long.describe()),
                 _ => None,
             })
             .or_else(|| certs[0].sans.is_empty().then(|| NO_SAN.to_owned()))
@@ -578,6 +587,30 @@ mod tests {
         let mut local = Roots::empty();
         local.add(root.clone(), "extra.pem").unwrap();
         Verifiers::new(Roots::from(public), local).unwrap()
+    }
+
+    /// A trusted root whose path length constraint the chain exceeds: go
+    /// refuses it, so it is untrusted, and trusting the root is no fix.
+    #[test]
+    fn a_chain_past_its_trusted_roots_path_length_is_untrusted_and_no_root_mends_it() {
+        let mut params = crate::tls::testing::ca_params("Corp Root", (-1, 30));
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        let (root, issuer) = crate::tls::testing::ca_from(params, rcgen::KeyPair::generate().unwrap(), None);
+        let (int, by) = ca(
+            "Corp Issuing CA",
+            rcgen::KeyPair::generate().unwrap(),
+            (-1, 30),
+            Some(&issuer),
+        );
+        let chain = [leaf_by("a.test", &by), int];
+        let report = analyze(&trusting(&root), &chain, Some("a.test")).unwrap();
+        assert_eq!(report.verdict, Verdict::Untrusted);
+        assert_eq!(
+            report.unacceptable.as_deref(),
+            Some(
+                "the chain has 1 intermediate certificate(s) below the trusted root 'CN=Corp Root', whose path length constraint allows 0"
+            )
+        );
     }
 
     /// Servers send chains out of order and twice: the path is built from
