@@ -331,12 +331,15 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
     // A failure of either check that no root could mend: the public one
     // (a public chain), or the local one (an interceptor's).
     let unacceptable = match verdict {
-        Verdict::Untrusted => [&public, &local]
-            .into_iter()
-            .find_map(|check| match check {
-                Err(Failed::Rustls(e)) if !is_trust_failure(e) => Some(e.to_string()),
-                Err(Failed::PathTooLong(too_long)) => Some(too_long.describe()),
-                _ => None,
+        // Said first, in words: rustls reports these as an unknown issuer
+        // (while the root is not trusted) or as a bad signature.
+        Verdict::Untrusted => weak_link(&parsed, &certs)
+            .or_else(|| {
+                [&public, &local].into_iter().find_map(|check| match check {
+                    Err(Failed::Rustls(e)) if !is_trust_failure(e) => Some(e.to_string()),
+                    Err(Failed::PathTooLong(too_long)) => Some(too_long.describe()),
+                    _ => None,
+                })
             })
             .or_else(|| certs[0].sans.is_empty().then(|| NO_SAN.to_owned()))
             .or_else(|| {
@@ -371,6 +374,46 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         root_outside_dates: stale_root,
         unacceptable,
     })
+}
+
+/// Something in the chain that rustls refuses whatever the roots, said in
+/// words: a SHA-1 or MD5 signature (go refuses those too), or a key rustls
+/// cannot check signatures of (RSA below 2048 bits, ECDSA P-521; go
+/// accepts both) on the leaf or on a certificate that issued another one
+/// sent.
+fn weak_link(parsed: &[X509Certificate<'_>], certs: &[CertInfo]) -> Option<String> {
+    let signed_weakly = parsed.iter().zip(certs).find_map(|(c, info)| {
+        let oid = c.signature_algorithm.algorithm.to_id_string();
+        let weak = match oid.as_str() {
+            "1.2.840.113549.1.1.5" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3" => "SHA-1",
+            "1.2.840.113549.1.1.4" | "1.2.840.113549.1.1.2" => "MD5",
+            _ => return None,
+        };
+        Some(format!(
+            "'{}' is signed with {} ({weak}), which go and rustls refuse",
+            display_name(c.subject()),
+            info.signature
+        ))
+    });
+    let issues_one = |c: &X509Certificate<'_>| parsed.iter().any(|o| o.issuer().as_raw() == c.subject().as_raw());
+    let weak_key = parsed.iter().zip(certs).enumerate().find_map(|(i, (c, info))| {
+        if i > 0 && !issues_one(c) {
+            return None;
+        }
+        let small_rsa = info
+            .key
+            .strip_prefix("RSA ")
+            .and_then(|bits| bits.parse::<u32>().ok())
+            .is_some_and(|bits| bits < 2048);
+        (small_rsa || info.key == "ECDSA P-521").then(|| {
+            format!(
+                "'{}' has a key whose signatures rustls (so modgate) cannot check ({}; it needs RSA of 2048 bits or more, or ECDSA P-256 or P-384; go accepts this one)",
+                display_name(c.subject()),
+                info.key
+            )
+        })
+    });
+    signed_weakly.or(weak_key)
 }
 
 /// Why a leaf with no subjectAltName is refused whatever the roots.
@@ -587,6 +630,32 @@ mod tests {
         let mut local = Roots::empty();
         local.add(root.clone(), "extra.pem").unwrap();
         Verifiers::new(Roots::from(public), local).unwrap()
+    }
+
+    /// A SHA-1 signature or a key rustls cannot check is said in words,
+    /// and no root is offered as the fix, whether or not the root is
+    /// trusted yet (rustls says "unknown issuer" until it is). The chains
+    /// (leaf and root; openssl-made, as rcgen cannot sign with SHA-1 or
+    /// RSA-1024) are in src/tls/testdata.
+    #[test]
+    fn a_weak_signature_or_key_is_named_whether_or_not_the_root_is_trusted() {
+        for (pem, want) in [
+            (
+                &include_bytes!("testdata/sha1-leaf-and-root.pem")[..],
+                "'origin.test' is signed with sha1WithRSAEncryption (SHA-1), which go and rustls refuse",
+            ),
+            (
+                &include_bytes!("testdata/rsa1024-leaf-and-root.pem")[..],
+                "'K rsa1024 Root' has a key whose signatures rustls (so modgate) cannot check (RSA 1024; it needs RSA of 2048 bits or more, or ECDSA P-256 or P-384; go accepts this one)",
+            ),
+        ] {
+            let chain = crate::tls::pem::parse_chain("chain", pem).unwrap();
+            for v in [verifiers(), trusting(&chain[1])] {
+                let report = analyze(&v, &chain, Some("origin.test")).unwrap();
+                assert_eq!(report.verdict, Verdict::Untrusted);
+                assert_eq!(report.unacceptable.as_deref(), Some(want));
+            }
+        }
     }
 
     /// A trusted root whose path length constraint the chain exceeds: go
