@@ -244,12 +244,15 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
         .collect::<Result<_, _>>()?;
     let certs: Vec<CertInfo> = parsed.iter().zip(chain).map(|(c, der)| info(c, der)).collect();
     let leaf = &parsed[0];
+    // A saved chain is judged for the first of its leaf's names that is a
+    // server name (an odd first one, `*`, does not stop the diagnosis).
     let name_text = match host {
         Some(h) => h.to_owned(),
         None => certs[0]
             .sans
-            .first()
+            .iter()
             .map(|san| covered_name(san))
+            .find(|name| ServerName::try_from(name.clone()).is_ok())
             .unwrap_or_else(|| "invalid.invalid".into()),
     };
     // The name may come from the certificate itself (a saved chain's SAN).
@@ -342,6 +345,25 @@ pub fn analyze(verifiers: &Verifiers, chain: &[CertificateDer<'_>], host: Option
                 })
             })
             .or_else(|| certs[0].sans.is_empty().then(|| NO_SAN.to_owned()))
+            .or_else(|| {
+                // The leaf names the host as go reads it, but rustls does
+                // not take it (a wildcard over one label, `*.corp`).
+                let refused_name = [&public, &local].into_iter().any(|check| {
+                    matches!(
+                        check,
+                        Err(Failed::Rustls(rustls::Error::InvalidCertificate(
+                            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+                        )))
+                    )
+                });
+                (host.is_some() && !flags.hostname_mismatch && refused_name).then(|| {
+                    format!(
+                        "rustls (so modgate) does not accept the leaf's names ({}) for {}, though go does (a wildcard must leave at least two labels, as in *.corp.example)",
+                        escape(&certs[0].sans.join(", ")),
+                        escape(&name_text)
+                    )
+                })
+            })
             .or_else(|| {
                 // A root sent with name constraints that leave the host out:
                 // trusting it would not help (webpki says so only once it
@@ -656,6 +678,34 @@ mod tests {
                 assert_eq!(report.unacceptable.as_deref(), Some(want));
             }
         }
+    }
+
+    /// A wildcard over a single label (`*.test`, as internal CAs issue for
+    /// `*.corp`): go takes it for `a.test`, rustls does not; with its root
+    /// trusted, the report says that, not "get the root from IT". A saved
+    /// chain whose first name is no server name is judged by the next.
+    #[test]
+    fn a_name_go_takes_and_rustls_does_not_is_said_and_an_odd_first_name_is_skipped() {
+        let (root, issuer) = ca("Corp Root", rcgen::KeyPair::generate().unwrap(), (-1, 30), None);
+        let chain = [leaf_by("*.test", &issuer)];
+        let report = analyze(&trusting(&root), &chain, Some("a.test")).unwrap();
+        assert_eq!(report.verdict, Verdict::Untrusted);
+        assert!(!report.flags.hostname_mismatch);
+        assert_eq!(
+            report.unacceptable.as_deref(),
+            Some(
+                "rustls (so modgate) does not accept the leaf's names (*.test) for a.test, though go does (a wildcard must leave at least two labels, as in *.corp.example)"
+            )
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let odd_first = rcgen::CertificateParams::new(vec!["*".to_owned(), "b.test".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap()
+            .der()
+            .clone();
+        let report = analyze(&trusting(&root), &[odd_first], None).unwrap();
+        assert_eq!(report.verdict, Verdict::Intercepted);
     }
 
     /// A trusted root whose path length constraint the chain exceeds: go
