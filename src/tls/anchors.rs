@@ -175,8 +175,15 @@ impl Roots {
         now: UnixTime,
         algs: &[&dyn SignatureVerificationAlgorithm],
     ) -> Option<PathTooLong> {
-        // Nearly always: no root sets a path length, nothing to look for.
-        if self.path_lens.is_empty() {
+        // Nearly always: no certificate sent names a root that sets a path
+        // length (a few of the system store's do) as its issuer, nothing
+        // to look for; the issuer's name is in the certificate's bytes.
+        let names_one = |cert: &CertificateDer<'_>| {
+            self.path_lens
+                .keys()
+                .any(|(subject, _)| !subject.is_empty() && cert.windows(subject.len()).any(|w| w == &subject[..]))
+        };
+        if !chain.iter().any(names_one) {
             return None;
         }
         let (leaf, intermediates) = chain.split_first()?;
