@@ -186,39 +186,16 @@ impl Roots {
         if !chain.iter().any(names_one) {
             return None;
         }
-        let (leaf, intermediates) = chain.split_first()?;
-        let leaf = webpki::EndEntityCert::try_from(leaf).ok()?;
-        let met = RefCell::new(None);
-        // Called for each path webpki builds; an error sends it on to the
-        // next path, so a chain with a path within every constraint passes.
-        let within_length = |path: &webpki::VerifiedPath<'_>| {
-            let Some((allowed, root)) = self.path_lens.get(&key_of(path.anchor())) else {
-                return Ok(());
-            };
+        self.every_path_refused(chain, now, algs, |path| {
+            let (allowed, root) = self.path_lens.get(&key_of(path.anchor()))?;
             let found = path.intermediate_certificates().count();
-            if found <= *allowed as usize {
-                return Ok(());
-            }
-            met.borrow_mut().get_or_insert_with(|| PathTooLong {
+            let too_long = PathTooLong {
                 root: root.clone(),
                 allowed: *allowed,
                 found,
-            });
-            Err(webpki::Error::PathLenConstraintViolated)
-        };
-        let verified = leaf.verify_for_usage(
-            algs,
-            &self.store.roots,
-            intermediates,
-            now,
-            webpki::KeyUsage::server_auth(),
-            None,
-            Some(&within_length),
-        );
-        match verified {
-            Ok(_) => None,
-            Err(_) => met.into_inner(),
-        }
+            };
+            (found > *allowed as usize).then_some((too_long, webpki::Error::PathLenConstraintViolated))
+        })
     }
 
     /// Adds every certificate that is usable as a root, ignoring the rest
@@ -269,25 +246,41 @@ impl Roots {
         let secs = now.as_secs() as i64;
         // Nearly always: every root is within its dates, nothing to look for.
         self.outside_dates_at(secs).next()?;
+        self.every_path_refused(chain, now, algs, |path| {
+            let root = self.stale(path.anchor(), secs)?;
+            let error = match root.expired(secs) {
+                true => webpki::Error::CertExpired {
+                    time: now,
+                    not_after: epoch(root.ends),
+                },
+                false => webpki::Error::CertNotValidYet {
+                    time: now,
+                    not_before: epoch(root.starts),
+                },
+            };
+            Some((root.clone(), error))
+        })
+    }
+
+    /// Verifies `chain` (leaf first) again with `refuse` judging each path
+    /// webpki builds to these roots: a path it refuses (with what to
+    /// report, and webpki's error for it) sends webpki on to the next, so
+    /// a chain with one path it lets through passes. What it said of the
+    /// first path refused, when every path was.
+    fn every_path_refused<T>(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+        algs: &[&dyn SignatureVerificationAlgorithm],
+        refuse: impl Fn(&webpki::VerifiedPath<'_>) -> Option<(T, webpki::Error)>,
+    ) -> Option<T> {
         let (leaf, intermediates) = chain.split_first()?;
         let leaf = webpki::EndEntityCert::try_from(leaf).ok()?;
         let met = RefCell::new(None);
-        // Called for each path webpki builds; an error sends it on to the
-        // next path, so a chain with a path to a current root still passes.
-        let within_dates = |path: &webpki::VerifiedPath<'_>| match self.stale(path.anchor(), secs) {
+        let judged = |path: &webpki::VerifiedPath<'_>| match refuse(path) {
             None => Ok(()),
-            Some(root) => {
-                let error = match root.expired(secs) {
-                    true => webpki::Error::CertExpired {
-                        time: now,
-                        not_after: epoch(root.ends),
-                    },
-                    false => webpki::Error::CertNotValidYet {
-                        time: now,
-                        not_before: epoch(root.starts),
-                    },
-                };
-                met.borrow_mut().get_or_insert_with(|| root.clone());
+            Some((said, error)) => {
+                met.borrow_mut().get_or_insert(said);
                 Err(error)
             }
         };
@@ -298,7 +291,7 @@ impl Roots {
             now,
             webpki::KeyUsage::server_auth(),
             None,
-            Some(&within_dates),
+            Some(&judged),
         );
         match verified {
             Ok(_) => None,
